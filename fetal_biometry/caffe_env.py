@@ -1,0 +1,105 @@
+"""Where Caffe lives and how to load it.
+
+``import caffe`` costs about 0.4 s and prints glog lines; code that only reads or writes
+records needs nothing but the generated ``caffe_pb2`` module, which :func:`proto` loads on
+its own, without running ``caffe/__init__.py``.
+
+Caffe is found the way Python finds any package (``tools/bootstrap.sh`` puts a ``.pth`` file
+into the virtual environment pointing at the cached build). To use another Caffe install, e.g.
+inside the Docker image, set ``FETAL_CAFFE_PREFIX`` to its prefix (the folder holding
+``bin/caffe`` and ``python/caffe``).
+"""
+from __future__ import annotations
+
+import functools
+import importlib.util
+import os
+import pathlib
+import shutil
+import sys
+import types
+
+_HINT = ("Run `make demo` (or tools/bootstrap.sh) to build Caffe into the project's cache, "
+         "or set FETAL_CAFFE_PREFIX to an existing Caffe install prefix.")
+
+
+def _prefix_from_env() -> pathlib.Path | None:
+    prefix = os.environ.get("FETAL_CAFFE_PREFIX")
+    return pathlib.Path(prefix) if prefix else None
+
+
+def package_dir() -> pathlib.Path:
+    """Folder of the ``caffe`` Python package (``.../python/caffe``)."""
+    prefix = _prefix_from_env()
+    if prefix is not None:
+        path = prefix / "python" / "caffe"
+        if not (path / "__init__.py").is_file():
+            raise ImportError(f"FETAL_CAFFE_PREFIX={prefix}: no python/caffe package there. {_HINT}")
+        return path
+    spec = importlib.util.find_spec("caffe")
+    if spec is None or spec.origin is None:
+        raise ImportError(f"pycaffe is not installed. {_HINT}")
+    return pathlib.Path(spec.origin).parent
+
+
+def prefix() -> pathlib.Path:
+    """Install prefix of the Caffe in use (holds ``bin/`` and ``python/``)."""
+    return package_dir().parents[1]
+
+
+def binary(name: str = "caffe") -> str:
+    """Path of one of Caffe's command-line tools (``caffe``, ``convert_imageset``, ...)."""
+    candidate = prefix() / "bin" / name
+    if candidate.is_file():
+        return str(candidate)
+    found = shutil.which(name)
+    if found is None:
+        raise FileNotFoundError(f"Caffe tool {name!r} not found in {prefix() / 'bin'} nor on PATH. {_HINT}")
+    return found
+
+
+@functools.lru_cache(maxsize=1)
+def proto() -> types.ModuleType:
+    """The generated ``caffe_pb2`` module, loaded without importing pycaffe."""
+    if "caffe.proto.caffe_pb2" in sys.modules:
+        return sys.modules["caffe.proto.caffe_pb2"]
+    # Registered under its own name, so a later ``import caffe`` reuses it instead of adding
+    # caffe.proto a second time to protobuf's descriptor pool (which fails).
+    name = "caffe.proto.caffe_pb2"
+    spec = importlib.util.spec_from_file_location(name, package_dir() / "proto" / "caffe_pb2.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@functools.lru_cache(maxsize=1)
+def caffe() -> types.ModuleType:
+    """Import pycaffe, with glog quiet unless ``GLOG_minloglevel`` says otherwise."""
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    prefix_env = _prefix_from_env()
+    if prefix_env is not None and str(prefix_env / "python") not in sys.path:
+        sys.path.insert(0, str(prefix_env / "python"))
+    try:
+        import caffe as module
+    except ImportError as err:
+        raise ImportError(f"cannot import pycaffe ({err}). {_HINT}") from err
+    return module
+
+
+def set_device(gpu: int | None) -> None:
+    """Run on CPU (``gpu=None``) or on GPU ``gpu``; fail clearly on a CPU-only build."""
+    caffe_module = caffe()
+    if gpu is None:
+        caffe_module.set_mode_cpu()
+        return
+    if not hasattr(caffe_module, "set_device") or _cpu_only():
+        raise RuntimeError(f"GPU {gpu} requested, but this Caffe ({prefix()}) was built CPU_ONLY")
+    caffe_module.set_device(gpu)
+    caffe_module.set_mode_gpu()
+
+
+def _cpu_only() -> bool:
+    # A CPU_ONLY libcaffe has no CUDA runtime linked in: the cheapest reliable probe.
+    lib = next((prefix() / "lib").glob("libcaffe.so*"), None)
+    return lib is None or b"libcudart" not in lib.read_bytes()

@@ -1,0 +1,48 @@
+"""The checked-in prototxt files under ``prototxt/`` and what generates each.
+
+``python tools/make_prototxt.py`` rewrites them all from here; a test fails when a checked-in
+file differs from what this module makes now. Paths inside the files (LMDB sources, net files,
+snapshot prefixes) are relative to the repository root, Caffe's own convention for its examples:
+run ``caffe train`` and the tools from there.
+"""
+from __future__ import annotations
+
+from google.protobuf import text_format
+
+from fetal_biometry import nets, solvers
+
+MNIST = "data/mnist"
+
+
+def _tutorial_cnn(loss: str) -> dict[str, object]:
+    folder = "prototxt/tutorial_cnn" + ("" if loss == "softmax" else "_euclidean")
+    targets = loss == "euclidean"
+    files = {
+        f"{folder}/train.prototxt": nets.tutorial_cnn(
+            f"{MNIST}/train_lmdb", 64, loss, f"{MNIST}/train_targets_lmdb" if targets else None),
+        f"{folder}/val.prototxt": nets.tutorial_cnn(
+            f"{MNIST}/val_lmdb", 100, loss, f"{MNIST}/val_targets_lmdb" if targets else None),
+        f"{folder}/test.prototxt": nets.tutorial_cnn(
+            f"{MNIST}/test_lmdb", 100, loss, f"{MNIST}/test_targets_lmdb" if targets else None),
+    }
+    common = dict(test_net=f"{folder}/val.prototxt", test_iter=[100], test_interval=500,
+                  snapshot=1000, snapshot_prefix=f"runs/{folder.split('/')[1]}/snapshots/net",
+                  max_iter=2000, display=100, random_seed=1)
+    if loss == "softmax":
+        # Adam on the softmax loss, as the source trained its own classifier.
+        solver = solvers.adam(f"{folder}/train.prototxt", 1e-3, **common)
+    else:
+        # The tutorial's plain gradient descent on its squared error, W <- W - eta grad E.
+        solver = solvers.sgd(f"{folder}/train.prototxt", 0.5, **common)
+    files[f"{folder}/solver.prototxt"] = solver
+    return files
+
+
+def _deploy() -> dict[str, object]:
+    return {"prototxt/tutorial_cnn/deploy.prototxt": nets.tutorial_cnn_deploy()}
+
+
+def generate() -> dict[str, str]:
+    """Every checked-in prototxt: repository-relative path -> text."""
+    messages = {**_tutorial_cnn("softmax"), **_tutorial_cnn("euclidean"), **_deploy()}
+    return {path: text_format.MessageToString(m) for path, m in messages.items()}
