@@ -84,6 +84,9 @@ def caffe() -> types.ModuleType:
         import caffe as module
     except ImportError as err:
         raise ImportError(f"cannot import pycaffe ({err}). {_HINT}") from err
+    # If proto() ran first, the import found caffe_pb2 in sys.modules and did not bind it to
+    # its package; bind it, so ``caffe.proto.caffe_pb2`` works as usual.
+    module.proto.caffe_pb2 = sys.modules["caffe.proto.caffe_pb2"]
     return module
 
 

@@ -1,0 +1,66 @@
+"""LMDB records: round trip through Caffe's Data layer, atomic replacement, map growth."""
+import numpy as np
+import pytest
+
+from fetal_biometry import lmdb_writer, nets
+from fetal_biometry.caffe_env import caffe
+
+
+def _records(arrays, labels):
+    for index, (array, label) in enumerate(zip(arrays, labels)):
+        yield f"{index:08d}".encode(), lmdb_writer.to_datum(array, label).SerializeToString()
+
+
+def test_uint8_and_float_records_read_back_through_caffe_data_layer(tmp_path):
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, (6, 3, 5, 4), dtype=np.uint8)
+    floats = rng.standard_normal((6, 2, 5, 4)).astype(np.float32)
+    lmdb_writer.write(tmp_path / "u8", _records(images, range(6)))
+    lmdb_writer.write(tmp_path / "f32", _records(floats, range(6)))
+    n = caffe().NetSpec()
+    L = caffe().layers
+    n.u8, n.label = L.Data(source=str(tmp_path / "u8"), backend=1, batch_size=6, ntop=2)
+    n.f32, n.label2 = L.Data(source=str(tmp_path / "f32"), backend=1, batch_size=6, ntop=2)
+    net = caffe().Net(str(nets.save(n.to_proto(), tmp_path / "net.prototxt")), caffe().TEST)
+    net.forward()
+    np.testing.assert_array_equal(net.blobs["u8"].data, images)
+    np.testing.assert_array_equal(net.blobs["f32"].data, floats)
+    np.testing.assert_array_equal(net.blobs["label"].data, np.arange(6))
+
+
+def test_map_grows_past_its_initial_size(tmp_path, monkeypatch):
+    monkeypatch.setattr(lmdb_writer, "_INITIAL_MAP_SIZE", 1 << 16)
+    big = np.zeros((1, 100, 100), np.uint8)
+    count = lmdb_writer.write(tmp_path / "db", _records([big] * 200, [0] * 200))
+    assert count == lmdb_writer.count(tmp_path / "db") == 200
+
+
+def test_a_failure_midway_leaves_the_previous_lmdb_intact(tmp_path):
+    good = np.ones((2, 1, 2, 2), np.uint8)
+    lmdb_writer.write(tmp_path / "db", _records(good, [1, 2]))
+
+    def broken():
+        yield from _records(good, [3, 4])
+        raise OSError("disk on fire")
+
+    with pytest.raises(OSError, match="disk on fire"):
+        lmdb_writer.write(tmp_path / "db", broken())
+    labels = [lmdb_writer.from_datum(_parse(v))[1] for _, v in lmdb_writer.read(tmp_path / "db")]
+    assert labels == [1, 2]
+    assert [p.name for p in tmp_path.iterdir()] == ["db"]  # no temporary folder left
+
+
+def _parse(value):
+    from fetal_biometry.caffe_env import proto
+    datum = proto().Datum()
+    datum.ParseFromString(value)
+    return datum
+
+
+def test_mean_file_round_trip_and_caffe_reads_it(tmp_path):
+    mean = np.arange(12, dtype=np.float32).reshape(3, 2, 2)
+    path = lmdb_writer.write_mean(tmp_path / "mean.binaryproto", mean)
+    np.testing.assert_array_equal(lmdb_writer.read_mean(path), mean)
+    blob = caffe().proto.caffe_pb2.BlobProto()
+    blob.ParseFromString(path.read_bytes())
+    np.testing.assert_array_equal(caffe().io.blobproto_to_array(blob)[0], mean)
