@@ -31,8 +31,12 @@ def _check_loss(loss: str) -> None:
         raise ValueError(f"unknown loss {loss!r}; choose one of {LOSSES}")
 
 
-def _tutorial_body(n, data) -> None:
-    """Add C1 .. output on top of ``data`` to the NetSpec ``n``."""
+def _cnn_body(n, data, classes: int = 10) -> None:
+    """Add C1 .. output on top of ``data`` to the NetSpec ``n``.
+
+    The same layers serve the fetal patch classifier: on 32x32 patches they give 32@28x28,
+    32@14x14, 64@10x10, 64@5x5, 256 and one output per class.
+    """
     L, P = caffe().layers, caffe().params
     weights = dict(weight_filler=dict(type="xavier"), bias_filler=dict(type="constant"))
     n.c1 = L.Convolution(data, kernel_size=5, num_output=32, **weights)
@@ -43,7 +47,7 @@ def _tutorial_body(n, data) -> None:
     n.p4 = L.Pooling(n.c3, pool=P.Pooling.MAX, kernel_size=2, stride=2)
     n.f5 = L.InnerProduct(n.p4, num_output=256, **weights)
     n.relu5 = L.ReLU(n.f5, in_place=True)
-    n.out = L.InnerProduct(n.f5, num_output=10, **weights)
+    n.out = L.InnerProduct(n.f5, num_output=classes, **weights)
 
 
 def _tutorial_loss(n, loss: str, truth) -> None:
@@ -70,7 +74,7 @@ def tutorial_cnn_inputs(batch_size: int, loss: str = "euclidean"):
         n.label = L.Input(shape=dict(dim=[batch_size]))
     else:
         n.target = L.Input(shape=dict(dim=[batch_size, 10]))
-    _tutorial_body(n, n.data)
+    _cnn_body(n, n.data)
     _tutorial_loss(n, loss, n.label if loss == "softmax" else n.target)
     return n.to_proto()
 
@@ -109,7 +113,7 @@ def tutorial_cnn(lmdb: str, batch_size: int = 64, loss: str = "softmax",
     n.data, n.label = _lmdb_data(lmdb, batch_size, 1 / 256, 2)
     if loss == "euclidean":
         n.target = _lmdb_data(targets, batch_size, 1.0, 1)
-    _tutorial_body(n, n.data)
+    _cnn_body(n, n.data)
     _tutorial_loss(n, loss, n.label if loss == "softmax" else n.target)
     n.accuracy = caffe().layers.Accuracy(n.out, n.label)
     return n.to_proto()
@@ -120,8 +124,37 @@ def tutorial_cnn_deploy(batch_size: int = 1):
     L = caffe().layers
     n = caffe().NetSpec()
     n.data = L.Input(shape=dict(dim=[batch_size, 1, 28, 28]))
-    _tutorial_body(n, n.data)
+    _cnn_body(n, n.data)
     n.prob = L.Softmax(n.out)
+    return n.to_proto()
+
+
+def patch_classifier(lmdb: str, batch_size: int = 64, classes: int = 5, scale: float = 1 / 256,
+                     mean_file: str | None = None):
+    """The fetal patch classifier reading patches from LMDB, with softmax loss and accuracy.
+
+    It is the tutorial's CNN with one output per class (scores in blob ``out``). The patch
+    carries the beam direction in whatever encoding the LMDB was made with (rotated so
+    the beam runs top to bottom, extra direction channels, or none): the net adapts to the
+    channels it reads. Classes: background, amniotic fluid, stomach bubble, umbilical vein,
+    shadowing artifact.
+    """
+    transform = dict(scale=scale, **({"mean_file": mean_file} if mean_file else {}))
+    n = caffe().NetSpec()
+    n.data, n.label = caffe().layers.Data(source=lmdb, backend=caffe().params.Data.LMDB,
+                                          batch_size=batch_size, transform_param=transform, ntop=2)
+    _cnn_body(n, n.data, classes)
+    n.loss = caffe().layers.SoftmaxWithLoss(n.out, n.label)
+    n.accuracy = caffe().layers.Accuracy(n.out, n.label)
+    return n.to_proto()
+
+
+def patch_classifier_deploy(channels: int, patch: int = 32, classes: int = 5, batch_size: int = 1):
+    """Deploy version: ``Input`` patches (already scaled and mean-subtracted), ``prob`` softmax."""
+    n = caffe().NetSpec()
+    n.data = caffe().layers.Input(shape=dict(dim=[batch_size, channels, patch, patch]))
+    _cnn_body(n, n.data, classes)
+    n.prob = caffe().layers.Softmax(n.out)
     return n.to_proto()
 
 

@@ -303,6 +303,7 @@ def train(solver_path: str | os.PathLike, out: str | os.PathLike, *, gpu: int | 
     validation = None
     first_loss = None
     status = "done"
+    last_plot = time.monotonic()
     # In a log file (CI, nohup) a redraw every 30 s instead of several per second.
     bar = tqdm(total=run.max_iter, initial=solver.iter, disable=not progress, unit="it",
                dynamic_ncols=True, desc="train", mininterval=0.5 if sys.stderr.isatty() else 30)
@@ -332,8 +333,10 @@ def train(solver_path: str | os.PathLike, out: str | os.PathLike, *, gpu: int | 
                 metrics.write(json.dumps(entry) + "\n")
                 metrics.flush()
                 bar.write(_describe(entry))
-                if plot:
+                # Redraw during long runs, but at most once a minute: a plot costs ~0.5 s.
+                if plot and time.monotonic() - last_plot > 60:
                     plot_history(history, out / "training.png")
+                    last_plot = time.monotonic()
             if done or stop.signal or (snapshot_every and solver.iter % snapshot_every == 0):
                 last_good = snapshot(solver, out)
             if stop.signal:

@@ -1,0 +1,122 @@
+"""Patches around annotated pixels, carrying the beam direction.
+
+The source's proposal: an expert reads an ultrasound patch differently depending on where the
+beam comes from, so the network gets the propagation direction together with the patch. Three
+encodings, selectable everywhere (LMDB writing, training, dense inference):
+
+``rotate``
+    the patch is sampled rotated so that the beam runs from top to bottom; 1 channel.
+``channels``
+    the patch plus two channels holding the beam direction (dx, dy) at each pixel; 3 channels.
+``none``
+    the image patch alone: the ablation that shows what the direction is worth; 1 channel.
+
+All channels are uint8, so that records stay compact and Caffe's ``scale: 1/256`` applies to all
+of them: gray levels as they are, and a direction component ``d`` in [-1, 1] as
+``round(128 + 127 d)``. Pixels outside the fan read as gray 0 with direction (0, 0).
+"""
+from __future__ import annotations
+
+import numpy as np
+import cv2
+
+ENCODINGS = ("rotate", "channels", "none")
+
+#: The patch classifier's classes, in the order of its outputs (the four the source colours in
+#: its results, plus background for everything else).
+CLASSES = ("background", "amniotic_fluid", "stomach_bubble", "umbilical_vein", "shadow")
+
+#: Dataset label values (fetal_biometry.dataset's class table) -> classifier class.
+#: abdomen tissue, spine and ribs are background to the classifier; 255 (outside the fan) stays out.
+LABEL_TO_CLASS = {0: 0, 1: 1, 2: 2, 3: 3, 4: 4, 5: 0, 6: 0, 7: 0}
+OUTSIDE = 255
+
+
+def channels(encoding: str) -> int:
+    """Number of input channels an encoding gives the net."""
+    _check(encoding)
+    return 3 if encoding == "channels" else 1
+
+
+def _check(encoding: str) -> None:
+    if encoding not in ENCODINGS:
+        raise ValueError(f"unknown beam encoding {encoding!r}; choose one of {ENCODINGS}")
+
+
+def classifier_labels(labels: np.ndarray) -> np.ndarray:
+    """Map a dataset label map to classifier classes; 255 where there is nothing to learn."""
+    lut = np.full(256, OUTSIDE, np.uint8)
+    for label, cls in LABEL_TO_CLASS.items():
+        lut[label] = cls
+    return lut[labels]
+
+
+def encode(image: np.ndarray, directions: np.ndarray, encoding: str) -> np.ndarray:
+    """The (C, H, W) uint8 input planes of a whole scan for an encoding.
+
+    ``rotate`` and ``none`` give the gray image; ``channels`` adds the direction planes.
+    ``directions`` is (H, W, 2) with NaN outside the fan.
+    """
+    _check(encoding)
+    gray = np.where(np.isnan(directions[..., 0]), 0, image).astype(np.uint8)
+    if encoding != "channels":
+        return gray[None]
+    d = np.nan_to_num(directions, nan=0.0)
+    planes = np.rint(128 + 127 * np.clip(d, -1, 1)).astype(np.uint8)
+    return np.concatenate([gray[None], planes.transpose(2, 0, 1)])
+
+
+def sample_centers(classes: np.ndarray, per_class: dict[int, int], rng: np.random.Generator,
+                   margin: int = 0) -> list[tuple[int, int, int]]:
+    """Pick up to ``per_class[c]`` pixel centres ``(y, x, c)`` of each class, without replacement.
+
+    Pixels closer than ``margin`` to the image border are skipped. Classes with fewer pixels
+    than asked give all they have.
+    """
+    height, width = classes.shape
+    picks = []
+    for cls, count in sorted(per_class.items()):
+        ys, xs = np.nonzero(classes == cls)
+        keep = (ys >= margin) & (ys < height - margin) & (xs >= margin) & (xs < width - margin)
+        ys, xs = ys[keep], xs[keep]
+        chosen = rng.choice(len(ys), size=min(count, len(ys)), replace=False)
+        picks.extend((int(ys[i]), int(xs[i]), cls) for i in np.sort(chosen))
+    return picks
+
+
+def extract(planes: np.ndarray, directions: np.ndarray, centers, size: int,
+            encoding: str) -> np.ndarray:
+    """Patches of ``size`` x ``size`` centred on ``centers`` ((y, x, ...) tuples): (N, C, s, s) uint8.
+
+    A patch centred on pixel (y, x) covers rows ``y - size//2 .. y + size//2 - 1`` (and the same
+    for columns), zero-padded beyond the image. For ``rotate`` the patch is resampled (bilinear)
+    in a frame turned so that the beam direction at the centre points down the patch.
+    """
+    _check(encoding)
+    half = size // 2
+    if encoding != "rotate":
+        padded = np.pad(planes, ((0, 0), (half, half), (half, half)))
+        return np.stack([padded[:, y:y + size, x:x + size] for y, x, *_ in centers]) \
+            if len(centers) else np.zeros((0, planes.shape[0], size, size), np.uint8)
+    gray = planes[0]
+    out = np.zeros((len(centers), 1, size, size), np.uint8)
+    for index, (y, x, *_) in enumerate(centers):
+        out[index, 0] = _rotated_patch(gray, directions[y, x], y, x, size)
+    return out
+
+
+def _rotated_patch(gray: np.ndarray, direction: np.ndarray, y: int, x: int, size: int) -> np.ndarray:
+    """Sample a patch whose +row axis follows the beam ``direction`` (dx, dy) at (y, x)."""
+    dx, dy = np.nan_to_num(direction, nan=0.0)
+    if dx == 0 and dy == 0:
+        dx, dy = 0.0, 1.0
+    # Patch axes in image coordinates: down the patch = beam (dx, dy); across = (dy, -dx)
+    # rotated so that a vertical beam (0, 1) gives the identity.
+    half = size // 2  # patch index (half, half) is pixel (y, x), as in the unrotated patches
+    down = np.array([dx, dy])
+    across = np.array([dy, -dx])
+    # x_img = x + (u - half) * across_x + (v - half) * down_x, u column, v row of the patch.
+    matrix = np.array([[across[0], down[0], x - half * (across[0] + down[0])],
+                       [across[1], down[1], y - half * (across[1] + down[1])]])
+    return cv2.warpAffine(gray, matrix, (size, size), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
