@@ -130,7 +130,7 @@ def tutorial_cnn_deploy(batch_size: int = 1):
 
 
 def patch_classifier(lmdb: str, batch_size: int = 64, classes: int = 5, scale: float = 1 / 256,
-                     mean_file: str | None = None):
+                     mean_values: list[float] | None = None):
     """The fetal patch classifier reading patches from LMDB, with softmax loss and accuracy.
 
     It is the tutorial's CNN with one output per class (scores in blob ``out``). The patch
@@ -139,7 +139,9 @@ def patch_classifier(lmdb: str, batch_size: int = 64, classes: int = 5, scale: f
     channels it reads. Classes: background, amniotic fluid, stomach bubble, umbilical vein,
     shadowing artifact.
     """
-    transform = dict(scale=scale, **({"mean_file": mean_file} if mean_file else {}))
+    # Per-channel means (not a per-pixel mean_file) keep the net translation-invariant, so the
+    # fully convolutional version scores whole scans exactly as it scores patches.
+    transform = dict(scale=scale, **({"mean_value": list(mean_values)} if mean_values else {}))
     n = caffe().NetSpec()
     n.data, n.label = caffe().layers.Data(source=lmdb, backend=caffe().params.Data.LMDB,
                                           batch_size=batch_size, transform_param=transform, ntop=2)

@@ -1,0 +1,166 @@
+"""Dense class maps over whole scans: Caffe net surgery on the patch classifier.
+
+The patch classifier (:func:`fetal_biometry.nets.patch_classifier_deploy`) ends in two inner
+products. Turned into convolutions (``f5`` as a conv whose kernel covers the whole ``p4`` map,
+``out`` as a 1x1 conv; weights carried over unchanged) the net slides over a scan in one
+forward pass and scores a patch every 4 pixels (the two 2x2 poolings). Scores on that grid are
+what the patch-wise net gives for patches centred on the grid points, exactly; between grid points
+the class probabilities are interpolated bilinearly.
+
+The beam direction is applied consistently with training:
+
+- ``channels`` and ``none``: the direction planes are images like the gray one, so a single pass
+  over the encoded scan is exact;
+- ``rotate``: patches were turned so the beam runs down. Densely, the scan is cut into sectors of
+  nearly equal beam angle (``angle_step`` degrees wide); each sector is scored by one pass over the
+  whole scan rotated by its mean angle, so every pixel is classified in a frame within half a step
+  of its own beam direction.
+"""
+from __future__ import annotations
+
+import math
+import pathlib
+
+import cv2
+import numpy as np
+from scipy import ndimage
+
+from fetal_biometry import nets, patches
+from fetal_biometry.caffe_env import caffe
+
+STRIDE = 4  # two 2x2 poolings
+
+
+def fully_convolutional(channels: int, height: int, width: int, patch: int = 32,
+                        classes: int = len(patches.CLASSES)):
+    """The patch classifier as a fully convolutional net over a (channels, height, width) input."""
+    param = nets.patch_classifier_deploy(channels, patch, classes)
+    param.layer[0].input_param.shape[0].dim[:] = [1, channels, height, width]
+    pooled = (patch - 4) // 2
+    pooled = (pooled - 4) // 2  # spatial size of p4 for one patch
+    for layer in param.layer:
+        if layer.type == "InnerProduct":
+            num_output = layer.inner_product_param.num_output
+            fillers = (layer.inner_product_param.weight_filler, layer.inner_product_param.bias_filler)
+            layer.type = "Convolution"
+            layer.ClearField("inner_product_param")
+            conv = layer.convolution_param
+            conv.num_output = num_output
+            conv.kernel_size.append(pooled if layer.name == "f5" else 1)
+            conv.weight_filler.CopyFrom(fillers[0])
+            conv.bias_filler.CopyFrom(fillers[1])
+        if layer.type == "Softmax":
+            layer.softmax_param.axis = 1
+    return param
+
+
+def transplant(source, target) -> None:
+    """Copy weights from the patch net into its fully convolutional twin (same values, new shapes)."""
+    for name, blobs in source.params.items():
+        for src, dst in zip(blobs, target.params[name]):
+            dst.data[...] = src.data.reshape(dst.data.shape)
+
+
+class DenseClassifier:
+    """A trained patch classifier applied densely; reusable across scans of one size.
+
+    Parameters
+    ----------
+    deploy, weights : path
+        The patch classifier's deploy prototxt and trained ``.caffemodel``.
+    encoding : {'rotate', 'channels', 'none'}
+        The beam encoding the net was trained with.
+    shape : (height, width)
+        Scan size.
+    mean : sequence of float, optional
+        Per-channel mean the net was trained with (Caffe's ``mean_value``, subtracted before
+        the 1/256 scale).
+    """
+
+    def __init__(self, deploy, weights, encoding: str, shape: tuple[int, int],
+                 mean=None, angle_step: float = 10.0):
+        self.encoding, self.angle_step = encoding, angle_step
+        patch_net = caffe().Net(str(deploy), str(weights), caffe().TEST)
+        channels, patch = patch_net.blobs["data"].data.shape[1], patch_net.blobs["data"].data.shape[2]
+        self.patch, self.half = patch, patch // 2
+        # Pad so that the first grid point is pixel (0, 0) and the last covers the far border.
+        height, width = (math.ceil(s / STRIDE) * STRIDE + patch - STRIDE for s in shape)
+        self.shape = tuple(shape)
+        fcn_path = pathlib.Path(str(deploy)).with_suffix(".fcn.prototxt")
+        nets.save(fully_convolutional(channels, height, width, patch,
+                                      patch_net.blobs["prob"].data.shape[1]), fcn_path)
+        self.net = caffe().Net(str(fcn_path), caffe().TEST)
+        transplant(patch_net, self.net)
+        self.mean = np.zeros(channels, np.float32) if mean is None else np.asarray(mean, np.float32)
+
+    def _grid_probabilities(self, planes: np.ndarray) -> np.ndarray:
+        """Class probabilities of the patches centred on every 4th pixel: (K, h/4, w/4)."""
+        _, height, width = self.net.blobs["data"].data.shape[1:]
+        padded = np.zeros((planes.shape[0], height, width), np.float32)
+        padded[:, self.half:self.half + planes.shape[1], self.half:self.half + planes.shape[2]] = planes
+        # Zero padding before the mean, as extract() pads patches before Caffe subtracts it.
+        padded = (padded - self.mean[:, None, None]) / 256.0
+        self.net.blobs["data"].data[0] = padded
+        return self.net.forward()["prob"][0].copy()
+
+    def _upsample(self, grid: np.ndarray) -> np.ndarray:
+        ys, xs = np.mgrid[0:self.shape[0], 0:self.shape[1]] / STRIDE
+        return np.stack([ndimage.map_coordinates(g, [ys, xs], order=1, mode="nearest")
+                         for g in grid])
+
+    def probabilities(self, image: np.ndarray, directions: np.ndarray) -> np.ndarray:
+        """Per-class probability maps (K, H, W) of one scan; zero outside the fan."""
+        planes = patches.encode(image, directions, self.encoding).astype(np.float32)
+        if self.encoding != "rotate":
+            probs = self._upsample(self._grid_probabilities(planes))
+        else:
+            probs = self._rotated(planes[0], directions)
+        probs[:, np.isnan(directions[..., 0])] = 0
+        return probs
+
+    def _rotated(self, gray: np.ndarray, directions: np.ndarray) -> np.ndarray:
+        angles = np.degrees(np.arctan2(-directions[..., 0], directions[..., 1]))  # 0 = straight down
+        inside = ~np.isnan(angles)
+        bins = np.round(np.where(inside, angles, 0) / self.angle_step).astype(int)
+        probs = np.zeros((self.net.blobs["prob"].data.shape[1], *self.shape), np.float32)
+        centre = ((self.shape[1] - 1) / 2, (self.shape[0] - 1) / 2)
+        for b in np.unique(bins[inside]):
+            members = inside & (bins == b)
+            angle = float(angles[members].mean())
+            # Rotate the scan so this sector's beam runs down, classify, rotate the maps back.
+            forward = cv2.getRotationMatrix2D(centre, angle, 1.0)
+            turned = cv2.warpAffine(gray, forward, self.shape[::-1], flags=cv2.INTER_LINEAR)
+            maps = self._upsample(self._grid_probabilities(turned[None]))
+            back = cv2.invertAffineTransform(forward)
+            for k, m in enumerate(maps):
+                restored = cv2.warpAffine(m, back, self.shape[::-1], flags=cv2.INTER_LINEAR)
+                probs[k][members] = restored[members]
+        return probs
+
+    def classify(self, image: np.ndarray, directions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Probability maps and the label map (argmax; 255 outside the fan)."""
+        probs = self.probabilities(image, directions)
+        labels = probs.argmax(axis=0).astype(np.uint8)
+        labels[np.isnan(directions[..., 0])] = patches.OUTSIDE
+        return probs, labels
+
+
+#: Overlay colours (RGB) per classifier class; background is left uncoloured.
+COLOURS = {1: (40, 120, 255), 2: (255, 220, 0), 3: (255, 40, 40), 4: (150, 60, 200)}
+
+
+def overlay(image: np.ndarray, labels: np.ndarray, alpha: float = 0.45,
+            legend: bool = True) -> np.ndarray:
+    """Colour the classes over the gray scan, like the source's results figure (RGB uint8)."""
+    rgb = np.repeat(image[..., None], 3, axis=2).astype(np.float32)
+    for cls, colour in COLOURS.items():
+        mask = labels == cls
+        rgb[mask] = (1 - alpha) * rgb[mask] + alpha * np.array(colour, np.float32)
+    rgb = rgb.clip(0, 255).astype(np.uint8)
+    if legend:
+        for row, (cls, colour) in enumerate(COLOURS.items()):
+            y = 6 + 12 * row
+            cv2.rectangle(rgb, (4, y), (12, y + 8), colour, -1)
+            cv2.putText(rgb, patches.CLASSES[cls].replace("_", " "), (16, y + 8),
+                        cv2.FONT_HERSHEY_SIMPLEX, 0.3, (255, 255, 255), 1, cv2.LINE_AA)
+    return rgb
