@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from google.protobuf import text_format
 
-from fetal_biometry import nets, solvers
+from fetal_biometry import nets, patches, solvers
 
 MNIST = "data/mnist"
 
@@ -38,6 +38,24 @@ def _tutorial_cnn(loss: str) -> dict[str, object]:
     return files
 
 
+FETAL = "data/fetal"
+
+
+def _patch_classifier(encoding: str) -> dict[str, object]:
+    """The fetal patch classifier for one beam encoding, on the LMDBs of tools/make_lmdb.py."""
+    folder = f"prototxt/fetal_{encoding}"
+    files = {f"{folder}/{split}.prototxt": nets.patch_classifier(
+                 f"{FETAL}/{encoding}/{split}_lmdb", batch)
+             for split, batch in (("train", 64), ("val", 100))}
+    files[f"{folder}/deploy.prototxt"] = nets.patch_classifier_deploy(patches.channels(encoding))
+    # Adam on the softmax loss, as the source trained its classifier.
+    files[f"{folder}/solver.prototxt"] = solvers.adam(
+        f"{folder}/train.prototxt", 1e-3, test_net=f"{folder}/val.prototxt", test_iter=[20],
+        test_interval=250, max_iter=1500, snapshot=500, random_seed=1,
+        snapshot_prefix=f"runs/fetal_{encoding}/snapshots/net")
+    return files
+
+
 def _deploy() -> dict[str, object]:
     return {"prototxt/tutorial_cnn/deploy.prototxt": nets.tutorial_cnn_deploy()}
 
@@ -45,4 +63,6 @@ def _deploy() -> dict[str, object]:
 def generate() -> dict[str, str]:
     """Every checked-in prototxt: repository-relative path -> text."""
     messages = {**_tutorial_cnn("softmax"), **_tutorial_cnn("euclidean"), **_deploy()}
+    for encoding in patches.ENCODINGS:
+        messages.update(_patch_classifier(encoding))
     return {path: text_format.MessageToString(m) for path, m in messages.items()}
