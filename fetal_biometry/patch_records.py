@@ -1,0 +1,158 @@
+"""Annotated scans -> patch LMDBs for the classifier, with mean file and manifest.
+
+Output folder layout (what ``python tools/make_lmdb.py`` writes)::
+
+    OUT/train_lmdb, OUT/val_lmdb, OUT/test_lmdb   Caffe Datum records (uint8 patches, label)
+    OUT/mean.binaryproto                           mean training patch (C, s, s), Caffe BlobProto
+    OUT/manifest.json                              sources, parameters, counts per class, hashes
+
+Cases are split into train / validation / test **by case, never by patch**, so no scan feeds two
+splits. Within a split, record keys are ``%08d`` ranks of a seeded permutation: Caffe reads them
+shuffled, and the same dataset and seed give byte-identical LMDBs. The whole folder is written
+aside and renamed into place; any bad input is reported (all problems, with the case named)
+before anything is written.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import pathlib
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from fetal_biometry import atomic, lmdb_writer, patches
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclasses.dataclass(frozen=True)
+class Scan:
+    """One annotated scan: gray image, dataset label map, beam directions (H, W, 2; NaN outside)."""
+
+    name: str
+    image: np.ndarray
+    labels: np.ndarray
+    directions: np.ndarray
+
+
+class RecordError(ValueError):
+    """Bad input; the message lists every problem found, each with its case."""
+
+
+def split_cases(names: Sequence[str], fractions: tuple[float, float, float],
+                seed: int) -> dict[str, list[str]]:
+    """Assign whole cases to train / val / test by a seeded shuffle (at least one train case)."""
+    order = sorted(names)
+    np.random.default_rng(seed).shuffle(order)
+    n = len(order)
+    n_val = int(round(fractions[1] * n))
+    n_test = int(round(fractions[2] * n))
+    n_train = max(1, n - n_val - n_test)
+    return {"train": order[:n_train], "val": order[n_train:n_train + n_val],
+            "test": order[n_train + n_val:n_train + n_val + n_test]}
+
+
+def check(scan: Scan, per_class: dict[int, int], require_all: bool) -> list[str]:
+    """Problems with one scan (empty when it is usable)."""
+    problems = []
+    if scan.image.ndim != 2 or scan.image.dtype != np.uint8:
+        problems.append(f"{scan.name}: image must be 8-bit gray, got {scan.image.dtype} {scan.image.shape}")
+    if scan.labels.shape != scan.image.shape:
+        problems.append(f"{scan.name}: label map {scan.labels.shape} does not match image {scan.image.shape}")
+    if scan.directions.shape[:2] != scan.image.shape:
+        problems.append(f"{scan.name}: beam-direction map {scan.directions.shape[:2]} does not match image")
+    if problems:
+        return problems
+    unknown = sorted(set(np.unique(scan.labels).tolist()) - set(patches.LABEL_TO_CLASS) - {patches.OUTSIDE})
+    if unknown:
+        problems.append(f"{scan.name}: unknown label values {unknown}")
+    if require_all:
+        present = set(np.unique(patches.classifier_labels(scan.labels)).tolist())
+        missing = [patches.CLASSES[c] for c in per_class if c not in present]
+        if missing:
+            problems.append(f"{scan.name}: no pixels of {', '.join(missing)}")
+    return problems
+
+
+def scan_records(scan: Scan, encoding: str, size: int, per_class: dict[int, int],
+                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Patches (N, C, s, s) uint8 and their classes (N,) sampled from one scan."""
+    classes = patches.classifier_labels(scan.labels)
+    classes[np.isnan(scan.directions[..., 0])] = patches.OUTSIDE
+    centers = patches.sample_centers(classes, per_class, rng)
+    planes = patches.encode(scan.image, scan.directions, encoding)
+    data = patches.extract(planes, scan.directions, centers, size, encoding)
+    return data, np.array([c for *_, c in centers], np.int64)
+
+
+def build(scans: Iterable[Scan], out: str | os.PathLike, encoding: str = "channels",
+          size: int = 32, per_class: dict[int, int] | None = None,
+          fractions: tuple[float, float, float] = (0.7, 0.15, 0.15), seed: int = 0,
+          require_all: bool = False, sources: dict | None = None, progress=None) -> dict:
+    """Sample patches from ``scans`` and write the LMDBs, mean file and manifest into ``out``.
+
+    Parameters
+    ----------
+    scans : iterable of Scan
+    out : path
+        Output folder; replaced atomically when everything succeeded.
+    encoding : {'rotate', 'channels', 'none'}
+        How the beam direction reaches the net (see :mod:`fetal_biometry.patches`).
+    size : int
+        Patch side in pixels.
+    per_class : dict, optional
+        Patches per scan for each classifier class (default 40 each: with ~100 scans about the
+        4000 patches the source used per class set).
+    fractions : (train, val, test)
+        Share of cases in each split.
+    require_all : bool
+        Treat a scan lacking pixels of a requested class as an error.
+    sources : dict, optional
+        Provenance for the manifest (dataset path, its hash, ...).
+    progress : callable, optional
+        Wraps the scan iterable (e.g. tqdm).
+    """
+    per_class = per_class or {c: 40 for c in range(len(patches.CLASSES))}
+    scans = list(scans)
+    problems = [p for scan in scans for p in check(scan, per_class, require_all)]
+    if problems:
+        raise RecordError(f"{len(problems)} problem(s), nothing written:\n  " + "\n  ".join(problems))
+    by_name = {scan.name: scan for scan in scans}
+    split = split_cases(list(by_name), fractions, seed)
+    rng = np.random.default_rng(seed)
+    manifest = {"format": "fetal-biometry-patches", "version": 1, "encoding": encoding,
+                "patch": size, "channels": patches.channels(encoding), "seed": seed,
+                "per_class_per_scan": {patches.CLASSES[c]: n for c, n in per_class.items()},
+                "classes": list(patches.CLASSES), "sources": sources or {}, "splits": {}}
+    with atomic.staged_dir(out) as tmp:
+        for name in SPLITS:
+            chosen = [by_name[n] for n in split[name]]
+            iterator = progress(chosen, desc=name) if progress else chosen
+            results = [scan_records(scan, encoding, size, per_class, rng) for scan in iterator]
+            data = np.concatenate([r[0] for r in results]) if results else \
+                np.zeros((0, patches.channels(encoding), size, size), np.uint8)
+            labels = np.concatenate([r[1] for r in results]) if results else np.zeros(0, np.int64)
+            order = rng.permutation(len(labels))
+            lmdb_writer.write(tmp / f"{name}_lmdb", _records(data[order], labels[order]))
+            if name == "train":
+                mean = data.mean(axis=0) if len(data) else np.zeros(data.shape[1:])
+                lmdb_writer.write_mean(tmp / "mean.binaryproto", mean)
+                manifest["mean_values"] = [float(v) for v in mean.reshape(len(mean), -1).mean(axis=1)]
+            manifest["splits"][name] = {
+                "cases": split[name], "records": int(len(labels)),
+                "per_class": {patches.CLASSES[c]: int((labels == c).sum()) for c in range(len(patches.CLASSES))},
+                "sha256": _hash(tmp / f"{name}_lmdb" / "data.mdb")}
+        atomic.write_text(tmp / "manifest.json", json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def _records(data: np.ndarray, labels: np.ndarray):
+    for rank, (patch, label) in enumerate(zip(data, labels)):
+        yield f"{rank:08d}".encode(), lmdb_writer.to_datum(patch, int(label)).SerializeToString()
+
+
+def _hash(path: pathlib.Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()

@@ -1,0 +1,101 @@
+"""Scans -> patch LMDBs: read back through Caffe's Data layer, beam down, splits, faults."""
+import json
+
+import numpy as np
+import pytest
+
+from fetal_biometry import lmdb_writer, nets, patch_records, patches
+from fetal_biometry.caffe_env import caffe
+
+H, W = 80, 72
+APEX = (36.0, -40.0)
+
+
+def _scan(name, seed):
+    rng = np.random.default_rng(seed)
+    ys, xs = np.mgrid[0:H, 0:W].astype(float)
+    v = np.stack([xs - APEX[0], ys - APEX[1]], axis=-1)
+    depth = np.linalg.norm(v, axis=-1)
+    directions = v / depth[..., None]
+    directions[np.abs(np.degrees(np.arctan2(v[..., 0], v[..., 1]))) > 35] = np.nan
+    image = np.clip(depth * 2 + rng.normal(0, 2, (H, W)), 0, 255).astype(np.uint8)  # brighter with depth
+    labels = np.full((H, W), 5, np.uint8)
+    labels[10:30, 20:50] = 1
+    labels[35:45, 30:40] = 2
+    labels[50:56, 20:30] = 3
+    labels[60:75, 40:60] = 4
+    return patch_records.Scan(name, image, labels, directions)
+
+
+SCANS = [_scan(f"case{i:02d}", i) for i in range(10)]
+PER_CLASS = {0: 5, 1: 5, 2: 5, 3: 5, 4: 5}
+
+
+def _read(path):
+    from fetal_biometry.caffe_env import proto
+    out = []
+    for _, value in lmdb_writer.read(path):
+        datum = proto().Datum()
+        datum.ParseFromString(value)
+        out.append(lmdb_writer.from_datum(datum))
+    return out
+
+
+@pytest.mark.parametrize("encoding", patches.ENCODINGS)
+def test_records_read_back_through_caffe(tmp_path, encoding):
+    manifest = patch_records.build(SCANS, tmp_path / "out", encoding, 16, PER_CLASS, seed=1)
+    total = manifest["splits"]["train"]["records"]
+    cases = len(manifest["splits"]["train"]["cases"])
+    assert total == 25 * cases
+    net = nets.save(nets.patch_classifier(str(tmp_path / "out/train_lmdb"), total), tmp_path / "n.prototxt")
+    caffe_net = caffe().Net(str(net), caffe().TEST)
+    caffe_net.forward()
+    data = caffe_net.blobs["data"].data
+    assert data.shape == (total, patches.channels(encoding), 16, 16)
+    assert sorted(np.bincount(caffe_net.blobs["label"].data.astype(int))) == [5 * cases] * 5
+    if encoding == "rotate":
+        # Intensity grows with depth; a patch turned so the beam runs down gets brighter downwards.
+        # Along the central column (the beam through the centre, inside the fan):
+        column = data[:, 0, :, 7:9].mean(axis=2)
+        assert (column[:, 10:14].mean(axis=1) > column[:, 2:6].mean(axis=1)).mean() > 0.95
+    if encoding == "channels":
+        dy = data[:, 2] * 256  # scaled back: 128 + 127 dy, beams point down the fan
+        assert (dy[:, 8, 8] > 128 + 127 * 0.8).all()
+
+
+def test_split_is_by_case_and_manifest_is_complete(tmp_path):
+    manifest = patch_records.build(SCANS, tmp_path / "out", "none", 16, PER_CLASS, seed=3)
+    cases = [set(manifest["splits"][s]["cases"]) for s in patch_records.SPLITS]
+    assert sum(len(c) for c in cases) == 10 and not (cases[0] & cases[1] or cases[0] & cases[2] or cases[1] & cases[2])
+    saved = json.loads((tmp_path / "out/manifest.json").read_text())
+    assert saved["splits"]["val"]["per_class"]["stomach_bubble"] == 5 * len(cases[1])
+    assert len(saved["mean_values"]) == 1
+    assert lmdb_writer.read_mean(tmp_path / "out/mean.binaryproto").shape == (1, 16, 16)
+
+
+def test_same_seed_gives_byte_identical_lmdbs(tmp_path):
+    for run in ("a", "b"):
+        patch_records.build(SCANS, tmp_path / run, "rotate", 16, PER_CLASS, seed=5)
+    for split in patch_records.SPLITS:
+        a = (tmp_path / f"a/{split}_lmdb/data.mdb").read_bytes()
+        assert a == (tmp_path / f"b/{split}_lmdb/data.mdb").read_bytes()
+
+
+def test_bad_inputs_are_all_reported_and_nothing_is_written(tmp_path):
+    patch_records.build(SCANS, tmp_path / "out", "none", 16, PER_CLASS, seed=1)
+    before = (tmp_path / "out/train_lmdb/data.mdb").read_bytes()
+    bad = list(SCANS)
+    bad[2] = patch_records.Scan("case02", SCANS[2].image, SCANS[2].labels[:-1], SCANS[2].directions)
+    labels = SCANS[3].labels.copy()
+    labels[0, 0] = 42
+    bad[3] = patch_records.Scan("case03", SCANS[3].image, labels, SCANS[3].directions)
+    labels = SCANS[4].labels.copy()
+    labels[labels == 3] = 5
+    bad[4] = patch_records.Scan("case04", SCANS[4].image, labels, SCANS[4].directions)
+    with pytest.raises(patch_records.RecordError) as err:
+        patch_records.build(bad, tmp_path / "out", "none", 16, PER_CLASS, seed=1, require_all=True)
+    message = str(err.value)
+    assert "case02: label map" in message and "case03: unknown label values [42]" in message
+    assert "case04: no pixels of umbilical_vein" in message
+    assert (tmp_path / "out/train_lmdb/data.mdb").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
