@@ -1,0 +1,531 @@
+"""Abdominal circumference and plane acceptance from a dense class map.
+
+A class map (one of :data:`CLASS_VALUES` per pixel) becomes an ellipse around the fetal abdomen,
+an abdominal circumference (AC) in millimetres and a verdict on the scan plane, in four steps:
+
+1. **Boundary** (:func:`boundary_points`). The map is cleaned by a 3x3 majority vote (isolated
+   wrong labels disappear, smooth edges stay put). The body is a 4-connected region of
+   background, stomach bubble or umbilical vein pixels, holes filled. Each region of at least
+   ``min_body_mm2`` is traced with sub-pixel contours (points half-way between a body pixel and
+   its neighbour); a point is *kept* when it faces amniotic fluid and lies more than
+   ``EDGE_MARGIN_PX`` pixels from shadow, from outside the fan and from the image border, where
+   the body wall cannot be seen. The abdomen is the region that is best enclosed by fluid (the
+   share of its non-shadowed contour that faces fluid; shadow is unknown, not evidence):
+   regions at least half enclosed come first, among them those containing stomach bubble or
+   umbilical vein pixels, then the higher share. Maternal tissue beyond the fluid borders the fan
+   edge or the image border, so it loses to the abdomen even where it is larger.
+2. **Ellipse** (:func:`fit_ellipse`). RANSAC over the kept points: 5-point direct least-squares
+   ellipse fits (Fitzgibbon et al. 1999, in Halir and Flusser's stable form), only hypotheses of
+   plausible size and shape, scored MSAC-style by the Sampson distance (a first-order
+   approximation of the geometric distance); a point only counts when its fluid side is outside
+   the ellipse. The best hypotheses are refitted on their inliers (LO-RANSAC) and the best
+   refit wins; it must be supported on at least ``MIN_COVERAGE`` of its perimeter. Jang
+   et al. (2018) fitted the abdomen with a Hough transform; RANSAC is the usual robust
+   alternative for the same job, much cheaper for five free parameters.
+3. **AC** (:func:`ellipse_perimeter`): Ramanujan's second approximation of the perimeter, times
+   the pixel spacing.
+4. **Plane** (:func:`assess_plane`): accepted when the stomach bubble and the umbilical vein
+   (the largest connected component of each class, at least a minimum area) are both seen, both
+   centroids are inside the ellipse, and neither takes an implausible share of the abdomen. The
+   map has no orientation (left/right, anterior/posterior are unknown), so placement is not
+   judged further.
+
+Conventions: pixel centres sit at integer coordinates, ``x`` is the column and ``y`` the row.
+An :class:`Ellipse` has semi-axes ``a >= b`` in pixels and ``angle``, the direction of the
+``a`` axis in degrees from +x towards +y (clockwise on screen), in [0, 180): the convention of
+``cv2.ellipse`` with ``axes=(a, b)``. Spacing is isotropic, in mm per pixel.
+
+:func:`measure` runs the whole chain; :func:`draw` renders its result; :func:`hadlock_efw`
+turns AC, femur length and optionally the head into an estimated fetal weight.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import cv2
+import numpy as np
+from scipy import ndimage
+from skimage import measure as skmeasure, morphology
+
+#: The patch classifier's classes, and pixels outside the ultrasound fan.
+BACKGROUND, FLUID, STOMACH, VEIN, SHADOW, OUTSIDE = 0, 1, 2, 3, 4, 255
+CLASS_VALUES = (BACKGROUND, FLUID, STOMACH, VEIN, SHADOW, OUTSIDE)
+BODY_CLASSES = (BACKGROUND, STOMACH, VEIN)
+
+EDGE_MARGIN_PX = 2  # boundary points this close to shadow, fan edge or image border are dropped
+MIN_BOUNDARY_POINTS = 20
+
+# Defaults in mm, chosen around the typical abdomen (semi-axes 25-60 mm).
+SEMI_AXES_MM = (15.0, 90.0)
+MIN_AXIS_RATIO = 0.5  # b / a; abdomen sections are far rounder than this
+MIN_BODY_MM2 = math.pi * SEMI_AXES_MM[0] ** 2 * MIN_AXIS_RATIO  # the smallest plausible abdomen
+INLIER_MM = 1.5
+MIN_COVERAGE = 0.4  # share of the perimeter the inliers must support; shadows hide much
+COVERAGE_BINS = 36
+REFINED_HYPOTHESES = 10
+MIN_STOMACH_MM2 = 20.0
+MIN_VEIN_MM2 = 5.0
+MAX_STOMACH_SHARE = 0.25  # of the ellipse area
+MAX_VEIN_SHARE = 0.10
+
+NO_BOUNDARY = "no abdomen boundary found"
+
+
+@dataclasses.dataclass(frozen=True)
+class Ellipse:
+    """Centre ``(cx, cy)``, semi-axes ``a >= b`` (px), ``angle`` of the ``a`` axis (degrees)."""
+
+    cx: float
+    cy: float
+    a: float
+    b: float
+    angle: float
+
+    @property
+    def area(self) -> float:
+        """Area in px^2."""
+        return math.pi * self.a * self.b
+
+
+@dataclasses.dataclass(frozen=True)
+class Landmark:
+    """The largest connected component of one class: centroid (px) and area (mm^2)."""
+
+    x: float
+    y: float
+    area_mm2: float
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Measurement:
+    """What :func:`measure` found in one class map.
+
+    ``points`` are the kept boundary points, (N, 2) as (x, y); ``inliers`` marks those on the
+    fitted ellipse. ``ellipse`` and ``ac_mm`` are None when no acceptable ellipse was found;
+    ``reasons`` says why the plane was not accepted (empty when it was).
+    """
+
+    ellipse: Ellipse | None
+    ac_mm: float | None
+    accepted: bool
+    reasons: tuple[str, ...]
+    points: np.ndarray
+    inliers: np.ndarray
+    stomach: Landmark | None
+    vein: Landmark | None
+    spacing_mm: float
+
+    @property
+    def n_boundary_points(self) -> int:
+        """Number of kept boundary points."""
+        return len(self.points)
+
+    @property
+    def inlier_fraction(self) -> float:
+        """Share of the boundary points on the ellipse (0 without points)."""
+        return float(self.inliers.mean()) if len(self.inliers) else 0.0
+
+
+# --------------------------------------------------------------------------- ellipse geometry
+
+def ellipse_perimeter(a: float, b: float) -> float:
+    """Perimeter of an ellipse with semi-axes ``a``, ``b``: Ramanujan's second approximation.
+
+    ``pi (a + b) (1 + 3h / (10 + sqrt(4 - 3h)))`` with ``h = ((a - b) / (a + b))^2``; exact for
+    circles; relative error below 1e-9 for ``b / a >= 0.5``, below 1e-6 down to ``b / a = 0.2``.
+    """
+    if a + b == 0:
+        return 0.0
+    h = ((a - b) / (a + b)) ** 2
+    return math.pi * (a + b) * (1 + 3 * h / (10 + math.sqrt(4 - 3 * h)))
+
+
+def _ellipse_frame(ellipse: Ellipse, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Coordinates (u, v) along the ellipse's a and b axes, from its centre."""
+    theta = math.radians(ellipse.angle)
+    dx, dy = np.asarray(x, float) - ellipse.cx, np.asarray(y, float) - ellipse.cy
+    return dx * math.cos(theta) + dy * math.sin(theta), -dx * math.sin(theta) + dy * math.cos(theta)
+
+
+def normalized_radius(ellipse: Ellipse, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``sqrt((u/a)^2 + (v/b)^2)`` in the ellipse's frame: < 1 inside, 1 on the ellipse."""
+    u, v = _ellipse_frame(ellipse, x, y)
+    return np.hypot(u / ellipse.a, v / ellipse.b)
+
+
+def ellipse_mask(ellipse: Ellipse, shape: tuple[int, int]) -> np.ndarray:
+    """Boolean (H, W) mask of the pixels whose centres lie inside or on the ellipse."""
+    y, x = np.indices(shape)
+    return normalized_radius(ellipse, x, y) <= 1
+
+
+def ellipse_points(ellipse: Ellipse, n: int = 360) -> np.ndarray:
+    """``n`` points (x, y) evenly spaced in parameter along the ellipse, shape (n, 2)."""
+    t = np.linspace(0, 2 * np.pi, n, endpoint=False)
+    theta = math.radians(ellipse.angle)
+    u, v = ellipse.a * np.cos(t), ellipse.b * np.sin(t)
+    return np.stack([ellipse.cx + u * math.cos(theta) - v * math.sin(theta),
+                     ellipse.cy + u * math.sin(theta) + v * math.cos(theta)], axis=1)
+
+
+# --------------------------------------------------------------------------- boundary
+
+def _check_map(class_map: np.ndarray, spacing_mm: float) -> np.ndarray:
+    class_map = np.asarray(class_map)
+    if class_map.ndim != 2:
+        raise ValueError(f"a class map is 2-D, got shape {class_map.shape}")
+    unknown = np.setdiff1d(np.unique(class_map), CLASS_VALUES)
+    if unknown.size:
+        raise ValueError(f"unknown class values {unknown.tolist()}; expected {CLASS_VALUES}")
+    if not spacing_mm > 0:
+        raise ValueError(f"pixel spacing must be positive, got {spacing_mm}")
+    return class_map
+
+
+def majority_filter(class_map: np.ndarray) -> np.ndarray:
+    """Each pixel takes the most frequent class of its 3x3 neighbourhood; ties keep its own."""
+    votes = np.stack([ndimage.uniform_filter((class_map == c).astype(np.float32), 3,
+                                             mode="nearest") for c in CLASS_VALUES])
+    own = np.stack([class_map == c for c in CLASS_VALUES])
+    winner = np.argmax(votes + 0.5 / 9 * own, axis=0)  # half a vote: ties go to the current class
+    return np.asarray(CLASS_VALUES, class_map.dtype)[winner]
+
+
+def _outline(region: np.ndarray, fluid: np.ndarray, near_shadow: np.ndarray,
+             near_edge: np.ndarray, max_hole_px: float) -> tuple[np.ndarray, np.ndarray, float]:
+    """Kept outline points (x, y) of one padded region, their outward unit normals (x, y), and
+    the share of the region's non-shadowed outline that faces fluid."""
+    # Small holes are mislabelled pixels inside the body; large ones may be fluid between the
+    # abdomen and tissue it touches, whose far side is no body wall.
+    region = morphology.remove_small_holes(region, max_size=int(max_hole_px))
+    rc = np.unique(np.concatenate(skmeasure.find_contours(region.astype(np.float32), 0.5)),
+                   axis=0)
+    # Each sub-pixel point lies half-way between a region pixel and an outside one.
+    lo, hi = np.floor(rc).astype(int), np.ceil(rc).astype(int)
+    sign = np.where(region[lo[:, 0], lo[:, 1]], 1, -1)[:, None]
+    outward = (sign * (hi - lo))[:, ::-1].astype(float)
+
+    def touches(flags: np.ndarray) -> np.ndarray:
+        return flags[lo[:, 0], lo[:, 1]] | flags[hi[:, 0], hi[:, 1]]
+
+    shadowed = touches(near_shadow)
+    keep = touches(fluid) & ~shadowed & ~touches(near_edge)
+    visible = np.count_nonzero(~shadowed)
+    enclosure = np.count_nonzero(keep) / visible if visible else 0.0
+    return rc[keep][:, ::-1] - 1.0, outward[keep], enclosure  # - 1: undo the padding
+
+
+def boundary_points(class_map: np.ndarray, spacing_mm: float,
+                    min_body_mm2: float = MIN_BODY_MM2) -> tuple[np.ndarray, np.ndarray]:
+    """The abdomen's body wall where it faces amniotic fluid: points and outward normals.
+
+    Returns two (N, 2) arrays of (x, y): sub-pixel points, and unit normals pointing from the
+    body into the fluid. See the module docstring for the rule that picks the abdomen among the
+    body regions. Both are empty when no region of at least ``min_body_mm2`` borders fluid.
+    """
+    labels = np.pad(majority_filter(_check_map(class_map, spacing_mm)), 1,
+                    constant_values=OUTSIDE)
+    margin = ndimage.generate_binary_structure(2, 1)
+    near_shadow = ndimage.binary_dilation(labels == SHADOW, margin, EDGE_MARGIN_PX)
+    edge = labels == OUTSIDE
+    edge[[0, 1, -2, -1], :] = edge[:, [0, 1, -2, -1]] = True  # padding and the image's own border
+    near_edge = ndimage.binary_dilation(edge, margin, EDGE_MARGIN_PX)
+    fluid = labels == FLUID
+    landmarks = np.isin(labels, (STOMACH, VEIN))
+    min_px = min_body_mm2 / spacing_mm ** 2
+
+    regions, count = ndimage.label(np.isin(labels, BODY_CLASSES))
+    areas = np.bincount(regions.ravel(), minlength=count + 1)
+    best, best_key = (np.empty((0, 2)), np.empty((0, 2))), None
+    for index in np.flatnonzero(areas[1:] >= min_px) + 1:
+        region = regions == index
+        points, outward, enclosure = _outline(region, fluid, near_shadow, near_edge, min_px)
+        if len(points) < MIN_BOUNDARY_POINTS:
+            continue
+        key = (enclosure >= 0.5, bool(np.any(landmarks & region)), enclosure)
+        if best_key is None or key > best_key:
+            best, best_key = (points, outward), key
+    return best
+
+
+# --------------------------------------------------------------------------- ellipse fitting
+
+def _direct_fit(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Ellipse-specific least-squares conics (Halir and Flusser 1998), batched over leading axes.
+
+    ``x``, ``y``: (..., n) with n >= 5. Returns (..., 6) coefficients ``(A, B, C, D, E, F)`` of
+    ``A x^2 + B x y + C y^2 + D x + E y + F = 0``, scaled so that ``A + C > 0`` (the conic is
+    negative inside, its gradient points outwards); NaN where no ellipse solves the problem.
+    """
+    d1 = np.stack([x * x, x * y, y * y], axis=-1)
+    d2 = np.stack([x, y, np.ones_like(x)], axis=-1)
+    s1, s2 = np.swapaxes(d1, -1, -2) @ d1, np.swapaxes(d1, -1, -2) @ d2
+    s3 = np.swapaxes(d2, -1, -2) @ d2
+    t = -np.linalg.pinv(s3) @ np.swapaxes(s2, -1, -2)  # pinv: 5 collinear samples must not raise
+    m = s1 + s2 @ t
+    m = np.stack([m[..., 2, :] / 2, -m[..., 1, :], m[..., 0, :] / 2], axis=-2)  # C1^-1 M
+    _, vectors = np.linalg.eig(m)
+    vectors = vectors.real
+    condition = 4 * vectors[..., 0, :] * vectors[..., 2, :] - vectors[..., 1, :] ** 2
+    good = condition > 0
+    a1 = np.take_along_axis(vectors, np.argmax(good, axis=-1)[..., None, None], axis=-1)[..., 0]
+    conic = np.concatenate([a1, (t @ a1[..., None])[..., 0]], axis=-1)
+    conic[~good.any(axis=-1)] = np.nan
+    return conic * np.sign(conic[..., :1] + conic[..., 2:3])
+
+
+def _conic_params(conic: np.ndarray) -> np.ndarray:
+    """(..., 6) conics -> (..., 5) ``(cx, cy, a, b, angle_rad)``; NaN where not a real ellipse."""
+    a_, b_, c_, d_, e_, f_ = np.moveaxis(conic, -1, 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        den = b_ * b_ - 4 * a_ * c_
+        x0 = (2 * c_ * d_ - b_ * e_) / den
+        y0 = (2 * a_ * e_ - b_ * d_) / den
+        q0 = f_ + (d_ * x0 + e_ * y0) / 2  # the conic's value at the centre
+        r = np.hypot((a_ - c_) / 2, b_ / 2)
+        major = np.sqrt(-q0 / ((a_ + c_) / 2 - r))
+        minor = np.sqrt(-q0 / ((a_ + c_) / 2 + r))
+    angle = np.mod(0.5 * np.arctan2(b_, a_ - c_) + np.pi / 2, np.pi)  # the form's minimum
+    params = np.stack([x0, y0, major, minor, angle], axis=-1)
+    params[~(den < 0)] = np.nan
+    return params
+
+
+def _distance(conic: np.ndarray, x: np.ndarray, y: np.ndarray,
+              outward: np.ndarray | None) -> np.ndarray:
+    """Sampson distances of points (n,) to conics (k, 6): (k, n).
+
+    Infinite where a point's ``outward`` normal (n, 2) points into the ellipse: the body wall
+    has fluid outside, so such an edge (tissue across a fluid pocket) is never on the abdomen.
+    """
+    a_, b_, c_, d_, e_, f_ = (conic[:, i, None] for i in range(6))
+    value = a_ * x * x + b_ * x * y + c_ * y * y + d_ * x + e_ * y + f_
+    gx, gy = 2 * a_ * x + b_ * y + d_, b_ * x + 2 * c_ * y + e_
+    with np.errstate(divide="ignore", invalid="ignore"):
+        distance = np.abs(value) / np.hypot(gx, gy)
+    if outward is not None:
+        distance[gx * outward[:, 0] + gy * outward[:, 1] <= 0] = np.inf
+    return distance
+
+
+def _msac(distance: np.ndarray, threshold: float) -> np.ndarray:
+    """MSAC cost per hypothesis: squared distances, truncated at the inlier threshold."""
+    return (np.minimum(np.nan_to_num(distance, nan=threshold), threshold) ** 2).sum(axis=-1)
+
+
+def _implausible(params: np.ndarray, semi_axes_px: tuple[float, float],
+                 min_axis_ratio: float) -> np.ndarray:
+    """Which (..., 5) ellipses are too small, too large, too eccentric or not ellipses."""
+    major, minor = params[..., 2], params[..., 3]
+    with np.errstate(invalid="ignore"):
+        ok = ((minor >= semi_axes_px[0]) & (major <= semi_axes_px[1])
+              & (minor >= min_axis_ratio * major))
+    return ~ok
+
+
+def _rejection(params: np.ndarray, spacing_mm: float, semi_axes_mm: tuple[float, float],
+               min_axis_ratio: float) -> str:
+    """A sentence on why an ellipse (5,) is rejected."""
+    if np.isnan(params).any():
+        return "abdomen boundary is not elliptical (no ellipse fits it)"
+    major, minor = params[2] * spacing_mm, params[3] * spacing_mm
+    if minor < semi_axes_mm[0]:
+        return f"abdomen fit too small (semi-minor axis {minor:.1f} mm < {semi_axes_mm[0]:g} mm)"
+    if major > semi_axes_mm[1]:
+        return f"abdomen fit too large (semi-major axis {major:.1f} mm > {semi_axes_mm[1]:g} mm)"
+    return f"abdomen fit too eccentric (axis ratio {minor / major:.2f} < {min_axis_ratio:g})"
+
+
+def fit_ellipse(points: np.ndarray, spacing_mm: float, outward: np.ndarray | None = None,
+                rng_seed: int = 0, iterations: int = 2000, inlier_mm: float = INLIER_MM,
+                semi_axes_mm: tuple[float, float] = SEMI_AXES_MM,
+                min_axis_ratio: float = MIN_AXIS_RATIO,
+                min_coverage: float = MIN_COVERAGE,
+                ) -> tuple[Ellipse | None, np.ndarray, str | None]:
+    """Robust ellipse through boundary points (x, y): RANSAC, then least squares on the inliers.
+
+    Hypotheses are 5-point direct fits; only those with semi-axes within ``semi_axes_mm`` and
+    ``b / a >= min_axis_ratio`` compete, scored by the truncated squared Sampson distance with
+    threshold ``inlier_mm``. With ``outward`` normals (from :func:`boundary_points`) a point only
+    counts when its fluid side is outside the ellipse. Returns ``(ellipse, inliers, reason)``:
+    ellipse None with a reason when nothing plausible fits or the inliers support less than
+    ``min_coverage`` of its perimeter (see :func:`coverage`). Deterministic for a given
+    ``rng_seed``.
+    """
+    points = np.asarray(points, float).reshape(-1, 2)
+    inliers = np.zeros(len(points), bool)
+    if len(points) < MIN_BOUNDARY_POINTS:
+        return None, inliers, f"{NO_BOUNDARY} (only {len(points)} boundary points)"
+    # Centred, unit-scale coordinates keep the conic systems well conditioned.
+    origin, scale = points.mean(axis=0), points.std()
+    x, y = ((points - origin) / scale).T
+    threshold = inlier_mm / spacing_mm / scale
+    limits = (semi_axes_mm[0] / spacing_mm / scale, semi_axes_mm[1] / spacing_mm / scale)
+
+    def to_pixels(conic: np.ndarray) -> np.ndarray:
+        params = _conic_params(conic)
+        params[:2] = params[:2] * scale + origin
+        params[2:4] *= scale
+        return params
+
+    rng = np.random.default_rng(rng_seed)
+    samples = np.argpartition(rng.random((iterations, len(points))), 5, axis=1)[:, :5]
+    conics = _direct_fit(x[samples], y[samples])
+    conics = conics[~_implausible(_conic_params(conics), limits, min_axis_ratio)]
+    if len(conics) == 0:
+        return None, inliers, _rejection(to_pixels(_direct_fit(x, y)), spacing_mm,
+                                         semi_axes_mm, min_axis_ratio)
+    cost = _msac(_distance(conics, x, y, outward), threshold)
+    # Local optimisation: when the inlier share is low (fluid-facing tissue beyond the fluid)
+    # the best minimal samples are only near the optimum; least squares on their inliers
+    # finishes the job.
+    refined = [_refine(start, x, y, outward, threshold)
+               for start in conics[np.argsort(cost)[:REFINED_HYPOTHESES]]]
+    conic = min(refined, key=lambda c: _msac(_distance(c[None], x, y, outward), threshold)[0])
+    inliers = _distance(conic[None], x, y, outward)[0] < threshold
+    params = to_pixels(conic)
+    if _implausible(params, (semi_axes_mm[0] / spacing_mm, semi_axes_mm[1] / spacing_mm),
+                    min_axis_ratio):
+        return None, inliers, _rejection(params, spacing_mm, semi_axes_mm, min_axis_ratio)
+    cx, cy, a, b, angle = params.tolist()
+    ellipse = Ellipse(cx, cy, a, b, math.degrees(angle))
+    supported = coverage(ellipse, points[inliers])
+    if supported < min_coverage:
+        return None, inliers, (f"abdomen boundary too incomplete (the fit is supported on "
+                               f"{supported:.0%} of its perimeter, < {min_coverage:.0%})")
+    return ellipse, inliers, None
+
+
+def _refine(conic: np.ndarray, x: np.ndarray, y: np.ndarray, outward: np.ndarray | None,
+            threshold: float, rounds: int = 3) -> np.ndarray:
+    """Refit a conic on its inliers a few times (the inlier set moves with the fit)."""
+    for _ in range(rounds):
+        near = _distance(conic[None], x, y, outward)[0] < threshold
+        if near.sum() < 5:
+            break
+        conic = _direct_fit(x[near], y[near])
+    return conic
+
+
+def coverage(ellipse: Ellipse, points: np.ndarray) -> float:
+    """Share of the ellipse's perimeter near ``points`` (x, y): occupied 10-degree sectors.
+
+    Sectors are equal steps of the eccentric anomaly, close enough to equal arcs for the
+    rounded ellipses accepted here.
+    """
+    if len(points) == 0:
+        return 0.0
+    u, v = _ellipse_frame(ellipse, points[:, 0], points[:, 1])
+    anomaly = np.arctan2(v / ellipse.b, u / ellipse.a)
+    sectors = np.floor((anomaly + np.pi) / (2 * np.pi) * COVERAGE_BINS).astype(int)
+    return np.unique(np.clip(sectors, 0, COVERAGE_BINS - 1)).size / COVERAGE_BINS
+
+
+# --------------------------------------------------------------------------- plane
+
+def find_landmark(class_map: np.ndarray, cls: int, spacing_mm: float,
+                  min_area_mm2: float) -> Landmark | None:
+    """The largest 4-connected component of class ``cls``, or None if below ``min_area_mm2``."""
+    components, count = ndimage.label(np.asarray(class_map) == cls)
+    if count == 0:
+        return None
+    sizes = np.bincount(components.ravel())[1:]
+    largest = int(np.argmax(sizes)) + 1
+    area = float(sizes[largest - 1]) * spacing_mm ** 2
+    if area < min_area_mm2:
+        return None
+    y, x = ndimage.center_of_mass(components == largest)
+    return Landmark(float(x), float(y), area)
+
+
+def assess_plane(ellipse: Ellipse | None, stomach: Landmark | None, vein: Landmark | None,
+                 spacing_mm: float) -> list[str]:
+    """Reasons the plane is not an acceptable AC plane; empty when it is.
+
+    Needs the stomach bubble and the umbilical vein both seen, their centroids inside the
+    ellipse and their areas at most ``MAX_STOMACH_SHARE`` / ``MAX_VEIN_SHARE`` of its area.
+    """
+    reasons = []
+    for name, landmark, max_share in (("stomach bubble", stomach, MAX_STOMACH_SHARE),
+                                      ("umbilical vein", vein, MAX_VEIN_SHARE)):
+        if landmark is None:
+            reasons.append(f"{name} not seen")
+        elif ellipse is not None:
+            share = landmark.area_mm2 / (ellipse.area * spacing_mm ** 2)
+            if normalized_radius(ellipse, landmark.x, landmark.y) > 1:
+                reasons.append(f"{name} outside the abdomen")
+            elif share > max_share:
+                reasons.append(f"{name} implausibly large ({share:.0%} of the abdomen)")
+    return reasons
+
+
+def measure(class_map: np.ndarray, spacing_mm: float, rng_seed: int = 0) -> Measurement:
+    """Ellipse, AC (mm) and plane acceptance for one class map; never raises on a poor map."""
+    class_map = _check_map(class_map, spacing_mm)
+    points, outward = boundary_points(class_map, spacing_mm)
+    if len(points):
+        ellipse, inliers, problem = fit_ellipse(points, spacing_mm, outward, rng_seed)
+    else:
+        ellipse, inliers = None, np.zeros(0, bool)
+        problem = f"{NO_BOUNDARY} (no body region bordered by amniotic fluid)"
+    stomach = find_landmark(class_map, STOMACH, spacing_mm, MIN_STOMACH_MM2)
+    vein = find_landmark(class_map, VEIN, spacing_mm, MIN_VEIN_MM2)
+    reasons = ([problem] if problem else []) + assess_plane(ellipse, stomach, vein, spacing_mm)
+    ac_mm = None if ellipse is None else ellipse_perimeter(ellipse.a, ellipse.b) * spacing_mm
+    return Measurement(ellipse, ac_mm, not reasons, tuple(reasons), points, inliers,
+                       stomach, vein, float(spacing_mm))
+
+
+# --------------------------------------------------------------------------- weight
+
+def hadlock_efw(ac_mm: float, fl_mm: float, hc_mm: float | None = None,
+                bpd_mm: float | None = None) -> float:
+    """Estimated fetal weight in grams, Hadlock et al. (1985); measurements in mm.
+
+    With head circumference and biparietal diameter (all in cm inside the formula)::
+
+        log10 EFW = 1.3596 - 0.00386 AC FL + 0.0064 HC + 0.00061 BPD AC + 0.0424 AC + 0.174 FL
+
+    with abdomen and femur only::
+
+        log10 EFW = 1.304 + 0.05281 AC + 0.1938 FL - 0.004 AC FL
+    """
+    if (hc_mm is None) != (bpd_mm is None):
+        raise ValueError("give both head circumference and biparietal diameter, or neither")
+    ac, fl = ac_mm / 10, fl_mm / 10
+    if hc_mm is None:
+        log_weight = 1.304 + 0.05281 * ac + 0.1938 * fl - 0.004 * ac * fl
+    else:
+        hc, bpd = hc_mm / 10, bpd_mm / 10
+        log_weight = (1.3596 - 0.00386 * ac * fl + 0.0064 * hc + 0.00061 * bpd * ac
+                      + 0.0424 * ac + 0.174 * fl)
+    return 10 ** log_weight
+
+
+# --------------------------------------------------------------------------- drawing
+
+_INLIER, _OUTLIER, _ELLIPSE = (0, 230, 0), (255, 60, 60), (0, 220, 255)
+_STOMACH, _VEIN = (255, 220, 0), (255, 40, 40)  # as fetal_biometry.inference.COLOURS
+
+
+def draw(image: np.ndarray, measurement: Measurement) -> np.ndarray:
+    """RGB uint8 copy of a gray or RGB scan with the ellipse, boundary points, landmarks, AC."""
+    rgb = np.clip(np.asarray(image), 0, 255).astype(np.uint8)
+    rgb = np.repeat(rgb[..., None], 3, axis=2) if rgb.ndim == 2 else rgb[..., :3].copy()
+    if measurement.ellipse is not None:
+        outline = np.round(ellipse_points(measurement.ellipse) * 16).astype(np.int32)
+        cv2.polylines(rgb, [outline], True, _ELLIPSE, 1, cv2.LINE_AA, shift=4)
+    # Points over the ellipse: green arcs are where the fit is supported.
+    for (x, y), inlier in zip(measurement.points, measurement.inliers):
+        rgb[int(round(y)), int(round(x))] = _INLIER if inlier else _OUTLIER
+    for landmark, colour in ((measurement.stomach, _STOMACH), (measurement.vein, _VEIN)):
+        if landmark is not None:
+            centre = (int(round(landmark.x)), int(round(landmark.y)))
+            cv2.drawMarker(rgb, centre, colour, cv2.MARKER_CROSS, 8, 1)
+    lines = [f"AC {measurement.ac_mm:.1f} mm" if measurement.ac_mm is not None else "AC -"]
+    lines += ["plane accepted"] if measurement.accepted else list(measurement.reasons)
+    for row, text in enumerate(lines):
+        cv2.putText(rgb, text, (4, rgb.shape[0] - 6 - 12 * (len(lines) - 1 - row)),
+                    cv2.FONT_HERSHEY_SIMPLEX, 0.35, (255, 255, 255), 1, cv2.LINE_AA)
+    return rgb
