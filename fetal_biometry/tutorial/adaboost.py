@@ -23,6 +23,9 @@ import numpy as np
 from tqdm import tqdm
 
 
+PERFECT = 1e-12  # epsilon_t used for alpha_t when a stump makes no error
+
+
 class Stump(NamedTuple):
     """Decision stump ``h(x) = polarity if x[feature] > threshold else -polarity``."""
 
@@ -144,8 +147,9 @@ def fit(X: np.ndarray, y: np.ndarray, rounds: int, progress: bool = False) -> Bo
     y : ndarray, shape (m,)
         Labels in {-1, +1}.
     rounds : int
-        :math:`T`. Training stops early if a stump is perfect (:math:`\\epsilon_t = 0`, so
-        :math:`\\alpha_t` would be infinite) or no better than chance (:math:`\\epsilon_t \\ge 1/2`).
+        :math:`T`. Training stops early after a perfect stump (:math:`\\epsilon_t = 0`: its
+        :math:`\\alpha_t` would be infinite, so :math:`\\epsilon_t` is taken as 1e-12 there), or
+        before a stump no better than chance (:math:`\\epsilon_t \\ge 1/2`).
     progress : bool
         Show a progress bar.
     """
@@ -159,13 +163,16 @@ def fit(X: np.ndarray, y: np.ndarray, rounds: int, progress: bool = False) -> Bo
         stump, _ = fit_stump(D, y, features)
         predictions = predict_stump(stump, X)
         epsilon = weighted_error(D, predictions, y)
-        if epsilon <= 0.0 or epsilon >= 0.5:
+        if epsilon >= 0.5:
             break
-        alpha_t = alpha(epsilon)
-        D = update_distribution(D, alpha_t, y, predictions)
+        # A perfect stump would get an infinite vote: a finite, dominant one does the same.
+        alpha_t = alpha(max(epsilon, PERFECT))
         stumps.append(stump)
         alphas.append(alpha_t)
         errors.append(epsilon)
+        if epsilon == 0.0:
+            break
+        D = update_distribution(D, alpha_t, y, predictions)
     return Boosted(stumps, np.array(alphas), np.array(errors))
 
 
@@ -177,7 +184,8 @@ def staged_scores(model: Boosted, X: np.ndarray) -> np.ndarray:
 
 def predict(model: Boosted, X: np.ndarray) -> np.ndarray:
     """:math:`H(x) = \\mathrm{sign}(\\sum_t \\alpha_t h_t(x))`; a zero sum counts as +1."""
-    scores = staged_scores(model, X)[-1]
+    scores = sum((a * predict_stump(s, X) for s, a in zip(model.stumps, model.alphas)),
+                 np.zeros(len(X)))
     return np.where(scores >= 0, 1, -1)
 
 

@@ -53,7 +53,10 @@ def energy(v: np.ndarray, h: np.ndarray, rbm: RBM) -> np.ndarray:
 
 
 def free_energy(v: np.ndarray, rbm: RBM) -> np.ndarray:
-    """:math:`F(v) = -\\log \\sum_h e^{-E(v, h)} = -a^T v - \\sum_j \\log(1 + e^{b_j + (v^T W)_j})`."""
+    """Free energy, the hidden units summed out.
+
+    .. math:: F(v) = -\\log \\sum_h e^{-E(v, h)} = -a^T v - \\sum_j \\log(1 + e^{b_j + (v^T W)_j})
+    """
     return -(v @ rbm.a) - np.logaddexp(0.0, rbm.b + v @ rbm.W).sum(axis=1)
 
 
@@ -87,7 +90,7 @@ def gibbs_step(v: np.ndarray, rbm: RBM, rng: np.random.Generator):
 
 def cd1_update(v: np.ndarray, h: np.ndarray, v_prime: np.ndarray, h_prime: np.ndarray,
                epsilon: float) -> RBM:
-    """The source's :math:`(\\Delta W, \\Delta a, \\Delta b)`, averaged over the rows of a mini-batch.
+    """The source's update :math:`(\\Delta W, \\Delta a, \\Delta b)`, averaged over a mini-batch.
 
     With one row this is exactly :math:`\\Delta W = \\epsilon (v h^T - v' h'^T)`,
     :math:`\\Delta a = \\epsilon (v - v')`, :math:`\\Delta b = \\epsilon (h - h')`.
@@ -99,7 +102,11 @@ def cd1_update(v: np.ndarray, h: np.ndarray, v_prime: np.ndarray, h_prime: np.nd
 
 
 def apply(rbm: RBM, delta: RBM) -> RBM:
-    """:math:`W_{n+1} = W_n + \\Delta W`, :math:`a_{n+1} = a_n + \\Delta a`, :math:`b_{n+1} = b_n + \\Delta b`."""
+    """The source's step.
+
+    .. math:: W_{n+1} = W_n + \\Delta W, \\quad a_{n+1} = a_n + \\Delta a,
+              \\quad b_{n+1} = b_n + \\Delta b
+    """
     return RBM(rbm.W + delta.W, rbm.a + delta.a, rbm.b + delta.b)
 
 
@@ -138,6 +145,8 @@ def train(V: np.ndarray, n_hidden: int, epsilon: float = 0.01, iterations: int =
     history : ndarray, shape (iterations,)
         Reconstruction error of each mini-batch, :math:`\\|v - v'\\|^2` per pixel.
     """
+    if not 1 <= batch_size <= len(V):
+        raise ValueError(f"batch_size must be between 1 and the {len(V)} samples")
     rng = np.random.default_rng(seed)
     rbm = initialize(V.shape[1], n_hidden, rng)
     history = np.empty(iterations)
@@ -174,12 +183,13 @@ def exact_log_likelihood(V: np.ndarray, rbm: RBM) -> float:
 
 
 def exact_gradient(V: np.ndarray, rbm: RBM) -> RBM:
-    """The source's :math:`\\langle v h^T \\rangle_{data} - \\langle v h^T \\rangle_{model}`, exactly.
+    """The source's log-likelihood gradient, exactly (tiny RBMs only).
 
-    Along with the bias terms :math:`\\langle v \\rangle_{data} - \\langle v \\rangle_{model}` and
-    :math:`\\langle h \\rangle_{data} - \\langle h \\rangle_{model}`. Sums over :math:`h` are done in
-    closed form (:math:`\\sum_h P(h | v) h = P(h = 1 | v)`); the model term enumerates every
-    visible state, weighted by :math:`P(v) = e^{-F(v)} / Z`.
+    :math:`\\langle v h^T \\rangle_{data} - \\langle v h^T \\rangle_{model}` for :math:`W`,
+    :math:`\\langle v \\rangle_{data} - \\langle v \\rangle_{model}` for :math:`a` and
+    :math:`\\langle h \\rangle_{data} - \\langle h \\rangle_{model}` for :math:`b`. Sums over
+    :math:`h` are done in closed form (:math:`\\sum_h P(h | v) h = P(h = 1 | v)`); the model
+    term enumerates every visible state, weighted by :math:`P(v) = e^{-F(v)} / Z`.
     """
     states = all_states(len(rbm.a))
     p_v = np.exp(-free_energy(states, rbm) - log_partition(rbm))

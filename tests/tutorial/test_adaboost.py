@@ -77,7 +77,7 @@ def test_rounds_follow_the_source_formulas():
 
 
 def test_training_error_is_below_the_product_of_normalisers():
-    """Freund & Schapire's bound: training error of H <= prod_t Z_t = prod_t 2 sqrt(e_t (1 - e_t))."""
+    """Freund & Schapire: training error of H <= prod_t Z_t = prod_t 2 sqrt(e_t (1 - e_t))."""
     rng = np.random.default_rng(2)
     X = rng.normal(size=(400, 6))
     y = np.where(np.sin(3 * X[:, 0]) + X[:, 2] > 0, 1, -1)
@@ -100,3 +100,13 @@ def test_mnist_3_vs_5_test_error_falls():
     assert test_error[0] > 0.15
     assert test_error[-1] < 0.09
     assert adaboost.staged_errors(model, X, y)[-1] < 0.06
+
+
+def test_a_perfect_stump_ends_training_with_a_finite_dominant_vote():
+    X = np.array([[0.0], [1.0], [2.0], [3.0]])
+    y = np.array([-1, -1, 1, 1])
+    model = adaboost.fit(X, y, rounds=10)
+    assert len(model.stumps) == 1 and model.errors[0] == 0
+    assert np.isfinite(model.alphas[0])
+    assert model.stumps[0] == adaboost.Stump(0, 1.5, 1)
+    np.testing.assert_array_equal(adaboost.predict(model, X), y)
