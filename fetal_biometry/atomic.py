@@ -65,6 +65,7 @@ def staged_dir(dst: str | os.PathLike) -> Iterator[pathlib.Path]:
     dst = pathlib.Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{dst.name}.tmp-", dir=dst.parent))
+    tmp.chmod(0o777 & ~_umask())  # mkdtemp makes 0700 folders
     try:
         yield tmp
     except BaseException:
@@ -79,6 +80,8 @@ def staged_file(dst: str | os.PathLike) -> Iterator[pathlib.Path]:
     dst = pathlib.Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=f".{dst.name}.tmp-", dir=dst.parent)
+    # mkstemp makes 0600 files; give the result the mode a plain open() would have.
+    os.fchmod(fd, 0o666 & ~_umask())
     os.close(fd)
     tmp = pathlib.Path(name)
     try:
@@ -87,6 +90,12 @@ def staged_file(dst: str | os.PathLike) -> Iterator[pathlib.Path]:
         tmp.unlink(missing_ok=True)
         raise
     os.replace(tmp, dst)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_text(path: str | os.PathLike, text: str) -> pathlib.Path:

@@ -241,6 +241,7 @@ def snapshot(solver, out: pathlib.Path) -> pathlib.Path:
             state_path = target
         else:
             os.replace(produced, target)
+    staging.rmdir()
     return state_path
 
 
