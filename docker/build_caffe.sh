@@ -4,6 +4,7 @@
 # One script for the local install (tools/bootstrap.sh) and the Docker images.
 #
 #   docker/build_caffe.sh PREFIX [--python PY] [--cuda-arch "80 90"] [--jobs N]
+#                         [--no-patch] [--cmake-arg -DNAME=VALUE ...]
 #
 # Source, in order of preference:
 #   1. $CAFFE_SRC: an unpacked Caffe tree you already have;
@@ -14,6 +15,9 @@
 # CMake (CPU_ONLY unless --cuda-arch is given, OpenBLAS, OpenCV, LMDB, pycaffe against PY and its
 # numpy) and installed into a staging folder that is renamed to PREFIX only once everything worked:
 # a failed build never leaves a half-installed PREFIX.
+# --no-patch skips the patch (older systems, e.g. Ubuntu 16.04's protobuf 2.6 / OpenCV 2.4, need
+# the original code); each --cmake-arg is passed to CMake after the defaults, so it overrides them
+# (the Dockerfile's legacy target: -DUSE_CUDNN=ON -DUSE_NCCL=OFF -DBUILD_python=OFF).
 set -euo pipefail
 
 CAFFE_DEB_VERSION=1.0.0+git20180821.99bd997
@@ -21,15 +25,17 @@ CAFFE_GIT_COMMIT=9b89154
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 die() { echo "build_caffe: error: $*" >&2; exit 1; }
-usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 
-prefix="" python=python3 cuda_arch="" jobs=$(nproc)
+prefix="" python=python3 cuda_arch="" jobs=$(nproc) apply_patch=1 extra_cmake_args=()
 while [ $# -gt 0 ]; do
   case "$1" in
     -h|--help) usage 0 ;;
     --python) python=$2; shift 2 ;;
     --cuda-arch) cuda_arch=$2; shift 2 ;;
     --jobs) jobs=$2; shift 2 ;;
+    --no-patch) apply_patch=0; shift ;;
+    --cmake-arg) extra_cmake_args+=("$2"); shift 2 ;;
     -*) echo "build_caffe: unknown option $1" >&2; usage 2 ;;
     *) [ -z "$prefix" ] || usage 2; prefix=$1; shift ;;
   esac
@@ -66,7 +72,9 @@ fetch_source() {
 
 echo "build_caffe: fetching source" >&2
 fetch_source
-patch -d "$work/src" -p1 -s < "$here/caffe-debian12.patch" || die "patch did not apply to the Caffe source"
+if [ "$apply_patch" = 1 ]; then
+  patch -d "$work/src" -p1 -s < "$here/caffe-debian12.patch" || die "patch did not apply to the Caffe source"
+fi
 
 pylib=$("$python" -c 'import sysconfig as s, os; print(os.path.join(s.get_config_var("LIBDIR"), s.get_config_var("LDLIBRARY")))')
 pyinc=$("$python" -c 'import sysconfig as s; print(s.get_paths()["include"])')
@@ -90,10 +98,12 @@ if [ -n "$cuda_arch" ]; then
 else
   cmake_args+=(-DCPU_ONLY=ON)
 fi
+cmake_args+=(${extra_cmake_args[@]+"${extra_cmake_args[@]}"})
 
 echo "build_caffe: configuring ($([ -n "$cuda_arch" ] && echo "CUDA sm $cuda_arch" || echo CPU_ONLY))" >&2
 mkdir "$work/build"
-cmake -S "$work/src" -B "$work/build" "${cmake_args[@]}" > "$work/cmake.log" 2>&1 \
+# From inside the build folder, not `cmake -S -B`: CMake before 3.13 (Ubuntu 16.04) lacks those.
+(cd "$work/build" && cmake "$work/src" "${cmake_args[@]}") > "$work/cmake.log" 2>&1 \
   || { tail -40 "$work/cmake.log" >&2; die "CMake configuration failed (missing -dev packages? see above)"; }
 
 echo "build_caffe: compiling with $jobs jobs (several minutes)" >&2
