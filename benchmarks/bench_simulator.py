@@ -1,0 +1,68 @@
+#!/usr/bin/env python3
+"""Scans per second of the B-mode simulator, on one CPU core.
+
+Prints three rates for the same cases, so the physics' cost can be judged:
+  simulate   the whole case: anatomy, labels with shadows, echo physics, scan conversion
+  labels     anatomy and label maps only (beam grid, shadow mask, labels; no echoes)
+  load       reading the written case back (PNG decode, JSON, validation checks)
+
+example:
+  python benchmarks/bench_simulator.py --cases 40 --size 256 256
+"""
+import argparse
+import os
+import pathlib
+import sys
+import tempfile
+import time
+
+os.environ["OPENBLAS_NUM_THREADS"] = "1"  # one core, before numpy loads
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+from fetal_biometry import dataset, simulator  # noqa: E402
+
+
+def _rate(count: int, run) -> float:
+    start = time.perf_counter()
+    for index in range(count):
+        run(index)
+    return count / (time.perf_counter() - start)
+
+
+def _labels_only(seed: int, index: int, shape: tuple[int, int], probe: str) -> None:
+    scene = simulator.draw_scene(np.random.default_rng([seed, index]), shape, probe)
+    simulator.ground_truth(scene, shape, simulator.beam_grid(scene))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cases", type=int, default=40, help="cases per measurement (default 40)")
+    parser.add_argument("--size", type=int, nargs=2, default=(256, 256), metavar=("H", "W"),
+                        help="image size (default 256 256)")
+    parser.add_argument("--probe", choices=simulator.PROBES, default="convex")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    cv2.setNumThreads(1)
+    shape = tuple(args.size)
+    simulator.simulate_case(args.seed, 0, shape, args.probe)  # warm up imports and caches
+    full = _rate(args.cases, lambda i: simulator.simulate_case(args.seed, i, shape, args.probe))
+    labels = _rate(args.cases, lambda i: _labels_only(args.seed, i, shape, args.probe))
+    with tempfile.TemporaryDirectory() as tmp:
+        out = pathlib.Path(tmp, "data")
+        dataset.write_dataset(out, simulator.simulate(args.cases, args.seed, shape, args.probe))
+        names = dataset.load(out).cases
+        load = _rate(args.cases, lambda i: dataset.load_case(out, names[i]))
+    print(f"{args.cases} {args.probe} cases of {shape[1]}x{shape[0]} px, one core:")
+    print(f"  simulate  {full:7.1f} scans/s  ({1000 / full:6.1f} ms per scan)")
+    print(f"  labels    {labels:7.1f} scans/s  (physics takes {1 - full / labels:.0%} of a scan)")
+    print(f"  load      {load:7.1f} scans/s  (simulating costs {load / full:.1f} loads)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,514 @@
+"""The on-disk dataset of annotated fetal abdominal scans (format version 1).
+
+Both the simulator (:mod:`fetal_biometry.simulator`) and users with real scans write this
+layout; every later stage reads it. In the spirit of nnU-Net's ``dataset.json``::
+
+    DATASET/
+      dataset.json           what the dataset is (below)
+      images/<case>.png      the B-mode image: 8-bit grayscale PNG (colour PNGs are converted
+                             to gray on reading), or images/<case>.dcm, a DICOM file
+                             (MONOCHROME1/2, RGB, YBR or PALETTE COLOR; one frame)
+      labels/<case>.png      the label map: 8-bit single-channel PNG, same size as the image,
+                             values from the class table
+      cases/<case>.json      probe geometry, pixel spacing and biometry ground truth
+
+``dataset.json``::
+
+    {
+      "format": "fetal-biometry-dataset",
+      "version": 1,
+      "classes": {"0": "background", "1": "amniotic_fluid", "2": "stomach_bubble",
+                  "3": "umbilical_vein", "4": "shadow", "5": "abdomen", "6": "spine",
+                  "7": "rib"},
+      "outside_fan": 255,
+      "cases": ["case_a", "case_b", ...],
+      "generator": {...}          optional: who made the data (simulator name, version, seed)
+    }
+
+The class table is fixed for version 1:
+
+=====  ===============  ==================================================================
+value  name             meaning
+=====  ===============  ==================================================================
+0      background       other tissue: uterine wall, placenta, maternal tissue
+1      amniotic_fluid   the fluid around the fetus
+2      stomach_bubble   the fluid-filled fetal stomach
+3      umbilical_vein   its intra-abdominal (intrahepatic) part
+4      shadow           acoustic shadow: behind bone along the beam, where intensity is lost
+5      abdomen          fetal abdominal tissue inside the skin line (wall, liver, kidneys...)
+6      spine            vertebral ossification centres
+7      rib              ribs
+255    (outside_fan)    pixels outside the imaged fan: ignored
+=====  ===============  ==================================================================
+
+``cases/<case>.json``::
+
+    {
+      "pixel_spacing_mm": 0.62,             isotropic, mm per pixel
+      "probe": {"type": "convex", "apex": [x, y], "start_depth": r0, "end_depth": r1,
+                "angles": [left, right]},
+               or {"type": "linear", "origin": [x, y], "width": w, "start_depth": d0,
+                   "end_depth": d1, "angle": steer}
+      "biometry": {
+        "abdomen_ellipse": {"center": [x, y], "semi_axes": [a, b], "angle_deg": t},
+        "ac_mm": 251.3,                     the ellipse's perimeter times the spacing
+        "plane_acceptable": true,           fit for measuring AC
+        "plane_reason": "...",              why (or why not)
+        "gestational_age_weeks": 30.2       or null when unknown
+      }
+    }
+
+Coordinates are pixels with pixel centres at integers, ``x`` the column and ``y`` the row;
+probe fields follow :mod:`fetal_biometry.geometry` (depths in pixels, angles in degrees from
+straight down, negative to the left). The abdomen ellipse follows
+:class:`fetal_biometry.biometry.Ellipse`: semi-axes ``a >= b`` in pixels, ``angle_deg`` the
+direction of the ``a`` axis from +x towards +y, in [0, 180); it traces the skin line, where AC
+is measured. Labels must be 255 exactly outside the fan (up to :data:`FAN_TOLERANCE` of the
+fan's area, for hand-drawn masks). A converter for real scans can take the fan from
+:func:`fetal_biometry.geometry.fan_mask`.
+
+:func:`validate` lists every problem of a dataset, each naming its case; :func:`load` raises
+:class:`DatasetError` with that list; :func:`load_case` reads one case; :func:`write_dataset`
+writes a whole dataset atomically; :func:`contact_sheet` draws scans beside their labels.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import pathlib
+import re
+from typing import Callable, Iterable
+
+import cv2
+import numpy as np
+
+from fetal_biometry import atomic, geometry as geom
+from fetal_biometry.biometry import Ellipse, ellipse_perimeter
+
+FORMAT = "fetal-biometry-dataset"
+VERSION = 1
+
+#: The class table of format version 1: label value -> name.
+CLASSES = {0: "background", 1: "amniotic_fluid", 2: "stomach_bubble", 3: "umbilical_vein",
+           4: "shadow", 5: "abdomen", 6: "spine", 7: "rib"}
+BACKGROUND, FLUID, STOMACH, VEIN, SHADOW, ABDOMEN, SPINE, RIB = range(8)
+OUTSIDE = 255  # outside the fan: ignored
+
+#: Overlay colours (RGB); 1-4 as in fetal_biometry.inference, the source's results figure.
+COLOURS = {1: (40, 120, 255), 2: (255, 220, 0), 3: (255, 40, 40), 4: (150, 60, 200),
+           5: (60, 200, 90), 6: (0, 230, 230), 7: (255, 140, 0)}
+
+FAN_TOLERANCE = 0.01  # share of the fan where labels may disagree with it (hand-drawn edges)
+AC_TOLERANCE = 0.01  # relative disagreement allowed between ac_mm and the ellipse
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+@dataclasses.dataclass(frozen=True)
+class Biometry:
+    """Biometry ground truth of one case: the abdomen ellipse (px), AC and plane verdict."""
+
+    ellipse: Ellipse
+    ac_mm: float
+    plane_acceptable: bool
+    plane_reason: str
+    gestational_age_weeks: float | None
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Case:
+    """One annotated scan: gray image and label map (H, W) uint8, probe, spacing, biometry."""
+
+    name: str
+    image: np.ndarray
+    labels: np.ndarray
+    geometry: geom.Geometry
+    spacing_mm: float
+    biometry: Biometry
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    """A validated dataset: its folder, case names and the generator record."""
+
+    root: pathlib.Path
+    cases: tuple[str, ...]
+    generator: dict
+
+
+class DatasetError(ValueError):
+    """A dataset that cannot be used; the message lists every problem, each with its case."""
+
+
+# --------------------------------------------------------------------------- images
+
+def _to_uint8(array: np.ndarray, bits: int) -> np.ndarray:
+    if array.dtype == np.uint8:
+        return array
+    if not np.issubdtype(array.dtype, np.integer):
+        raise ValueError(f"pixel type {array.dtype} is not supported")
+    return np.rint(array.astype(np.float64) * (255 / (2 ** bits - 1))).clip(0, 255).astype(np.uint8)
+
+
+def _dicom_gray(path: pathlib.Path) -> np.ndarray:
+    import pydicom  # imported here: only DICOM datasets need it
+    from pydicom.pixels import apply_color_lut
+
+    ds = pydicom.dcmread(path)
+    frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
+    if frames != 1:
+        raise ValueError(f"DICOM has {frames} frames; export the one frame to measure")
+    kind = ds.PhotometricInterpretation
+    pixels = ds.pixel_array  # YBR is converted to RGB here
+    if kind == "PALETTE COLOR":
+        pixels = _to_uint8(apply_color_lut(pixels, ds), int(ds.RedPaletteColorLookupTableDescriptor[2]))
+    else:
+        pixels = _to_uint8(pixels, int(ds.BitsStored))
+    if pixels.ndim == 3:
+        return cv2.cvtColor(pixels[..., :3], cv2.COLOR_RGB2GRAY)
+    if kind == "MONOCHROME1":  # 0 is white
+        return 255 - pixels
+    return pixels
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """An image file as 8-bit gray (H, W): PNG (any depth, gray or colour) or DICOM (``.dcm``).
+
+    Colour is converted to gray with the ITU-R 601 luma weights; DICOM palette images go
+    through their lookup table first, MONOCHROME1 is inverted. ValueError if unreadable.
+    """
+    path = pathlib.Path(path)
+    if path.suffix.lower() == ".dcm":
+        try:
+            return _dicom_gray(path)
+        except ValueError:
+            raise
+        except Exception as error:  # pydicom raises many types for broken files
+            raise ValueError(f"unreadable DICOM: {error}") from error
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise ValueError("not a readable image")
+    image = _to_uint8(image, 8 * image.dtype.itemsize)
+    if image.ndim == 3:
+        return cv2.cvtColor(image[..., :3], cv2.COLOR_BGR2GRAY)
+    return image
+
+
+def _read_labels(path: pathlib.Path) -> np.ndarray:
+    labels = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if labels is None:
+        raise ValueError("not a readable image")
+    if labels.ndim != 2 or labels.dtype != np.uint8:
+        raise ValueError(f"must be a single-channel 8-bit PNG, got {labels.dtype} "
+                         f"of shape {labels.shape}")
+    return labels
+
+
+def _write_png(path: pathlib.Path, array: np.ndarray) -> None:
+    if not cv2.imwrite(str(path), array):
+        raise OSError(f"{path}: could not write PNG")
+
+
+# --------------------------------------------------------------------------- case records
+
+def case_record(case: Case) -> dict:
+    """The JSON form of a case's probe, spacing and biometry (``cases/<case>.json``)."""
+    bio, e = case.biometry, case.biometry.ellipse
+    return {"pixel_spacing_mm": case.spacing_mm,
+            "probe": geom.to_dict(case.geometry),
+            "biometry": {"abdomen_ellipse": {"center": [e.cx, e.cy], "semi_axes": [e.a, e.b],
+                                             "angle_deg": e.angle},
+                         "ac_mm": bio.ac_mm,
+                         "plane_acceptable": bio.plane_acceptable,
+                         "plane_reason": bio.plane_reason,
+                         "gestational_age_weeks": bio.gestational_age_weeks}}
+
+
+def _field(data: dict, key: str, kind: type | tuple, where: str):
+    if not isinstance(data, dict) or key not in data:
+        raise ValueError(f"{where} lacks {key!r}")
+    value = data[key]
+    if isinstance(value, bool) and kind is not bool or not isinstance(value, kind):
+        raise ValueError(f"{where}.{key} has the wrong type: {value!r}")
+    return value
+
+
+def _numbers(data: dict, key: str, count: int, where: str) -> list[float]:
+    value = _field(data, key, list, where)
+    if len(value) != count or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                      and math.isfinite(v) for v in value):
+        raise ValueError(f"{where}.{key} must be {count} finite numbers, got {value!r}")
+    return [float(v) for v in value]
+
+
+def _positive(data: dict, key: str, where: str) -> float:
+    value = _field(data, key, (int, float), where)
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{where}.{key} must be a positive number, got {value!r}")
+    return float(value)
+
+
+def parse_case_record(data: dict) -> tuple[geom.Geometry, float, Biometry]:
+    """Probe geometry, spacing (mm) and biometry from a case record; ValueError names the field."""
+    spacing = _positive(data, "pixel_spacing_mm", "case")
+    try:
+        probe = geom.from_dict(_field(data, "probe", dict, "case"))
+    except ValueError as error:
+        raise ValueError(f"probe: {error}") from None
+    bio = _field(data, "biometry", dict, "case")
+    shape = _field(bio, "abdomen_ellipse", dict, "biometry")
+    where = "biometry.abdomen_ellipse"
+    (cx, cy), (a, b) = _numbers(shape, "center", 2, where), _numbers(shape, "semi_axes", 2, where)
+    angle = float(_field(shape, "angle_deg", (int, float), where))
+    if not a >= b > 0 or not 0 <= angle < 180:
+        raise ValueError(f"{where} needs semi_axes a >= b > 0 and 0 <= angle_deg < 180, "
+                         f"got {[a, b]} and {angle}")
+    age = _field(bio, "gestational_age_weeks", (int, float, type(None)), "biometry")
+    return probe, spacing, Biometry(
+        ellipse=Ellipse(cx, cy, a, b, angle),
+        ac_mm=_positive(bio, "ac_mm", "biometry"),
+        plane_acceptable=_field(bio, "plane_acceptable", bool, "biometry"),
+        plane_reason=_field(bio, "plane_reason", str, "biometry"),
+        gestational_age_weeks=None if age is None else float(age))
+
+
+def _consistency(probe: geom.Geometry, spacing: float, bio: Biometry, image: np.ndarray,
+                 labels: np.ndarray) -> list[str]:
+    """Problems between a case's image, labels, geometry and biometry."""
+    if labels.shape != image.shape:
+        return [f"label map is {labels.shape[1]}x{labels.shape[0]} but the image is "
+                f"{image.shape[1]}x{image.shape[0]}"]
+    found = []
+    unknown = sorted(set(np.unique(labels).tolist()) - set(CLASSES) - {OUTSIDE})
+    if unknown:
+        found.append(f"unknown label values {unknown} (allowed: {sorted(CLASSES)} and {OUTSIDE})")
+    geometry_problems = geom.problems(probe, image.shape)
+    found += [f"probe: {p}" for p in geometry_problems]
+    if not geometry_problems:
+        fan = geom.fan_mask(probe, image.shape)
+        wrong = int(np.count_nonzero(fan == (labels == OUTSIDE)))
+        if wrong > FAN_TOLERANCE * fan.sum():
+            found.append(f"labels disagree with the probe's fan in {wrong} pixels (label "
+                         f"{OUTSIDE} must mark exactly the pixels outside the fan)")
+    e = bio.ellipse
+    if not (0 <= e.cx < image.shape[1] and 0 <= e.cy < image.shape[0]):
+        found.append(f"abdomen ellipse centre ({e.cx:.1f}, {e.cy:.1f}) lies outside the image")
+    expected = ellipse_perimeter(e.a, e.b) * spacing
+    if abs(bio.ac_mm - expected) > AC_TOLERANCE * expected:
+        found.append(f"ac_mm {bio.ac_mm:.1f} disagrees with the ellipse's perimeter "
+                     f"{expected:.1f} mm")
+    return found
+
+
+def _attempt(found: list[str], name: str, file: str, read: Callable[[], object]):
+    """``read()``, or None with the problem (naming case and file) appended to ``found``."""
+    try:
+        return read()
+    except FileNotFoundError:
+        found.append(f"{name}: missing {file}")
+    except json.JSONDecodeError as error:  # before ValueError, its base class
+        found.append(f"{name}: {file}: not valid JSON ({error})")
+    except ValueError as error:
+        found.append(f"{name}: {file}: {error}")
+    return None
+
+
+def _read_case(root: pathlib.Path, name: str) -> tuple[Case | None, list[str]]:
+    """The case and its problems (the case is None when there are any)."""
+    found: list[str] = []
+    images = [p for p in (root / "images" / f"{name}{ext}" for ext in (".png", ".dcm")) if p.is_file()]
+    image = None
+    if not images:
+        found.append(f"{name}: missing images/{name}.png (or .dcm)")
+    elif len(images) > 1:
+        found.append(f"{name}: both images/{name}.png and images/{name}.dcm exist; keep one")
+    else:
+        image = _attempt(found, name, f"images/{images[0].name}", lambda: read_image(images[0]))
+    labels = _attempt(found, name, f"labels/{name}.png",
+                      lambda: _read_labels(root / "labels" / f"{name}.png"))
+    record_file = root / "cases" / f"{name}.json"
+    record = _attempt(found, name, f"cases/{name}.json",
+                      lambda: parse_case_record(json.loads(record_file.read_text())))
+    if found:
+        return None, found
+    probe, spacing, bio = record
+    found = [f"{name}: {p}" for p in _consistency(probe, spacing, bio, image, labels)]
+    if found:
+        return None, found
+    return Case(name, image, labels, probe, spacing, bio), []
+
+
+# --------------------------------------------------------------------------- whole datasets
+
+def _read_index(root: pathlib.Path) -> tuple[dict | None, list[str]]:
+    """dataset.json and its problems."""
+    path = root / "dataset.json"
+    if not root.is_dir():
+        return None, [f"{root}: not a folder"]
+    try:
+        index = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None, [f"{path}: missing"]
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        return None, [f"{path}: not valid JSON ({error})"]
+    if not isinstance(index, dict):
+        return None, [f"{path}: must hold a JSON object"]
+    found = []
+    if index.get("format") != FORMAT or index.get("version") != VERSION:
+        found.append(f"{path}: format {index.get('format')!r} version {index.get('version')!r}; "
+                     f"this reader knows {FORMAT!r} version {VERSION}")
+    if index.get("classes") != {str(k): v for k, v in CLASSES.items()}:
+        found.append(f"{path}: class table differs from version {VERSION}'s {CLASSES}")
+    cases = index.get("cases")
+    if not isinstance(cases, list) or not all(isinstance(c, str) for c in cases):
+        return None, found + [f"{path}: 'cases' must be a list of case names"]
+    bad = [c for c in cases if not _NAME.match(c)]
+    if bad:
+        found.append(f"{path}: case names must be plain file names, got {bad}")
+    duplicates = sorted({c for c in cases if cases.count(c) > 1})
+    if duplicates:
+        found.append(f"{path}: case names listed twice: {duplicates}")
+    return index, found
+
+
+def _unlisted(root: pathlib.Path, names: set[str]) -> list[str]:
+    found = []
+    for folder in ("images", "labels", "cases"):
+        for path in sorted((root / folder).glob("*")):
+            if path.stem not in names:
+                found.append(f"{folder}/{path.name}: not listed in dataset.json")
+    return found
+
+
+def validate(path: str | os.PathLike) -> list[str]:
+    """Every problem of the dataset at ``path``, each naming its case; empty when it is usable.
+
+    Checks dataset.json (format, version, class table, case names), and for each case: files
+    present and readable, a valid case record, image and label map of the same size, label
+    values from the class table, the probe's fan on the image and matching the label map's
+    ``outside_fan`` pixels, the abdomen ellipse inside the image and agreeing with ``ac_mm``.
+    Files that dataset.json does not list are reported too. Never stops at the first problem.
+    """
+    root = pathlib.Path(path)
+    index, found = _read_index(root)
+    if index is None:
+        return found
+    names = [n for n in dict.fromkeys(index["cases"]) if _NAME.match(n)]
+    for name in names:
+        found += _read_case(root, name)[1]
+    return found + _unlisted(root, set(names))
+
+
+def _raise(root: pathlib.Path, found: list[str]) -> None:
+    raise DatasetError(f"{root}: {len(found)} problem(s):\n  " + "\n  ".join(found))
+
+
+def load(path: str | os.PathLike) -> Dataset:
+    """Validate the dataset at ``path``; :class:`DatasetError` lists every problem."""
+    root = pathlib.Path(path)
+    found = validate(root)
+    if found:
+        _raise(root, found)
+    index = json.loads((root / "dataset.json").read_text())
+    return Dataset(root, tuple(index["cases"]), index.get("generator", {}))
+
+
+def load_case(path: str | os.PathLike, name: str) -> Case:
+    """One case of the dataset at ``path``; :class:`DatasetError` lists its problems."""
+    root = pathlib.Path(path)
+    case, found = _read_case(root, name)
+    if found:
+        _raise(root, found)
+    return case
+
+
+def write_case(root: str | os.PathLike, case: Case) -> None:
+    """Write one case's image, labels and record under ``root`` (folders must exist)."""
+    root = pathlib.Path(root)
+    _write_png(root / "images" / f"{case.name}.png", case.image)
+    _write_png(root / "labels" / f"{case.name}.png", case.labels)
+    (root / "cases" / f"{case.name}.json").write_text(json.dumps(case_record(case), indent=2) + "\n")
+
+
+def write_dataset(out: str | os.PathLike, cases: Iterable[Case],
+                  generator: dict | None = None) -> pathlib.Path:
+    """Write ``cases`` as a dataset at ``out``, replacing whatever was there.
+
+    The dataset is written into a temporary folder beside ``out``, validated, and only then
+    renamed into place: a crash or kill never leaves a half-written dataset under ``out``.
+    :class:`DatasetError` (nothing written) if the result does not validate.
+    """
+    out = pathlib.Path(out)
+    with atomic.staged_dir(out) as tmp:
+        for folder in ("images", "labels", "cases"):
+            (tmp / folder).mkdir()
+        names = []
+        for case in cases:
+            write_case(tmp, case)
+            names.append(case.name)
+        index = {"format": FORMAT, "version": VERSION,
+                 "classes": {str(k): v for k, v in CLASSES.items()}, "outside_fan": OUTSIDE,
+                 "cases": names, "generator": generator or {}}
+        (tmp / "dataset.json").write_text(json.dumps(index, indent=2) + "\n")
+        found = validate(tmp)
+        if found:
+            _raise(out, found)
+    return out
+
+
+# --------------------------------------------------------------------------- pictures
+
+def overlay(image: np.ndarray, labels: np.ndarray, alpha: float = 0.45) -> np.ndarray:
+    """RGB uint8 scan with every class of the table coloured over it (background left gray)."""
+    rgb = np.repeat(image[..., None], 3, axis=2).astype(np.float32)
+    for value, colour in COLOURS.items():
+        mask = labels == value
+        rgb[mask] = (1 - alpha) * rgb[mask] + alpha * np.array(colour, np.float32)
+    return rgb.clip(0, 255).astype(np.uint8)
+
+
+def _title(case: Case) -> str:
+    bio = case.biometry
+    age = "" if bio.gestational_age_weeks is None else f", GA {bio.gestational_age_weeks:.1f} wk"
+    verdict = "plane OK" if bio.plane_acceptable else bio.plane_reason
+    return f"{case.name}: AC {bio.ac_mm:.0f} mm{age}\n{verdict}"
+
+
+def contact_sheet(path: str | os.PathLike, out: str | os.PathLike, count: int = 8,
+                  columns: int = 2) -> pathlib.Path:
+    """PNG of the first ``count`` cases: each scan beside its label overlay and abdomen ellipse.
+
+    A colour legend of the class table runs along the bottom. Written atomically to ``out``.
+    """
+    import matplotlib  # imported here: only pictures need it
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Ellipse as EllipsePatch, Patch
+
+    data = load(path)
+    cases = [load_case(data.root, name) for name in data.cases[:count]]
+    if not cases:
+        raise DatasetError(f"{path}: no cases to draw")
+    rows = math.ceil(len(cases) / columns)
+    fig, axes = plt.subplots(rows, 2 * columns, figsize=(4.4 * columns, 2.7 * rows + 0.5),
+                             squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for i, case in enumerate(cases):
+        left, right = axes[i // columns, 2 * (i % columns)], axes[i // columns, 2 * (i % columns) + 1]
+        left.imshow(case.image, cmap="gray", vmin=0, vmax=255)
+        left.set_title(_title(case), fontsize=6.5, loc="left")
+        right.imshow(overlay(case.image, case.labels))
+        e = case.biometry.ellipse
+        right.add_patch(EllipsePatch((e.cx, e.cy), 2 * e.a, 2 * e.b, angle=e.angle, fill=False,
+                                     color="white", linewidth=0.7, linestyle="--"))
+    handles = [Patch(color=np.array(COLOURS[v]) / 255, label=CLASSES[v].replace("_", " "))
+               for v in COLOURS] + [Patch(facecolor="white", edgecolor="black", linestyle="--",
+                                          label="abdomen ellipse (AC)")]
+    fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0.6 / (2.7 * rows + 0.5), 1, 1), pad=0.3)
+    with atomic.staged_file(out) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")  # about one screen pixel per image pixel
+    plt.close(fig)
+    return pathlib.Path(out)
