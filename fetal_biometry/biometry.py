@@ -506,7 +506,6 @@ def hadlock_efw(ac_mm: float, fl_mm: float, hc_mm: float | None = None,
 # --------------------------------------------------------------------------- drawing
 
 _INLIER, _OUTLIER, _ELLIPSE = (0, 230, 0), (255, 60, 60), (0, 220, 255)
-_STOMACH, _VEIN = (255, 220, 0), (255, 40, 40)  # as fetal_biometry.inference.COLOURS
 
 
 def draw(image: np.ndarray, measurement: Measurement) -> np.ndarray:
@@ -519,7 +518,9 @@ def draw(image: np.ndarray, measurement: Measurement) -> np.ndarray:
     # Points over the ellipse: green arcs are where the fit is supported.
     for (x, y), inlier in zip(measurement.points, measurement.inliers):
         rgb[int(round(y)), int(round(x))] = _INLIER if inlier else _OUTLIER
-    for landmark, colour in ((measurement.stomach, _STOMACH), (measurement.vein, _VEIN)):
+    from fetal_biometry.dataset import COLOURS  # here: dataset imports this module
+
+    for landmark, colour in ((measurement.stomach, COLOURS[STOMACH]), (measurement.vein, COLOURS[VEIN])):
         if landmark is not None:
             centre = (int(round(landmark.x)), int(round(landmark.y)))
             cv2.drawMarker(rgb, centre, colour, cv2.MARKER_CROSS, 8, 1)

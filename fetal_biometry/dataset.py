@@ -460,7 +460,10 @@ def write_dataset(out: str | os.PathLike, cases: Iterable[Case],
 # --------------------------------------------------------------------------- pictures
 
 def overlay(image: np.ndarray, labels: np.ndarray, alpha: float = 0.45) -> np.ndarray:
-    """RGB uint8 scan with every class of the table coloured over it (background left gray)."""
+    """RGB uint8 scan with every class of the table coloured over it (background left gray).
+
+    The patch classifier's classes 1-4 share these values, so its label maps use it too.
+    """
     rgb = np.repeat(image[..., None], 3, axis=2).astype(np.float32)
     for value, colour in COLOURS.items():
         mask = labels == value

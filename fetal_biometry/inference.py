@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
-from fetal_biometry import nets, patches
+from fetal_biometry import dataset, nets, patches
 from fetal_biometry.caffe_env import caffe
 
 STRIDE = 4  # two 2x2 poolings
@@ -145,22 +145,14 @@ class DenseClassifier:
         return probs, labels
 
 
-#: Overlay colours (RGB) per classifier class; background is left uncoloured.
-COLOURS = {1: (40, 120, 255), 2: (255, 220, 0), 3: (255, 40, 40), 4: (150, 60, 200)}
-
-
 def overlay(image: np.ndarray, labels: np.ndarray, alpha: float = 0.45,
             legend: bool = True) -> np.ndarray:
     """Colour the classes over the gray scan, like the source's results figure (RGB uint8)."""
-    rgb = np.repeat(image[..., None], 3, axis=2).astype(np.float32)
-    for cls, colour in COLOURS.items():
-        mask = labels == cls
-        rgb[mask] = (1 - alpha) * rgb[mask] + alpha * np.array(colour, np.float32)
-    rgb = rgb.clip(0, 255).astype(np.uint8)
+    rgb = dataset.overlay(image, labels, alpha)
     if legend:
-        for row, (cls, colour) in enumerate(COLOURS.items()):
+        for row, cls in enumerate(range(1, len(patches.CLASSES))):
             y = 6 + 12 * row
-            cv2.rectangle(rgb, (4, y), (12, y + 8), colour, -1)
+            cv2.rectangle(rgb, (4, y), (12, y + 8), dataset.COLOURS[cls], -1)
             cv2.putText(rgb, patches.CLASSES[cls].replace("_", " "), (16, y + 8),
                         cv2.FONT_HERSHEY_SIMPLEX, 0.3, (255, 255, 255), 1, cv2.LINE_AA)
     return rgb

@@ -17,8 +17,10 @@ of them: gray levels as they are, and a direction component ``d`` in [-1, 1] as
 """
 from __future__ import annotations
 
-import numpy as np
 import cv2
+import numpy as np
+
+from fetal_biometry import dataset
 
 ENCODINGS = ("rotate", "channels", "none")
 
@@ -26,10 +28,10 @@ ENCODINGS = ("rotate", "channels", "none")
 #: its results, plus background for everything else).
 CLASSES = ("background", "amniotic_fluid", "stomach_bubble", "umbilical_vein", "shadow")
 
-#: Dataset label values (fetal_biometry.dataset's class table) -> classifier class.
-#: abdomen tissue, spine and ribs are background to the classifier; 255 (outside the fan) stays out.
-LABEL_TO_CLASS = {0: 0, 1: 1, 2: 2, 3: 3, 4: 4, 5: 0, 6: 0, 7: 0}
-OUTSIDE = 255
+#: Dataset label values -> classifier class: labels 1-4 are the same classes; abdomen tissue,
+#: spine and ribs are background to the classifier; 255 (outside the fan) stays out.
+LABEL_TO_CLASS = {value: value if value < len(CLASSES) else 0 for value in dataset.CLASSES}
+OUTSIDE = dataset.OUTSIDE
 
 
 def channels(encoding: str) -> int:
