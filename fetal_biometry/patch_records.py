@@ -38,6 +38,17 @@ class Scan:
     directions: np.ndarray
 
 
+def dataset_scans(path: str | os.PathLike) -> Iterable[Scan]:
+    """The cases of a dataset (fetal_biometry.dataset format) as scans with their beam maps."""
+    from fetal_biometry import dataset, geometry
+
+    data = dataset.load(path)
+    for name in data.cases:
+        case = dataset.load_case(path, name)
+        yield Scan(name, case.image, case.labels,
+                   geometry.beam_directions(case.geometry, case.image.shape))
+
+
 class RecordError(ValueError):
     """Bad input; the message lists every problem found, each with its case."""
 
