@@ -64,8 +64,8 @@ INLIER_MM = 1.5
 MIN_COVERAGE = 0.4  # share of the perimeter the inliers must support; shadows hide much
 COVERAGE_BINS = 36
 REFINED_HYPOTHESES = 10
-MIN_STOMACH_MM2 = 20.0
-MIN_VEIN_MM2 = 5.0
+MIN_STOMACH_MM2 = 40.0  # a bubble under ~7 mm across is no credible stomach
+MIN_VEIN_MM2 = 30.0  # an intrahepatic vein segment under ~1 cm x 3 mm is no landmark
 MAX_STOMACH_SHARE = 0.25  # of the ellipse area
 MAX_VEIN_SHARE = 0.10
 
@@ -424,19 +424,28 @@ def coverage(ellipse: Ellipse, points: np.ndarray) -> float:
 
 # --------------------------------------------------------------------------- plane
 
-def find_landmark(class_map: np.ndarray, cls: int, spacing_mm: float,
-                  min_area_mm2: float) -> Landmark | None:
-    """The largest 4-connected component of class ``cls``, or None if below ``min_area_mm2``."""
+def find_landmark(class_map: np.ndarray, cls: int, spacing_mm: float, min_area_mm2: float,
+                  within: Ellipse | None = None) -> Landmark | None:
+    """The largest 4-connected component of class ``cls`` of at least ``min_area_mm2``.
+
+    With ``within``, a component whose centroid lies inside that ellipse is preferred to a
+    larger one outside: the stomach bubble is sought in the abdomen, not in the anechoic
+    amniotic fluid around it, which a classifier can mistake for it.
+    """
     components, count = ndimage.label(np.asarray(class_map) == cls)
     if count == 0:
         return None
-    sizes = np.bincount(components.ravel())[1:]
-    largest = int(np.argmax(sizes)) + 1
-    area = float(sizes[largest - 1]) * spacing_mm ** 2
-    if area < min_area_mm2:
+    sizes = np.bincount(components.ravel())[1:] * spacing_mm ** 2
+    labels = [int(i) + 1 for i in np.argsort(-sizes, kind="stable") if sizes[i] >= min_area_mm2]
+    if not labels:
         return None
-    y, x = ndimage.center_of_mass(components == largest)
-    return Landmark(float(x), float(y), area)
+    centres = ndimage.center_of_mass(np.ones_like(components), components, labels)
+    chosen = 0
+    if within is not None:
+        inside = [i for i, (y, x) in enumerate(centres) if normalized_radius(within, x, y) <= 1]
+        chosen = inside[0] if inside else 0
+    y, x = centres[chosen]
+    return Landmark(float(x), float(y), float(sizes[labels[chosen] - 1]))
 
 
 def assess_plane(ellipse: Ellipse | None, stomach: Landmark | None, vein: Landmark | None,
@@ -469,8 +478,10 @@ def measure(class_map: np.ndarray, spacing_mm: float, rng_seed: int = 0) -> Meas
     else:
         ellipse, inliers = None, np.zeros(0, bool)
         problem = f"{NO_BOUNDARY} (no body region bordered by amniotic fluid)"
-    stomach = find_landmark(class_map, STOMACH, spacing_mm, MIN_STOMACH_MM2)
-    vein = find_landmark(class_map, VEIN, spacing_mm, MIN_VEIN_MM2)
+    # Landmarks on the majority-filtered map: isolated misclassified pixels are no landmark.
+    filtered = majority_filter(class_map)
+    stomach = find_landmark(filtered, STOMACH, spacing_mm, MIN_STOMACH_MM2, ellipse)
+    vein = find_landmark(filtered, VEIN, spacing_mm, MIN_VEIN_MM2, ellipse)
     reasons = ([problem] if problem else []) + assess_plane(ellipse, stomach, vein, spacing_mm)
     ac_mm = None if ellipse is None else ellipse_perimeter(ellipse.a, ellipse.b) * spacing_mm
     return Measurement(ellipse, ac_mm, not reasons, tuple(reasons), points, inliers,

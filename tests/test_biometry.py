@@ -16,7 +16,7 @@ TRUTH = bm.Ellipse(130.3, 140.7, 70.0, 55.0, 30.0)  # 42 x 33 mm semi-axes
 def scan(body: bm.Ellipse = TRUTH, *, stomach: tuple | None = (-0.35, 0.0),
          vein: tuple | None = (0.4, -0.2), shadow_sectors=((60, 105), (200, 245)),
          noise: float = 0.05, seed: int = 1, stomach_radius: float = 7.0,
-         vein_radius: float = 3.5) -> np.ndarray:
+         vein_radius: float = 6.0) -> np.ndarray:
     """A synthetic class map: fan, a pool of fluid around an elliptical body, SB, UV, shadows.
 
     ``stomach`` and ``vein`` are centres in units of the body's semi-axes from its centre (None:

@@ -1,0 +1,116 @@
+"""Held-out evaluation: class maps and biometry against a dataset's ground truth.
+
+For each trained classifier (one per beam encoding) every held-out case is classified densely
+(:mod:`fetal_biometry.inference`), measured (:mod:`fetal_biometry.biometry`) and compared with
+its ground truth: pixel and per-class accuracy and the confusion matrix inside the fan, AC error
+in mm and percent, and plane acceptance. :func:`table` prints the ablation as markdown.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pathlib
+
+import cv2
+import numpy as np
+
+from fetal_biometry import atomic, biometry, dataset, geometry, inference, patches
+
+
+@dataclasses.dataclass(frozen=True)
+class Model:
+    """A trained patch classifier and the beam encoding it was trained with."""
+
+    encoding: str
+    deploy: pathlib.Path
+    weights: pathlib.Path
+    mean: tuple[float, ...] | None = None
+
+
+def case_result(case: dataset.Case, probs: np.ndarray, predicted: np.ndarray) -> dict:
+    """Compare one case's predicted class map and measurement with its ground truth."""
+    truth = patches.classifier_labels(case.labels)
+    inside = truth != patches.OUTSIDE
+    classes = len(patches.CLASSES)
+    confusion = np.bincount(truth[inside].astype(int) * classes + predicted[inside],
+                            minlength=classes * classes).reshape(classes, classes)
+    measured = biometry.measure(predicted, case.spacing_mm)
+    result = {"case": case.name, "confusion": confusion.tolist(),
+              "ac_true_mm": case.biometry.ac_mm, "ac_mm": measured.ac_mm,
+              "accepted_true": case.biometry.plane_acceptable, "accepted": measured.accepted,
+              "reasons": measured.reasons}
+    if measured.ac_mm is not None:
+        result["ac_error_mm"] = measured.ac_mm - case.biometry.ac_mm
+        result["ac_error_percent"] = 100 * result["ac_error_mm"] / case.biometry.ac_mm
+    return result, measured
+
+
+def evaluate(model: Model, data: str | os.PathLike, out: str | os.PathLike | None = None,
+             progress=None, overlays: int = 4) -> dict:
+    """Evaluate ``model`` on every case of the dataset at ``data``; summary and per-case results.
+
+    With ``out``, the first ``overlays`` cases get a PNG (class overlay beside the measured
+    ellipse) and the results are written to ``OUT/<encoding>.json``.
+    """
+    data = pathlib.Path(data)
+    names = dataset.load(data).cases
+    classifiers: dict[tuple[int, int], inference.DenseClassifier] = {}
+    results = []
+    iterator = progress(names, desc=model.encoding) if progress else names
+    for index, name in enumerate(iterator):
+        case = dataset.load_case(data, name)
+        shape = case.image.shape
+        if shape not in classifiers:
+            classifiers[shape] = inference.DenseClassifier(model.deploy, model.weights,
+                                                           model.encoding, shape, model.mean)
+        directions = geometry.beam_directions(case.geometry, shape)
+        probs, predicted = classifiers[shape].classify(case.image, directions)
+        result, measured = case_result(case, probs, predicted)
+        results.append(result)
+        if out is not None and index < overlays:
+            picture = np.hstack([inference.overlay(case.image, predicted),
+                                 biometry.draw(case.image, measured)])
+            png = cv2.imencode(".png", cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))[1].tobytes()
+            atomic.write_bytes(pathlib.Path(out) / f"{model.encoding}_{name}.png", png)
+    summary = summarize(results)
+    if out is not None:
+        atomic.write_text(pathlib.Path(out) / f"{model.encoding}.json",
+                          json.dumps({"summary": summary, "cases": results}, indent=1) + "\n")
+    return summary
+
+
+def summarize(results: list[dict]) -> dict:
+    """Pixel / per-class accuracy, AC error and plane acceptance over all cases."""
+    confusion = np.sum([r["confusion"] for r in results], axis=0)
+    per_class = np.diag(confusion) / np.maximum(confusion.sum(axis=1), 1)
+    errors = np.array([abs(r["ac_error_percent"]) for r in results if "ac_error_percent" in r])
+    errors_mm = np.array([abs(r["ac_error_mm"]) for r in results if "ac_error_mm" in r])
+    agree = [r["accepted"] == r["accepted_true"] for r in results]
+    return {
+        "cases": len(results),
+        "pixel_accuracy": float(np.trace(confusion) / confusion.sum()),
+        "per_class_accuracy": {c: float(a) for c, a in zip(patches.CLASSES, per_class)},
+        "confusion": confusion.tolist(),
+        "ac_measured": int(len(errors)),
+        "ac_median_error_percent": float(np.median(errors)) if len(errors) else None,
+        "ac_median_error_mm": float(np.median(errors_mm)) if len(errors_mm) else None,
+        "plane_acceptance_accuracy": float(np.mean(agree)) if agree else None,
+    }
+
+
+def table(summaries: dict[str, dict]) -> str:
+    """The ablation as a markdown table: one row per beam encoding."""
+    header = ("| encoding | pixel acc. | fluid | stomach | vein | shadow | background | "
+              "AC measured | median AC error | plane acceptance |")
+    lines = [header, "|" + " --- |" * 10]
+    for encoding, s in summaries.items():
+        acc = s["per_class_accuracy"]
+        ac = ("-" if s["ac_median_error_percent"] is None else
+              f"{s['ac_median_error_percent']:.1f} % ({s['ac_median_error_mm']:.1f} mm)")
+        lines.append(
+            f"| {encoding} | {s['pixel_accuracy']:.3f} | {acc['amniotic_fluid']:.3f} | "
+            f"{acc['stomach_bubble']:.3f} | {acc['umbilical_vein']:.3f} | {acc['shadow']:.3f} | "
+            f"{acc['background']:.3f} | {s['ac_measured']}/{s['cases']} | {ac} | "
+            f"{s['plane_acceptance_accuracy']:.3f} |")
+    return "\n".join(lines)
