@@ -18,8 +18,10 @@ The beam direction is applied consistently with training:
 """
 from __future__ import annotations
 
+import json
 import math
 import pathlib
+import tempfile
 
 import cv2
 import numpy as np
@@ -86,10 +88,11 @@ class DenseClassifier:
         # Pad so that the first grid point is pixel (0, 0) and the last covers the far border.
         height, width = (math.ceil(s / STRIDE) * STRIDE + patch - STRIDE for s in shape)
         self.shape = tuple(shape)
-        fcn_path = pathlib.Path(str(deploy)).with_suffix(".fcn.prototxt")
-        nets.save(fully_convolutional(channels, height, width, patch,
-                                      patch_net.blobs["prob"].data.shape[1]), fcn_path)
-        self.net = caffe().Net(str(fcn_path), caffe().TEST)
+        fcn = fully_convolutional(channels, height, width, patch, patch_net.blobs["prob"].data.shape[1])
+        # pycaffe builds nets from files only; a temporary one keeps read-only installs working.
+        with tempfile.TemporaryDirectory() as folder:
+            self.net = caffe().Net(str(nets.save(fcn, pathlib.Path(folder, "fcn.prototxt"))),
+                                   caffe().TEST)
         transplant(patch_net, self.net)
         self.mean = np.zeros(channels, np.float32) if mean is None else np.asarray(mean, np.float32)
 
@@ -156,3 +159,35 @@ def overlay(image: np.ndarray, labels: np.ndarray, alpha: float = 0.45,
             cv2.putText(rgb, patches.CLASSES[cls].replace("_", " "), (16, y + 8),
                         cv2.FONT_HERSHEY_SIMPLEX, 0.3, (255, 255, 255), 1, cv2.LINE_AA)
     return rgb
+
+
+def infer_scan(classifier: DenseClassifier, image: np.ndarray, directions: np.ndarray,
+               spacing_mm: float | None, out: str | pathlib.Path, stem: str) -> dict:
+    """Classify one scan, measure it when the spacing is known, and write its outputs.
+
+    Writes ``OUT/STEM_probs.npy`` (K, H, W float16), ``STEM_labels.png`` (classes, 255 outside
+    the fan), ``STEM_overlay.png`` (classes over the scan, with the ellipse and AC when
+    measured) and returns the measurement record (also written as ``STEM.json``).
+    """
+    from fetal_biometry import atomic, biometry
+
+    out = pathlib.Path(out)
+    probs, labels = classifier.classify(image, directions)
+    record: dict = {"scan": stem, "encoding": classifier.encoding}
+    picture = overlay(image, labels)
+    if spacing_mm is not None:
+        measured = biometry.measure(labels, spacing_mm)
+        picture = np.hstack([picture, biometry.draw(image, measured)])
+        e = measured.ellipse
+        record.update(ac_mm=measured.ac_mm, plane_acceptable=measured.accepted,
+                      reasons=list(measured.reasons), spacing_mm=spacing_mm,
+                      ellipse=None if e is None else {"center": [e.cx, e.cy],
+                                                      "semi_axes": [e.a, e.b], "angle_deg": e.angle})
+    with atomic.staged_file(out / f"{stem}_probs.npy") as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, probs.astype(np.float16))
+    for name, array in ((f"{stem}_labels.png", labels),
+                        (f"{stem}_overlay.png", cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))):
+        atomic.write_bytes(out / name, cv2.imencode(".png", array)[1].tobytes())
+    atomic.write_text(out / f"{stem}.json", json.dumps(record, indent=1) + "\n")
+    return record
