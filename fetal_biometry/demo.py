@@ -11,11 +11,10 @@ run only re-evaluates; ``retrain=True`` trains again.
 """
 from __future__ import annotations
 
-import json
 import pathlib
 import time
 
-from fetal_biometry import (atomic, catalog, dataset, evaluation, mnist, patch_records,
+from fetal_biometry import (catalog, dataset, evaluation, mnist, patch_records,
                             patches, simulator, training)
 from fetal_biometry.caffe_env import caffe, proto
 
@@ -94,9 +93,7 @@ def run_fetal(cases: int = 100, heldout: int = 30, gpu: int | None = None,
                                  weights)
         summaries[encoding] = evaluation.evaluate(model, SIM_HELDOUT, "runs/evaluation",
                                                   progress=lambda it, desc: tqdm(it, desc=desc))
-    table = evaluation.table(summaries)
-    atomic.write_text("runs/evaluation/table.md", table + "\n")
-    atomic.write_text("runs/evaluation/summary.json", json.dumps(summaries, indent=1) + "\n")
+    table = evaluation.write_report(summaries, "runs/evaluation")
     print(f"\nheld-out evaluation ({heldout} simulated scans, seed 1, convex and linear probes):\n")
     print(table)
     print("\noverlays and per-case results in runs/evaluation/")

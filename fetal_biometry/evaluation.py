@@ -114,3 +114,11 @@ def table(summaries: dict[str, dict]) -> str:
             f"{acc['background']:.3f} | {s['ac_measured']}/{s['cases']} | {ac} | "
             f"{s['plane_acceptance_accuracy']:.3f} |")
     return "\n".join(lines)
+
+
+def write_report(summaries: dict[str, dict], out: str | os.PathLike) -> str:
+    """Write ``OUT/table.md`` and ``OUT/summary.json``; returns the table."""
+    text = table(summaries)
+    atomic.write_text(pathlib.Path(out, "table.md"), text + "\n")
+    atomic.write_text(pathlib.Path(out, "summary.json"), json.dumps(summaries, indent=1) + "\n")
+    return text
