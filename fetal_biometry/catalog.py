@@ -29,8 +29,11 @@ def _tutorial_cnn(loss: str) -> dict[str, object]:
                   snapshot=1000, snapshot_prefix=f"runs/{folder.split('/')[1]}/snapshots/net",
                   max_iter=2000, display=100, random_seed=1)
     if loss == "softmax":
-        # Adam on the softmax loss, as the source trained its own classifier.
-        solver = solvers.adam(f"{folder}/train.prototxt", 1e-3, **common)
+        # Adam on the softmax loss, as the source trained its own classifier; a tenth of the
+        # rate for the last 2000 of 5000 iterations takes it past 99 % (make demo stops at 2000).
+        solver = solvers.adam(f"{folder}/train.prototxt", 1e-3,
+                              **{**common, "max_iter": 5000, "lr_policy": "step",
+                                 "stepsize": 3000, "gamma": 0.1})
     else:
         # The tutorial's plain gradient descent on its squared error, W <- W - eta grad E.
         solver = solvers.sgd(f"{folder}/train.prototxt", 0.5, **common)
