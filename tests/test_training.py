@@ -120,3 +120,23 @@ def test_a_broken_solver_file_is_named(tmp_path):
     path.write_text("base_lr: fast\n")
     with pytest.raises(training.TrainingError, match="solver.prototxt: not a valid SolverParameter"):
         training.precheck(path)
+
+
+def test_fetal_patch_classifier_trains_on_simulated_lmdbs(tmp_path):
+    from fetal_biometry import dataset, patch_records, simulator
+
+    data = tmp_path / "sim"
+    dataset.write_dataset(data, simulator.simulate(6, seed=11, shape=(128, 128)),
+                          generator=simulator.generator_record(11, (128, 128), "convex", 0.3))
+    patch_records.build(patch_records.dataset_scans(data), tmp_path / "lmdb", "channels",
+                        per_class={c: 30 for c in range(5)}, fractions=(0.67, 0.33, 0.0), seed=0)
+    train = nets.save(nets.patch_classifier(str(tmp_path / "lmdb/train_lmdb"), 32), tmp_path / "t.prototxt")
+    val = nets.save(nets.patch_classifier(str(tmp_path / "lmdb/val_lmdb"), 50), tmp_path / "v.prototxt")
+    solver = solvers.save(solvers.adam(str(train), 1e-3, str(val), test_iter=[3], test_interval=40,
+                                       max_iter=80, random_seed=3), tmp_path / "s.prototxt")
+    result = training.train(solver, tmp_path / "run", progress=False, plot=False)
+    records = [json.loads(l) for l in (tmp_path / "run/metrics.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in records if "phase" not in r]
+    assert np.mean(losses[-10:]) < 0.6 * np.mean(losses[:10])
+    assert result.validation["accuracy"] > 0.5  # five classes: chance is 0.2
+    assert len(result.validation["per_class_accuracy"]) == 5
