@@ -36,7 +36,7 @@ def _tutorial_cnn(loss: str) -> dict[str, object]:
                                  "stepsize": 3000, "gamma": 0.1})
     else:
         # The tutorial's plain gradient descent on its squared error, W <- W - eta grad E.
-        solver = solvers.sgd(f"{folder}/train.prototxt", 0.5, **common)
+        solver = solvers.sgd(f"{folder}/train.prototxt", 0.1, **common)  # 0.5 diverges
     files[f"{folder}/solver.prototxt"] = solver
     return files
 

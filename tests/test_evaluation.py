@@ -3,6 +3,7 @@ import json
 import subprocess
 import sys
 
+import cv2
 import numpy as np
 import pytest
 
@@ -61,13 +62,19 @@ def test_infer_command_on_a_dataset_folder(scans, model, tmp_path):
     assert (tmp_path / f"{name}_overlay.png").stat().st_size > 0
 
 
-def test_infer_command_names_a_missing_geometry(model, tmp_path, scans):
-    image = next((scans / "images").iterdir())
+def test_infer_command_estimates_the_fan_or_says_why_not(model, tmp_path, scans):
+    image = sorted((scans / "images").iterdir())[0]
     result = subprocess.run([sys.executable, "tools/infer.py", str(model.weights), str(model.deploy),
-                             str(image), "--out", str(tmp_path), "--encoding", "none"],
+                             str(image), "--out", str(tmp_path), "--spacing", "0.6", "--encoding", "channels"],
                             cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "estimated from the image" in result.stdout + result.stderr
+    blank = tmp_path / "blank.png"
+    blank.write_bytes(cv2.imencode(".png", np.zeros((64, 64), np.uint8))[1].tobytes())
+    result = subprocess.run([sys.executable, "tools/infer.py", str(model.weights), str(model.deploy),
+                             str(blank), "--out", str(tmp_path), "--encoding", "channels"], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 1
-    assert f"{image}: no probe geometry" in result.stderr
+    assert f"{blank}: " in result.stderr and "--geometry" in result.stderr
 
 
 def test_make_lmdb_command_reports_a_bad_dataset(tmp_path):

@@ -10,7 +10,8 @@ NAME_overlay.png and NAME.json (AC, ellipse, plane verdict with reasons).
 
 SCAN is an image (PNG, JPEG or DICOM) or a dataset folder (every case; geometry and spacing
 from its case records). For images, the probe geometry comes from --geometry (a case JSON or a
-bare geometry dict); the spacing from --spacing or that case JSON.
+bare geometry dict), or else is estimated from the image's fan (tools/beam_map.py shows
+the estimate); the spacing from --spacing or that case JSON (without it, no AC).
 
 example:
   python tools/infer.py runs/fetal_channels/snapshots/net_iter_1500.caffemodel \
@@ -24,7 +25,8 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fetal_biometry import caffe_env, dataset, geometry, inference, patches  # noqa: E402
+from fetal_biometry import caffe_env, dataset, fan, geometry, inference, patches  # noqa: E402
+from tqdm import tqdm  # noqa: E402
 
 
 def _scans(items, geometry_file, spacing):
@@ -38,15 +40,19 @@ def _scans(items, geometry_file, spacing):
             continue
         image = dataset.read_image(item)
         if record is None:
-            raise ValueError(f"{item}: no probe geometry; pass --geometry FILE")
-        probe = geometry.from_dict(record.get("probe", record))
+            try:
+                probe, confidence = fan.estimate_geometry(image)
+            except fan.FanNotFound as err:
+                raise ValueError(f"{item}: {err}; pass --geometry FILE") from None
+            tqdm.write(f"{item.stem}: probe geometry estimated from the image "
+                       f"(confidence {confidence:.2f})")
+        else:
+            probe = geometry.from_dict(record.get("probe", record))
         yield (item.stem, image, geometry.beam_directions(probe, image.shape),
-               spacing or record.get("pixel_spacing_mm"))
+               spacing or (record or {}).get("pixel_spacing_mm"))
 
 
 def main(argv=None) -> int:
-    from tqdm import tqdm
-
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("weights", help="trained .caffemodel of the patch classifier")
