@@ -3,8 +3,9 @@ import os
 import subprocess
 
 import numpy as np
+import pytest
 
-from fetal_biometry import mnist, nets, training
+from fetal_biometry import catalog, mnist, nets, training
 from fetal_biometry.caffe_env import binary, caffe
 
 LOUD = {**os.environ, "GLOG_minloglevel": "0", "GLOG_logtostderr": "1"}  # the binary's log is the check
@@ -20,10 +21,14 @@ def test_the_same_solver_runs_under_caffe_train(tutorial_solver, tmp_path):
     assert (tmp_path / "snap_iter_10.caffemodel").is_file()
 
 
-def test_checked_in_deploy_net_runs_under_caffe_time(tmp_path):
+DEPLOYS = sorted(p for p in catalog.generate() if p.endswith("deploy.prototxt"))
+
+
+@pytest.mark.parametrize("deploy", DEPLOYS)
+def test_checked_in_deploy_nets_run_under_caffe_time(deploy):
     from conftest import ROOT
-    result = subprocess.run([binary("caffe"), "time", "--model=prototxt/tutorial_cnn/deploy.prototxt",
-                             "--iterations=2"], capture_output=True, text=True, cwd=ROOT, env=LOUD)
+    result = subprocess.run([binary("caffe"), "time", f"--model={deploy}", "--iterations=2"],
+                            capture_output=True, text=True, cwd=ROOT, env=LOUD)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "Average Forward pass" in result.stderr
 

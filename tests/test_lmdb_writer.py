@@ -64,3 +64,32 @@ def test_mean_file_round_trip_and_caffe_reads_it(tmp_path):
     blob = caffe().proto.caffe_pb2.BlobProto()
     blob.ParseFromString(path.read_bytes())
     np.testing.assert_array_equal(caffe().io.blobproto_to_array(blob)[0], mean)
+
+
+def test_a_killed_writer_leaves_the_previous_lmdb_intact(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import ROOT
+
+    good = np.ones((3, 1, 2, 2), np.uint8)
+    lmdb_writer.write(tmp_path / "db", _records(good, [1, 2, 3]))
+    before = (tmp_path / "db" / "data.mdb").read_bytes()
+    code = ("import sys, time, numpy as np; from fetal_biometry import lmdb_writer, atomic\n"
+            "def records():\n"
+            "    for i in range(10**6):\n"
+            "        yield b'%08d' % i, lmdb_writer.to_datum(np.zeros((1, 64, 64), np.uint8), 0).SerializeToString()\n"
+            "        if i == 2000: print('writing', flush=True)\n"
+            "        if i > 2000: time.sleep(0.001)\n"
+            "lmdb_writer.write(sys.argv[1], records())\n")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "db")], cwd=ROOT,
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "writing"
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert (tmp_path / "db" / "data.mdb").read_bytes() == before
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name != "db"]
+    assert all(name.startswith(".db.tmp-") for name in leftovers)  # only the hidden staging folder
