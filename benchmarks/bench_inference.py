@@ -29,7 +29,7 @@ def sliding_window(net, planes, directions, batch=256) -> np.ndarray:
     net.blobs["data"].reshape(batch, *net.blobs["data"].data.shape[1:])
     for start in range(0, len(inside), batch):
         centers = [tuple(p) for p in inside[start:start + batch]]
-        data = patches.extract(planes, directions, centers, 32, "channels") / np.float32(256)
+        data = patches.extract(planes, directions, centers, patches.SIZE, "channels") / np.float32(256)
         net.blobs["data"].reshape(*data.shape)
         probs = net.forward(data=data)["prob"]
         labels[tuple(np.array(centers).T)] = probs.argmax(axis=1)

@@ -11,6 +11,7 @@ run only re-evaluates; ``retrain=True`` trains again.
 """
 from __future__ import annotations
 
+import json
 import pathlib
 import time
 
@@ -73,6 +74,15 @@ def simulated(path: pathlib.Path, cases: int, seed: int) -> None:
                           generator=simulator.generator_record(seed, shape, probe, share))
 
 
+def _current(lmdbs: pathlib.Path, encoding: str) -> bool:
+    """Whether the LMDBs at ``lmdbs`` were made with this encoding and today's patch size."""
+    manifest = lmdbs / "manifest.json"
+    if not manifest.is_file():
+        return False
+    made = json.loads(manifest.read_text())
+    return made.get("encoding") == encoding and made.get("patch") == patches.SIZE
+
+
 def run_fetal(cases: int = 100, heldout: int = 30, gpu: int | None = None,
               retrain: bool = False) -> dict[str, dict]:
     """The fetal pipeline end to end; returns the evaluation summary per beam encoding."""
@@ -84,11 +94,12 @@ def run_fetal(cases: int = 100, heldout: int = 30, gpu: int | None = None,
     summaries = {}
     for encoding in patches.ENCODINGS:
         lmdbs = pathlib.Path(catalog.FETAL, encoding)
-        if not (lmdbs / "manifest.json").is_file():
+        fresh = not _current(lmdbs, encoding)
+        if fresh:
             scans = scans or list(patch_records.dataset_scans(SIM_TRAIN))
             patch_records.build(scans, lmdbs, encoding, seed=0, sources={"dataset": str(SIM_TRAIN)})
         weights = _trained(f"prototxt/fetal_{encoding}/solver.prototxt",
-                           pathlib.Path(f"runs/fetal_{encoding}"), retrain, gpu=gpu)
+                           pathlib.Path(f"runs/fetal_{encoding}"), retrain or fresh, gpu=gpu)
         model = evaluation.Model(encoding, pathlib.Path(f"prototxt/fetal_{encoding}/deploy.prototxt"),
                                  weights)
         summaries[encoding] = evaluation.evaluate(model, SIM_HELDOUT, "runs/evaluation",

@@ -33,7 +33,7 @@ from fetal_biometry.caffe_env import caffe
 STRIDE = 4  # two 2x2 poolings
 
 
-def fully_convolutional(channels: int, height: int, width: int, patch: int = 32,
+def fully_convolutional(channels: int, height: int, width: int, patch: int = patches.SIZE,
                         classes: int = len(patches.CLASSES)):
     """The patch classifier as a fully convolutional net over a (channels, height, width) input."""
     param = nets.patch_classifier_deploy(channels, patch, classes)

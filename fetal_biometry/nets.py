@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import pathlib
 
-from fetal_biometry import atomic
+from fetal_biometry import atomic, patches
 from fetal_biometry.caffe_env import caffe
 
 LOSSES = ("softmax", "euclidean")
@@ -151,7 +151,7 @@ def patch_classifier(lmdb: str, batch_size: int = 64, classes: int = 5, scale: f
     return n.to_proto()
 
 
-def patch_classifier_deploy(channels: int, patch: int = 32, classes: int = 5, batch_size: int = 1):
+def patch_classifier_deploy(channels: int, patch: int = patches.SIZE, classes: int = 5, batch_size: int = 1):
     """Deploy version: ``Input`` patches (already scaled and mean-subtracted), ``prob`` softmax."""
     n = caffe().NetSpec()
     n.data = caffe().layers.Input(shape=dict(dim=[batch_size, channels, patch, patch]))

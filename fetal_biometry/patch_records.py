@@ -100,7 +100,7 @@ def scan_records(scan: Scan, encoding: str, size: int, per_class: dict[int, int]
 
 
 def build(scans: Iterable[Scan], out: str | os.PathLike, encoding: str = "channels",
-          size: int = 32, per_class: dict[int, int] | None = None,
+          size: int = patches.SIZE, per_class: dict[int, int] | None = None,
           fractions: tuple[float, float, float] = (0.7, 0.15, 0.15), seed: int = 0,
           require_all: bool = False, sources: dict | None = None, progress=None) -> dict:
     """Sample patches from ``scans`` and write the LMDBs, mean file and manifest into ``out``.

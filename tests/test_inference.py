@@ -45,7 +45,7 @@ def test_dense_output_equals_patchwise_output_on_the_grid(tmp_path, scan, encodi
     probs = dense.probabilities(scan, directions)
     planes = patches.encode(scan, directions, encoding)
     centers = [(y, x) for y in range(8, H, 4 * 5) for x in range(4, W, 4 * 4)]
-    for (y, x), patch in zip(centers, patches.extract(planes, directions, centers, 32, encoding)):
+    for (y, x), patch in zip(centers, patches.extract(planes, directions, centers, patches.SIZE, encoding)):
         data = (patch.astype(np.float32) - np.array(mean)[:, None, None]) / 256
         expected = patch_net.forward(data=data[None])["prob"][0]
         np.testing.assert_allclose(probs[:, y, x], expected, atol=2e-5)
@@ -56,7 +56,7 @@ def test_fully_convolutional_keeps_every_weight(tmp_path):
     fcn = caffe().Net(str(nets.save(inference.fully_convolutional(3, 64, 64),
                                     tmp_path / "fcn.prototxt")), caffe().TEST)
     inference.transplant(patch_net, fcn)
-    assert fcn.params["f5"][0].data.shape == (256, 64, 5, 5)
+    assert fcn.params["f5"][0].data.shape == (256, 64, 7, 7)  # p4 of a 40 px patch
     for name in patch_net.params:
         for a, b in zip(patch_net.params[name], fcn.params[name]):
             np.testing.assert_array_equal(a.data.ravel(), b.data.ravel())

@@ -50,7 +50,8 @@ def main(argv=None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("dataset", help="dataset folder (dataset.json, images/, labels/, cases/)")
     parser.add_argument("out", help="output folder for the LMDBs, mean file and manifest")
-    parser.add_argument("--patch", type=int, default=32, help="patch side in pixels (default 32)")
+    parser.add_argument("--patch", type=int, default=patches.SIZE,
+                        help=f"patch side in pixels (default {patches.SIZE})")
     parser.add_argument("--encoding", choices=patches.ENCODINGS, default="channels",
                         help="beam direction: 'rotate' turns each patch so the beam runs down; "
                              "'channels' adds dx, dy planes; 'none' is the image-only ablation "
