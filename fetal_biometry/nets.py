@@ -34,8 +34,8 @@ def _check_loss(loss: str) -> None:
 def _cnn_body(n, data, classes: int = 10) -> None:
     """Add C1 .. output on top of ``data`` to the NetSpec ``n``.
 
-    The same layers serve the fetal patch classifier: on 32x32 patches they give 32@28x28,
-    32@14x14, 64@10x10, 64@5x5, 256 and one output per class.
+    The same layers serve the fetal patch classifier: on 40x40 patches they give 32@36x36,
+    32@18x18, 64@14x14, 64@7x7, 256 and one output per class.
     """
     L, P = caffe().layers, caffe().params
     weights = dict(weight_filler=dict(type="xavier"), bias_filler=dict(type="constant"))
