@@ -50,7 +50,7 @@ def main() -> None:
         caffe().Net(str(deploy), caffe().TEST).save(str(weights))
     case = simulator.simulate_case(seed=3, index=0)
     directions = geometry.beam_directions(case.geometry, case.image.shape)
-    dense = inference.DenseClassifier(deploy, weights, "channels", case.image.shape)
+    dense = inference.DenseClassifier(deploy, weights, "channels")
     dense.classify(case.image, directions)  # warm-up
     start = time.perf_counter()
     _, dense_labels = dense.classify(case.image, directions)

@@ -11,11 +11,12 @@ run only re-evaluates; ``retrain=True`` trains again.
 """
 from __future__ import annotations
 
+import functools
 import json
 import pathlib
 import time
 
-from fetal_biometry import (catalog, dataset, evaluation, mnist, patch_records,
+from fetal_biometry import (catalog, evaluation, mnist, patch_records,
                             patches, simulator, training)
 from fetal_biometry.caffe_env import caffe, proto
 
@@ -68,10 +69,8 @@ def simulated(path: pathlib.Path, cases: int, seed: int) -> None:
     if (path / "dataset.json").is_file():
         return
     from tqdm import tqdm
-    shape, probe, share = (256, 256), "mixed", 0.3
-    dataset.write_dataset(path, tqdm(simulator.simulate(cases, seed, shape, probe, share),
-                                     total=cases, desc=f"simulate {path.name}", unit="scan"),
-                          generator=simulator.generator_record(seed, shape, probe, share))
+    simulator.write(path, cases, seed, probe="mixed",
+                    progress=functools.partial(tqdm, total=cases, desc=f"simulate {path.name}", unit="scan"))
 
 
 def _current(lmdbs: pathlib.Path, encoding: str) -> bool:

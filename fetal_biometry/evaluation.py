@@ -55,17 +55,13 @@ def evaluate(model: Model, data: str | os.PathLike, out: str | os.PathLike | Non
     """
     data = pathlib.Path(data)
     names = dataset.load(data).cases
-    classifiers: dict[tuple[int, int], inference.DenseClassifier] = {}
+    classifier = inference.DenseClassifier(model.deploy, model.weights, model.encoding, model.mean)
     results = []
     iterator = progress(names, desc=model.encoding) if progress else names
     for index, name in enumerate(iterator):
         case = dataset.load_case(data, name)
-        shape = case.image.shape
-        if shape not in classifiers:
-            classifiers[shape] = inference.DenseClassifier(model.deploy, model.weights,
-                                                           model.encoding, shape, model.mean)
-        directions = geometry.beam_directions(case.geometry, shape)
-        probs, predicted = classifiers[shape].classify(case.image, directions)
+        directions = geometry.beam_directions(case.geometry, case.image.shape)
+        probs, predicted = classifier.classify(case.image, directions)
         result, measured = case_result(case, probs, predicted)
         results.append(result)
         if out is not None and index < overlays:

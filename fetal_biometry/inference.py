@@ -64,7 +64,7 @@ def transplant(source, target) -> None:
 
 
 class DenseClassifier:
-    """A trained patch classifier applied densely; reusable across scans of one size.
+    """A trained patch classifier applied densely to scans of any size.
 
     Parameters
     ----------
@@ -72,42 +72,48 @@ class DenseClassifier:
         The patch classifier's deploy prototxt and trained ``.caffemodel``.
     encoding : {'rotate', 'channels', 'none'}
         The beam encoding the net was trained with.
-    shape : (height, width)
-        Scan size.
     mean : sequence of float, optional
         Per-channel mean the net was trained with (Caffe's ``mean_value``, subtracted before
         the 1/256 scale).
     """
 
-    def __init__(self, deploy, weights, encoding: str, shape: tuple[int, int],
-                 mean=None, angle_step: float = 10.0):
+    def __init__(self, deploy, weights, encoding: str, mean=None, angle_step: float = 10.0):
         self.encoding, self.angle_step = encoding, angle_step
-        patch_net = caffe().Net(str(deploy), str(weights), caffe().TEST)
-        channels, patch = patch_net.blobs["data"].data.shape[1], patch_net.blobs["data"].data.shape[2]
-        self.patch, self.half = patch, patch // 2
-        # Pad so that the first grid point is pixel (0, 0) and the last covers the far border.
-        height, width = (math.ceil(s / STRIDE) * STRIDE + patch - STRIDE for s in shape)
-        self.shape = tuple(shape)
-        fcn = fully_convolutional(channels, height, width, patch, patch_net.blobs["prob"].data.shape[1])
-        # pycaffe builds nets from files only; a temporary one keeps read-only installs working.
-        with tempfile.TemporaryDirectory() as folder:
-            self.net = caffe().Net(str(nets.save(fcn, pathlib.Path(folder, "fcn.prototxt"))),
-                                   caffe().TEST)
-        transplant(patch_net, self.net)
-        self.mean = np.zeros(channels, np.float32) if mean is None else np.asarray(mean, np.float32)
+        self.patch_net = caffe().Net(str(deploy), str(weights), caffe().TEST)
+        self.channels, self.patch = self.patch_net.blobs["data"].data.shape[1:3]
+        self.classes = self.patch_net.blobs["prob"].data.shape[1]
+        self.half = self.patch // 2
+        self.mean = np.zeros(self.channels, np.float32) if mean is None else np.asarray(mean, np.float32)
+        self._nets: dict[tuple[int, int], object] = {}
+
+    def _net(self, shape: tuple[int, int]):
+        """The fully convolutional twin for scans of ``shape``, built once per size."""
+        if shape not in self._nets:
+            # Pad so that the first grid point is pixel (0, 0) and the last covers the far border.
+            height, width = (math.ceil(s / STRIDE) * STRIDE + self.patch - STRIDE for s in shape)
+            fcn = fully_convolutional(self.channels, height, width, self.patch, self.classes)
+            # pycaffe builds nets from files only; a temporary one keeps read-only installs working.
+            with tempfile.TemporaryDirectory() as folder:
+                net = caffe().Net(str(nets.save(fcn, pathlib.Path(folder, "fcn.prototxt"))),
+                                  caffe().TEST)
+            transplant(self.patch_net, net)
+            self._nets[shape] = net
+        return self._nets[shape]
 
     def _grid_probabilities(self, planes: np.ndarray) -> np.ndarray:
         """Class probabilities of the patches centred on every 4th pixel: (K, h/4, w/4)."""
-        _, height, width = self.net.blobs["data"].data.shape[1:]
+        net = self._net(planes.shape[1:])
+        _, height, width = net.blobs["data"].data.shape[1:]
         padded = np.zeros((planes.shape[0], height, width), np.float32)
         padded[:, self.half:self.half + planes.shape[1], self.half:self.half + planes.shape[2]] = planes
         # Zero padding before the mean, as extract() pads patches before Caffe subtracts it.
         padded = (padded - self.mean[:, None, None]) / 256.0
-        self.net.blobs["data"].data[0] = padded
-        return self.net.forward()["prob"][0].copy()
+        net.blobs["data"].data[0] = padded
+        return net.forward()["prob"][0].copy()
 
-    def _upsample(self, grid: np.ndarray) -> np.ndarray:
-        ys, xs = np.mgrid[0:self.shape[0], 0:self.shape[1]] / STRIDE
+    @staticmethod
+    def _upsample(grid: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+        ys, xs = np.mgrid[0:shape[0], 0:shape[1]] / STRIDE
         return np.stack([ndimage.map_coordinates(g, [ys, xs], order=1, mode="nearest")
                          for g in grid])
 
@@ -115,7 +121,7 @@ class DenseClassifier:
         """Per-class probability maps (K, H, W) of one scan; zero outside the fan."""
         planes = patches.encode(image, directions, self.encoding).astype(np.float32)
         if self.encoding != "rotate":
-            probs = self._upsample(self._grid_probabilities(planes))
+            probs = self._upsample(self._grid_probabilities(planes), image.shape)
         else:
             probs = self._rotated(planes[0], directions)
         probs[:, np.isnan(directions[..., 0])] = 0
@@ -125,18 +131,19 @@ class DenseClassifier:
         angles = np.degrees(np.arctan2(-directions[..., 0], directions[..., 1]))  # 0 = straight down
         inside = ~np.isnan(angles)
         bins = np.round(np.where(inside, angles, 0) / self.angle_step).astype(int)
-        probs = np.zeros((self.net.blobs["prob"].data.shape[1], *self.shape), np.float32)
-        centre = ((self.shape[1] - 1) / 2, (self.shape[0] - 1) / 2)
+        shape = gray.shape
+        probs = np.zeros((self.classes, *shape), np.float32)
+        centre = ((shape[1] - 1) / 2, (shape[0] - 1) / 2)
         for b in np.unique(bins[inside]):
             members = inside & (bins == b)
             angle = float(angles[members].mean())
             # Rotate the scan so this sector's beam runs down, classify, rotate the maps back.
             forward = cv2.getRotationMatrix2D(centre, angle, 1.0)
-            turned = cv2.warpAffine(gray, forward, self.shape[::-1], flags=cv2.INTER_LINEAR)
-            maps = self._upsample(self._grid_probabilities(turned[None]))
+            turned = cv2.warpAffine(gray, forward, shape[::-1], flags=cv2.INTER_LINEAR)
+            maps = self._upsample(self._grid_probabilities(turned[None]), shape)
             back = cv2.invertAffineTransform(forward)
             for k, m in enumerate(maps):
-                restored = cv2.warpAffine(m, back, self.shape[::-1], flags=cv2.INTER_LINEAR)
+                restored = cv2.warpAffine(m, back, shape[::-1], flags=cv2.INTER_LINEAR)
                 probs[k][members] = restored[members]
         return probs
 

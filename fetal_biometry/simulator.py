@@ -719,6 +719,17 @@ def simulate(count: int, seed: int = 0, shape: tuple[int, int] = (256, 256), pro
         yield simulate_case(seed, index, shape, probe, unacceptable_share)
 
 
+def write(out, count: int, seed: int = 0, shape: tuple[int, int] = (256, 256), probe: str = "convex",
+          unacceptable_share: float = 0.3, progress=None) -> None:
+    """Simulate ``count`` cases into a dataset folder at ``out`` (written aside, then renamed).
+
+    ``progress`` wraps the case iterator (e.g. ``functools.partial(tqdm, total=count)``).
+    """
+    cases = simulate(count, seed, shape, probe, unacceptable_share)
+    dataset.write_dataset(out, progress(cases) if progress else cases,
+                          generator_record(seed, shape, probe, unacceptable_share))
+
+
 def generator_record(seed: int, shape: tuple[int, int], probe: str, unacceptable_share: float) -> dict:
     """The ``generator`` entry of a simulated dataset's dataset.json."""
     return {"name": "fetal_biometry.simulator", "version": __version__, "seed": seed,

@@ -41,7 +41,7 @@ def test_dense_output_equals_patchwise_output_on_the_grid(tmp_path, scan, encodi
     deploy, weights, patch_net = _random_classifier(tmp_path, encoding)
     directions = _fan_directions()
     mean = [90.0] * patches.channels(encoding)
-    dense = inference.DenseClassifier(deploy, weights, encoding, (H, W), mean=mean)
+    dense = inference.DenseClassifier(deploy, weights, encoding, mean=mean)
     probs = dense.probabilities(scan, directions)
     planes = patches.encode(scan, directions, encoding)
     centers = [(y, x) for y in range(8, H, 4 * 5) for x in range(4, W, 4 * 4)]

@@ -71,14 +71,10 @@ def main(argv=None) -> int:
         parser.error(f"cannot tell the beam encoding from {args.deploy}; pass --encoding")
     try:
         caffe_env.set_device(args.gpu)
-        classifiers = {}
+        classifier = inference.DenseClassifier(args.deploy, args.weights, encoding)
         for stem, image, directions, spacing in tqdm(_scans(args.scans, args.geometry, args.spacing),
                                                      desc="infer", unit="scan"):
-            if image.shape not in classifiers:
-                classifiers[image.shape] = inference.DenseClassifier(
-                    args.deploy, args.weights, encoding, image.shape)
-            record = inference.infer_scan(classifiers[image.shape], image, directions, spacing,
-                                          args.out, stem)
+            record = inference.infer_scan(classifier, image, directions, spacing, args.out, stem)
             ac = record.get("ac_mm")
             tqdm.write(f"{stem}: " + ("AC not measured (no spacing)" if "ac_mm" not in record else
                                       f"AC {ac:.1f} mm" if ac else "no abdomen found")

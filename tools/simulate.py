@@ -10,6 +10,7 @@ example:
   python tools/simulate.py --cases 100 --out data/fetal/sim --seed 0 --contact-sheet sheet.png
 """
 import argparse
+import functools
 import pathlib
 import sys
 
@@ -57,12 +58,10 @@ def main(argv=None) -> int:
     if args.out.exists() and not args.overwrite:
         print(f"error: {args.out} exists; choose another --out or pass --overwrite", file=sys.stderr)
         return 1
-    shape = tuple(args.size)
-    cases = simulator.simulate(args.cases, args.seed, shape, args.probe, args.unacceptable_share)
-    generator = simulator.generator_record(args.seed, shape, args.probe, args.unacceptable_share)
     try:
-        dataset.write_dataset(args.out, tqdm(cases, total=args.cases, desc="simulating", unit="scan"),
-                              generator)
+        simulator.write(args.out, args.cases, args.seed, tuple(args.size), args.probe,
+                        args.unacceptable_share,
+                        functools.partial(tqdm, total=args.cases, desc="simulating", unit="scan"))
         if args.contact_sheet:
             dataset.contact_sheet(args.out, args.contact_sheet, count=args.sheet_cases)
     except (dataset.DatasetError, OSError) as error:
