@@ -21,11 +21,12 @@ sys.path.insert(0, str(ROOT))
 
 from fetal_biometry import geometry, inference, nets, patches, simulator, training  # noqa: E402
 from fetal_biometry.caffe_env import caffe  # noqa: E402
+from fetal_biometry.labels import OUTSIDE  # noqa: E402
 
 
 def sliding_window(net, planes, directions, batch=256) -> np.ndarray:
     inside = np.argwhere(~np.isnan(directions[..., 0]))
-    labels = np.full(directions.shape[:2], patches.OUTSIDE, np.uint8)
+    labels = np.full(directions.shape[:2], OUTSIDE, np.uint8)
     net.blobs["data"].reshape(batch, *net.blobs["data"].data.shape[1:])
     for start in range(0, len(inside), batch):
         centers = [tuple(p) for p in inside[start:start + batch]]
@@ -59,7 +60,7 @@ def main() -> None:
     start = time.perf_counter()
     window = sliding_window(net, patches.encode(case.image, directions, "channels"), directions)
     window_s = time.perf_counter() - start
-    inside = window != patches.OUTSIDE
+    inside = window != OUTSIDE
     grid = np.zeros_like(inside)
     grid[::inference.STRIDE, ::inference.STRIDE] = True
     print(f"scan {case.image.shape[1]}x{case.image.shape[0]}, {inside.sum()} pixels in the fan")

@@ -34,6 +34,7 @@ import numpy as np  # noqa: E402
 from fetal_biometry import geometry as geom, lmdb_writer, nets  # noqa: E402
 from fetal_biometry import patch_records, patches, simulator  # noqa: E402
 from fetal_biometry.caffe_env import binary, caffe, proto  # noqa: E402
+from fetal_biometry.labels import CLASSIFIER_CLASSES  # noqa: E402
 
 SIZE = 32
 
@@ -48,7 +49,7 @@ def _scans(count: int, seed: int) -> list[patch_records.Scan]:
 
 def _ours(scans, out: pathlib.Path, encoding: str, per_class: int) -> tuple[int, float]:
     start = time.perf_counter()
-    counts = {c: per_class for c in range(len(patches.CLASSES))}
+    counts = {c: per_class for c in range(len(CLASSIFIER_CLASSES))}
     manifest = patch_records.build(scans, out, encoding, SIZE, counts)
     seconds = time.perf_counter() - start
     return sum(split["records"] for split in manifest["splits"].values()), seconds

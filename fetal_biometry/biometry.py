@@ -48,9 +48,11 @@ import numpy as np
 from scipy import ndimage
 from skimage import measure as skmeasure, morphology
 
-#: The patch classifier's classes, and pixels outside the ultrasound fan.
-BACKGROUND, FLUID, STOMACH, VEIN, SHADOW, OUTSIDE = 0, 1, 2, 3, 4, 255
-CLASS_VALUES = (BACKGROUND, FLUID, STOMACH, VEIN, SHADOW, OUTSIDE)
+from fetal_biometry.ellipse import (Ellipse, conic_params, direct_fit, ellipse_frame,
+                                    ellipse_perimeter, ellipse_points, normalized_radius)
+from fetal_biometry.labels import (BACKGROUND, CLASSIFIER_VALUES as CLASS_VALUES, COLOURS, FLUID,
+                                   OUTSIDE, SHADOW, STOMACH, VEIN)
+
 BODY_CLASSES = (BACKGROUND, STOMACH, VEIN)
 
 EDGE_MARGIN_PX = 2  # boundary points this close to shadow, fan edge or image border are dropped
@@ -70,22 +72,6 @@ MAX_STOMACH_SHARE = 0.25  # of the ellipse area
 MAX_VEIN_SHARE = 0.10
 
 NO_BOUNDARY = "no abdomen boundary found"
-
-
-@dataclasses.dataclass(frozen=True)
-class Ellipse:
-    """Centre ``(cx, cy)``, semi-axes ``a >= b`` (px), ``angle`` of the ``a`` axis (degrees)."""
-
-    cx: float
-    cy: float
-    a: float
-    b: float
-    angle: float
-
-    @property
-    def area(self) -> float:
-        """Area in px^2."""
-        return math.pi * self.a * self.b
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,48 +111,6 @@ class Measurement:
     def inlier_fraction(self) -> float:
         """Share of the boundary points on the ellipse (0 without points)."""
         return float(self.inliers.mean()) if len(self.inliers) else 0.0
-
-
-# --------------------------------------------------------------------------- ellipse geometry
-
-def ellipse_perimeter(a: float, b: float) -> float:
-    """Perimeter of an ellipse with semi-axes ``a``, ``b``: Ramanujan's second approximation.
-
-    ``pi (a + b) (1 + 3h / (10 + sqrt(4 - 3h)))`` with ``h = ((a - b) / (a + b))^2``; exact for
-    circles; relative error below 1e-9 for ``b / a >= 0.5``, below 1e-6 down to ``b / a = 0.2``.
-    """
-    if a + b == 0:
-        return 0.0
-    h = ((a - b) / (a + b)) ** 2
-    return math.pi * (a + b) * (1 + 3 * h / (10 + math.sqrt(4 - 3 * h)))
-
-
-def _ellipse_frame(ellipse: Ellipse, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Coordinates (u, v) along the ellipse's a and b axes, from its centre."""
-    theta = math.radians(ellipse.angle)
-    dx, dy = np.asarray(x, float) - ellipse.cx, np.asarray(y, float) - ellipse.cy
-    return dx * math.cos(theta) + dy * math.sin(theta), -dx * math.sin(theta) + dy * math.cos(theta)
-
-
-def normalized_radius(ellipse: Ellipse, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """``sqrt((u/a)^2 + (v/b)^2)`` in the ellipse's frame: < 1 inside, 1 on the ellipse."""
-    u, v = _ellipse_frame(ellipse, x, y)
-    return np.hypot(u / ellipse.a, v / ellipse.b)
-
-
-def ellipse_mask(ellipse: Ellipse, shape: tuple[int, int]) -> np.ndarray:
-    """Boolean (H, W) mask of the pixels whose centres lie inside or on the ellipse."""
-    y, x = np.indices(shape)
-    return normalized_radius(ellipse, x, y) <= 1
-
-
-def ellipse_points(ellipse: Ellipse, n: int = 360) -> np.ndarray:
-    """``n`` points (x, y) evenly spaced in parameter along the ellipse, shape (n, 2)."""
-    t = np.linspace(0, 2 * np.pi, n, endpoint=False)
-    theta = math.radians(ellipse.angle)
-    u, v = ellipse.a * np.cos(t), ellipse.b * np.sin(t)
-    return np.stack([ellipse.cx + u * math.cos(theta) - v * math.sin(theta),
-                     ellipse.cy + u * math.sin(theta) + v * math.cos(theta)], axis=1)
 
 
 # --------------------------------------------------------------------------- boundary
@@ -251,47 +195,6 @@ def boundary_points(class_map: np.ndarray, spacing_mm: float,
 
 # --------------------------------------------------------------------------- ellipse fitting
 
-def _direct_fit(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Ellipse-specific least-squares conics (Halir and Flusser 1998), batched over leading axes.
-
-    ``x``, ``y``: (..., n) with n >= 5. Returns (..., 6) coefficients ``(A, B, C, D, E, F)`` of
-    ``A x^2 + B x y + C y^2 + D x + E y + F = 0``, scaled so that ``A + C > 0`` (the conic is
-    negative inside, its gradient points outwards); NaN where no ellipse solves the problem.
-    """
-    d1 = np.stack([x * x, x * y, y * y], axis=-1)
-    d2 = np.stack([x, y, np.ones_like(x)], axis=-1)
-    s1, s2 = np.swapaxes(d1, -1, -2) @ d1, np.swapaxes(d1, -1, -2) @ d2
-    s3 = np.swapaxes(d2, -1, -2) @ d2
-    t = -np.linalg.pinv(s3) @ np.swapaxes(s2, -1, -2)  # pinv: 5 collinear samples must not raise
-    m = s1 + s2 @ t
-    m = np.stack([m[..., 2, :] / 2, -m[..., 1, :], m[..., 0, :] / 2], axis=-2)  # C1^-1 M
-    _, vectors = np.linalg.eig(m)
-    vectors = vectors.real
-    condition = 4 * vectors[..., 0, :] * vectors[..., 2, :] - vectors[..., 1, :] ** 2
-    good = condition > 0
-    a1 = np.take_along_axis(vectors, np.argmax(good, axis=-1)[..., None, None], axis=-1)[..., 0]
-    conic = np.concatenate([a1, (t @ a1[..., None])[..., 0]], axis=-1)
-    conic[~good.any(axis=-1)] = np.nan
-    return conic * np.sign(conic[..., :1] + conic[..., 2:3])
-
-
-def _conic_params(conic: np.ndarray) -> np.ndarray:
-    """(..., 6) conics -> (..., 5) ``(cx, cy, a, b, angle_rad)``; NaN where not a real ellipse."""
-    a_, b_, c_, d_, e_, f_ = np.moveaxis(conic, -1, 0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        den = b_ * b_ - 4 * a_ * c_
-        x0 = (2 * c_ * d_ - b_ * e_) / den
-        y0 = (2 * a_ * e_ - b_ * d_) / den
-        q0 = f_ + (d_ * x0 + e_ * y0) / 2  # the conic's value at the centre
-        r = np.hypot((a_ - c_) / 2, b_ / 2)
-        major = np.sqrt(-q0 / ((a_ + c_) / 2 - r))
-        minor = np.sqrt(-q0 / ((a_ + c_) / 2 + r))
-    angle = np.mod(0.5 * np.arctan2(b_, a_ - c_) + np.pi / 2, np.pi)  # the form's minimum
-    params = np.stack([x0, y0, major, minor, angle], axis=-1)
-    params[~(den < 0)] = np.nan
-    return params
-
-
 def _distance(conic: np.ndarray, x: np.ndarray, y: np.ndarray,
               outward: np.ndarray | None) -> np.ndarray:
     """Sampson distances of points (n,) to conics (k, 6): (k, n).
@@ -364,17 +267,17 @@ def fit_ellipse(points: np.ndarray, spacing_mm: float, outward: np.ndarray | Non
     limits = (semi_axes_mm[0] / spacing_mm / scale, semi_axes_mm[1] / spacing_mm / scale)
 
     def to_pixels(conic: np.ndarray) -> np.ndarray:
-        params = _conic_params(conic)
+        params = conic_params(conic)
         params[:2] = params[:2] * scale + origin
         params[2:4] *= scale
         return params
 
     rng = np.random.default_rng(rng_seed)
     samples = np.argpartition(rng.random((iterations, len(points))), 5, axis=1)[:, :5]
-    conics = _direct_fit(x[samples], y[samples])
-    conics = conics[~_implausible(_conic_params(conics), limits, min_axis_ratio)]
+    conics = direct_fit(x[samples], y[samples])
+    conics = conics[~_implausible(conic_params(conics), limits, min_axis_ratio)]
     if len(conics) == 0:
-        return None, inliers, _rejection(to_pixels(_direct_fit(x, y)), spacing_mm,
+        return None, inliers, _rejection(to_pixels(direct_fit(x, y)), spacing_mm,
                                          semi_axes_mm, min_axis_ratio)
     cost = _msac(_distance(conics, x, y, outward), threshold)
     # Local optimisation: when the inlier share is low (fluid-facing tissue beyond the fluid)
@@ -404,7 +307,7 @@ def _refine(conic: np.ndarray, x: np.ndarray, y: np.ndarray, outward: np.ndarray
         near = _distance(conic[None], x, y, outward)[0] < threshold
         if near.sum() < 5:
             break
-        conic = _direct_fit(x[near], y[near])
+        conic = direct_fit(x[near], y[near])
     return conic
 
 
@@ -416,7 +319,7 @@ def coverage(ellipse: Ellipse, points: np.ndarray) -> float:
     """
     if len(points) == 0:
         return 0.0
-    u, v = _ellipse_frame(ellipse, points[:, 0], points[:, 1])
+    u, v = ellipse_frame(ellipse, points[:, 0], points[:, 1])
     anomaly = np.arctan2(v / ellipse.b, u / ellipse.a)
     sectors = np.floor((anomaly + np.pi) / (2 * np.pi) * COVERAGE_BINS).astype(int)
     return np.unique(np.clip(sectors, 0, COVERAGE_BINS - 1)).size / COVERAGE_BINS
@@ -529,8 +432,6 @@ def draw(image: np.ndarray, measurement: Measurement) -> np.ndarray:
     # Points over the ellipse: green arcs are where the fit is supported.
     for (x, y), inlier in zip(measurement.points, measurement.inliers):
         rgb[int(round(y)), int(round(x))] = _INLIER if inlier else _OUTLIER
-    from fetal_biometry.dataset import COLOURS  # here: dataset imports this module
-
     for landmark, colour in ((measurement.stomach, COLOURS[STOMACH]), (measurement.vein, COLOURS[VEIN])):
         if landmark is not None:
             centre = (int(round(landmark.x)), int(round(landmark.y)))

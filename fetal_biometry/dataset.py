@@ -25,7 +25,7 @@ layout; every later stage reads it. In the spirit of nnU-Net's ``dataset.json``:
       "generator": {...}          optional: who made the data (simulator name, version, seed)
     }
 
-The class table is fixed for version 1:
+The class table (:data:`fetal_biometry.labels.CLASSES`) is fixed for version 1:
 
 =====  ===============  ==================================================================
 value  name             meaning
@@ -61,7 +61,7 @@ value  name             meaning
 Coordinates are pixels with pixel centres at integers, ``x`` the column and ``y`` the row;
 probe fields follow :mod:`fetal_biometry.geometry` (depths in pixels, angles in degrees from
 straight down, negative to the left). The abdomen ellipse follows
-:class:`fetal_biometry.biometry.Ellipse`: semi-axes ``a >= b`` in pixels, ``angle_deg`` the
+:class:`fetal_biometry.ellipse.Ellipse`: semi-axes ``a >= b`` in pixels, ``angle_deg`` the
 direction of the ``a`` axis from +x towards +y, in [0, 180); it traces the skin line, where AC
 is measured. Labels must be 255 exactly outside the fan (up to :data:`FAN_TOLERANCE` of the
 fan's area, for hand-drawn masks). A converter for real scans can take the fan from
@@ -85,20 +85,11 @@ import cv2
 import numpy as np
 
 from fetal_biometry import atomic, geometry as geom
-from fetal_biometry.biometry import Ellipse, ellipse_perimeter
+from fetal_biometry.ellipse import Ellipse, ellipse_perimeter
+from fetal_biometry.labels import CLASSES, COLOURS, OUTSIDE
 
 FORMAT = "fetal-biometry-dataset"
 VERSION = 1
-
-#: The class table of format version 1: label value -> name.
-CLASSES = {0: "background", 1: "amniotic_fluid", 2: "stomach_bubble", 3: "umbilical_vein",
-           4: "shadow", 5: "abdomen", 6: "spine", 7: "rib"}
-BACKGROUND, FLUID, STOMACH, VEIN, SHADOW, ABDOMEN, SPINE, RIB = range(8)
-OUTSIDE = 255  # outside the fan: ignored
-
-#: Overlay colours (RGB); 1-4 as in fetal_biometry.inference, the source's results figure.
-COLOURS = {1: (40, 120, 255), 2: (255, 220, 0), 3: (255, 40, 40), 4: (150, 60, 200),
-           5: (60, 200, 90), 6: (0, 230, 230), 7: (255, 140, 0)}
 
 FAN_TOLERANCE = 0.01  # share of the fan where labels may disagree with it (hand-drawn edges)
 AC_TOLERANCE = 0.01  # relative disagreement allowed between ac_mm and the ellipse

@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from fetal_biometry import atomic, biometry, dataset, geometry, inference, patches
+from fetal_biometry.labels import CLASSIFIER_CLASSES, OUTSIDE, classifier_labels
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,9 +31,9 @@ class Model:
 
 def case_result(case: dataset.Case, probs: np.ndarray, predicted: np.ndarray) -> dict:
     """Compare one case's predicted class map and measurement with its ground truth."""
-    truth = patches.classifier_labels(case.labels)
-    inside = truth != patches.OUTSIDE
-    classes = len(patches.CLASSES)
+    truth = classifier_labels(case.labels)
+    inside = truth != OUTSIDE
+    classes = len(CLASSIFIER_CLASSES)
     confusion = np.bincount(truth[inside].astype(int) * classes + predicted[inside],
                             minlength=classes * classes).reshape(classes, classes)
     measured = biometry.measure(predicted, case.spacing_mm)
@@ -86,7 +87,7 @@ def summarize(results: list[dict]) -> dict:
     return {
         "cases": len(results),
         "pixel_accuracy": float(np.trace(confusion) / confusion.sum()),
-        "per_class_accuracy": {c: float(a) for c, a in zip(patches.CLASSES, per_class)},
+        "per_class_accuracy": {c: float(a) for c, a in zip(CLASSIFIER_CLASSES, per_class)},
         "confusion": confusion.tolist(),
         "ac_measured": int(len(errors)),
         "ac_median_error_percent": float(np.median(errors)) if len(errors) else None,

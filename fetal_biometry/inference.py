@@ -29,12 +29,13 @@ from scipy import ndimage
 
 from fetal_biometry import dataset, nets, patches
 from fetal_biometry.caffe_env import caffe
+from fetal_biometry.labels import CLASSIFIER_CLASSES, COLOURS, OUTSIDE
 
 STRIDE = 4  # two 2x2 poolings
 
 
 def fully_convolutional(channels: int, height: int, width: int, patch: int = patches.SIZE,
-                        classes: int = len(patches.CLASSES)):
+                        classes: int = len(CLASSIFIER_CLASSES)):
     """The patch classifier as a fully convolutional net over a (channels, height, width) input."""
     param = nets.patch_classifier_deploy(channels, patch, classes)
     param.layer[0].input_param.shape[0].dim[:] = [1, channels, height, width]
@@ -151,7 +152,7 @@ class DenseClassifier:
         """Probability maps and the label map (argmax; 255 outside the fan)."""
         probs = self.probabilities(image, directions)
         labels = probs.argmax(axis=0).astype(np.uint8)
-        labels[np.isnan(directions[..., 0])] = patches.OUTSIDE
+        labels[np.isnan(directions[..., 0])] = OUTSIDE
         return probs, labels
 
 
@@ -160,10 +161,10 @@ def overlay(image: np.ndarray, labels: np.ndarray, alpha: float = 0.45,
     """Colour the classes over the gray scan, like the source's results figure (RGB uint8)."""
     rgb = dataset.overlay(image, labels, alpha)
     if legend:
-        for row, cls in enumerate(range(1, len(patches.CLASSES))):
+        for row, cls in enumerate(range(1, len(CLASSIFIER_CLASSES))):
             y = 6 + 12 * row
-            cv2.rectangle(rgb, (4, y), (12, y + 8), dataset.COLOURS[cls], -1)
-            cv2.putText(rgb, patches.CLASSES[cls].replace("_", " "), (16, y + 8),
+            cv2.rectangle(rgb, (4, y), (12, y + 8), COLOURS[cls], -1)
+            cv2.putText(rgb, CLASSIFIER_CLASSES[cls].replace("_", " "), (16, y + 8),
                         cv2.FONT_HERSHEY_SIMPLEX, 0.3, (255, 255, 255), 1, cv2.LINE_AA)
     return rgb
 

@@ -24,6 +24,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from fetal_biometry import atomic, lmdb_writer, patches
+from fetal_biometry.labels import CLASSIFIER_CLASSES, LABEL_TO_CLASS, OUTSIDE, classifier_labels
 
 SPLITS = ("train", "val", "test")
 
@@ -77,12 +78,12 @@ def check(scan: Scan, per_class: dict[int, int], require_all: bool) -> list[str]
         problems.append(f"{scan.name}: beam-direction map {scan.directions.shape[:2]} does not match image")
     if problems:
         return problems
-    unknown = sorted(set(np.unique(scan.labels).tolist()) - set(patches.LABEL_TO_CLASS) - {patches.OUTSIDE})
+    unknown = sorted(set(np.unique(scan.labels).tolist()) - set(LABEL_TO_CLASS) - {OUTSIDE})
     if unknown:
         problems.append(f"{scan.name}: unknown label values {unknown}")
     if require_all:
-        present = set(np.unique(patches.classifier_labels(scan.labels)).tolist())
-        missing = [patches.CLASSES[c] for c in per_class if c not in present]
+        present = set(np.unique(classifier_labels(scan.labels)).tolist())
+        missing = [CLASSIFIER_CLASSES[c] for c in per_class if c not in present]
         if missing:
             problems.append(f"{scan.name}: no pixels of {', '.join(missing)}")
     return problems
@@ -91,8 +92,8 @@ def check(scan: Scan, per_class: dict[int, int], require_all: bool) -> list[str]
 def scan_records(scan: Scan, encoding: str, size: int, per_class: dict[int, int],
                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Patches (N, C, s, s) uint8 and their classes (N,) sampled from one scan."""
-    classes = patches.classifier_labels(scan.labels)
-    classes[np.isnan(scan.directions[..., 0])] = patches.OUTSIDE
+    classes = classifier_labels(scan.labels)
+    classes[np.isnan(scan.directions[..., 0])] = OUTSIDE
     centers = patches.sample_centers(classes, per_class, rng)
     planes = patches.encode(scan.image, scan.directions, encoding)
     data = patches.extract(planes, scan.directions, centers, size, encoding)
@@ -126,7 +127,7 @@ def build(scans: Iterable[Scan], out: str | os.PathLike, encoding: str = "channe
     progress : callable, optional
         Wraps the scan iterable (e.g. tqdm).
     """
-    per_class = per_class or {c: 40 for c in range(len(patches.CLASSES))}
+    per_class = per_class or {c: 40 for c in range(len(CLASSIFIER_CLASSES))}
     scans = list(scans)
     problems = [p for scan in scans for p in check(scan, per_class, require_all)]
     if problems:
@@ -136,8 +137,8 @@ def build(scans: Iterable[Scan], out: str | os.PathLike, encoding: str = "channe
     rng = np.random.default_rng(seed)
     manifest = {"format": "fetal-biometry-patches", "version": 1, "encoding": encoding,
                 "patch": size, "channels": patches.channels(encoding), "seed": seed,
-                "per_class_per_scan": {patches.CLASSES[c]: n for c, n in per_class.items()},
-                "classes": list(patches.CLASSES), "sources": sources or {}, "splits": {}}
+                "per_class_per_scan": {CLASSIFIER_CLASSES[c]: n for c, n in per_class.items()},
+                "classes": list(CLASSIFIER_CLASSES), "sources": sources or {}, "splits": {}}
     with atomic.staged_dir(out) as tmp:
         for name in SPLITS:
             chosen = [by_name[n] for n in split[name]]
@@ -154,7 +155,7 @@ def build(scans: Iterable[Scan], out: str | os.PathLike, encoding: str = "channe
                 manifest["mean_values"] = [float(v) for v in mean.reshape(len(mean), -1).mean(axis=1)]
             manifest["splits"][name] = {
                 "cases": split[name], "records": int(len(labels)),
-                "per_class": {patches.CLASSES[c]: int((labels == c).sum()) for c in range(len(patches.CLASSES))},
+                "per_class": {CLASSIFIER_CLASSES[c]: int((labels == c).sum()) for c in range(len(CLASSIFIER_CLASSES))},
                 "sha256": _hash(tmp / f"{name}_lmdb" / "data.mdb")}
         atomic.write_text(tmp / "manifest.json", json.dumps(manifest, indent=2) + "\n")
     return manifest

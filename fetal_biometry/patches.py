@@ -20,8 +20,6 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from fetal_biometry import dataset
-
 ENCODINGS = ("rotate", "channels", "none")
 
 #: Patch side in pixels. Measured on the held-out simulated scans (channels encoding, 1500 Adam
@@ -30,14 +28,6 @@ ENCODINGS = ("rotate", "channels", "none")
 #: the ~27 mm of context a 40 px patch sees.
 SIZE = 40
 
-#: The patch classifier's classes, in the order of its outputs (the four the source colours in
-#: its results, plus background for everything else).
-CLASSES = ("background", "amniotic_fluid", "stomach_bubble", "umbilical_vein", "shadow")
-
-#: Dataset label values -> classifier class: labels 1-4 are the same classes; abdomen tissue,
-#: spine and ribs are background to the classifier; 255 (outside the fan) stays out.
-LABEL_TO_CLASS = {value: value if value < len(CLASSES) else 0 for value in dataset.CLASSES}
-OUTSIDE = dataset.OUTSIDE
 
 
 def channels(encoding: str) -> int:
@@ -49,14 +39,6 @@ def channels(encoding: str) -> int:
 def _check(encoding: str) -> None:
     if encoding not in ENCODINGS:
         raise ValueError(f"unknown beam encoding {encoding!r}; choose one of {ENCODINGS}")
-
-
-def classifier_labels(labels: np.ndarray) -> np.ndarray:
-    """Map a dataset label map to classifier classes; 255 where there is nothing to learn."""
-    lut = np.full(256, OUTSIDE, np.uint8)
-    for label, cls in LABEL_TO_CLASS.items():
-        lut[label] = cls
-    return lut[labels]
 
 
 def encode(image: np.ndarray, directions: np.ndarray, encoding: str) -> np.ndarray:

@@ -45,9 +45,9 @@ import cv2
 import numpy as np
 
 from fetal_biometry import __version__, dataset, geometry as geom
-from fetal_biometry.dataset import (ABDOMEN, BACKGROUND, FLUID, OUTSIDE, RIB, SHADOW, SPINE, STOMACH,
-                                    VEIN)
-from fetal_biometry.biometry import Ellipse, ellipse_perimeter
+from fetal_biometry.ellipse import Ellipse, ellipse_perimeter
+from fetal_biometry.labels import (ABDOMEN, BACKGROUND, FLUID, OUTSIDE, RIB, SHADOW, SPINE, STOMACH,
+                                   VEIN)
 
 PROBES = ("convex", "linear", "mixed")
 CONVEX_SHARE_MIXED = 2 / 3  # fetal abdomens are scanned with convex probes; some linear ones
@@ -467,7 +467,7 @@ def tissue_at(scene: Scene, x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def abdomen_ellipse(scene: Scene) -> Ellipse:
-    """The skin-line ellipse in pixels, as :class:`fetal_biometry.biometry.Ellipse` (a >= b)."""
+    """The skin-line ellipse in pixels, as :class:`fetal_biometry.ellipse.Ellipse` (a >= b)."""
     a, b = (axis / scene.spacing_mm for axis in scene.semi_axes)
     if a >= b:
         return Ellipse(*scene.center, a, b, scene.angle % 180)

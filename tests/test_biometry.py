@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 from scipy import integrate
 
-from fetal_biometry import biometry as bm
+from fetal_biometry import biometry as bm, ellipse as el, labels as lb
 
 SHAPE = (256, 256)
 SPACING = 0.6  # mm per pixel
-TRUTH = bm.Ellipse(130.3, 140.7, 70.0, 55.0, 30.0)  # 42 x 33 mm semi-axes
+TRUTH = el.Ellipse(130.3, 140.7, 70.0, 55.0, 30.0)  # 42 x 33 mm semi-axes
 
 
-def scan(body: bm.Ellipse = TRUTH, *, stomach: tuple | None = (-0.35, 0.0),
+def scan(body: el.Ellipse = TRUTH, *, stomach: tuple | None = (-0.35, 0.0),
          vein: tuple | None = (0.4, -0.2), shadow_sectors=((60, 105), (200, 245)),
          noise: float = 0.05, seed: int = 1, stomach_radius: float = 7.0,
          vein_radius: float = 6.0) -> np.ndarray:
@@ -25,24 +25,24 @@ def scan(body: bm.Ellipse = TRUTH, *, stomach: tuple | None = (-0.35, 0.0),
     """
     y, x = np.indices(SHAPE)
     labels = np.zeros(SHAPE, np.uint8)
-    pool = bm.Ellipse(body.cx, body.cy, body.a * 1.35, body.b * 1.35, body.angle)
-    labels[bm.ellipse_mask(pool, SHAPE)] = bm.FLUID
-    labels[bm.ellipse_mask(body, SHAPE)] = bm.BACKGROUND
-    for where, cls, radius in ((stomach, bm.STOMACH, stomach_radius),
-                               (vein, bm.VEIN, vein_radius)):
+    pool = el.Ellipse(body.cx, body.cy, body.a * 1.35, body.b * 1.35, body.angle)
+    labels[el.ellipse_mask(pool, SHAPE)] = lb.FLUID
+    labels[el.ellipse_mask(body, SHAPE)] = lb.BACKGROUND
+    for where, cls, radius in ((stomach, lb.STOMACH, stomach_radius),
+                               (vein, lb.VEIN, vein_radius)):
         if where is not None:
             cx, cy = body.cx + where[0] * body.a, body.cy + where[1] * body.b
             labels[np.hypot(x - cx, y - cy) < radius] = cls
-    ring = np.abs(bm.normalized_radius(body, x, y) - 1.05) < 0.25
+    ring = np.abs(el.normalized_radius(body, x, y) - 1.05) < 0.25
     angle = np.degrees(np.arctan2(y - body.cy, x - body.cx)) % 360
     for start, stop in shadow_sectors:
-        labels[ring & (angle > start) & (angle < stop)] = bm.SHADOW
+        labels[ring & (angle > start) & (angle < stop)] = lb.SHADOW
     rng = np.random.default_rng(seed)
     flip = rng.random(SHAPE) < noise
     labels[flip] = rng.integers(0, 5, np.count_nonzero(flip))
     # A sector-shaped fan from an apex above the image.
     r, theta = np.hypot(x - 128, y + 40), np.degrees(np.arctan2(x - 128, y + 40))
-    labels[(r > 330) | (np.abs(theta) > 40)] = bm.OUTSIDE
+    labels[(r > 330) | (np.abs(theta) > 40)] = lb.OUTSIDE
     return labels
 
 
@@ -52,7 +52,7 @@ def perimeter_by_integral(a: float, b: float) -> float:
     return 4 * length
 
 
-def assert_recovered(measurement: bm.Measurement, truth: bm.Ellipse = TRUTH) -> None:
+def assert_recovered(measurement: bm.Measurement, truth: el.Ellipse = TRUTH) -> None:
     # Tighter than needed (1 px, 2 %, 1 %): a half-pixel bias in the boundary must show.
     fit = measurement.ellipse
     assert fit is not None, measurement.reasons
@@ -60,7 +60,7 @@ def assert_recovered(measurement: bm.Measurement, truth: bm.Ellipse = TRUTH) -> 
     assert fit.a == pytest.approx(truth.a, rel=0.005)
     assert fit.b == pytest.approx(truth.b, rel=0.005)
     assert abs((fit.angle - truth.angle + 90) % 180 - 90) < 3
-    true_ac = bm.ellipse_perimeter(truth.a, truth.b) * SPACING
+    true_ac = el.ellipse_perimeter(truth.a, truth.b) * SPACING
     assert measurement.ac_mm == pytest.approx(true_ac, rel=0.003)
 
 
@@ -68,18 +68,18 @@ def assert_recovered(measurement: bm.Measurement, truth: bm.Ellipse = TRUTH) -> 
 
 @pytest.mark.parametrize("ratio", [0.8, 0.5, 0.3, 0.2])
 def test_ramanujan_perimeter_matches_the_arc_length_integral(ratio):
-    assert bm.ellipse_perimeter(37.0, 37.0 * ratio) == pytest.approx(
+    assert el.ellipse_perimeter(37.0, 37.0 * ratio) == pytest.approx(
         perimeter_by_integral(37.0, 37.0 * ratio), rel=1e-6, abs=0)
 
 
 def test_ramanujan_perimeter_is_exact_for_circles():
-    assert bm.ellipse_perimeter(12.5, 12.5) == 2 * math.pi * 12.5
+    assert el.ellipse_perimeter(12.5, 12.5) == 2 * math.pi * 12.5
 
 
 def test_ellipse_mask_follows_the_opencv_convention():
     drawn = np.zeros(SHAPE, np.uint8)
     cv2.ellipse(drawn, (130, 140), (70, 40), 30.0, 0, 360, 1, -1)
-    ours = bm.ellipse_mask(bm.Ellipse(130, 140, 70, 40, 30.0), SHAPE)
+    ours = el.ellipse_mask(el.Ellipse(130, 140, 70, 40, 30.0), SHAPE)
     iou = np.count_nonzero(ours & (drawn == 1)) / np.count_nonzero(ours | (drawn == 1))
     assert iou > 0.97
 
@@ -88,8 +88,8 @@ def test_ellipse_mask_follows_the_opencv_convention():
 
 def test_shadowed_boundary_and_salt_noise_still_give_the_ellipse():
     labels = scan()
-    y, x = bm.ellipse_points(TRUTH, 3600).round().astype(int).T[::-1]
-    hidden = np.mean(scan(noise=0.0)[y, x] == bm.SHADOW)
+    y, x = el.ellipse_points(TRUTH, 3600).round().astype(int).T[::-1]
+    hidden = np.mean(scan(noise=0.0)[y, x] == lb.SHADOW)
     assert 0.2 < hidden < 0.3  # the wedges take about a quarter of the boundary
 
     measurement = bm.measure(labels, SPACING)
@@ -101,7 +101,7 @@ def test_shadowed_boundary_and_salt_noise_still_give_the_ellipse():
     assert measurement.inlier_fraction > 0.9
     # No kept point next to shadow or the fan edge.
     rows, cols = measurement.points.round().astype(int).T[::-1]
-    assert not np.isin(scan(noise=0.0)[rows, cols], (bm.SHADOW, bm.OUTSIDE)).any()
+    assert not np.isin(scan(noise=0.0)[rows, cols], (lb.SHADOW, lb.OUTSIDE)).any()
 
 
 def test_fit_is_deterministic_for_a_seed():
@@ -117,8 +117,8 @@ def test_abdomen_touching_the_uterine_wall_keeps_its_ellipse(seed):
     labels = scan(noise=0.02, seed=seed)
     y, x = np.indices(SHAPE)
     angle = np.degrees(np.arctan2(y - TRUTH.cy, x - TRUTH.cx)) % 360
-    rho = bm.normalized_radius(TRUTH, x, y)
-    labels[(rho > 0.95) & (rho < 1.5) & (angle > 140) & (angle < 175)] = bm.BACKGROUND
+    rho = el.normalized_radius(TRUTH, x, y)
+    labels[(rho > 0.95) & (rho < 1.5) & (angle > 140) & (angle < 175)] = lb.BACKGROUND
     measurement = bm.measure(labels, SPACING, rng_seed=seed)
     assert measurement.inlier_fraction < 0.5  # the far side is there, as outliers
     assert_recovered(measurement)
@@ -152,9 +152,9 @@ def test_plane_rejected_with_the_reason(changes, reason):
 
 @pytest.mark.parametrize("labels", [
     np.zeros(SHAPE, np.uint8),                     # background only
-    np.full(SHAPE, bm.OUTSIDE, np.uint8),          # nothing in the fan
-    np.where(scan() == bm.FLUID, 0, scan()).astype(np.uint8),  # body and landmarks, no fluid
-    np.full(SHAPE, bm.FLUID, np.uint8),            # fluid only
+    np.full(SHAPE, lb.OUTSIDE, np.uint8),          # nothing in the fan
+    np.where(scan() == lb.FLUID, 0, scan()).astype(np.uint8),  # body and landmarks, no fluid
+    np.full(SHAPE, lb.FLUID, np.uint8),            # fluid only
 ])
 def test_no_boundary_gives_a_reason_not_an_exception(labels):
     measurement = bm.measure(labels, SPACING)
@@ -164,9 +164,9 @@ def test_no_boundary_gives_a_reason_not_an_exception(labels):
 
 
 @pytest.mark.parametrize("body, spacing, reason", [
-    (bm.Ellipse(128, 140, 21, 20, 0), 0.6, "abdomen fit too small"),          # 12.6 mm
-    (bm.Ellipse(128, 140, 83, 33, 10), 0.6, "abdomen fit too eccentric"),     # b/a 0.4
-    (bm.Ellipse(128, 128, 80, 78, 0), 1.2, "abdomen fit too large"),          # 96 mm
+    (el.Ellipse(128, 140, 21, 20, 0), 0.6, "abdomen fit too small"),          # 12.6 mm
+    (el.Ellipse(128, 140, 83, 33, 10), 0.6, "abdomen fit too eccentric"),     # b/a 0.4
+    (el.Ellipse(128, 128, 80, 78, 0), 1.2, "abdomen fit too large"),          # 96 mm
 ])
 def test_implausible_ellipses_are_rejected(body, spacing, reason):
     labels = scan(body, shadow_sectors=(), noise=0.0)
@@ -209,7 +209,7 @@ def test_draw_marks_the_ellipse_and_leaves_the_input_alone():
     rgb = bm.draw(gray, measurement)
     assert rgb.shape == (*SHAPE, 3) and rgb.dtype == np.uint8
     assert not gray.any()
-    x, y = bm.ellipse_points(measurement.ellipse, 90).round().astype(int).T
+    x, y = el.ellipse_points(measurement.ellipse, 90).round().astype(int).T
     assert (rgb[y, x].sum(axis=1) > 0).mean() > 0.95
     assert not rgb[150:170, 120:140].any()  # inside the body, away from the markers: untouched
 

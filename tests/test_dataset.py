@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from fetal_biometry import dataset, geometry as geom, simulator
+from fetal_biometry.labels import BACKGROUND, CLASSES, OUTSIDE
 
 SHAPE = (128, 128)
 
@@ -34,7 +35,7 @@ def test_written_dataset_validates_and_loads_back_unchanged(simulated):
     assert data.cases == tuple(c.name for c in cases) and data.generator == {"name": "test"}
     index = json.loads((root / "dataset.json").read_text())
     assert index["format"] == dataset.FORMAT and index["version"] == 1
-    assert index["classes"] == {str(k): v for k, v in dataset.CLASSES.items()}
+    assert index["classes"] == {str(k): v for k, v in CLASSES.items()}
     for case in cases:
         loaded = dataset.load_case(root, case.name)
         np.testing.assert_array_equal(loaded.image, case.image)
@@ -56,7 +57,7 @@ def test_validate_reports_every_problem_with_its_case(copy):
     labels = cv2.imread(str(copy / "labels" / "sim00001.png"), cv2.IMREAD_UNCHANGED)
     cv2.imwrite(str(copy / "labels" / "sim00001.png"), labels[:64, :64])
     labels = cv2.imread(str(copy / "labels" / "sim00002.png"), cv2.IMREAD_UNCHANGED)
-    ys, xs = np.nonzero(labels != dataset.OUTSIDE)
+    ys, xs = np.nonzero(labels != OUTSIDE)
     labels[ys[0], xs[0]] = 9
     cv2.imwrite(str(copy / "labels" / "sim00002.png"), labels)
 
@@ -82,7 +83,7 @@ def test_validate_reports_every_problem_with_its_case(copy):
 
 def test_labels_must_match_the_fan(copy):
     labels = cv2.imread(str(copy / "labels" / "sim00001.png"), cv2.IMREAD_UNCHANGED)
-    labels[labels == dataset.OUTSIDE] = dataset.BACKGROUND
+    labels[labels == OUTSIDE] = BACKGROUND
     cv2.imwrite(str(copy / "labels" / "sim00001.png"), labels)
     problems = dataset.validate(copy)
     assert len(problems) == 1
@@ -244,4 +245,4 @@ def test_overlay_colours_each_class():
 def test_fan_of_every_case_agrees_with_labels(simulated):
     for case in simulated[1]:
         fan = geom.fan_mask(case.geometry, case.labels.shape)
-        np.testing.assert_array_equal(case.labels == dataset.OUTSIDE, ~fan)
+        np.testing.assert_array_equal(case.labels == OUTSIDE, ~fan)

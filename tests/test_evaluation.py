@@ -9,6 +9,7 @@ import pytest
 
 from fetal_biometry import dataset, evaluation, nets, patches, simulator
 from fetal_biometry.caffe_env import caffe
+from fetal_biometry.labels import classifier_labels
 
 from conftest import ROOT
 
@@ -32,7 +33,7 @@ def model(tmp_path_factory):
 
 def test_perfect_class_map_scores_perfectly(scans):
     case = dataset.load_case(scans, dataset.load(scans).cases[0])
-    truth = patches.classifier_labels(case.labels)
+    truth = classifier_labels(case.labels)
     probs = np.zeros((5, *truth.shape), np.float32)
     result, measured = evaluation.case_result(case, probs, np.where(truth == 255, 0, truth))
     summary = evaluation.summarize([result])

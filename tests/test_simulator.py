@@ -11,11 +11,13 @@ import pytest
 from scipy import ndimage
 
 from fetal_biometry import dataset, geometry as geom, simulator
-from fetal_biometry.biometry import ellipse_perimeter, ellipse_points, normalized_radius
+from fetal_biometry.ellipse import ellipse_perimeter, ellipse_points, normalized_radius
+from fetal_biometry.labels import (ABDOMEN, BACKGROUND, CLASSES, FLUID, OUTSIDE, RIB, SHADOW, SPINE,
+                                   STOMACH, VEIN)
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 RAYLEIGH = math.sqrt(math.pi / (4 - math.pi))  # mean / std of a Rayleigh variable: 1.913
-BONE = (dataset.SPINE, dataset.RIB)
+BONE = (SPINE, RIB)
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +65,7 @@ def _behind(labels: np.ndarray, directions: np.ndarray, ys: np.ndarray, xs: np.n
     y = np.rint(ys + step * d[:, 1]).astype(int)
     x = np.rint(xs + step * d[:, 0]).astype(int)
     on = (y >= 0) & (y < labels.shape[0]) & (x >= 0) & (x < labels.shape[1])
-    out = np.full(len(ys), dataset.OUTSIDE, np.uint8)
+    out = np.full(len(ys), OUTSIDE, np.uint8)
     out[on] = labels[y[on], x[on]]
     return out
 
@@ -84,16 +86,16 @@ def test_every_bone_casts_a_shadow_along_the_beam(cases):
             central = np.abs(lateral - np.median(lateral)) <= 1  # the beams through the middle
             behind = np.concatenate([_behind(case.labels, directions, ys[central], xs[central], s)
                                      for s in (3, 4, 5)])
-            behind = behind[~np.isin(behind, (*BONE, dataset.OUTSIDE))]
+            behind = behind[~np.isin(behind, (*BONE, OUTSIDE))]
             if behind.size:  # none when the bone touches the end of the fan
                 checked += 1
-                assert np.mean(behind == dataset.SHADOW) > 0.6, (case.name, k)
+                assert np.mean(behind == SHADOW) > 0.6, (case.name, k)
     assert checked >= len(cases)
 
 
 def test_shadow_lies_behind_bone_along_the_beam(cases):
     for case in cases:
-        shadow = case.labels == dataset.SHADOW
+        shadow = case.labels == SHADOW
         if not shadow.any():
             continue
         directions = geom.beam_directions(case.geometry, case.labels.shape)
@@ -112,29 +114,29 @@ def test_shadow_lies_behind_bone_along_the_beam(cases):
 def test_shadow_is_darker_than_the_tissue_it_hides(cases):
     for case in cases:
         inside = normalized_radius(case.biometry.ellipse, *np.indices(case.labels.shape)[::-1]) < 0.9
-        shadowed = inside & (case.labels == dataset.SHADOW)
+        shadowed = inside & (case.labels == SHADOW)
         if shadowed.sum() < 30:
             continue
-        tissue = case.image[inside & (case.labels == dataset.ABDOMEN)]
+        tissue = case.image[inside & (case.labels == ABDOMEN)]
         # 40 gray levels are 8-9 dB at the simulator's 50-60 dB dynamic range.
         assert np.median(tissue) - np.median(case.image[shadowed]) > 40, case.name
 
 
 def test_labels_agree_with_anatomy_and_geometry(cases):
-    known = set(dataset.CLASSES) | {dataset.OUTSIDE}
+    known = set(CLASSES) | {OUTSIDE}
     for case in cases:
         labels, bio = case.labels, case.biometry
         assert case.image.shape == labels.shape == (160, 160) and case.image.dtype == np.uint8
         assert set(np.unique(labels)) <= known
         fan = geom.fan_mask(case.geometry, labels.shape)
-        np.testing.assert_array_equal(labels == dataset.OUTSIDE, ~fan)
+        np.testing.assert_array_equal(labels == OUTSIDE, ~fan)
         assert np.all(case.image[~fan] == 0)
         rho = normalized_radius(bio.ellipse, *np.indices(labels.shape)[::-1])
         inside = set(np.unique(labels[fan & (rho < 0.97)]))
         outside = set(np.unique(labels[fan & (rho > 1.03)]))
-        assert inside <= {dataset.STOMACH, dataset.VEIN, dataset.SHADOW, dataset.ABDOMEN, *BONE}
-        assert outside <= {dataset.BACKGROUND, dataset.FLUID, dataset.SHADOW}
-        assert dataset.FLUID in outside and dataset.ABDOMEN in inside
+        assert inside <= {STOMACH, VEIN, SHADOW, ABDOMEN, *BONE}
+        assert outside <= {BACKGROUND, FLUID, SHADOW}
+        assert FLUID in outside and ABDOMEN in inside
         # The whole abdomen lies in the fan: it can be measured.
         x, y = np.rint(ellipse_points(bio.ellipse)).astype(int).T
         assert np.all((x >= 0) & (x < 160) & (y >= 0) & (y < 160)) and fan[y, x].all()
@@ -149,14 +151,14 @@ def test_plane_verdict_matches_the_labels(cases):
         present = set(np.unique(case.labels))
         bio = case.biometry
         if bio.plane_acceptable:
-            assert {dataset.STOMACH, dataset.VEIN} <= present
+            assert {STOMACH, VEIN} <= present
             assert bio.plane_reason == simulator.ACCEPTABLE
         else:
             assert bio.plane_reason in simulator.UNACCEPTABLE or "hidden" in bio.plane_reason
             if bio.plane_reason in (simulator.NO_STOMACH, simulator.RENAL_LEVEL):
-                assert dataset.STOMACH not in present
+                assert STOMACH not in present
             if bio.plane_reason in (simulator.NO_VEIN, simulator.RENAL_LEVEL):
-                assert dataset.VEIN not in present
+                assert VEIN not in present
 
 
 def test_scene_statistics():

@@ -25,14 +25,15 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from fetal_biometry import dataset, patch_records, patches  # noqa: E402
+from fetal_biometry.labels import CLASSIFIER_CLASSES  # noqa: E402
 
 
 def per_class(text: str) -> dict[int, int]:
     counts = [int(v) for v in text.split(",")]
-    if len(counts) not in (1, len(patches.CLASSES)) or min(counts) < 0:
+    if len(counts) not in (1, len(CLASSIFIER_CLASSES)) or min(counts) < 0:
         raise argparse.ArgumentTypeError(
-            f"give one count or {len(patches.CLASSES)} comma-separated counts ({', '.join(patches.CLASSES)})")
-    counts = counts * len(patches.CLASSES) if len(counts) == 1 else counts
+            f"give one count or {len(CLASSIFIER_CLASSES)} comma-separated counts ({', '.join(CLASSIFIER_CLASSES)})")
+    counts = counts * len(CLASSIFIER_CLASSES) if len(counts) == 1 else counts
     return dict(enumerate(counts))
 
 

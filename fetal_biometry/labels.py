@@ -1,0 +1,39 @@
+"""The class tables: what a label value means in a dataset and in the patch classifier.
+
+A dataset's label maps use the **dataset classes** (:data:`CLASSES`, fixed by the dataset
+format); the patch classifier predicts the first five of them (:data:`CLASSIFIER_CLASSES`):
+the four the source colours in its results, plus background for everything else (abdomen
+tissue, spine and ribs are background to the classifier). Pixels outside the imaged fan are
+:data:`OUTSIDE` in both. :data:`COLOURS` is the one colour table of every overlay.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+#: Dataset label value -> name (the dataset format's class table).
+CLASSES = {0: "background", 1: "amniotic_fluid", 2: "stomach_bubble", 3: "umbilical_vein",
+           4: "shadow", 5: "abdomen", 6: "spine", 7: "rib"}
+BACKGROUND, FLUID, STOMACH, VEIN, SHADOW, ABDOMEN, SPINE, RIB = range(8)
+OUTSIDE = 255  # outside the fan: ignored
+
+#: The patch classifier's classes, in the order of its outputs; values 0-4 as in the dataset.
+CLASSIFIER_CLASSES = ("background", "amniotic_fluid", "stomach_bubble", "umbilical_vein", "shadow")
+#: Every value a classifier label map holds.
+CLASSIFIER_VALUES = (*range(len(CLASSIFIER_CLASSES)), OUTSIDE)
+
+#: Dataset label value -> classifier class: 1-4 are the same; abdomen, spine and rib are
+#: background to the classifier.
+LABEL_TO_CLASS = {value: value if value < len(CLASSIFIER_CLASSES) else BACKGROUND
+                  for value in CLASSES}
+
+#: Overlay colours (RGB) per label value, shared by dataset and classifier maps.
+COLOURS = {1: (40, 120, 255), 2: (255, 220, 0), 3: (255, 40, 40), 4: (150, 60, 200),
+           5: (60, 200, 90), 6: (0, 230, 230), 7: (255, 140, 0)}
+
+
+def classifier_labels(labels: np.ndarray) -> np.ndarray:
+    """Map a dataset label map to classifier classes; :data:`OUTSIDE` stays outside."""
+    lut = np.full(256, OUTSIDE, np.uint8)
+    for label, cls in LABEL_TO_CLASS.items():
+        lut[label] = cls
+    return lut[labels]
