@@ -54,13 +54,16 @@ def evaluate(model: Model, data: str | os.PathLike, out: str | os.PathLike | Non
     With ``out``, the first ``overlays`` cases get a PNG (class overlay beside the measured
     ellipse) and the results are written to ``OUT/<encoding>.json``.
     """
-    data = pathlib.Path(data)
-    names = dataset.load(data).cases
+    opened = dataset.open(data)
+    if opened.structures() != {"abdomen"}:
+        raise dataset.DatasetError(f"{data}: holds head planes; the evaluation measures the AC "
+                                   f"of abdominal planes")
     classifier = inference.DenseClassifier(model.deploy, model.weights, model.encoding, model.mean)
     results = []
-    iterator = progress(names, desc=model.encoding) if progress else names
-    for index, name in enumerate(iterator):
-        case = dataset.load_case(data, name)
+    cases = opened.iter_cases()
+    iterator = progress(cases, desc=model.encoding) if progress else cases
+    for index, case in enumerate(iterator):
+        name = case.name
         directions = geometry.beam_directions(case.geometry, case.image.shape)
         probs, predicted = classifier.classify(case.image, directions)
         result, measured = case_result(case, probs, predicted)

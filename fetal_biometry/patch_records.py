@@ -40,13 +40,19 @@ class Scan:
 
 
 def dataset_scans(path: str | os.PathLike) -> Iterable[Scan]:
-    """The cases of a dataset (fetal_biometry.dataset format) as scans with their beam maps."""
+    """The cases of a dataset (fetal_biometry.dataset format) as scans with their beam maps.
+
+    RecordError for head planes: the classifier's classes are abdominal.
+    """
     from fetal_biometry import dataset, geometry
 
-    data = dataset.load(path)
-    for name in data.cases:
-        case = dataset.load_case(path, name)
-        yield Scan(name, case.image, case.labels,
+    data = dataset.open(path)
+    if data.structures() != {"abdomen"}:
+        heads = [n for n, (_, _, bio) in data.records.items() if bio.structure != "abdomen"]
+        raise RecordError(f"{path}: {len(heads)} case(s) are head planes (e.g. {heads[0]}); the "
+                          f"patch classifier learns abdominal classes: use an abdomen dataset")
+    for case in data.iter_cases():
+        yield Scan(case.name, case.image, case.labels,
                    geometry.beam_directions(case.geometry, case.image.shape))
 
 

@@ -32,7 +32,8 @@ def model(tmp_path_factory):
 
 
 def test_perfect_class_map_scores_perfectly(scans):
-    case = dataset.load_case(scans, dataset.load(scans).cases[0])
+    data = dataset.open(scans)
+    case = data.read(data.cases[0])
     truth = classifier_labels(case.labels)
     probs = np.zeros((5, *truth.shape), np.float32)
     result, measured = evaluation.case_result(case, probs, np.where(truth == 255, 0, truth))
@@ -55,7 +56,7 @@ def test_infer_command_on_a_dataset_folder(scans, model, tmp_path):
                              str(scans), "--out", str(tmp_path), "--encoding", "channels"],
                             cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    name = dataset.load(scans).cases[0]
+    name = dataset.open(scans).cases[0]
     probs = np.load(tmp_path / f"{name}_probs.npy")
     assert probs.shape == (5, 96, 96)
     record = json.loads((tmp_path / f"{name}.json").read_text())

@@ -34,9 +34,8 @@ def _scans(items, geometry_file, spacing):
     record = json.loads(pathlib.Path(geometry_file).read_text()) if geometry_file else None
     for item in map(pathlib.Path, items):
         if item.is_dir():
-            for name in dataset.load(item).cases:
-                case = dataset.load_case(item, name)
-                yield name, case.image, geometry.beam_directions(case.geometry, case.image.shape), case.spacing_mm
+            for case in dataset.open(item).iter_cases():
+                yield case.name, case.image, geometry.beam_directions(case.geometry, case.image.shape), case.spacing_mm
             continue
         image = dataset.read_image(item)
         if record is None:
