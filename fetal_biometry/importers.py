@@ -28,8 +28,9 @@ Formats (:data:`FORMATS`)
     COCO instances JSON: ``images``, ``categories`` (by name) and ``annotations`` whose
     ``segmentation`` is a list of polygons, an RLE (``counts`` a list) or a compressed RLE
     (``counts`` a string), both column-major over ``size`` [h, w]. COCO has no drawing order:
-    overlaps are layered by the class order below. Coordinates as CVAT's. ``bbox``,
-    ``keypoints`` and ``iscrowd`` are not used.
+    overlaps are layered by the class order below. Coordinates as CVAT's. The plane verdict
+    may ride on an image entry as extra fields ``plane_acceptable`` (boolean) and
+    ``plane_reason``. ``bbox``, ``area``, ``keypoints`` and ``iscrowd`` are not used.
 ``masks``
     A folder of label-map PNGs (``STEM.png`` for image ``STEM``) and a JSON map from their
     values to class names (``--values``; default the dataset's own table, 255 ignored).
@@ -75,7 +76,6 @@ from typing import Callable, Iterable
 import cv2
 import numpy as np
 from scipy import ndimage
-from skimage.draw import polygon as fill_polygon
 
 from fetal_biometry import __version__, dataset, ellipse as ell, fan, geometry as geom
 from fetal_biometry.ellipse import Ellipse
@@ -194,14 +194,18 @@ def _cvat_points(text: str, where: str) -> np.ndarray:
     return _corner(_finite([v for p in pairs for v in p], where))
 
 
-def cvat_rle_decode(counts: list[int], width: int, height: int) -> np.ndarray:
-    """CVAT's mask RLE: run lengths over a width x height box, row by row, zeros first."""
+def _runs(counts: list[int], width: int, height: int) -> np.ndarray:
+    """Alternating runs of False and True (False first) filling width x height pixels, flat."""
     counts = np.asarray(counts, np.int64)
-    if counts.size == 0 or (counts < 0).any() or counts.sum() != width * height:
+    if (counts < 0).any() or counts.sum() != width * height:
         raise ValueError(f"run lengths sum to {int(counts.sum())}, not the mask's "
                          f"{width}x{height} = {width * height} pixels")
-    values = np.arange(len(counts)) % 2 == 1
-    return np.repeat(values, counts).reshape(height, width)
+    return np.repeat(np.arange(len(counts)) % 2 == 1, counts)
+
+
+def cvat_rle_decode(counts: list[int], width: int, height: int) -> np.ndarray:
+    """CVAT's mask RLE as a bool (height, width) mask: runs row by row, zeros first."""
+    return _runs(counts, width, height).reshape(height, width)
 
 
 def _cvat_shape(node: ElementTree.Element, where: str, size: tuple[int, int]) -> Shape:
@@ -436,12 +440,7 @@ def coco_rle_counts(text: str) -> list[int]:
 
 def coco_rle_decode(counts: list[int], height: int, width: int) -> np.ndarray:
     """A COCO RLE (zeros first, column-major over height x width) as a bool (H, W) mask."""
-    counts = np.asarray(counts, np.int64)
-    if (counts < 0).any() or counts.sum() != height * width:
-        raise ValueError(f"run lengths sum to {int(counts.sum())}, not the {width}x{height} = "
-                         f"{width * height} pixels of 'size'")
-    values = np.arange(len(counts)) % 2 == 1
-    return np.repeat(values, counts).reshape(width, height).T
+    return _runs(counts, width, height).reshape(width, height).T
 
 
 def _coco_segmentation(segmentation, size: tuple[int, int] | None) -> tuple[str, tuple, np.ndarray | None]:
@@ -508,8 +507,7 @@ def read_coco(path: pathlib.Path, images: pathlib.Path) -> Read:
             shapes[item["image_id"]].append(Shape(where, label, "invalid", problem=str(error)))
     found = []
     for key, entry in entries.items():
-        attributes = {**entry.get("attributes", {}), **entry} if isinstance(entry.get("attributes"), dict) else entry
-        plane = _plane_attributes(attributes, f"{path}: image {entry['file_name']!r}", problems)
+        plane = _plane_attributes(entry, f"{path}: image {entry['file_name']!r}", problems)
         size = (entry.get("width"), entry.get("height"))
         found.append(Annotation(str(path), images / entry["file_name"],
                                 size if all(isinstance(v, int) for v in size) else None,
@@ -635,28 +633,34 @@ def read_spacing_csv(path: pathlib.Path) -> tuple[dict[str, float], dict[str, fl
 
 # --------------------------------------------------------------------------- from shapes to a case
 
+def _orient(p: np.ndarray, q: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """Sign of the turn p -> q -> r for (N, 2) point arrays."""
+    return np.sign((q[:, 0] - p[:, 0]) * (r[:, 1] - p[:, 1]) - (q[:, 1] - p[:, 1]) * (r[:, 0] - p[:, 0]))
+
+
 def _proper_crossings(ring: np.ndarray) -> tuple[int, int] | None:
     """Indices of two edges of a closed polygon that cross each other, or None.
 
     Only proper crossings count: edges that touch at a vertex or overlap along a line (as the
-    outlines of one-pixel-wide parts do) are not self-intersections.
+    outlines of one-pixel-wide parts do) are not self-intersections. Pairs whose bounding
+    boxes overlap are tested, a block of edges at a time (bounded memory for long outlines).
     """
     a, b = ring, np.roll(ring, -1, axis=0)
+    low, high = np.minimum(a, b), np.maximum(a, b)
     n = len(ring)
-
-    def orient(p, q, r):
-        return np.sign((q[..., 0] - p[..., 0]) * (r[..., 1] - p[..., 1])
-                       - (q[..., 1] - p[..., 1]) * (r[..., 0] - p[..., 0]))
-
-    for start in range(0, n, 256):  # bounded memory for long outlines
-        i = np.arange(start, min(start + 256, n))[:, None]
+    for start in range(0, n, 512):
+        i = np.arange(start, min(start + 512, n))[:, None]
         j = np.arange(n)[None, :]
-        p1, p2, p3, p4 = a[i], b[i], a[j], b[j]
-        cross = (orient(p1, p2, p3) * orient(p1, p2, p4) < 0) & (orient(p3, p4, p1) * orient(p3, p4, p2) < 0)
-        cross &= (j > i + 1) & ~((i == 0) & (j == n - 1))  # neighbours share a vertex
-        hits = np.argwhere(cross)
-        if len(hits):
-            return int(i[hits[0][0], 0]), int(hits[0][1])
+        near = ((low[i, 0] <= high[j, 0]) & (low[j, 0] <= high[i, 0])
+                & (low[i, 1] <= high[j, 1]) & (low[j, 1] <= high[i, 1])
+                & (j > i + 1) & ~((i == 0) & (j == n - 1)))  # neighbours share a vertex
+        ii, jj = np.nonzero(near)
+        ii += start
+        cross = ((_orient(a[ii], b[ii], a[jj]) * _orient(a[ii], b[ii], b[jj]) < 0)
+                 & (_orient(a[jj], b[jj], a[ii]) * _orient(a[jj], b[jj], b[ii]) < 0))
+        if cross.any():
+            k = int(np.argmax(cross))
+            return int(ii[k]), int(jj[k])
     return None
 
 
@@ -685,17 +689,34 @@ def _shape_problems(shape: Shape, size: tuple[int, int]) -> list[str]:
     return problems
 
 
+def fill_rings(rings: Iterable[np.ndarray], shape_hw: tuple[int, int]) -> np.ndarray:
+    """Pixels whose centres lie inside closed polygons (even-odd: a ring in a ring is a hole).
+
+    A scanline fill: each edge toggles, on every pixel row it crosses (half-open in y), the
+    pixels right of its crossing; the running parity along the row is the inside.
+    """
+    height, width = shape_hw
+    toggles = np.zeros((height, width + 1), np.int32)
+    for ring in rings:
+        a, b = ring, np.roll(ring, -1, axis=0)
+        first = np.clip(np.ceil(np.minimum(a[:, 1], b[:, 1])), 0, height).astype(int)
+        stop = np.clip(np.ceil(np.maximum(a[:, 1], b[:, 1])), 0, height).astype(int)
+        spans = np.maximum(stop - first, 0)
+        edge = np.repeat(np.arange(len(ring)), spans)
+        rows = first[edge] + np.arange(spans.sum()) - np.repeat(np.cumsum(spans) - spans, spans)
+        t = (rows - a[edge, 1]) / (b[edge, 1] - a[edge, 1])
+        x = a[edge, 0] + t * (b[edge, 0] - a[edge, 0])
+        np.add.at(toggles, (rows, np.clip(np.floor(x).astype(int) + 1, 0, width)), 1)
+    return (np.cumsum(toggles, axis=1)[:, :width] % 2).astype(bool)
+
+
 def rasterize(shape: Shape, shape_hw: tuple[int, int]) -> np.ndarray:
     """The pixels a region shape covers: those whose centres lie inside it (bool (H, W))."""
     if shape.mask is not None:
         return shape.mask
     if shape.ellipse is not None:
         return ell.ellipse_mask(shape.ellipse, shape_hw)
-    mask = np.zeros(shape_hw, bool)
-    for ring in shape.rings:
-        rows, cols = fill_polygon(ring[:, 1], ring[:, 0], shape_hw)
-        mask[rows, cols] ^= True  # even-odd: a ring inside another is a hole (COCO parts)
-    return mask
+    return fill_rings(shape.rings, shape_hw)
 
 
 def edge_points(region: np.ndarray, labels: np.ndarray) -> np.ndarray:
