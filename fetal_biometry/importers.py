@@ -77,7 +77,8 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
-from fetal_biometry import __version__, dataset, ellipse as ell, fan, geometry as geom
+from fetal_biometry import (__version__, atomic, dataset, dicom, ellipse as ell, fan,
+                            geometry as geom, scans)
 from fetal_biometry.ellipse import Ellipse
 from fetal_biometry.labels import (ABDOMEN, BACKGROUND, CLASSES, FLUID, OUTSIDE, RIB, SHADOW,
                                    SPINE, STOMACH, VEIN)
@@ -740,12 +741,34 @@ def edge_points(region: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 @dataclasses.dataclass(frozen=True)
 class Inputs:
-    """What a case needs besides its annotation: image, spacing (mm) and probe geometry."""
+    """What a case needs besides its annotation: image, spacing (mm) and probe geometry.
+
+    ``image`` is the scan as read (a DICOM's calibrated region: ``region`` (x0, y0, x1, y1)
+    of the file's ``frame_size`` (width, height), in which the annotations were drawn).
+    """
 
     name: str
     image: np.ndarray
     spacing_mm: float
     geometry: geom.Geometry
+    frame_size: tuple[int, int]
+    region: tuple[int, int, int, int] | None = None
+
+
+def _in_region(shape: Shape, region: tuple[int, int, int, int]) -> tuple[Shape, list[str]]:
+    """A shape drawn on the whole frame, in the coordinates of its ``region`` crop."""
+    x0, y0, x1, y1 = region
+    mask, problems = shape.mask, []
+    if mask is not None:
+        outside = np.count_nonzero(mask) - np.count_nonzero(mask[y0:y1, x0:x1])
+        if outside:
+            problems.append(f"{outside} of its pixels lie outside the scan's calibrated region "
+                            f"({x0}, {y0})-({x1 - 1}, {y1 - 1})")
+        mask = mask[y0:y1, x0:x1]
+    e = shape.ellipse
+    moved = dataclasses.replace(shape, rings=tuple(r - (x0, y0) for r in shape.rings), mask=mask,
+                                ellipse=e and dataclasses.replace(e, cx=e.cx - x0, cy=e.cy - y0))
+    return moved, problems
 
 
 def _derived_plane(labels: np.ndarray, abdomen: Ellipse) -> tuple[bool, str]:
@@ -774,11 +797,16 @@ def build_case(annotation: Annotation, inputs: Inputs, classes: Callable[[str], 
     """One case from an annotation; None and every problem (each naming file, image, shape)."""
     height, width = inputs.image.shape
     prefix = f"{annotation.file}: image {annotation.image.name}"
-    if annotation.size is not None and tuple(annotation.size) != (width, height):
-        return None, [f"{prefix}: the image is {width}x{height} but the annotation says "
-                      f"{annotation.size[0]}x{annotation.size[1]}"]
+    if annotation.size is not None and tuple(annotation.size) != inputs.frame_size:
+        return None, [f"{prefix}: the image is {inputs.frame_size[0]}x{inputs.frame_size[1]} but "
+                      f"the annotation says {annotation.size[0]}x{annotation.size[1]}"]
     problems, painted = [], []
-    for index, shape in enumerate(annotation.shapes):
+    shapes = annotation.shapes
+    if inputs.region is not None:
+        moved = [_in_region(shape, inputs.region) for shape in shapes]
+        shapes = tuple(shape for shape, _ in moved)
+        problems += [f"{prefix}: {shape.where}: {p}" for shape, found in moved for p in found]
+    for index, shape in enumerate(shapes):
         value = classes(shape.label) if annotation.structure == "abdomen" else None
         if value is None and annotation.structure == "abdomen":
             continue  # mapped to null: ignored
@@ -796,9 +824,9 @@ def build_case(annotation: Annotation, inputs: Inputs, classes: Callable[[str], 
         if not found:
             painted.append((index, shape, value))
     if annotation.structure == "head":
-        return _head_case(annotation, inputs, prefix, problems)
+        return _head_case(shapes[0].mask, annotation.plane, inputs, prefix, problems)
     abdomens = [(index, shape) for index, shape, value in painted if value == ABDOMEN]
-    named = [s.where for s in annotation.shapes if classes(s.label) == ABDOMEN]
+    named = [s.where for s in shapes if classes(s.label) == ABDOMEN]
     if len(named) > 1:
         problems.append(f"{prefix}: two abdomens ({', '.join(named)}): annotate one skin line per image")
     elif not named:
@@ -841,10 +869,9 @@ def build_case(annotation: Annotation, inputs: Inputs, classes: Callable[[str], 
     return dataset.Case(inputs.name, inputs.image, labels, inputs.geometry, inputs.spacing_mm, biometry), []
 
 
-def _head_case(annotation: Annotation, inputs: Inputs, prefix: str,
+def _head_case(ring: np.ndarray, plane: tuple[bool, str], inputs: Inputs, prefix: str,
                problems: list[str]) -> tuple[dataset.Case | None, list[str]]:
     """A head plane: the ring's fitted ellipse; labels background inside the fan."""
-    ring = annotation.shapes[0].mask
     ys, xs = np.nonzero(ring)
     head, rms = ell.fit(np.stack([xs, ys], axis=1)) if len(xs) >= 5 else (None, math.inf)
     if head is None:
@@ -854,7 +881,7 @@ def _head_case(annotation: Annotation, inputs: Inputs, prefix: str,
     fan_mask = geom.fan_mask(inputs.geometry, inputs.image.shape)
     labels = np.where(fan_mask, BACKGROUND, OUTSIDE).astype(np.uint8)
     biometry = dataset.Biometry(head, ell.ellipse_perimeter(head.a, head.b) * inputs.spacing_mm,
-                                annotation.plane[0], annotation.plane[1], None, "head", rms)
+                                plane[0], plane[1], None, "head", rms)
     return dataset.Case(inputs.name, inputs.image, labels, inputs.geometry, inputs.spacing_mm, biometry), []
 
 
@@ -896,12 +923,6 @@ def class_mapper(path: pathlib.Path | None) -> tuple[Callable[[str], int | None 
     return value_of, problems
 
 
-def read_geometry(path: pathlib.Path) -> geom.Geometry:
-    """A probe geometry JSON: a geometry dict, or a case record holding one under 'probe'."""
-    data = json.loads(path.read_text())
-    return geom.from_dict(data.get("probe", data) if isinstance(data, dict) else data)
-
-
 def case_name(image: pathlib.Path) -> str:
     """The dataset case name of an image: its stem, characters other than [A-Za-z0-9._-] as '_'."""
     name = re.sub(r"[^A-Za-z0-9._-]", "_", image.stem)
@@ -919,6 +940,8 @@ class Options:
     spacing_mm: float | None = None
     geometry: pathlib.Path | None = None
     fan_tolerance_px: float | None = None
+    frame: int | None = None
+    overwrite: bool = False
 
 
 def read_annotations(fmt: str, path: pathlib.Path, options: Options) -> Read:
@@ -941,40 +964,52 @@ def read_annotations(fmt: str, path: pathlib.Path, options: Options) -> Read:
 
 def _inputs(annotation: Annotation, options: Options, spacing: dict[str, float],
             warnings: list[str]) -> tuple[Inputs | None, list[str]]:
-    """Image, spacing and geometry of one annotated image, or the problems in the way."""
+    """Image, spacing and geometry of one annotated image, or the problems in the way.
+
+    The image is read by :func:`fetal_biometry.scans.read_scans` (``options.frame`` of a cine
+    loop); a spacing from the CSV or ``--spacing`` is checked against a DICOM's calibration.
+    """
     image_file, where = annotation.image, f"{annotation.file}: image {annotation.image.name}"
     if not image_file.is_file():
         return None, [f"{where}: image file {image_file} not found"]
+    given = spacing.get(image_file.name, options.spacing_mm)
     try:
-        image = dataset.read_image(image_file)
-    except ValueError as error:
-        return None, [f"{where}: {image_file}: {error}"]
+        found = scans.read_scans(image_file, frame=options.frame, spacing=given)
+        header = dicom.read_header(image_file) if found[0].region else None  # no pixels decoded
+    except (scans.ScanError, ValueError) as error:
+        return None, [f"{where}: {error}"]
+    if len(found) > 1:
+        return None, [f"{where}: holds {len(found)} calibrated scan regions "
+                      f"({', '.join(s.name for s in found)}); annotate files of one scan"]
+    scan = found[0]
+    warnings += [f"{image_file.name}: {w}" for w in scan.warnings]
     problems = []
-    mm = spacing.get(image_file.name, options.spacing_mm)
-    if mm is None:
+    if scan.region is not None:
+        x0, y0, x1, y1 = scan.region
+        if scan.gray.shape != (y1 - y0, x1 - x0):
+            problems.append(f"{where}: its pixels are not square and were resampled; annotations "
+                            "on the file's pixels cannot follow")
+    if scan.spacing_mm is None:
         problems.append(f"{where}: no pixel spacing: list {image_file.name} in --spacing-csv "
                         "or give --spacing MM")
     probe = None
     if options.geometry is not None:
         file = options.geometry / f"{image_file.stem}.json" if options.geometry.is_dir() else options.geometry
         try:
-            probe = read_geometry(file)
-        except FileNotFoundError:
-            problems.append(f"{where}: no probe geometry file {file}")
-        except (ValueError, UnicodeDecodeError, AttributeError) as error:
-            problems.append(f"{where}: probe geometry {file}: {error}")
+            probe = geom.read_file(file, scan.gray.shape)
+        except ValueError as error:
+            problems.append(f"{where}: probe geometry {error}")
     else:
         try:
-            probe, confidence = fan.estimate_geometry(image)
+            probe, confidence = fan.estimate_geometry(scan.rgb)
             warnings.append(f"{image_file.name}: probe geometry estimated from the image "
                             f"(confidence {confidence:.2f})")
         except fan.FanNotFound as error:
             problems.append(f"{where}: no fan found in the image ({error}); pass --geometry FILE")
-    if probe is not None:
-        problems += [f"{where}: probe: {p}" for p in geom.problems(probe, image.shape)]
     if problems:
         return None, problems
-    return Inputs(case_name(image_file), image, mm, probe), []
+    return Inputs(case_name(image_file), scan.gray, scan.spacing_mm, probe,
+                  (header.columns, header.rows) if header else scan.gray.shape[::-1], scan.region), []
 
 
 def _hashes(fmt: str, path: pathlib.Path, options: Options) -> dict[str, str]:
@@ -991,23 +1026,22 @@ def _hashes(fmt: str, path: pathlib.Path, options: Options) -> dict[str, str]:
     return {name: sha256(file) for name, file in names.items()}
 
 
-def check_output(out: pathlib.Path, inputs: Iterable[pathlib.Path]) -> list[str]:
-    """Why ``out`` may not be written: an input, a folder holding one, or a foreign folder."""
-    out = out.resolve()
-    problems = []
-    for item in inputs:
-        item = item.resolve()
-        if item == out or out in item.parents:
-            problems.append(f"--out {out}: holds the input {item}; choose another folder")
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+def claim_output(out: pathlib.Path, inputs: Iterable[pathlib.Path], overwrite: bool) -> list[str]:
+    """Why ``out`` may not be written (:func:`fetal_biometry.atomic.claim_output`), and a
+    dataset made by something else than this importer (a simulated one, say) is never replaced."""
+    try:
+        atomic.claim_output(out, "dataset.json", inputs, overwrite, option="--out")
+    except atomic.OutputError as error:
+        return [str(error)]
+    if (out / "dataset.json").is_file():
         try:
             made_by = json.loads((out / "dataset.json").read_text()).get("generator", {}).get("name")
         except (OSError, ValueError, AttributeError):
             made_by = None
         if made_by != GENERATOR:
-            problems.append(f"--out {out}: exists and is not a dataset made by the importer; "
-                            "choose a new folder (nothing was written)")
-    return problems
+            return [f"{out}: --out holds a dataset not made by the importer ({made_by or 'unknown'}); "
+                    "it is never replaced: choose another folder"]
+    return []
 
 
 def import_dataset(fmt: str, annotations: str | os.PathLike, out: str | os.PathLike,
@@ -1016,8 +1050,8 @@ def import_dataset(fmt: str, annotations: str | os.PathLike, out: str | os.PathL
 
     Every image is read and built before anything is written; :class:`AnnotationError` lists
     every problem (each naming the annotation file, the image and the shape) and nothing is
-    written. ``out`` may be a new or empty folder or a dataset this importer made (replaced
-    atomically), never an input or a folder holding one. ``progress`` wraps the list of
+    written. ``out`` may be a new or empty folder or, with ``options.overwrite``, a dataset this
+    importer made (replaced atomically); never an input or a folder holding one. ``progress`` wraps the list of
     annotations (e.g. tqdm).
     """
     path, out = pathlib.Path(annotations), pathlib.Path(out)
@@ -1026,7 +1060,7 @@ def import_dataset(fmt: str, annotations: str | os.PathLike, out: str | os.PathL
     if not path.exists():
         raise AnnotationError(f"{path}: not found")
     inputs = [p for p in (path, options.images, options.geometry, options.spacing_csv) if p is not None]
-    problems = check_output(out, inputs)
+    problems = claim_output(out, inputs, options.overwrite)
     classes, more = class_mapper(options.classes)
     problems += more
     spacing, circumference = {}, {}

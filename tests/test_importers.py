@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import dataclasses
 import importlib.util
 import json
 import subprocess
@@ -471,14 +472,63 @@ def test_output_guard(cases, scans, tmp_path):
     foreign = tmp_path / "mine"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("keep me")
-    for out, problem in [(foreign, "not a dataset made by the importer"),
-                         (scans / "images", "holds the input"), (tmp_path, "holds the input")]:
+    simulated = dataset.write_dataset(tmp_path / "simulated", cases[:1], {"name": "fetal_biometry.simulator"})
+    for out, problem in [(foreign, "not made by this tool"), (scans / "images", "is the input"),
+                         (tmp_path, "holds the input"), (simulated, "not made by the importer")]:
         with pytest.raises(importers.AnnotationError, match=problem):
-            importers.import_dataset("cvat", tmp_path / "annotations.xml", out, _options(scans))
-    assert (foreign / "notes.txt").read_text() == "keep me"
+            importers.import_dataset("cvat", tmp_path / "annotations.xml", out,
+                                     _options(scans, overwrite=True))
+    assert (foreign / "notes.txt").read_text() == "keep me" and dataset.validate(simulated) == []
     out, _ = importers.import_dataset("cvat", tmp_path / "annotations.xml", tmp_path / "new", _options(scans))
-    importers.import_dataset("cvat", tmp_path / "annotations.xml", out, _options(scans))  # its own: replaced
+    with pytest.raises(importers.AnnotationError, match="pass --overwrite"):
+        importers.import_dataset("cvat", tmp_path / "annotations.xml", out, _options(scans))
+    importers.import_dataset("cvat", tmp_path / "annotations.xml", out, _options(scans, overwrite=True))
     assert dataset.validate(out) == []
+
+
+def test_dicom_cine_frame_and_calibrated_region(cases, tmp_path):
+    """A cine loop whose ultrasound region holds the scan: --frame picks the annotated frame,
+    the region's calibration gives the spacing, the annotations move with the crop."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    import dicom_files
+
+    case, (dx, dy) = cases[0], (24, 10)
+    loop = np.zeros((3, SHAPE[0] + 30, SHAPE[1] + 40), np.uint8)
+    loop[1, dy:dy + SHAPE[0], dx:dx + SHAPE[1]] = case.image
+    loop[:, -8:, :20] = 200  # a burned-in label outside the region
+    region = dicom_files.region((dx, dy, dx + SHAPE[1] - 1, dy + SHAPE[0] - 1),
+                                delta_cm=(case.spacing_mm / 10, case.spacing_mm / 10))
+    (tmp_path / "images").mkdir()
+    dicom_files.write(tmp_path / "images" / f"{case.name}.dcm", loop, frames=3, regions=[region])
+    write_cvat(tmp_path / "annotations.xml", [case])
+    tree = ElementTree.parse(tmp_path / "annotations.xml")
+    image = tree.getroot().find("image")
+    image.set("name", f"{case.name}.dcm")
+    image.set("width", str(loop.shape[2]))
+    image.set("height", str(loop.shape[1]))
+    for node in image:  # the tool shows the whole frame: shapes sit (dx, dy) further
+        if "points" in node.attrib:
+            points = np.array([p.split(",") for p in node.get("points").split(";")], float) + (dx, dy)
+            node.set("points", _points(points))
+        for key, shift in (("cx", dx), ("cy", dy), ("left", dx), ("top", dy)):
+            if key in node.attrib:
+                node.set(key, str(float(node.get(key)) + shift if key[0] == "c" else int(node.get(key)) + shift))
+    tree.write(tmp_path / "annotations.xml")
+    geometry = tmp_path / "probe.json"
+    geometry.write_text(json.dumps(geom.to_dict(case.geometry)))  # of the scan, as cropped
+    options = importers.Options(images=tmp_path / "images", geometry=geometry, frame=1)
+    out, _ = importers.import_dataset("cvat", tmp_path / "annotations.xml", tmp_path / "out", options)
+    got = dataset.open(out).read(case.name)
+    np.testing.assert_array_equal(got.image, case.image)
+    assert got.spacing_mm == pytest.approx(case.spacing_mm, rel=1e-6)
+    assert min(iou_per_class([got], [case]).values()) >= 0.95
+    assert got.biometry.ac_mm == pytest.approx(case.biometry.ac_mm, rel=0.005)
+    with pytest.raises(importers.AnnotationError, match="disagrees with the file's calibration"):
+        importers.import_dataset("cvat", tmp_path / "annotations.xml", tmp_path / "out2",
+                                 dataclasses.replace(options, spacing_mm=2 * case.spacing_mm))
+    with pytest.raises(importers.AnnotationError, match=f"image {case.name}.dcm: .*frame"):
+        importers.import_dataset("cvat", tmp_path / "annotations.xml", tmp_path / "out2",
+                                 dataclasses.replace(options, frame=None))
 
 
 def test_tool_estimates_the_fan_and_reports_errors(cases, scans, tmp_path):

@@ -21,9 +21,14 @@ top (CVAT: by z_order first; LabelMe: in list order). Each image needs exactly o
 from a plane_acceptable / plane_unacceptable tag (CVAT <tag>, LabelMe flag, COCO image
 field), else from a stomach bubble and an umbilical vein annotated inside the abdomen.
 
+Images are PNG, JPEG, ... or DICOM (--frame N of a cine loop; a calibrated ultrasound region
+is cropped to, the annotations moved with it; --geometry then describes the crop). Pixel
+spacing: --spacing-csv per image, else --spacing for all, checked against a DICOM's own
+calibration, which serves when neither is given.
+
 Every problem of every image is listed at once (annotation file, image, shape) and nothing is
-written; the dataset is written aside and renamed into place, and OUT must be new, empty or a
-dataset this tool made.
+written; the dataset is written aside and renamed into place, and OUT must be new, empty or
+(with --overwrite) a dataset this tool made.
 
 examples:
   python tools/import_dataset.py cvat export/annotations.xml --images export/images \\
@@ -72,9 +77,13 @@ def _parser() -> argparse.ArgumentParser:
                         help="probe geometry: one JSON for every image (a geometry dict or a "
                              "case record) or a folder of STEM.json; default: estimated from "
                              "each image's fan (tools/beam_map.py shows the estimate)")
+    parser.add_argument("--frame", type=int, metavar="N",
+                        help="the frame (from 0) of multi-frame DICOM images that was annotated")
     parser.add_argument("--fan-tolerance", type=float, metavar="PX",
                         help="how far an annotation may reach outside the fan (default: 3 px "
                              "for drawn shapes, 2 px for masks)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace DIR if it holds a dataset this tool made earlier")
     parser.add_argument("--contact-sheet", type=pathlib.Path, metavar="PNG",
                         help="also draw the first scans beside their imported labels into PNG")
     return parser
@@ -87,9 +96,12 @@ def main(argv=None) -> int:
         parser.error("--spacing must be a positive number of mm per pixel")
     if args.fan_tolerance is not None and not args.fan_tolerance >= 0:
         parser.error("--fan-tolerance must be >= 0")
+    if args.frame is not None and args.frame < 0:
+        parser.error("--frame counts from 0")
     options = importers.Options(images=args.images, classes=args.classes, values=args.values,
                                 spacing_csv=args.spacing_csv, spacing_mm=args.spacing,
-                                geometry=args.geometry, fan_tolerance_px=args.fan_tolerance)
+                                geometry=args.geometry, fan_tolerance_px=args.fan_tolerance,
+                                frame=args.frame, overwrite=args.overwrite)
     start = time.perf_counter()
     try:
         out, warnings = importers.import_dataset(
