@@ -309,3 +309,14 @@ def test_open_reads_no_pixels_and_each_case_is_decoded_once(copy, monkeypatch):
     assert decoded == ["sim00000", "sim00001", "sim00002", "sim00003"]
     with pytest.raises(dataset.DatasetError, match="nowhere: not a case"):
         data.read("nowhere")
+
+
+def test_patch_lmdbs_do_not_change_with_the_format_version(simulated, copy, tmp_path):
+    from fetal_biometry import patch_records
+
+    _to_version_1(copy)
+    per_class = {c: 5 for c in range(5)}
+    hashes = [{split: m["sha256"] for split, m in patch_records.build(
+                  patch_records.dataset_scans(root), tmp_path / name, per_class=per_class)["splits"].items()}
+              for root, name in ((simulated[0], "v2"), (copy, "v1"))]
+    assert hashes[0] == hashes[1]
