@@ -52,12 +52,26 @@ probe's fan become 255; a shape reaching more than the format's tolerance
 
 Exactly one abdomen per image: an ellipse gives the AC ellipse exactly; a polygon, polyline
 (an outline, e.g. the visible stretch of skin) or mask is fitted (:func:`ellipse.fit`, the
-RMS residual recorded; a mask's outline is taken along its pixel edges, leaving out edges
-against shadow, outside the fan or the image border). A polyline of another label is an
-error: regions need areas. The plane verdict comes from an image-level tag or attribute
-``plane_acceptable`` / ``plane_unacceptable`` (with a ``reason`` attribute where the tool
-has text), else it is derived: acceptable when both a stomach bubble and an umbilical vein
-are annotated inside the abdomen ellipse, the reason written either way.
+RMS residual recorded; a mask's outline is taken along its pixel edges against background
+or fluid only: elsewhere, against shadow, an organ, the fan's edge or the image border, it
+is no skin line). A polyline of another label is an error: regions need areas. The plane
+verdict comes from an image-level tag or attribute ``plane_acceptable`` /
+``plane_unacceptable`` (CVAT: a ``<tag>`` with a ``reason`` attribute, or a shape attribute
+``plane_acceptable`` true/false with ``plane_reason``; LabelMe: a flag), else it is derived:
+acceptable when both a stomach bubble and an umbilical vein are annotated inside the
+abdomen ellipse, the reason written either way. Only abdominal planes come from the tools'
+formats; head planes only from HC18.
+
+Images, spacing, probe
+----------------------
+Images are read by :func:`fetal_biometry.scans.read_scans`: PNG, JPEG, ... or DICOM (``frame``
+of a cine loop). A DICOM scan in a calibrated ultrasound region is cropped to it and the
+annotations, drawn on the whole frame, move with the crop; a file of several regions, or
+with non-square pixels (resampled by the reader), is refused. The spacing comes from the
+CSV (HC18's convention), else ``spacing_mm`` for all, either checked against a DICOM's own
+calibration, which serves when neither is given. The probe geometry (of the scan as read,
+i.e. of the crop) comes from one JSON for all or a folder of ``STEM.json``, else from
+:func:`fetal_biometry.fan.estimate_geometry` (a note says so, with its confidence).
 """
 from __future__ import annotations
 

@@ -163,9 +163,10 @@ def write_cvat(path, cases, abdomen: str = "ellipse") -> None:
                                    cx=f"{e.cx + 0.5:.3f}", cy=f"{e.cy + 0.5:.3f}",
                                    rx=f"{e.b:.3f}", ry=f"{e.a:.3f}", rotation=f"{(e.angle + 90) % 360:.3f}",
                                    z_order="0")
-        else:
-            ElementTree.SubElement(image, "polygon", label="abdomen", source="manual", occluded="0",
-                                   points=_points(skin_polygon(case)), z_order="0")
+        else:  # a polygon, or a polyline along the visible 70 % of the skin line
+            skin = skin_polygon(case)
+            ElementTree.SubElement(image, abdomen, label="abdomen", source="manual", occluded="0",
+                                   points=_points(skin if abdomen == "polygon" else skin[:42]), z_order="0")
         shadow = case.labels == SHADOW
         if shadow.any():
             rle, left, top, width, height = cvat_rle(shadow)
@@ -182,7 +183,7 @@ def write_cvat(path, cases, abdomen: str = "ellipse") -> None:
     ElementTree.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
 
 
-@pytest.mark.parametrize("abdomen", ["ellipse", "polygon"])
+@pytest.mark.parametrize("abdomen", ["ellipse", "polygon", "polyline"])
 def test_cvat_round_trip(cases, scans, tmp_path, abdomen):
     write_cvat(tmp_path / "annotations.xml", cases, abdomen)
     out, warnings = importers.import_dataset("cvat", tmp_path / "annotations.xml", tmp_path / "out",
