@@ -811,12 +811,13 @@ def build_case(annotation: Annotation, inputs: Inputs, classes: Callable[[str], 
     """One case from an annotation; None and every problem (each naming file, image, shape)."""
     height, width = inputs.image.shape
     prefix = f"{annotation.file}: image {annotation.image.name}"
-    if annotation.size is not None and tuple(annotation.size) != inputs.frame_size:
-        return None, [f"{prefix}: the image is {inputs.frame_size[0]}x{inputs.frame_size[1]} but "
-                      f"the annotation says {annotation.size[0]}x{annotation.size[1]}"]
     problems, painted = [], []
+    sized = annotation.size is None or tuple(annotation.size) == inputs.frame_size
+    if not sized:  # the shapes' coordinates mean nothing here; their labels still do
+        problems.append(f"{prefix}: the image is {inputs.frame_size[0]}x{inputs.frame_size[1]} but "
+                        f"the annotation says {annotation.size[0]}x{annotation.size[1]}")
     shapes = annotation.shapes
-    if inputs.region is not None:
+    if inputs.region is not None and sized:
         moved = [_in_region(shape, inputs.region) for shape in shapes]
         shapes = tuple(shape for shape, _ in moved)
         problems += [f"{prefix}: {shape.where}: {p}" for shape, found in moved for p in found]
@@ -830,7 +831,7 @@ def build_case(annotation: Annotation, inputs: Inputs, classes: Callable[[str], 
         if shape.kind == "invalid":
             problems.append(f"{prefix}: {shape.where}: {shape.problem}")
             continue
-        found = _shape_problems(shape, (width, height))
+        found = _shape_problems(shape, (width, height)) if sized else []
         if shape.kind == "polyline" and value != ABDOMEN:
             found.append("a polyline outlines no region: only an abdomen may be a polyline "
                          "(its ellipse is fitted); draw regions as polygons")
@@ -838,7 +839,8 @@ def build_case(annotation: Annotation, inputs: Inputs, classes: Callable[[str], 
         if not found:
             painted.append((index, shape, value))
     if annotation.structure == "head":
-        return _head_case(shapes[0].mask, annotation.plane, inputs, prefix, problems)
+        return _head_case(shapes[0].mask, annotation.plane, inputs, prefix, problems) if sized \
+            else (None, problems)
     abdomens = [(index, shape) for index, shape, value in painted if value == ABDOMEN]
     named = [s.where for s in shapes if classes(s.label) == ABDOMEN]
     if len(named) > 1:

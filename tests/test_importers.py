@@ -390,6 +390,7 @@ def test_every_problem_is_reported_and_nothing_written(cases, scans, tmp_path):
     for node in second.findall("ellipse"):
         second.remove(node)
     third.set("width", "200")
+    third.find("polygon").set("label", "liver")
     ElementTree.SubElement(tree.getroot(), "image", id="9", name="missing.png", width="160", height="160")
     tree.write(tmp_path / "annotations.xml")
     out = tmp_path / "out"
@@ -406,6 +407,7 @@ def test_every_problem_is_reported_and_nothing_written(cases, scans, tmp_path):
             (cases[0].name, "<points> #", "not supported"),
             (cases[1].name, "", "no abdomen annotated"),
             (cases[2].name, "", "the image is 160x160 but the annotation says 200x160"),
+            (cases[2].name, "label 'liver'", "unknown label 'liver'"),  # still checked
             ("missing.png", "", "not found")]:
         assert any(xml in line and f"image {image}" in line and shape in line and problem in line
                    for line in message.splitlines()), (image, problem, message)

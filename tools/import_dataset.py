@@ -109,13 +109,13 @@ def main(argv=None) -> int:
             progress=lambda items: tqdm(items, desc=f"import {args.format}", unit="image"))
         for warning in warnings:
             tqdm.write(f"note: {warning}")
+        seconds = time.perf_counter() - start
         count = len(dataset.open(out).cases)
         if args.contact_sheet:
             dataset.contact_sheet(out, args.contact_sheet)
     except (importers.AnnotationError, dataset.DatasetError, OSError) as error:
         print(f"import_dataset: error: {error}", file=sys.stderr)
         return 1
-    seconds = time.perf_counter() - start
     print(f"wrote {count} cases to {out} ({count / seconds:.1f} images/s)"
           + (f", contact sheet {args.contact_sheet}" if args.contact_sheet else ""))
     return 0
