@@ -378,20 +378,20 @@ def estimate_geometry(image: np.ndarray, threshold: int = 8, min_texture: float 
     that side (nearest pixels keep the speckle's contrast) and the geometry is scaled back,
     which bounds the cost: positions are then good to about the subsampling factor.
     """
-    gray = _gray(image)
+    image = np.asarray(image)
     x0, y0 = 0, 0
     if region is not None:
         x0, y0, x1, y1 = (int(v) for v in region)
-        gray = gray[max(y0, 0):y1, max(x0, 0):x1]
+        image = image[max(y0, 0):y1, max(x0, 0):x1]
         x0, y0 = max(x0, 0), max(y0, 0)
-        if min(gray.shape) < 2:
+        if min(image.shape[:2]) < 2:
             raise FanNotFound(f"the region {list(region)} holds no image")
-    height, width = gray.shape
+    height, width = image.shape[:2]
     factor = max(height, width) / MAX_SIDE
-    small = gray
-    if factor > 1:
-        small = cv2.resize(gray, (max(2, round(width / factor)), max(2, round(height / factor))),
+    if factor > 1:  # subsampled before anything else: every step then costs as at MAX_SIDE
+        image = cv2.resize(image, (max(2, round(width / factor)), max(2, round(height / factor))),
                            interpolation=cv2.INTER_NEAREST)
+    small = _gray(image)
     probe, confidence = _estimate(small, threshold, min_texture)
     if confidence < min_confidence:
         raise FanNotFound(f"the best fan outline found has confidence {confidence:.2f}, below "

@@ -128,16 +128,24 @@ def beam_directions(geometry: Geometry, shape: tuple[int, int]) -> np.ndarray:
     Pixels outside the fan are NaN, so ``np.isnan(d[..., 0])`` is the complement of
     :func:`fan_mask`.
     """
-    x, y = _pixel_grid(shape)
-    depth, lateral = image_to_beam(geometry, x, y)
-    if isinstance(geometry, ConvexProbe):
-        theta = np.radians(lateral)
-        directions = np.stack([np.sin(theta), np.cos(theta)], axis=-1)
-    else:
-        steer = math.radians(geometry.angle)
-        directions = np.broadcast_to([math.sin(steer), math.cos(steer)], (*shape, 2)).copy()
-    directions[~_inside(geometry, depth, lateral, x, y)] = np.nan
-    return directions.astype(np.float32)
+    directions = np.full((*shape, 2), np.nan, np.float32)
+    for top in range(0, shape[0], _BLOCK_ROWS):  # blocks of rows bound the temporaries
+        y, x = np.mgrid[top:min(top + _BLOCK_ROWS, shape[0]), 0:shape[1]].astype(float)
+        depth, lateral = image_to_beam(geometry, x, y)
+        inside = _inside(geometry, depth, lateral, x, y)
+        block = directions[top:top + _BLOCK_ROWS]
+        if isinstance(geometry, ConvexProbe):  # along the ray from the apex
+            r, dx, dy = depth[inside], x[inside] - geometry.apex[0], y[inside] - geometry.apex[1]
+            at_apex = r == 0  # where a fan starting at depth 0 has its apex: straight down
+            r[at_apex], dy[at_apex] = 1.0, 1.0
+            block[inside] = np.stack([dx / r, dy / r], axis=-1)
+        else:
+            steer = math.radians(geometry.angle)
+            block[inside] = (math.sin(steer), math.cos(steer))
+    return directions
+
+
+_BLOCK_ROWS = 256
 
 
 def beam_samples(geometry: Geometry, beam_shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
