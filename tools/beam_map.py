@@ -69,17 +69,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _read_geometry(path: pathlib.Path, shape: tuple[int, int]) -> geom.Geometry:
-    data = json.loads(path.read_text())
-    if isinstance(data, dict) and "probe" in data:  # a dataset case record
-        data = data["probe"]
-    probe = geom.from_dict(data)
-    problems = geom.problems(probe, shape)
-    if problems:
-        raise ValueError("; ".join(problems))
-    return probe
-
-
 def summary(scan: scans.ScanImage, probe: geom.Geometry, confidence: float, source: str) -> dict:
     """The printed JSON of one scan: its name, probe kind, apex, depths, edge angles,
     confidence, full geometry, pixel spacing, its source and the scan's region."""
@@ -129,7 +118,7 @@ def _write(out: pathlib.Path, stem: str, gray: np.ndarray, directions: np.ndarra
 def _probe(scan: scans.ScanImage, given: pathlib.Path | None) -> tuple[geom.Geometry, float, str]:
     """The scan's probe: from the --geometry file, else estimated from its RGB pixels."""
     if given:
-        return _read_geometry(given, scan.gray.shape), 1.0, "given"
+        return geom.read_file(given, scan.gray.shape), 1.0, "given"
     probe, confidence = fan.estimate_geometry(scan.rgb)
     return probe, confidence, "estimated"
 
@@ -146,14 +135,11 @@ def main(argv=None) -> int:
         where = args.image if len(found) == 1 else f"{args.image} ({scan.name})"
         try:
             results.append((scan, *_probe(scan, args.geometry)))
-        except FileNotFoundError:
-            print(f"error: {args.geometry}: no such file", file=sys.stderr)
-            return 2
         except fan.FanNotFound as error:
             print(f"error: {where}: no fan found: {error}", file=sys.stderr)
             return 1
-        except (OSError, ValueError) as error:  # json.JSONDecodeError is a ValueError
-            print(f"error: {args.geometry}: {error}", file=sys.stderr)
+        except ValueError as error:  # the geometry file's problem, naming it
+            print(f"error: {error}", file=sys.stderr)
             return 2
     for scan, probe, confidence, source in results:  # every scan found a fan: now write
         for warning in scan.warnings:
