@@ -6,15 +6,23 @@ bounded by two straight side edges (beams) and, for a convex probe, two arcs aro
 
 :func:`detect_fan` finds the region: pixels brighter than the background (coloured overlay
 pixels count as background), closed over speckle gaps, opened to drop thin clutter (text,
-calipers, scales), components kept only where they are large, thick and textured (a colour bar
-is smooth), and filled to their convex hull, which bridges the dark fluid inside the fan.
+calipers, scales), components kept only where they are large, thick, textured (a colour bar
+is smooth) and filled with echoes (text panels and a probe's reverberations in air are
+strokes on black), and filled to their convex hull, which bridges the dark fluid inside the fan.
 :func:`estimate_geometry` takes the hull edges along which the echoes end over a long stretch
 as candidate side edges, refits them to those rim pixels, meets each left and right pair at the
 apex (convex) or finds it parallel (linear), reads the start and end depths as medians over the
 beams of where the echoes begin and the hull ends, and keeps the pair whose fan outline the
 echoes follow best. The fan may run out of the image; what the image cuts is taken as far as
-it is visible. Gray or white annotations closer to the fan than about 2 % of the image size
+it is visible, and the geometry's ``clip`` rectangle records that the image (or the searched
+region) cuts it. Gray or white annotations closer to the fan than about 2 % of the image size
 merge with it and can bend an edge; coloured ones cannot.
+
+On a whole screen, pass the DICOM's ultrasound region (``region``): the search stays inside it,
+and a fan cut by the region's border is recognised as cut (outside the region, a vertical cut
+looks like a linear probe's edge). Below :data:`MIN_CONFIDENCE` the answer is
+:class:`FanNotFound`, never a made-up geometry. Images larger than :data:`MAX_SIDE` are
+estimated on a subsampled copy, so the cost is bounded whatever the size.
 """
 from __future__ import annotations
 
