@@ -67,6 +67,44 @@ def split_cases(names: Sequence[str], fractions: tuple[float, float, float],
             "test": order[n_train + n_val:n_train + n_val + n_test]}
 
 
+#: Smallest patch side: the classifier's two 5x5 convolutions and 2x2 poolings need 16 px.
+MIN_PATCH = 16
+
+
+def check_arguments(size: int, per_class: dict[int, int],
+                    fractions: tuple[float, float, float], seed: int) -> None:
+    """Refuse sampling parameters that would give empty or useless LMDBs (options named)."""
+    problems = []
+    if size < MIN_PATCH:
+        problems.append(f"patch size {size} (--patch): at least {MIN_PATCH} px")
+    if any(n < 0 for n in per_class.values()) or not any(per_class.values()):
+        problems.append(f"patches per class {list(per_class.values())} (--per-class): counts must "
+                        "be >= 0 and at least one > 0")
+    if len(fractions) != 3 or min(fractions) < 0 or abs(sum(fractions) - 1) > 1e-6:
+        problems.append(f"split shares {fractions} (--splits): three shares >= 0 that sum to 1")
+    elif fractions[0] <= 0 or fractions[1] <= 0:
+        problems.append(f"split shares {fractions} (--splits): training and validation both need "
+                        "cases (a share > 0), e.g. 0.7,0.15,0.15")
+    if seed < 0:
+        problems.append(f"seed {seed} (--seed): a non-negative integer")
+    if problems:
+        raise RecordError("; ".join(problems))
+
+
+def _check_scans(scans: list[Scan], size: int, split: dict[str, list[str]],
+                 fractions: tuple[float, float, float]) -> None:
+    if not scans:
+        raise RecordError("no scans: the dataset lists no cases")
+    smallest = min(scans, key=lambda scan: min(scan.image.shape[:2]))
+    if size > min(smallest.image.shape[:2]):
+        raise RecordError(f"patch size {size} (--patch) is larger than scan {smallest.name} "
+                          f"({smallest.image.shape[1]}x{smallest.image.shape[0]} px)")
+    empty = [name for name, share in zip(SPLITS, fractions) if share > 0 and not split[name]]
+    if empty:
+        raise RecordError(f"{len(scans)} case(s) split {fractions} (--splits) leave the {' and '.join(empty)} "
+                          "split(s) without a case; give more cases or larger shares")
+
+
 def check(scan: Scan, per_class: dict[int, int], require_all: bool) -> list[str]:
     """Problems with one scan (empty when it is usable)."""
     problems = []
@@ -128,12 +166,14 @@ def build(scans: Iterable[Scan], out: str | os.PathLike, encoding: str = "channe
         Wraps the scan iterable (e.g. tqdm).
     """
     per_class = per_class or {c: 40 for c in range(len(CLASSIFIER_CLASSES))}
+    check_arguments(size, per_class, fractions, seed)
     scans = list(scans)
     problems = [p for scan in scans for p in check(scan, per_class, require_all)]
     if problems:
         raise RecordError(f"{len(problems)} problem(s), nothing written:\n  " + "\n  ".join(problems))
     by_name = {scan.name: scan for scan in scans}
     split = split_cases(list(by_name), fractions, seed)
+    _check_scans(scans, size, split, fractions)
     rng = np.random.default_rng(seed)
     manifest = {"format": "fetal-biometry-patches", "version": 1, "encoding": encoding,
                 "patch": size, "channels": patches.channels(encoding), "seed": seed,
@@ -147,6 +187,9 @@ def build(scans: Iterable[Scan], out: str | os.PathLike, encoding: str = "channe
             data = np.concatenate([r[0] for r in results]) if results else \
                 np.zeros((0, patches.channels(encoding), size, size), np.uint8)
             labels = np.concatenate([r[1] for r in results]) if results else np.zeros(0, np.int64)
+            if split[name] and not len(labels):
+                raise RecordError(f"the {name} split's cases ({', '.join(split[name])}) have no "
+                                  "pixels of the classes asked for (--per-class); nothing written")
             order = rng.permutation(len(labels))
             lmdb_writer.write(tmp / f"{name}_lmdb", _records(data[order], labels[order]))
             if name == "train":

@@ -245,8 +245,8 @@ class Divergence:
 
     - a loss that is not finite;
     - the mean loss of the last ``window`` iterations staying above ``ratio`` times its lowest
-      value so far for ``window`` more iterations (a softmax loss saturates near 87, so a
-      multiple of the first loss, as a check, can miss a run that has gone to chance);
+      value so far (the first loss included) for ``window`` more iterations (a softmax loss
+      saturates near 87, so a multiple of the first loss can miss a run gone to chance);
     - validation accuracy no better than always answering the most frequent class (within
       ``margin``), once ``warmup`` iterations are done.
 
@@ -274,9 +274,9 @@ class Divergence:
             self.onset = self._fine
             return f"the loss is {loss} at iteration {iteration}"
         self._recent.append(loss)
-        if len(self._recent) < self.window:
-            return None
-        mean = sum(self._recent) / self.window
+        # Early on the mean is over fewer iterations: the lowest then includes the first loss,
+        # so a loss that jumps within the first window still counts as rising.
+        mean = sum(self._recent) / len(self._recent)
         self._lowest = min(self._lowest, mean)
         if mean <= self.ratio * self._lowest:
             self._above_since = None
@@ -422,14 +422,17 @@ def _diverged(out: pathlib.Path, reason: str, onset: int) -> TrainingError:
            if moved else ""))
 
 
-def _resume_state(resume, solver_param, staging: pathlib.Path) -> pathlib.Path:
-    """The state file to restore: ``resume``, or a copy naming the weights found beside it."""
+def _checked_state(resume, solver_param):
+    """The state to resume from, checked, its weights resolved (nothing is written)."""
     try:
-        state = checks.check_solverstate(resume, solver_param)
+        return checks.check_solverstate(resume, solver_param)
     except checks.CheckError as err:
         raise TrainingError(f"--resume: {err}") from None
-    recorded = checks.read_solverstate(resume).learned_net
-    if recorded == state.learned_net:
+
+
+def _state_file(resume, state, staging: pathlib.Path) -> pathlib.Path:
+    """``resume`` itself, or a copy of it naming the weights found beside it (never rewritten)."""
+    if checks.read_solverstate(resume).learned_net == state.learned_net:
         return pathlib.Path(resume)
     return atomic.write_bytes(staging / "resume.solverstate", state.SerializeToString())
 
@@ -470,7 +473,9 @@ def train(solver_path: str | os.PathLike, out: str | os.PathLike, *, gpu: int | 
 
     out = pathlib.Path(out)
     original = read_prototxt(solver_path, proto().SolverParameter)
-    for path in _claim(out, solver_path, original, resume, overwrite):
+    removed = _claim(out, solver_path, original, resume, overwrite)
+    state = None if resume is None else _checked_state(resume, original)
+    for path in removed:
         print(f"train: removed {path}, left by an interrupted run", file=sys.stderr)
     staging = out / "snapshots" / f".staging-{os.getpid()}"
     staging.mkdir(parents=True, exist_ok=True)
@@ -479,7 +484,7 @@ def train(solver_path: str | os.PathLike, out: str | os.PathLike, *, gpu: int | 
         atomic.write_text(metrics_path, "")  # marks the folder as a run folder from the start
     run = _runtime_solver(original, staging, gpu, max_iter)
     run_path = atomic.write_text(out / "solver.prototxt", text_format.MessageToString(run))
-    state_path = None if resume is None else _resume_state(resume, run, staging)
+    state_path = None if state is None else _state_file(resume, state, staging)
     precheck(run_path, state_path)
     validate_every = original.test_interval if validate_every is None else validate_every
     snapshot_every = original.snapshot if snapshot_every is None else snapshot_every
@@ -495,6 +500,9 @@ def train(solver_path: str | os.PathLike, out: str | os.PathLike, *, gpu: int | 
         _skip_records(solver.net, train_param, solver.iter)
     history = _read_history(metrics_path, solver.iter)
     watch = Divergence.for_run(run.max_iter, divergence_ratio, start=solver.iter)
+    for earlier in history:  # a resumed run carries on with its own loss history
+        if earlier.get("phase") != "val":
+            watch.loss(earlier["iter"], earlier["loss"])
     last_good = latest_snapshot(out)
     validation = None
     status = "done"
