@@ -99,3 +99,28 @@ def test_bad_inputs_are_all_reported_and_nothing_is_written(tmp_path):
     assert "case04: no pixels of umbilical_vein" in message
     assert (tmp_path / "out/train_lmdb/data.mdb").read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(scans=[]), "no scans: the dataset lists no cases"),
+    (dict(fractions=(1.0, 0.0, 0.0)), r"\(--splits\): training and validation both need cases"),
+    (dict(fractions=(0.5, 0.2, 0.2)), r"\(--splits\): three shares >= 0 that sum to 1"),
+    (dict(scans=SCANS[:2]), r"2 case\(s\) split .* leave the val and test split\(s\) without a case"),
+    (dict(per_class={c: 0 for c in range(5)}), r"\(--per-class\): counts must be >= 0 and at least one > 0"),
+    (dict(size=0), r"patch size 0 \(--patch\): at least 16 px"),
+    (dict(size=300), r"patch size 300 \(--patch\) is larger than scan case00 \(72x80 px\)"),
+    (dict(seed=-1), r"seed -1 \(--seed\): a non-negative integer"),
+    (dict(per_class={0: 0, 1: 0, 2: 0, 3: 0, 4: 5}, scans=[_scan(f"n{i}", i) for i in range(10)],
+          strip_shadow=True), "have no pixels of the classes asked for"),
+])
+def test_arguments_that_would_give_empty_or_useless_lmdbs_are_refused(tmp_path, kwargs, message):
+    # Issue 16.6: these exited 0 with empty LMDBs or 0x0 patches, or gave a traceback.
+    scans = kwargs.pop("scans", SCANS)
+    if kwargs.pop("strip_shadow", False):
+        scans = [patch_records.Scan(s.name, s.image, np.where(s.labels == 4, 5, s.labels).astype(np.uint8),
+                                    s.directions) for s in scans]
+    args = dict(encoding="none", size=16, per_class=PER_CLASS, seed=1)
+    args.update(kwargs)
+    with pytest.raises(patch_records.RecordError, match=message):
+        patch_records.build(scans, tmp_path / "out", **args)
+    assert list(tmp_path.iterdir()) == []
