@@ -102,7 +102,22 @@ def _inside(geometry: Geometry, depth: np.ndarray, lateral: np.ndarray) -> np.nd
 
 def fan_mask(geometry: Geometry, shape: tuple[int, int]) -> np.ndarray:
     """Boolean (H, W) mask of the pixels whose centres lie inside the imaged fan or strip."""
-    return _inside(geometry, *image_to_beam(geometry, *_pixel_grid(shape)))
+    mask = np.empty(shape, bool)
+    for rows, depth, lateral in _beam_blocks(geometry, shape):
+        mask[rows] = _inside(geometry, depth, lateral)
+    return mask
+
+
+_BLOCK_ROWS = 256
+
+
+def _beam_blocks(geometry: Geometry, shape: tuple[int, int]):
+    """``(rows, depth, lateral)`` for blocks of image rows: float64 temporaries of a whole
+    8000 x 8000 scan would take several GB."""
+    for top in range(0, shape[0], _BLOCK_ROWS):
+        rows = slice(top, min(top + _BLOCK_ROWS, shape[0]))
+        y, x = np.indices((rows.stop - top, shape[1]), dtype=float)
+        yield (rows, *image_to_beam(geometry, x, y + top))
 
 
 def beam_directions(geometry: Geometry, shape: tuple[int, int]) -> np.ndarray:
@@ -112,16 +127,17 @@ def beam_directions(geometry: Geometry, shape: tuple[int, int]) -> np.ndarray:
     Pixels outside the fan are NaN, so ``np.isnan(d[..., 0])`` is the complement of
     :func:`fan_mask`.
     """
-    x, y = _pixel_grid(shape)
-    depth, lateral = image_to_beam(geometry, x, y)
-    if isinstance(geometry, ConvexProbe):
-        theta = np.radians(lateral)
-        directions = np.stack([np.sin(theta), np.cos(theta)], axis=-1)
-    else:
-        steer = math.radians(geometry.angle)
-        directions = np.broadcast_to([math.sin(steer), math.cos(steer)], (*shape, 2)).copy()
-    directions[~_inside(geometry, depth, lateral)] = np.nan
-    return directions.astype(np.float32)
+    directions = np.empty((*shape, 2), np.float32)
+    for rows, depth, lateral in _beam_blocks(geometry, shape):
+        if isinstance(geometry, ConvexProbe):
+            theta = np.radians(lateral)
+            block = np.stack([np.sin(theta), np.cos(theta)], axis=-1)
+        else:
+            steer = math.radians(geometry.angle)
+            block = np.broadcast_to([math.sin(steer), math.cos(steer)], (*depth.shape, 2)).copy()
+        block[~_inside(geometry, depth, lateral)] = np.nan
+        directions[rows] = block
+    return directions
 
 
 def beam_samples(geometry: Geometry, beam_shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:

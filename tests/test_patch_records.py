@@ -124,3 +124,33 @@ def test_arguments_that_would_give_empty_or_useless_lmdbs_are_refused(tmp_path, 
     with pytest.raises(patch_records.RecordError, match=message):
         patch_records.build(scans, tmp_path / "out", **args)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_memory_per_scan_is_bounded():
+    # Issue 16.7: make_lmdb peaked at 4.7 GB on one 8000x8000 scan: whole-scan float64
+    # temporaries (~72 bytes per pixel for the beam map, ~26 more for the patches).
+    import tracemalloc
+
+    from fetal_biometry import geometry
+
+    shape = (2048, 512)  # 1 M pixels; work goes in blocks of 256 rows
+    probe = geometry.ConvexProbe(apex=(256.0, -400.0), start_depth=420.0, end_depth=2400.0,
+                                 angles=(-10.0, 10.0))
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, shape, dtype=np.uint8)
+    labels = np.zeros(shape, np.uint8)
+    labels[600:1400, 100:400] = 1
+    tracemalloc.start()
+    try:
+        directions = geometry.beam_directions(probe, shape)
+        beam_peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.reset_peak()
+        kept = tracemalloc.get_traced_memory()[0]
+        patch_records.scan_records(patch_records.Scan("big", image, labels, directions), "channels",
+                                   40, PER_CLASS, rng)
+        records_peak = tracemalloc.get_traced_memory()[1] - kept
+    finally:
+        tracemalloc.stop()
+    pixels = shape[0] * shape[1]
+    assert beam_peak / pixels < 24  # the (H, W, 2) float32 map itself is 8 bytes per pixel
+    assert records_peak / pixels < 12
