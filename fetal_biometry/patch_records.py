@@ -97,10 +97,13 @@ def split_cases(names: Sequence[str], fractions: tuple[float, float, float],
 MIN_PATCH = 16
 
 
-def check_arguments(size: int, per_class: dict[int, int],
-                    fractions: tuple[float, float, float], seed: int) -> None:
+def check_arguments(size: int, per_class: dict[int, int], fractions: tuple[float, float, float],
+                    seed: int, spacing_mm: float | None = None) -> None:
     """Refuse sampling parameters that would give empty or useless LMDBs (options named)."""
     problems = []
+    if spacing_mm is not None and not 0 < spacing_mm < float("inf"):
+        problems.append(f"target spacing {spacing_mm} (--spacing-mm): a positive number of mm "
+                        "per pixel, or leave it out for the training cases' median")
     if size < MIN_PATCH:
         problems.append(f"patch size {size} (--patch): at least {MIN_PATCH} px")
     if any(n < 0 for n in per_class.values()) or not any(per_class.values()):
@@ -198,7 +201,7 @@ def build(scans: Iterable[Scan], out: str | os.PathLike, encoding: str = "channe
         of the training cases.
     """
     per_class = per_class or {c: 40 for c in range(len(CLASSIFIER_CLASSES))}
-    check_arguments(size, per_class, fractions, seed)
+    check_arguments(size, per_class, fractions, seed, spacing_mm)
     scans = list(scans)
     problems = [p for scan in scans for p in check(scan, per_class, require_all)]
     if problems:
@@ -207,7 +210,8 @@ def build(scans: Iterable[Scan], out: str | os.PathLike, encoding: str = "channe
         raise RecordError("no scans: the dataset lists no cases")
     by_name = {scan.name: scan for scan in scans}
     split = split_cases(list(by_name), fractions, seed)
-    target = spacing_mm or target_spacing([by_name[n] for n in split["train"]])
+    target = spacing_mm if spacing_mm is not None else \
+        target_spacing([by_name[n] for n in split["train"]])
     _check_scans(scans, size, split, fractions, target)
     rng = np.random.default_rng(seed)
     manifest = {"format": FORMAT, "version": VERSION, "encoding": encoding,

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from fetal_biometry import checks, inference, nets, solvers, training
+from fetal_biometry import checks, nets, solvers, training
 from fetal_biometry.caffe_env import package_dir
 
 from conftest import ROOT
@@ -152,20 +152,20 @@ def test_a_state_whose_weights_are_from_another_iteration(run, tmp_path):
 
 def test_an_input_over_int_max_aborts_caffe_and_gets_a_limit_here(tmp_path):
     # 8000x8000 with three channels: the im2col buffer of c3 holds 1.3e10 values.
-    fcn = inference.fully_convolutional(3, 8000, 8000)
+    fcn = nets.patch_classifier_dense(3, 8000, 8000)
     with pytest.raises(checks.CheckError, match=r"input 1x3x8000x8000 is too large for Caffe: blob "
                                                 r"'c3 \(im2col buffer\)'.*up to 3288x3288"):
         checks.check_input_size((1, 3, 8000, 8000), fcn)
     # The limit is Caffe's own, to the pixel: 3288 sets up, 3289 aborts.
     checks.check_input_size((1, 3, 3288, 3288), fcn)
-    too_big = nets.save(inference.fully_convolutional(3, 3289, 3289), tmp_path / "fcn.prototxt")
+    too_big = nets.save(nets.patch_classifier_dense(3, 3289, 3289), tmp_path / "fcn.prototxt")
     assert "blob size exceeds INT_MAX" in _caffe_aborts("caffe.Net(sys.argv[1], caffe.TEST)", too_big)
-    fits = nets.save(inference.fully_convolutional(3, 3288, 3288), tmp_path / "fits.prototxt")
+    fits = nets.save(nets.patch_classifier_dense(3, 3288, 3288), tmp_path / "fits.prototxt")
     checks.blob_shapes(fits)
 
 
 def test_blob_counts_agree_with_caffe(tmp_path):
-    fcn = nets.save(inference.fully_convolutional(3, 203, 257), tmp_path / "fcn.prototxt")
+    fcn = nets.save(nets.patch_classifier_dense(3, 203, 257), tmp_path / "fcn.prototxt")
     code = ("import json; net = caffe.Net(sys.argv[1], caffe.TEST);"
             "print(json.dumps({k: v.count for k, v in net.blobs.items()}))")
     import json

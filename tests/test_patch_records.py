@@ -129,6 +129,8 @@ def test_bad_inputs_are_all_reported_and_nothing_is_written(tmp_path):
     (dict(size=0), r"patch size 0 \(--patch\): at least 16 px"),
     (dict(size=300), r"patch size 300 \(--patch\) is larger than scan case00 \(72x80 px at 0.5 mm"),
     (dict(seed=-1), r"seed -1 \(--seed\): a non-negative integer"),
+    (dict(spacing_mm=0.0), r"target spacing 0.0 \(--spacing-mm\): a positive number"),
+    (dict(spacing_mm=float("inf")), r"target spacing inf \(--spacing-mm\)"),
     (dict(per_class={0: 0, 1: 0, 2: 0, 3: 0, 4: 5}, scans=[_scan(f"n{i}", i) for i in range(10)],
           strip_shadow=True), "have no pixels of the classes asked for"),
 ])

@@ -19,9 +19,10 @@ empty folder, or (with --overwrite) one this tool wrote before (it holds manifes
 the dataset, a folder inside it or holding it. Hidden .OUT.tmp-* folders of a killed run are
 removed by the next one.
 
-Memory: every scan is held while the LMDBs are made, about 10 bytes per pixel (gray, labels,
-beam map), plus about 10 more per pixel of the scan being read or sampled: 100 scans of
-256x256 take about 70 MB above Python's own, one 8000x8000 scan about 1.2 GB in all.
+Memory: every scan is held while the LMDBs are made (gray and labels, 2 bytes per pixel),
+and the one being sampled needs about 20 bytes per pixel more at the target spacing (its beam
+map is made there): 100 scans of 256x256 take well under 100 MB above Python's own, an
+8000x8000 scan kept at its spacing about 1.3 GB.
 
 example:
   python tools/make_lmdb.py data/fetal/sim data/fetal/channels --encoding channels
@@ -84,7 +85,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     source = pathlib.Path(args.dataset)
     try:
-        patch_records.check_arguments(args.patch, args.per_class, args.splits, args.seed)
+        patch_records.check_arguments(args.patch, args.per_class, args.splits, args.seed,
+                                      args.spacing_mm)
         for path in atomic.claim_output(args.out, "manifest.json", [source], args.overwrite, "OUT"):
             print(f"make_lmdb: removed {path}, left by an interrupted run", file=sys.stderr)
         scans = list(tqdm(patch_records.dataset_scans(source), desc="read", unit="scan"))
