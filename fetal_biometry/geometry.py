@@ -117,8 +117,22 @@ def _inside(geometry: Geometry, depth: np.ndarray, lateral: np.ndarray,
 def fan_mask(geometry: Geometry, shape: tuple[int, int]) -> np.ndarray:
     """Boolean (H, W) mask of the pixels whose centres lie inside the imaged fan or strip
     (and inside its ``clip`` rectangle, if any)."""
-    x, y = _pixel_grid(shape)
-    return _inside(geometry, *image_to_beam(geometry, x, y), x, y)
+    mask = np.empty(shape, bool)
+    for rows, x, y, depth, lateral in _beam_blocks(geometry, shape):
+        mask[rows] = _inside(geometry, depth, lateral, x, y)
+    return mask
+
+
+_BLOCK_ROWS = 256
+
+
+def _beam_blocks(geometry: Geometry, shape: tuple[int, int]):
+    """``(rows, x, y, depth, lateral)`` for blocks of image rows: float64 temporaries of a whole
+    8000 x 8000 scan would take several GB."""
+    for top in range(0, shape[0], _BLOCK_ROWS):
+        rows = slice(top, min(top + _BLOCK_ROWS, shape[0]))
+        y, x = np.mgrid[rows, 0:shape[1]].astype(float)
+        yield (rows, x, y, *image_to_beam(geometry, x, y))
 
 
 def beam_directions(geometry: Geometry, shape: tuple[int, int]) -> np.ndarray:
@@ -129,11 +143,9 @@ def beam_directions(geometry: Geometry, shape: tuple[int, int]) -> np.ndarray:
     :func:`fan_mask`.
     """
     directions = np.full((*shape, 2), np.nan, np.float32)
-    for top in range(0, shape[0], _BLOCK_ROWS):  # blocks of rows bound the temporaries
-        y, x = np.mgrid[top:min(top + _BLOCK_ROWS, shape[0]), 0:shape[1]].astype(float)
-        depth, lateral = image_to_beam(geometry, x, y)
+    for rows, x, y, depth, lateral in _beam_blocks(geometry, shape):
         inside = _inside(geometry, depth, lateral, x, y)
-        block = directions[top:top + _BLOCK_ROWS]
+        block = directions[rows]
         if isinstance(geometry, ConvexProbe):  # along the ray from the apex
             r, dx, dy = depth[inside], x[inside] - geometry.apex[0], y[inside] - geometry.apex[1]
             at_apex = r == 0  # where a fan starting at depth 0 has its apex: straight down
@@ -143,9 +155,6 @@ def beam_directions(geometry: Geometry, shape: tuple[int, int]) -> np.ndarray:
             steer = math.radians(geometry.angle)
             block[inside] = (math.sin(steer), math.cos(steer))
     return directions
-
-
-_BLOCK_ROWS = 256
 
 
 def beam_samples(geometry: Geometry, beam_shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
