@@ -7,8 +7,8 @@ tool's documented export), then imported with the probe geometry and spacing giv
 reference is dataset.write_dataset of the same cases (PNG encoding, records, validation),
 which every import ends with: the ratio shows what reading and rasterizing annotations cost
 on top. Fidelity: the lowest per-class IoU inside the fan over all cases, and the median and
-largest relative AC (HC) error against the simulator's ellipse. A second cvat run estimates each probe geometry from its image (fan.estimate_geometry),
-with no fan tolerance (an estimate off by more than the tolerance would stop the import).
+largest relative AC (HC) error against the simulator's ellipse. Last, the rate of
+fan.estimate_geometry alone, which an import without --geometry adds for each image.
 
 example:
   python benchmarks/bench_import.py --cases 40 --size 256 256
@@ -30,13 +30,21 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 import test_importers as exports  # noqa: E402  (the tools' export formats, as the tests write them)
-from fetal_biometry import dataset, geometry as geom, importers, simulator  # noqa: E402
+from fetal_biometry import dataset, fan, geometry as geom, importers, simulator  # noqa: E402
 
 
 def _seconds(run) -> float:
     start = time.perf_counter()
     run()
     return time.perf_counter() - start
+
+
+def _fan_found(image) -> bool:
+    try:
+        fan.estimate_geometry(image)
+    except fan.FanNotFound:
+        return False
+    return True
 
 
 def main(argv=None) -> int:
@@ -74,16 +82,12 @@ def main(argv=None) -> int:
                 "masks": ("masks", tmp / "maps", given),
                 "hc18": ("hc18", tmp / "hc18" / "training_set",
                          importers.Options(spacing_csv=tmp / "hc18" / "training_set_pixel_size_and_HC.csv",
-                                           geometry=tmp / "hc18" / "geometry")),
-                "cvat, fan estimated": ("cvat", tmp / "annotations.xml",
-                                        importers.Options(images=tmp / "images",
-                                                          spacing_csv=tmp / "spacing.csv",
-                                                          fan_tolerance_px=float("inf")))}
+                                           geometry=tmp / "hc18" / "geometry"))}
         reference = _seconds(lambda: dataset.write_dataset(tmp / "reference", cases))
         print(f"{args.cases} cases of {args.size[1]}x{args.size[0]} px, one core:")
         print(f"  {'write_dataset (reference)':26s} {args.cases / reference:7.1f} images/s")
-        for name, (fmt, path, options) in runs.items():
-            out = tmp / f"out_{len(name)}"
+        for number, (name, (fmt, path, options)) in enumerate(runs.items()):
+            out = tmp / f"out_{number}"
             seconds = _seconds(lambda: importers.import_dataset(fmt, path, out, options))
             imported = list(dataset.open(out).iter_cases())
             errors = np.array([abs(got.biometry.circumference_mm / case.biometry.circumference_mm - 1)
@@ -93,6 +97,10 @@ def main(argv=None) -> int:
             print(f"  {'import ' + name:26s} {args.cases / seconds:7.1f} images/s  "
                   f"({seconds / reference:4.1f} x the reference's time; {fidelity}"
                   f"AC error median {np.median(errors):.2f} %, max {errors.max():.2f} %)")
+        found = []
+        seconds = _seconds(lambda: found.extend(_fan_found(case.image) for case in cases))
+        print(f"  {'fan.estimate_geometry':26s} {args.cases / seconds:7.1f} images/s  (what an import "
+              f"without --geometry adds per image; a fan found in {sum(found)}/{args.cases})")
     return 0
 
 
