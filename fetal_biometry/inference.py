@@ -27,9 +27,9 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
-from fetal_biometry import dataset, nets, patches
+from fetal_biometry import nets, patches
 from fetal_biometry.caffe_env import caffe
-from fetal_biometry.labels import CLASSIFIER_CLASSES, COLOURS, OUTSIDE
+from fetal_biometry.labels import CLASSIFIER_CLASSES, OUTSIDE
 
 STRIDE = 4  # two 2x2 poolings
 
@@ -156,19 +156,6 @@ class DenseClassifier:
         return probs, labels
 
 
-def overlay(image: np.ndarray, labels: np.ndarray, alpha: float = 0.45,
-            legend: bool = True) -> np.ndarray:
-    """Colour the classes over the gray scan, like the source's results figure (RGB uint8)."""
-    rgb = dataset.overlay(image, labels, alpha)
-    if legend:
-        for row, cls in enumerate(range(1, len(CLASSIFIER_CLASSES))):
-            y = 6 + 12 * row
-            cv2.rectangle(rgb, (4, y), (12, y + 8), COLOURS[cls], -1)
-            cv2.putText(rgb, CLASSIFIER_CLASSES[cls].replace("_", " "), (16, y + 8),
-                        cv2.FONT_HERSHEY_SIMPLEX, 0.3, (255, 255, 255), 1, cv2.LINE_AA)
-    return rgb
-
-
 def infer_scan(classifier: DenseClassifier, image: np.ndarray, directions: np.ndarray,
                spacing_mm: float | None, out: str | pathlib.Path, stem: str) -> dict:
     """Classify one scan, measure it when the spacing is known, and write its outputs.
@@ -177,15 +164,15 @@ def infer_scan(classifier: DenseClassifier, image: np.ndarray, directions: np.nd
     the fan), ``STEM_overlay.png`` (classes over the scan, with the ellipse and AC when
     measured) and returns the measurement record (also written as ``STEM.json``).
     """
-    from fetal_biometry import atomic, biometry
+    from fetal_biometry import atomic, biometry, figures
 
     out = pathlib.Path(out)
     probs, labels = classifier.classify(image, directions)
     record: dict = {"scan": stem, "encoding": classifier.encoding}
-    picture = overlay(image, labels)
+    picture = figures.class_overlay(image, labels)
     if spacing_mm is not None:
         measured = biometry.measure(labels, spacing_mm)
-        picture = np.hstack([picture, biometry.draw(image, measured)])
+        picture = np.hstack([picture, figures.draw_measurement(image, measured)])
         e = measured.ellipse
         record.update(ac_mm=measured.ac_mm, plane_acceptable=measured.accepted,
                       reasons=list(measured.reasons), spacing_mm=spacing_mm,
@@ -194,8 +181,7 @@ def infer_scan(classifier: DenseClassifier, image: np.ndarray, directions: np.nd
     with atomic.staged_file(out / f"{stem}_probs.npy") as tmp:
         with open(tmp, "wb") as f:
             np.save(f, probs.astype(np.float16))
-    for name, array in ((f"{stem}_labels.png", labels),
-                        (f"{stem}_overlay.png", cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))):
-        atomic.write_bytes(out / name, cv2.imencode(".png", array)[1].tobytes())
+    atomic.write_bytes(out / f"{stem}_labels.png", figures.png(labels))
+    atomic.write_bytes(out / f"{stem}_overlay.png", figures.png(picture))
     atomic.write_text(out / f"{stem}.json", json.dumps(record, indent=1) + "\n")
     return record
