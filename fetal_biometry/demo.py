@@ -106,5 +106,6 @@ def run_fetal(cases: int = 100, heldout: int = 30, gpu: int | None = None,
     table = evaluation.write_report(summaries, "runs/evaluation")
     print(f"\nheld-out evaluation ({heldout} simulated scans, seed 1, convex and linear probes):\n")
     print(table)
-    print("\noverlays and per-case results in runs/evaluation/")
+    print("\nper-case results, figures and overlays in runs/evaluation/; "
+          f"the report: {pathlib.Path('runs/evaluation/report.html').resolve()}")
     return summaries

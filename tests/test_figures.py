@@ -126,3 +126,12 @@ def test_net_diagram_draws_a_net_and_names_a_bad_file(tmp_path):
     with pytest.raises(ValueError, match="solver.prototxt: not a readable net"):
         figures.net_diagram(bad, tmp_path / "bad.png")
     assert not (tmp_path / "bad.png").exists()
+
+
+def test_docs_net_diagrams_are_there():
+    from fetal_biometry import catalog
+
+    from conftest import ROOT
+
+    for relative in catalog.DIAGRAMS:
+        assert _coloured(_decode((ROOT / relative).read_bytes())) > 1000, relative
