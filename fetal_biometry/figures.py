@@ -386,7 +386,8 @@ def comparison(summaries: Mapping[str, Mapping]):
     plane_ax.set_xticks(range(len(models)), models)
     plane_ax.set(ylabel="scans")
     plane_ax.set_title("plane verdicts", fontsize=10)
-    plane_ax.set_ylim(0, 1.45 * max(1, *(sum(s.get("plane_outcomes", {}).values()) for s in summaries.values())))
+    highest = max([1] + [max(s.get("plane_outcomes", {}).values(), default=0) for s in summaries.values()])
+    plane_ax.set_ylim(0, 1.4 * highest)  # room for the legend
     plane_ax.legend(fontsize=6, ncol=2, loc="upper center")
     for ax in (bias_ax, error_ax, plane_ax):
         ax.grid(alpha=0.3, axis="x" if ax is bias_ax else "y")

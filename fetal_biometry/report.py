@@ -42,13 +42,13 @@ h1 { font-size: 26px; margin: 0 0 4px; } h2 { font-size: 21px; margin: 36px 0 8p
 nav a { margin-right: 14px; }
 table { border-collapse: collapse; margin: 8px 0 12px; font-size: 13.5px; }
 th, td { border: 1px solid #d5d8dc; padding: 4px 8px; text-align: right; vertical-align: top; }
-th { background: #eef2f6; } td:first-child, th:first-child { text-align: left; }
+td { white-space: nowrap; } th { background: #eef2f6; } td:first-child, th:first-child { text-align: left; }
 table.kv td { text-align: left; } table.kv td:first-child { color: #555; white-space: nowrap; }
 .figures { display: flex; flex-wrap: wrap; gap: 12px; align-items: flex-start; }
 figure { margin: 0; display: table; } figure img { max-width: 100%; border: 1px solid #e1e4e8; }
 figcaption { display: table-caption; caption-side: bottom; font-size: 12.5px; color: #444;
              padding-top: 3px; }
-.cases { display: grid; grid-template-columns: repeat(auto-fill, minmax(360px, 1fr)); gap: 14px; }
+.cases { display: grid; grid-template-columns: repeat(auto-fill, minmax(520px, 1fr)); gap: 16px; }
 .cases img { width: 100%; image-rendering: pixelated; }
 .bad { color: #b03a2e; font-weight: 600; } .good { color: #1e8449; }
 """
@@ -110,8 +110,8 @@ def _diagram(out: pathlib.Path, name: str, record: dict) -> tuple[str | None, st
 
 # --------------------------------------------------------------------------- HTML pieces
 
-def _number(key: str, value, digits: int) -> str:
-    return f'<span data-key="{_e(key)}">{value:.{digits}f}</span>'
+def _number(key: str, value, digits: int, sign: str = "") -> str:
+    return f'<span data-key="{_e(key)}">{value:{sign}.{digits}f}</span>'
 
 
 SUMMARY_COLUMNS = ["model", "pixel acc.", *(c.replace("_", " ") for c in CLASSIFIER_CLASSES),
@@ -131,9 +131,9 @@ def summary_row(name: str, s: dict) -> str:
                  f'({_number("ac_median_error_mm", s["ac_median_error_mm"], 1)} mm)')
     a = s.get("ac_agreement")
     cells.append("-" if a is None else
-                 f'{_number("ac_agreement.bias_mm", a["bias_mm"], 1)} '
-                 f'[{_number("ac_agreement.loa_mm.0", a["loa_mm"][0], 1)}, '
-                 f'{_number("ac_agreement.loa_mm.1", a["loa_mm"][1], 1)}]')
+                 f'{_number("ac_agreement.bias_mm", a["bias_mm"], 1, "+")} '
+                 f'[{_number("ac_agreement.loa_mm.0", a["loa_mm"][0], 1, "+")}, '
+                 f'{_number("ac_agreement.loa_mm.1", a["loa_mm"][1], 1, "+")}]')
     cells.append("-" if s["plane_acceptance_accuracy"] is None else
                  _number("plane_acceptance_accuracy", s["plane_acceptance_accuracy"], 3))
     return f'<tr data-model="{_e(name)}">' + "".join(f"<td>{c}</td>" for c in cells) + "</tr>"
