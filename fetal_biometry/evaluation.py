@@ -1,17 +1,15 @@
 """Held-out evaluation: class maps and biometry against a dataset's ground truth.
 
-For each trained classifier (one per beam encoding) every held-out case is classified densely
-(:mod:`fetal_biometry.inference`), measured (:mod:`fetal_biometry.biometry`) and compared with
-its ground truth: pixel and per-class accuracy and the confusion matrix inside the fan, AC error
-in mm and percent with Bland-Altman agreement, and plane acceptance with the rejection reasons.
-:func:`table` prints the ablation as markdown; :func:`write_report` writes it with the HTML
-report of :mod:`fetal_biometry.report`.
+For each model folder (:mod:`fetal_biometry.model`) every held-out case is classified densely
+at the model's spacing (:mod:`fetal_biometry.inference`), measured on its own grid
+(:mod:`fetal_biometry.biometry`) and compared with its ground truth: pixel and per-class
+accuracy and the confusion matrix inside the fan, AC error in mm and percent with Bland-Altman
+agreement, and plane acceptance with the rejection reasons. :func:`table` prints the ablation
+as markdown; :func:`write_report` writes it with the HTML report of :mod:`fetal_biometry.report`.
 """
 from __future__ import annotations
 
 import collections
-import dataclasses
-import datetime
 import json
 import os
 import pathlib
@@ -19,37 +17,17 @@ import pathlib
 import cv2
 import numpy as np
 
-from fetal_biometry import atomic, biometry, dataset, figures, geometry, inference
+from fetal_biometry import atomic, biometry, dataset, figures, inference, model as model_folder
 from fetal_biometry.labels import CLASSIFIER_CLASSES, OUTSIDE, classifier_labels
 
 TYPICAL = 2  # typical cases drawn beside the worst ones
 
 
-@dataclasses.dataclass(frozen=True)
-class Model:
-    """A trained patch classifier and the beam encoding it was trained with.
-
-    ``record`` is the model folder's ``model.json`` when there is one (the report shows it).
-    """
-
-    encoding: str
-    deploy: pathlib.Path
-    weights: pathlib.Path
-    mean: tuple[float, ...] | None = None
-    record: dict | None = None
-
-
-def provenance(model: Model) -> dict:
-    """Where a model came from: its files, and its ``model.json`` or else the weights' date."""
-    files = {"deploy": str(pathlib.Path(model.deploy).resolve()),
-             "weights": str(pathlib.Path(model.weights).resolve())}
-    if model.record is not None:
-        return {"source": "model.json", **files, **model.record}
-    weights = pathlib.Path(model.weights)
-    written = (datetime.datetime.fromtimestamp(weights.stat().st_mtime, datetime.timezone.utc)
-               .isoformat(timespec="seconds") if weights.is_file() else None)
-    return {"source": "files (no model.json)", "encoding": model.encoding, **files,
-            "weights_written": written}
+def provenance(model: model_folder.Model) -> dict:
+    """Where a model came from, for the report: its folder and files, and its ``model.json``."""
+    return {"folder": str(pathlib.Path(model.root).resolve()), **model.record,
+            "deploy": str(pathlib.Path(model.deploy).resolve()),
+            "weights": str(pathlib.Path(model.weights).resolve())}
 
 
 def case_result(case: dataset.Case, probs: np.ndarray, predicted: np.ndarray) -> dict:
@@ -70,24 +48,28 @@ def case_result(case: dataset.Case, probs: np.ndarray, predicted: np.ndarray) ->
     return result, measured
 
 
-def evaluate(model: Model, data: str | os.PathLike, out: str | os.PathLike | None = None,
-             progress=None, overlays: int = 4) -> dict:
+def evaluate(model: model_folder.Model, data: str | os.PathLike, out: str | os.PathLike | None = None,
+             progress=None, overlays: int = 4, at_model_spacing: bool = True) -> dict:
     """Evaluate ``model`` on every case of the dataset at ``data``; returns the summary.
 
-    With ``out``, ``OUT/<encoding>.json`` gets the summary, the per-case results, the model's
-    provenance and the dataset, and overlays are drawn for the ``overlays`` cases with the
-    largest AC errors, up to ``overlays`` more with a wrong plane verdict and :data:`TYPICAL`
-    typical ones (``OUT/<encoding>_<case>.png``: truth, classes, measurement).
+    Each case is classified at the model's spacing and measured on its own grid. With ``out``,
+    ``OUT/<model.name>.json`` gets the summary, the per-case results, the model's provenance
+    and the dataset, and overlays are drawn for the ``overlays`` cases with the largest AC
+    errors, up to ``overlays`` more with a wrong plane verdict and :data:`TYPICAL` typical ones
+    (``OUT/<model.name>_<case>.png``: truth, classes, measurement). ``at_model_spacing=False``
+    classifies on each scan's own pixels instead (what the nets did before target spacings; a
+    baseline).
     """
     data = pathlib.Path(data)
     index = dataset.load(data)
-    classifier = inference.DenseClassifier(model.deploy, model.weights, model.encoding, model.mean)
+    classifier = inference.DenseClassifier.from_model(model)
+    if not at_model_spacing:
+        classifier.spacing_mm = None
     results, maps = [], {}
-    iterator = progress(index.cases, desc=model.encoding) if progress else index.cases
+    iterator = progress(index.cases, desc=model.name) if progress else index.cases
     for name in iterator:
         case = dataset.load_case(data, name)
-        directions = geometry.beam_directions(case.geometry, case.image.shape)
-        probs, predicted = classifier.classify(case.image, directions)
+        probs, predicted = classifier.classify_scan(case.image, case.geometry, case.spacing_mm)
         result, _ = case_result(case, probs, predicted)
         results.append(result)
         if out is not None:  # label maps compress ~50x as PNG: cheap to keep for the pictures
@@ -98,14 +80,14 @@ def evaluate(model: Model, data: str | os.PathLike, out: str | os.PathLike | Non
         chosen = pick_cases(results, overlays, TYPICAL if overlays else 0)
         for pick in chosen:
             predicted = cv2.imdecode(np.frombuffer(maps[pick["case"]], np.uint8), cv2.IMREAD_UNCHANGED)
-            pick["file"] = f"{model.encoding}_{pick['case']}.png"
+            pick["file"] = f"{model.name}_{pick['case']}.png"
             picture = case_picture(dataset.load_case(data, pick["case"]), predicted)
             atomic.write_bytes(out / pick["file"], figures.png(picture))
         record = {"summary": summary, "model": provenance(model),
                   "dataset": {"path": str(data), "cases": len(index.cases),
                               "generator": index.generator},
                   "overlays": chosen, "cases": results}
-        atomic.write_text(out / f"{model.encoding}.json", json.dumps(record, indent=1) + "\n")
+        atomic.write_text(out / f"{model.name}.json", json.dumps(record, indent=1) + "\n")
     return summary
 
 
@@ -193,6 +175,7 @@ def summarize(results: list[dict]) -> dict:
         "ac_measured": int(len(errors)),
         "ac_median_error_percent": float(np.median(errors)) if len(errors) else None,
         "ac_median_error_mm": float(np.median(errors_mm)) if len(errors_mm) else None,
+        "ac_p90_error_percent": float(np.percentile(errors, 90)) if len(errors) else None,
         "plane_acceptance_accuracy": float(np.mean(agree)) if agree else None,
         "ac_agreement": agreement(*np.array(pairs).reshape(-1, 2).T),
         "plane_outcomes": plane_outcomes(results),
@@ -201,18 +184,19 @@ def summarize(results: list[dict]) -> dict:
 
 
 def table(summaries: dict[str, dict]) -> str:
-    """The ablation as a markdown table: one row per beam encoding."""
-    header = ("| encoding | pixel acc. | fluid | stomach | vein | shadow | background | "
-              "AC measured | median AC error | plane acceptance |")
-    lines = [header, "|" + " --- |" * 10]
-    for encoding, s in summaries.items():
+    """The ablation as a markdown table: one row per model (beam encoding)."""
+    header = ("| model | pixel acc. | fluid | stomach | vein | shadow | background | "
+              "AC measured | median AC error | 90th pct. AC error | plane acceptance |")
+    lines = [header, "|" + " --- |" * 11]
+    for name, s in summaries.items():
         acc = s["per_class_accuracy"]
         ac = ("-" if s["ac_median_error_percent"] is None else
               f"{s['ac_median_error_percent']:.1f} % ({s['ac_median_error_mm']:.1f} mm)")
+        p90 = "-" if s.get("ac_p90_error_percent") is None else f"{s['ac_p90_error_percent']:.1f} %"
         lines.append(
-            f"| {encoding} | {s['pixel_accuracy']:.3f} | {acc['amniotic_fluid']:.3f} | "
+            f"| {name} | {s['pixel_accuracy']:.3f} | {acc['amniotic_fluid']:.3f} | "
             f"{acc['stomach_bubble']:.3f} | {acc['umbilical_vein']:.3f} | {acc['shadow']:.3f} | "
-            f"{acc['background']:.3f} | {s['ac_measured']}/{s['cases']} | {ac} | "
+            f"{acc['background']:.3f} | {s['ac_measured']}/{s['cases']} | {ac} | {p90} | "
             f"{s['plane_acceptance_accuracy']:.3f} |")
     return "\n".join(lines)
 

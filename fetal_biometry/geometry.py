@@ -242,3 +242,27 @@ def from_dict(data: dict) -> Geometry:
     if unknown:
         raise ValueError(f"{data['type']} probe has unknown fields {sorted(unknown)}")
     return cls(**values)
+
+
+def read_file(path, shape: tuple[int, int]) -> Geometry:
+    """The probe geometry in a JSON file (a dataset case record or a bare probe object),
+    checked against an image of ``shape``; ValueError naming the file and the problem."""
+    import json
+    import pathlib
+
+    path = pathlib.Path(path)
+    try:
+        data = json.loads(path.read_text())
+        if isinstance(data, dict) and "probe" in data:  # a dataset case record
+            data = data["probe"]
+        probe = from_dict(data)
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path}: cannot read it: {error}") from None
+    except ValueError as error:  # json.JSONDecodeError is one
+        raise ValueError(f"{path}: not a probe geometry (JSON case record or probe object): {error}") from None
+    found = problems(probe, shape)
+    if found:
+        raise ValueError(f"{path}: " + "; ".join(found))
+    return probe

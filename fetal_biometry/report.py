@@ -115,7 +115,8 @@ def _number(key: str, value, digits: int, sign: str = "") -> str:
 
 
 SUMMARY_COLUMNS = ["model", "pixel acc.", *(c.replace("_", " ") for c in CLASSIFIER_CLASSES),
-                   "AC measured", "median |AC error|", "AC bias [95 % limits] (mm)",
+                   "AC measured", "median |AC error|", "90th pct. |AC error|",
+                   "AC bias [95 % limits] (mm)",
                    "plane acceptance"]
 
 
@@ -129,6 +130,8 @@ def summary_row(name: str, s: dict) -> str:
     cells.append("-" if s["ac_median_error_percent"] is None else
                  f'{_number("ac_median_error_percent", s["ac_median_error_percent"], 1)} % '
                  f'({_number("ac_median_error_mm", s["ac_median_error_mm"], 1)} mm)')
+    p90 = s.get("ac_p90_error_percent")
+    cells.append("-" if p90 is None else f'{_number("ac_p90_error_percent", p90, 1)} %')
     a = s.get("ac_agreement")
     cells.append("-" if a is None else
                  f'{_number("ac_agreement.bias_mm", a["bias_mm"], 1, "+")} '

@@ -6,6 +6,8 @@
     OUT/metrics.jsonl               one JSON object per iteration, one per validation
     OUT/training.png                loss, learning rate and validation accuracy against iterations
     OUT/snapshots/NAME_iter_N.caffemodel, .solverstate
+    OUT/model.json, OUT/deploy.prototxt   when the net reads patch LMDBs: a model folder
+                                    (fetal_biometry.model) naming the last good snapshot
 
 The driver (not Caffe's own loop) validates and snapshots, so that validation can report
 per-class accuracy and a confusion matrix, and so that snapshots are written aside and renamed
@@ -348,7 +350,21 @@ def train(solver_path: str | os.PathLike, out: str | os.PathLike, *, gpu: int | 
     bar.close()
     if plot:
         _write_plot(history, out / "training.png")
+    _write_model(out, solver_path, train_param, solver.iter, last_good, validation)
     return Result(solver.iter, status, last_good, validation)
+
+
+def _write_model(out: pathlib.Path, solver_path, train_param, iterations: int,
+                 state: pathlib.Path | None, validation: dict | None) -> None:
+    """Make the run folder a model folder when the net learnt from patch LMDBs."""
+    from fetal_biometry import model
+
+    found = model.patch_manifest(train_param)
+    if found is None or state is None:
+        return
+    summary = {k: v for k, v in (validation or {}).items() if k != "confusion"}
+    model.write(out, found[0], state.with_suffix(".caffemodel"),
+                {"solver": str(solver_path), "iterations": iterations, "validation": summary})
 
 
 def _validate_all(solver, test_params, test_iters) -> dict:

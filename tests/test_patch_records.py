@@ -1,30 +1,30 @@
-"""Scans -> patch LMDBs: read back through Caffe's Data layer, beam down, splits, faults."""
+"""Scans -> patch LMDBs: read back through Caffe's Data layer, beam down, splits, spacing, faults."""
 import json
 
+import cv2
 import numpy as np
 import pytest
 
-from fetal_biometry import lmdb_writer, nets, patch_records, patches
+from fetal_biometry import geometry as geom, lmdb_writer, nets, patch_records, patches
 from fetal_biometry.caffe_env import caffe
+from fetal_biometry.labels import OUTSIDE
 
 H, W = 80, 72
-APEX = (36.0, -40.0)
+PROBE = geom.ConvexProbe((36.0, -40.0), 0.0, 200.0, (-35.0, 35.0))
 
 
-def _scan(name, seed):
+def _scan(name, seed, spacing=0.5):
     rng = np.random.default_rng(seed)
     ys, xs = np.mgrid[0:H, 0:W].astype(float)
-    v = np.stack([xs - APEX[0], ys - APEX[1]], axis=-1)
-    depth = np.linalg.norm(v, axis=-1)
-    directions = v / depth[..., None]
-    directions[np.abs(np.degrees(np.arctan2(v[..., 0], v[..., 1]))) > 35] = np.nan
+    depth = np.hypot(xs - PROBE.apex[0], ys - PROBE.apex[1])
     image = np.clip(depth * 2 + rng.normal(0, 2, (H, W)), 0, 255).astype(np.uint8)  # brighter with depth
     labels = np.full((H, W), 5, np.uint8)
     labels[10:30, 20:50] = 1
     labels[35:45, 30:40] = 2
     labels[50:56, 20:30] = 3
     labels[60:75, 40:60] = 4
-    return patch_records.Scan(name, image, labels, directions)
+    labels[~geom.fan_mask(PROBE, (H, W))] = OUTSIDE
+    return patch_records.Scan(name, image, labels, PROBE, spacing)
 
 
 SCANS = [_scan(f"case{i:02d}", i) for i in range(10)]
@@ -69,8 +69,27 @@ def test_split_is_by_case_and_manifest_is_complete(tmp_path):
     assert sum(len(c) for c in cases) == 10 and not (cases[0] & cases[1] or cases[0] & cases[2] or cases[1] & cases[2])
     saved = json.loads((tmp_path / "out/manifest.json").read_text())
     assert saved["splits"]["val"]["per_class"]["stomach_bubble"] == 5 * len(cases[1])
-    assert len(saved["mean_values"]) == 1
-    assert lmdb_writer.read_mean(tmp_path / "out/mean.binaryproto").shape == (1, 16, 16)
+    assert saved["spacing_mm"] == 0.5 and saved["patch_mm"] == 8.0
+    assert saved["spacing_source"] == "median of the training cases"
+
+
+def test_scans_at_other_spacings_give_patches_of_the_same_anatomy(tmp_path):
+    """A scan at half the spacing (twice the pixels) yields the same patches, resampled."""
+    coarse = _scan("coarse", 0)
+    fine_image = cv2.resize(coarse.image, None, fx=2, fy=2, interpolation=cv2.INTER_LINEAR)
+    fine_labels = cv2.resize(coarse.labels, None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST)
+    fine_probe = geom.ConvexProbe((2 * 36.0 + 0.5, 2 * -40.0 + 0.5), 0.0, 400.0, (-35.0, 35.0))
+    fine = patch_records.Scan("fine", fine_image, fine_labels, fine_probe, 0.25)
+    image_c, labels_c, dirs_c = patch_records.at_spacing(coarse, 0.5)
+    image_f, labels_f, dirs_f = patch_records.at_spacing(fine, 0.5)
+    assert image_f.shape == image_c.shape
+    inside = ~np.isnan(dirs_c[..., 0]) & ~np.isnan(dirs_f[..., 0])
+    assert np.mean(labels_f[inside] == labels_c[inside]) > 0.97
+    assert np.abs(image_f[inside].astype(int) - image_c[inside]).mean() < 3
+    np.testing.assert_allclose(dirs_f[inside], dirs_c[inside], atol=1e-3)
+    manifest = patch_records.build([fine] * 1 + SCANS[1:], tmp_path / "out", "none", 16, PER_CLASS,
+                                   seed=3, spacing_mm=0.5)
+    assert manifest["spacing_mm"] == 0.5 and manifest["spacing_source"] == "given"
 
 
 def test_same_seed_gives_byte_identical_lmdbs(tmp_path):
@@ -85,13 +104,13 @@ def test_bad_inputs_are_all_reported_and_nothing_is_written(tmp_path):
     patch_records.build(SCANS, tmp_path / "out", "none", 16, PER_CLASS, seed=1)
     before = (tmp_path / "out/train_lmdb/data.mdb").read_bytes()
     bad = list(SCANS)
-    bad[2] = patch_records.Scan("case02", SCANS[2].image, SCANS[2].labels[:-1], SCANS[2].directions)
+    bad[2] = patch_records.Scan("case02", SCANS[2].image, SCANS[2].labels[:-1], PROBE, 0.5)
     labels = SCANS[3].labels.copy()
     labels[0, 0] = 42
-    bad[3] = patch_records.Scan("case03", SCANS[3].image, labels, SCANS[3].directions)
+    bad[3] = patch_records.Scan("case03", SCANS[3].image, labels, PROBE, 0.5)
     labels = SCANS[4].labels.copy()
     labels[labels == 3] = 5
-    bad[4] = patch_records.Scan("case04", SCANS[4].image, labels, SCANS[4].directions)
+    bad[4] = patch_records.Scan("case04", SCANS[4].image, labels, PROBE, 0.5)
     with pytest.raises(patch_records.RecordError) as err:
         patch_records.build(bad, tmp_path / "out", "none", 16, PER_CLASS, seed=1, require_all=True)
     message = str(err.value)

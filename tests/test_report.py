@@ -13,14 +13,30 @@ import cv2
 import numpy as np
 import pytest
 
-from fetal_biometry import dataset, evaluation, nets, report, simulator
+from fetal_biometry import dataset, evaluation, model as model_folder, nets, patches, report, simulator
 from fetal_biometry.caffe_env import caffe
+from fetal_biometry.labels import CLASSIFIER_CLASSES
 
 
-def brightness_net(folder: pathlib.Path, thresholds=(0.06, 0.16, 0.28), gain=50.0) -> evaluation.Model:
+def _model_folder(folder: pathlib.Path, net, encoding: str, spacing_mm: float):
+    """Save ``net`` as a model folder (model.json, deploy.prototxt, weights) and load it."""
+    net.save(str(folder / "weights.caffemodel"))
+    record = {"format": model_folder.FORMAT, "version": model_folder.VERSION,
+              "encoding": encoding, "channels": patches.channels(encoding),
+              "patch": {"px": patches.SIZE, "mm": patches.SIZE * spacing_mm},
+              "spacing_mm": spacing_mm, "classes": list(CLASSIFIER_CLASSES),
+              "input": {"scale": 1 / 256, "mean": None}, "deploy": "deploy.prototxt",
+              "weights": "weights.caffemodel", "training": {"trained_at": "2026-11-30T10:00:00Z"}}
+    (folder / "model.json").write_text(json.dumps(record))
+    return model_folder.load(folder)
+
+
+def brightness_net(folder: pathlib.Path, spacing_mm: float, thresholds=(0.06, 0.16, 0.28),
+                   gain=50.0) -> model_folder.Model:
     """A real patch classifier whose weights are set by hand to classify by local brightness
     (anechoic fluid < stomach < vein < tissue), so the tiny evaluation measures real ACs."""
-    deploy = nets.save(nets.patch_classifier_deploy(3), folder / "bright.prototxt")
+    folder.mkdir()
+    deploy = nets.save(nets.patch_classifier_deploy(3), folder / "deploy.prototxt")
     net = caffe().Net(str(deploy), caffe().TEST)
     for blobs in net.params.values():
         for blob in blobs:
@@ -35,26 +51,26 @@ def brightness_net(folder: pathlib.Path, thresholds=(0.06, 0.16, 0.28), gain=50.
     vein = stomach - gain * t2
     net.params["out"][0].data[:, 0] = gain * np.array([3, 0, 1, 2, 0.0])
     net.params["out"][1].data[:] = [vein - gain * t3, 0, stomach, vein, -1e3]
-    net.save(str(folder / "bright.caffemodel"))
-    return evaluation.Model("channels", deploy, folder / "bright.caffemodel")
+    return _model_folder(folder, net, "channels", spacing_mm)
 
 
-def untrained_net(folder: pathlib.Path) -> evaluation.Model:
-    deploy = nets.save(nets.patch_classifier_deploy(1), folder / "none.prototxt")
-    net = caffe().Net(str(deploy), caffe().TEST)
-    net.save(str(folder / "none.caffemodel"))
-    return evaluation.Model("none", deploy, folder / "none.caffemodel")
+def untrained_net(folder: pathlib.Path, spacing_mm: float) -> model_folder.Model:
+    folder.mkdir()
+    deploy = nets.save(nets.patch_classifier_deploy(1), folder / "deploy.prototxt")
+    return _model_folder(folder, caffe().Net(str(deploy), caffe().TEST), "none", spacing_mm)
 
 
 @pytest.fixture(scope="module")
 def evaluated(tmp_path_factory):
     """OUT of a two-model evaluation of three simulated scans, report written."""
     root = tmp_path_factory.mktemp("report")
-    data = dataset.write_dataset(root / "sim", simulator.simulate(3, seed=7, shape=(128, 128)),
+    cases = list(simulator.simulate(3, seed=7, shape=(128, 128)))
+    data = dataset.write_dataset(root / "sim", cases,
                                  generator=simulator.generator_record(7, (128, 128), "convex", 0.3))
+    spacing = float(np.median([c.spacing_mm for c in cases]))
     out = root / "out"
-    summaries = {m.encoding: evaluation.evaluate(m, data, out, overlays=1)
-                 for m in (brightness_net(root), untrained_net(root))}
+    models = (brightness_net(root / "fetal_channels", spacing), untrained_net(root / "fetal_none", spacing))
+    summaries = {m.name: evaluation.evaluate(m, data, out, overlays=1) for m in models}
     evaluation.write_report(summaries, out)
     return out
 
@@ -127,7 +143,7 @@ def test_report_writes_the_figures_for_papers(evaluated):
             picture = cv2.imread(str(evaluated / f"{name}_{model}.png"))
             assert picture is not None and picture.std() > 5, (name, model)
     record = json.loads((evaluated / "channels.json").read_text())
-    assert record["model"]["source"] == "files (no model.json)"
+    assert record["model"]["format"] == "fetal-biometry-model"  # model.json, for the provenance
     assert {p["why"] for p in record["overlays"]} <= {"largest AC error", "AC not measured",
                                                       "wrong plane verdict", "typical"}
     for pick in record["overlays"]:
@@ -142,11 +158,11 @@ def test_report_names_a_missing_results_file(tmp_path):
 
 def test_report_shows_the_model_json_as_provenance(evaluated, tmp_path):
     record = json.loads((evaluated / "none.json").read_text())
-    record["model"] = {"source": "model.json", "encoding": "none", "trained_at": "2026-11-30T10:00:00Z",
-                       "lmdb": {"counts": {"train": 8160}}}
+    record["model"]["data"] = {"records": {"train": 8160}}
     (tmp_path / "none.json").write_text(json.dumps(record))
     text = report.write(tmp_path, ["none"]).read_text()
-    assert "<td>lmdb.counts.train</td><td>8160</td>" in text and "2026-11-30T10:00:00Z" in text
+    assert "<td>data.records.train</td><td>8160</td>" in text
+    assert "<td>training.trained_at</td><td>2026-11-30T10:00:00Z</td>" in text
     assert 'id="comparison"' not in text  # one model: no side-by-side section
 
 
