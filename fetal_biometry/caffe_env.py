@@ -11,10 +11,12 @@ inside the Docker image, set ``FETAL_CAFFE_PREFIX`` to its prefix (the folder ho
 """
 from __future__ import annotations
 
+import ctypes
 import functools
 import importlib.util
 import os
 import pathlib
+import re
 import shutil
 import sys
 import types
@@ -90,19 +92,68 @@ def caffe() -> types.ModuleType:
     return module
 
 
+# What the CUDA build of docker/cuda_toolkit.sh needs from the machine (README, Docker section).
+_DRIVER_HINT = ("CUDA 13 needs an NVIDIA driver of release 580 or later; in a container, start it "
+                "with --gpus all (Docker) or --device nvidia.com/gpu=all (podman). "
+                "Drop --gpu to run on the CPU.")
+
+
+class DeviceError(RuntimeError):
+    """A GPU was requested that this Caffe or this machine cannot give."""
+
+
 def set_device(gpu: int | None) -> None:
-    """Run on CPU (``gpu=None``) or on GPU ``gpu``; fail clearly on a CPU-only build."""
+    """Run on CPU (``gpu=None``) or on GPU ``gpu``, after :func:`check_device`."""
     caffe_module = caffe()
     if gpu is None:
         caffe_module.set_mode_cpu()
         return
-    if not hasattr(caffe_module, "set_device") or _cpu_only():
-        raise RuntimeError(f"GPU {gpu} requested, but this Caffe ({prefix()}) was built CPU_ONLY")
+    check_device(gpu)
     caffe_module.set_device(gpu)
     caffe_module.set_mode_gpu()
 
 
-def _cpu_only() -> bool:
-    # A CPU_ONLY libcaffe has no CUDA runtime linked in: the cheapest reliable probe.
-    lib = next((prefix() / "lib").glob("libcaffe.so*"), None)
-    return lib is None or b"libcudart" not in lib.read_bytes()
+def check_device(gpu: int) -> None:
+    """Raise :class:`DeviceError` unless this Caffe has CUDA and GPU ``gpu`` is visible.
+
+    Caffe itself aborts the process (glog's CHECK) when asked for a device it cannot open;
+    this asks the CUDA runtime that Caffe links, so the caller can print a sentence instead.
+    """
+    caffe()  # loads libcaffe and, in a CUDA build, the CUDA runtime it links
+    runtime = _cuda_runtime()
+    if runtime is None:
+        raise DeviceError(f"GPU {gpu} requested, but this Caffe ({prefix()}) was built CPU_ONLY: "
+                          "drop --gpu, or build the CUDA Caffe (make caffe-cuda) and point "
+                          "FETAL_CAFFE_PREFIX at the prefix it prints")
+    count = ctypes.c_int(0)
+    status = runtime.cudaGetDeviceCount(ctypes.byref(count))
+    if status != 0 or count.value == 0:
+        reason = runtime.cudaGetErrorString(status).decode() if status else "0 devices"
+        raise DeviceError(f"GPU {gpu} requested, but no CUDA device visible ({reason}; "
+                          f"{_versions(runtime)}). {_DRIVER_HINT}")
+    if not 0 <= gpu < count.value:
+        raise DeviceError(f"GPU {gpu} requested, but only {count.value} CUDA device(s) visible "
+                          f"(ids 0 to {count.value - 1})")
+
+
+def _cuda_runtime() -> ctypes.CDLL | None:
+    """The CUDA runtime this process loaded with libcaffe, or None (a CPU_ONLY Caffe)."""
+    if not hasattr(caffe(), "set_device"):
+        return None
+    # /proc/self/maps names the very file the dynamic linker chose through libcaffe's RPATH.
+    loaded = re.search(r"/\S*/libcudart\.so\.[0-9]+", pathlib.Path("/proc/self/maps").read_text())
+    if loaded is None:
+        return None
+    runtime = ctypes.CDLL(loaded.group())
+    runtime.cudaGetErrorString.restype = ctypes.c_char_p
+    return runtime
+
+
+def _versions(runtime: ctypes.CDLL) -> str:
+    """'CUDA runtime 13.5, driver for CUDA 12.4' (driver 'none' when no NVIDIA driver is loaded)."""
+    def dotted(fn) -> str | None:
+        value = ctypes.c_int(0)
+        return f"{value.value // 1000}.{value.value % 1000 // 10}" if fn(ctypes.byref(value)) == 0 and value.value else None
+    driver = dotted(runtime.cudaDriverGetVersion)
+    return f"CUDA runtime {dotted(runtime.cudaRuntimeGetVersion)}, " + (
+        f"driver for CUDA {driver}" if driver else "no NVIDIA driver loaded")
