@@ -92,10 +92,8 @@ def caffe() -> types.ModuleType:
     return module
 
 
-# What the CUDA build of docker/cuda_toolkit.sh needs from the machine (README, Docker section).
-_DRIVER_HINT = ("CUDA 13 needs an NVIDIA driver of release 580 or later; in a container, start it "
-                "with --gpus all (Docker) or --device nvidia.com/gpu=all (podman). "
-                "Drop --gpu to run on the CPU.")
+# The oldest NVIDIA driver release each CUDA major version runs on (minor-version compatibility).
+_MIN_DRIVER = {11: 450, 12: 525, 13: 580}
 
 
 class DeviceError(RuntimeError):
@@ -128,9 +126,8 @@ def check_device(gpu: int) -> None:
     count = ctypes.c_int(0)
     status = runtime.cudaGetDeviceCount(ctypes.byref(count))
     if status != 0 or count.value == 0:
-        reason = runtime.cudaGetErrorString(status).decode() if status else "0 devices"
-        raise DeviceError(f"GPU {gpu} requested, but no CUDA device visible ({reason}; "
-                          f"{_versions(runtime)}). {_DRIVER_HINT}")
+        raise DeviceError(f"GPU {gpu} requested, but no CUDA device visible ({_diagnosis(runtime, status)}). "
+                          "Drop --gpu to run on the CPU.")
     if not 0 <= gpu < count.value:
         raise DeviceError(f"GPU {gpu} requested, but only {count.value} CUDA device(s) visible "
                           f"(ids 0 to {count.value - 1})")
@@ -149,11 +146,22 @@ def _cuda_runtime() -> ctypes.CDLL | None:
     return runtime
 
 
-def _versions(runtime: ctypes.CDLL) -> str:
-    """'CUDA runtime 13.5, driver for CUDA 12.4' (driver 'none' when no NVIDIA driver is loaded)."""
-    def dotted(fn) -> str | None:
-        value = ctypes.c_int(0)
-        return f"{value.value // 1000}.{value.value % 1000 // 10}" if fn(ctypes.byref(value)) == 0 and value.value else None
-    driver = dotted(runtime.cudaDriverGetVersion)
-    return f"CUDA runtime {dotted(runtime.cudaRuntimeGetVersion)}, " + (
-        f"driver for CUDA {driver}" if driver else "no NVIDIA driver loaded")
+def _diagnosis(runtime: ctypes.CDLL, status: int) -> str:
+    """Why no device: the runtime's error, both versions, and the driver this CUDA needs."""
+    reason = runtime.cudaGetErrorString(status).decode() if status else "0 devices"
+    runtime_version = _version(runtime.cudaRuntimeGetVersion)
+    driver_version = _version(runtime.cudaDriverGetVersion)
+    major = int(runtime_version.split(".")[0])
+    return (f"{reason}; CUDA runtime {runtime_version}, "
+            + (f"driver for CUDA {driver_version}" if driver_version else "no NVIDIA driver loaded")
+            + f". CUDA {major} needs an NVIDIA driver of release {_MIN_DRIVER.get(major, '?')} or "
+            "later and a visible GPU; in a container, start it with --gpus all (Docker) or "
+            "--device nvidia.com/gpu=all (podman)")
+
+
+def _version(query) -> str | None:
+    """'13.5' from cudaRuntimeGetVersion or cudaDriverGetVersion (None: no driver)."""
+    value = ctypes.c_int(0)  # 1000 * major + 10 * minor; 0 when there is no driver
+    if query(ctypes.byref(value)) != 0 or value.value == 0:
+        return None
+    return f"{value.value // 1000}.{value.value % 1000 // 10}"
