@@ -20,7 +20,8 @@ caffe-cuda: bootstrap
 	@tools/caffe_cuda.sh
 
 test-gpu-build: caffe-cuda
-	FETAL_BUILD_GPU_IMAGE=1 $(PY) -m pytest -q tests/test_cuda_build.py
+	$(PY) -m pytest -q tests/test_cuda_build.py
+	FETAL_BUILD_GPU_IMAGE=1 $(PY) -m pytest -q tests/test_docker.py -k gpu_image
 
 gpu-check: caffe-cuda
 	tools/gpu_check.sh
