@@ -1,15 +1,23 @@
 """fetal-biometry: a Caffe pipeline for automated fetal ultrasound biometry.
 
 Caffe itself is not on PyPI: tools/bootstrap.sh builds it from source and links it into the
-virtual environment (see README.md).
+virtual environment (see README.md). The command-line tools in tools/ are installed as console
+scripts (``fetal-infer`` runs ``tools/infer.py``, ...), from the package ``fetal_biometry.tools``
+that setup maps onto that folder, so both doors open the same ``main``.
 """
 from setuptools import find_packages, setup
+
+TOOLS = ("simulate", "make_lmdb", "train", "infer", "evaluate", "beam_map", "demo",
+         "make_prototxt", "tutorial")
 
 setup(
     name="fetal-biometry",
     version="0.1.0",
     description="Caffe pipeline for automated fetal ultrasound biometry (abdominal circumference)",
-    packages=find_packages(include=["fetal_biometry", "fetal_biometry.*"]),
+    packages=find_packages(include=["fetal_biometry", "fetal_biometry.*"]) + ["fetal_biometry.tools"],
+    package_dir={"fetal_biometry.tools": "tools"},
+    entry_points={"console_scripts": [
+        f"fetal-{name.replace('_', '-')} = fetal_biometry.tools.{name}:main" for name in TOOLS]},
     python_requires=">=3.11",
     install_requires=[
         "numpy>=2", "scipy", "scikit-image", "protobuf>=4.21,<5", "six", "lmdb",

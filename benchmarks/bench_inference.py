@@ -6,7 +6,9 @@ The sliding window classifies the patch around every pixel inside the fan with t
 forward pass over the scan and interpolates between its stride-4 grid. Prints seconds per scan
 of each, their ratio, and how far the two class maps agree (exactly, on the grid).
 
-    python benchmarks/bench_inference.py [--weights runs/fetal_channels/snapshots/net_iter_1500.caffemodel]
+    python benchmarks/bench_inference.py [--model runs/fetal_channels]
+
+Both run on the scan's own pixels (no resampling), so they time the same work.
 """
 import argparse
 import pathlib
@@ -19,7 +21,7 @@ import numpy as np
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fetal_biometry import geometry, inference, nets, patches, simulator, training  # noqa: E402
+from fetal_biometry import geometry, inference, model as model_folder, nets, patches, paths, simulator  # noqa: E402
 from fetal_biometry.caffe_env import caffe  # noqa: E402
 from fetal_biometry.labels import OUTSIDE  # noqa: E402
 
@@ -40,14 +42,18 @@ def sliding_window(net, planes, directions, batch=256) -> np.ndarray:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    state = training.latest_snapshot(ROOT / "runs/fetal_channels")
-    parser.add_argument("--weights", default=state and state.with_suffix(".caffemodel"),
-                        help="trained channels-encoding weights (default: newest from make demo)")
+    default = ROOT / paths.run_dir("fetal_channels")
+    parser.add_argument("--model", type=pathlib.Path, default=default,
+                        help="a channels-encoding model folder (default: make demo's; untrained "
+                             "weights when there is none: enough to time it)")
     args = parser.parse_args()
-    deploy = ROOT / "prototxt/fetal_channels/deploy.prototxt"
-    weights = args.weights
-    if weights is None:  # untrained is enough to time it
-        weights = pathlib.Path(tempfile.mkdtemp()) / "random.caffemodel"
+    if (args.model / model_folder.FILE).is_file():
+        model = model_folder.load(args.model)
+        deploy, weights = model.deploy, model.weights
+    else:
+        deploy = pathlib.Path(tempfile.mkdtemp()) / "deploy.prototxt"
+        nets.save(nets.patch_classifier_deploy(3), deploy)
+        weights = deploy.with_suffix(".caffemodel")
         caffe().Net(str(deploy), caffe().TEST).save(str(weights))
     case = simulator.simulate_case(seed=3, index=0)
     directions = geometry.beam_directions(case.geometry, case.image.shape)

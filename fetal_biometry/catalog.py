@@ -9,24 +9,22 @@ from __future__ import annotations
 
 from google.protobuf import text_format
 
-from fetal_biometry import nets, patches, solvers
-
-MNIST = "data/mnist"
-
+from fetal_biometry import nets, patches, paths, solvers
 
 def _tutorial_cnn(loss: str) -> dict[str, object]:
-    folder = "prototxt/tutorial_cnn" + ("" if loss == "softmax" else "_euclidean")
+    name = "tutorial_cnn" + ("" if loss == "softmax" else "_euclidean")
+    folder = str(paths.prototxt_dir(name))
     targets = loss == "euclidean"
     files = {
         f"{folder}/train.prototxt": nets.tutorial_cnn(
-            f"{MNIST}/train_lmdb", 64, loss, f"{MNIST}/train_targets_lmdb" if targets else None),
+            f"{paths.MNIST}/train_lmdb", 64, loss, f"{paths.MNIST}/train_targets_lmdb" if targets else None),
         f"{folder}/val.prototxt": nets.tutorial_cnn(
-            f"{MNIST}/val_lmdb", 100, loss, f"{MNIST}/val_targets_lmdb" if targets else None),
+            f"{paths.MNIST}/val_lmdb", 100, loss, f"{paths.MNIST}/val_targets_lmdb" if targets else None),
         f"{folder}/test.prototxt": nets.tutorial_cnn(
-            f"{MNIST}/test_lmdb", 100, loss, f"{MNIST}/test_targets_lmdb" if targets else None),
+            f"{paths.MNIST}/test_lmdb", 100, loss, f"{paths.MNIST}/test_targets_lmdb" if targets else None),
     }
     common = dict(test_net=f"{folder}/val.prototxt", test_iter=[100], test_interval=500,
-                  snapshot=1000, snapshot_prefix=f"runs/{folder.split('/')[1]}/snapshots/net",
+                  snapshot=1000, snapshot_prefix=paths.snapshot_prefix(name),
                   max_iter=2000, display=100, random_seed=1)
     if loss == "softmax":
         # Adam on the softmax loss, as the source trained its own classifier; a tenth of the
@@ -41,26 +39,24 @@ def _tutorial_cnn(loss: str) -> dict[str, object]:
     return files
 
 
-FETAL = "data/fetal"
-
-
 def _patch_classifier(encoding: str) -> dict[str, object]:
     """The fetal patch classifier for one beam encoding, on the LMDBs of tools/make_lmdb.py."""
-    folder = f"prototxt/fetal_{encoding}"
+    name = paths.fetal_name(encoding)
+    folder = str(paths.prototxt_dir(name))
     files = {f"{folder}/{split}.prototxt": nets.patch_classifier(
-                 f"{FETAL}/{encoding}/{split}_lmdb", batch)
+                 f"{paths.patch_lmdbs(encoding)}/{split}_lmdb", batch)
              for split, batch in (("train", 64), ("val", 100))}
     files[f"{folder}/deploy.prototxt"] = nets.patch_classifier_deploy(patches.channels(encoding))
     # Adam on the softmax loss, as the source trained its classifier.
     files[f"{folder}/solver.prototxt"] = solvers.adam(
         f"{folder}/train.prototxt", 1e-3, test_net=f"{folder}/val.prototxt", test_iter=[20],
         test_interval=250, max_iter=1500, snapshot=500, random_seed=1,
-        snapshot_prefix=f"runs/fetal_{encoding}/snapshots/net")
+        snapshot_prefix=paths.snapshot_prefix(name))
     return files
 
 
 def _deploy() -> dict[str, object]:
-    return {"prototxt/tutorial_cnn/deploy.prototxt": nets.tutorial_cnn_deploy()}
+    return {f"{paths.prototxt_dir('tutorial_cnn')}/deploy.prototxt": nets.tutorial_cnn_deploy()}
 
 
 def generate() -> dict[str, str]:

@@ -16,14 +16,12 @@ import json
 import pathlib
 import time
 
-from fetal_biometry import (catalog, evaluation, mnist, patch_records,
-                            patches, simulator, training)
+from fetal_biometry import (evaluation, mnist, model as model_folder, patch_records,
+                            patches, paths, simulator, training)
 from fetal_biometry.caffe_env import caffe, proto
 
-SIM_TRAIN, SIM_HELDOUT = pathlib.Path(catalog.FETAL, "sim"), pathlib.Path(catalog.FETAL, "heldout")
 
-
-def mnist_lmdbs(root: str = catalog.MNIST) -> None:
+def mnist_lmdbs(root: pathlib.Path = paths.MNIST) -> None:
     """Write the MNIST LMDBs the checked-in nets read, unless they are there already."""
     for split in mnist.SPLITS:
         images = pathlib.Path(root, f"{split}_lmdb")
@@ -45,7 +43,7 @@ def _trained(solver: str, out: pathlib.Path, retrain: bool, **kwargs) -> pathlib
     max_iter = kwargs.get("max_iter") or training.read_prototxt(solver, proto().SolverParameter).max_iter
     state = training.latest_snapshot(out)
     if retrain or state is None or not state.stem.endswith(f"_iter_{max_iter}"):
-        state = training.train(solver, out, **kwargs).snapshot
+        state = training.train(solver, out, overwrite=True, **kwargs).snapshot
     else:
         print(f"reusing {state.with_suffix('.caffemodel')} (retrain to train again)")
     return state.with_suffix(".caffemodel")
@@ -55,9 +53,10 @@ def run_mnist(iterations: int = 2000, gpu: int | None = None, retrain: bool = Fa
     """Train the tutorial CNN on MNIST and print its test accuracy."""
     mnist_lmdbs()
     start = time.perf_counter()
-    weights = _trained("prototxt/tutorial_cnn/solver.prototxt", pathlib.Path("runs/tutorial_cnn"),
+    folder = paths.prototxt_dir("tutorial_cnn")
+    weights = _trained(str(folder / "solver.prototxt"), paths.run_dir("tutorial_cnn"),
                        retrain, gpu=gpu, max_iter=iterations)
-    accuracy = test_accuracy(weights, "prototxt/tutorial_cnn/test.prototxt", 100)
+    accuracy = test_accuracy(weights, str(folder / "test.prototxt"), 100)
     print(f"tutorial CNN, Adam, {iterations} iterations of 64 images "
           f"({time.perf_counter() - start:.0f} s): MNIST test accuracy {accuracy:.2%} "
           f"on 10,000 images; weights {weights}")
@@ -74,12 +73,13 @@ def simulated(path: pathlib.Path, cases: int, seed: int) -> None:
 
 
 def _current(lmdbs: pathlib.Path, encoding: str) -> bool:
-    """Whether the LMDBs at ``lmdbs`` were made with this encoding and today's patch size."""
+    """Whether the LMDBs at ``lmdbs`` were made with this encoding, today's patch size and format."""
     manifest = lmdbs / "manifest.json"
     if not manifest.is_file():
         return False
     made = json.loads(manifest.read_text())
-    return made.get("encoding") == encoding and made.get("patch") == patches.SIZE
+    return (made.get("encoding") == encoding and made.get("patch") == patches.SIZE
+            and made.get("version") == patch_records.VERSION)
 
 
 def run_fetal(cases: int = 100, heldout: int = 30, gpu: int | None = None,
@@ -87,24 +87,26 @@ def run_fetal(cases: int = 100, heldout: int = 30, gpu: int | None = None,
     """The fetal pipeline end to end; returns the evaluation summary per beam encoding."""
     from tqdm import tqdm
 
-    simulated(SIM_TRAIN, cases, seed=0)
-    simulated(SIM_HELDOUT, heldout, seed=1)
+    simulated(paths.SIM_TRAIN, cases, seed=0)
+    simulated(paths.SIM_HELDOUT, heldout, seed=1)
     scans = None
     summaries = {}
     for encoding in patches.ENCODINGS:
-        lmdbs = pathlib.Path(catalog.FETAL, encoding)
+        lmdbs = paths.patch_lmdbs(encoding)
         fresh = not _current(lmdbs, encoding)
         if fresh:
-            scans = scans or list(patch_records.dataset_scans(SIM_TRAIN))
-            patch_records.build(scans, lmdbs, encoding, seed=0, sources={"dataset": str(SIM_TRAIN)})
-        weights = _trained(f"prototxt/fetal_{encoding}/solver.prototxt",
-                           pathlib.Path(f"runs/fetal_{encoding}"), retrain or fresh, gpu=gpu)
-        model = evaluation.Model(encoding, pathlib.Path(f"prototxt/fetal_{encoding}/deploy.prototxt"),
-                                 weights)
-        summaries[encoding] = evaluation.evaluate(model, SIM_HELDOUT, "runs/evaluation",
-                                                  progress=lambda it, desc: tqdm(it, desc=desc))
-    table = evaluation.write_report(summaries, "runs/evaluation")
-    print(f"\nheld-out evaluation ({heldout} simulated scans, seed 1, convex and linear probes):\n")
+            scans = scans or list(patch_records.dataset_scans(paths.SIM_TRAIN))
+            patch_records.build(scans, lmdbs, encoding, seed=0,
+                                sources={"dataset": str(paths.SIM_TRAIN)})
+        name = paths.fetal_name(encoding)
+        run = paths.run_dir(name)
+        _trained(str(paths.prototxt_dir(name) / "solver.prototxt"), run, retrain or fresh, gpu=gpu)
+        model = model_folder.load(run)
+        summaries[model.name] = evaluation.evaluate(model, paths.SIM_HELDOUT, paths.EVALUATION,
+                                                    progress=lambda it, desc: tqdm(it, desc=desc))
+    table = evaluation.write_report(summaries, paths.EVALUATION)
+    print(f"\nheld-out evaluation ({heldout} simulated scans, seed 1, convex and linear probes; "
+          f"models: {', '.join(str(p) for p in paths.demo_models())}):\n")
     print(table)
-    print("\noverlays and per-case results in runs/evaluation/")
+    print(f"\noverlays and per-case results in {paths.EVALUATION}/")
     return summaries

@@ -1,13 +1,13 @@
 """Held-out evaluation: class maps and biometry against a dataset's ground truth.
 
-For each trained classifier (one per beam encoding) every held-out case is classified densely
-(:mod:`fetal_biometry.inference`), measured (:mod:`fetal_biometry.biometry`) and compared with
-its ground truth: pixel and per-class accuracy and the confusion matrix inside the fan, AC error
-in mm and percent, and plane acceptance. :func:`table` prints the ablation as markdown.
+For each model folder (:mod:`fetal_biometry.model`) every held-out case is classified densely
+at the model's spacing (:mod:`fetal_biometry.inference`), measured on its own grid
+(:mod:`fetal_biometry.biometry`) and compared with its ground truth: pixel and per-class
+accuracy and the confusion matrix inside the fan, AC error in mm and percent, and plane
+acceptance. :func:`table` prints the ablation as markdown.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import pathlib
@@ -15,18 +15,8 @@ import pathlib
 import cv2
 import numpy as np
 
-from fetal_biometry import atomic, biometry, dataset, geometry, inference, patches
+from fetal_biometry import atomic, biometry, dataset, inference, model as model_folder
 from fetal_biometry.labels import CLASSIFIER_CLASSES, OUTSIDE, classifier_labels
-
-
-@dataclasses.dataclass(frozen=True)
-class Model:
-    """A trained patch classifier and the beam encoding it was trained with."""
-
-    encoding: str
-    deploy: pathlib.Path
-    weights: pathlib.Path
-    mean: tuple[float, ...] | None = None
 
 
 def case_result(case: dataset.Case, probs: np.ndarray, predicted: np.ndarray) -> dict:
@@ -47,32 +37,35 @@ def case_result(case: dataset.Case, probs: np.ndarray, predicted: np.ndarray) ->
     return result, measured
 
 
-def evaluate(model: Model, data: str | os.PathLike, out: str | os.PathLike | None = None,
-             progress=None, overlays: int = 4) -> dict:
+def evaluate(model: model_folder.Model, data: str | os.PathLike, out: str | os.PathLike | None = None,
+             progress=None, overlays: int = 4, at_model_spacing: bool = True) -> dict:
     """Evaluate ``model`` on every case of the dataset at ``data``; summary and per-case results.
 
-    With ``out``, the first ``overlays`` cases get a PNG (class overlay beside the measured
-    ellipse) and the results are written to ``OUT/<encoding>.json``.
+    Each case is classified at the model's spacing and measured on its own grid. With ``out``,
+    the first ``overlays`` cases get a PNG (class overlay beside the measured ellipse) and the
+    results are written to ``OUT/<model.name>.json``. ``at_model_spacing=False`` classifies
+    on each scan's own pixels instead (what the nets did before target spacings; a baseline).
     """
     data = pathlib.Path(data)
     names = dataset.load(data).cases
-    classifier = inference.DenseClassifier(model.deploy, model.weights, model.encoding, model.mean)
+    classifier = inference.DenseClassifier.from_model(model)
+    if not at_model_spacing:
+        classifier.spacing_mm = None
     results = []
-    iterator = progress(names, desc=model.encoding) if progress else names
+    iterator = progress(names, desc=model.name) if progress else names
     for index, name in enumerate(iterator):
         case = dataset.load_case(data, name)
-        directions = geometry.beam_directions(case.geometry, case.image.shape)
-        probs, predicted = classifier.classify(case.image, directions)
+        probs, predicted = classifier.classify_scan(case.image, case.geometry, case.spacing_mm)
         result, measured = case_result(case, probs, predicted)
         results.append(result)
         if out is not None and index < overlays:
             picture = np.hstack([inference.overlay(case.image, predicted),
                                  biometry.draw(case.image, measured)])
             png = cv2.imencode(".png", cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))[1].tobytes()
-            atomic.write_bytes(pathlib.Path(out) / f"{model.encoding}_{name}.png", png)
+            atomic.write_bytes(pathlib.Path(out) / f"{model.name}_{name}.png", png)
     summary = summarize(results)
     if out is not None:
-        atomic.write_text(pathlib.Path(out) / f"{model.encoding}.json",
+        atomic.write_text(pathlib.Path(out) / f"{model.name}.json",
                           json.dumps({"summary": summary, "cases": results}, indent=1) + "\n")
     return summary
 
@@ -92,23 +85,25 @@ def summarize(results: list[dict]) -> dict:
         "ac_measured": int(len(errors)),
         "ac_median_error_percent": float(np.median(errors)) if len(errors) else None,
         "ac_median_error_mm": float(np.median(errors_mm)) if len(errors_mm) else None,
+        "ac_p90_error_percent": float(np.percentile(errors, 90)) if len(errors) else None,
         "plane_acceptance_accuracy": float(np.mean(agree)) if agree else None,
     }
 
 
 def table(summaries: dict[str, dict]) -> str:
-    """The ablation as a markdown table: one row per beam encoding."""
-    header = ("| encoding | pixel acc. | fluid | stomach | vein | shadow | background | "
-              "AC measured | median AC error | plane acceptance |")
-    lines = [header, "|" + " --- |" * 10]
-    for encoding, s in summaries.items():
+    """The ablation as a markdown table: one row per model (beam encoding)."""
+    header = ("| model | pixel acc. | fluid | stomach | vein | shadow | background | "
+              "AC measured | median AC error | 90th pct. AC error | plane acceptance |")
+    lines = [header, "|" + " --- |" * 11]
+    for name, s in summaries.items():
         acc = s["per_class_accuracy"]
         ac = ("-" if s["ac_median_error_percent"] is None else
               f"{s['ac_median_error_percent']:.1f} % ({s['ac_median_error_mm']:.1f} mm)")
+        p90 = "-" if s.get("ac_p90_error_percent") is None else f"{s['ac_p90_error_percent']:.1f} %"
         lines.append(
-            f"| {encoding} | {s['pixel_accuracy']:.3f} | {acc['amniotic_fluid']:.3f} | "
+            f"| {name} | {s['pixel_accuracy']:.3f} | {acc['amniotic_fluid']:.3f} | "
             f"{acc['stomach_bubble']:.3f} | {acc['umbilical_vein']:.3f} | {acc['shadow']:.3f} | "
-            f"{acc['background']:.3f} | {s['ac_measured']}/{s['cases']} | {ac} | "
+            f"{acc['background']:.3f} | {s['ac_measured']}/{s['cases']} | {ac} | {p90} | "
             f"{s['plane_acceptance_accuracy']:.3f} |")
     return "\n".join(lines)
 

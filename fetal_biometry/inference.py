@@ -7,6 +7,10 @@ forward pass and scores a patch every 4 pixels (the two 2x2 poolings). Scores on
 what the patch-wise net gives for patches centred on the grid points, exactly; between grid points
 the class probabilities are interpolated bilinearly.
 
+Scans are classified at the model's spacing (:meth:`DenseClassifier.classify_scan` resamples
+them, :mod:`fetal_biometry.resample`) and their maps brought back to their own grid; large
+scans are scored tile by tile, so memory stays bounded.
+
 The beam direction is applied consistently with training:
 
 - ``channels`` and ``none``: the direction planes are images like the gray one, so a single pass
@@ -27,34 +31,14 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
-from fetal_biometry import dataset, nets, patches
+from fetal_biometry import checks, dataset, geometry as geom, nets, patches, resample
 from fetal_biometry.caffe_env import caffe
 from fetal_biometry.labels import CLASSIFIER_CLASSES, COLOURS, OUTSIDE
 
-STRIDE = 4  # two 2x2 poolings
-
-
-def fully_convolutional(channels: int, height: int, width: int, patch: int = patches.SIZE,
-                        classes: int = len(CLASSIFIER_CLASSES)):
-    """The patch classifier as a fully convolutional net over a (channels, height, width) input."""
-    param = nets.patch_classifier_deploy(channels, patch, classes)
-    param.layer[0].input_param.shape[0].dim[:] = [1, channels, height, width]
-    pooled = (patch - 4) // 2
-    pooled = (pooled - 4) // 2  # spatial size of p4 for one patch
-    for layer in param.layer:
-        if layer.type == "InnerProduct":
-            num_output = layer.inner_product_param.num_output
-            fillers = (layer.inner_product_param.weight_filler, layer.inner_product_param.bias_filler)
-            layer.type = "Convolution"
-            layer.ClearField("inner_product_param")
-            conv = layer.convolution_param
-            conv.num_output = num_output
-            conv.kernel_size.append(pooled if layer.name == "f5" else 1)
-            conv.weight_filler.CopyFrom(fillers[0])
-            conv.bias_filler.CopyFrom(fillers[1])
-        if layer.type == "Softmax":
-            layer.softmax_param.axis = 1
-    return param
+STRIDE = nets.STRIDE  # two 2x2 poolings
+TILE = 128  # grid points per tile side: bounds memory (about 0.3 GB) whatever the scan size
+#: Largest scan, at the model's spacing, whose probability maps are kept (5 float32 maps).
+MAX_PIXELS = 4096 * 4096
 
 
 def transplant(source, target) -> None:
@@ -73,26 +57,36 @@ class DenseClassifier:
         The patch classifier's deploy prototxt and trained ``.caffemodel``.
     encoding : {'rotate', 'channels', 'none'}
         The beam encoding the net was trained with.
-    mean : sequence of float, optional
-        Per-channel mean the net was trained with (Caffe's ``mean_value``, subtracted before
-        the 1/256 scale).
+    spacing_mm : float, optional
+        The spacing (mm per pixel) the net was trained at: :meth:`classify_scan` resamples
+        every scan to it. None: scans are classified on their own grid.
+    scale : float
+        Input normalisation the net was trained with (uint8 planes times ``scale``).
     """
 
-    def __init__(self, deploy, weights, encoding: str, mean=None, angle_step: float = 10.0):
+    def __init__(self, deploy, weights, encoding: str, spacing_mm: float | None = None,
+                 scale: float = nets.INPUT_SCALE, angle_step: float = 10.0):
         self.encoding, self.angle_step = encoding, angle_step
+        self.spacing_mm, self.scale = spacing_mm, scale
+        checks.check_weights(deploy, weights)  # Caffe would abort on weights of another net
         self.patch_net = caffe().Net(str(deploy), str(weights), caffe().TEST)
         self.channels, self.patch = self.patch_net.blobs["data"].data.shape[1:3]
         self.classes = self.patch_net.blobs["prob"].data.shape[1]
+        if self.channels != patches.channels(encoding):
+            raise ValueError(f"{deploy}: the net takes {self.channels} input channel(s), but the "
+                             f"{encoding!r} encoding gives {patches.channels(encoding)}")
         self.half = self.patch // 2
-        self.mean = np.zeros(self.channels, np.float32) if mean is None else np.asarray(mean, np.float32)
         self._nets: dict[tuple[int, int], object] = {}
 
+    @classmethod
+    def from_model(cls, model, **kwargs) -> "DenseClassifier":
+        """The classifier of a model folder (:func:`fetal_biometry.model.load`)."""
+        return cls(model.deploy, model.weights, model.encoding, model.spacing_mm, model.scale, **kwargs)
+
     def _net(self, shape: tuple[int, int]):
-        """The fully convolutional twin for scans of ``shape``, built once per size."""
+        """The fully convolutional twin for inputs of ``shape`` (padded tiles), built once per size."""
         if shape not in self._nets:
-            # Pad so that the first grid point is pixel (0, 0) and the last covers the far border.
-            height, width = (math.ceil(s / STRIDE) * STRIDE + self.patch - STRIDE for s in shape)
-            fcn = fully_convolutional(self.channels, height, width, self.patch, self.classes)
+            fcn = nets.patch_classifier_dense(self.channels, *shape, self.patch, self.classes)
             # pycaffe builds nets from files only; a temporary one keeps read-only installs working.
             with tempfile.TemporaryDirectory() as folder:
                 net = caffe().Net(str(nets.save(fcn, pathlib.Path(folder, "fcn.prototxt"))),
@@ -102,15 +96,25 @@ class DenseClassifier:
         return self._nets[shape]
 
     def _grid_probabilities(self, planes: np.ndarray) -> np.ndarray:
-        """Class probabilities of the patches centred on every 4th pixel: (K, h/4, w/4)."""
-        net = self._net(planes.shape[1:])
-        _, height, width = net.blobs["data"].data.shape[1:]
-        padded = np.zeros((planes.shape[0], height, width), np.float32)
+        """Class probabilities of the patches centred on every 4th pixel: (K, ceil(h/4), ceil(w/4)).
+
+        The padded scan is cut into tiles of :data:`TILE` grid points (overlapping by the
+        patch), so memory stays bounded; every grid point is still scored by its own patch.
+        """
+        grid = [math.ceil(side / STRIDE) for side in planes.shape[1:]]
+        padded = np.zeros((planes.shape[0], *(STRIDE * (g - 1) + self.patch for g in grid)), np.float32)
         padded[:, self.half:self.half + planes.shape[1], self.half:self.half + planes.shape[2]] = planes
-        # Zero padding before the mean, as extract() pads patches before Caffe subtracts it.
-        padded = (padded - self.mean[:, None, None]) / 256.0
-        net.blobs["data"].data[0] = padded
-        return net.forward()["prob"][0].copy()
+        padded *= self.scale  # zero padding, as extract() pads patches
+        probs = np.empty((self.classes, *grid), np.float32)
+        for r0 in range(0, grid[0], TILE):
+            for c0 in range(0, grid[1], TILE):
+                r1, c1 = min(r0 + TILE, grid[0]), min(c0 + TILE, grid[1])
+                tile = padded[:, STRIDE * r0:STRIDE * (r1 - 1) + self.patch,
+                              STRIDE * c0:STRIDE * (c1 - 1) + self.patch]
+                net = self._net(tile.shape[1:])
+                net.blobs["data"].data[0] = tile
+                probs[:, r0:r1, c0:c1] = net.forward()["prob"][0]
+        return probs
 
     @staticmethod
     def _upsample(grid: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -119,7 +123,10 @@ class DenseClassifier:
                          for g in grid])
 
     def probabilities(self, image: np.ndarray, directions: np.ndarray) -> np.ndarray:
-        """Per-class probability maps (K, H, W) of one scan; zero outside the fan."""
+        """Per-class probability maps (K, H, W) of one scan on its own grid; zero outside the fan."""
+        if image.size > MAX_PIXELS:
+            raise ValueError(f"scan of {image.shape[1]}x{image.shape[0]} px at the model's spacing "
+                             f"exceeds the limit of {MAX_PIXELS / 1e6:.0f} megapixels; crop it")
         planes = patches.encode(image, directions, self.encoding).astype(np.float32)
         if self.encoding != "rotate":
             probs = self._upsample(self._grid_probabilities(planes), image.shape)
@@ -149,10 +156,28 @@ class DenseClassifier:
         return probs
 
     def classify(self, image: np.ndarray, directions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Probability maps and the label map (argmax; 255 outside the fan)."""
+        """Probability maps and the label map (argmax; 255 outside the fan) on the scan's grid."""
         probs = self.probabilities(image, directions)
         labels = probs.argmax(axis=0).astype(np.uint8)
         labels[np.isnan(directions[..., 0])] = OUTSIDE
+        return probs, labels
+
+    def classify_scan(self, image: np.ndarray, probe: geom.Geometry,
+                      spacing_mm: float) -> tuple[np.ndarray, np.ndarray]:
+        """Classify a scan at the model's spacing; maps back on the scan's own grid.
+
+        The scan (``spacing_mm`` per pixel) is resampled to :attr:`spacing_mm` with its probe
+        geometry, classified there, and its probabilities brought back bilinearly; the label map
+        is their argmax (255 outside the scan's fan).
+        """
+        scale = 1.0 if self.spacing_mm is None else resample.scale_factor(spacing_mm, self.spacing_mm)
+        small = resample.image(image, scale)
+        directions = geom.beam_directions(resample.geometry(probe, scale), small.shape)
+        probs = resample.back(self.probabilities(small, directions), image.shape, scale)
+        outside = ~geom.fan_mask(probe, image.shape)
+        probs[:, outside] = 0
+        labels = probs.argmax(axis=0).astype(np.uint8)
+        labels[outside] = OUTSIDE
         return probs, labels
 
 
@@ -169,28 +194,41 @@ def overlay(image: np.ndarray, labels: np.ndarray, alpha: float = 0.45,
     return rgb
 
 
-def infer_scan(classifier: DenseClassifier, image: np.ndarray, directions: np.ndarray,
-               spacing_mm: float | None, out: str | pathlib.Path, stem: str) -> dict:
-    """Classify one scan, measure it when the spacing is known, and write its outputs.
+def infer_scan(classifier: DenseClassifier, image: np.ndarray, probe: geom.Geometry,
+               spacing_mm: float, measure: bool = True) -> tuple[dict, np.ndarray, np.ndarray, object]:
+    """Classify one scan at the model's spacing and, with ``measure``, measure its AC in mm.
 
-    Writes ``OUT/STEM_probs.npy`` (K, H, W float16), ``STEM_labels.png`` (classes, 255 outside
-    the fan), ``STEM_overlay.png`` (classes over the scan, with the ellipse and AC when
-    measured) and returns the measurement record (also written as ``STEM.json``).
+    ``spacing_mm`` is the scan's own spacing (mm per pixel); ``measure=False`` when it is only
+    assumed (no AC is then reported). Returns the record (encoding, spacing, AC, ellipse, plane
+    verdict and reasons), the probabilities (K, H, W), the label map and the
+    :class:`fetal_biometry.biometry.Measurement` (None without ``measure``).
     """
+    from fetal_biometry import biometry
+
+    probs, labels = classifier.classify_scan(image, probe, spacing_mm)
+    record: dict = {"encoding": classifier.encoding, "model_spacing_mm": classifier.spacing_mm}
+    measured = None
+    if measure:
+        measured = biometry.measure(labels, spacing_mm)
+        e = measured.ellipse
+        record.update(ac_mm=measured.ac_mm, plane_acceptable=measured.accepted,
+                      reasons=list(measured.reasons),
+                      ellipse=None if e is None else {"center": [e.cx, e.cy],
+                                                      "semi_axes": [e.a, e.b], "angle_deg": e.angle})
+    return record, probs, labels, measured
+
+
+def write_outputs(out: str | pathlib.Path, stem: str, image: np.ndarray, probs: np.ndarray,
+                  labels: np.ndarray, measured, record: dict) -> None:
+    """Write one scan's ``STEM_probs.npy`` (K, H, W float16), ``STEM_labels.png`` (classes, 255
+    outside the fan), ``STEM_overlay.png`` (classes over the scan, beside the ellipse and AC when
+    measured) and ``STEM.json`` (the record), each atomically."""
     from fetal_biometry import atomic, biometry
 
     out = pathlib.Path(out)
-    probs, labels = classifier.classify(image, directions)
-    record: dict = {"scan": stem, "encoding": classifier.encoding}
     picture = overlay(image, labels)
-    if spacing_mm is not None:
-        measured = biometry.measure(labels, spacing_mm)
+    if measured is not None:
         picture = np.hstack([picture, biometry.draw(image, measured)])
-        e = measured.ellipse
-        record.update(ac_mm=measured.ac_mm, plane_acceptable=measured.accepted,
-                      reasons=list(measured.reasons), spacing_mm=spacing_mm,
-                      ellipse=None if e is None else {"center": [e.cx, e.cy],
-                                                      "semi_axes": [e.a, e.b], "angle_deg": e.angle})
     with atomic.staged_file(out / f"{stem}_probs.npy") as tmp:
         with open(tmp, "wb") as f:
             np.save(f, probs.astype(np.float16))
@@ -198,4 +236,3 @@ def infer_scan(classifier: DenseClassifier, image: np.ndarray, directions: np.nd
                         (f"{stem}_overlay.png", cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))):
         atomic.write_bytes(out / name, cv2.imencode(".png", array)[1].tobytes())
     atomic.write_text(out / f"{stem}.json", json.dumps(record, indent=1) + "\n")
-    return record

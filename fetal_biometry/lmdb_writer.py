@@ -109,20 +109,3 @@ def count(path: str | os.PathLike) -> int:
         return env.stat()["entries"]
     finally:
         env.close()
-
-
-def write_mean(path: str | os.PathLike, mean: np.ndarray) -> pathlib.Path:
-    """Save a (C, H, W) mean as Caffe's ``.binaryproto`` BlobProto (for ``mean_file``)."""
-    blob = proto().BlobProto()
-    blob.shape.dim.extend([1, *mean.shape])
-    blob.num, (blob.channels, blob.height, blob.width) = 1, mean.shape
-    blob.data.extend(np.asarray(mean, np.float32).ravel().tolist())
-    return atomic.write_bytes(path, blob.SerializeToString())
-
-
-def read_mean(path: str | os.PathLike) -> np.ndarray:
-    """Load a ``.binaryproto`` mean back as a (C, H, W) float32 array."""
-    blob = proto().BlobProto()
-    blob.ParseFromString(pathlib.Path(path).read_bytes())
-    dims = list(blob.shape.dim) or [blob.num, blob.channels, blob.height, blob.width]
-    return np.asarray(blob.data, np.float32).reshape(dims)[0]

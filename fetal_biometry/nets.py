@@ -21,6 +21,10 @@ from fetal_biometry import atomic, patches
 from fetal_biometry.caffe_env import caffe
 
 LOSSES = ("softmax", "euclidean")
+#: The patch classifier's input normalisation: uint8 planes times 1/256, no mean subtracted
+#: (the planes are speckle gray levels and direction codes around 128; Adam needs no centring,
+#: and a mean would have to be carried, identically, into the fully convolutional net).
+INPUT_SCALE = 1 / 256
 
 # The source's count of unknowns: (5*5+1)*32 + (5*5*32+1)*64 + (4*4*64+1)*256 + (256+1)*10.
 TUTORIAL_PARAMETERS = 26 * 32 + 801 * 64 + 1025 * 256 + 257 * 10
@@ -31,23 +35,43 @@ def _check_loss(loss: str) -> None:
         raise ValueError(f"unknown loss {loss!r}; choose one of {LOSSES}")
 
 
-def _cnn_body(n, data, classes: int = 10) -> None:
+KERNEL, POOL = 5, 2  # the body's convolution kernels and 2x2 poolings
+STRIDE = POOL * POOL  # a fully convolutional body scores a patch every 4 pixels
+
+
+def pooled_side(patch: int) -> int:
+    """Side of ``p4`` for a ``patch`` x ``patch`` input, as Caffe computes it (pooling rounds up)."""
+    side = patch
+    for _ in range(2):
+        side = -(-(side - KERNEL + 1 - POOL) // POOL) + 1
+    return side
+
+
+def _cnn_body(n, data, classes: int = 10, dense_patch: int | None = None) -> None:
     """Add C1 .. output on top of ``data`` to the NetSpec ``n``.
 
     The same layers serve the fetal patch classifier: on 40x40 patches they give 32@36x36,
-    32@18x18, 64@14x14, 64@7x7, 256 and one output per class.
+    32@18x18, 64@14x14, 64@7x7, 256 and one output per class. With ``dense_patch`` the two
+    inner products are the equivalent convolutions (``f5`` a kernel covering the whole ``p4``
+    map of a ``dense_patch`` patch, ``out`` 1x1): the same net, fully convolutional, with blobs
+    of the same names and the same number of weights.
     """
     L, P = caffe().layers, caffe().params
     weights = dict(weight_filler=dict(type="xavier"), bias_filler=dict(type="constant"))
-    n.c1 = L.Convolution(data, kernel_size=5, num_output=32, **weights)
+    n.c1 = L.Convolution(data, kernel_size=KERNEL, num_output=32, **weights)
     n.relu1 = L.ReLU(n.c1, in_place=True)
-    n.p2 = L.Pooling(n.c1, pool=P.Pooling.MAX, kernel_size=2, stride=2)
-    n.c3 = L.Convolution(n.p2, kernel_size=5, num_output=64, **weights)
+    n.p2 = L.Pooling(n.c1, pool=P.Pooling.MAX, kernel_size=POOL, stride=POOL)
+    n.c3 = L.Convolution(n.p2, kernel_size=KERNEL, num_output=64, **weights)
     n.relu3 = L.ReLU(n.c3, in_place=True)
-    n.p4 = L.Pooling(n.c3, pool=P.Pooling.MAX, kernel_size=2, stride=2)
-    n.f5 = L.InnerProduct(n.p4, num_output=256, **weights)
-    n.relu5 = L.ReLU(n.f5, in_place=True)
-    n.out = L.InnerProduct(n.f5, num_output=classes, **weights)
+    n.p4 = L.Pooling(n.c3, pool=P.Pooling.MAX, kernel_size=POOL, stride=POOL)
+    if dense_patch is None:
+        n.f5 = L.InnerProduct(n.p4, num_output=256, **weights)
+        n.relu5 = L.ReLU(n.f5, in_place=True)
+        n.out = L.InnerProduct(n.f5, num_output=classes, **weights)
+    else:
+        n.f5 = L.Convolution(n.p4, kernel_size=pooled_side(dense_patch), num_output=256, **weights)
+        n.relu5 = L.ReLU(n.f5, in_place=True)
+        n.out = L.Convolution(n.f5, kernel_size=1, num_output=classes, **weights)
 
 
 def _tutorial_loss(n, loss: str, truth) -> None:
@@ -129,8 +153,7 @@ def tutorial_cnn_deploy(batch_size: int = 1):
     return n.to_proto()
 
 
-def patch_classifier(lmdb: str, batch_size: int = 64, classes: int = 5, scale: float = 1 / 256,
-                     mean_values: list[float] | None = None):
+def patch_classifier(lmdb: str, batch_size: int = 64, classes: int = 5):
     """The fetal patch classifier reading patches from LMDB, with softmax loss and accuracy.
 
     It is the tutorial's CNN with one output per class (scores in blob ``out``). The patch
@@ -139,12 +162,8 @@ def patch_classifier(lmdb: str, batch_size: int = 64, classes: int = 5, scale: f
     channels it reads. Classes: background, amniotic fluid, stomach bubble, umbilical vein,
     shadowing artifact.
     """
-    # Per-channel means (not a per-pixel mean_file) keep the net translation-invariant, so the
-    # fully convolutional version scores whole scans exactly as it scores patches.
-    transform = dict(scale=scale, **({"mean_value": list(mean_values)} if mean_values else {}))
     n = caffe().NetSpec()
-    n.data, n.label = caffe().layers.Data(source=lmdb, backend=caffe().params.Data.LMDB,
-                                          batch_size=batch_size, transform_param=transform, ntop=2)
+    n.data, n.label = _lmdb_data(lmdb, batch_size, INPUT_SCALE, 2)
     _cnn_body(n, n.data, classes)
     n.loss = caffe().layers.SoftmaxWithLoss(n.out, n.label)
     n.accuracy = caffe().layers.Accuracy(n.out, n.label)
@@ -152,11 +171,26 @@ def patch_classifier(lmdb: str, batch_size: int = 64, classes: int = 5, scale: f
 
 
 def patch_classifier_deploy(channels: int, patch: int = patches.SIZE, classes: int = 5, batch_size: int = 1):
-    """Deploy version: ``Input`` patches (already scaled and mean-subtracted), ``prob`` softmax."""
+    """Deploy version: ``Input`` patches (already scaled), ``prob`` softmax."""
     n = caffe().NetSpec()
     n.data = caffe().layers.Input(shape=dict(dim=[batch_size, channels, patch, patch]))
     _cnn_body(n, n.data, classes)
     n.prob = caffe().layers.Softmax(n.out)
+    return n.to_proto()
+
+
+def patch_classifier_dense(channels: int, height: int, width: int, patch: int = patches.SIZE,
+                           classes: int = 5, batch_size: int = 1):
+    """The deploy net made fully convolutional over (channels, height, width) inputs.
+
+    Output ``prob`` (N, classes, h, w): the patch net's probabilities for the patches whose
+    top-left corners are every :data:`STRIDE` pixels of the input. Weights of
+    :func:`patch_classifier_deploy` fit it after a reshape (:func:`fetal_biometry.inference.transplant`).
+    """
+    n = caffe().NetSpec()
+    n.data = caffe().layers.Input(shape=dict(dim=[batch_size, channels, height, width]))
+    _cnn_body(n, n.data, classes, dense_patch=patch)
+    n.prob = caffe().layers.Softmax(n.out, axis=1)
     return n.to_proto()
 
 

@@ -1,10 +1,16 @@
-"""Annotated scans -> patch LMDBs for the classifier, with mean file and manifest.
+"""Annotated scans -> patch LMDBs for the classifier, with a manifest.
 
 Output folder layout (what ``python tools/make_lmdb.py`` writes)::
 
     OUT/train_lmdb, OUT/val_lmdb, OUT/test_lmdb   Caffe Datum records (uint8 patches, label)
-    OUT/mean.binaryproto                           mean training patch (C, s, s), Caffe BlobProto
     OUT/manifest.json                              sources, parameters, counts per class, hashes
+
+Every scan is first resampled to one **target spacing** (mm per pixel; by default the median
+spacing of the training cases, as nnU-Net picks its target from the dataset's fingerprint):
+image, labels and probe geometry (:mod:`fetal_biometry.resample`), the beam directions and the
+fan recomputed there. A patch of ``size`` pixels then covers the same ``size * spacing`` mm of
+anatomy in every scan; the manifest records both. The net sees uint8 planes times 1/256 and
+no mean is subtracted (``nets.patch_classifier``); inference does exactly the same.
 
 Cases are split into train / validation / test **by case, never by patch**, so no scan feeds two
 splits. Within a split, record keys are ``%08d`` ranks of a seeded permutation: Caffe reads them
@@ -23,31 +29,51 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from fetal_biometry import atomic, lmdb_writer, patches
+from fetal_biometry import atomic, geometry as geom, lmdb_writer, nets, patches, resample
 from fetal_biometry.labels import CLASSIFIER_CLASSES, LABEL_TO_CLASS, OUTSIDE, classifier_labels
 
+FORMAT, VERSION = "fetal-biometry-patches", 2  # version 2: resampled to a target spacing
 SPLITS = ("train", "val", "test")
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class Scan:
-    """One annotated scan: gray image, dataset label map, beam directions (H, W, 2; NaN outside)."""
+    """One annotated scan: gray image, dataset label map, probe geometry, spacing (mm/px)."""
 
     name: str
     image: np.ndarray
     labels: np.ndarray
-    directions: np.ndarray
+    geometry: geom.Geometry
+    spacing_mm: float
 
 
 def dataset_scans(path: str | os.PathLike) -> Iterable[Scan]:
-    """The cases of a dataset (fetal_biometry.dataset format) as scans with their beam maps."""
-    from fetal_biometry import dataset, geometry
+    """The cases of a dataset (fetal_biometry.dataset format) as scans."""
+    from fetal_biometry import dataset
 
     data = dataset.load(path)
     for name in data.cases:
         case = dataset.load_case(path, name)
-        yield Scan(name, case.image, case.labels,
-                   geometry.beam_directions(case.geometry, case.image.shape))
+        yield Scan(name, case.image, case.labels, case.geometry, case.spacing_mm)
+
+
+def at_spacing(scan: Scan, target_mm: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Image, label map and beam directions of ``scan`` resampled to ``target_mm`` per pixel.
+
+    Labels outside the resampled fan are :data:`OUTSIDE`; directions are NaN there.
+    """
+    scale = resample.scale_factor(scan.spacing_mm, target_mm)
+    image = resample.image(scan.image, scale)
+    probe = resample.geometry(scan.geometry, scale)
+    directions = geom.beam_directions(probe, image.shape)
+    labels = resample.labels(scan.labels, scale)
+    labels = np.where(np.isnan(directions[..., 0]), OUTSIDE, labels).astype(np.uint8)
+    return image, labels, directions
+
+
+def target_spacing(scans: Sequence[Scan]) -> float:
+    """The default target spacing: the median spacing of ``scans`` (the training cases)."""
+    return float(np.median([scan.spacing_mm for scan in scans]))
 
 
 class RecordError(ValueError):
@@ -67,6 +93,49 @@ def split_cases(names: Sequence[str], fractions: tuple[float, float, float],
             "test": order[n_train + n_val:n_train + n_val + n_test]}
 
 
+#: Smallest patch side: the classifier's two 5x5 convolutions and 2x2 poolings need 16 px.
+MIN_PATCH = 16
+
+
+def check_arguments(size: int, per_class: dict[int, int], fractions: tuple[float, float, float],
+                    seed: int, spacing_mm: float | None = None) -> None:
+    """Refuse sampling parameters that would give empty or useless LMDBs (options named)."""
+    problems = []
+    if spacing_mm is not None and not 0 < spacing_mm < float("inf"):
+        problems.append(f"target spacing {spacing_mm} (--spacing-mm): a positive number of mm "
+                        "per pixel, or leave it out for the training cases' median")
+    if size < MIN_PATCH:
+        problems.append(f"patch size {size} (--patch): at least {MIN_PATCH} px")
+    if any(n < 0 for n in per_class.values()) or not any(per_class.values()):
+        problems.append(f"patches per class {list(per_class.values())} (--per-class): counts must "
+                        "be >= 0 and at least one > 0")
+    if len(fractions) != 3 or min(fractions) < 0 or abs(sum(fractions) - 1) > 1e-6:
+        problems.append(f"split shares {fractions} (--splits): three shares >= 0 that sum to 1")
+    elif fractions[0] <= 0 or fractions[1] <= 0:
+        problems.append(f"split shares {fractions} (--splits): training and validation both need "
+                        "cases (a share > 0), e.g. 0.7,0.15,0.15")
+    if seed < 0:
+        problems.append(f"seed {seed} (--seed): a non-negative integer")
+    if problems:
+        raise RecordError("; ".join(problems))
+
+
+def _check_scans(scans: list[Scan], size: int, split: dict[str, list[str]],
+                 fractions: tuple[float, float, float], target_mm: float) -> None:
+    def resampled(scan: Scan) -> tuple[int, int]:
+        return resample.shape(scan.image.shape[:2], resample.scale_factor(scan.spacing_mm, target_mm))
+
+    smallest = min(scans, key=lambda scan: min(resampled(scan)))
+    height, width = resampled(smallest)
+    if size > min(height, width):
+        raise RecordError(f"patch size {size} (--patch) is larger than scan {smallest.name} "
+                          f"({width}x{height} px at {target_mm:.3g} mm per pixel)")
+    empty = [name for name, share in zip(SPLITS, fractions) if share > 0 and not split[name]]
+    if empty:
+        raise RecordError(f"{len(scans)} case(s) split {fractions} (--splits) leave the {' and '.join(empty)} "
+                          "split(s) without a case; give more cases or larger shares")
+
+
 def check(scan: Scan, per_class: dict[int, int], require_all: bool) -> list[str]:
     """Problems with one scan (empty when it is usable)."""
     problems = []
@@ -74,8 +143,8 @@ def check(scan: Scan, per_class: dict[int, int], require_all: bool) -> list[str]
         problems.append(f"{scan.name}: image must be 8-bit gray, got {scan.image.dtype} {scan.image.shape}")
     if scan.labels.shape != scan.image.shape:
         problems.append(f"{scan.name}: label map {scan.labels.shape} does not match image {scan.image.shape}")
-    if scan.directions.shape[:2] != scan.image.shape:
-        problems.append(f"{scan.name}: beam-direction map {scan.directions.shape[:2]} does not match image")
+    if not (isinstance(scan.spacing_mm, (int, float)) and 0 < scan.spacing_mm < float("inf")):
+        problems.append(f"{scan.name}: pixel spacing must be a positive number of mm, got {scan.spacing_mm!r}")
     if problems:
         return problems
     unknown = sorted(set(np.unique(scan.labels).tolist()) - set(LABEL_TO_CLASS) - {OUTSIDE})
@@ -90,21 +159,22 @@ def check(scan: Scan, per_class: dict[int, int], require_all: bool) -> list[str]
 
 
 def scan_records(scan: Scan, encoding: str, size: int, per_class: dict[int, int],
-                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Patches (N, C, s, s) uint8 and their classes (N,) sampled from one scan."""
-    classes = classifier_labels(scan.labels)
-    classes[np.isnan(scan.directions[..., 0])] = OUTSIDE
+                 rng: np.random.Generator, target_mm: float) -> tuple[np.ndarray, np.ndarray]:
+    """Patches (N, C, s, s) uint8 and their classes (N,) sampled from one scan at ``target_mm``."""
+    image, labels, directions = at_spacing(scan, target_mm)
+    classes = classifier_labels(labels)
     centers = patches.sample_centers(classes, per_class, rng)
-    planes = patches.encode(scan.image, scan.directions, encoding)
-    data = patches.extract(planes, scan.directions, centers, size, encoding)
+    planes = patches.encode(image, directions, encoding)
+    data = patches.extract(planes, directions, centers, size, encoding)
     return data, np.array([c for *_, c in centers], np.int64)
 
 
 def build(scans: Iterable[Scan], out: str | os.PathLike, encoding: str = "channels",
           size: int = patches.SIZE, per_class: dict[int, int] | None = None,
           fractions: tuple[float, float, float] = (0.7, 0.15, 0.15), seed: int = 0,
-          require_all: bool = False, sources: dict | None = None, progress=None) -> dict:
-    """Sample patches from ``scans`` and write the LMDBs, mean file and manifest into ``out``.
+          require_all: bool = False, sources: dict | None = None, progress=None,
+          spacing_mm: float | None = None) -> dict:
+    """Sample patches from ``scans`` and write the LMDBs and manifest into ``out``.
 
     Parameters
     ----------
@@ -126,33 +196,44 @@ def build(scans: Iterable[Scan], out: str | os.PathLike, encoding: str = "channe
         Provenance for the manifest (dataset path, its hash, ...).
     progress : callable, optional
         Wraps the scan iterable (e.g. tqdm).
+    spacing_mm : float, optional
+        Target spacing (mm per pixel) every scan is resampled to; default the median spacing
+        of the training cases.
     """
     per_class = per_class or {c: 40 for c in range(len(CLASSIFIER_CLASSES))}
+    check_arguments(size, per_class, fractions, seed, spacing_mm)
     scans = list(scans)
     problems = [p for scan in scans for p in check(scan, per_class, require_all)]
     if problems:
         raise RecordError(f"{len(problems)} problem(s), nothing written:\n  " + "\n  ".join(problems))
+    if not scans:
+        raise RecordError("no scans: the dataset lists no cases")
     by_name = {scan.name: scan for scan in scans}
     split = split_cases(list(by_name), fractions, seed)
+    target = spacing_mm if spacing_mm is not None else \
+        target_spacing([by_name[n] for n in split["train"]])
+    _check_scans(scans, size, split, fractions, target)
     rng = np.random.default_rng(seed)
-    manifest = {"format": "fetal-biometry-patches", "version": 1, "encoding": encoding,
-                "patch": size, "channels": patches.channels(encoding), "seed": seed,
+    manifest = {"format": FORMAT, "version": VERSION, "encoding": encoding,
+                "patch": size, "spacing_mm": target, "patch_mm": size * target,
+                "spacing_source": "given" if spacing_mm else "median of the training cases",
+                "channels": patches.channels(encoding), "seed": seed,
+                "input_scale": nets.INPUT_SCALE,
                 "per_class_per_scan": {CLASSIFIER_CLASSES[c]: n for c, n in per_class.items()},
                 "classes": list(CLASSIFIER_CLASSES), "sources": sources or {}, "splits": {}}
     with atomic.staged_dir(out) as tmp:
         for name in SPLITS:
             chosen = [by_name[n] for n in split[name]]
             iterator = progress(chosen, desc=name) if progress else chosen
-            results = [scan_records(scan, encoding, size, per_class, rng) for scan in iterator]
+            results = [scan_records(scan, encoding, size, per_class, rng, target) for scan in iterator]
             data = np.concatenate([r[0] for r in results]) if results else \
                 np.zeros((0, patches.channels(encoding), size, size), np.uint8)
             labels = np.concatenate([r[1] for r in results]) if results else np.zeros(0, np.int64)
+            if split[name] and not len(labels):
+                raise RecordError(f"the {name} split's cases ({', '.join(split[name])}) have no "
+                                  "pixels of the classes asked for (--per-class); nothing written")
             order = rng.permutation(len(labels))
             lmdb_writer.write(tmp / f"{name}_lmdb", _records(data[order], labels[order]))
-            if name == "train":
-                mean = data.mean(axis=0) if len(data) else np.zeros(data.shape[1:])
-                lmdb_writer.write_mean(tmp / "mean.binaryproto", mean)
-                manifest["mean_values"] = [float(v) for v in mean.reshape(len(mean), -1).mean(axis=1)]
             manifest["splits"][name] = {
                 "cases": split[name], "records": int(len(labels)),
                 "per_class": {CLASSIFIER_CLASSES[c]: int((labels == c).sum()) for c in range(len(CLASSIFIER_CLASSES))},

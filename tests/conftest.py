@@ -47,3 +47,33 @@ def tutorial_solver(tmp_path, mnist_lmdbs):
                             tmp_path / "solver.prototxt")
 
     return make
+
+
+@pytest.fixture(scope="session")
+def fetal_data(tmp_path_factory) -> pathlib.Path:
+    """Four small simulated scans (96x96, convex): a dataset to train and evaluate on."""
+    from fetal_biometry import dataset, simulator
+
+    path = tmp_path_factory.mktemp("fetal") / "sim"
+    dataset.write_dataset(path, simulator.simulate(4, seed=7, shape=(96, 96)),
+                          generator=simulator.generator_record(7, (96, 96), "convex", 0.3))
+    return path
+
+
+@pytest.fixture(scope="session")
+def fetal_model(tmp_path_factory, fetal_data) -> pathlib.Path:
+    """A model folder (channels encoding) trained for a few iterations on ``fetal_data``."""
+    from fetal_biometry import nets, patch_records, solvers, training
+
+    folder = tmp_path_factory.mktemp("model")
+    lmdbs = folder / "lmdb"
+    patch_records.build(patch_records.dataset_scans(fetal_data), lmdbs, "channels",
+                        per_class={c: 4 for c in range(5)}, fractions=(0.5, 0.25, 0.25), seed=0)
+    train = nets.save(nets.patch_classifier(str(lmdbs / "train_lmdb"), 16), folder / "train.prototxt")
+    val = nets.save(nets.patch_classifier(str(lmdbs / "val_lmdb"), 8), folder / "val.prototxt")
+    solver = solvers.save(solvers.adam(str(train), 1e-3, str(val), test_iter=[1], test_interval=4,
+                                       max_iter=4, random_seed=1,
+                                       snapshot_prefix=str(folder / "run/snapshots/net")),
+                          folder / "solver.prototxt")
+    training.train(solver, folder / "run", progress=False, plot=False)
+    return folder / "run"

@@ -1,34 +1,25 @@
-"""Held-out evaluation and the inference command, on simulated scans with a real (untrained) Caffe net."""
+"""Held-out evaluation through a model folder, on simulated scans with a real (briefly trained) Caffe net."""
 import json
 import subprocess
 import sys
 
-import cv2
 import numpy as np
 import pytest
 
-from fetal_biometry import dataset, evaluation, nets, patches, simulator
-from fetal_biometry.caffe_env import caffe
+from fetal_biometry import dataset, evaluation, model as model_folder
 from fetal_biometry.labels import classifier_labels
 
 from conftest import ROOT
 
 
 @pytest.fixture(scope="module")
-def scans(tmp_path_factory):
-    path = tmp_path_factory.mktemp("data") / "sim"
-    dataset.write_dataset(path, simulator.simulate(2, seed=7, shape=(96, 96)),
-                          generator=simulator.generator_record(7, (96, 96), "convex", 0.3))
-    return path
+def scans(fetal_data):
+    return fetal_data
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("fetal_channels")
-    deploy = nets.save(nets.patch_classifier_deploy(3), folder / "deploy.prototxt")
-    net = caffe().Net(str(deploy), caffe().TEST)
-    net.save(str(folder / "net.caffemodel"))
-    return evaluation.Model("channels", deploy, folder / "net.caffemodel")
+def model(fetal_model):
+    return model_folder.load(fetal_model)
 
 
 def test_perfect_class_map_scores_perfectly(scans):
@@ -44,38 +35,20 @@ def test_perfect_class_map_scores_perfectly(scans):
 
 def test_evaluate_writes_results_and_overlays(scans, model, tmp_path):
     summary = evaluation.evaluate(model, scans, tmp_path, overlays=1)
-    assert summary["cases"] == 2 and 0 <= summary["pixel_accuracy"] <= 1
-    saved = json.loads((tmp_path / "channels.json").read_text())
-    assert len(saved["cases"]) == 2
-    assert len(list(tmp_path.glob("channels_*.png"))) == 1
+    assert summary["cases"] == 4 and 0 <= summary["pixel_accuracy"] <= 1
+    saved = json.loads((tmp_path / f"{model.name}.json").read_text())
+    assert len(saved["cases"]) == 4
+    assert len(list(tmp_path.glob(f"{model.name}_*.png"))) == 1
 
 
-def test_infer_command_on_a_dataset_folder(scans, model, tmp_path):
-    result = subprocess.run([sys.executable, "tools/infer.py", str(model.weights), str(model.deploy),
-                             str(scans), "--out", str(tmp_path), "--encoding", "channels"],
-                            cwd=ROOT, capture_output=True, text=True)
+def test_evaluate_command_takes_model_folders(scans, fetal_model, tmp_path):
+    result = subprocess.run([sys.executable, "tools/evaluate.py", str(scans), "--model", str(fetal_model),
+                             "--out", str(tmp_path / "eval")], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    name = dataset.load(scans).cases[0]
-    probs = np.load(tmp_path / f"{name}_probs.npy")
-    assert probs.shape == (5, 96, 96)
-    record = json.loads((tmp_path / f"{name}.json").read_text())
-    assert {"ac_mm", "plane_acceptable", "reasons"} <= set(record)
-    assert (tmp_path / f"{name}_overlay.png").stat().st_size > 0
-
-
-def test_infer_command_estimates_the_fan_or_says_why_not(model, tmp_path, scans):
-    image = sorted((scans / "images").iterdir())[0]
-    result = subprocess.run([sys.executable, "tools/infer.py", str(model.weights), str(model.deploy),
-                             str(image), "--out", str(tmp_path), "--spacing", "0.6", "--encoding", "channels"],
-                            cwd=ROOT, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
-    assert "estimated from the image" in result.stdout + result.stderr
-    blank = tmp_path / "blank.png"
-    blank.write_bytes(cv2.imencode(".png", np.zeros((64, 64), np.uint8))[1].tobytes())
-    result = subprocess.run([sys.executable, "tools/infer.py", str(model.weights), str(model.deploy),
-                             str(blank), "--out", str(tmp_path), "--encoding", "channels"], cwd=ROOT, capture_output=True, text=True)
-    assert result.returncode == 1
-    assert f"{blank}: " in result.stderr and "--geometry" in result.stderr
+    assert "| run |" in result.stdout  # the model is named by its folder
+    result = subprocess.run([sys.executable, "tools/evaluate.py", str(scans), "--model", str(tmp_path),
+                             "--out", str(tmp_path / "eval2")], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 1 and "not a model folder" in result.stderr
 
 
 def test_make_lmdb_command_reports_a_bad_dataset(tmp_path):

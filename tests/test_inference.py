@@ -40,20 +40,52 @@ def _random_classifier(tmp_path, encoding):
 def test_dense_output_equals_patchwise_output_on_the_grid(tmp_path, scan, encoding):
     deploy, weights, patch_net = _random_classifier(tmp_path, encoding)
     directions = _fan_directions()
-    mean = [90.0] * patches.channels(encoding)
-    dense = inference.DenseClassifier(deploy, weights, encoding, mean=mean)
+    dense = inference.DenseClassifier(deploy, weights, encoding)
     probs = dense.probabilities(scan, directions)
     planes = patches.encode(scan, directions, encoding)
     centers = [(y, x) for y in range(8, H, 4 * 5) for x in range(4, W, 4 * 4)]
     for (y, x), patch in zip(centers, patches.extract(planes, directions, centers, patches.SIZE, encoding)):
-        data = (patch.astype(np.float32) - np.array(mean)[:, None, None]) / 256
+        data = patch.astype(np.float32) * nets.INPUT_SCALE
         expected = patch_net.forward(data=data[None])["prob"][0]
         np.testing.assert_allclose(probs[:, y, x], expected, atol=2e-5)
 
 
+def test_tiles_give_the_same_maps_as_one_pass(tmp_path, scan, monkeypatch):
+    deploy, weights, _ = _random_classifier(tmp_path, "none")
+    directions = _fan_directions()
+    whole = inference.DenseClassifier(deploy, weights, "none").probabilities(scan, directions)
+    monkeypatch.setattr(inference, "TILE", 7)  # 24 x 21 grid points: 4 x 3 tiles, a ragged last row
+    tiled = inference.DenseClassifier(deploy, weights, "none")
+    np.testing.assert_allclose(tiled.probabilities(scan, directions), whole, atol=1e-6)
+    assert len(tiled._nets) == 2  # full tiles and the ragged bottom ones
+
+
+def test_encoding_that_does_not_fit_the_net_is_refused(tmp_path):
+    deploy, weights, _ = _random_classifier(tmp_path, "channels")
+    with pytest.raises(ValueError, match="3 input channel.*'rotate' encoding gives 1"):
+        inference.DenseClassifier(deploy, weights, "rotate")
+
+
+def test_a_scan_at_another_spacing_is_classified_at_the_model_spacing(tmp_path, scan):
+    """Twice the pixels at half the spacing: the same maps, brought back to the finer grid."""
+    from fetal_biometry import geometry as geom
+
+    deploy, weights, _ = _random_classifier(tmp_path, "channels")
+    probe = geom.ConvexProbe((42.0, -60.0), 60.0, 170.0, (-30.0, 30.0))
+    fine_probe = geom.ConvexProbe((84.5, -119.5), 120.0, 340.0, (-30.0, 30.0))
+    fine = cv2.resize(scan, None, fx=2, fy=2, interpolation=cv2.INTER_LINEAR)
+    dense = inference.DenseClassifier(deploy, weights, "channels", spacing_mm=0.6)
+    coarse_probs, coarse_labels = dense.classify_scan(scan, probe, 0.6)
+    fine_probs, fine_labels = dense.classify_scan(fine, fine_probe, 0.3)
+    assert fine_labels.shape == (2 * H, 2 * W)
+    back = fine_labels[::2, ::2]  # the fine pixel nearest each coarse pixel centre
+    inside = (coarse_labels != 255) & (back != 255)
+    assert inside.mean() > 0.5 and np.mean(back[inside] == coarse_labels[inside]) > 0.9
+
+
 def test_fully_convolutional_keeps_every_weight(tmp_path):
     deploy, weights, patch_net = _random_classifier(tmp_path, "channels")
-    fcn = caffe().Net(str(nets.save(inference.fully_convolutional(3, 64, 64),
+    fcn = caffe().Net(str(nets.save(nets.patch_classifier_dense(3, 64, 64),
                                     tmp_path / "fcn.prototxt")), caffe().TEST)
     inference.transplant(patch_net, fcn)
     assert fcn.params["f5"][0].data.shape == (256, 64, 7, 7)  # p4 of a 40 px patch

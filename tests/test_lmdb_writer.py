@@ -56,16 +56,6 @@ def _parse(value):
     datum.ParseFromString(value)
     return datum
 
-
-def test_mean_file_round_trip_and_caffe_reads_it(tmp_path):
-    mean = np.arange(12, dtype=np.float32).reshape(3, 2, 2)
-    path = lmdb_writer.write_mean(tmp_path / "mean.binaryproto", mean)
-    np.testing.assert_array_equal(lmdb_writer.read_mean(path), mean)
-    blob = caffe().proto.caffe_pb2.BlobProto()
-    blob.ParseFromString(path.read_bytes())
-    np.testing.assert_array_equal(caffe().io.blobproto_to_array(blob)[0], mean)
-
-
 def test_a_killed_writer_leaves_the_previous_lmdb_intact(tmp_path):
     import signal
     import subprocess

@@ -1,30 +1,30 @@
-"""Scans -> patch LMDBs: read back through Caffe's Data layer, beam down, splits, faults."""
+"""Scans -> patch LMDBs: read back through Caffe's Data layer, beam down, splits, spacing, faults."""
 import json
 
+import cv2
 import numpy as np
 import pytest
 
-from fetal_biometry import lmdb_writer, nets, patch_records, patches
+from fetal_biometry import geometry as geom, lmdb_writer, nets, patch_records, patches
 from fetal_biometry.caffe_env import caffe
+from fetal_biometry.labels import OUTSIDE
 
 H, W = 80, 72
-APEX = (36.0, -40.0)
+PROBE = geom.ConvexProbe((36.0, -40.0), 0.0, 200.0, (-35.0, 35.0))
 
 
-def _scan(name, seed):
+def _scan(name, seed, spacing=0.5):
     rng = np.random.default_rng(seed)
     ys, xs = np.mgrid[0:H, 0:W].astype(float)
-    v = np.stack([xs - APEX[0], ys - APEX[1]], axis=-1)
-    depth = np.linalg.norm(v, axis=-1)
-    directions = v / depth[..., None]
-    directions[np.abs(np.degrees(np.arctan2(v[..., 0], v[..., 1]))) > 35] = np.nan
+    depth = np.hypot(xs - PROBE.apex[0], ys - PROBE.apex[1])
     image = np.clip(depth * 2 + rng.normal(0, 2, (H, W)), 0, 255).astype(np.uint8)  # brighter with depth
     labels = np.full((H, W), 5, np.uint8)
     labels[10:30, 20:50] = 1
     labels[35:45, 30:40] = 2
     labels[50:56, 20:30] = 3
     labels[60:75, 40:60] = 4
-    return patch_records.Scan(name, image, labels, directions)
+    labels[~geom.fan_mask(PROBE, (H, W))] = OUTSIDE
+    return patch_records.Scan(name, image, labels, PROBE, spacing)
 
 
 SCANS = [_scan(f"case{i:02d}", i) for i in range(10)]
@@ -69,8 +69,27 @@ def test_split_is_by_case_and_manifest_is_complete(tmp_path):
     assert sum(len(c) for c in cases) == 10 and not (cases[0] & cases[1] or cases[0] & cases[2] or cases[1] & cases[2])
     saved = json.loads((tmp_path / "out/manifest.json").read_text())
     assert saved["splits"]["val"]["per_class"]["stomach_bubble"] == 5 * len(cases[1])
-    assert len(saved["mean_values"]) == 1
-    assert lmdb_writer.read_mean(tmp_path / "out/mean.binaryproto").shape == (1, 16, 16)
+    assert saved["spacing_mm"] == 0.5 and saved["patch_mm"] == 8.0
+    assert saved["spacing_source"] == "median of the training cases"
+
+
+def test_scans_at_other_spacings_give_patches_of_the_same_anatomy(tmp_path):
+    """A scan at half the spacing (twice the pixels) yields the same patches, resampled."""
+    coarse = _scan("coarse", 0)
+    fine_image = cv2.resize(coarse.image, None, fx=2, fy=2, interpolation=cv2.INTER_LINEAR)
+    fine_labels = cv2.resize(coarse.labels, None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST)
+    fine_probe = geom.ConvexProbe((2 * 36.0 + 0.5, 2 * -40.0 + 0.5), 0.0, 400.0, (-35.0, 35.0))
+    fine = patch_records.Scan("fine", fine_image, fine_labels, fine_probe, 0.25)
+    image_c, labels_c, dirs_c = patch_records.at_spacing(coarse, 0.5)
+    image_f, labels_f, dirs_f = patch_records.at_spacing(fine, 0.5)
+    assert image_f.shape == image_c.shape
+    inside = ~np.isnan(dirs_c[..., 0]) & ~np.isnan(dirs_f[..., 0])
+    assert np.mean(labels_f[inside] == labels_c[inside]) > 0.97
+    assert np.abs(image_f[inside].astype(int) - image_c[inside]).mean() < 3
+    np.testing.assert_allclose(dirs_f[inside], dirs_c[inside], atol=1e-3)
+    manifest = patch_records.build([fine] * 1 + SCANS[1:], tmp_path / "out", "none", 16, PER_CLASS,
+                                   seed=3, spacing_mm=0.5)
+    assert manifest["spacing_mm"] == 0.5 and manifest["spacing_source"] == "given"
 
 
 def test_same_seed_gives_byte_identical_lmdbs(tmp_path):
@@ -85,13 +104,13 @@ def test_bad_inputs_are_all_reported_and_nothing_is_written(tmp_path):
     patch_records.build(SCANS, tmp_path / "out", "none", 16, PER_CLASS, seed=1)
     before = (tmp_path / "out/train_lmdb/data.mdb").read_bytes()
     bad = list(SCANS)
-    bad[2] = patch_records.Scan("case02", SCANS[2].image, SCANS[2].labels[:-1], SCANS[2].directions)
+    bad[2] = patch_records.Scan("case02", SCANS[2].image, SCANS[2].labels[:-1], PROBE, 0.5)
     labels = SCANS[3].labels.copy()
     labels[0, 0] = 42
-    bad[3] = patch_records.Scan("case03", SCANS[3].image, labels, SCANS[3].directions)
+    bad[3] = patch_records.Scan("case03", SCANS[3].image, labels, PROBE, 0.5)
     labels = SCANS[4].labels.copy()
     labels[labels == 3] = 5
-    bad[4] = patch_records.Scan("case04", SCANS[4].image, labels, SCANS[4].directions)
+    bad[4] = patch_records.Scan("case04", SCANS[4].image, labels, PROBE, 0.5)
     with pytest.raises(patch_records.RecordError) as err:
         patch_records.build(bad, tmp_path / "out", "none", 16, PER_CLASS, seed=1, require_all=True)
     message = str(err.value)
@@ -99,3 +118,59 @@ def test_bad_inputs_are_all_reported_and_nothing_is_written(tmp_path):
     assert "case04: no pixels of umbilical_vein" in message
     assert (tmp_path / "out/train_lmdb/data.mdb").read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(scans=[]), "no scans: the dataset lists no cases"),
+    (dict(fractions=(1.0, 0.0, 0.0)), r"\(--splits\): training and validation both need cases"),
+    (dict(fractions=(0.5, 0.2, 0.2)), r"\(--splits\): three shares >= 0 that sum to 1"),
+    (dict(scans=SCANS[:2]), r"2 case\(s\) split .* leave the val and test split\(s\) without a case"),
+    (dict(per_class={c: 0 for c in range(5)}), r"\(--per-class\): counts must be >= 0 and at least one > 0"),
+    (dict(size=0), r"patch size 0 \(--patch\): at least 16 px"),
+    (dict(size=300), r"patch size 300 \(--patch\) is larger than scan case00 \(72x80 px at 0.5 mm"),
+    (dict(seed=-1), r"seed -1 \(--seed\): a non-negative integer"),
+    (dict(spacing_mm=0.0), r"target spacing 0.0 \(--spacing-mm\): a positive number"),
+    (dict(spacing_mm=float("inf")), r"target spacing inf \(--spacing-mm\)"),
+    (dict(per_class={0: 0, 1: 0, 2: 0, 3: 0, 4: 5}, scans=[_scan(f"n{i}", i) for i in range(10)],
+          strip_shadow=True), "have no pixels of the classes asked for"),
+])
+def test_arguments_that_would_give_empty_or_useless_lmdbs_are_refused(tmp_path, kwargs, message):
+    # Issue 16.6: these exited 0 with empty LMDBs or 0x0 patches, or gave a traceback.
+    scans = kwargs.pop("scans", SCANS)
+    if kwargs.pop("strip_shadow", False):
+        scans = [patch_records.Scan(s.name, s.image, np.where(s.labels == 4, 5, s.labels).astype(np.uint8),
+                                    s.geometry, s.spacing_mm) for s in scans]
+    args = dict(encoding="none", size=16, per_class=PER_CLASS, seed=1)
+    args.update(kwargs)
+    with pytest.raises(patch_records.RecordError, match=message):
+        patch_records.build(scans, tmp_path / "out", **args)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_memory_per_scan_is_bounded():
+    # Issue 16.7: make_lmdb peaked at 4.7 GB on one 8000x8000 scan: whole-scan float64
+    # temporaries (~72 bytes per pixel for the beam map, ~26 more for the patches).
+    import tracemalloc
+
+    shape = (2048, 512)  # 1 M pixels; work goes in blocks of 256 rows
+    probe = geom.ConvexProbe(apex=(256.0, -400.0), start_depth=420.0, end_depth=2400.0,
+                             angles=(-10.0, 10.0))
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, shape, dtype=np.uint8)
+    labels = np.zeros(shape, np.uint8)
+    labels[600:1400, 100:400] = 1
+    tracemalloc.start()
+    try:
+        directions = geom.beam_directions(probe, shape)
+        beam_peak = tracemalloc.get_traced_memory()[1]
+        del directions
+        tracemalloc.reset_peak()
+        kept = tracemalloc.get_traced_memory()[0]
+        patch_records.scan_records(patch_records.Scan("big", image, labels, probe, 0.5), "channels",
+                                   40, PER_CLASS, rng, 0.5)
+        records_peak = tracemalloc.get_traced_memory()[1] - kept
+    finally:
+        tracemalloc.stop()
+    pixels = shape[0] * shape[1]
+    assert beam_peak / pixels < 24  # the (H, W, 2) float32 map itself is 8 bytes per pixel
+    assert records_peak / pixels < 28  # the beam map is made again at the target spacing

@@ -6,8 +6,9 @@ truth: pixel and per-class accuracy with the confusion matrix (inside the fan), 
 in mm and percent, plane-acceptance accuracy. Prints the ablation table (markdown); writes
 OUT/table.md, OUT/summary.json, OUT/ENCODING.json (per case) and a few overlays.
 
-Models default to the newest snapshot of each encoding trained by `make demo` or tools/train.py
-(runs/fetal_ENCODING/snapshots/); name others with --model ENCODING=WEIGHTS.
+Models are model folders (made by tools/train.py: model.json, deploy.prototxt, weights); each
+scan is classified at its model's spacing. They default to the folders `make demo` trains
+(runs/fetal_rotate, runs/fetal_channels, runs/fetal_none); name others with --model DIR.
 
 example:
   python tools/evaluate.py data/fetal/heldout --out runs/evaluation
@@ -19,24 +20,20 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fetal_biometry import dataset, evaluation, patches, training  # noqa: E402
+from fetal_biometry import dataset, evaluation, model as model_folder, paths  # noqa: E402
 
 
-def models(specs: list[str]) -> list[evaluation.Model]:
-    chosen = {}
-    for spec in specs or []:
-        encoding, _, weights = spec.partition("=")
-        if encoding not in patches.ENCODINGS or not weights:
-            raise ValueError(f"--model {spec!r}: give ENCODING=WEIGHTS with ENCODING one of {patches.ENCODINGS}")
-        chosen[encoding] = pathlib.Path(weights)
-    if not chosen:
-        for encoding in patches.ENCODINGS:
-            state = training.latest_snapshot(ROOT / f"runs/fetal_{encoding}")
-            if state is not None:
-                chosen[encoding] = state.with_suffix(".caffemodel")
-    if not chosen:
-        raise ValueError("no trained model found in runs/fetal_*/snapshots; run `make demo` or pass --model")
-    return [evaluation.Model(e, ROOT / f"prototxt/fetal_{e}/deploy.prototxt", w) for e, w in chosen.items()]
+def models(folders: list[str] | None) -> list[model_folder.Model]:
+    """The model folders named, or those `make demo` trains when there are any."""
+    if not folders:
+        folders = [p for p in paths.demo_models(ROOT) if (p / model_folder.FILE).is_file()]
+        if not folders:
+            raise ValueError("no model folder found in runs/fetal_*; run `make demo` or pass --model DIR")
+    loaded = [model_folder.load(folder) for folder in folders]
+    names = [m.name for m in loaded]
+    if len(set(names)) != len(names):
+        raise ValueError(f"two models would share a name in the results: {names}; rename a folder")
+    return loaded
 
 
 def main(argv=None) -> int:
@@ -46,12 +43,12 @@ def main(argv=None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("dataset", help="held-out dataset folder (never used in training)")
     parser.add_argument("--out", default="runs/evaluation", help="output folder (default runs/evaluation)")
-    parser.add_argument("--model", action="append", metavar="ENCODING=WEIGHTS",
-                        help="a trained classifier; repeat for several encodings")
+    parser.add_argument("--model", action="append", metavar="DIR",
+                        help="a model folder; repeat for several (the ablation)")
     parser.add_argument("--overlays", type=int, default=4, help="overlay PNGs per model (default 4)")
     args = parser.parse_args(argv)
     try:
-        summaries = {m.encoding: evaluation.evaluate(m, args.dataset, args.out,
+        summaries = {m.name: evaluation.evaluate(m, args.dataset, args.out,
                                                      lambda it, desc: tqdm(it, desc=desc), args.overlays)
                      for m in models(args.model)}
     except (ValueError, OSError, dataset.DatasetError) as err:

@@ -1,0 +1,50 @@
+"""Where things live: the project's run, data and prototxt conventions, in one place.
+
+All paths are relative to the repository root, Caffe's own convention for its examples: the
+checked-in prototxt name LMDBs and snapshot prefixes this way, so tools and ``caffe train`` run
+from there. Pass ``root`` to get absolute paths.
+"""
+from __future__ import annotations
+
+import pathlib
+
+MNIST = pathlib.Path("data/mnist")  # MNIST LMDBs of the tutorial CNN
+FETAL = pathlib.Path("data/fetal")  # simulated datasets and patch LMDBs
+SIM_TRAIN = FETAL / "sim"  # the demo's training scans (seed 0)
+SIM_HELDOUT = FETAL / "heldout"  # the demo's held-out scans (seed 1), never trained on
+RUNS = pathlib.Path("runs")
+EVALUATION = RUNS / "evaluation"
+PROTOTXT = pathlib.Path("prototxt")
+
+
+def prototxt_dir(name: str) -> pathlib.Path:
+    """Folder of one checked-in net family (``tutorial_cnn``, ``fetal_channels``, ...)."""
+    return PROTOTXT / name
+
+
+def fetal_name(encoding: str) -> str:
+    """Name of the fetal patch classifier's prototxt folder and run folder for an encoding."""
+    return f"fetal_{encoding}"
+
+
+def patch_lmdbs(encoding: str) -> pathlib.Path:
+    """Folder of the patch LMDBs (train/val/test_lmdb, manifest.json) the fetal nets read."""
+    return FETAL / encoding
+
+
+def run_dir(name: str) -> pathlib.Path:
+    """Run folder of a training (metrics, snapshots; a model folder for the fetal nets)."""
+    return RUNS / name
+
+
+def snapshot_prefix(name: str) -> str:
+    """Caffe's ``snapshot_prefix`` for the run ``name``."""
+    return str(run_dir(name) / "snapshots" / "net")
+
+
+def demo_models(root: pathlib.Path | None = None) -> list[pathlib.Path]:
+    """The model folders ``make demo`` trains, one per beam encoding."""
+    from fetal_biometry.patches import ENCODINGS
+
+    base = root or pathlib.Path()
+    return [base / run_dir(fetal_name(e)) for e in ENCODINGS]

@@ -1,0 +1,1 @@
+"""The command-line tools, importable as ``fetal_biometry.tools`` (console scripts in setup.py)."""
