@@ -111,12 +111,13 @@ def test_train_gpu_without_a_device_exits_1_and_writes_nothing(prefix, no_gpu, t
     assert "driver" in proc.stderr and not out.exists()
 
 
-def test_infer_gpu_without_a_device_exits_1(prefix, no_gpu, tmp_path):
-    proc = _run([sys.executable, "tools/infer.py", tmp_path / "none.caffemodel",
-                 "prototxt/fetal_channels/deploy.prototxt", tmp_path, "--out", tmp_path / "out",
+def test_infer_gpu_without_a_device_exits_1_and_writes_nothing(prefix, no_gpu, tmp_path):
+    out = tmp_path / "out"
+    proc = _run([sys.executable, "tools/infer.py", tmp_path / "model", tmp_path, "--out", out,
                  "--gpu", "0"], FETAL_CAFFE_PREFIX=str(prefix))
     assert proc.returncode == 1, _explain(proc)
     assert "infer: error: GPU 0 requested, but no CUDA device visible" in proc.stderr, proc.stderr
+    assert not out.exists()
 
 
 def test_cpu_only_caffe_refuses_gpu_clearly(tmp_path):
