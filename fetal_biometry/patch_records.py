@@ -48,14 +48,19 @@ class Scan:
 
 
 def dataset_scans(path: str | os.PathLike) -> Iterable[Scan]:
-    """The cases of a dataset (fetal_biometry.dataset format) as scans."""
+    """The cases of a dataset (fetal_biometry.dataset format) as scans.
+
+    RecordError for head planes: the classifier's classes are abdominal.
+    """
     from fetal_biometry import dataset
 
-    data = dataset.load(path)
-    for name in data.cases:
-        case = dataset.load_case(path, name)
-        yield Scan(name, case.image, case.labels, case.geometry, case.spacing_mm)
-
+    data = dataset.open(path)
+    if data.structures() != {"abdomen"}:
+        heads = [n for n, (_, _, bio) in data.records.items() if bio.structure != "abdomen"]
+        raise RecordError(f"{path}: {len(heads)} case(s) are head planes (e.g. {heads[0]}); the "
+                          f"patch classifier learns abdominal classes: use an abdomen dataset")
+    for case in data.iter_cases():
+        yield Scan(case.name, case.image, case.labels, case.geometry, case.spacing_mm)
 
 def at_spacing(scan: Scan, target_mm: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Image, label map and beam directions of ``scan`` resampled to ``target_mm`` per pixel.
