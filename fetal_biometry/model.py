@@ -5,6 +5,7 @@ LMDBs of :mod:`fetal_biometry.patch_records`) leaves its run folder usable as a 
 
     MODEL/model.json          what the model is (below)
     MODEL/deploy.prototxt     the deploy net: Input (1, channels, patch, patch) -> prob
+    MODEL/net.png             its diagram (caffe.draw)
     MODEL/snapshots/...       the weights model.json names: the last good snapshot
 
 ``model.json``::
@@ -39,8 +40,9 @@ import json
 import math
 import os
 import pathlib
+import sys
 
-from fetal_biometry import __version__, atomic, nets, patch_records, patches
+from fetal_biometry import __version__, atomic, figures, nets, patch_records, patches
 from fetal_biometry.labels import CLASSIFIER_CLASSES
 
 FORMAT, VERSION = "fetal-biometry-model", 1
@@ -101,8 +103,12 @@ def write(out: str | os.PathLike, manifest_path: pathlib.Path, weights: pathlib.
                          f"remake them with tools/make_lmdb.py (version {patch_records.VERSION} "
                          "records the target spacing)")
     encoding, patch, classes = manifest["encoding"], manifest["patch"], manifest["classes"]
-    nets.save(nets.patch_classifier_deploy(patches.channels(encoding), patch, len(classes)),
-              out / "deploy.prototxt")
+    deploy = nets.save(nets.patch_classifier_deploy(patches.channels(encoding), patch, len(classes)),
+                       out / "deploy.prototxt")
+    try:
+        figures.net_diagram(deploy, out / "net.png")
+    except RuntimeError as error:  # no graphviz or pydot: the model works without its picture
+        print(f"model: {out / 'net.png'} not drawn: {error}", file=sys.stderr)
     record = {
         "format": FORMAT, "version": VERSION, "encoding": encoding,
         "channels": patches.channels(encoding),
