@@ -84,7 +84,7 @@ from typing import Callable, Iterable
 import cv2
 import numpy as np
 
-from fetal_biometry import atomic, geometry as geom
+from fetal_biometry import atomic, geometry as geom, scans
 from fetal_biometry.ellipse import Ellipse, ellipse_perimeter
 from fetal_biometry.labels import CLASSES, COLOURS, OUTSIDE
 
@@ -134,56 +134,14 @@ class DatasetError(ValueError):
 
 # --------------------------------------------------------------------------- images
 
-def _to_uint8(array: np.ndarray, bits: int) -> np.ndarray:
-    if array.dtype == np.uint8:
-        return array
-    if not np.issubdtype(array.dtype, np.integer):
-        raise ValueError(f"pixel type {array.dtype} is not supported")
-    return np.rint(array.astype(np.float64) * (255 / (2 ** bits - 1))).clip(0, 255).astype(np.uint8)
-
-
-def _dicom_gray(path: pathlib.Path) -> np.ndarray:
-    import pydicom  # imported here: only DICOM datasets need it
-    from pydicom.pixels import apply_color_lut
-
-    ds = pydicom.dcmread(path)
-    frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
-    if frames != 1:
-        raise ValueError(f"DICOM has {frames} frames; export the one frame to measure")
-    kind = ds.PhotometricInterpretation
-    pixels = ds.pixel_array  # YBR is converted to RGB here
-    if kind == "PALETTE COLOR":
-        pixels = _to_uint8(apply_color_lut(pixels, ds), int(ds.RedPaletteColorLookupTableDescriptor[2]))
-    else:
-        pixels = _to_uint8(pixels, int(ds.BitsStored))
-    if pixels.ndim == 3:
-        return cv2.cvtColor(pixels[..., :3], cv2.COLOR_RGB2GRAY)
-    if kind == "MONOCHROME1":  # 0 is white
-        return 255 - pixels
-    return pixels
-
-
 def read_image(path: str | os.PathLike) -> np.ndarray:
-    """An image file as 8-bit gray (H, W): PNG (any depth, gray or colour) or DICOM (``.dcm``).
+    """An image file as 8-bit gray (H, W): PNG (any depth, gray or colour) or DICOM (one frame).
 
-    Colour is converted to gray with the ITU-R 601 luma weights; DICOM palette images go
-    through their lookup table first, MONOCHROME1 is inverted. ValueError if unreadable.
+    Read by :func:`fetal_biometry.scans.read_frame`, the one decoder of scan files: colour is
+    converted to gray with the ITU-R 601 luma weights, DICOM palette images go through their
+    lookup table first, MONOCHROME1 is inverted. ValueError if unreadable.
     """
-    path = pathlib.Path(path)
-    if path.suffix.lower() == ".dcm":
-        try:
-            return _dicom_gray(path)
-        except ValueError:
-            raise
-        except Exception as error:  # pydicom raises many types for broken files
-            raise ValueError(f"unreadable DICOM: {error}") from error
-    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if image is None:
-        raise ValueError("not a readable image")
-    image = _to_uint8(image, 8 * image.dtype.itemsize)
-    if image.ndim == 3:
-        return cv2.cvtColor(image[..., :3], cv2.COLOR_BGR2GRAY)
-    return image
+    return cv2.cvtColor(scans.read_frame(path), cv2.COLOR_RGB2GRAY)
 
 
 def _read_labels(path: pathlib.Path) -> np.ndarray:

@@ -31,7 +31,7 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
-from fetal_biometry import dataset, geometry as geom, nets, patches, resample
+from fetal_biometry import checks, dataset, geometry as geom, nets, patches, resample
 from fetal_biometry.caffe_env import caffe
 from fetal_biometry.labels import CLASSIFIER_CLASSES, COLOURS, OUTSIDE
 
@@ -68,6 +68,7 @@ class DenseClassifier:
                  scale: float = nets.INPUT_SCALE, angle_step: float = 10.0):
         self.encoding, self.angle_step = encoding, angle_step
         self.spacing_mm, self.scale = spacing_mm, scale
+        checks.check_weights(deploy, weights)  # Caffe would abort on weights of another net
         self.patch_net = caffe().Net(str(deploy), str(weights), caffe().TEST)
         self.channels, self.patch = self.patch_net.blobs["data"].data.shape[1:3]
         self.classes = self.patch_net.blobs["prob"].data.shape[1]
