@@ -124,7 +124,7 @@ def _stack(path: pathlib.Path, spacing: float | None) -> Sequence:
     size, delta = reader.GetSize(), reader.GetSpacing()
     components = reader.GetNumberOfComponents()
     if reader.GetPixelID() not in (sitk.sitkUInt8, sitk.sitkVectorUInt8) or components not in (1, 3):
-        raise SequenceError(f"{path}: pixels are {reader.GetPixelIDTypeAsString()} with {components} "
+        raise SequenceError(f"{path}: pixels are {sitk.GetPixelIDValueAsString(reader.GetPixelID())} with {components} "
                             "component(s); expected 8-bit gray or RGB frames")
     if len(size) not in (2, 3):
         raise SequenceError(f"{path}: {len(size)}-D image; expected frames stacked along the third axis")
@@ -303,8 +303,9 @@ class SequenceClassifier:
     def _maps(self, grid: np.ndarray, window: _Pass) -> np.ndarray:
         """Grid probabilities of a window, interpolated onto the small frame (zero elsewhere)."""
         (r0, r1), (c0, c1) = window.rows, window.cols
-        y0, y1 = STRIDE * r0, min(self.small[0], STRIDE * (r1 - 1) + 1)
-        x0, x1 = STRIDE * c0, min(self.small[1], STRIDE * (c1 - 1) + 1)
+        # Beyond the last grid point of the frame the maps hold their edge values ("nearest").
+        y0, y1 = STRIDE * r0, self.small[0] if r1 == self.grid[0] else STRIDE * (r1 - 1) + 1
+        x0, x1 = STRIDE * c0, self.small[1] if c1 == self.grid[1] else STRIDE * (c1 - 1) + 1
         ys, xs = np.mgrid[y0:y1, x0:x1] / STRIDE
         ys, xs = ys - r0, xs - c0
         maps = np.zeros((grid.shape[0], *self.small), np.float32)
@@ -621,8 +622,10 @@ def mark_measured(rgb: np.ndarray, candidate: Candidate, chosen: bool) -> np.nda
     return rgb
 
 
-def score_plot(record: dict, out: str | os.PathLike, title: str = "") -> None:
-    """The landmark score over the frames, the measured frames' plane scores, the chosen frame."""
+def score_plot(record: dict, title: str = "") -> bytes:
+    """PNG of the landmark score over the frames, the measured frames' plane scores, the chosen frame."""
+    import io
+
     import matplotlib
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
@@ -643,8 +646,10 @@ def score_plot(record: dict, out: str | os.PathLike, title: str = "") -> None:
     ax.set(xlabel="frame", ylabel="score", ylim=(0, 1.05), title=title or "plane scores")
     ax.legend(fontsize=7, loc="upper right", ncol=2)
     fig.tight_layout()
-    fig.savefig(out)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
     plt.close(fig)
+    return buffer.getvalue()
 
 
 class VideoWriter:
