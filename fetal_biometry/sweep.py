@@ -709,3 +709,60 @@ def annotate_video(draft: str | os.PathLike, out: str | os.PathLike, result: Swe
         pathlib.Path(draft).unlink(missing_ok=True)
     if writer is not None:
         writer.close()
+
+
+# --------------------------------------------------------------------------- evaluation
+
+def _frame(path: pathlib.Path, index: int) -> np.ndarray:
+    """Frame ``index`` of a stack, streamed up to it."""
+    for k, frame in enumerate(open_sequence(path).frames()):
+        if k == index:
+            return frame
+    raise SequenceError(f"{path}: no frame {index}")
+
+
+def evaluate_sweep(classifier: DenseClassifier, folder: pathlib.Path, batch: int = BATCH,
+                   candidates: int = CANDIDATES) -> dict:
+    """Analyse one simulated sweep (the layout of :mod:`fetal_biometry.sweep_simulator`) and
+    score the choice with the benchmark's metrics."""
+    from fetal_biometry import sweep_simulator
+
+    truth = sweep_simulator.read_truth(folder)
+    sequence = open_sequence(folder / "frames.mha")
+    probe = geom.from_dict(truth["probe"])
+    frames = SequenceClassifier(classifier, probe, sequence.shape, sequence.spacing_mm, batch)
+    result = analyse(frames, sequence.frames(), sequence.spacing_mm, sequence.count,
+                     candidates=candidates)
+    chosen = result.record["best_frame"]
+    annotated = (_frame(folder / "masks.mha", chosen) > 0 if chosen >= 0
+                 else np.zeros(sequence.shape, bool))
+    metrics = sweep_metrics(result.record, predicted_mask(result, sequence.shape), truth, annotated)
+    return {"sweep": folder.name, **metrics, "plane_acceptable": result.record["plane_acceptable"],
+            "reasons": result.record["reasons"],
+            "optimal_frames": [k for k, f in enumerate(truth["frames"]) if f["plane"] == "optimal"]}
+
+
+def evaluate(model, root: str | os.PathLike, out: str | os.PathLike | None = None,
+             progress: Callable = lambda items, desc: items) -> dict:
+    """Every sweep of ``root`` analysed with ``model`` (a loaded model folder); the summary,
+    with the per-sweep results under ``"sweeps"`` (also OUT/NAME_sweeps.json when ``out``)."""
+    from fetal_biometry import atomic, sweep_simulator
+
+    classifier = DenseClassifier.from_model(model)
+    results = [evaluate_sweep(classifier, folder)
+               for folder in progress(sweep_simulator.open_sweeps(root), f"sweeps ({model.name})")]
+    summary = {**summarize(results), "sweeps_detail": results}
+    if out is not None:
+        atomic.write_text(pathlib.Path(out) / f"{model.name}_sweeps.json", json.dumps(summary, indent=1) + "\n")
+    return summary
+
+
+def write_report(summaries: dict[str, dict], out: str | os.PathLike) -> str:
+    """OUT/sweep_table.md and OUT/sweep_summary.json; returns the table."""
+    from fetal_biometry import atomic
+
+    text = table(summaries)
+    atomic.write_text(pathlib.Path(out) / "sweep_table.md", text + "\n")
+    brief = {name: {k: v for k, v in s.items() if k != "sweeps_detail"} for name, s in summaries.items()}
+    atomic.write_text(pathlib.Path(out) / "sweep_summary.json", json.dumps(brief, indent=1) + "\n")
+    return text
