@@ -182,3 +182,17 @@ def test_the_tool_refuses_a_video_without_spacing_and_leaves_no_folder(fetal_mod
     result = _sweep_tool(fetal_model, tmp_path / "loop.mp4", "--out", tmp_path / "out")
     assert result.returncode == 1 and "loop.mp4" in result.stderr and "--spacing" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_the_tool_measures_a_multiframe_dicom_with_an_estimated_fan(fetal_model, tmp_path, small_sweep):
+    import dicom_files
+
+    path = dicom_files.write(tmp_path / "loop.dcm", small_sweep.frames, frames=10,
+                             regions=[dicom_files.region((0, 0, 95, 95), (0.05, 0.05))])
+    result = _sweep_tool(fetal_model, path, "--out", tmp_path / "out", "--candidates", "2", "--no-video")
+    assert result.returncode == 0, result.stderr
+    record = json.loads((tmp_path / "out" / "loop.json").read_text())
+    assert record["kind"] == "dicom" and record["spacing_source"] == "ultrasound region"
+    assert record["geometry_source"].startswith("estimated from the first frame")
+    assert len(record["frames"]) == 10 and (tmp_path / "out" / "loop_best.png").is_file()
+    assert not (tmp_path / "out" / "loop_overlay.mp4").exists()
