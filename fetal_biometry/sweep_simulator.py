@@ -74,6 +74,7 @@ SWEEP_RANGE = (-1.0, 0.9)  # levels covered, in units of R
 DIAPHRAGM, PELVIS = 0.4, -0.8  # abdominal levels lie between (units of R)
 VEIN_HALF_MM = 3.0  # half the height of the portal-sinus segment, times the size scale s
 FRAMES = 48
+HOLD = 0.92  # how much of the last frame's tilt, shift and turn the next one keeps
 
 
 @dataclasses.dataclass(frozen=True)
@@ -241,9 +242,11 @@ def simulate_sweep(seed: int, index: int, frames: int = FRAMES, shape: tuple[int
     images, labels, masks, truth = [], [], [], []
     for k in range(frames):
         z = start + k * step + rng.normal(0, 0.15 * step)  # an uneven hand
-        tilt = float(np.clip(tilt + rng.normal(0, 2.5), -MAX_TILT_DEG, MAX_TILT_DEG))
-        shift = np.clip(shift + rng.normal(0, 0.6, 2), -6, 6)  # mm
-        turn = float(np.clip(turn + rng.normal(0, 1.0), -8, 8))
+        # The hand wanders and comes back (mean-reverting walks): tilt about 6 deg, shifts
+        # about 2 mm and turns about 2.5 deg (standard deviations).
+        tilt = float(np.clip(HOLD * tilt + rng.normal(0, 2.4), -MAX_TILT_DEG, MAX_TILT_DEG))
+        shift = HOLD * shift + rng.normal(0, 0.8, 2)  # mm
+        turn = HOLD * turn + rng.normal(0, 1.0)
         organs, in_plane = organs_at(anatomy, z)
         f, stretch = _body_scale(z / R), 1 / math.cos(math.radians(tilt))
         scene = dataclasses.replace(
