@@ -382,10 +382,23 @@ def _component_confidence(labels: np.ndarray, probs: np.ndarray, cls: int,
     return float(probs[cls][region].mean()), region
 
 
+def enclosed_bodies(labels: np.ndarray) -> np.ndarray:
+    """Body regions (background, stomach, vein) touching neither the fan's edge nor the image's,
+    holes filled: candidates for the fetus. Maternal tissue reaches the fan's edge."""
+    body = np.isin(labels, biometry.BODY_CLASSES)
+    regions, _ = ndimage.label(body)
+    edge = ndimage.binary_dilation(labels == OUTSIDE)
+    edge[[0, -1], :] = edge[:, [0, -1]] = True
+    touching = np.unique(regions[edge & body])
+    return ndimage.binary_fill_holes(body & ~np.isin(regions, touching))
+
+
 def landmark_score(labels: np.ndarray, probs: np.ndarray, spacing_mm: float) -> dict:
-    """The cheap per-frame score: stomach and vein confidence and their mean (0..1)."""
-    stomach, _ = _component_confidence(labels, probs, STOMACH, biometry.MIN_STOMACH_MM2 / spacing_mm ** 2)
-    vein, _ = _component_confidence(labels, probs, VEIN, biometry.MIN_VEIN_MM2 / spacing_mm ** 2)
+    """The cheap per-frame score: the confidence of the stomach bubble and the umbilical vein
+    inside an enclosed body (:func:`enclosed_bodies`), and their mean (0..1)."""
+    inside = np.where(enclosed_bodies(labels), labels, OUTSIDE)
+    stomach, _ = _component_confidence(inside, probs, STOMACH, biometry.MIN_STOMACH_MM2 / spacing_mm ** 2)
+    vein, _ = _component_confidence(inside, probs, VEIN, biometry.MIN_VEIN_MM2 / spacing_mm ** 2)
     return {"stomach": round(stomach, 4), "vein": round(vein, 4), "score": round((stomach + vein) / 2, 4)}
 
 
@@ -662,6 +675,9 @@ class VideoWriter:
                                     dir=self.path.parent)
         os.close(fd)
         self.tmp = pathlib.Path(name)
+        umask = os.umask(0)
+        os.umask(umask)
+        self.tmp.chmod(0o666 & ~umask)  # mkstemp makes 0600 files; give a plain open()'s mode
         self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, shape[::-1])
         if not self.writer.isOpened():
             self.tmp.unlink(missing_ok=True)

@@ -133,7 +133,7 @@ def run(args) -> dict:
         bar.close()
     seconds = time.perf_counter() - start
     frames = len(result.record["frames"])
-    record = {"sequence": str(sequence.path), "kind": sequence.kind, "frames": frames,
+    record = {"sequence": str(sequence.path), "kind": sequence.kind, "frame_count": frames,
               "shape": list(sequence.shape), "spacing_mm": sequence.spacing_mm,
               "spacing_source": sequence.spacing_source, "geometry_source": geometry_source,
               "geometry": geom.to_dict(probe), "model": str(model.root), "encoding": model.encoding,
@@ -167,7 +167,7 @@ def main(argv=None) -> int:
     else:
         verdict = ("plane acceptable" if record["plane_acceptable"]
                    else f"plane not accepted: {'; '.join(record['reasons'])}")
-        print(f"{record['sequence']}: frame {record['best_frame']} of {record['frames']}, "
+        print(f"{record['sequence']}: frame {record['best_frame']} of {record['frame_count']}, "
               f"AC {record['ac_mm']:.1f} mm, {verdict} "
               f"({record['timing']['frames_per_second']:.1f} frames/s)")
     return 0
