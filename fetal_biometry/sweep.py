@@ -368,18 +368,14 @@ class SequenceClassifier:
 
 # --------------------------------------------------------------------------- scoring
 
-def _component_confidence(labels: np.ndarray, probs: np.ndarray, cls: int,
-                          min_px: float) -> tuple[float, np.ndarray | None]:
-    """Mean probability of the largest component of ``cls`` of at least ``min_px`` pixels."""
+def _component_confidence(labels: np.ndarray, probs: np.ndarray, cls: int, min_px: float) -> float:
+    """Mean probability of the largest component of ``cls`` of at least ``min_px`` pixels (0: none)."""
     components, count = ndimage.label(labels == cls)
     if count == 0:
-        return 0.0, None
+        return 0.0
     sizes = np.bincount(components.ravel())[1:]
     best = int(np.argmax(sizes))
-    if sizes[best] < min_px:
-        return 0.0, None
-    region = components == best + 1
-    return float(probs[cls][region].mean()), region
+    return float(probs[cls][components == best + 1].mean()) if sizes[best] >= min_px else 0.0
 
 
 def enclosed_bodies(labels: np.ndarray) -> np.ndarray:
@@ -397,8 +393,8 @@ def landmark_score(labels: np.ndarray, probs: np.ndarray, spacing_mm: float) -> 
     """The cheap per-frame score: the confidence of the stomach bubble and the umbilical vein
     inside an enclosed body (:func:`enclosed_bodies`), and their mean (0..1)."""
     inside = np.where(enclosed_bodies(labels), labels, OUTSIDE)
-    stomach, _ = _component_confidence(inside, probs, STOMACH, biometry.MIN_STOMACH_MM2 / spacing_mm ** 2)
-    vein, _ = _component_confidence(inside, probs, VEIN, biometry.MIN_VEIN_MM2 / spacing_mm ** 2)
+    stomach = _component_confidence(inside, probs, STOMACH, biometry.MIN_STOMACH_MM2 / spacing_mm ** 2)
+    vein = _component_confidence(inside, probs, VEIN, biometry.MIN_VEIN_MM2 / spacing_mm ** 2)
     return {"stomach": round(stomach, 4), "vein": round(vein, 4), "score": round((stomach + vein) / 2, 4)}
 
 
