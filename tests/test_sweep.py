@@ -196,3 +196,16 @@ def test_the_tool_measures_a_multiframe_dicom_with_an_estimated_fan(fetal_model,
     assert record["geometry_source"].startswith("estimated from the first frame")
     assert len(record["frames"]) == 10 and (tmp_path / "out" / "loop_best.png").is_file()
     assert not (tmp_path / "out" / "loop_overlay.mp4").exists()
+
+
+def test_evaluate_reports_the_benchmark_metrics_on_a_sweeps_folder(fetal_model, sweeps_dir, tmp_path):
+    result = subprocess.run([sys.executable, "tools/evaluate.py", str(sweeps_dir), "--model", str(fetal_model),
+                             "--out", str(tmp_path / "eval")], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "| WFSS | NAE | Dice | score |" in result.stdout
+    summary = json.loads((tmp_path / "eval" / "sweep_summary.json").read_text())
+    (name, values), = summary.items()
+    assert values["sweeps"] == 1 and 0 <= values["score"] <= 1
+    detail = json.loads((tmp_path / "eval" / f"{name}_sweeps.json").read_text())["sweeps_detail"][0]
+    assert detail["sweep"] == "sweep00001"
+    assert values["score"] == pytest.approx(sweep.combined(detail["nae"], detail["dice"], detail["wfss"]))
