@@ -110,3 +110,7 @@ def test_simulate_writes_sweeps(tmp_path):
     assert result.returncode == 0, result.stderr
     assert ss.open_sweeps(out) == [out / "sweep00000"]
     assert len(ss.read_truth(out / "sweep00000")["frames"]) == 4
+    for bad in (["--sweeps", "0"], ["--sweeps", "1", "--frames", "1"], ["--sweeps", "1", "--cases", "1"]):
+        run = subprocess.run([sys.executable, "tools/simulate.py", *bad, "--out", str(tmp_path / "x")],
+                             cwd=ROOT, capture_output=True, text=True)
+        assert run.returncode == 2, bad

@@ -66,7 +66,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    if (args.cases or args.sweeps) < 1 or args.seed < 0 or min(args.size) < 64 or args.sheet_cases < 1:
+    count = args.cases if args.cases is not None else args.sweeps
+    if count < 1 or args.seed < 0 or min(args.size) < 64 or args.sheet_cases < 1:
         parser.error("--cases, --sweeps and --sheet-cases must be >= 1, --seed >= 0 and --size >= 64 64")
     if args.frames < 2:
         parser.error("--frames must be >= 2")
