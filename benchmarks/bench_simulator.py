@@ -55,8 +55,8 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         out = pathlib.Path(tmp, "data")
         dataset.write_dataset(out, simulator.simulate(args.cases, args.seed, shape, args.probe))
-        names = dataset.load(out).cases
-        load = _rate(args.cases, lambda i: dataset.load_case(out, names[i]))
+        data = dataset.open(out)
+        load = _rate(args.cases, lambda i: data.read(data.cases[i]))
     print(f"{args.cases} {args.probe} cases of {shape[1]}x{shape[0]} px, one core:")
     print(f"  simulate  {full:7.1f} scans/s  ({1000 / full:6.1f} ms per scan)")
     print(f"  labels    {labels:7.1f} scans/s  (physics takes {1 - full / labels:.0%} of a scan)")

@@ -354,6 +354,31 @@ def _train_net(solver_param) -> str:
     return train
 
 
+def read_solverstate(path: str | os.PathLike):
+    """Parse a ``.solverstate``; returns the ``SolverState`` (``learned_net`` as recorded).
+
+    Refuses, naming the file: a missing, empty, text, HDF5 or unparsable file, a ``.caffemodel``
+    (saying which state belongs to it), a state naming no weights, and history blobs whose
+    values do not fill their shape.
+    """
+    path = _existing_file(path, "a solver state (.solverstate)")
+    data = _read_binary(path, "a solver state (.solverstate)")
+    state = _parse_binary(data, proto().SolverState)
+    if state is None or not state.learned_net:
+        if _is_weights(data):
+            sibling = path.with_suffix(".solverstate")
+            raise CheckError(f"{path}: Caffe weights (.caffemodel), not a solver state; resuming "
+                             "needs the .solverstate saved with them"
+                             + (f": {sibling}" if sibling.is_file() else ""))
+        raise CheckError(f"{path}: not a Caffe solver state (it does not parse, or names no "
+                         "weights file)")
+    problems = [f"history blob {j}: {problem}" for j, blob in enumerate(state.history)
+                if (problem := _blob_values_problem(blob))]
+    if problems:
+        raise CheckError(f"{path}: incomplete solver state (truncated?): " + "; ".join(problems[:5]))
+    return state
+
+
 def check_solverstate(state_path: str | os.PathLike, solver_param):
     """Check a ``.solverstate`` to resume ``solver_param`` from; returns it, weights resolved.
 
@@ -366,17 +391,8 @@ def check_solverstate(state_path: str | os.PathLike, solver_param):
     if isinstance(solver_param, (str, os.PathLike)):
         solver_param = text_format.Parse(pathlib.Path(solver_param).read_text(),
                                          proto().SolverParameter())
-    path = _existing_file(state_path, "a solver state (.solverstate)")
-    data = _read_binary(path, "a solver state (.solverstate)")
-    state = _parse_binary(data, proto().SolverState)
-    if state is None or not state.learned_net:
-        if _is_weights(data):
-            sibling = path.with_suffix(".solverstate")
-            raise CheckError(f"{path}: Caffe weights (.caffemodel), not a solver state; resuming "
-                             "needs the .solverstate saved with them"
-                             + (f": {sibling}" if sibling.is_file() else ""))
-        raise CheckError(f"{path}: not a Caffe solver state (it does not parse, or names no "
-                         "weights file)")
+    path = pathlib.Path(state_path)
+    state = read_solverstate(path)
     weights = _resolve_learned_net(path, state)
     match = re.search(r"_iter_(\d+)\.caffemodel$", weights.name)
     if match and int(match.group(1)) != state.iter:
@@ -401,11 +417,16 @@ def _resolve_learned_net(path: pathlib.Path, state) -> pathlib.Path:
                      f"({beside}) nor at the recorded path {recorded}")
 
 
+def history_per_parameter(solver_param) -> int:
+    """History blobs a solver keeps per learnable parameter blob: two for Adam and AdaDelta."""
+    return 2 if _solver_type(solver_param) in _TWO_HISTORIES else 1
+
+
 def _check_history(path: pathlib.Path, state, solver_param, layers: dict[str, LayerBlobs]) -> None:
     learnable = [shape for layer in layers.values()
                  for shape, owned in zip(layer.shapes, layer.owned) if owned]
     kind = _solver_type(solver_param)
-    expected = learnable * (2 if kind in _TWO_HISTORIES else 1)
+    expected = learnable * history_per_parameter(solver_param)
     if len(state.history) != len(expected):
         raise CheckError(f"{path}: the state holds {len(state.history)} history blob(s); a {kind} "
                          f"solver of this net keeps {len(expected)} (saved by another solver type "

@@ -43,7 +43,7 @@ def _trained(solver: str, out: pathlib.Path, retrain: bool, **kwargs) -> pathlib
     max_iter = kwargs.get("max_iter") or training.read_prototxt(solver, proto().SolverParameter).max_iter
     state = training.latest_snapshot(out)
     if retrain or state is None or not state.stem.endswith(f"_iter_{max_iter}"):
-        state = training.train(solver, out, **kwargs).snapshot
+        state = training.train(solver, out, overwrite=True, **kwargs).snapshot
     else:
         print(f"reusing {state.with_suffix('.caffemodel')} (retrain to train again)")
     return state.with_suffix(".caffemodel")

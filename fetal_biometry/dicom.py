@@ -176,7 +176,8 @@ def read_header(path: str | os.PathLike) -> Header:
                 raise DicomError("unreadable DICOM: no transfer syntax in its file meta information")
             rows, columns = int(ds.Rows), int(ds.Columns)
             frames = int(ds.get("NumberOfFrames") or 1)
-            regions = tuple(_region(i, item) for i, item in enumerate(ds.get("SequenceOfUltrasoundRegions") or ()))
+            items = ds.get("SequenceOfUltrasoundRegions") or ()
+            regions = tuple(_region(i, item) for i, item in enumerate(items))
             header = Header(rows, columns, frames, str(ds.PhotometricInterpretation).strip(),
                             int(ds.BitsStored), pydicom.uid.UID(syntax).name, regions,
                             _pair(ds.get("PixelSpacing"), "yx"), _pair(ds.get("ImagerPixelSpacing"), "yx"),

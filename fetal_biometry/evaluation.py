@@ -46,15 +46,18 @@ def evaluate(model: model_folder.Model, data: str | os.PathLike, out: str | os.P
     results are written to ``OUT/<model.name>.json``. ``at_model_spacing=False`` classifies
     on each scan's own pixels instead (what the nets did before target spacings; a baseline).
     """
-    data = pathlib.Path(data)
-    names = dataset.load(data).cases
+    opened = dataset.open(data)
+    if opened.structures() != {"abdomen"}:
+        raise dataset.DatasetError(f"{data}: holds head planes; the evaluation measures the AC "
+                                   f"of abdominal planes")
     classifier = inference.DenseClassifier.from_model(model)
     if not at_model_spacing:
         classifier.spacing_mm = None
     results = []
-    iterator = progress(names, desc=model.name) if progress else names
-    for index, name in enumerate(iterator):
-        case = dataset.load_case(data, name)
+    cases = opened.iter_cases()
+    iterator = progress(cases, desc=model.name) if progress else cases
+    for index, case in enumerate(iterator):
+        name = case.name
         probs, predicted = classifier.classify_scan(case.image, case.geometry, case.spacing_mm)
         result, measured = case_result(case, probs, predicted)
         results.append(result)

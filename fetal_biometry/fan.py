@@ -6,18 +6,27 @@ bounded by two straight side edges (beams) and, for a convex probe, two arcs aro
 
 :func:`detect_fan` finds the region: pixels brighter than the background (coloured overlay
 pixels count as background), closed over speckle gaps, opened to drop thin clutter (text,
-calipers, scales), components kept only where they are large, thick and textured (a colour bar
-is smooth), and filled to their convex hull, which bridges the dark fluid inside the fan.
+calipers, scales), components kept only where they are large, thick, textured (a colour bar
+is smooth) and filled with echoes (text panels and a probe's reverberations in air are
+strokes on black), and filled to their convex hull, which bridges the dark fluid inside the fan.
 :func:`estimate_geometry` takes the hull edges along which the echoes end over a long stretch
 as candidate side edges, refits them to those rim pixels, meets each left and right pair at the
 apex (convex) or finds it parallel (linear), reads the start and end depths as medians over the
 beams of where the echoes begin and the hull ends, and keeps the pair whose fan outline the
 echoes follow best. The fan may run out of the image; what the image cuts is taken as far as
-it is visible. Gray or white annotations closer to the fan than about 2 % of the image size
+it is visible, and the geometry's ``clip`` rectangle records that the image (or the searched
+region) cuts it. Gray or white annotations closer to the fan than about 2 % of the image size
 merge with it and can bend an edge; coloured ones cannot.
+
+On a whole screen, pass the DICOM's ultrasound region (``region``): the search stays inside it,
+and a fan cut by the region's border is recognised as cut (outside the region, a vertical cut
+looks like a linear probe's edge). Below :data:`MIN_CONFIDENCE` the answer is
+:class:`FanNotFound`, never a made-up geometry. Images larger than :data:`MAX_SIDE` are
+estimated on a subsampled copy, so the cost is bounded whatever the size.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import cv2
@@ -30,6 +39,9 @@ PARALLEL_DEG = 1.5  # side edges closer than this in angle are parallel: a linea
 MAX_EDGE_DEG = 80.0  # side edges are beams: never near horizontal ...
 MAX_INWARD_DEG = 30.0  # ... nor leaning far towards the fan (bottom-arc tangents do)
 MAX_CHROMA = 40  # channel spread above which an RGB pixel is a coloured overlay
+MIN_FILL = 0.5  # share of echo pixels a region needs: speckle fills it, text strokes do not
+MIN_CONFIDENCE = 0.4  # below: "no fan found"; chosen on simulated validation scans (README)
+MAX_SIDE = 1024  # larger images are estimated on a copy downscaled to this side, mapped back
 _CANDIDATES = 8  # best supported lines tried per side
 _INLIER_PX = 1.5
 _BINS = 32  # lateral bins over which the depths of the arcs (or faces) are medians
@@ -76,17 +88,26 @@ def _echo_region(gray: np.ndarray, threshold: int, min_texture: float) -> np.nda
     # the closing's radius; the fan's parts do. Smooth regions (colour bars) are no speckle.
     inscribed = ndimage.maximum(cv2.distanceTransform(core, cv2.DIST_L2, 3), labels, index)
     texture = ndimage.median(np.pad(_local_std(gray), pad), labels, index)
-    keep = np.r_[False, (area >= 0.002 * gray.size) & (inscribed >= 2 * radius) & (texture >= min_texture)]
+    large = np.r_[False, (area >= 0.002 * gray.size) & (inscribed >= 2 * radius)
+                  & (texture >= min_texture)]
+    # A text panel or the reverberation lines of a probe in air close into blocks as large
+    # and contrasted as speckle, but their strokes cover a third of them at most. Dim deep
+    # echoes may be as sparse: they count where they join a filled part (within a disk).
+    filled = large & np.r_[False, ndimage.mean(bright, labels, index) >= MIN_FILL]
+    _, joined = cv2.connectedComponents(cv2.dilate(closed, disk), connectivity=8)
+    keep = large & np.isin(ndimage.maximum(joined, labels, np.arange(count)),
+                           joined[filled[labels]])
     # Opening rounds the fan's corners; grow the kept core back over the closed pixels.
     near = cv2.dilate(keep[labels].astype(np.uint8), disk)
     return (closed & near).astype(bool)[pad:-pad, pad:-pad]
 
 
 def _hull_mask(mask: np.ndarray) -> np.ndarray:
-    points = cv2.findNonZero(mask.astype(np.uint8))
+    # The hull of the outer contours is the hull of all pixels, from far fewer points.
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     hull = np.zeros(mask.shape, np.uint8)
-    if points is not None:
-        cv2.fillConvexPoly(hull, cv2.convexHull(points), 1)
+    if contours:
+        cv2.fillConvexPoly(hull, cv2.convexHull(np.concatenate(contours)), 1)
     return hull.astype(bool)
 
 
@@ -120,7 +141,8 @@ def _detect(gray: np.ndarray, threshold: int, min_texture: float) -> tuple[np.nd
     """The echo region and its convex hull (see :func:`detect_fan`)."""
     echoes = _echo_region(gray, threshold, min_texture)
     if not echoes.any():
-        raise FanNotFound("no textured region: the image is blank, uniform or has no speckle")
+        raise FanNotFound("no textured region: the image is blank, uniform, has no speckle "
+                          "or only text")
     hull = _hull_mask(echoes)
     outside = gray[~hull]
     if outside.size < 0.01 * gray.size or np.mean(outside <= threshold) < 0.8:
@@ -232,7 +254,12 @@ def _arc_depth(probe: geom.Geometry, rim: np.ndarray, cut: np.ndarray, nearest: 
     if not central.any():
         return None
     depth, lateral, cut = depth[central], lateral[central], cut[central]
-    bins = ((lateral - lo - margin) / (hi - lo - 2 * margin) * _BINS).astype(int)
+    count = _BINS
+    if nearest and isinstance(probe, geom.ConvexProbe):
+        # Bins at least 2 px wide where the echoes begin: a sector's tip is a few px across.
+        arc = math.radians(hi - lo - 2 * margin) * float(depth.min())
+        count = int(np.clip(arc / 2, 3, _BINS))
+    bins = ((lateral - lo - margin) / (hi - lo - 2 * margin) * count).astype(int)
     order = np.lexsort((depth if nearest else -depth, bins))
     extreme = order[np.r_[True, np.diff(bins[order]) != 0]]
     seen = extreme[~cut[extreme]]
@@ -315,16 +342,23 @@ def _rim(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.stack([xs, ys], axis=1).astype(float), cut
 
 
-def estimate_geometry(image: np.ndarray, threshold: int = 8,
-                      min_texture: float = 6.0) -> tuple[geom.Geometry, float]:
+def estimate_geometry(image: np.ndarray, threshold: int = 8, min_texture: float = 6.0,
+                      region: tuple[int, int, int, int] | None = None,
+                      min_confidence: float = MIN_CONFIDENCE) -> tuple[geom.Geometry, float]:
     """Estimate the probe geometry of a scan from the image alone.
 
     Parameters
     ----------
     image : ndarray, shape (H, W) or (H, W, 3), uint8
-        The scan as displayed; text, calipers and colour bars may be drawn on it.
+        The scan as displayed; text, calipers, colour bars and colour Doppler boxes may be
+        drawn on it. Give RGB where there is colour: coloured pixels are then ignored.
     threshold, min_texture
         See :func:`detect_fan`.
+    region : (x0, y0, x1, y1), optional
+        Search only there (x1, y1 exclusive), e.g. a DICOM ultrasound region of a screen; the
+        geometry is still in the image's coordinates.
+    min_confidence : float
+        Below this confidence no fan is found (:data:`MIN_CONFIDENCE`).
 
     Returns
     -------
@@ -332,6 +366,8 @@ def estimate_geometry(image: np.ndarray, threshold: int = 8,
         Side edges parallel within :data:`PARALLEL_DEG` give a linear probe (face at the top
         of the strip, ``start_depth`` 0), otherwise a convex one (the apex may lie outside
         the image). Depths and positions in pixels, angles in degrees from straight down.
+        Where the fan runs out of the searched image (or region), e.g. a zoomed image, its
+        ``clip`` is that rectangle; otherwise ``clip`` is None.
     confidence : float
         In [0, 1]: IoU of the estimated fan's convex hull with the detected hull, times the
         share of the estimated outline inside the image along which the echoes end (within
@@ -341,9 +377,58 @@ def estimate_geometry(image: np.ndarray, threshold: int = 8,
     Raises
     ------
     FanNotFound
-        No fan in the image (see :func:`detect_fan`), or no pair of straight side edges.
+        No fan in the image (see :func:`detect_fan`), no pair of straight side edges, or a
+        best fan below ``min_confidence``; the message says which.
+
+    Notes
+    -----
+    Images whose longer side exceeds :data:`MAX_SIDE` are estimated on a copy subsampled to
+    that side (nearest pixels keep the speckle's contrast) and the geometry is scaled back,
+    which bounds the cost: positions are then good to about the subsampling factor.
     """
-    gray = _gray(image)
+    image = np.asarray(image)
+    x0, y0 = 0, 0
+    if region is not None:
+        x0, y0, x1, y1 = (int(v) for v in region)
+        image = image[max(y0, 0):y1, max(x0, 0):x1]
+        x0, y0 = max(x0, 0), max(y0, 0)
+        if min(image.shape[:2]) < 2:
+            raise FanNotFound(f"the region {list(region)} holds no image")
+    height, width = image.shape[:2]
+    factor = max(height, width) / MAX_SIDE
+    if factor > 1:  # subsampled before anything else: every step then costs as at MAX_SIDE
+        image = cv2.resize(image, (max(2, round(width / factor)), max(2, round(height / factor))),
+                           interpolation=cv2.INTER_NEAREST)
+    small = _gray(image)
+    probe, confidence = _estimate(small, threshold, min_texture)
+    if confidence < min_confidence:
+        raise FanNotFound(f"the best fan outline found has confidence {confidence:.2f}, below "
+                          f"{min_confidence}: the image shows no clear fan")
+    scale = width / small.shape[1], height / small.shape[0]
+    probe = _mapped(probe, scale, (x0, y0))
+    x, y = _outline(probe)
+    if (x.min() < x0 - 0.5 or y.min() < y0 - 0.5 or x.max() > x0 + width - 0.5
+            or y.max() > y0 + height - 0.5):  # the fan runs out of what was searched
+        probe = dataclasses.replace(probe, clip=(float(x0), float(y0), float(x0 + width - 1),
+                                                 float(y0 + height - 1)))
+    return probe, confidence
+
+
+def _mapped(probe: geom.Geometry, scale: tuple[float, float], offset: tuple[int, int]) -> geom.Geometry:
+    """``probe`` of a (subsampled) crop in the coordinates of the whole image."""
+    (fx, fy), (dx, dy) = scale, offset
+    if (fx, fy, dx, dy) == (1, 1, 0, 0):
+        return probe
+    f = (fx + fy) / 2
+    point = probe.apex if isinstance(probe, geom.ConvexProbe) else probe.origin
+    moved = (point[0] * fx + dx, point[1] * fy + dy)
+    if isinstance(probe, geom.ConvexProbe):
+        return geom.ConvexProbe(moved, probe.start_depth * f, probe.end_depth * f, probe.angles)
+    return geom.LinearProbe(moved, probe.width * fx, probe.start_depth * f, probe.end_depth * f, probe.angle)
+
+
+def _estimate(gray: np.ndarray, threshold: int, min_texture: float) -> tuple[geom.Geometry, float]:
+    """The best fan of an 8-bit gray image and its confidence (:func:`estimate_geometry`)."""
     echoes, hull = _detect(gray, threshold, min_texture)
     echo_rim, hull_rim = _rim(echoes), _rim(hull)
     edge_rim = echo_rim[0][~echo_rim[1]]  # the image border is no fan edge

@@ -16,11 +16,18 @@ Depths are in pixels. A geometry is plain, hashable data; :func:`to_dict` and
     {"type": "linear", "origin": [x, y], "width": w, "start_depth": d0, "end_depth": d1,
      "angle": steer}
 
+either with an optional ``"clip": [x0, y0, x1, y1]`` (absent when None, so older records read
+unchanged).
+
 Convex (curvilinear, sector) probes send beams along rays from a virtual apex, which may lie
 above the image (``y < 0``); the imaged fan is the annulus sector ``start_depth <= r <=
 end_depth`` between the two edge angles. Linear probes send parallel beams from a horizontal
 face of ``width`` pixels starting at ``origin`` (its left end), all steered by ``angle``; the
 imaged strip is a rectangle (``angle == 0``) or a parallelogram.
+
+A fan may be cut by the display: a zoomed image shows only part of it, inside the screen's
+region. ``clip`` (x0, y0, x1, y1), pixel centres, both ends included, is then the rectangle
+where the fan meets that border: pixels outside it are not imaged, whatever the beams say.
 """
 from __future__ import annotations
 
@@ -41,6 +48,7 @@ class ConvexProbe:
     start_depth: float
     end_depth: float
     angles: tuple[float, float]
+    clip: tuple[float, float, float, float] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,6 +60,7 @@ class LinearProbe:
     start_depth: float
     end_depth: float
     angle: float = 0.0
+    clip: tuple[float, float, float, float] | None = None
 
 
 Geometry = Union[ConvexProbe, LinearProbe]
@@ -94,15 +103,36 @@ def _pixel_grid(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-def _inside(geometry: Geometry, depth: np.ndarray, lateral: np.ndarray) -> np.ndarray:
+def _inside(geometry: Geometry, depth: np.ndarray, lateral: np.ndarray,
+            x: np.ndarray, y: np.ndarray) -> np.ndarray:
     lo, hi = lateral_range(geometry)
-    return ((depth >= geometry.start_depth) & (depth <= geometry.end_depth)
-            & (lateral >= lo) & (lateral <= hi))
+    inside = ((depth >= geometry.start_depth) & (depth <= geometry.end_depth)
+              & (lateral >= lo) & (lateral <= hi))
+    if geometry.clip is not None:
+        x0, y0, x1, y1 = geometry.clip
+        inside &= (x >= x0) & (x <= x1) & (y >= y0) & (y <= y1)
+    return inside
 
 
 def fan_mask(geometry: Geometry, shape: tuple[int, int]) -> np.ndarray:
-    """Boolean (H, W) mask of the pixels whose centres lie inside the imaged fan or strip."""
-    return _inside(geometry, *image_to_beam(geometry, *_pixel_grid(shape)))
+    """Boolean (H, W) mask of the pixels whose centres lie inside the imaged fan or strip
+    (and inside its ``clip`` rectangle, if any)."""
+    mask = np.empty(shape, bool)
+    for rows, x, y, depth, lateral in _beam_blocks(geometry, shape):
+        mask[rows] = _inside(geometry, depth, lateral, x, y)
+    return mask
+
+
+_BLOCK_ROWS = 256
+
+
+def _beam_blocks(geometry: Geometry, shape: tuple[int, int]):
+    """``(rows, x, y, depth, lateral)`` for blocks of image rows: float64 temporaries of a whole
+    8000 x 8000 scan would take several GB."""
+    for top in range(0, shape[0], _BLOCK_ROWS):
+        rows = slice(top, min(top + _BLOCK_ROWS, shape[0]))
+        y, x = np.mgrid[rows, 0:shape[1]].astype(float)
+        yield (rows, x, y, *image_to_beam(geometry, x, y))
 
 
 def beam_directions(geometry: Geometry, shape: tuple[int, int]) -> np.ndarray:
@@ -112,16 +142,19 @@ def beam_directions(geometry: Geometry, shape: tuple[int, int]) -> np.ndarray:
     Pixels outside the fan are NaN, so ``np.isnan(d[..., 0])`` is the complement of
     :func:`fan_mask`.
     """
-    x, y = _pixel_grid(shape)
-    depth, lateral = image_to_beam(geometry, x, y)
-    if isinstance(geometry, ConvexProbe):
-        theta = np.radians(lateral)
-        directions = np.stack([np.sin(theta), np.cos(theta)], axis=-1)
-    else:
-        steer = math.radians(geometry.angle)
-        directions = np.broadcast_to([math.sin(steer), math.cos(steer)], (*shape, 2)).copy()
-    directions[~_inside(geometry, depth, lateral)] = np.nan
-    return directions.astype(np.float32)
+    directions = np.full((*shape, 2), np.nan, np.float32)
+    for rows, x, y, depth, lateral in _beam_blocks(geometry, shape):
+        inside = _inside(geometry, depth, lateral, x, y)
+        block = directions[rows]
+        if isinstance(geometry, ConvexProbe):  # along the ray from the apex
+            r, dx, dy = depth[inside], x[inside] - geometry.apex[0], y[inside] - geometry.apex[1]
+            at_apex = r == 0  # where a fan starting at depth 0 has its apex: straight down
+            r[at_apex], dy[at_apex] = 1.0, 1.0
+            block[inside] = np.stack([dx / r, dy / r], axis=-1)
+        else:
+            steer = math.radians(geometry.angle)
+            block[inside] = (math.sin(steer), math.cos(steer))
+    return directions
 
 
 def beam_samples(geometry: Geometry, beam_shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -142,8 +175,9 @@ def beam_samples(geometry: Geometry, beam_shape: tuple[int, int]) -> tuple[np.nd
 def _remap_tables(geometry: Geometry, shape: tuple[int, int],
                   beam_shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     # Cached because one scan converts several beam images (echo, labels) of one geometry.
-    depth, lateral = image_to_beam(geometry, *_pixel_grid(shape))
-    inside = _inside(geometry, depth, lateral)
+    x, y = _pixel_grid(shape)
+    depth, lateral = image_to_beam(geometry, x, y)
+    inside = _inside(geometry, depth, lateral, x, y)
     (d0, d1), (l0, l1) = (geometry.start_depth, geometry.end_depth), lateral_range(geometry)
     rows = ((depth - d0) / (d1 - d0) * (beam_shape[0] - 1)).astype(np.float32)
     cols = ((lateral - l0) / (l1 - l0) * (beam_shape[1] - 1)).astype(np.float32)
@@ -195,6 +229,9 @@ def problems(geometry: Geometry, shape: tuple[int, int]) -> list[str]:
         found.append(f"fan angles must lie within (-90, 90) degrees, got {lo} and {hi}")
     if isinstance(geometry, LinearProbe) and not -60 <= geometry.angle <= 60:
         found.append(f"steering angle must lie within [-60, 60] degrees, got {geometry.angle}")
+    if geometry.clip is not None and not (geometry.clip[0] < geometry.clip[2]
+                                          and geometry.clip[1] < geometry.clip[3]):
+        found.append(f"clip rectangle must satisfy x0 < x1 and y0 < y1, got {list(geometry.clip)}")
     if not found and not fan_mask(geometry, shape).any():
         found.append(f"the fan lies entirely outside the {shape[1]}x{shape[0]} image")
     return found
@@ -203,17 +240,22 @@ def problems(geometry: Geometry, shape: tuple[int, int]) -> list[str]:
 def to_dict(geometry: Geometry) -> dict:
     """JSON-able form of a geometry (see the module docstring)."""
     if isinstance(geometry, ConvexProbe):
-        return {"type": "convex", "apex": list(geometry.apex),
+        data = {"type": "convex", "apex": list(geometry.apex),
                 "start_depth": geometry.start_depth, "end_depth": geometry.end_depth,
                 "angles": list(geometry.angles)}
-    return {"type": "linear", "origin": list(geometry.origin), "width": geometry.width,
-            "start_depth": geometry.start_depth, "end_depth": geometry.end_depth,
-            "angle": geometry.angle}
+    else:
+        data = {"type": "linear", "origin": list(geometry.origin), "width": geometry.width,
+                "start_depth": geometry.start_depth, "end_depth": geometry.end_depth,
+                "angle": geometry.angle}
+    if geometry.clip is not None:
+        data["clip"] = list(geometry.clip)
+    return data
 
 
 _FIELDS = {"convex": (ConvexProbe, {"apex": 2, "start_depth": 0, "end_depth": 0, "angles": 2}),
            "linear": (LinearProbe, {"origin": 2, "width": 0, "start_depth": 0,
                                     "end_depth": 0, "angle": 0})}
+_OPTIONAL = {"clip": 4}
 
 
 def _number(value, name: str) -> float:
@@ -228,8 +270,10 @@ def from_dict(data: dict) -> Geometry:
         raise ValueError(f"probe must be an object with type 'convex' or 'linear', got {data!r}")
     cls, fields = _FIELDS[data["type"]]
     values = {}
-    for name, length in fields.items():
+    for name, length in {**fields, **_OPTIONAL}.items():
         if name not in data:
+            if name in _OPTIONAL:
+                continue
             raise ValueError(f"{data['type']} probe lacks field {name!r}")
         value = data[name]
         if length == 0:
@@ -238,7 +282,7 @@ def from_dict(data: dict) -> Geometry:
             values[name] = tuple(_number(v, name) for v in value)
         else:
             raise ValueError(f"probe field {name!r} must be a list of {length} numbers, got {value!r}")
-    unknown = set(data) - set(fields) - {"type"}
+    unknown = set(data) - set(fields) - set(_OPTIONAL) - {"type"}
     if unknown:
         raise ValueError(f"{data['type']} probe has unknown fields {sorted(unknown)}")
     return cls(**values)

@@ -48,14 +48,19 @@ class Scan:
 
 
 def dataset_scans(path: str | os.PathLike) -> Iterable[Scan]:
-    """The cases of a dataset (fetal_biometry.dataset format) as scans."""
+    """The cases of a dataset (fetal_biometry.dataset format) as scans.
+
+    RecordError for head planes: the classifier's classes are abdominal.
+    """
     from fetal_biometry import dataset
 
-    data = dataset.load(path)
-    for name in data.cases:
-        case = dataset.load_case(path, name)
-        yield Scan(name, case.image, case.labels, case.geometry, case.spacing_mm)
-
+    data = dataset.open(path)
+    if data.structures() != {"abdomen"}:
+        heads = [n for n, (_, _, bio) in data.records.items() if bio.structure != "abdomen"]
+        raise RecordError(f"{path}: {len(heads)} case(s) are head planes (e.g. {heads[0]}); the "
+                          f"patch classifier learns abdominal classes: use an abdomen dataset")
+    for case in data.iter_cases():
+        yield Scan(case.name, case.image, case.labels, case.geometry, case.spacing_mm)
 
 def at_spacing(scan: Scan, target_mm: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Image, label map and beam directions of ``scan`` resampled to ``target_mm`` per pixel.
@@ -91,6 +96,49 @@ def split_cases(names: Sequence[str], fractions: tuple[float, float, float],
     n_train = max(1, n - n_val - n_test)
     return {"train": order[:n_train], "val": order[n_train:n_train + n_val],
             "test": order[n_train + n_val:n_train + n_val + n_test]}
+
+
+#: Smallest patch side: the classifier's two 5x5 convolutions and 2x2 poolings need 16 px.
+MIN_PATCH = 16
+
+
+def check_arguments(size: int, per_class: dict[int, int], fractions: tuple[float, float, float],
+                    seed: int, spacing_mm: float | None = None) -> None:
+    """Refuse sampling parameters that would give empty or useless LMDBs (options named)."""
+    problems = []
+    if spacing_mm is not None and not 0 < spacing_mm < float("inf"):
+        problems.append(f"target spacing {spacing_mm} (--spacing-mm): a positive number of mm "
+                        "per pixel, or leave it out for the training cases' median")
+    if size < MIN_PATCH:
+        problems.append(f"patch size {size} (--patch): at least {MIN_PATCH} px")
+    if any(n < 0 for n in per_class.values()) or not any(per_class.values()):
+        problems.append(f"patches per class {list(per_class.values())} (--per-class): counts must "
+                        "be >= 0 and at least one > 0")
+    if len(fractions) != 3 or min(fractions) < 0 or abs(sum(fractions) - 1) > 1e-6:
+        problems.append(f"split shares {fractions} (--splits): three shares >= 0 that sum to 1")
+    elif fractions[0] <= 0 or fractions[1] <= 0:
+        problems.append(f"split shares {fractions} (--splits): training and validation both need "
+                        "cases (a share > 0), e.g. 0.7,0.15,0.15")
+    if seed < 0:
+        problems.append(f"seed {seed} (--seed): a non-negative integer")
+    if problems:
+        raise RecordError("; ".join(problems))
+
+
+def _check_scans(scans: list[Scan], size: int, split: dict[str, list[str]],
+                 fractions: tuple[float, float, float], target_mm: float) -> None:
+    def resampled(scan: Scan) -> tuple[int, int]:
+        return resample.shape(scan.image.shape[:2], resample.scale_factor(scan.spacing_mm, target_mm))
+
+    smallest = min(scans, key=lambda scan: min(resampled(scan)))
+    height, width = resampled(smallest)
+    if size > min(height, width):
+        raise RecordError(f"patch size {size} (--patch) is larger than scan {smallest.name} "
+                          f"({width}x{height} px at {target_mm:.3g} mm per pixel)")
+    empty = [name for name, share in zip(SPLITS, fractions) if share > 0 and not split[name]]
+    if empty:
+        raise RecordError(f"{len(scans)} case(s) split {fractions} (--splits) leave the {' and '.join(empty)} "
+                          "split(s) without a case; give more cases or larger shares")
 
 
 def check(scan: Scan, per_class: dict[int, int], require_all: bool) -> list[str]:
@@ -158,13 +206,18 @@ def build(scans: Iterable[Scan], out: str | os.PathLike, encoding: str = "channe
         of the training cases.
     """
     per_class = per_class or {c: 40 for c in range(len(CLASSIFIER_CLASSES))}
+    check_arguments(size, per_class, fractions, seed, spacing_mm)
     scans = list(scans)
     problems = [p for scan in scans for p in check(scan, per_class, require_all)]
     if problems:
         raise RecordError(f"{len(problems)} problem(s), nothing written:\n  " + "\n  ".join(problems))
+    if not scans:
+        raise RecordError("no scans: the dataset lists no cases")
     by_name = {scan.name: scan for scan in scans}
     split = split_cases(list(by_name), fractions, seed)
-    target = spacing_mm or target_spacing([by_name[n] for n in split["train"]])
+    target = spacing_mm if spacing_mm is not None else \
+        target_spacing([by_name[n] for n in split["train"]])
+    _check_scans(scans, size, split, fractions, target)
     rng = np.random.default_rng(seed)
     manifest = {"format": FORMAT, "version": VERSION, "encoding": encoding,
                 "patch": size, "spacing_mm": target, "patch_mm": size * target,
@@ -181,6 +234,9 @@ def build(scans: Iterable[Scan], out: str | os.PathLike, encoding: str = "channe
             data = np.concatenate([r[0] for r in results]) if results else \
                 np.zeros((0, patches.channels(encoding), size, size), np.uint8)
             labels = np.concatenate([r[1] for r in results]) if results else np.zeros(0, np.int64)
+            if split[name] and not len(labels):
+                raise RecordError(f"the {name} split's cases ({', '.join(split[name])}) have no "
+                                  "pixels of the classes asked for (--per-class); nothing written")
             order = rng.permutation(len(labels))
             lmdb_writer.write(tmp / f"{name}_lmdb", _records(data[order], labels[order]))
             manifest["splits"][name] = {

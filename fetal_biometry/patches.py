@@ -27,7 +27,7 @@ ENCODINGS = ("rotate", "channels", "none")
 #: and 1.2 %, 40 px 0.776 and 0.8 %: at ~0.67 mm per pixel a shadow or a stomach bubble needs
 #: the ~27 mm of context a 40 px patch sees.
 SIZE = 40
-
+_BLOCK_ROWS = 256
 
 
 def channels(encoding: str) -> int:
@@ -48,12 +48,16 @@ def encode(image: np.ndarray, directions: np.ndarray, encoding: str) -> np.ndarr
     ``directions`` is (H, W, 2) with NaN outside the fan.
     """
     _check(encoding)
-    gray = np.where(np.isnan(directions[..., 0]), 0, image).astype(np.uint8)
-    if encoding != "channels":
-        return gray[None]
-    d = np.nan_to_num(directions, nan=0.0)
-    planes = np.rint(128 + 127 * np.clip(d, -1, 1)).astype(np.uint8)
-    return np.concatenate([gray[None], planes.transpose(2, 0, 1)])
+    planes = np.zeros((channels(encoding), *image.shape), np.uint8)
+    # Block by block, so that the float temporaries stay small whatever the scan's size.
+    for top in range(0, image.shape[0], _BLOCK_ROWS):
+        rows = slice(top, top + _BLOCK_ROWS)
+        d = directions[rows]
+        planes[0, rows] = np.where(np.isnan(d[..., 0]), 0, image[rows])
+        if encoding == "channels":
+            d = np.nan_to_num(d, nan=0.0)
+            planes[1:, rows] = np.rint(128 + 127 * np.clip(d, -1, 1)).astype(np.uint8).transpose(2, 0, 1)
+    return planes
 
 
 def sample_centers(classes: np.ndarray, per_class: dict[int, int], rng: np.random.Generator,
@@ -66,11 +70,13 @@ def sample_centers(classes: np.ndarray, per_class: dict[int, int], rng: np.rando
     height, width = classes.shape
     picks = []
     for cls, count in sorted(per_class.items()):
-        ys, xs = np.nonzero(classes == cls)
-        keep = (ys >= margin) & (ys < height - margin) & (xs >= margin) & (xs < width - margin)
-        ys, xs = ys[keep], xs[keep]
-        chosen = rng.choice(len(ys), size=min(count, len(ys)), replace=False)
-        picks.extend((int(ys[i]), int(xs[i]), cls) for i in np.sort(chosen))
+        # Flat indices (row-major, as np.nonzero orders them): one array, not two, per class.
+        flat = np.flatnonzero(classes == cls)
+        if margin:
+            ys, xs = np.divmod(flat, width)
+            flat = flat[(ys >= margin) & (ys < height - margin) & (xs >= margin) & (xs < width - margin)]
+        chosen = rng.choice(len(flat), size=min(count, len(flat)), replace=False)
+        picks.extend((*map(int, divmod(int(flat[i]), width)), cls) for i in np.sort(chosen))
     return picks
 
 
@@ -85,9 +91,15 @@ def extract(planes: np.ndarray, directions: np.ndarray, centers, size: int,
     _check(encoding)
     half = size // 2
     if encoding != "rotate":
-        padded = np.pad(planes, ((0, 0), (half, half), (half, half)))
-        return np.stack([padded[:, y:y + size, x:x + size] for y, x, *_ in centers]) \
-            if len(centers) else np.zeros((0, planes.shape[0], size, size), np.uint8)
+        # Each patch copied from its window, zeros beyond the image (no padded copy of the scan).
+        out = np.zeros((len(centers), planes.shape[0], size, size), np.uint8)
+        height, width = planes.shape[1:]
+        for index, (y, x, *_) in enumerate(centers):
+            y0, x0 = y - half, x - half
+            top, left = max(0, -y0), max(0, -x0)
+            bottom, right = min(size, height - y0), min(size, width - x0)
+            out[index, :, top:bottom, left:right] = planes[:, y0 + top:y0 + bottom, x0 + left:x0 + right]
+        return out
     gray = planes[0]
     out = np.zeros((len(centers), 1, size, size), np.uint8)
     for index, (y, x, *_) in enumerate(centers):

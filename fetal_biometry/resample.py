@@ -11,10 +11,12 @@ pixel centres as OpenCV's ``resize`` does with ``fx = fy = scale``::
     x' = scale * (x + 0.5) - 0.5        (the same for y)
 
 so the probe geometry maps exactly (:func:`geometry`): positions by that formula, depths and
-widths times ``scale``, angles unchanged. Images shrink by area averaging (no aliasing of
+widths times ``scale``, angles unchanged, a clip rectangle by its outer edges. Images shrink by area averaging (no aliasing of
 speckle) and grow bilinearly; label maps take the nearest label.
 """
 from __future__ import annotations
+
+import dataclasses
 
 import cv2
 import numpy as np
@@ -38,13 +40,23 @@ def _point(x: float, y: float, scale: float) -> tuple[float, float]:
     return scale * (x + 0.5) - 0.5, scale * (y + 0.5) - 0.5
 
 
+def _clip(clip: tuple[float, float, float, float] | None, scale: float):
+    """A clip rectangle of pixel centres (both ends included) on the resampled grid: its outer
+    edges, half a pixel beyond the centres, map like any point."""
+    if clip is None:
+        return None
+    x0, y0, x1, y1 = clip
+    return (*_point(x0 - 0.5, y0 - 0.5, scale), *_point(x1 + 0.5, y1 + 0.5, scale))
+
+
 def geometry(probe: geom.Geometry, scale: float) -> geom.Geometry:
-    """The probe geometry on the resampled grid."""
+    """The probe geometry on the resampled grid (its clip rectangle too)."""
+    moved = dict(start_depth=probe.start_depth * scale, end_depth=probe.end_depth * scale,
+                 clip=_clip(probe.clip, scale))
     if isinstance(probe, geom.ConvexProbe):
-        return geom.ConvexProbe(_point(*probe.apex, scale), probe.start_depth * scale,
-                                probe.end_depth * scale, probe.angles)
-    return geom.LinearProbe(_point(*probe.origin, scale), probe.width * scale,
-                            probe.start_depth * scale, probe.end_depth * scale, probe.angle)
+        return dataclasses.replace(probe, apex=_point(*probe.apex, scale), **moved)
+    return dataclasses.replace(probe, origin=_point(*probe.origin, scale),
+                               width=probe.width * scale, **moved)
 
 
 def image(array: np.ndarray, scale: float) -> np.ndarray:

@@ -88,7 +88,8 @@ def _agree(a: float, b: float) -> bool:
     return abs(a - b) <= AGREEMENT * max(a, b)
 
 
-def _square(delta: tuple[float, float], width: int, height: int) -> tuple[float, tuple[int, int] | None, list[str]]:
+def _square(delta: tuple[float, float], width: int,
+            height: int) -> tuple[float, tuple[int, int] | None, list[str]]:
     """Isotropic spacing for pixels of ``delta`` (x, y) mm, the size to resample a
     ``width`` x ``height`` crop to (None: already square) and the warning that says so."""
     dx, dy = delta

@@ -722,7 +722,7 @@ def simulate_case(seed: int, index: int, shape: tuple[int, int] = (256, 256),
         name=f"sim{index:05d}", image=image, labels=labels, geometry=scene.geometry,
         spacing_mm=scene.spacing_mm,
         biometry=dataset.Biometry(
-            ellipse=ellipse, ac_mm=ellipse_perimeter(ellipse.a, ellipse.b) * scene.spacing_mm,
+            ellipse=ellipse, circumference_mm=ellipse_perimeter(ellipse.a, ellipse.b) * scene.spacing_mm,
             plane_acceptable=hidden is None and scene.plane_reason == ACCEPTABLE,
             plane_reason=hidden or scene.plane_reason,
             gestational_age_weeks=scene.gestational_age_weeks))

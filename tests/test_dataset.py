@@ -1,6 +1,7 @@
-"""The dataset format: writing, validating (every problem, with its case), loading, DICOM."""
+"""The dataset format: writing, validating (every problem, with its case), reading, v1, DICOM."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 
@@ -31,13 +32,13 @@ def copy(simulated, tmp_path):
 def test_written_dataset_validates_and_loads_back_unchanged(simulated):
     root, cases = simulated
     assert dataset.validate(root) == []
-    data = dataset.load(root)
+    data = dataset.open(root)
     assert data.cases == tuple(c.name for c in cases) and data.generator == {"name": "test"}
     index = json.loads((root / "dataset.json").read_text())
-    assert index["format"] == dataset.FORMAT and index["version"] == 1
+    assert index["format"] == dataset.FORMAT and index["version"] == 2 == data.version
     assert index["classes"] == {str(k): v for k, v in CLASSES.items()}
-    for case in cases:
-        loaded = dataset.load_case(root, case.name)
+    assert data.structures() == {"abdomen"} and "source" not in index
+    for case, loaded in zip(cases, data.iter_cases(), strict=True):
         np.testing.assert_array_equal(loaded.image, case.image)
         np.testing.assert_array_equal(loaded.labels, case.labels)
         assert (loaded.geometry, loaded.spacing_mm, loaded.biometry) == \
@@ -65,7 +66,7 @@ def test_validate_reports_every_problem_with_its_case(copy):
         record["probe"]["origin" if record["probe"]["type"] == "linear" else "apex"][1] = 5000.0
 
     _edit_record(copy, "sim00002", off_image)
-    _edit_record(copy, "sim00003", lambda r: r["biometry"].update(ac_mm=2 * r["biometry"]["ac_mm"]))
+    _edit_record(copy, "sim00003", lambda r: r["biometry"].update(circumference_mm=2 * r["biometry"]["circumference_mm"]))
     shutil.copy(copy / "images" / "sim00003.png", copy / "images" / "stray.png")
 
     problems = dataset.validate(copy)
@@ -77,8 +78,9 @@ def test_validate_reports_every_problem_with_its_case(copy):
         assert any(case in p and message in p for p in problems), (case, message, problems)
     assert len(problems) == len(expected), problems
     with pytest.raises(dataset.DatasetError) as error:
-        dataset.load(copy)
-    assert all(p in str(error.value) for p in problems)
+        dataset.open(copy)  # finds every problem that needs no pixels
+    cheap = [p for p in problems if "sim00000" in p or "stray" in p]
+    assert len(cheap) == 3 and str(error.value).endswith("\n  ".join(cheap))
 
 
 def test_labels_must_match_the_fan(copy):
@@ -88,12 +90,18 @@ def test_labels_must_match_the_fan(copy):
     problems = dataset.validate(copy)
     assert len(problems) == 1
     assert problems[0].startswith("sim00001: labels disagree with the probe's fan")
+    data = dataset.open(copy)  # the fan needs the pixels: only reading the case finds it
     with pytest.raises(dataset.DatasetError, match="sim00001"):
-        dataset.load_case(copy, "sim00001")
+        data.read("sim00001")
+    names = []
+    with pytest.raises(dataset.DatasetError, match=r"1 problem\(s\):\n  sim00001: labels disagree"):
+        names.extend(case.name for case in data.iter_cases())
+    assert names == ["sim00000", "sim00002", "sim00003"]  # the good cases first, then the report
+
 
 
 @pytest.mark.parametrize("edit, message", [
-    (lambda i: i.update(version=2), "version 2"),
+    (lambda i: i.update(version=3), "version 3"),
     (lambda i: i["classes"].update({"8": "heart"}), "class table differs"),
     (lambda i: i.update(cases="sim00000"), "must be a list of case names"),
     (lambda i: i["cases"].append("../escape"), "plain file names"),
@@ -115,7 +123,7 @@ def test_missing_dataset_json_and_missing_folder(copy, tmp_path):
 def test_case_record_fields_are_checked(copy):
     _edit_record(copy, "sim00000", lambda r: r.pop("pixel_spacing_mm"))
     _edit_record(copy, "sim00001", lambda r: r["biometry"].update(plane_acceptable="yes"))
-    _edit_record(copy, "sim00002", lambda r: r["biometry"]["abdomen_ellipse"].update(semi_axes=[1, 2]))
+    _edit_record(copy, "sim00002", lambda r: r["biometry"]["ellipse"].update(semi_axes=[1, 2]))
     _edit_record(copy, "sim00003", lambda r: r["probe"].update(type="phased"))
     problems = dataset.validate(copy)
     assert "lacks 'pixel_spacing_mm'" in problems[0] and "sim00000" in problems[0]
@@ -218,7 +226,7 @@ def test_a_case_may_hold_a_dicom_image(copy):
     (copy / "images" / "sim00002.png").unlink()
     _write_dicom(copy / "images" / "sim00002.dcm", image, "MONOCHROME2")
     assert dataset.validate(copy) == []
-    np.testing.assert_array_equal(dataset.load_case(copy, "sim00002").image, image)
+    np.testing.assert_array_equal(dataset.open(copy).read("sim00002").image, image)
     cv2.imwrite(str(copy / "images" / "sim00002.png"), image)
     assert "both images/sim00002.png and images/sim00002.dcm" in dataset.validate(copy)[0]
 
@@ -246,3 +254,69 @@ def test_fan_of_every_case_agrees_with_labels(simulated):
     for case in simulated[1]:
         fan = geom.fan_mask(case.geometry, case.labels.shape)
         np.testing.assert_array_equal(case.labels == OUTSIDE, ~fan)
+
+
+# --------------------------------------------------------------------------- versions, reading
+
+def _to_version_1(root) -> None:
+    """Rewrite a version 2 dataset in place as version 1 wrote it."""
+    index = json.loads((root / "dataset.json").read_text())
+    index["version"] = 1
+    (root / "dataset.json").write_text(json.dumps(index))
+    for path in (root / "cases").glob("*.json"):
+        record = json.loads(path.read_text())
+        bio = record["biometry"]
+        assert bio.pop("structure") == "abdomen" and bio.pop("fit_rms_px") is None
+        bio["abdomen_ellipse"], bio["ac_mm"] = bio.pop("ellipse"), bio.pop("circumference_mm")
+        path.write_text(json.dumps(record))
+
+
+def test_version_1_datasets_are_still_read(simulated, copy):
+    _to_version_1(copy)
+    assert dataset.validate(copy) == []
+    data = dataset.open(copy)
+    assert data.version == 1 and data.structures() == {"abdomen"}
+    for case, loaded in zip(simulated[1], data.iter_cases(), strict=True):
+        assert loaded.biometry == case.biometry and loaded.biometry.ac_mm == case.biometry.ac_mm
+    _edit_record(copy, "sim00000", lambda r: r["biometry"].pop("ac_mm"))
+    assert "lacks 'ac_mm'" in dataset.validate(copy)[0]
+
+
+def test_head_planes_carry_their_structure(simulated, tmp_path):
+    case = simulated[1][0]
+    bio = dataclasses.replace(case.biometry, structure="head", fit_rms_px=0.4,
+                              plane_reason="HC18 plane", gestational_age_weeks=None)
+    labels = np.where(case.labels == OUTSIDE, OUTSIDE, BACKGROUND).astype(np.uint8)
+    head = dataset.Case(case.name, case.image, labels, case.geometry, case.spacing_mm, bio)
+    root = dataset.write_dataset(tmp_path / "heads", [head], source={"format": "hc18"})
+    data = dataset.open(root)
+    assert data.structures() == {"head"} and data.source == {"format": "hc18"}
+    loaded = data.read(case.name)
+    assert loaded.biometry == bio and loaded.biometry.ac_mm is None
+    _edit_record(root, case.name, lambda r: r["biometry"].update(structure="femur"))
+    assert "structure must be one of" in dataset.validate(root)[0]
+
+
+def test_open_reads_no_pixels_and_each_case_is_decoded_once(copy, monkeypatch):
+    (copy / "labels" / "sim00003.png").write_bytes(b"garbage")  # present, so open() accepts it
+    decoded = []
+    monkeypatch.setattr(dataset, "read_image", lambda path: decoded.append(path.stem) or
+                        cv2.imread(str(path), cv2.IMREAD_UNCHANGED))
+    data = dataset.open(copy)
+    assert decoded == []
+    with pytest.raises(dataset.DatasetError, match="sim00003: labels/sim00003.png: not a readable"):
+        list(data.iter_cases())
+    assert decoded == ["sim00000", "sim00001", "sim00002", "sim00003"]
+    with pytest.raises(dataset.DatasetError, match="nowhere: not a case"):
+        data.read("nowhere")
+
+
+def test_patch_lmdbs_do_not_change_with_the_format_version(simulated, copy, tmp_path):
+    from fetal_biometry import patch_records
+
+    _to_version_1(copy)
+    per_class = {c: 5 for c in range(5)}
+    hashes = [{split: m["sha256"] for split, m in patch_records.build(
+                  patch_records.dataset_scans(root), tmp_path / name, per_class=per_class)["splits"].items()}
+              for root, name in ((simulated[0], "v2"), (copy, "v1"))]
+    assert hashes[0] == hashes[1]

@@ -23,7 +23,8 @@ def model(fetal_model):
 
 
 def test_perfect_class_map_scores_perfectly(scans):
-    case = dataset.load_case(scans, dataset.load(scans).cases[0])
+    data = dataset.open(scans)
+    case = data.read(data.cases[0])
     truth = classifier_labels(case.labels)
     probs = np.zeros((5, *truth.shape), np.float32)
     result, measured = evaluation.case_result(case, probs, np.where(truth == 255, 0, truth))

@@ -7,6 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
+import screens
 from fetal_biometry import fan, geometry as geom, simulator
 
 from conftest import ROOT
@@ -137,5 +138,60 @@ def test_tool_fails_clearly(tmp_path):
     assert run.returncode != 0 and "blank.png: no fan found" in run.stderr
     (tmp_path / "probe.json").write_text('{"type": "convex", "apex": [1, 2]}')
     run = _tool(tmp_path / "blank.png", "--geometry", tmp_path / "probe.json", "--out", tmp_path / "out")
-    assert run.returncode != 0 and "probe.json: convex probe lacks field 'start_depth'" in run.stderr
+    assert run.returncode != 0 and "probe.json: " in run.stderr and "lacks field 'start_depth'" in run.stderr
     assert not (tmp_path / "out").exists()
+
+
+# --------------------------------------------------------------------------- screen-like frames
+
+@pytest.mark.parametrize("name", ["SECTOR", "CONVEX", "ZOOMED"])
+@pytest.mark.parametrize("doppler", [False, True], ids=["b-mode", "colour-doppler"])
+def test_fans_on_screens_are_found_inside_their_region(name, doppler):
+    truth = getattr(screens, name)
+    frame = screens.screen(truth, seed=2, doppler=doppler)  # text panel, bars, scale around it
+    x0, y0, x1, y1 = screens.REGION
+    found, confidence = fan.estimate_geometry(frame, region=screens.REGION)
+    assert isinstance(found, geom.ConvexProbe) and confidence >= fan.MIN_CONFIDENCE
+    np.testing.assert_allclose(found.apex, (truth.apex[0] + x0, truth.apex[1] + y0), atol=20)
+    np.testing.assert_allclose(found.angles, truth.angles, atol=3)
+    # The fan runs out of the region at its sides or bottom: the clip rectangle says where.
+    assert found.clip == (x0, y0, x1 - 1, y1 - 1)
+    mask = geom.fan_mask(found, frame.shape[:2])
+    assert not mask[:y0].any() and not mask[:, :x0].any() and not mask[:, x1:].any()
+
+
+def test_a_region_crop_gives_the_same_fan():
+    frame = screens.screen(screens.CONVEX)
+    x0, y0, x1, y1 = screens.REGION
+    crop, _ = fan.estimate_geometry(frame[y0:y1, x0:x1])
+    whole, _ = fan.estimate_geometry(frame, region=screens.REGION)
+    np.testing.assert_allclose(whole.apex, (crop.apex[0] + x0, crop.apex[1] + y0))
+    assert crop.clip == (0, 0, x1 - x0 - 1, y1 - y0 - 1)
+
+
+@pytest.mark.parametrize("frame", [screens.screen(None), screens.screen(screens.CONVEX, air=True),
+                                   np.zeros((*screens.SCREEN, 3), np.uint8)],
+                         ids=["text-only", "probe-in-air", "blank"])
+def test_screens_without_a_fan(frame):
+    for region in (None, screens.REGION):
+        with pytest.raises(fan.FanNotFound, match="no textured region"):
+            fan.estimate_geometry(frame, region=region)
+
+
+def test_weak_fans_are_refused_below_the_stated_confidence():
+    image = _clutter(_drawn(CONVEX))
+    _, confidence = fan.estimate_geometry(image)
+    with pytest.raises(fan.FanNotFound, match=f"confidence {confidence:.2f}, below"):
+        fan.estimate_geometry(image, min_confidence=confidence + 0.01)
+
+
+def test_huge_images_are_estimated_on_a_subsampled_copy():
+    shape = (2100, 1700)
+    truth = geom.ConvexProbe((850.0, -420.0), 630.0, 2380.0, (-30.0, 28.0))
+    image = screens.speckle(shape, 4)
+    image[~geom.fan_mask(truth, shape)] = 0
+    found, confidence = fan.estimate_geometry(image)
+    factor = max(shape) / fan.MAX_SIDE  # positions are good to a few subsampled pixels
+    np.testing.assert_allclose(found.apex, truth.apex, atol=6 * factor)
+    np.testing.assert_allclose(found.angles, truth.angles, atol=1)
+    assert found.end_depth == pytest.approx(truth.end_depth, abs=6 * factor) and confidence > 0.5

@@ -125,3 +125,27 @@ def test_problems_of_a_geometry():
     bad = geom.ConvexProbe((80.0, 0.0), 50.0, 10.0, (30.0, -95.0))
     found = " | ".join(geom.problems(bad, SHAPE))
     assert "start_depth < end_depth" in found and "lateral range" in found and "(-90, 90)" in found
+
+
+def test_clip_rectangle_cuts_the_fan_everywhere():
+    clipped = geom.ConvexProbe(CONVEX.apex, CONVEX.start_depth, CONVEX.end_depth, CONVEX.angles,
+                               clip=(30.0, 20.0, 120.0, 100.0))
+    full, mask = geom.fan_mask(CONVEX, SHAPE), geom.fan_mask(clipped, SHAPE)
+    y, x = np.indices(SHAPE)
+    inside = (x >= 30) & (x <= 120) & (y >= 20) & (y <= 100)
+    np.testing.assert_array_equal(mask, full & inside)
+    np.testing.assert_array_equal(np.isnan(geom.beam_directions(clipped, SHAPE)[..., 0]), ~mask)
+    beam = np.ones((20, 20), np.float32)
+    np.testing.assert_array_equal(geom.scan_convert(beam, clipped, SHAPE) == 1, mask)
+    assert geom.problems(clipped, SHAPE) == []
+    bad = geom.LinearProbe(LINEAR.origin, LINEAR.width, 0.0, 100.0, clip=(50.0, 0.0, 10.0, 90.0))
+    assert "x0 < x1" in geom.problems(bad, SHAPE)[0]
+
+
+def test_clip_in_json_is_optional_and_round_trips():
+    clipped = geom.LinearProbe(LINEAR.origin, LINEAR.width, 0.0, 100.0, 12.0, clip=(0.0, 0.0, 159.0, 119.0))
+    data = json.loads(json.dumps(geom.to_dict(clipped)))
+    assert data["clip"] == [0.0, 0.0, 159.0, 119.0] and geom.from_dict(data) == clipped
+    assert "clip" not in geom.to_dict(LINEAR)  # records without it read as before
+    with pytest.raises(ValueError, match="'clip' must be a list of 4 numbers"):
+        geom.from_dict({**geom.to_dict(LINEAR), "clip": [0, 0, 5]})

@@ -25,13 +25,14 @@ def _sums(folder):
 
 @pytest.fixture(scope="module")
 def case(fetal_data):
-    return dataset.load_case(fetal_data, dataset.load(fetal_data).cases[0])
+    data = dataset.open(fetal_data)
+    return data.read(data.cases[0])
 
 
 def test_a_dataset_folder_is_classified_and_measured(fetal_model, fetal_data, tmp_path):
     result = _infer(fetal_model, fetal_data, "--out", tmp_path / "out")
     assert result.returncode == 0, result.stderr
-    name = dataset.load(fetal_data).cases[0]
+    name = dataset.open(fetal_data).cases[0]
     assert np.load(tmp_path / "out" / f"{name}_probs.npy").shape == (5, 96, 96)
     record = json.loads((tmp_path / "out" / f"{name}.json").read_text())
     assert {"ac_mm", "plane_acceptable", "reasons", "spacing_mm", "spacing_source"} <= set(record)

@@ -118,3 +118,59 @@ def test_bad_inputs_are_all_reported_and_nothing_is_written(tmp_path):
     assert "case04: no pixels of umbilical_vein" in message
     assert (tmp_path / "out/train_lmdb/data.mdb").read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(scans=[]), "no scans: the dataset lists no cases"),
+    (dict(fractions=(1.0, 0.0, 0.0)), r"\(--splits\): training and validation both need cases"),
+    (dict(fractions=(0.5, 0.2, 0.2)), r"\(--splits\): three shares >= 0 that sum to 1"),
+    (dict(scans=SCANS[:2]), r"2 case\(s\) split .* leave the val and test split\(s\) without a case"),
+    (dict(per_class={c: 0 for c in range(5)}), r"\(--per-class\): counts must be >= 0 and at least one > 0"),
+    (dict(size=0), r"patch size 0 \(--patch\): at least 16 px"),
+    (dict(size=300), r"patch size 300 \(--patch\) is larger than scan case00 \(72x80 px at 0.5 mm"),
+    (dict(seed=-1), r"seed -1 \(--seed\): a non-negative integer"),
+    (dict(spacing_mm=0.0), r"target spacing 0.0 \(--spacing-mm\): a positive number"),
+    (dict(spacing_mm=float("inf")), r"target spacing inf \(--spacing-mm\)"),
+    (dict(per_class={0: 0, 1: 0, 2: 0, 3: 0, 4: 5}, scans=[_scan(f"n{i}", i) for i in range(10)],
+          strip_shadow=True), "have no pixels of the classes asked for"),
+])
+def test_arguments_that_would_give_empty_or_useless_lmdbs_are_refused(tmp_path, kwargs, message):
+    # Issue 16.6: these exited 0 with empty LMDBs or 0x0 patches, or gave a traceback.
+    scans = kwargs.pop("scans", SCANS)
+    if kwargs.pop("strip_shadow", False):
+        scans = [patch_records.Scan(s.name, s.image, np.where(s.labels == 4, 5, s.labels).astype(np.uint8),
+                                    s.geometry, s.spacing_mm) for s in scans]
+    args = dict(encoding="none", size=16, per_class=PER_CLASS, seed=1)
+    args.update(kwargs)
+    with pytest.raises(patch_records.RecordError, match=message):
+        patch_records.build(scans, tmp_path / "out", **args)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_memory_per_scan_is_bounded():
+    # Issue 16.7: make_lmdb peaked at 4.7 GB on one 8000x8000 scan: whole-scan float64
+    # temporaries (~72 bytes per pixel for the beam map, ~26 more for the patches).
+    import tracemalloc
+
+    shape = (2048, 512)  # 1 M pixels; work goes in blocks of 256 rows
+    probe = geom.ConvexProbe(apex=(256.0, -400.0), start_depth=420.0, end_depth=2400.0,
+                             angles=(-10.0, 10.0))
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, shape, dtype=np.uint8)
+    labels = np.zeros(shape, np.uint8)
+    labels[600:1400, 100:400] = 1
+    tracemalloc.start()
+    try:
+        directions = geom.beam_directions(probe, shape)
+        beam_peak = tracemalloc.get_traced_memory()[1]
+        del directions
+        tracemalloc.reset_peak()
+        kept = tracemalloc.get_traced_memory()[0]
+        patch_records.scan_records(patch_records.Scan("big", image, labels, probe, 0.5), "channels",
+                                   40, PER_CLASS, rng, 0.5)
+        records_peak = tracemalloc.get_traced_memory()[1] - kept
+    finally:
+        tracemalloc.stop()
+    pixels = shape[0] * shape[1]
+    assert beam_peak / pixels < 24  # the (H, W, 2) float32 map itself is 8 bytes per pixel
+    assert records_peak / pixels < 28  # the beam map is made again at the target spacing

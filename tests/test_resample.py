@@ -6,7 +6,8 @@ from fetal_biometry import geometry as geom, resample
 
 SHAPE = (120, 100)
 PROBES = [geom.ConvexProbe((50.0, -30.0), 40.0, 140.0, (-32.0, 28.0)),
-          geom.LinearProbe((12.0, 5.0), 70.0, 0.0, 100.0, 10.0)]
+          geom.LinearProbe((12.0, 5.0), 70.0, 0.0, 100.0, 10.0),
+          geom.ConvexProbe((50.0, -30.0), 40.0, 160.0, (-40.0, 40.0), clip=(8.0, 0.0, 90.0, 110.0))]
 
 
 @pytest.mark.parametrize("probe", PROBES)

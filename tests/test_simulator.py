@@ -186,7 +186,7 @@ def test_simulation_is_deterministic_and_cases_independent(tmp_path):
     for path in files:
         assert (first / path).read_bytes() == (second / path).read_bytes(), path
     alone = simulator.simulate_case(7, 2, shape, "mixed")
-    np.testing.assert_array_equal(alone.image, dataset.load_case(first, "sim00002").image)
+    np.testing.assert_array_equal(alone.image, dataset.open(first).read("sim00002").image)
     other = simulator.simulate_case(8, 2, shape, "mixed")
     assert not np.array_equal(alone.image, other.image)
 
@@ -207,7 +207,7 @@ def test_simulate_tool(tmp_path):
                 "--probe", "linear", "--contact-sheet", str(sheet))
     assert run.returncode == 0, run.stderr
     assert dataset.validate(out) == [] and sheet.stat().st_size > 0
-    assert dataset.load(out).generator["seed"] == 4
+    assert dataset.open(out).generator["seed"] == 4
     again = _tool("--cases", "2", "--out", str(out), "--seed", "4")
     assert again.returncode == 1 and "exists" in again.stderr
     assert _tool("--cases", "0", "--out", str(tmp_path / "x")).returncode == 2

@@ -85,7 +85,7 @@ def test_sigterm_snapshots_and_stops_cleanly(tutorial_solver, tmp_path):
     status, iterations = stdout.splitlines()[-1].split()
     assert status == "interrupted"
     assert training.latest_snapshot(tmp_path / "run").name.endswith(f"_iter_{iterations}.solverstate")
-    assert not (tmp_path / "run/snapshots/.staging").exists()
+    assert not list((tmp_path / "run/snapshots").glob(".staging*"))
 
 
 def test_precheck_names_a_missing_lmdb(tmp_path):
@@ -140,3 +140,185 @@ def test_fetal_patch_classifier_trains_on_simulated_lmdbs(tmp_path):
     assert np.mean(losses[-10:]) < 0.6 * np.mean(losses[:10])
     assert result.validation["accuracy"] > 0.5  # five classes: chance is 0.2
     assert len(result.validation["per_class_accuracy"]) == 5
+
+
+# ----------------------------------------------------------------------------- issue 16
+
+def _checksums(folder):
+    import hashlib
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _dead_pid():
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_divergence_rules_on_synthetic_runs():
+    rng = np.random.default_rng(0)
+    healthy = 2.3 * np.exp(-np.arange(400) / 60) + 0.05 + 0.3 * rng.random(400)
+    watch = training.Divergence(window=20, warmup=100)
+    assert not any(watch.loss(i + 1, l) for i, l in enumerate(healthy))
+    # The Adam-at-base_lr-1000 shape: 1.6, then up to ~70 and staying there.
+    rising = np.r_[np.linspace(1.6, 1.2, 60), np.linspace(1.2, 70, 40), np.full(100, 70.0)]
+    watch = training.Divergence(window=20, warmup=100)
+    reasons = [watch.loss(i + 1, l) for i, l in enumerate(rising)]
+    fired = next(i + 1 for i, r in enumerate(reasons) if r)
+    assert 60 < fired < 120 and watch.onset <= 62 and "stayed above 3x" in reasons[fired - 1]
+    watch = training.Divergence(window=20, warmup=100)
+    assert "nan" in watch.loss(1, float("nan"))
+    chance = {"accuracy": 0.2, "confusion": [[10, 0], [40, 0]]}  # always class 1 would score 0.8
+    watch = training.Divergence(window=20, warmup=100)
+    assert watch.validation(150, {"accuracy": 0.79, "confusion": [[10, 0], [40, 0]]})
+    assert watch.validation(50, chance) is None  # still warming up
+    fine = {"accuracy": 0.9, "confusion": [[9, 1], [4, 36]]}
+    assert watch.validation(200, fine) is None and watch.validation(300, chance) and watch.onset == 200
+
+
+def test_adam_at_huge_lr_stops_with_the_last_good_snapshot(tutorial_solver, tmp_path):
+    # Issue 16.3: Adam at base_lr 1000 ran to "done"; the softmax loss saturates, never 1000x.
+    out = tmp_path / "run"
+    training.train(tutorial_solver(max_iter=6), out, progress=False, plot=False)
+    good = training.latest_snapshot(out)
+    wild = tutorial_solver(max_iter=300, base_lr=1000.0, snapshot=3)
+    with pytest.raises(training.TrainingError, match="diverged") as err:
+        training.train(wild, out, resume=good, progress=False, plot=False)
+    assert str(good) in str(err.value)
+    assert training.latest_snapshot(out) == good
+    losses = [json.loads(l)["loss"] for l in (out / "metrics.jsonl").read_text().splitlines()
+              if "phase" not in json.loads(l)]
+    assert len(losses) < 100 and max(losses) > 20  # stopped early, on a loss far above its minimum
+    assert list((out / "snapshots/diverged").glob("*_iter_9.*"))  # taken while diverging
+
+
+def test_accuracy_at_chance_after_warmup_stops_training(tutorial_solver, tmp_path):
+    solver = tutorial_solver(max_iter=200, base_lr=1e-9, kind="sgd", test_interval=20)
+    with pytest.raises(training.TrainingError, match="at chance") as err:
+        training.train(solver, tmp_path / "run", progress=False, plot=False)
+    assert "No good snapshot" in str(err.value)
+
+
+def test_training_afresh_into_a_used_out_is_refused(tutorial_solver, tmp_path):
+    solver = tutorial_solver(max_iter=4)
+    out = tmp_path / "run"
+    training.train(solver, out, progress=False, plot=False)
+    before = _checksums(out)
+    with pytest.raises(training.TrainingError, match="earlier run.*--resume last.*--overwrite"):
+        training.train(solver, out, progress=False, plot=False)
+    assert _checksums(out) == before
+    result = training.train(solver, out, max_iter=2, overwrite=True, progress=False, plot=False)
+    assert result.iterations == 2  # afresh: the old run's snapshots are gone, not mixed in
+    assert sorted(p.name for p in (out / "snapshots").iterdir()) == \
+        ["snap_iter_2.caffemodel", "snap_iter_2.solverstate"]
+
+
+def test_train_never_writes_into_other_files_or_its_inputs(tutorial_solver, tmp_path):
+    solver = tutorial_solver(max_iter=2)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.txt").write_text("four years")
+    with pytest.raises(training.TrainingError, match="not made by this tool"):
+        training.train(solver, mine, overwrite=True, progress=False)
+    assert _checksums(mine) == {"thesis.txt": _checksums(mine)["thesis.txt"]}
+    before = _checksums(tmp_path)
+    with pytest.raises(training.TrainingError, match="holds the input"):
+        training.train(solver, tmp_path, progress=False)
+    assert _checksums(tmp_path) == before
+
+
+def test_a_run_folder_moved_elsewhere_resumes_from_its_own_weights(tutorial_solver, tmp_path):
+    import shutil
+    solver = tutorial_solver(max_iter=8)
+    training.train(solver, tmp_path / "old", max_iter=4, progress=False, plot=False)
+    shutil.move(tmp_path / "old", tmp_path / "moved")  # learned_net still names old/...
+    state = training.latest_snapshot(tmp_path / "moved")
+    before = _checksums(tmp_path / "moved")
+    result = training.train(solver, tmp_path / "moved", resume=state, progress=False, plot=False)
+    assert result.iterations == 8
+    assert _checksums(tmp_path / "moved")["snapshots/snap_iter_4.solverstate"] == \
+        before["snapshots/snap_iter_4.solverstate"]  # the state given is never rewritten
+
+
+def test_resume_from_the_wrong_file_is_a_clear_error(tutorial_solver, tmp_path):
+    solver = tutorial_solver(max_iter=4)
+    out = tmp_path / "run"
+    state = training.train(solver, out, progress=False, plot=False).snapshot
+    before = _checksums(out)
+    with pytest.raises(training.TrainingError, match="not a solver state; resuming needs the .solverstate"):
+        training.train(solver, out, resume=state.with_suffix(".caffemodel"), progress=False)
+    with pytest.raises(training.TrainingError, match="no such file"):
+        training.train(solver, out, resume=out / "nothere.solverstate", progress=False)
+    sgd = tutorial_solver(max_iter=8, kind="sgd")  # the same net, another solver type
+    with pytest.raises(training.TrainingError, match="16 history blob.*keeps 8"):
+        training.train(sgd, out, resume=state, progress=False)
+    assert _checksums(out) == before
+
+
+def test_a_killed_snapshot_never_counts_and_its_leftovers_go(tutorial_solver, tmp_path, capfd):
+    # Issue 16.4: kill -9 of the trainer, many times in the middle of a snapshot.
+    solver = tutorial_solver(max_iter=100000, snapshot=1)
+    out = tmp_path / "run"
+    code = ("import sys; from fetal_biometry import training;"
+            "training.train(sys.argv[1], sys.argv[2], progress=False, plot=False)")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(solver), str(out)], cwd=ROOT)
+    timer = threading.Timer(60, proc.kill)
+    timer.start()
+    while proc.poll() is None and len(list(out.glob("snapshots/*.solverstate"))) < 3:
+        threading.Event().wait(0.01)
+    proc.kill()
+    proc.wait()
+    timer.cancel()
+    # What a kill between Caffe's two writes leaves, whenever this kill happened to land:
+    staging = out / f"snapshots/.staging-{_dead_pid()}"
+    staging.mkdir(exist_ok=True)
+    (staging / "snap_iter_999.caffemodel").write_bytes(b"half")
+    (out / "snapshots/snap_iter_998.caffemodel").write_bytes(b"weights without their state")
+    last = training.latest_snapshot(out)
+    assert last.with_suffix(".caffemodel").is_file() and _iteration(last) < 998
+    result = training.train(solver, out, resume=last, max_iter=_iteration(last) + 1,
+                            progress=False, plot=False)
+    assert result.iterations == _iteration(last) + 1
+    assert "removed" in capfd.readouterr().err and not list(out.glob("snapshots/.staging*"))
+
+
+def _iteration(state):
+    return int(state.stem.rsplit("_iter_", 1)[1])
+
+
+def test_a_file_size_limit_is_a_clear_error_and_the_last_snapshot_stays(tutorial_solver, tmp_path):
+    solver = tutorial_solver(max_iter=8)
+    out = tmp_path / "run"
+    good = training.train(solver, out, max_iter=4, progress=False, plot=False).snapshot
+    code = ("import resource, sys; resource.setrlimit(resource.RLIMIT_FSIZE, (2 << 20, 2 << 20));"
+            "from fetal_biometry import training;"
+            "training.train(sys.argv[1], sys.argv[2], resume=sys.argv[3], progress=False, plot=False)")
+    proc = subprocess.run([sys.executable, "-c", code, str(solver), str(out), str(good)], cwd=ROOT,
+                          capture_output=True, text=True)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert f"{out / 'snapshots'}: the file size limit" in proc.stderr and str(good) in proc.stderr
+    assert training.latest_snapshot(out) == good
+
+
+def test_a_full_disk_is_a_clear_error_and_the_last_snapshot_stays(tutorial_solver, tmp_path):
+    # A real full disk: a 10 MB tmpfs (room for one snapshot of the tutorial net, not two),
+    # in a user and mount namespace; the folder is copied out for inspection afterwards.
+    import shutil
+    if shutil.which("unshare") is None or subprocess.run(
+            ["unshare", "-r", "-m", "true"], capture_output=True).returncode != 0:
+        pytest.skip("no user namespaces here to mount a small tmpfs")
+    solver = tutorial_solver(max_iter=8, snapshot=4)
+    disk, copy = tmp_path / "disk", tmp_path / "after"
+    disk.mkdir()
+    script = (f"mount -t tmpfs -o size=10m tmpfs {disk} && cd {ROOT} && {sys.executable} -c "
+              "'import sys; from fetal_biometry import training; "
+              "training.train(sys.argv[1], sys.argv[2], progress=False, plot=False)' "
+              f"{solver} {disk}/run; code=$?; cp -r {disk}/run {copy}; exit $code")
+    proc = subprocess.run(["unshare", "-r", "-m", "sh", "-c", script], capture_output=True, text=True)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert f"{disk}/run/snapshots: disk full" in proc.stderr
+    assert "snap_iter_4.solverstate" in proc.stderr
+    assert training.latest_snapshot(copy).name == "snap_iter_4.solverstate"
+    assert sorted(p.name for p in (copy / "snapshots").iterdir()) == \
+        ["snap_iter_4.caffemodel", "snap_iter_4.solverstate"]

@@ -1,19 +1,33 @@
 #!/usr/bin/env python3
 """Beam directions of an ultrasound image: the probe geometry, given or read off the image.
 
+IMAGE is a PNG, JPEG, ... or a scanner's DICOM file (any transfer syntax, cine loops with
+--frame). A DICOM's calibrated 2D tissue regions (SequenceOfUltrasoundRegions) are its scans:
+each is cropped out and mapped on its own (NAME_r0, NAME_r1, ... on a dual display, or one
+chosen with --region); M-mode and Doppler strips are skipped. The pixel spacing comes from the
+region, PixelSpacing, ImagerPixelSpacing, --spacing or nowhere, and the JSON says which.
+
 Without --geometry the fan is found in the image (fetal_biometry.fan: the textured region on
-the black background, its straight side edges, apex and arcs; text, calipers and colour bars
-around it are ignored). With --geometry the probe comes from a file: a dataset case record
-(cases/<case>.json, probe under "probe") or a bare probe object such as
+the black background, its straight side edges, apex and arcs; text panels, calipers, colour
+bars and colour Doppler boxes are ignored; below a confidence of 0.4 it says "no fan found").
+With --geometry the probe comes from a file: a dataset case record (cases/<case>.json, probe
+under "probe") or a bare probe object, in the scan's pixels, such as
   {"type": "convex", "apex": [x, y], "start_depth": r0, "end_depth": r1, "angles": [l, r]}
 
-Prints the geometry as JSON on stdout (pixels; angles in degrees from straight down, negative
-to the left; confidence 1.0 when given) and writes into DIR:
-  <stem>_beam.npy   (H, W, 2) float32 unit vectors (dx, dy) of sound travel, NaN outside the fan
-  <stem>_beam.png   the directions as colours (hue: beam angle) over the image, with arrows
+Prints JSON on stdout, one object per scan (a list of them for a multi-region DICOM): the
+geometry (pixels; angles in degrees from straight down, negative to the left; "clip" where
+the fan runs out of the scan), its confidence (1.0 when given), pixel_spacing_mm (null when
+unknown), spacing_source and region ([x0, y0, x1, y1] of the scan in the file's frame, x1 and
+y1 exclusive; null for a whole image). Warnings (burned-in annotation, resampling of
+non-square pixels, weak calibration) go to stderr. No patient, institution or operator
+attribute of a DICOM is read. Writes into DIR, for each scan NAME:
+  NAME_beam.npy   (H, W, 2) float32 unit vectors (dx, dy) of sound travel, NaN outside the fan
+  NAME_beam.png   the directions as colours (hue: beam angle) over the image, with arrows
 
-example:
+examples:
   python tools/beam_map.py scan.png --out runs/beams
+  python tools/beam_map.py exam/IM_0007 --frame 12 --out runs/beams     # a DICOM cine loop
+  python tools/beam_map.py dual.dcm --region 1 --out runs/beams         # right image only
   python tools/beam_map.py data/fetal/sim/images/sim00000.png \\
       --geometry data/fetal/sim/cases/sim00000.json --out runs/beams
 """
@@ -29,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from fetal_biometry import atomic, dataset, fan, geometry as geom  # noqa: E402
+from fetal_biometry import atomic, fan, geometry as geom, scans  # noqa: E402
 
 ARROW_STEP = 24  # px between arrows on the picture
 
@@ -38,46 +52,34 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("image", type=pathlib.Path, metavar="IMAGE",
-                        help="the scan: PNG, JPEG, ... (gray or colour) or DICOM (.dcm)")
+                        help="the scan: PNG, JPEG, ... (gray or colour) or DICOM")
     parser.add_argument("--geometry", type=pathlib.Path, metavar="FILE",
                         help="probe geometry JSON (case record or bare probe); "
                              "default: estimate it from the image")
     parser.add_argument("--out", type=pathlib.Path, required=True, metavar="DIR",
-                        help="folder for <stem>_beam.npy and <stem>_beam.png (created)")
+                        help="folder for NAME_beam.npy and NAME_beam.png (created)")
+    parser.add_argument("--frame", type=int, metavar="N",
+                        help="frame of a DICOM cine loop, from 0 (required for loops)")
+    parser.add_argument("--region", type=int, metavar="K",
+                        help="only the K-th calibrated 2D tissue region of a DICOM, from 0 "
+                             "(default: every one)")
+    parser.add_argument("--spacing", type=float, metavar="MM",
+                        help="pixel spacing in mm, for files without calibration (an error "
+                             "where it disagrees with the file's by more than 1%%)")
     return parser
 
 
-def _read_rgb(path: pathlib.Path) -> np.ndarray:
-    """The image as 8-bit RGB; colour is kept, since the fan finder drops coloured overlays."""
-    if not path.is_file():
-        raise FileNotFoundError("no such file")
-    if path.suffix.lower() == ".dcm":
-        return cv2.cvtColor(dataset.read_image(path), cv2.COLOR_GRAY2RGB)
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise ValueError("not a readable image")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
-def _read_geometry(path: pathlib.Path, shape: tuple[int, int]) -> geom.Geometry:
-    data = json.loads(path.read_text())
-    if isinstance(data, dict) and "probe" in data:  # a dataset case record
-        data = data["probe"]
-    probe = geom.from_dict(data)
-    problems = geom.problems(probe, shape)
-    if problems:
-        raise ValueError("; ".join(problems))
-    return probe
-
-
-def summary(probe: geom.Geometry, confidence: float, source: str) -> dict:
-    """The printed JSON: probe kind, apex, depths, edge angles, confidence, full geometry."""
+def summary(scan: scans.ScanImage, probe: geom.Geometry, confidence: float, source: str) -> dict:
+    """The printed JSON of one scan: its name, probe kind, apex, depths, edge angles,
+    confidence, full geometry, pixel spacing, its source and the scan's region."""
     edges = list(probe.angles) if isinstance(probe, geom.ConvexProbe) else [probe.angle] * 2
-    return {"probe": "convex" if isinstance(probe, geom.ConvexProbe) else "linear",
+    return {"name": scan.name, "probe": "convex" if isinstance(probe, geom.ConvexProbe) else "linear",
             "apex": list(probe.apex) if isinstance(probe, geom.ConvexProbe) else None,
             "start_depth": probe.start_depth, "end_depth": probe.end_depth,
             "edges_deg": edges, "confidence": round(confidence, 4), "source": source,
-            "geometry": geom.to_dict(probe)}
+            "geometry": geom.to_dict(probe), "pixel_spacing_mm": scan.spacing_mm,
+            "spacing_source": scan.spacing_source,
+            "region": list(scan.region) if scan.region is not None else None}
 
 
 def picture(gray: np.ndarray, directions: np.ndarray) -> np.ndarray:
@@ -113,31 +115,38 @@ def _write(out: pathlib.Path, stem: str, gray: np.ndarray, directions: np.ndarra
     atomic.write_bytes(out / f"{stem}_beam.png", png.tobytes())
 
 
+def _probe(scan: scans.ScanImage, given: pathlib.Path | None) -> tuple[geom.Geometry, float, str]:
+    """The scan's probe: from the --geometry file, else estimated from its RGB pixels."""
+    if given:
+        return geom.read_file(given, scan.gray.shape), 1.0, "given"
+    probe, confidence = fan.estimate_geometry(scan.rgb)
+    return probe, confidence, "estimated"
+
+
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     try:
-        rgb = _read_rgb(args.image)
-    except (OSError, ValueError) as error:
-        print(f"error: {args.image}: {error}", file=sys.stderr)
+        found = scans.read_scans(args.image, args.frame, args.region, args.spacing)
+    except scans.ScanError as error:
+        print(f"error: {error}", file=sys.stderr)
         return 2
-    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-    if args.geometry:
+    results = []
+    for scan in found:
+        where = args.image if len(found) == 1 else f"{args.image} ({scan.name})"
         try:
-            probe, confidence, source = _read_geometry(args.geometry, gray.shape), 1.0, "given"
-        except FileNotFoundError:
-            print(f"error: {args.geometry}: no such file", file=sys.stderr)
-            return 2
-        except (OSError, ValueError) as error:  # json.JSONDecodeError is a ValueError
-            print(f"error: {args.geometry}: {error}", file=sys.stderr)
-            return 2
-    else:
-        try:
-            (probe, confidence), source = fan.estimate_geometry(rgb), "estimated"
+            results.append((scan, *_probe(scan, args.geometry)))
         except fan.FanNotFound as error:
-            print(f"error: {args.image}: no fan found: {error}", file=sys.stderr)
+            print(f"error: {where}: no fan found: {error}", file=sys.stderr)
             return 1
-    _write(args.out, args.image.stem, gray, geom.beam_directions(probe, gray.shape))
-    print(json.dumps(summary(probe, confidence, source), indent=2))
+        except ValueError as error:  # the geometry file's problem, naming it
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+    for scan, probe, confidence, source in results:  # every scan found a fan: now write
+        for warning in scan.warnings:
+            print(f"warning: {scan.name}: {warning}", file=sys.stderr)
+        _write(args.out, scan.name, scan.gray, geom.beam_directions(probe, scan.gray.shape))
+    report = [summary(*result) for result in results]
+    print(json.dumps(report[0] if len(report) == 1 else report, indent=2))
     return 0
 
 

@@ -85,16 +85,16 @@ def _inputs(items: list[str], args):
     """(label, loader) per scan; a loader returns (stem, image, rgb, probe, spacing, record)."""
     for item in map(pathlib.Path, items):
         if item.is_dir():
-            data = dataset.load(item)
+            data = dataset.open(item)
             for name in data.cases:
-                yield f"{item}/{name}", lambda item=item, name=name: _case(item, name)
+                yield f"{item}/{name}", lambda data=data, name=name: _case(data, name)
         else:
             yield str(item), lambda item=item: _images(item, args)
 
 
-def _case(root: pathlib.Path, name: str):
-    case = dataset.load_case(root, name)
-    record = {"source": str(root / "cases" / f"{name}.json"), "spacing_mm": case.spacing_mm,
+def _case(data: dataset.Dataset, name: str):
+    case = data.read(name)
+    record = {"source": str(data.root / "cases" / f"{name}.json"), "spacing_mm": case.spacing_mm,
               "spacing_source": "case record", "geometry_source": "case record"}
     return [(name, case.image, case.geometry, case.spacing_mm, record)]
 

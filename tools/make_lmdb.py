@@ -14,7 +14,15 @@ models trained on these LMDBs resample the scans they classify the same way.
 
 Classes: 0 background, 1 amniotic fluid, 2 stomach bubble, 3 umbilical vein, 4 shadowing
 artifact. Cases are split by case, never by patch. OUT is replaced only when everything
-succeeded; any bad input is reported with its case and nothing is written.
+succeeded; any bad input is reported with its case and nothing is written. OUT must be a new or
+empty folder, or (with --overwrite) one this tool wrote before (it holds manifest.json); never
+the dataset, a folder inside it or holding it. Hidden .OUT.tmp-* folders of a killed run are
+removed by the next one.
+
+Memory: every scan is held while the LMDBs are made (gray and labels, 2 bytes per pixel),
+and the one being sampled needs about 20 bytes per pixel more at the target spacing (its beam
+map is made there): 100 scans of 256x256 take well under 100 MB above Python's own, an
+8000x8000 scan kept at its spacing about 1.3 GB.
 
 example:
   python tools/make_lmdb.py data/fetal/sim data/fetal/channels --encoding channels
@@ -28,7 +36,7 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fetal_biometry import dataset, patch_records, patches  # noqa: E402
+from fetal_biometry import atomic, dataset, patch_records, patches  # noqa: E402
 from fetal_biometry.labels import CLASSIFIER_CLASSES  # noqa: E402
 
 
@@ -72,9 +80,15 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="sampling, split and key order seed")
     parser.add_argument("--require-all-classes", action="store_true",
                         help="fail when a scan has no pixels of a class asked for")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace OUT if it holds LMDBs this tool wrote before")
     args = parser.parse_args(argv)
     source = pathlib.Path(args.dataset)
     try:
+        patch_records.check_arguments(args.patch, args.per_class, args.splits, args.seed,
+                                      args.spacing_mm)
+        for path in atomic.claim_output(args.out, "manifest.json", [source], args.overwrite, "OUT"):
+            print(f"make_lmdb: removed {path}, left by an interrupted run", file=sys.stderr)
         scans = list(tqdm(patch_records.dataset_scans(source), desc="read", unit="scan"))
         index = (source / "dataset.json").read_bytes()
         manifest = patch_records.build(
@@ -83,7 +97,7 @@ def main(argv=None) -> int:
             spacing_mm=args.spacing_mm,
             sources={"dataset": str(source.resolve()),
                      "dataset_json_sha256": hashlib.sha256(index).hexdigest()})
-    except (dataset.DatasetError, patch_records.RecordError, OSError) as err:
+    except (dataset.DatasetError, patch_records.RecordError, atomic.OutputError, OSError) as err:
         print(f"make_lmdb: error: {err}", file=sys.stderr)
         return 1
     print(json.dumps({s: manifest["splits"][s]["per_class"] for s in patch_records.SPLITS}))
