@@ -35,22 +35,22 @@ An :class:`Ellipse` has semi-axes ``a >= b`` in pixels and ``angle``, the direct
 ``a`` axis in degrees from +x towards +y (clockwise on screen), in [0, 180): the convention of
 ``cv2.ellipse`` with ``axes=(a, b)``. Spacing is isotropic, in mm per pixel.
 
-:func:`measure` runs the whole chain; :func:`draw` renders its result; :func:`hadlock_efw`
-turns AC, femur length and optionally the head into an estimated fetal weight.
+:func:`measure` runs the whole chain (:func:`fetal_biometry.figures.draw_measurement` renders
+its result); :func:`hadlock_efw` turns AC, femur length and optionally the head into an
+estimated fetal weight.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
 
-import cv2
 import numpy as np
 from scipy import ndimage
 from skimage import measure as skmeasure, morphology
 
 from fetal_biometry.ellipse import (Ellipse, conic_params, direct_fit, ellipse_frame,
-                                    ellipse_perimeter, ellipse_points, normalized_radius)
-from fetal_biometry.labels import (BACKGROUND, CLASSIFIER_VALUES as CLASS_VALUES, COLOURS, FLUID,
+                                    ellipse_perimeter, normalized_radius)
+from fetal_biometry.labels import (BACKGROUND, CLASSIFIER_VALUES as CLASS_VALUES, FLUID,
                                    OUTSIDE, SHADOW, STOMACH, VEIN)
 
 BODY_CLASSES = (BACKGROUND, STOMACH, VEIN)
@@ -415,30 +415,3 @@ def hadlock_efw(ac_mm: float, fl_mm: float, hc_mm: float | None = None,
         log_weight = (1.3596 - 0.00386 * ac * fl + 0.0064 * hc + 0.00061 * bpd * ac
                       + 0.0424 * ac + 0.174 * fl)
     return 10 ** log_weight
-
-
-# --------------------------------------------------------------------------- drawing
-
-_INLIER, _OUTLIER, _ELLIPSE = (0, 230, 0), (255, 60, 60), (0, 220, 255)
-
-
-def draw(image: np.ndarray, measurement: Measurement) -> np.ndarray:
-    """RGB uint8 copy of a gray or RGB scan with the ellipse, boundary points, landmarks, AC."""
-    rgb = np.clip(np.asarray(image), 0, 255).astype(np.uint8)
-    rgb = np.repeat(rgb[..., None], 3, axis=2) if rgb.ndim == 2 else rgb[..., :3].copy()
-    if measurement.ellipse is not None:
-        outline = np.round(ellipse_points(measurement.ellipse) * 16).astype(np.int32)
-        cv2.polylines(rgb, [outline], True, _ELLIPSE, 1, cv2.LINE_AA, shift=4)
-    # Points over the ellipse: green arcs are where the fit is supported.
-    for (x, y), inlier in zip(measurement.points, measurement.inliers):
-        rgb[int(round(y)), int(round(x))] = _INLIER if inlier else _OUTLIER
-    for landmark, colour in ((measurement.stomach, COLOURS[STOMACH]), (measurement.vein, COLOURS[VEIN])):
-        if landmark is not None:
-            centre = (int(round(landmark.x)), int(round(landmark.y)))
-            cv2.drawMarker(rgb, centre, colour, cv2.MARKER_CROSS, 8, 1)
-    lines = [f"AC {measurement.ac_mm:.1f} mm" if measurement.ac_mm is not None else "AC -"]
-    lines += ["plane accepted"] if measurement.accepted else list(measurement.reasons)
-    for row, text in enumerate(lines):
-        cv2.putText(rgb, text, (4, rgb.shape[0] - 6 - 12 * (len(lines) - 1 - row)),
-                    cv2.FONT_HERSHEY_SIMPLEX, 0.35, (255, 255, 255), 1, cv2.LINE_AA)
-    return rgb

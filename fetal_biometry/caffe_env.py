@@ -11,10 +11,12 @@ inside the Docker image, set ``FETAL_CAFFE_PREFIX`` to its prefix (the folder ho
 """
 from __future__ import annotations
 
+import ctypes
 import functools
 import importlib.util
 import os
 import pathlib
+import re
 import shutil
 import sys
 import types
@@ -90,19 +92,76 @@ def caffe() -> types.ModuleType:
     return module
 
 
+# The oldest NVIDIA driver release each CUDA major version runs on (minor-version compatibility).
+_MIN_DRIVER = {11: 450, 12: 525, 13: 580}
+
+
+class DeviceError(RuntimeError):
+    """A GPU was requested that this Caffe or this machine cannot give."""
+
+
 def set_device(gpu: int | None) -> None:
-    """Run on CPU (``gpu=None``) or on GPU ``gpu``; fail clearly on a CPU-only build."""
+    """Run on CPU (``gpu=None``) or on GPU ``gpu``, after :func:`check_device`."""
     caffe_module = caffe()
     if gpu is None:
         caffe_module.set_mode_cpu()
         return
-    if not hasattr(caffe_module, "set_device") or _cpu_only():
-        raise RuntimeError(f"GPU {gpu} requested, but this Caffe ({prefix()}) was built CPU_ONLY")
+    check_device(gpu)
     caffe_module.set_device(gpu)
     caffe_module.set_mode_gpu()
 
 
-def _cpu_only() -> bool:
-    # A CPU_ONLY libcaffe has no CUDA runtime linked in: the cheapest reliable probe.
-    lib = next((prefix() / "lib").glob("libcaffe.so*"), None)
-    return lib is None or b"libcudart" not in lib.read_bytes()
+def check_device(gpu: int) -> None:
+    """Raise :class:`DeviceError` unless this Caffe has CUDA and GPU ``gpu`` is visible.
+
+    Caffe itself aborts the process (glog's CHECK) when asked for a device it cannot open;
+    this asks the CUDA runtime that Caffe links, so the caller can print a sentence instead.
+    """
+    caffe()  # loads libcaffe and, in a CUDA build, the CUDA runtime it links
+    runtime = _cuda_runtime()
+    if runtime is None:
+        raise DeviceError(f"GPU {gpu} requested, but this Caffe ({prefix()}) was built CPU_ONLY: "
+                          "drop --gpu, or build the CUDA Caffe (make caffe-cuda) and point "
+                          "FETAL_CAFFE_PREFIX at the prefix it prints")
+    count = ctypes.c_int(0)
+    status = runtime.cudaGetDeviceCount(ctypes.byref(count))
+    if status != 0 or count.value == 0:
+        raise DeviceError(f"GPU {gpu} requested, but no CUDA device visible ({_diagnosis(runtime, status)}). "
+                          "Drop --gpu to run on the CPU.")
+    if not 0 <= gpu < count.value:
+        raise DeviceError(f"GPU {gpu} requested, but only {count.value} CUDA device(s) visible "
+                          f"(ids 0 to {count.value - 1})")
+
+
+def _cuda_runtime() -> ctypes.CDLL | None:
+    """The CUDA runtime this process loaded with libcaffe, or None (a CPU_ONLY Caffe)."""
+    if not hasattr(caffe(), "set_device"):
+        return None
+    # /proc/self/maps names the very file the dynamic linker chose through libcaffe's RPATH.
+    loaded = re.search(r"/\S*/libcudart\.so\.[0-9]+", pathlib.Path("/proc/self/maps").read_text())
+    if loaded is None:
+        return None
+    runtime = ctypes.CDLL(loaded.group())
+    runtime.cudaGetErrorString.restype = ctypes.c_char_p
+    return runtime
+
+
+def _diagnosis(runtime: ctypes.CDLL, status: int) -> str:
+    """Why no device: the runtime's error, both versions, and the driver this CUDA needs."""
+    reason = runtime.cudaGetErrorString(status).decode() if status else "0 devices"
+    runtime_version = _version(runtime.cudaRuntimeGetVersion)
+    driver_version = _version(runtime.cudaDriverGetVersion)
+    major = int(runtime_version.split(".")[0])
+    return (f"{reason}; CUDA runtime {runtime_version}, "
+            + (f"driver for CUDA {driver_version}" if driver_version else "no NVIDIA driver loaded")
+            + f". CUDA {major} needs an NVIDIA driver of release {_MIN_DRIVER.get(major, '?')} or "
+            "later and a visible GPU; in a container, start it with --gpus all (Docker) or "
+            "--device nvidia.com/gpu=all (podman)")
+
+
+def _version(query) -> str | None:
+    """'13.5' from cudaRuntimeGetVersion or cudaDriverGetVersion (None: no driver)."""
+    value = ctypes.c_int(0)  # 1000 * major + 10 * minor; 0 when there is no driver
+    if query(ctypes.byref(value)) != 0 or value.value == 0:
+        return None
+    return f"{value.value // 1000}.{value.value % 1000 // 10}"

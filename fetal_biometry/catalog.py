@@ -59,6 +59,11 @@ def _deploy() -> dict[str, object]:
     return {f"{paths.prototxt_dir('tutorial_cnn')}/deploy.prototxt": nets.tutorial_cnn_deploy()}
 
 
+#: Net diagrams under docs/ (drawn by caffe.draw) -> the checked-in net each shows.
+DIAGRAMS = {"docs/net_patch_classifier.png": "prototxt/fetal_channels/train.prototxt",
+            "docs/net_tutorial_cnn.png": "prototxt/tutorial_cnn/train.prototxt"}
+
+
 def generate() -> dict[str, str]:
     """Every checked-in prototxt: repository-relative path -> text."""
     messages = {**_tutorial_cnn("softmax"), **_tutorial_cnn("euclidean"), **_deploy()}

@@ -87,8 +87,8 @@ Reading: :func:`open` checks dataset.json, every case record and that every file
 (cheap: no pixels decoded) and raises :class:`DatasetError` listing every problem;
 :meth:`Dataset.read` then decodes and checks one case, :meth:`Dataset.iter_cases` each case
 once. :func:`validate` lists every problem of a whole dataset, pixels included.
-:func:`write_dataset` writes a dataset atomically; :func:`contact_sheet` draws scans beside
-their labels.
+:func:`write_dataset` writes a dataset atomically
+(:func:`fetal_biometry.figures.contact_sheet` draws scans beside their labels).
 """
 from __future__ import annotations
 
@@ -105,7 +105,7 @@ import numpy as np
 
 from fetal_biometry import atomic, geometry as geom, scans
 from fetal_biometry.ellipse import Ellipse, ellipse_perimeter
-from fetal_biometry.labels import CLASSES, COLOURS, OUTSIDE
+from fetal_biometry.labels import CLASSES, OUTSIDE
 
 FORMAT = "fetal-biometry-dataset"
 VERSION = 2
@@ -520,64 +520,3 @@ def write_dataset(out: str | os.PathLike, cases: Iterable[Case], generator: dict
         if found:
             _raise(out, found)
     return out
-
-
-# --------------------------------------------------------------------------- pictures
-
-def overlay(image: np.ndarray, labels: np.ndarray, alpha: float = 0.45) -> np.ndarray:
-    """RGB uint8 scan with every class of the table coloured over it (background left gray).
-
-    The patch classifier's classes 1-4 share these values, so its label maps use it too.
-    """
-    rgb = np.repeat(image[..., None], 3, axis=2).astype(np.float32)
-    for value, colour in COLOURS.items():
-        mask = labels == value
-        rgb[mask] = (1 - alpha) * rgb[mask] + alpha * np.array(colour, np.float32)
-    return rgb.clip(0, 255).astype(np.uint8)
-
-
-def _title(case: Case) -> str:
-    bio = case.biometry
-    age = "" if bio.gestational_age_weeks is None else f", GA {bio.gestational_age_weeks:.1f} wk"
-    verdict = "plane OK" if bio.plane_acceptable else bio.plane_reason
-    what = "AC" if bio.structure == "abdomen" else "HC"
-    return f"{case.name}: {what} {bio.circumference_mm:.0f} mm{age}\n{verdict}"
-
-
-def contact_sheet(path: str | os.PathLike, out: str | os.PathLike, count: int = 8,
-                  columns: int = 2) -> pathlib.Path:
-    """PNG of the first ``count`` cases: each scan beside its label overlay and abdomen ellipse.
-
-    A colour legend of the class table runs along the bottom. Written atomically to ``out``.
-    """
-    import matplotlib  # imported here: only pictures need it
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Ellipse as EllipsePatch, Patch
-
-    data = open(path)
-    cases = [data.read(name) for name in data.cases[:count]]
-    if not cases:
-        raise DatasetError(f"{path}: no cases to draw")
-    rows = math.ceil(len(cases) / columns)
-    fig, axes = plt.subplots(rows, 2 * columns, figsize=(4.4 * columns, 2.7 * rows + 0.5),
-                             squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for i, case in enumerate(cases):
-        left, right = axes[i // columns, 2 * (i % columns)], axes[i // columns, 2 * (i % columns) + 1]
-        left.imshow(case.image, cmap="gray", vmin=0, vmax=255)
-        left.set_title(_title(case), fontsize=6.5, loc="left")
-        right.imshow(overlay(case.image, case.labels))
-        e = case.biometry.ellipse
-        right.add_patch(EllipsePatch((e.cx, e.cy), 2 * e.a, 2 * e.b, angle=e.angle, fill=False,
-                                     color="white", linewidth=0.7, linestyle="--"))
-    handles = [Patch(color=np.array(COLOURS[v]) / 255, label=CLASSES[v].replace("_", " "))
-               for v in COLOURS] + [Patch(facecolor="white", edgecolor="black", linestyle="--",
-                                          label="abdomen ellipse (AC)")]
-    fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=7, frameon=False)
-    fig.tight_layout(rect=(0, 0.6 / (2.7 * rows + 0.5), 1, 1), pad=0.3)
-    with atomic.staged_file(out) as tmp:
-        fig.savefig(tmp, dpi=120, format="png")  # about one screen pixel per image pixel
-    plt.close(fig)
-    return pathlib.Path(out)

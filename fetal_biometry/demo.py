@@ -108,5 +108,6 @@ def run_fetal(cases: int = 100, heldout: int = 30, gpu: int | None = None,
     print(f"\nheld-out evaluation ({heldout} simulated scans, seed 1, convex and linear probes; "
           f"models: {', '.join(str(p) for p in paths.demo_models())}):\n")
     print(table)
-    print(f"\noverlays and per-case results in {paths.EVALUATION}/")
+    print(f"\nper-case results, figures and overlays in {paths.EVALUATION}/; "
+          f"the report: {pathlib.Path(paths.EVALUATION, 'report.html').resolve()}")
     return summaries

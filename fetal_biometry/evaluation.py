@@ -3,11 +3,13 @@
 For each model folder (:mod:`fetal_biometry.model`) every held-out case is classified densely
 at the model's spacing (:mod:`fetal_biometry.inference`), measured on its own grid
 (:mod:`fetal_biometry.biometry`) and compared with its ground truth: pixel and per-class
-accuracy and the confusion matrix inside the fan, AC error in mm and percent, and plane
-acceptance. :func:`table` prints the ablation as markdown.
+accuracy and the confusion matrix inside the fan, AC error in mm and percent with Bland-Altman
+agreement, and plane acceptance with the rejection reasons. :func:`table` prints the ablation
+as markdown; :func:`write_report` writes it with the HTML report of :mod:`fetal_biometry.report`.
 """
 from __future__ import annotations
 
+import collections
 import json
 import os
 import pathlib
@@ -15,8 +17,17 @@ import pathlib
 import cv2
 import numpy as np
 
-from fetal_biometry import atomic, biometry, dataset, inference, model as model_folder
+from fetal_biometry import atomic, biometry, dataset, figures, inference, model as model_folder
 from fetal_biometry.labels import CLASSIFIER_CLASSES, OUTSIDE, classifier_labels
+
+TYPICAL = 2  # typical cases drawn beside the worst ones
+
+
+def provenance(model: model_folder.Model) -> dict:
+    """Where a model came from, for the report: its folder and files, and its ``model.json``."""
+    return {"folder": str(pathlib.Path(model.root).resolve()), **model.record,
+            "deploy": str(pathlib.Path(model.deploy).resolve()),
+            "weights": str(pathlib.Path(model.weights).resolve())}
 
 
 def case_result(case: dataset.Case, probs: np.ndarray, predicted: np.ndarray) -> dict:
@@ -39,12 +50,15 @@ def case_result(case: dataset.Case, probs: np.ndarray, predicted: np.ndarray) ->
 
 def evaluate(model: model_folder.Model, data: str | os.PathLike, out: str | os.PathLike | None = None,
              progress=None, overlays: int = 4, at_model_spacing: bool = True) -> dict:
-    """Evaluate ``model`` on every case of the dataset at ``data``; summary and per-case results.
+    """Evaluate ``model`` on every case of the dataset at ``data``; returns the summary.
 
     Each case is classified at the model's spacing and measured on its own grid. With ``out``,
-    the first ``overlays`` cases get a PNG (class overlay beside the measured ellipse) and the
-    results are written to ``OUT/<model.name>.json``. ``at_model_spacing=False`` classifies
-    on each scan's own pixels instead (what the nets did before target spacings; a baseline).
+    ``OUT/<model.name>.json`` gets the summary, the per-case results, the model's provenance
+    and the dataset, and overlays are drawn for the ``overlays`` cases with the largest AC
+    errors, up to ``overlays`` more with a wrong plane verdict and :data:`TYPICAL` typical ones
+    (``OUT/<model.name>_<case>.png``: truth, classes, measurement). ``at_model_spacing=False``
+    classifies on each scan's own pixels instead (what the nets did before target spacings; a
+    baseline).
     """
     opened = dataset.open(data)
     if opened.structures() != {"abdomen"}:
@@ -53,24 +67,99 @@ def evaluate(model: model_folder.Model, data: str | os.PathLike, out: str | os.P
     classifier = inference.DenseClassifier.from_model(model)
     if not at_model_spacing:
         classifier.spacing_mm = None
-    results = []
+    results, maps = [], {}
     cases = opened.iter_cases()
     iterator = progress(cases, desc=model.name) if progress else cases
-    for index, case in enumerate(iterator):
+    for case in iterator:
         name = case.name
         probs, predicted = classifier.classify_scan(case.image, case.geometry, case.spacing_mm)
-        result, measured = case_result(case, probs, predicted)
+        result, _ = case_result(case, probs, predicted)
         results.append(result)
-        if out is not None and index < overlays:
-            picture = np.hstack([inference.overlay(case.image, predicted),
-                                 biometry.draw(case.image, measured)])
-            png = cv2.imencode(".png", cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))[1].tobytes()
-            atomic.write_bytes(pathlib.Path(out) / f"{model.name}_{name}.png", png)
+        if out is not None:  # label maps compress ~50x as PNG: cheap to keep for the pictures
+            maps[name] = figures.png(predicted)
     summary = summarize(results)
     if out is not None:
-        atomic.write_text(pathlib.Path(out) / f"{model.name}.json",
-                          json.dumps({"summary": summary, "cases": results}, indent=1) + "\n")
+        out = pathlib.Path(out)
+        chosen = pick_cases(results, overlays, TYPICAL if overlays else 0)
+        for pick in chosen:
+            predicted = cv2.imdecode(np.frombuffer(maps[pick["case"]], np.uint8), cv2.IMREAD_UNCHANGED)
+            pick["file"] = f"{model.name}_{pick['case']}.png"
+            picture = case_picture(opened.read(pick["case"]), predicted)
+            atomic.write_bytes(out / pick["file"], figures.png(picture))
+        record = {"summary": summary, "model": provenance(model),
+                  "dataset": {"path": str(data), "cases": len(opened.cases),
+                              "generator": opened.generator},
+                  "overlays": chosen, "cases": results}
+        atomic.write_text(out / f"{model.name}.json", json.dumps(record, indent=1) + "\n")
     return summary
+
+
+def case_picture(case: dataset.Case, predicted: np.ndarray) -> np.ndarray:
+    """Truth (labels and true ellipse), the classified map and the measurement, side by side."""
+    truth = figures.overlay(case.image, classifier_labels(case.labels))
+    figures.draw_ellipse(truth, case.biometry.ellipse)
+    panels = [figures.caption(truth, "truth"),
+              figures.caption(figures.class_overlay(case.image, predicted), "classified"),
+              figures.caption(figures.draw_measurement(
+                  case.image, biometry.measure(predicted, case.spacing_mm)), "measured")]
+    gap = np.full((case.image.shape[0], 4, 3), 255, np.uint8)
+    return np.hstack([panels[0], gap, panels[1], gap, panels[2]])
+
+
+def pick_cases(results: list[dict], worst: int, typical: int) -> list[dict]:
+    """The cases worth looking at: ``[{"case", "why"}]``.
+
+    The ``worst`` largest AC errors (unmeasured first), up to ``worst`` more with a wrong plane
+    verdict, and ``typical`` cases with a right verdict whose AC error is nearest the median.
+    """
+    def error(r):
+        return abs(r["ac_error_percent"]) if "ac_error_percent" in r else np.inf
+
+    chosen: dict[str, str] = {}
+    for r in sorted(results, key=error, reverse=True)[:worst]:
+        chosen[r["case"]] = "largest AC error" if np.isfinite(error(r)) else "AC not measured"
+    wrong = [r for r in results if r["accepted"] != r["accepted_true"] and r["case"] not in chosen]
+    for r in wrong[:worst]:
+        chosen[r["case"]] = "wrong plane verdict"
+    good = [r for r in results if r["case"] not in chosen and np.isfinite(error(r))
+            and r["accepted"] == r["accepted_true"]]
+    if good:
+        median = np.median([error(r) for r in good])
+        for r in sorted(good, key=lambda r: abs(error(r) - median))[:typical]:
+            chosen[r["case"]] = "typical"
+    return [{"case": name, "why": why} for name, why in chosen.items()]
+
+
+def agreement(measured: np.ndarray, true: np.ndarray) -> dict | None:
+    """Bland-Altman agreement of measured with true values: bias and 95 % limits (mean +- 1.96 SD
+    of the differences), in the unit of the values and as a percentage of each pair's mean.
+    None with fewer than two pairs."""
+    measured, true = np.asarray(measured, float), np.asarray(true, float)
+    if len(measured) < 2:
+        return None
+    result = {"n": int(len(measured))}
+    for key, difference in (("mm", measured - true),
+                            ("percent", 200 * (measured - true) / (measured + true))):
+        bias, sd = float(difference.mean()), float(difference.std(ddof=1))
+        result[f"bias_{key}"] = bias
+        result[f"loa_{key}"] = [bias - 1.96 * sd, bias + 1.96 * sd]
+    return result
+
+
+def plane_outcomes(results: list[dict]) -> dict[str, int]:
+    """Counts of true/false accept/reject against the true verdicts."""
+    counts = dict.fromkeys(figures.PLANE_OUTCOMES, 0)
+    for r in results:
+        right = "true" if r["accepted"] == r["accepted_true"] else "false"
+        counts[f"{right} {'accept' if r['accepted'] else 'reject'}"] += 1
+    return counts
+
+
+def rejection_reasons(results: list[dict]) -> dict[str, int]:
+    """Why planes were rejected, tallied, most frequent first; numbers in brackets dropped
+    (``"abdomen fit too small (semi-minor axis 12.1 mm < 15 mm)"`` counts as its first part)."""
+    tally = collections.Counter(reason.split(" (")[0] for r in results for reason in r["reasons"])
+    return dict(tally.most_common())
 
 
 def summarize(results: list[dict]) -> dict:
@@ -80,6 +169,7 @@ def summarize(results: list[dict]) -> dict:
     errors = np.array([abs(r["ac_error_percent"]) for r in results if "ac_error_percent" in r])
     errors_mm = np.array([abs(r["ac_error_mm"]) for r in results if "ac_error_mm" in r])
     agree = [r["accepted"] == r["accepted_true"] for r in results]
+    pairs = [(r["ac_mm"], r["ac_true_mm"]) for r in results if r["ac_mm"] is not None]
     return {
         "cases": len(results),
         "pixel_accuracy": float(np.trace(confusion) / confusion.sum()),
@@ -90,6 +180,9 @@ def summarize(results: list[dict]) -> dict:
         "ac_median_error_mm": float(np.median(errors_mm)) if len(errors_mm) else None,
         "ac_p90_error_percent": float(np.percentile(errors, 90)) if len(errors) else None,
         "plane_acceptance_accuracy": float(np.mean(agree)) if agree else None,
+        "ac_agreement": agreement(*np.array(pairs).reshape(-1, 2).T),
+        "plane_outcomes": plane_outcomes(results),
+        "rejection_reasons": rejection_reasons(results),
     }
 
 
@@ -112,8 +205,12 @@ def table(summaries: dict[str, dict]) -> str:
 
 
 def write_report(summaries: dict[str, dict], out: str | os.PathLike) -> str:
-    """Write ``OUT/table.md`` and ``OUT/summary.json``; returns the table."""
+    """Write ``OUT/table.md``, ``OUT/summary.json`` and ``OUT/report.html`` (with its figures,
+    from the ``OUT/<encoding>.json`` that :func:`evaluate` wrote); returns the table."""
+    from fetal_biometry import report
+
     text = table(summaries)
     atomic.write_text(pathlib.Path(out, "table.md"), text + "\n")
     atomic.write_text(pathlib.Path(out, "summary.json"), json.dumps(summaries, indent=1) + "\n")
+    report.write(out, list(summaries))
     return text

@@ -31,9 +31,9 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
-from fetal_biometry import checks, dataset, geometry as geom, nets, patches, resample
+from fetal_biometry import checks, geometry as geom, nets, patches, resample
 from fetal_biometry.caffe_env import caffe
-from fetal_biometry.labels import CLASSIFIER_CLASSES, COLOURS, OUTSIDE
+from fetal_biometry.labels import OUTSIDE
 
 STRIDE = nets.STRIDE  # two 2x2 poolings
 TILE = 128  # grid points per tile side: bounds memory (about 0.3 GB) whatever the scan size
@@ -183,19 +183,6 @@ class DenseClassifier:
         return probs, labels
 
 
-def overlay(image: np.ndarray, labels: np.ndarray, alpha: float = 0.45,
-            legend: bool = True) -> np.ndarray:
-    """Colour the classes over the gray scan, like the source's results figure (RGB uint8)."""
-    rgb = dataset.overlay(image, labels, alpha)
-    if legend:
-        for row, cls in enumerate(range(1, len(CLASSIFIER_CLASSES))):
-            y = 6 + 12 * row
-            cv2.rectangle(rgb, (4, y), (12, y + 8), COLOURS[cls], -1)
-            cv2.putText(rgb, CLASSIFIER_CLASSES[cls].replace("_", " "), (16, y + 8),
-                        cv2.FONT_HERSHEY_SIMPLEX, 0.3, (255, 255, 255), 1, cv2.LINE_AA)
-    return rgb
-
-
 def infer_scan(classifier: DenseClassifier, image: np.ndarray, probe: geom.Geometry,
                spacing_mm: float, measure: bool = True) -> tuple[dict, np.ndarray, np.ndarray, object]:
     """Classify one scan at the model's spacing and, with ``measure``, measure its AC in mm.
@@ -225,16 +212,15 @@ def write_outputs(out: str | pathlib.Path, stem: str, image: np.ndarray, probs: 
     """Write one scan's ``STEM_probs.npy`` (K, H, W float16), ``STEM_labels.png`` (classes, 255
     outside the fan), ``STEM_overlay.png`` (classes over the scan, beside the ellipse and AC when
     measured) and ``STEM.json`` (the record), each atomically."""
-    from fetal_biometry import atomic, biometry
+    from fetal_biometry import atomic, figures
 
     out = pathlib.Path(out)
-    picture = overlay(image, labels)
+    picture = figures.class_overlay(image, labels)
     if measured is not None:
-        picture = np.hstack([picture, biometry.draw(image, measured)])
+        picture = np.hstack([picture, figures.draw_measurement(image, measured)])
     with atomic.staged_file(out / f"{stem}_probs.npy") as tmp:
         with open(tmp, "wb") as f:
             np.save(f, probs.astype(np.float16))
-    for name, array in ((f"{stem}_labels.png", labels),
-                        (f"{stem}_overlay.png", cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))):
-        atomic.write_bytes(out / name, cv2.imencode(".png", array)[1].tobytes())
+    atomic.write_bytes(out / f"{stem}_labels.png", figures.png(labels))
+    atomic.write_bytes(out / f"{stem}_overlay.png", figures.png(picture))
     atomic.write_text(out / f"{stem}.json", json.dumps(record, indent=1) + "\n")

@@ -51,10 +51,10 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
-from fetal_biometry import biometry, geometry as geom, patches, resample
-from fetal_biometry.ellipse import Ellipse, ellipse_mask, ellipse_points, normalized_radius
+from fetal_biometry import biometry, figures, geometry as geom, patches, resample
+from fetal_biometry.ellipse import Ellipse, ellipse_mask, normalized_radius
 from fetal_biometry.inference import MAX_PIXELS, STRIDE, DenseClassifier
-from fetal_biometry.labels import COLOURS, OUTSIDE, STOMACH, VEIN
+from fetal_biometry.labels import OUTSIDE, STOMACH, VEIN
 
 CHUNK_BYTES = 32 << 20  # a stack is read this much at a time
 BATCH = 8  # frames per Caffe forward pass
@@ -603,63 +603,7 @@ def table(summaries: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-# --------------------------------------------------------------------------- pictures
-
-_MEASURED, _ACCEPTED = (255, 140, 0), (0, 230, 0)
-
-
-def frame_picture(frame: np.ndarray, labels: np.ndarray, index: int, landmarks: dict) -> np.ndarray:
-    """One frame of the overlay video (RGB) as it is classified: classes, frame, landmark score."""
-    from fetal_biometry.inference import overlay
-
-    rgb = overlay(frame, labels, legend=False)
-    cv2.putText(rgb, f"frame {index}  landmarks {landmarks['score']:.2f}", (4, 12),
-                cv2.FONT_HERSHEY_SIMPLEX, 0.35, (220, 220, 220), 1, cv2.LINE_AA)
-    return rgb
-
-
-def mark_measured(rgb: np.ndarray, candidate: Candidate, chosen: bool) -> np.ndarray:
-    """A measured frame's picture with its ellipse (green: accepted plane) and, when chosen, its AC."""
-    m = candidate.measured
-    if m.ellipse is not None:
-        outline = np.round(ellipse_points(m.ellipse) * 16).astype(np.int32)
-        cv2.polylines(rgb, [outline], True, _ACCEPTED if m.accepted else _MEASURED,
-                      2 if chosen else 1, cv2.LINE_AA, shift=4)
-    text = (f"CHOSEN  AC {m.ac_mm:.0f} mm" + ("" if m.accepted else " (plane not accepted)")
-            if chosen else f"plane score {candidate.plane['plane_score']:.2f}")
-    cv2.putText(rgb, text, (4, 26), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (255, 255, 255), 1, cv2.LINE_AA)
-    return rgb
-
-
-def score_plot(record: dict, title: str = "") -> bytes:
-    """PNG of the landmark score over the frames, the measured frames' plane scores, the chosen frame."""
-    import io
-
-    import matplotlib
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
-    frames = record["frames"]
-    x = [f["frame"] for f in frames]
-    fig, ax = plt.subplots(figsize=(8, 3), dpi=100)
-    ax.plot(x, [f["score"] for f in frames], color="0.3", lw=1, label="landmark score")
-    ax.plot(x, [f["stomach"] for f in frames], color=np.array(COLOURS[STOMACH]) / 255, lw=0.8, label="stomach")
-    ax.plot(x, [f["vein"] for f in frames], color=np.array(COLOURS[VEIN]) / 255, lw=0.8, label="vein")
-    measured = [f for f in frames if f.get("measured")]
-    ax.scatter([f["frame"] for f in measured], [f["plane_score"] for f in measured],
-               c=["tab:green" if f["accepted"] else "tab:orange" for f in measured], zorder=3,
-               s=18, label="plane score (green: accepted)")
-    if record["best_frame"] >= 0:
-        ax.axvline(record["best_frame"], color="tab:blue", ls="--",
-                   label=f"chosen: frame {record['best_frame']}, AC {record['ac_mm']:.0f} mm")
-    ax.set(xlabel="frame", ylabel="score", ylim=(0, 1.05), title=title or "plane scores")
-    ax.legend(fontsize=7, loc="upper right", ncol=2)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    return buffer.getvalue()
-
+# --------------------------------------------------------------------------- video
 
 class VideoWriter:
     """Frames (RGB) into an mp4 (OpenCV's mp4v codec), written aside and renamed when closed."""
@@ -709,7 +653,8 @@ def annotate_video(draft: str | os.PathLike, out: str | os.PathLike, result: Swe
             if writer is None:
                 writer = VideoWriter(out, fps, rgb.shape[:2])
             if index in measured:
-                rgb = mark_measured(rgb, measured[index], index == chosen)
+                c = measured[index]
+                rgb = figures.sweep_measured(rgb, c.measured, c.plane["plane_score"], index == chosen)
             writer.write(rgb)
             index += 1
     except BaseException:

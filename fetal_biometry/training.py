@@ -540,7 +540,7 @@ def train(solver_path: str | os.PathLike, out: str | os.PathLike, *, gpu: int | 
                         raise _diverged(out, reason, watch.onset)
                     # Redraw during long runs, but at most once a minute: a plot costs ~0.5 s.
                     if plot and time.monotonic() - last_plot > 60:
-                        plot_history(history, out / "training.png")
+                        _write_plot(history, out / "training.png")
                         last_plot = time.monotonic()
                 if done or stop.signal or (snapshot_every and solver.iter % snapshot_every == 0):
                     metrics.flush()
@@ -572,7 +572,7 @@ def _last_good(state: pathlib.Path | None) -> str:
 
 def _plot_if_room(history: list[dict], path: pathlib.Path) -> None:
     try:
-        plot_history(history, path)
+        _write_plot(history, path)
     except OSError as err:
         if err.errno not in _DISK_FULL:
             raise
@@ -623,33 +623,8 @@ def _read_history(path: pathlib.Path, upto: int) -> list[dict]:
     return history
 
 
-def plot_history(history: list[dict], path: str | os.PathLike) -> pathlib.Path:
-    """Loss (and learning rate) and validation accuracy against iterations, as a PNG."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def _write_plot(history: list[dict], path: pathlib.Path) -> pathlib.Path:
+    """Write :func:`fetal_biometry.figures.training_plot` of ``history`` to the PNG ``path``."""
+    from fetal_biometry import figures
 
-    steps = [h for h in history if "loss" in h and h.get("phase") != "val"]
-    vals = [h for h in history if h.get("phase") == "val"]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.6))
-    if steps:
-        iters = np.array([h["iter"] for h in steps])
-        losses = np.array([h["loss"] for h in steps])
-        ax_loss.plot(iters, losses, lw=0.5, alpha=0.4, label="iteration")
-        window = max(1, len(losses) // 50)
-        smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
-        ax_loss.plot(iters[window - 1:], smooth, lw=1.5, label=f"mean of {window}")
-    for key in ("loss",):
-        if vals and key in vals[0]:
-            ax_loss.plot([v["iter"] for v in vals], [v[key] for v in vals], "o-", label="validation")
-    ax_loss.set(xlabel="iteration", ylabel="loss", yscale="log", title="loss")
-    ax_loss.legend(fontsize=8)
-    if vals and "accuracy" in vals[0]:
-        ax_acc.plot([v["iter"] for v in vals], [v["accuracy"] for v in vals], "o-")
-    ax_acc.set(xlabel="iteration", ylabel="accuracy", title="validation accuracy")
-    ax_acc.grid(alpha=0.3)
-    fig.tight_layout()
-    with atomic.staged_file(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-    return pathlib.Path(path)
+    return atomic.write_bytes(path, figures.figure_png(figures.training_plot(history), dpi=100))

@@ -1,4 +1,4 @@
-"""Biometry: ellipse from a class map, AC, plane acceptance, Hadlock's weight, overlays."""
+"""Biometry: ellipse from a class map, AC, plane acceptance and Hadlock's weight."""
 import math
 
 import cv2
@@ -182,7 +182,7 @@ def test_bad_input_is_refused():
         bm.measure(scan(), 0.0)
 
 
-# --------------------------------------------------------------------------- weight, drawing
+# --------------------------------------------------------------------------- weight
 
 def test_hadlock_with_head_measurements():
     # AC 29.0, FL 6.3, HC 30.5, BPD 8.4 cm (about 33 weeks), by hand:
@@ -200,18 +200,6 @@ def test_hadlock_abdomen_and_femur_only():
 def test_hadlock_needs_both_head_measurements():
     with pytest.raises(ValueError, match="both"):
         bm.hadlock_efw(290, 63, hc_mm=305)
-
-
-def test_draw_marks_the_ellipse_and_leaves_the_input_alone():
-    labels = scan()
-    measurement = bm.measure(labels, SPACING)
-    gray = np.zeros(SHAPE, np.uint8)
-    rgb = bm.draw(gray, measurement)
-    assert rgb.shape == (*SHAPE, 3) and rgb.dtype == np.uint8
-    assert not gray.any()
-    x, y = el.ellipse_points(measurement.ellipse, 90).round().astype(int).T
-    assert (rgb[y, x].sum(axis=1) > 0).mean() > 0.95
-    assert not rgb[150:170, 120:140].any()  # inside the body, away from the markers: untouched
 
 
 def test_mostly_shadowed_boundary_is_too_incomplete():

@@ -231,25 +231,6 @@ def test_a_case_may_hold_a_dicom_image(copy):
     assert "both images/sim00002.png and images/sim00002.dcm" in dataset.validate(copy)[0]
 
 
-# --------------------------------------------------------------------------- pictures
-
-def test_contact_sheet_shows_scans_and_coloured_labels(simulated, tmp_path):
-    sheet = dataset.contact_sheet(simulated[0], tmp_path / "sheet.png", count=2)
-    picture = cv2.imread(str(sheet))
-    assert picture is not None and picture.shape[1] > picture.shape[0]  # one row of four panels
-    b, g, r = (picture[..., k].astype(int) for k in range(3))
-    assert np.count_nonzero((np.abs(b - g) > 40) | (np.abs(g - r) > 40)) > 1000  # colour overlays
-
-
-def test_overlay_colours_each_class():
-    labels = np.arange(8, dtype=np.uint8).repeat(4).reshape(1, -1)
-    image = np.full(labels.shape, 100, np.uint8)
-    rgb = dataset.overlay(image, labels)
-    assert np.all(rgb[0, :4] == 100)  # background stays gray
-    colours = {tuple(rgb[0, 4 * v]) for v in range(1, 8)}
-    assert len(colours) == 7
-
-
 def test_fan_of_every_case_agrees_with_labels(simulated):
     for case in simulated[1]:
         fan = geom.fan_mask(case.geometry, case.labels.shape)

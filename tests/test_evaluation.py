@@ -38,8 +38,47 @@ def test_evaluate_writes_results_and_overlays(scans, model, tmp_path):
     summary = evaluation.evaluate(model, scans, tmp_path, overlays=1)
     assert summary["cases"] == 4 and 0 <= summary["pixel_accuracy"] <= 1
     saved = json.loads((tmp_path / f"{model.name}.json").read_text())
-    assert len(saved["cases"]) == 4
-    assert len(list(tmp_path.glob(f"{model.name}_*.png"))) == 1
+    assert len(saved["cases"]) == 4 and saved["dataset"]["cases"] == 4
+    assert saved["model"]["weights"] == str(model.weights.resolve())
+    assert saved["model"]["format"] == "fetal-biometry-model"  # model.json, for the report
+    drawn = sorted(p.name for p in tmp_path.glob(f"{model.name}_*.png"))
+    assert drawn == sorted(pick["file"] for pick in saved["overlays"]) and drawn
+    assert saved["overlays"][0]["why"] in ("largest AC error", "AC not measured")
+
+
+def _result(name, ac, true=200.0, accepted=True, accepted_true=True, reasons=()):
+    result = {"case": name, "ac_mm": ac, "ac_true_mm": true, "accepted": accepted,
+              "accepted_true": accepted_true, "reasons": list(reasons)}
+    if ac is not None:
+        result["ac_error_mm"] = ac - true
+        result["ac_error_percent"] = 100 * (ac - true) / true
+    return result
+
+
+def test_agreement_is_bias_and_limits_of_the_differences():
+    measured, true = np.array([202.0, 199, 205, 200]), np.full(4, 200.0)
+    a = evaluation.agreement(measured, true)
+    differences = measured - true
+    assert a["n"] == 4 and a["bias_mm"] == pytest.approx(1.5)
+    assert a["loa_mm"] == pytest.approx([1.5 - 1.96 * differences.std(ddof=1),
+                                         1.5 + 1.96 * differences.std(ddof=1)])
+    assert a["bias_percent"] == pytest.approx(np.mean(differences / ((measured + true) / 2)) * 100)
+    assert evaluation.agreement([200.0], [201.0]) is None
+
+
+def test_worst_cases_wrong_verdicts_and_typical_ones_are_picked():
+    results = [_result("a", 201), _result("b", 230), _result("c", None, accepted=False,
+                                                                reasons=["no abdomen boundary found (x)"]),
+               _result("d", 204, accepted=False, reasons=["stomach bubble not seen"]),
+               _result("e", 202), _result("f", 203)]
+    picks = {p["case"]: p["why"] for p in evaluation.pick_cases(results, worst=2, typical=1)}
+    assert picks == {"c": "AC not measured", "b": "largest AC error", "d": "wrong plane verdict",
+                     "e": "typical"}  # typical: |error| nearest the median of a, e, f
+    summary = evaluation.summarize([{**r, "confusion": [[1]]} for r in results])
+    assert summary["plane_outcomes"] == {"true accept": 4, "false accept": 0, "true reject": 0,
+                                         "false reject": 2}
+    assert summary["rejection_reasons"] == {"no abdomen boundary found": 1, "stomach bubble not seen": 1}
+    assert summary["ac_agreement"]["n"] == 5
 
 
 def test_evaluate_command_takes_model_folders(scans, fetal_model, tmp_path):

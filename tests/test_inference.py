@@ -107,12 +107,3 @@ def test_rotated_scan_frame_matches_rotated_patches(scan):
     expected = patches.extract(scan[None], directions, [(y, x)], 24, "rotate")[0, 0]
     got = turned[my - 12:my + 12, mx - 12:mx + 12]
     assert np.abs(expected.astype(int) - got).mean() < 3  # same content, sub-pixel resampling apart
-
-
-def test_overlay_colours_classes_and_keeps_background(scan):
-    labels = np.zeros((H, W), np.uint8)
-    labels[40:50, 40:50] = 2
-    rgb = inference.overlay(scan, labels, legend=False)
-    assert rgb.shape == (H, W, 3)
-    np.testing.assert_array_equal(rgb[0, 0], [scan[0, 0]] * 3)
-    assert rgb[45, 45, 2] < rgb[45, 45, 0]  # stomach bubble is tinted yellow

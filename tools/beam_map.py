@@ -43,9 +43,7 @@ sys.path.insert(0, str(ROOT))
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from fetal_biometry import atomic, fan, geometry as geom, scans  # noqa: E402
-
-ARROW_STEP = 24  # px between arrows on the picture
+from fetal_biometry import atomic, fan, figures, geometry as geom, scans  # noqa: E402
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -82,37 +80,12 @@ def summary(scan: scans.ScanImage, probe: geom.Geometry, confidence: float, sour
             "region": list(scan.region) if scan.region is not None else None}
 
 
-def picture(gray: np.ndarray, directions: np.ndarray) -> np.ndarray:
-    """BGR picture: hue from the beam angle (-90..90 degrees over the hue circle's half),
-    brightness from the image, and arrows along the beams every :data:`ARROW_STEP` px."""
-    inside = ~np.isnan(directions[..., 0])
-    dx, dy = np.nan_to_num(directions[..., 0]), np.nan_to_num(directions[..., 1], nan=1.0)
-    angle = np.degrees(np.arctan2(dx, dy))
-    hsv = np.zeros((*gray.shape, 3), np.uint8)
-    hsv[..., 0] = np.clip((angle + 90) / 180 * 179, 0, 179).astype(np.uint8)
-    hsv[..., 1] = np.where(inside, 200, 0)
-    hsv[..., 2] = np.clip(60 + 0.8 * gray.astype(np.float32), 0, 255).astype(np.uint8)
-    out = cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)
-    out[~inside] = gray[~inside, None]
-    half = ARROW_STEP // 2
-    for y in range(half, gray.shape[0], ARROW_STEP):
-        for x in range(half, gray.shape[1], ARROW_STEP):
-            if inside[y, x]:
-                dx, dy = directions[y, x] * 0.8 * half
-                cv2.arrowedLine(out, (x, y), (int(round(x + dx)), int(round(y + dy))),
-                                (255, 255, 255), 1, cv2.LINE_AA, tipLength=0.35)
-    return out
-
-
 def _write(out: pathlib.Path, stem: str, gray: np.ndarray, directions: np.ndarray) -> None:
     out.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
     np.save(buffer, directions)
     atomic.write_bytes(out / f"{stem}_beam.npy", buffer.getvalue())
-    ok, png = cv2.imencode(".png", picture(gray, directions))
-    if not ok:
-        raise OSError("could not encode the PNG")
-    atomic.write_bytes(out / f"{stem}_beam.png", png.tobytes())
+    atomic.write_bytes(out / f"{stem}_beam.png", figures.png(figures.beam_picture(gray, directions)))
 
 
 def _probe(scan: scans.ScanImage, given: pathlib.Path | None) -> tuple[geom.Geometry, float, str]:

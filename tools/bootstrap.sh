@@ -25,7 +25,7 @@ die() { echo "bootstrap: error: $*" >&2; exit 1; }
 apt_packages=(build-essential cmake patch git ca-certificates
   libprotobuf-dev protobuf-compiler libgoogle-glog-dev libgflags-dev libhdf5-dev liblmdb-dev
   libboost-system-dev libboost-thread-dev libboost-filesystem-dev libboost-python-dev
-  libopenblas-dev libopencv-dev)
+  libopenblas-dev libopencv-dev graphviz)
 
 install_apt() {
   local missing=()

@@ -4,7 +4,9 @@
 For each model, every case of DATASET is classified densely and measured against its ground
 truth: pixel and per-class accuracy with the confusion matrix (inside the fan), median AC error
 in mm and percent, plane-acceptance accuracy. Prints the ablation table (markdown); writes
-OUT/table.md, OUT/summary.json, OUT/ENCODING.json (per case) and a few overlays.
+OUT/table.md, OUT/summary.json, OUT/MODEL.json (per case), overlays of the worst and a few
+typical cases, the figures as PNGs (bland_altman_MODEL.png, ...) and OUT/report.html, one
+page with all of it (open it in a browser; it needs no network).
 
 Models are model folders (made by tools/train.py: model.json, deploy.prototxt, weights); each
 scan is classified at its model's spacing. They default to the folders `make demo` trains
@@ -52,7 +54,9 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="runs/evaluation", help="output folder (default runs/evaluation)")
     parser.add_argument("--model", action="append", metavar="DIR",
                         help="a model folder; repeat for several (the ablation)")
-    parser.add_argument("--overlays", type=int, default=4, help="overlay PNGs per model (default 4)")
+    parser.add_argument("--overlays", type=int, default=4,
+                        help="overlays per model of the largest AC errors, and as many more of "
+                             "wrong plane verdicts, beside 2 typical cases (default 4)")
     args = parser.parse_args(argv)
     try:
         if sweep_simulator.is_sweeps(args.dataset):  # sweeps: the benchmark's metrics
@@ -68,6 +72,7 @@ def main(argv=None) -> int:
         print(f"evaluate: error: {err}", file=sys.stderr)
         return 1
     print(evaluation.write_report(summaries, args.out))
+    print(f"report: {pathlib.Path(args.out, 'report.html').resolve()}")
     return 0
 
 

@@ -51,7 +51,7 @@ sys.path.insert(0, str(ROOT))
 
 from tqdm import tqdm  # noqa: E402
 
-from fetal_biometry import dataset, importers  # noqa: E402
+from fetal_biometry import atomic, dataset, figures, importers  # noqa: E402
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -112,7 +112,7 @@ def main(argv=None) -> int:
         seconds = time.perf_counter() - start
         count = len(dataset.open(out).cases)
         if args.contact_sheet:
-            dataset.contact_sheet(out, args.contact_sheet)
+            atomic.write_bytes(args.contact_sheet, figures.dataset_sheet(out))
     except (importers.AnnotationError, dataset.DatasetError, OSError) as error:
         print(f"import_dataset: error: {error}", file=sys.stderr)
         return 1

@@ -144,6 +144,8 @@ def _summary_line(stem: str, record: dict) -> str:
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     try:
+        if args.gpu is not None:
+            caffe_env.check_device(args.gpu)  # first: no CUDA, no device, no output folder
         model = model_folder.load(args.model)
         atomic.claim_output(args.out, MARKER, inputs=[args.model, *args.scans], overwrite=args.overwrite)
         caffe_env.set_device(args.gpu)

@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from tqdm import tqdm  # noqa: E402
 
-from fetal_biometry import dataset, simulator, sweep_simulator  # noqa: E402
+from fetal_biometry import atomic, dataset, figures, simulator, sweep_simulator  # noqa: E402
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -86,7 +86,7 @@ def main(argv=None) -> int:
                         args.unacceptable_share,
                         functools.partial(tqdm, total=args.cases, desc="simulating", unit="scan"))
         if args.contact_sheet:
-            dataset.contact_sheet(args.out, args.contact_sheet, count=args.sheet_cases)
+            atomic.write_bytes(args.contact_sheet, figures.dataset_sheet(args.out, args.sheet_cases))
     except (dataset.DatasetError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

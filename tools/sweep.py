@@ -36,11 +36,10 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from fetal_biometry import (atomic, biometry, caffe_env, fan, geometry as geom,  # noqa: E402
+from fetal_biometry import (atomic, caffe_env, fan, figures, geometry as geom,  # noqa: E402
                             inference, model as model_folder, sweep)
 
 MARKER = "sweep.json"
@@ -117,7 +116,7 @@ def run(args) -> dict:
     def on_frame(index, frame, labels, landmarks):
         bar.update()
         if draft is not None:
-            draft.write(sweep.frame_picture(frame, labels, index, landmarks))
+            draft.write(figures.sweep_frame(frame, labels, index, landmarks["score"]))
 
     start = time.perf_counter()
     try:
@@ -141,11 +140,11 @@ def run(args) -> dict:
               "timing": {"seconds": round(seconds, 2), "frames_per_second": round(frames / seconds, 2)},
               **result.record}
     shown = result.chosen or result.best
-    picture = np.hstack([inference.overlay(shown.frame, shown.labels),
-                         biometry.draw(shown.frame, shown.measured)])
-    atomic.write_bytes(out / f"{name}_best.png",
-                       cv2.imencode(".png", cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))[1].tobytes())
-    atomic.write_bytes(out / f"{name}_scores.png", sweep.score_plot(record, f"{name} ({model.name})"))
+    picture = np.hstack([figures.class_overlay(shown.frame, shown.labels),
+                         figures.draw_measurement(shown.frame, shown.measured)])
+    atomic.write_bytes(out / f"{name}_best.png", figures.png(picture))
+    atomic.write_bytes(out / f"{name}_scores.png",
+                       figures.figure_png(figures.sweep_scores(record, f"{name} ({model.name})")))
     if draft is not None:
         draft.close()
         sweep.annotate_video(draft.path, out / f"{name}_overlay.mp4", result, fps)

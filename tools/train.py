@@ -23,7 +23,7 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fetal_biometry import training  # noqa: E402
+from fetal_biometry import caffe_env, training  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -48,6 +48,8 @@ def main(argv=None) -> int:
         if resume is None:
             parser.error(f"--resume last: no snapshot in {args.out}/snapshots")
     try:
+        if args.gpu is not None:
+            caffe_env.check_device(args.gpu)  # before OUT is made: no CUDA, no device, no output
         result = training.train(args.solver, args.out, gpu=args.gpu, max_iter=args.max_iter,
                                 validate_every=args.validate_every,
                                 snapshot_every=args.snapshot_every, resume=resume,

@@ -1,0 +1,477 @@
+"""Every picture of the project: overlays on scans, plots, net diagrams.
+
+Two kinds of function, both pure (nothing is written; callers write the files):
+
+- **on scans**, arrays in, RGB ``uint8`` arrays out: :func:`overlay` (label colours),
+  :func:`class_overlay` (classifier classes with a legend), :func:`draw_measurement` (the fitted
+  abdomen, boundary points, landmarks, AC), :func:`beam_picture` (beam directions);
+  :func:`png` encodes one;
+- **plots**, numbers in, :class:`matplotlib.figure.Figure` out: :func:`contact_sheet`,
+  :func:`training_plot`, and the evaluation report's :func:`bland_altman`,
+  :func:`agreement_scatter`, :func:`confusion_heatmap`, :func:`class_accuracy_bars`,
+  :func:`plane_acceptance` and :func:`comparison`; :func:`figure_png` renders one.
+
+Figures are built on :class:`~matplotlib.figure.Figure` directly, not pyplot, so no global state
+or backend is touched. :func:`net_diagram` is the exception that writes: Caffe's own
+``caffe.draw`` (pydot + graphviz) renders a net to a PNG file.
+"""
+from __future__ import annotations
+
+import io
+import math
+import os
+import pathlib
+import shutil
+from typing import Mapping, Sequence
+
+import cv2
+import numpy as np
+
+from fetal_biometry import atomic
+from fetal_biometry.ellipse import Ellipse, ellipse_points
+from fetal_biometry.labels import CLASSES, CLASSIFIER_CLASSES, COLOURS, STOMACH, VEIN
+
+DPI = 120  # about one screen pixel per image pixel in the contact sheet
+ARROW_STEP = 24  # px between arrows on the beam picture
+TRUE_COLOUR, MEASURED_COLOUR = "#222222", "#1f77b4"
+
+
+def _name(cls: str) -> str:
+    return cls.replace("_", " ")
+
+
+# --------------------------------------------------------------------------- on scans
+
+def _rgb(image: np.ndarray) -> np.ndarray:
+    """An RGB uint8 copy of a gray or RGB image."""
+    rgb = np.clip(np.asarray(image), 0, 255).astype(np.uint8)
+    return np.repeat(rgb[..., None], 3, axis=2) if rgb.ndim == 2 else rgb[..., :3].copy()
+
+
+def overlay(image: np.ndarray, labels: np.ndarray, alpha: float = 0.45) -> np.ndarray:
+    """RGB uint8 scan with every class of the table coloured over it (background left gray).
+
+    The patch classifier's classes 1-4 share these values, so its label maps use it too.
+    """
+    rgb = _rgb(image).astype(np.float32)
+    for value, colour in COLOURS.items():
+        mask = labels == value
+        rgb[mask] = (1 - alpha) * rgb[mask] + alpha * np.array(colour, np.float32)
+    return rgb.clip(0, 255).astype(np.uint8)
+
+
+def class_overlay(image: np.ndarray, labels: np.ndarray, alpha: float = 0.45,
+                  legend: bool = True) -> np.ndarray:
+    """Classifier classes over the gray scan, like the source's results figure (RGB uint8)."""
+    rgb = overlay(image, labels, alpha)
+    if legend:
+        for row, cls in enumerate(range(1, len(CLASSIFIER_CLASSES))):
+            y = 6 + 12 * row
+            cv2.rectangle(rgb, (4, y), (12, y + 8), COLOURS[cls], -1)
+            cv2.putText(rgb, _name(CLASSIFIER_CLASSES[cls]), (16, y + 8),
+                        cv2.FONT_HERSHEY_SIMPLEX, 0.3, (255, 255, 255), 1, cv2.LINE_AA)
+    return rgb
+
+
+_INLIER, _OUTLIER, _ELLIPSE = (0, 230, 0), (255, 60, 60), (0, 220, 255)
+
+
+def draw_ellipse(rgb: np.ndarray, ellipse: Ellipse, colour=_ELLIPSE) -> np.ndarray:
+    """Draw ``ellipse`` (anti-aliased, sub-pixel) into the RGB array ``rgb`` in place."""
+    outline = np.round(ellipse_points(ellipse) * 16).astype(np.int32)
+    cv2.polylines(rgb, [outline], True, colour, 1, cv2.LINE_AA, shift=4)
+    return rgb
+
+
+def draw_measurement(image: np.ndarray, measurement) -> np.ndarray:
+    """RGB copy of a scan with a :class:`~fetal_biometry.biometry.Measurement` drawn on it.
+
+    The fitted ellipse, the boundary points (green where they support the fit, red where not),
+    the stomach and vein landmarks, and the AC with the plane verdict or its reasons.
+    """
+    rgb = _rgb(image)
+    if measurement.ellipse is not None:
+        draw_ellipse(rgb, measurement.ellipse)
+    # Points over the ellipse: green arcs are where the fit is supported.
+    for (x, y), inlier in zip(measurement.points, measurement.inliers):
+        rgb[int(round(y)), int(round(x))] = _INLIER if inlier else _OUTLIER
+    for landmark, colour in ((measurement.stomach, COLOURS[STOMACH]), (measurement.vein, COLOURS[VEIN])):
+        if landmark is not None:
+            centre = (int(round(landmark.x)), int(round(landmark.y)))
+            cv2.drawMarker(rgb, centre, colour, cv2.MARKER_CROSS, 8, 1)
+    lines = [f"AC {measurement.ac_mm:.1f} mm" if measurement.ac_mm is not None else "AC -"]
+    lines += ["plane accepted"] if measurement.accepted else list(measurement.reasons)
+    for row, text in enumerate(lines):
+        cv2.putText(rgb, text, (4, rgb.shape[0] - 6 - 12 * (len(lines) - 1 - row)),
+                    cv2.FONT_HERSHEY_SIMPLEX, 0.35, (255, 255, 255), 1, cv2.LINE_AA)
+    return rgb
+
+
+def caption(rgb: np.ndarray, text: str) -> np.ndarray:
+    """``rgb`` with ``text`` written in its top right corner (in place)."""
+    (width, _), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.4, 1)
+    cv2.putText(rgb, text, (rgb.shape[1] - width - 4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
+                (255, 255, 255), 1, cv2.LINE_AA)
+    return rgb
+
+
+def beam_picture(gray: np.ndarray, directions: np.ndarray) -> np.ndarray:
+    """RGB picture of beam directions: hue from the beam angle (-90..90 degrees over half the
+    hue circle), brightness from the image, arrows along the beams every :data:`ARROW_STEP` px."""
+    inside = ~np.isnan(directions[..., 0])
+    dx, dy = np.nan_to_num(directions[..., 0]), np.nan_to_num(directions[..., 1], nan=1.0)
+    angle = np.degrees(np.arctan2(dx, dy))
+    hsv = np.zeros((*gray.shape, 3), np.uint8)
+    hsv[..., 0] = np.clip((angle + 90) / 180 * 179, 0, 179).astype(np.uint8)
+    hsv[..., 1] = np.where(inside, 200, 0)
+    hsv[..., 2] = np.clip(60 + 0.8 * gray.astype(np.float32), 0, 255).astype(np.uint8)
+    out = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+    out[~inside] = gray[~inside, None]
+    half = ARROW_STEP // 2
+    for y in range(half, gray.shape[0], ARROW_STEP):
+        for x in range(half, gray.shape[1], ARROW_STEP):
+            if inside[y, x]:
+                dx, dy = directions[y, x] * 0.8 * half
+                cv2.arrowedLine(out, (x, y), (int(round(x + dx)), int(round(y + dy))),
+                                (255, 255, 255), 1, cv2.LINE_AA, tipLength=0.35)
+    return out
+
+
+def png(rgb: np.ndarray) -> bytes:
+    """PNG bytes of an RGB (or gray) uint8 array."""
+    array = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR) if rgb.ndim == 3 else rgb
+    ok, data = cv2.imencode(".png", array)
+    if not ok:
+        raise OSError("could not encode the PNG")
+    return data.tobytes()
+
+
+_MEASURED, _ACCEPTED = (255, 140, 0), (0, 230, 0)
+
+
+def sweep_frame(frame: np.ndarray, labels: np.ndarray, index: int, landmark_score: float) -> np.ndarray:
+    """One frame of a sweep's overlay video as it is classified: classes, frame, landmark score."""
+    rgb = class_overlay(frame, labels, legend=False)
+    cv2.putText(rgb, f"frame {index}  landmarks {landmark_score:.2f}", (4, 12),
+                cv2.FONT_HERSHEY_SIMPLEX, 0.35, (220, 220, 220), 1, cv2.LINE_AA)
+    return rgb
+
+
+def sweep_measured(rgb: np.ndarray, measurement, plane_score: float, chosen: bool) -> np.ndarray:
+    """A measured sweep frame's picture (in place): its ellipse (green: accepted plane) and its
+    plane score, or, when chosen, its AC."""
+    if measurement.ellipse is not None:
+        draw_ellipse(rgb, measurement.ellipse, _ACCEPTED if measurement.accepted else _MEASURED)
+    text = (f"CHOSEN  AC {measurement.ac_mm:.0f} mm" + ("" if measurement.accepted else " (plane not accepted)")
+            if chosen else f"plane score {plane_score:.2f}")
+    cv2.putText(rgb, text, (4, 26), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (255, 255, 255), 1, cv2.LINE_AA)
+    return rgb
+
+
+# --------------------------------------------------------------------------- plots
+
+def _figure(width: float, height: float, layout: str | None = "constrained"):
+    from matplotlib.figure import Figure  # imported here: only plots need matplotlib
+
+    return Figure(figsize=(width, height), dpi=DPI, layout=layout)
+
+
+def figure_png(fig, dpi: int = DPI) -> bytes:
+    """PNG bytes of a matplotlib figure."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    return buffer.getvalue()
+
+
+def _case_title(case) -> str:
+    bio = case.biometry
+    age = "" if bio.gestational_age_weeks is None else f", GA {bio.gestational_age_weeks:.1f} wk"
+    verdict = "plane OK" if bio.plane_acceptable else bio.plane_reason
+    what = "AC" if bio.structure == "abdomen" else "HC"
+    return f"{case.name}: {what} {bio.circumference_mm:.0f} mm{age}\n{verdict}"
+
+
+def dataset_sheet(path, count: int = 8) -> bytes:
+    """PNG bytes of :func:`contact_sheet` for the first ``count`` cases of the dataset at ``path``."""
+    from fetal_biometry import dataset
+
+    opened = dataset.open(path)
+    return figure_png(contact_sheet([opened.read(name) for name in opened.cases[:count]]))
+
+
+def contact_sheet(cases: Sequence, columns: int = 2):
+    """Scans (:class:`~fetal_biometry.dataset.Case`) beside their label overlay and abdomen
+    ellipse, with a colour legend of the class table along the bottom."""
+    from matplotlib.patches import Ellipse as EllipsePatch, Patch
+
+    if not cases:
+        raise ValueError("no cases to draw")
+    rows = math.ceil(len(cases) / columns)
+    fig = _figure(4.4 * columns, 2.7 * rows + 0.5, layout=None)
+    axes = fig.subplots(rows, 2 * columns, squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for i, case in enumerate(cases):
+        left, right = axes[i // columns, 2 * (i % columns)], axes[i // columns, 2 * (i % columns) + 1]
+        left.imshow(case.image, cmap="gray", vmin=0, vmax=255)
+        left.set_title(_case_title(case), fontsize=6.5, loc="left")
+        right.imshow(overlay(case.image, case.labels))
+        e = case.biometry.ellipse
+        right.add_patch(EllipsePatch((e.cx, e.cy), 2 * e.a, 2 * e.b, angle=e.angle, fill=False,
+                                     color="white", linewidth=0.7, linestyle="--"))
+    handles = [Patch(color=np.array(COLOURS[v]) / 255, label=_name(CLASSES[v])) for v in COLOURS]
+    handles.append(Patch(facecolor="white", edgecolor="black", linestyle="--",
+                         label="measured ellipse (AC or HC)"))
+    fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0.6 / (2.7 * rows + 0.5), 1, 1), pad=0.3)
+    return fig
+
+
+def training_plot(history: list[dict]):
+    """Loss (per iteration, smoothed, validation) and validation accuracy against iterations."""
+    steps = [h for h in history if "loss" in h and h.get("phase") != "val"]
+    vals = [h for h in history if h.get("phase") == "val"]
+    fig = _figure(10, 3.6)
+    ax_loss, ax_acc = fig.subplots(1, 2)
+    if steps:
+        iters = np.array([h["iter"] for h in steps])
+        losses = np.array([h["loss"] for h in steps])
+        ax_loss.plot(iters, losses, lw=0.5, alpha=0.4, label="iteration")
+        window = max(1, len(losses) // 50)
+        smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
+        ax_loss.plot(iters[window - 1:], smooth, lw=1.5, label=f"mean of {window}")
+    if vals and "loss" in vals[0]:
+        ax_loss.plot([v["iter"] for v in vals], [v["loss"] for v in vals], "o-", label="validation")
+    ax_loss.set(xlabel="iteration", ylabel="loss", yscale="log", title="loss")
+    ax_loss.legend(fontsize=8)
+    if vals and "accuracy" in vals[0]:
+        ax_acc.plot([v["iter"] for v in vals], [v["accuracy"] for v in vals], "o-")
+    ax_acc.set(xlabel="iteration", ylabel="accuracy", title="validation accuracy")
+    ax_acc.grid(alpha=0.3)
+    return fig
+
+
+def _nothing(ax, text: str) -> None:
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="#555")
+
+
+def _limits(ax, agreement: Mapping, unit: str, key: str) -> None:
+    """Bias and 95 % limits of agreement as labelled horizontal lines."""
+    bias, (low, high) = agreement[f"bias_{key}"], agreement[f"loa_{key}"]
+    for value, label, style in ((high, "+1.96 SD", "--"), (bias, "bias", "-"), (low, "-1.96 SD", "--")):
+        ax.axhline(value, color="#c0392b" if label == "bias" else "#7f8c8d", ls=style, lw=1)
+        ax.annotate(f"{label} {value:+.2f} {unit}", (1, value), xycoords=("axes fraction", "data"),
+                    xytext=(-3, 2), textcoords="offset points", ha="right", va="bottom", fontsize=7)
+    ax.axhline(0, color="black", lw=0.5)
+
+
+def bland_altman(measured: np.ndarray, true: np.ndarray, agreement: Mapping | None,
+                 title: str = ""):
+    """Bland-Altman plot of measured against true AC: difference against mean, in mm and in %.
+
+    ``agreement`` holds ``bias_mm``, ``loa_mm`` (low, high), ``bias_percent``, ``loa_percent``
+    (see :func:`fetal_biometry.evaluation.agreement`); drawn as the bias and the 95 % limits.
+    The percent panel is the difference as a share of the pair's mean, Bland and Altman's own
+    form for errors that grow with size.
+    """
+    measured, true = np.asarray(measured, float), np.asarray(true, float)
+    mean, difference = (measured + true) / 2, measured - true
+    fig = _figure(8, 3.4)
+    panels = fig.subplots(1, 2, sharex=True)
+    for ax, values, unit, key in ((panels[0], difference, "mm", "mm"),
+                                  (panels[1], 100 * difference / np.where(mean > 0, mean, np.nan),
+                                   "%", "percent")):
+        ax.scatter(mean, values, s=16, color=MEASURED_COLOUR, alpha=0.8, edgecolor="none")
+        if agreement is not None:
+            _limits(ax, agreement, unit, key)
+        ax.set(xlabel="mean of measured and true AC (mm)",
+               ylabel="measured - true (mm)" if key == "mm" else "(measured - true) / mean (%)")
+        ax.grid(alpha=0.3)
+        if not len(measured):
+            _nothing(ax, "no AC measured")
+    fig.suptitle(f"{title}Bland-Altman, n = {len(measured)} measured", fontsize=10)
+    return fig
+
+
+def agreement_scatter(measured: np.ndarray, true: np.ndarray, title: str = ""):
+    """Measured against true AC (mm) with the identity line."""
+    measured, true = np.asarray(measured, float), np.asarray(true, float)
+    fig = _figure(3.8, 3.4)
+    ax = fig.subplots()
+    values = np.concatenate([measured, true]) if len(measured) else np.array([0.0, 1.0])
+    span = (values.min() - 10, values.max() + 10)
+    ax.plot(span, span, color=TRUE_COLOUR, lw=0.8, label="identity")
+    ax.scatter(true, measured, s=16, color=MEASURED_COLOUR, alpha=0.8, edgecolor="none",
+               label="scans")
+    ax.set(xlim=span, ylim=span, aspect="equal", xlabel="true AC (mm)", ylabel="measured AC (mm)",
+           title=f"{title}measured vs true AC")
+    ax.title.set_fontsize(10)
+    ax.legend(fontsize=7, loc="upper left")
+    ax.grid(alpha=0.3)
+    if not len(measured):
+        _nothing(ax, "no AC measured")
+    return fig
+
+
+def confusion_heatmap(confusion: np.ndarray, classes: Sequence[str] = CLASSIFIER_CLASSES,
+                      title: str = ""):
+    """The confusion matrix normalised per true class (rows sum to 1), shares written in."""
+    confusion = np.asarray(confusion, float)
+    shares = confusion / np.maximum(confusion.sum(axis=1, keepdims=True), 1)
+    fig = _figure(4.6, 3.9)
+    ax = fig.subplots()
+    image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    names = [_name(c) for c in classes]
+    ax.set_xticks(range(len(names)), names, rotation=35, ha="right", fontsize=8)
+    ax.set_yticks(range(len(names)), names, fontsize=8)
+    for (row, col), share in np.ndenumerate(shares):
+        ax.text(col, row, f"{share:.2f}", ha="center", va="center", fontsize=8,
+                color="white" if share > 0.6 else "black")
+    ax.set(xlabel="classified as", ylabel="true class")
+    ax.set_title(f"{title}confusion (share of true-class pixels)", fontsize=10)
+    fig.colorbar(image, ax=ax, shrink=0.8)
+    return fig
+
+
+def class_accuracy_bars(per_model: Mapping[str, Mapping[str, float]], title: str = ""):
+    """Per-class accuracy as bars, one group per class and one bar per model."""
+    classes = list(next(iter(per_model.values())))
+    fig = _figure(max(4.6, 1.2 * len(classes) + 0.6 * len(per_model)), 3.4)
+    ax = fig.subplots()
+    width = 0.8 / len(per_model)
+    for index, (model, accuracy) in enumerate(per_model.items()):
+        xs = np.arange(len(classes)) + (index - (len(per_model) - 1) / 2) * width
+        bars = ax.bar(xs, [accuracy[c] for c in classes], width, label=model)
+        ax.bar_label(bars, fmt="%.2f", fontsize=6 if len(per_model) > 1 else 8, padding=1)
+    ax.set_xticks(range(len(classes)), [_name(c) for c in classes], fontsize=8)
+    ax.set(ylim=(0, 1.25 if len(per_model) > 1 else 1.1), ylabel="accuracy (share of true-class pixels)")
+    ax.set_title(f"{title}per-class accuracy", fontsize=10)
+    if len(per_model) > 1:
+        ax.legend(fontsize=7, ncol=len(per_model), loc="upper center")
+    ax.grid(axis="y", alpha=0.3)
+    return fig
+
+
+PLANE_OUTCOMES = ("true accept", "false accept", "true reject", "false reject")
+
+
+def plane_acceptance(outcomes: Mapping[str, int], reasons: Mapping[str, int], title: str = ""):
+    """Plane-acceptance counts (true/false accept/reject) beside the rejection reasons tallied."""
+    fig = _figure(8, max(2.8, 0.9 + 0.32 * len(reasons)))
+    counts_ax, reasons_ax = fig.subplots(1, 2, width_ratios=(1, 1.6))
+    colours = ("#2e8b57", "#c0392b", "#2e8b57", "#c0392b")
+    bars = counts_ax.bar(range(4), [outcomes.get(k, 0) for k in PLANE_OUTCOMES], color=colours)
+    counts_ax.bar_label(bars, fontsize=8)
+    counts_ax.set_xticks(range(4), [k.replace(" ", "\n") for k in PLANE_OUTCOMES], fontsize=8)
+    counts_ax.set(ylabel="scans")
+    counts_ax.set_title(f"{title}plane verdicts", fontsize=10)
+    counts_ax.margins(y=0.15)
+    if reasons:
+        names = list(reasons)[::-1]
+        bars = reasons_ax.barh(range(len(names)), [reasons[n] for n in names], color="#7f8c8d")
+        reasons_ax.bar_label(bars, fontsize=8, padding=2)
+        reasons_ax.set_yticks(range(len(names)), names, fontsize=7)
+        reasons_ax.margins(x=0.15)
+    else:
+        reasons_ax.text(0.5, 0.5, "no plane rejected", ha="center", va="center",
+                        transform=reasons_ax.transAxes)
+        reasons_ax.set_yticks([])
+    reasons_ax.set(xlabel="scans")
+    reasons_ax.set_title("reasons for rejection (measured)", fontsize=10)
+    return fig
+
+
+def comparison(summaries: Mapping[str, Mapping]):
+    """Models side by side: AC bias with 95 % limits (mm), median |AC error|, plane outcomes."""
+    models = list(summaries)
+    fig = _figure(10, 3.2)
+    bias_ax, error_ax, plane_ax = fig.subplots(1, 3)
+    ys = np.arange(len(models))[::-1]
+    for y, model in zip(ys, models):
+        agreement = summaries[model].get("ac_agreement")
+        if agreement is not None:
+            low, high = agreement["loa_mm"]
+            bias_ax.plot([low, high], [y, y], color="#7f8c8d", lw=2)
+            bias_ax.plot(agreement["bias_mm"], y, "o", color="#c0392b")
+            bias_ax.annotate(f"{agreement['bias_mm']:+.1f} [{low:+.1f}, {high:+.1f}]", (high, y),
+                             xytext=(4, 0), textcoords="offset points", va="center", fontsize=7)
+        else:
+            bias_ax.text(0.5, y, "fewer than 2 ACs", transform=bias_ax.get_yaxis_transform(),
+                         ha="center", va="center", fontsize=7, color="#555")
+    bias_ax.axvline(0, color="black", lw=0.5)
+    bias_ax.set_yticks(ys, models)
+    bias_ax.set_ylim(-0.6, len(models) - 0.4)
+    bias_ax.margins(x=0.45)
+    bias_ax.set(xlabel="measured - true AC (mm)")
+    bias_ax.set_title("bias and 95 % limits of agreement", fontsize=10)
+    errors = [summaries[m]["ac_median_error_percent"] or 0.0 for m in models]
+    bars = error_ax.bar(models, errors, color=MEASURED_COLOUR)
+    error_ax.bar_label(bars, fmt="%.2f", fontsize=8)
+    error_ax.margins(y=0.15)
+    error_ax.set(ylabel="median |AC error| (%)")
+    error_ax.set_title("AC error", fontsize=10)
+    width = 0.8 / 4
+    for index, outcome in enumerate(PLANE_OUTCOMES):
+        counts = [summaries[m].get("plane_outcomes", {}).get(outcome, 0) for m in models]
+        plane_ax.bar(np.arange(len(models)) + (index - 1.5) * width, counts, width, label=outcome)
+    plane_ax.set_xticks(range(len(models)), models)
+    plane_ax.set(ylabel="scans")
+    plane_ax.set_title("plane verdicts", fontsize=10)
+    highest = max([1] + [max(s.get("plane_outcomes", {}).values(), default=0) for s in summaries.values()])
+    plane_ax.set_ylim(0, 1.4 * highest)  # room for the legend
+    plane_ax.legend(fontsize=6, ncol=2, loc="upper center")
+    for ax in (bias_ax, error_ax, plane_ax):
+        ax.grid(alpha=0.3, axis="x" if ax is bias_ax else "y")
+    return fig
+
+
+# --------------------------------------------------------------------------- net diagrams
+
+def net_diagram(net, out: str | os.PathLike, rankdir: str = "LR") -> pathlib.Path:
+    """Draw a Caffe net with ``caffe.draw`` (pydot and graphviz) into the PNG ``out``.
+
+    ``net`` is a ``NetParameter`` or the path of a net prototxt. Written atomically; a clear
+    error when pydot or graphviz's ``dot`` is missing.
+    """
+    from google.protobuf import text_format
+
+    from fetal_biometry.caffe_env import proto
+
+    if not hasattr(net, "layer"):  # a path, not a NetParameter
+        path = pathlib.Path(net)
+        try:
+            net = text_format.Parse(path.read_text(), proto().NetParameter())
+        except (OSError, text_format.ParseError) as error:
+            raise ValueError(f"{path}: not a readable net prototxt: {error}") from error
+    if shutil.which("dot") is None:
+        raise RuntimeError("graphviz's `dot` is not installed: apt-get install graphviz "
+                           "(tools/bootstrap.sh installs it)")
+    try:
+        import caffe.draw  # needs pydot
+    except ImportError as error:
+        raise RuntimeError(f"caffe.draw cannot run ({error}): pip install the pinned pydot "
+                           "from requirements.txt") from error
+    data = caffe.draw.draw_net(net, rankdir, "png")
+    return atomic.write_bytes(pathlib.Path(out), data)
+
+
+def sweep_scores(record: dict, title: str = ""):
+    """The landmark score over a sweep's frames, the measured frames' plane scores (green:
+    accepted) and the chosen frame (:func:`fetal_biometry.sweep.analyse`'s record)."""
+    frames = record["frames"]
+    x = [f["frame"] for f in frames]
+    fig = _figure(8, 3)
+    ax = fig.add_subplot()
+    ax.plot(x, [f["score"] for f in frames], color="0.3", lw=1, label="landmark score")
+    ax.plot(x, [f["stomach"] for f in frames], color=np.array(COLOURS[STOMACH]) / 255, lw=0.8, label="stomach")
+    ax.plot(x, [f["vein"] for f in frames], color=np.array(COLOURS[VEIN]) / 255, lw=0.8, label="vein")
+    measured = [f for f in frames if f.get("measured")]
+    ax.scatter([f["frame"] for f in measured], [f["plane_score"] for f in measured],
+               c=["tab:green" if f["accepted"] else "tab:orange" for f in measured], zorder=3,
+               s=18, label="plane score (green: accepted)")
+    if record["best_frame"] >= 0:
+        ax.axvline(record["best_frame"], color="tab:blue", ls="--",
+                   label=f"chosen: frame {record['best_frame']}, AC {record['ac_mm']:.0f} mm")
+    ax.set(xlabel="frame", ylabel="score", ylim=(0, 1.05), title=title or "plane scores")
+    ax.legend(fontsize=7, loc="upper right", ncol=2)
+    return fig
