@@ -146,6 +146,28 @@ def png(rgb: np.ndarray) -> bytes:
     return data.tobytes()
 
 
+_MEASURED, _ACCEPTED = (255, 140, 0), (0, 230, 0)
+
+
+def sweep_frame(frame: np.ndarray, labels: np.ndarray, index: int, landmark_score: float) -> np.ndarray:
+    """One frame of a sweep's overlay video as it is classified: classes, frame, landmark score."""
+    rgb = class_overlay(frame, labels, legend=False)
+    cv2.putText(rgb, f"frame {index}  landmarks {landmark_score:.2f}", (4, 12),
+                cv2.FONT_HERSHEY_SIMPLEX, 0.35, (220, 220, 220), 1, cv2.LINE_AA)
+    return rgb
+
+
+def sweep_measured(rgb: np.ndarray, measurement, plane_score: float, chosen: bool) -> np.ndarray:
+    """A measured sweep frame's picture (in place): its ellipse (green: accepted plane) and its
+    plane score, or, when chosen, its AC."""
+    if measurement.ellipse is not None:
+        draw_ellipse(rgb, measurement.ellipse, _ACCEPTED if measurement.accepted else _MEASURED)
+    text = (f"CHOSEN  AC {measurement.ac_mm:.0f} mm" + ("" if measurement.accepted else " (plane not accepted)")
+            if chosen else f"plane score {plane_score:.2f}")
+    cv2.putText(rgb, text, (4, 26), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (255, 255, 255), 1, cv2.LINE_AA)
+    return rgb
+
+
 # --------------------------------------------------------------------------- plots
 
 def _figure(width: float, height: float, layout: str | None = "constrained"):
@@ -431,3 +453,25 @@ def net_diagram(net, out: str | os.PathLike, rankdir: str = "LR") -> pathlib.Pat
                            "from requirements.txt") from error
     data = caffe.draw.draw_net(net, rankdir, "png")
     return atomic.write_bytes(pathlib.Path(out), data)
+
+
+def sweep_scores(record: dict, title: str = ""):
+    """The landmark score over a sweep's frames, the measured frames' plane scores (green:
+    accepted) and the chosen frame (:func:`fetal_biometry.sweep.analyse`'s record)."""
+    frames = record["frames"]
+    x = [f["frame"] for f in frames]
+    fig = _figure(8, 3)
+    ax = fig.add_subplot()
+    ax.plot(x, [f["score"] for f in frames], color="0.3", lw=1, label="landmark score")
+    ax.plot(x, [f["stomach"] for f in frames], color=np.array(COLOURS[STOMACH]) / 255, lw=0.8, label="stomach")
+    ax.plot(x, [f["vein"] for f in frames], color=np.array(COLOURS[VEIN]) / 255, lw=0.8, label="vein")
+    measured = [f for f in frames if f.get("measured")]
+    ax.scatter([f["frame"] for f in measured], [f["plane_score"] for f in measured],
+               c=["tab:green" if f["accepted"] else "tab:orange" for f in measured], zorder=3,
+               s=18, label="plane score (green: accepted)")
+    if record["best_frame"] >= 0:
+        ax.axvline(record["best_frame"], color="tab:blue", ls="--",
+                   label=f"chosen: frame {record['best_frame']}, AC {record['ac_mm']:.0f} mm")
+    ax.set(xlabel="frame", ylabel="score", ylim=(0, 1.05), title=title or "plane scores")
+    ax.legend(fontsize=7, loc="upper right", ncol=2)
+    return fig

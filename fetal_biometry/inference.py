@@ -76,24 +76,26 @@ class DenseClassifier:
             raise ValueError(f"{deploy}: the net takes {self.channels} input channel(s), but the "
                              f"{encoding!r} encoding gives {patches.channels(encoding)}")
         self.half = self.patch // 2
-        self._nets: dict[tuple[int, int], object] = {}
+        self._nets: dict[tuple[int, int, int], object] = {}
 
     @classmethod
     def from_model(cls, model, **kwargs) -> "DenseClassifier":
         """The classifier of a model folder (:func:`fetal_biometry.model.load`)."""
         return cls(model.deploy, model.weights, model.encoding, model.spacing_mm, model.scale, **kwargs)
 
-    def _net(self, shape: tuple[int, int]):
-        """The fully convolutional twin for inputs of ``shape`` (padded tiles), built once per size."""
-        if shape not in self._nets:
-            fcn = nets.patch_classifier_dense(self.channels, *shape, self.patch, self.classes)
+    def _net(self, shape: tuple[int, int], batch: int = 1):
+        """The fully convolutional twin for ``batch`` inputs of ``shape`` (padded tiles), built
+        once per size (:mod:`fetal_biometry.sweep` runs frames of a sequence in batches)."""
+        key = (*shape, batch)
+        if key not in self._nets:
+            fcn = nets.patch_classifier_dense(self.channels, *shape, self.patch, self.classes, batch)
             # pycaffe builds nets from files only; a temporary one keeps read-only installs working.
             with tempfile.TemporaryDirectory() as folder:
                 net = caffe().Net(str(nets.save(fcn, pathlib.Path(folder, "fcn.prototxt"))),
                                   caffe().TEST)
             transplant(self.patch_net, net)
-            self._nets[shape] = net
-        return self._nets[shape]
+            self._nets[key] = net
+        return self._nets[key]
 
     def _grid_probabilities(self, planes: np.ndarray) -> np.ndarray:
         """Class probabilities of the patches centred on every 4th pixel: (K, ceil(h/4), ceil(w/4)).

@@ -107,6 +107,10 @@ TISSUES = (
     # Bone: 20 dB/cm/MHz lumps absorption and the reflection losses at its surfaces.
     Tissue("spine", SPINE, 15.0, 1.0, 20.0, 5.0),
     Tissue("rib", RIB, 15.0, 1.0, 20.0, 5.0),
+    # Thorax, for sweeps (fetal_biometry.sweep_simulator): fluid-filled fetal lungs are
+    # brighter than liver; the heart is muscle around blood (chambers are "vessel").
+    Tissue("lung", ABDOMEN, 1.5, 1.0, 0.4, 1.65),
+    Tissue("heart", ABDOMEN, 0.9, 1.0, 0.35, 1.66),
 )
 TISSUE = {t.name: i for i, t in enumerate(TISSUES)}  # name -> tissue id
 _LABEL = np.array([t.label for t in TISSUES], np.uint8)
@@ -668,6 +672,22 @@ def _hidden(labels: np.ndarray, tissue: np.ndarray) -> str | None:
     return None
 
 
+def draw_display(rng: np.random.Generator) -> tuple[float, float]:
+    """Display settings: dynamic range (dB) and the level (dB) shown white."""
+    return rng.uniform(50, 60), rng.uniform(24, 30)  # liver mid-gray
+
+
+def scan_image(scene: Scene, grid: BeamGrid, shape: tuple[int, int], rng: np.random.Generator,
+               display: tuple[float, float] | None = None) -> np.ndarray:
+    """The B-mode image (uint8) of a scene: physics on its beam grid, log compression with
+    ``display`` (:func:`draw_display`, drawn here when None), scan conversion into the fan."""
+    envelope = beam_envelope(grid.tissue, grid.depth_mm, grid.pitch_mm, scene.frequency_mhz, rng,
+                             _texture(rng, grid.tissue.shape))
+    dynamic_range, top_db = draw_display(rng) if display is None else display
+    gray = log_compress(envelope, dynamic_range, top_db)
+    return np.rint(geom.scan_convert(gray, scene.geometry, shape)).astype(np.uint8)
+
+
 def simulate_case(seed: int, index: int, shape: tuple[int, int] = (256, 256),
                   probe: str = "convex", unacceptable_share: float = 0.3) -> dataset.Case:
     """Simulate case ``index`` of the dataset with ``seed``: a scan with its ground truth.
@@ -696,11 +716,7 @@ def simulate_case(seed: int, index: int, shape: tuple[int, int] = (256, 256),
         hidden = _hidden(labels, tissue) if scene.plane_reason == ACCEPTABLE else None
         if hidden is None:
             break
-    envelope = beam_envelope(grid.tissue, grid.depth_mm, grid.pitch_mm, scene.frequency_mhz, rng,
-                             _texture(rng, grid.tissue.shape))
-    dynamic_range = rng.uniform(50, 60)
-    gray = log_compress(envelope, dynamic_range, top_db=rng.uniform(24, 30))  # liver mid-gray
-    image = np.rint(geom.scan_convert(gray, scene.geometry, shape)).astype(np.uint8)
+    image = scan_image(scene, grid, shape, rng)
     ellipse = abdomen_ellipse(scene)
     return dataset.Case(
         name=f"sim{index:05d}", image=image, labels=labels, geometry=scene.geometry,

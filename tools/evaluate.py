@@ -12,8 +12,14 @@ Models are model folders (made by tools/train.py: model.json, deploy.prototxt, w
 scan is classified at its model's spacing. They default to the folders `make demo` trains
 (runs/fetal_rotate, runs/fetal_channels, runs/fetal_none); name others with --model DIR.
 
+A folder of sweeps (tools/simulate.py --sweeps) is evaluated with the metrics of ACOUSLIC-AI
+instead: per model the weighted frame selection score (WFSS), the normalised AC error (NAE),
+the abdomen Dice on the chosen frame and the score 0.5 (1 - NAE) + 0.25 Dice + 0.25 WFSS, in
+OUT/sweep_table.md, OUT/sweep_summary.json and OUT/MODEL_sweeps.json (per sweep).
+
 example:
   python tools/evaluate.py data/fetal/heldout --out runs/evaluation
+  python tools/evaluate.py data/fetal/sweeps --out runs/evaluation
 """
 import argparse
 import pathlib
@@ -22,7 +28,8 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fetal_biometry import dataset, evaluation, model as model_folder, paths  # noqa: E402
+from fetal_biometry import (dataset, evaluation, model as model_folder, paths, sweep,  # noqa: E402
+                            sweep_simulator)
 
 
 def models(folders: list[str] | None) -> list[model_folder.Model]:
@@ -52,6 +59,12 @@ def main(argv=None) -> int:
                              "wrong plane verdicts, beside 2 typical cases (default 4)")
     args = parser.parse_args(argv)
     try:
+        if sweep_simulator.is_sweeps(args.dataset):  # sweeps: the benchmark's metrics
+            summaries = {m.name: sweep.evaluate(m, args.dataset, args.out,
+                                                lambda it, desc: tqdm(it, desc=desc))
+                         for m in models(args.model)}
+            print(sweep.write_report(summaries, args.out))
+            return 0
         summaries = {m.name: evaluation.evaluate(m, args.dataset, args.out,
                                                      lambda it, desc: tqdm(it, desc=desc), args.overlays)
                      for m in models(args.model)}

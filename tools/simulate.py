@@ -6,8 +6,20 @@ cases/): the folder appears only once every case is written and the dataset vali
 The same --seed and options give the same dataset, byte for byte; case i does not depend on
 --cases.
 
-example:
+With --sweeps N it writes N simulated sweeps instead: cine loops of --frames frames through
+one fetus each, caudo-cranial (kidneys low; stomach bubble and umbilical vein at the portal
+sinus; heart and lungs high), the probe tilting and shifting a little, with per-frame truth
+(optimal / suboptimal / irrelevant plane, AC, abdomen mask) in this layout
+(fetal_biometry.sweep_simulator):
+  OUT/sweeps.json              index: format, sweep names, generator
+  OUT/NAME/frames.mha          the loop, (frames, H, W) uint8, spacing in the header
+  OUT/NAME/masks.mha           abdomen masks: 1 on optimal frames, 2 on suboptimal, 0 elsewhere
+  OUT/NAME/labels.mha          dataset classes per frame
+  OUT/NAME/truth.json          probe geometry, spacing, reference AC, per-frame truth
+
+examples:
   python tools/simulate.py --cases 100 --out data/fetal/sim --seed 0 --contact-sheet sheet.png
+  python tools/simulate.py --sweeps 6 --frames 140 --out data/fetal/sweeps --seed 3
 """
 import argparse
 import functools
@@ -19,14 +31,17 @@ sys.path.insert(0, str(ROOT))
 
 from tqdm import tqdm  # noqa: E402
 
-from fetal_biometry import atomic, dataset, figures, simulator  # noqa: E402
+from fetal_biometry import atomic, dataset, figures, simulator, sweep_simulator  # noqa: E402
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cases", type=int, required=True, metavar="N",
-                        help="number of scans to simulate")
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--cases", type=int, metavar="N", help="number of scans to simulate")
+    what.add_argument("--sweeps", type=int, metavar="N", help="number of sweeps (cine loops) to simulate")
+    parser.add_argument("--frames", type=int, default=sweep_simulator.FRAMES, metavar="F",
+                        help=f"frames per sweep (default {sweep_simulator.FRAMES}; ACOUSLIC-AI's have 140)")
     parser.add_argument("--out", type=pathlib.Path, required=True, metavar="DIR",
                         help="dataset folder to create")
     parser.add_argument("--seed", type=int, default=0, metavar="S",
@@ -51,13 +66,21 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    if args.cases < 1 or args.seed < 0 or min(args.size) < 64 or args.sheet_cases < 1:
-        parser.error("--cases and --sheet-cases must be >= 1, --seed >= 0 and --size >= 64 64")
+    count = args.cases if args.cases is not None else args.sweeps
+    if count < 1 or args.seed < 0 or min(args.size) < 64 or args.sheet_cases < 1:
+        parser.error("--cases, --sweeps and --sheet-cases must be >= 1, --seed >= 0 and --size >= 64 64")
+    if args.frames < 2:
+        parser.error("--frames must be >= 2")
     if not 0 <= args.unacceptable_share <= 1:
         parser.error("--unacceptable-share must lie in [0, 1]")
     if args.out.exists() and not args.overwrite:
         print(f"error: {args.out} exists; choose another --out or pass --overwrite", file=sys.stderr)
         return 1
+    if args.sweeps:
+        sweep_simulator.write(args.out, args.sweeps, args.seed, args.frames, tuple(args.size), args.probe,
+                              functools.partial(tqdm, total=args.sweeps, desc="simulating", unit="sweep"))
+        print(f"wrote {args.sweeps} sweeps of {args.frames} frames to {args.out}")
+        return 0
     try:
         simulator.write(args.out, args.cases, args.seed, tuple(args.size), args.probe,
                         args.unacceptable_share,

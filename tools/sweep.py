@@ -1,0 +1,176 @@
+#!/usr/bin/env python3
+"""The best abdominal plane of a sweep or cine loop: every frame classified, the best measured.
+
+MODEL_DIR is a model folder (made by tools/train.py). SEQUENCE is one of
+  a .mha / .nrrd stack   frames along the third axis (as ACOUSLIC-AI's sweeps); the spacing
+                         comes from its header
+  a video (mp4, avi...)  read through OpenCV; give the spacing with --spacing MM
+  a multi-frame DICOM    calibration from its ultrasound region (or PixelSpacing); a file with
+                         several calibrated regions needs --region K
+The sequence is streamed (never held decoded whole). The probe geometry, shared by every frame,
+comes from --geometry FILE (a case JSON, a sweep's truth.json, a probe object) or is estimated
+from the first frame. Every frame is classified densely and scored by its landmarks (stomach
+bubble, umbilical vein: their confidence); the best --candidates frames are measured (ellipse,
+support, residual, landmarks inside the abdomen) and the best plane is chosen.
+
+Outputs in DIR:
+  NAME.json          best_frame (0-based, -1: no frame fit to measure), ac_mm, the plane
+                     verdict and reasons, the per-frame scores, timing
+  NAME_scores.png    the scores over the frames, the chosen frame marked
+  NAME_overlay.mp4   the sequence with its class map, measured frames with their ellipse
+  NAME_best.png      the chosen frame (or the best candidate): classes beside the measurement
+
+example:
+  python tools/sweep.py runs/fetal_channels data/sweeps/sweep00000/frames.mha \\
+      --geometry data/sweeps/sweep00000/truth.json --out runs/sweep
+  python tools/sweep.py runs/fetal_channels loop.dcm --out runs/sweep
+  python tools/sweep.py runs/fetal_channels loop.mp4 --spacing 0.28 --out runs/sweep
+"""
+import argparse
+import json
+import math
+import pathlib
+import sys
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from fetal_biometry import (atomic, caffe_env, fan, figures, geometry as geom,  # noqa: E402
+                            inference, model as model_folder, sweep)
+
+MARKER = "sweep.json"
+
+
+def _mm(text: str) -> float:
+    value = float(text)
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"a pixel spacing is a positive number of mm, got {text}")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model", metavar="MODEL_DIR", help="model folder (holds model.json)")
+    parser.add_argument("sequence", metavar="SEQUENCE", help=".mha/.nrrd stack, video or DICOM cine loop")
+    parser.add_argument("--out", required=True, type=pathlib.Path, metavar="DIR",
+                        help="output folder (created; a folder of anything else is refused)")
+    parser.add_argument("--spacing", type=_mm, metavar="MM",
+                        help="pixel spacing, mm per pixel (needed for videos; checked against a file's own)")
+    parser.add_argument("--geometry", type=pathlib.Path, metavar="FILE",
+                        help="probe geometry: case JSON, sweep truth.json or probe object "
+                             "(default: estimated from the first frame)")
+    parser.add_argument("--region", type=int, metavar="K", help="the K-th calibrated region of a DICOM")
+    parser.add_argument("--batch", type=_positive, default=sweep.BATCH, metavar="N",
+                        help=f"frames per Caffe forward pass (default {sweep.BATCH})")
+    parser.add_argument("--candidates", type=_positive, default=sweep.CANDIDATES, metavar="K",
+                        help=f"frames measured in full (default {sweep.CANDIDATES})")
+    parser.add_argument("--fps", type=float, metavar="F",
+                        help="frame rate of the overlay video (default: the sequence's, else 10)")
+    parser.add_argument("--no-video", action="store_true", help="skip the overlay video")
+    parser.add_argument("--overwrite", action="store_true", help="replace an earlier sweep output folder")
+    parser.add_argument("--gpu", type=int, default=None, help="GPU id (default: CPU)")
+    return parser
+
+
+def _geometry(args, sequence: sweep.Sequence) -> tuple[geom.Geometry, str]:
+    if args.geometry is not None:
+        return geom.read_file(args.geometry, sequence.shape), f"given ({args.geometry})"
+    try:
+        probe, confidence = fan.estimate_geometry(sequence.first_rgb())
+    except fan.FanNotFound as error:
+        raise ValueError(f"{sequence.path}: no fan found in the first frame ({error}); "
+                         "pass --geometry FILE") from None
+    return probe, f"estimated from the first frame (confidence {confidence:.2f})"
+
+
+def run(args) -> dict:
+    """Analyse one sequence into args.out; returns the record written as NAME.json."""
+    model = model_folder.load(args.model)
+    sequence = sweep.open_sequence(args.sequence, args.spacing, args.region)
+    if sequence.spacing_mm is None:
+        raise ValueError(f"{sequence.path}: no pixel spacing in the file; pass --spacing MM")
+    probe, geometry_source = _geometry(args, sequence)
+    atomic.claim_output(args.out, MARKER, inputs=[args.model, args.sequence], overwrite=args.overwrite)
+    caffe_env.set_device(args.gpu)
+    classifier = sweep.SequenceClassifier(inference.DenseClassifier.from_model(model), probe,
+                                          sequence.shape, sequence.spacing_mm, args.batch)
+    name, out = sequence.name, args.out
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    fps = args.fps or sequence.fps or 10.0
+    draft = None if args.no_video else sweep.VideoWriter(out / f".{name}_draft.mp4", fps, sequence.shape)
+    bar = tqdm(total=sequence.count, desc="frames", unit="frame")
+
+    def on_frame(index, frame, labels, landmarks):
+        bar.update()
+        if draft is not None:
+            draft.write(figures.sweep_frame(frame, labels, index, landmarks["score"]))
+
+    start = time.perf_counter()
+    try:
+        result = sweep.analyse(classifier, sequence.frames(), sequence.spacing_mm, sequence.count,
+                               on_frame, args.candidates)
+    except BaseException:
+        if draft is not None:
+            draft.close(keep=False)
+        if created and not any(out.iterdir()):
+            out.rmdir()  # a failed run leaves no folder it made
+        raise
+    finally:
+        bar.close()
+    seconds = time.perf_counter() - start
+    frames = len(result.record["frames"])
+    record = {"sequence": str(sequence.path), "kind": sequence.kind, "frame_count": frames,
+              "shape": list(sequence.shape), "spacing_mm": sequence.spacing_mm,
+              "spacing_source": sequence.spacing_source, "geometry_source": geometry_source,
+              "geometry": geom.to_dict(probe), "model": str(model.root), "encoding": model.encoding,
+              "warnings": list(sequence.warnings),
+              "timing": {"seconds": round(seconds, 2), "frames_per_second": round(frames / seconds, 2)},
+              **result.record}
+    shown = result.chosen or result.best
+    picture = np.hstack([figures.class_overlay(shown.frame, shown.labels),
+                         figures.draw_measurement(shown.frame, shown.measured)])
+    atomic.write_bytes(out / f"{name}_best.png", figures.png(picture))
+    atomic.write_bytes(out / f"{name}_scores.png",
+                       figures.figure_png(figures.sweep_scores(record, f"{name} ({model.name})")))
+    if draft is not None:
+        draft.close()
+        sweep.annotate_video(draft.path, out / f"{name}_overlay.mp4", result, fps)
+    atomic.write_text(out / f"{name}.json", json.dumps(record, indent=1) + "\n")
+    atomic.write_text(out / MARKER, json.dumps({"model": str(model.root), "sequences": [name]}) + "\n")
+    return record
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        record = run(args)
+    except (ValueError, OSError, RuntimeError) as err:
+        print(f"sweep: error: {err}", file=sys.stderr)
+        return 1
+    if record["best_frame"] < 0:
+        print(f"{record['sequence']}: no frame fit to measure; the best candidate (frame "
+              f"{record['best_candidate']}): {'; '.join(record['reasons'][1:])}")
+    else:
+        verdict = ("plane acceptable" if record["plane_acceptable"]
+                   else f"plane not accepted: {'; '.join(record['reasons'])}")
+        print(f"{record['sequence']}: frame {record['best_frame']} of {record['frame_count']}, "
+              f"AC {record['ac_mm']:.1f} mm, {verdict} "
+              f"({record['timing']['frames_per_second']:.1f} frames/s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
