@@ -562,4 +562,4 @@ def test_tool_help_and_bad_arguments(capsys):
     assert done.value.code == 0 and "hc18" in capsys.readouterr().out
     with pytest.raises(SystemExit) as done:
         tool.main(["cvat", "a.xml", "--out", "x", "--spacing", "-1"])
-    assert done.value.code == 2 and "--spacing must be a positive" in capsys.readouterr().err
+    assert done.value.code == 2 and "argument --spacing: a pixel spacing is a positive" in capsys.readouterr().err

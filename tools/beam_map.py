@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from fetal_biometry import atomic, fan, figures, geometry as geom, scans  # noqa: E402
+from fetal_biometry import atomic, cli, fan, figures, geometry as geom, scans  # noqa: E402
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -61,7 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--region", type=int, metavar="K",
                         help="only the K-th calibrated 2D tissue region of a DICOM, from 0 "
                              "(default: every one)")
-    parser.add_argument("--spacing", type=float, metavar="MM",
+    parser.add_argument("--spacing", type=cli.spacing_mm, metavar="MM",
                         help="pixel spacing in mm, for files without calibration (an error "
                              "where it disagrees with the file's by more than 1%%)")
     return parser

@@ -51,7 +51,7 @@ sys.path.insert(0, str(ROOT))
 
 from tqdm import tqdm  # noqa: E402
 
-from fetal_biometry import atomic, dataset, figures, importers  # noqa: E402
+from fetal_biometry import atomic, cli, dataset, figures, importers  # noqa: E402
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -71,7 +71,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--spacing-csv", type=pathlib.Path, metavar="CSV",
                         help="pixel size per image, HC18's convention: columns "
                              "'filename,pixel size(mm)'")
-    parser.add_argument("--spacing", type=float, metavar="MM",
+    parser.add_argument("--spacing", type=cli.spacing_mm, metavar="MM",
                         help="pixel size (mm) of every image not in --spacing-csv")
     parser.add_argument("--geometry", type=pathlib.Path, metavar="FILE|DIR",
                         help="probe geometry: one JSON for every image (a geometry dict or a "
@@ -92,8 +92,6 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    if args.spacing is not None and not args.spacing > 0:
-        parser.error("--spacing must be a positive number of mm per pixel")
     if args.fan_tolerance is not None and not args.fan_tolerance >= 0:
         parser.error("--fan-tolerance must be >= 0")
     if args.frame is not None and args.frame < 0:

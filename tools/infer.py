@@ -27,25 +27,17 @@ example:
 """
 import argparse
 import json
-import math
 import pathlib
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fetal_biometry import (atomic, caffe_env, dataset, fan, geometry as geom,  # noqa: E402
+from fetal_biometry import (atomic, caffe_env, cli, dataset, fan, geometry as geom,  # noqa: E402
                             inference, model as model_folder, scans)
 from tqdm import tqdm  # noqa: E402
 
 MARKER = "infer.json"
-
-
-def _mm(text: str) -> float:
-    value = float(text)
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"a pixel spacing is a positive number of mm, got {text}")
-    return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -57,10 +49,10 @@ def _parser() -> argparse.ArgumentParser:
                         help="output folder (created; a folder of anything else is refused)")
     parser.add_argument("--geometry", type=pathlib.Path, metavar="FILE",
                         help="probe geometry for image files: case JSON or probe object")
-    parser.add_argument("--spacing", type=_mm, metavar="MM",
+    parser.add_argument("--spacing", type=cli.spacing_mm, metavar="MM",
                         help="pixel spacing of image files, mm per pixel (checked against a "
                              "DICOM's own calibration)")
-    parser.add_argument("--assume-spacing", type=_mm, metavar="MM",
+    parser.add_argument("--assume-spacing", type=cli.spacing_mm, metavar="MM",
                         help="classify scans without a known spacing as if they had this one "
                              "(no AC is measured for them)")
     parser.add_argument("--frame", type=int, metavar="N", help="frame of a multi-frame DICOM (0-based)")

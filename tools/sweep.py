@@ -28,7 +28,6 @@ example:
 """
 import argparse
 import json
-import math
 import pathlib
 import sys
 import time
@@ -39,24 +38,10 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from fetal_biometry import (atomic, caffe_env, fan, figures, geometry as geom,  # noqa: E402
+from fetal_biometry import (atomic, caffe_env, cli, fan, figures, geometry as geom,  # noqa: E402
                             inference, model as model_folder, sweep)
 
 MARKER = "sweep.json"
-
-
-def _mm(text: str) -> float:
-    value = float(text)
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"a pixel spacing is a positive number of mm, got {text}")
-    return value
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
-    return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -66,15 +51,15 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("sequence", metavar="SEQUENCE", help=".mha/.nrrd stack, video or DICOM cine loop")
     parser.add_argument("--out", required=True, type=pathlib.Path, metavar="DIR",
                         help="output folder (created; a folder of anything else is refused)")
-    parser.add_argument("--spacing", type=_mm, metavar="MM",
+    parser.add_argument("--spacing", type=cli.spacing_mm, metavar="MM",
                         help="pixel spacing, mm per pixel (needed for videos; checked against a file's own)")
     parser.add_argument("--geometry", type=pathlib.Path, metavar="FILE",
                         help="probe geometry: case JSON, sweep truth.json or probe object "
                              "(default: estimated from the first frame)")
     parser.add_argument("--region", type=int, metavar="K", help="the K-th calibrated region of a DICOM")
-    parser.add_argument("--batch", type=_positive, default=sweep.BATCH, metavar="N",
+    parser.add_argument("--batch", type=cli.at_least_one, default=sweep.BATCH, metavar="N",
                         help=f"frames per Caffe forward pass (default {sweep.BATCH})")
-    parser.add_argument("--candidates", type=_positive, default=sweep.CANDIDATES, metavar="K",
+    parser.add_argument("--candidates", type=cli.at_least_one, default=sweep.CANDIDATES, metavar="K",
                         help=f"frames measured in full (default {sweep.CANDIDATES})")
     parser.add_argument("--fps", type=float, metavar="F",
                         help="frame rate of the overlay video (default: the sequence's, else 10)")
