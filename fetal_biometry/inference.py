@@ -83,7 +83,7 @@ class DenseClassifier:
         """The classifier of a model folder (:func:`fetal_biometry.model.load`)."""
         return cls(model.deploy, model.weights, model.encoding, model.spacing_mm, model.scale, **kwargs)
 
-    def _net(self, shape: tuple[int, int], batch: int = 1):
+    def net(self, shape: tuple[int, int], batch: int = 1):
         """The fully convolutional twin for ``batch`` inputs of ``shape`` (padded tiles), built
         once per size (:mod:`fetal_biometry.sweep` runs frames of a sequence in batches)."""
         key = (*shape, batch)
@@ -104,19 +104,31 @@ class DenseClassifier:
         patch), so memory stays bounded; every grid point is still scored by its own patch.
         """
         grid = [math.ceil(side / STRIDE) for side in planes.shape[1:]]
-        padded = np.zeros((planes.shape[0], *(STRIDE * (g - 1) + self.patch for g in grid)), np.float32)
-        padded[:, self.half:self.half + planes.shape[1], self.half:self.half + planes.shape[2]] = planes
-        padded *= self.scale  # zero padding, as extract() pads patches
+        padded = self.padded(planes) * self.scale  # zero padding, as extract() pads patches
         probs = np.empty((self.classes, *grid), np.float32)
         for r0 in range(0, grid[0], TILE):
             for c0 in range(0, grid[1], TILE):
                 r1, c1 = min(r0 + TILE, grid[0]), min(c0 + TILE, grid[1])
-                tile = padded[:, STRIDE * r0:STRIDE * (r1 - 1) + self.patch,
-                              STRIDE * c0:STRIDE * (c1 - 1) + self.patch]
-                net = self._net(tile.shape[1:])
+                tile = self.window(padded, (r0, r1), (c0, c1))
+                net = self.net(tile.shape[1:])
                 net.blobs["data"].data[0] = tile
                 probs[:, r0:r1, c0:c1] = net.forward()["prob"][0]
         return probs
+
+    def padded(self, planes: np.ndarray) -> np.ndarray:
+        """(C, h, w) planes zero-padded so that grid point (i, j), pixel (4i, 4j), is the centre
+        of the patch starting at (4i, 4j): (C, 4 (ceil(h/4) - 1) + patch, ...), float32."""
+        grid = [math.ceil(side / STRIDE) for side in planes.shape[1:]]
+        padded = np.zeros((planes.shape[0], *(STRIDE * (g - 1) + self.patch for g in grid)), np.float32)
+        padded[:, self.half:self.half + planes.shape[1], self.half:self.half + planes.shape[2]] = planes
+        return padded
+
+    def window(self, padded: np.ndarray, rows: tuple[int, int], cols: tuple[int, int]) -> np.ndarray:
+        """The part of a :meth:`padded` input the net needs to score grid rows ``[r0, r1)`` and
+        columns ``[c0, c1)``."""
+        (r0, r1), (c0, c1) = rows, cols
+        return padded[:, STRIDE * r0:STRIDE * (r1 - 1) + self.patch,
+                      STRIDE * c0:STRIDE * (c1 - 1) + self.patch]
 
     @staticmethod
     def _upsample(grid: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

@@ -294,11 +294,7 @@ class SequenceClassifier:
     def _input(self, plane: np.ndarray, window: _Pass) -> np.ndarray:
         """The padded input of one pass for a (C, h, w) scaled plane stack."""
         c = self.classifier
-        (r0, r1), (c0, c1) = window.rows, window.cols
-        padded = np.zeros((plane.shape[0], STRIDE * (self.grid[0] - 1) + c.patch,
-                           STRIDE * (self.grid[1] - 1) + c.patch), np.float32)
-        padded[:, c.half:c.half + self.small[0], c.half:c.half + self.small[1]] = plane
-        return padded[:, STRIDE * r0:STRIDE * (r1 - 1) + c.patch, STRIDE * c0:STRIDE * (c1 - 1) + c.patch]
+        return c.window(c.padded(plane), window.rows, window.cols)
 
     def _maps(self, grid: np.ndarray, window: _Pass) -> np.ndarray:
         """Grid probabilities of a window, interpolated onto the small frame (zero elsewhere)."""
@@ -327,7 +323,7 @@ class SequenceClassifier:
                 planes = self.planes.copy()
                 planes[0] = gray
                 inputs.append(self._input(planes, window))
-            net = c._net(inputs[0].shape[1:], self.batch)
+            net = c.net(inputs[0].shape[1:], self.batch)
             net.blobs["data"].data[:len(inputs)] = np.stack(inputs)
             probs = net.forward()["prob"]
             for k, grid in enumerate(probs[:len(inputs)]):
