@@ -37,11 +37,14 @@ dataset is byte-for-byte reproducible, and case ``i`` does not depend on how man
 
 The package: :mod:`~fetal_biometry.simulator.tissues` (the tissue table),
 :mod:`~fetal_biometry.simulator.anatomy` (scene drawing), :mod:`~fetal_biometry.simulator.physics`
-(beam-grid physics) and :mod:`~fetal_biometry.simulator.cases` (whole cases and datasets).
+(beam-grid physics), :mod:`~fetal_biometry.simulator.appearance` (the randomised ranges:
+presets NARROW, TRAINING, FOREIGN) and :mod:`~fetal_biometry.simulator.cases` (whole cases and
+datasets).
 """
 from fetal_biometry.simulator.anatomy import (ACCEPTABLE, NO_STOMACH, NO_VEIN, PROBES, RENAL_LEVEL,
                                               UNACCEPTABLE, Scene, abdomen_ellipse, draw_scene,
                                               hadlock_ac_mm, tissue_at)
+from fetal_biometry.simulator.appearance import FOREIGN, NARROW, PRESETS, TRAINING, Appearance
 from fetal_biometry.simulator.cases import (BeamGrid, beam_grid, generator_record, ground_truth,
                                             scan_image, simulate, simulate_case, write)
 from fetal_biometry.simulator.physics import beam_envelope, log_compress, shadow_mask

@@ -13,6 +13,7 @@ import numpy as np
 
 from fetal_biometry import geometry as geom
 from fetal_biometry.ellipse import Ellipse, ellipse_perimeter
+from fetal_biometry.simulator.appearance import TRAINING, AnatomyRanges
 from fetal_biometry.simulator.tissues import TISSUE
 
 PROBES = ("convex", "linear", "mixed")
@@ -303,7 +304,8 @@ def _place(rng: np.random.Generator, g: geom.Geometry, shape: tuple[int, int], d
 
 
 def draw_scene(rng: np.random.Generator, shape: tuple[int, int] = (256, 256),
-               probe: str = "convex", unacceptable_share: float = 0.3) -> Scene:
+               probe: str = "convex", unacceptable_share: float = 0.3,
+               ranges: AnatomyRanges = TRAINING.anatomy) -> Scene:
     """Draw the anatomy, probe and plane of one case (see the module docstring)."""
     if probe not in PROBES:
         raise ValueError(f"unknown probe {probe!r}; choose one of {PROBES}")

@@ -14,6 +14,7 @@ from fetal_biometry.simulator import physics
 from fetal_biometry.simulator.anatomy import (ACCEPTABLE, Scene, abdomen_ellipse, draw_scene,
                                               layer_tissue, normalised_lateral, paint_fetus,
                                               tissue_at)
+from fetal_biometry.simulator.appearance import TRAINING, Appearance, PhysicsRanges
 from fetal_biometry.simulator.tissues import BONE, LABEL, TISSUE
 
 VISIBLE_SHARE = 0.5  # an acceptable plane must show half of its stomach and vein
@@ -73,7 +74,8 @@ def hidden_reason(labels: np.ndarray, tissue: np.ndarray) -> str | None:
 
 
 def scan_image(scene: Scene, grid: BeamGrid, shape: tuple[int, int], rng: np.random.Generator,
-               display: tuple[float, float] | None = None) -> np.ndarray:
+               display: tuple[float, float] | None = None,
+               ranges: PhysicsRanges = TRAINING.physics) -> np.ndarray:
     """The B-mode image (uint8) of a scene: physics on its beam grid, log compression with
     ``display`` (:func:`physics.draw_display`, drawn here when None), scan conversion into the fan."""
     envelope = physics.beam_envelope(grid.tissue, grid.depth_mm, grid.pitch_mm, scene.frequency_mhz,
@@ -84,7 +86,8 @@ def scan_image(scene: Scene, grid: BeamGrid, shape: tuple[int, int], rng: np.ran
 
 
 def simulate_case(seed: int, index: int, shape: tuple[int, int] = (256, 256),
-                  probe: str = "convex", unacceptable_share: float = 0.3) -> dataset.Case:
+                  probe: str = "convex", unacceptable_share: float = 0.3,
+                  appearance: Appearance = TRAINING) -> dataset.Case:
     """Simulate case ``index`` of the dataset with ``seed``: a scan with its ground truth.
 
     Parameters
@@ -97,6 +100,8 @@ def simulate_case(seed: int, index: int, shape: tuple[int, int] = (256, 256),
         Probe type; 'mixed' draws convex two times in three.
     unacceptable_share : float
         Probability that the plane is drawn unacceptable for AC.
+    appearance : Appearance
+        The ranges the case's appearance is drawn from (:mod:`.appearance`).
 
     Returns
     -------
@@ -105,13 +110,13 @@ def simulate_case(seed: int, index: int, shape: tuple[int, int] = (256, 256),
     """
     rng = np.random.default_rng([seed, index])
     for _ in range(MAX_ATTEMPTS):  # redraw acceptable planes whose landmarks fall in shadow
-        scene = draw_scene(rng, shape, probe, unacceptable_share)
+        scene = draw_scene(rng, shape, probe, unacceptable_share, appearance.anatomy)
         grid = beam_grid(scene)
         labels, tissue = ground_truth(scene, shape, grid)
         hidden = hidden_reason(labels, tissue) if scene.plane_reason == ACCEPTABLE else None
         if hidden is None:
             break
-    image = scan_image(scene, grid, shape, rng)
+    image = scan_image(scene, grid, shape, rng, ranges=appearance.physics)
     ellipse = abdomen_ellipse(scene)
     return dataset.Case(
         name=f"sim{index:05d}", image=image, labels=labels, geometry=scene.geometry,
@@ -124,24 +129,26 @@ def simulate_case(seed: int, index: int, shape: tuple[int, int] = (256, 256),
 
 
 def simulate(count: int, seed: int = 0, shape: tuple[int, int] = (256, 256), probe: str = "convex",
-             unacceptable_share: float = 0.3) -> Iterator[dataset.Case]:
+             unacceptable_share: float = 0.3, appearance: Appearance = TRAINING) -> Iterator[dataset.Case]:
     """Cases ``0 .. count-1`` of the dataset with ``seed`` (see :func:`simulate_case`)."""
     for index in range(count):
-        yield simulate_case(seed, index, shape, probe, unacceptable_share)
+        yield simulate_case(seed, index, shape, probe, unacceptable_share, appearance)
 
 
 def write(out, count: int, seed: int = 0, shape: tuple[int, int] = (256, 256), probe: str = "convex",
-          unacceptable_share: float = 0.3, progress=None) -> None:
+          unacceptable_share: float = 0.3, progress=None, appearance: Appearance = TRAINING) -> None:
     """Simulate ``count`` cases into a dataset folder at ``out`` (written aside, then renamed).
 
     ``progress`` wraps the case iterator (e.g. ``functools.partial(tqdm, total=count)``).
     """
-    cases = simulate(count, seed, shape, probe, unacceptable_share)
+    cases = simulate(count, seed, shape, probe, unacceptable_share, appearance)
     dataset.write_dataset(out, progress(cases) if progress else cases,
-                          generator_record(seed, shape, probe, unacceptable_share))
+                          generator_record(seed, shape, probe, unacceptable_share, appearance))
 
 
-def generator_record(seed: int, shape: tuple[int, int], probe: str, unacceptable_share: float) -> dict:
+def generator_record(seed: int, shape: tuple[int, int], probe: str, unacceptable_share: float,
+                     appearance: Appearance = TRAINING) -> dict:
     """The ``generator`` entry of a simulated dataset's dataset.json."""
     return {"name": "fetal_biometry.simulator", "version": __version__, "seed": seed,
-            "shape": list(shape), "probe": probe, "unacceptable_share": unacceptable_share}
+            "shape": list(shape), "probe": probe, "unacceptable_share": unacceptable_share,
+            "appearance": appearance.to_dict()}
