@@ -1,8 +1,12 @@
 #!/usr/bin/env python3
 """Scans per second of the B-mode simulator, on one CPU core.
 
-Prints three rates for the same cases, so the physics' cost can be judged:
-  simulate   the whole case: anatomy, labels with shadows, echo physics, scan conversion
+Prints rates for the same cases, so the physics' cost can be judged:
+  simulate   the whole case (TRAINING ranges, the default): anatomy, labels with shadows,
+             echo physics, scan conversion
+  narrow     the same with NARROW ranges (the first round's simulator: no clutter, haze,
+             reverberation or TGC errors): the reference the widened physics is judged by
+  foreign    the same with FOREIGN ranges (the out-of-training check set)
   labels     anatomy and label maps only (beam grid, shadow mask, labels; no echoes)
   load       reading the written case back (PNG decode, JSON, validation checks)
 
@@ -33,6 +37,10 @@ def _rate(count: int, run) -> float:
     return count / (time.perf_counter() - start)
 
 
+def _simulate(seed: int, shape: tuple[int, int], probe: str, appearance: simulator.Appearance):
+    return lambda i: simulator.simulate_case(seed, i, shape, probe, appearance=appearance)
+
+
 def _labels_only(seed: int, index: int, shape: tuple[int, int], probe: str) -> None:
     scene = simulator.draw_scene(np.random.default_rng([seed, index]), shape, probe)
     simulator.ground_truth(scene, shape, simulator.beam_grid(scene))
@@ -50,7 +58,9 @@ def main(argv=None) -> int:
     cv2.setNumThreads(1)
     shape = tuple(args.size)
     simulator.simulate_case(args.seed, 0, shape, args.probe)  # warm up imports and caches
-    full = _rate(args.cases, lambda i: simulator.simulate_case(args.seed, i, shape, args.probe))
+    full = _rate(args.cases, _simulate(args.seed, shape, args.probe, simulator.TRAINING))
+    narrow = _rate(args.cases, _simulate(args.seed, shape, args.probe, simulator.NARROW))
+    foreign = _rate(args.cases, _simulate(args.seed, shape, args.probe, simulator.FOREIGN))
     labels = _rate(args.cases, lambda i: _labels_only(args.seed, i, shape, args.probe))
     with tempfile.TemporaryDirectory() as tmp:
         out = pathlib.Path(tmp, "data")
@@ -58,7 +68,9 @@ def main(argv=None) -> int:
         data = dataset.open(out)
         load = _rate(args.cases, lambda i: data.read(data.cases[i]))
     print(f"{args.cases} {args.probe} cases of {shape[1]}x{shape[0]} px, one core:")
-    print(f"  simulate  {full:7.1f} scans/s  ({1000 / full:6.1f} ms per scan)")
+    print(f"  simulate  {full:7.1f} scans/s  ({1000 / full:6.1f} ms per scan; training ranges)")
+    print(f"  narrow    {narrow:7.1f} scans/s  (training ranges cost {narrow / full:.2f} narrow scans)")
+    print(f"  foreign   {foreign:7.1f} scans/s  (foreign ranges cost {narrow / foreign:.2f} narrow scans)")
     print(f"  labels    {labels:7.1f} scans/s  (physics takes {1 - full / labels:.0%} of a scan)")
     print(f"  load      {load:7.1f} scans/s  (simulating costs {load / full:.1f} loads)")
     return 0

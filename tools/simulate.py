@@ -6,6 +6,14 @@ cases/): the folder appears only once every case is written and the dataset vali
 The same --seed and options give the same dataset, byte for byte; case i does not depend on
 --cases.
 
+--appearance chooses the ranges each scan's physics and anatomy are drawn from
+(fetal_biometry.simulator.appearance; recorded in dataset.json): training (the default:
+several scanners, presets and operators: frequency, pulse length, beam width, scatterer
+density, dynamic range, gain, TGC errors, noise, reverberation, near-field clutter,
+side-lobe haze), narrow (the first round's simulator, one scanner setting) or foreign
+(every range outside training: a check set the nets never trained on). Sweeps keep
+the first round's physics.
+
 With --sweeps N it writes N simulated sweeps instead: cine loops of --frames frames through
 one fetus each, caudo-cranial (kidneys low; stomach bubble and umbilical vein at the portal
 sinus; heart and lungs high), the probe tilting and shifting a little, with per-frame truth
@@ -54,6 +62,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--unacceptable-share", type=float, default=0.3, metavar="P",
                         help="probability that a plane is unsuitable for AC: stomach or "
                              "umbilical vein missing, or renal level (default 0.3)")
+    parser.add_argument("--appearance", choices=tuple(simulator.PRESETS), default="training",
+                        help="ranges the scans' appearance is drawn from: training (default; "
+                             "widened: several scanners, presets, operators), narrow (the first "
+                             "round's single setting) or foreign (outside training: a check set)")
     parser.add_argument("--contact-sheet", type=pathlib.Path, metavar="PNG",
                         help="also draw the first scans beside their label overlays into PNG")
     parser.add_argument("--sheet-cases", type=int, default=8, metavar="K",
@@ -84,7 +96,8 @@ def main(argv=None) -> int:
     try:
         simulator.write(args.out, args.cases, args.seed, tuple(args.size), args.probe,
                         args.unacceptable_share,
-                        functools.partial(tqdm, total=args.cases, desc="simulating", unit="scan"))
+                        functools.partial(tqdm, total=args.cases, desc="simulating", unit="scan"),
+                        simulator.PRESETS[args.appearance])
         if args.contact_sheet:
             atomic.write_bytes(args.contact_sheet, figures.dataset_sheet(args.out, args.sheet_cases))
     except (dataset.DatasetError, OSError) as error:

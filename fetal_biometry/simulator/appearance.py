@@ -24,7 +24,103 @@ def _field(default, group: str, doc: str):
 
 @dataclasses.dataclass(frozen=True)
 class PhysicsRanges:
-    """Ranges of the imaging physics (filled in by the physics work)."""
+    """Ranges of the imaging physics, drawn once per case by :func:`.physics.draw_settings`.
+
+    Each field is a ``(low, high)`` range drawn uniformly (``low == high``: that value); the
+    defaults are the first round's constants (:data:`NARROW`). Groups: ``psf`` (transducer
+    and beam), ``speckle`` (scatterer statistics), ``receiver`` (gain, TGC, noise, display)
+    and ``artefacts`` (reverberation, near-field clutter, side-lobe haze).
+    """
+
+    # Abdominal curved arrays transmit at 2-5 MHz and offer penetration / general / resolution
+    # presets about +-25 % around the nominal frequency (harmonic modes shift it further).
+    frequency_factor: tuple = _field((1.0, 1.0), "psf", (
+        "centre frequency as a multiple of the scene's (which falls with depth, ~4.7-2.6 MHz): "
+        "wavelength (PSF) and attenuation follow"))
+    # Two-way pulse-echo envelope: 1.5-4 cycles for 60-80 % fractional bandwidth; depth FWHM
+    # is half the pulse length, so sigma = FWHM / 2.355 of about 0.3-0.85 wavelengths.
+    pulse_wavelengths: tuple = _field((0.45, 0.45), "psf", (
+        "axial PSF sigma in wavelengths (Gaussian pulse envelope; 0.45: FWHM ~1 wavelength, two cycles)"))
+    # A 256 px scan is the scanner's ~800-1000 px image resampled: its speckle grain spans
+    # 0.6-1.2 px along the beam, depending on the scanner's processing and the zoom.
+    axial_floor_px: tuple = _field((0.75, 0.75), "psf", (
+        "least axial PSF sigma in display pixels (the display's band limit: speckle grain size)"))
+    # Lateral FWHM ~ wavelength x F-number; focused arrays run at F/1.5-F/3 near the focus.
+    face_width_wavelengths: tuple = _field((2.0, 2.0), "psf", (
+        "lateral beam FWHM at the probe face, in wavelengths (the F-number near the face)"))
+    # Active apertures of abdominal arrays: 64-128 elements at 0.3-0.5 mm, i.e. about 20-40 mm.
+    aperture_mm: tuple = _field((25.0, 25.0), "psf", (
+        "active aperture (mm): beyond the face the beam widens by wavelength x depth / aperture"))
+    # Soft tissue holds far more scatterers than a resolution cell resolves (fully developed,
+    # Rayleigh speckle) except in sparse media; a cell spans about 10-40 beam-grid samples,
+    # so density 0.1 leaves 1-4 scatterers per cell: grainy, not fully developed speckle.
+    scatterer_density: tuple = _field((1.0, 1.0), "speckle", (
+        "share of beam-grid samples of soft tissue holding a scatterer (drawn log-uniformly; "
+        "1: fully developed speckle, < 0.3: not fully developed); fluid and vessels keep theirs"))
+    density_spread: tuple = _field((0.0, 0.0), "speckle", (
+        "log-normal spread of the density between soft tissues of one case (scatterers per "
+        "resolution cell differ from tissue to tissue)"))
+    # Abdominal/obstetric presets display 50-70 dB; operators choose 40-80 dB.
+    dynamic_range_db: tuple = _field((50.0, 60.0), "receiver", (
+        "displayed dynamic range (dB) of the log compression"))
+    # Overall gain: liver speckle sits mid-gray at 24-30 dB below white; operators set the
+    # gain knob some +-6 dB around that.
+    white_level_db: tuple = _field((24.0, 30.0), "receiver", (
+        "echo level (dB, liver RMS = 0 dB) shown white: the overall gain, higher is darker"))
+    # Eight TGC sliders, each a few dB off where the fetus would look even (operators'
+    # slider habits, a gain curve left from the previous patient).
+    tgc_error_db: tuple = _field((0.0, 0.0), "receiver", (
+        "standard deviation (dB) of the TGC error at each of 8 slider depths (a smooth random "
+        "depth curve added to the TGC)"))
+    # Receiver noise shows at depth: a scan's deepest row sits 15-35 dB above the noise floor.
+    noise_db: tuple = _field((25.0, 25.0), "receiver", (
+        "electronic noise below liver echoes at the deepest row, after TGC (dB; lower: noisier)"))
+    # Multiples between the probe face and the skin, fat and fascia interfaces: a few tenths
+    # of the interface echo per bounce, worst through thick fat.
+    reverberation: tuple = _field((0.0, 0.0), "artefacts", (
+        "amplitude of each further multiple of the interfaces in the first 25 mm, relative to "
+        "the one before (the k-th multiple appears at k times their depth)"))
+    # Near-field haze: clutter up to about liver level right under the probe, fading over
+    # the first 1-2 cm.
+    clutter: tuple = _field((0.0, 0.0), "artefacts", (
+        "near-field clutter amplitude at the face, relative to liver speckle"))
+    clutter_depth_mm: tuple = _field((10.0, 10.0), "artefacts", (
+        "depth (mm) over which the near-field clutter falls by 1/e"))
+    # Side lobes and aberration through the abdominal wall fill fluid with echoes 20-40 dB
+    # below the tissue around it: amniotic fluid and the stomach are dark gray, not black.
+    side_lobe: tuple = _field((0.0, 0.0), "artefacts", (
+        "amplitude, relative to the local echo, of the haze side lobes smear across the beams"))
+
+
+TRAINING_PHYSICS = PhysicsRanges(
+    frequency_factor=(0.8, 1.25), pulse_wavelengths=(0.35, 0.9), axial_floor_px=(0.6, 1.1),
+    face_width_wavelengths=(1.5, 3.0), aperture_mm=(18.0, 35.0),
+    scatterer_density=(0.1, 1.0), density_spread=(0.0, 0.5),
+    dynamic_range_db=(40.0, 75.0), white_level_db=(18.0, 36.0), tgc_error_db=(0.0, 5.0),
+    noise_db=(15.0, 35.0),
+    reverberation=(0.0, 0.35), clutter=(0.0, 0.5), clutter_depth_mm=(5.0, 15.0), side_lobe=(0.0, 0.1))
+"""What training scans cover: several scanners, presets, operators and patients."""
+
+FOREIGN_PHYSICS = PhysicsRanges(
+    frequency_factor=(0.62, 0.76), pulse_wavelengths=(0.95, 1.2), axial_floor_px=(1.15, 1.4),
+    face_width_wavelengths=(3.2, 4.0), aperture_mm=(13.0, 17.0),
+    scatterer_density=(0.04, 0.09), density_spread=(0.55, 0.8),
+    dynamic_range_db=(78.0, 90.0), white_level_db=(36.5, 40.0), tgc_error_db=(5.5, 7.0),
+    noise_db=(11.0, 14.0),
+    reverberation=(0.38, 0.5), clutter=(0.55, 0.75), clutter_depth_mm=(15.5, 20.0), side_lobe=(0.11, 0.15))
+"""Every physics range just *outside* :data:`TRAINING_PHYSICS` (lower frequency, longer
+pulse, wider beam, sparser scatterers, a flat wide-range display turned darker, larger TGC
+errors, more noise, stronger artefacts): a check set the nets never trained on."""
+
+PHYSICS_BOUNDS = {
+    "frequency_factor": (0.4, 2.0), "pulse_wavelengths": (0.25, 2.0), "axial_floor_px": (0.5, 2.0),
+    "face_width_wavelengths": (1.0, 6.0), "aperture_mm": (8.0, 60.0),
+    "scatterer_density": (0.005, 1.0), "density_spread": (0.0, 1.5),
+    "dynamic_range_db": (20.0, 100.0), "white_level_db": (5.0, 50.0), "tgc_error_db": (0.0, 15.0),
+    "noise_db": (0.0, 50.0),
+    "reverberation": (0.0, 0.8), "clutter": (0.0, 1.5), "clutter_depth_mm": (2.0, 40.0),
+    "side_lobe": (0.0, 0.3)}
+"""The plausible limits of each physics range (what :func:`.physics.draw_settings` accepts)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,6 +164,6 @@ class Appearance:
 
 
 NARROW = Appearance("narrow")
-TRAINING = Appearance("training")
-FOREIGN = Appearance("foreign")
+TRAINING = Appearance("training", physics=TRAINING_PHYSICS)
+FOREIGN = Appearance("foreign", physics=FOREIGN_PHYSICS)
 PRESETS = {a.name: a for a in (NARROW, TRAINING, FOREIGN)}

@@ -14,11 +14,12 @@ from fetal_biometry.simulator import physics
 from fetal_biometry.simulator.anatomy import (ACCEPTABLE, Scene, abdomen_ellipse, draw_scene,
                                               layer_tissue, normalised_lateral, paint_fetus,
                                               tissue_at)
-from fetal_biometry.simulator.appearance import TRAINING, Appearance, PhysicsRanges
+from fetal_biometry.simulator.appearance import NARROW, TRAINING, Appearance, PhysicsRanges
 from fetal_biometry.simulator.tissues import BONE, LABEL, TISSUE
 
 VISIBLE_SHARE = 0.5  # an acceptable plane must show half of its stomach and vein
 MAX_ATTEMPTS = 8  # scenes drawn before an acceptable plane hidden in shadow is let through
+PHYSICS_STREAM = 1  # a case's physics settings come from default_rng([seed, index, PHYSICS_STREAM])
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -46,17 +47,19 @@ def beam_grid(scene: Scene) -> BeamGrid:
     return BeamGrid(tissue, face_depth, pitch * scene.spacing_mm)
 
 
-def ground_truth(scene: Scene, shape: tuple[int, int], grid: BeamGrid) -> tuple[np.ndarray, np.ndarray]:
+def ground_truth(scene: Scene, shape: tuple[int, int], grid: BeamGrid,
+                 settings: physics.Settings = physics.FIRST_ROUND) -> tuple[np.ndarray, np.ndarray]:
     """Label map (dataset classes) and tissue ids on the pixel grid of ``shape``.
 
     Labels come from the anatomy at each pixel centre, then shadow from :func:`physics.shadow_mask`
-    on ``grid`` (over everything but bone), then ``OUTSIDE`` (255) outside the fan.
+    on ``grid`` with the case's physics ``settings`` (over everything but bone), then
+    ``OUTSIDE`` (255) outside the fan.
     """
     g = scene.geometry
     y, x = np.indices(shape)
     tissue = tissue_at(scene, x, y)
     labels = LABEL[tissue]
-    shadow = physics.shadow_mask(grid.tissue, grid.depth_mm, grid.pitch_mm, scene.frequency_mhz)
+    shadow = physics.shadow_mask(grid.tissue, grid.depth_mm, grid.pitch_mm, scene.frequency_mhz, settings)
     shadowed = geom.scan_convert(shadow.astype(np.uint8), g, shape, nearest=True).astype(bool)
     labels[shadowed & ~BONE[tissue]] = SHADOW
     labels[~geom.fan_mask(g, shape)] = OUTSIDE
@@ -75,12 +78,14 @@ def hidden_reason(labels: np.ndarray, tissue: np.ndarray) -> str | None:
 
 def scan_image(scene: Scene, grid: BeamGrid, shape: tuple[int, int], rng: np.random.Generator,
                display: tuple[float, float] | None = None,
-               ranges: PhysicsRanges = TRAINING.physics) -> np.ndarray:
-    """The B-mode image (uint8) of a scene: physics on its beam grid, log compression with
-    ``display`` (:func:`physics.draw_display`, drawn here when None), scan conversion into the fan."""
+               ranges: PhysicsRanges = NARROW.physics,
+               settings: physics.Settings = physics.FIRST_ROUND) -> np.ndarray:
+    """The B-mode image (uint8) of a scene: physics on its beam grid with ``settings``
+    (:func:`physics.draw_settings`), log compression with ``display`` (drawn here from
+    ``ranges`` by :func:`physics.draw_display` when None), scan conversion into the fan."""
     envelope = physics.beam_envelope(grid.tissue, grid.depth_mm, grid.pitch_mm, scene.frequency_mhz,
-                                     rng, physics.texture(rng, grid.tissue.shape))
-    dynamic_range, top_db = physics.draw_display(rng) if display is None else display
+                                     rng, physics.texture(rng, grid.tissue.shape), settings)
+    dynamic_range, top_db = physics.draw_display(rng, ranges) if display is None else display
     gray = physics.log_compress(envelope, dynamic_range, top_db)
     return np.rint(geom.scan_convert(gray, scene.geometry, shape)).astype(np.uint8)
 
@@ -93,7 +98,11 @@ def simulate_case(seed: int, index: int, shape: tuple[int, int] = (256, 256),
     Parameters
     ----------
     seed, index : int
-        Non-negative; the case's random numbers come from ``default_rng([seed, index])``.
+        Non-negative; the case's random numbers come from ``default_rng([seed, index])``
+        (anatomy, scatterers, noise, display), its physics settings from
+        ``default_rng([seed, index, PHYSICS_STREAM])``: drawn before the scene (the shadow
+        labels need the beam width) without moving the main stream, so :data:`NARROW`
+        reproduces the first round's cases byte for byte.
     shape : (H, W)
         Image size in pixels.
     probe : {'convex', 'linear', 'mixed'}
@@ -109,14 +118,15 @@ def simulate_case(seed: int, index: int, shape: tuple[int, int] = (256, 256),
         Named ``sim<index:05d>``.
     """
     rng = np.random.default_rng([seed, index])
+    settings = physics.draw_settings(appearance.physics, np.random.default_rng([seed, index, PHYSICS_STREAM]))
     for _ in range(MAX_ATTEMPTS):  # redraw acceptable planes whose landmarks fall in shadow
         scene = draw_scene(rng, shape, probe, unacceptable_share, appearance.anatomy)
         grid = beam_grid(scene)
-        labels, tissue = ground_truth(scene, shape, grid)
+        labels, tissue = ground_truth(scene, shape, grid, settings)
         hidden = hidden_reason(labels, tissue) if scene.plane_reason == ACCEPTABLE else None
         if hidden is None:
             break
-    image = scan_image(scene, grid, shape, rng, ranges=appearance.physics)
+    image = scan_image(scene, grid, shape, rng, ranges=appearance.physics, settings=settings)
     ellipse = abdomen_ellipse(scene)
     return dataset.Case(
         name=f"sim{index:05d}", image=image, labels=labels, geometry=scene.geometry,

@@ -2,15 +2,19 @@
 the pulse's point-spread function, envelope detection, acoustic shadow and log compression.
 
 Functions take tissue-id maps on a beam grid (depth x beam) and return arrays; nothing here
-knows about the fetus.
+knows about the fetus. The scanner, preset and operator of a case are a :class:`Settings`,
+drawn from the ranges of :class:`~fetal_biometry.simulator.appearance.PhysicsRanges` by
+:func:`draw_settings`; the default :class:`Settings` is the first round's physics.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import cv2
 import numpy as np
 
+from fetal_biometry.simulator.appearance import NARROW, PHYSICS_BOUNDS, PhysicsRanges
 from fetal_biometry.simulator.tissues import ATTENUATION, BONE, DENSITY, ECHO, IMPEDANCE
 
 # Physics and display constants.
@@ -29,6 +33,67 @@ NOISE_DB = 25.0  # electronic noise below liver echoes at the deepest row, after
 TEXTURE_SIGMA = 0.3  # log-amplitude of the smooth echogenicity texture
 TEXTURE_CELL = 16  # its correlation length, in beam-grid samples
 SHADOW_LEVEL = 0.1  # intensity transmission below which a pixel is shadow (-10 dB)
+TGC_SLIDERS = 8  # TGC error knots, evenly over the imaging depth, as a console's sliders
+REVERB_SOURCE_MM = 25.0  # interfaces this close to the face reverberate (skin, fat, fascia)
+REVERB_ORDERS = (2, 3, 4)  # multiples drawn: the k-th at k times its interface's depth
+SIDE_LOBE_WIDTH = 6.0  # near side lobes spread haze over this many main-lobe widths
+SOFT = DENSITY >= 1  # tissues whose scatterers are sub-resolution (the others are sparse)
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """The physics of one case (one scanner, preset and operator); defaults: the first round's.
+
+    Fields as in :class:`~fetal_biometry.simulator.appearance.PhysicsRanges`, drawn; ``density``
+    is the scatterer density per tissue id and ``tgc_error_db`` the error at each of
+    :data:`TGC_SLIDERS` depths (empty: none). The display (dynamic range, white level) is not
+    here: :func:`draw_display` draws it from the case's own stream, as the first round did.
+    """
+
+    frequency_factor: float = 1.0
+    pulse_wavelengths: float = AXIAL_SIGMA_WAVELENGTHS
+    axial_floor_px: float = MIN_AXIAL_SIGMA_PX
+    face_width_wavelengths: float = LATERAL_F_NUMBER
+    aperture_mm: float = APERTURE_MM
+    density: tuple = tuple(float(d) for d in DENSITY)
+    tgc_error_db: tuple = ()
+    noise_db: float = NOISE_DB
+    reverberation: float = 0.0
+    clutter: float = 0.0
+    clutter_depth_mm: float = 10.0
+    side_lobe: float = 0.0
+
+
+FIRST_ROUND = Settings()
+
+
+def check_ranges(ranges: PhysicsRanges) -> None:
+    """Raise ValueError unless every range is ``(low, high)`` with low <= high inside
+    :data:`~fetal_biometry.simulator.appearance.PHYSICS_BOUNDS`."""
+    for f in dataclasses.fields(ranges):
+        low, high = getattr(ranges, f.name)
+        least, most = PHYSICS_BOUNDS[f.name]
+        if not least <= low <= high <= most:
+            raise ValueError(f"physics range {f.name}={(low, high)} must satisfy "
+                             f"{least} <= low <= high <= {most}")
+
+
+def draw_settings(ranges: PhysicsRanges, rng: np.random.Generator) -> Settings:
+    """One case's :class:`Settings` from ``ranges`` (uniform; scatterer density log-uniform).
+
+    Draws a fixed count of numbers whatever the ranges, so a case's settings depend only on
+    its stream and its ranges.
+    """
+    check_ranges(ranges)
+    u = {f.name: rng.uniform(*getattr(ranges, f.name)) for f in dataclasses.fields(ranges)
+         if f.name not in ("scatterer_density", "dynamic_range_db", "white_level_db")}
+    low, high = ranges.scatterer_density
+    soft = math.exp(rng.uniform(math.log(low), math.log(high)))
+    spread = np.exp(rng.normal(0, 1, len(DENSITY)) * u.pop("density_spread"))
+    density = np.where(SOFT, np.minimum(soft * spread, 1.0), DENSITY)
+    tgc = rng.normal(0, 1, TGC_SLIDERS) * u.pop("tgc_error_db")
+    return Settings(density=tuple(float(d) for d in density),
+                    tgc_error_db=tuple(float(e) for e in tgc) if np.any(tgc) else (), **u)
 
 
 def _kernel(sigma: float, power: int = 1) -> np.ndarray:
@@ -60,14 +125,15 @@ def _lateral_blur(field: np.ndarray, sigmas: np.ndarray, power: int = 1) -> np.n
     return out
 
 
-def _psf_sigmas(depth_mm: np.ndarray, pitch_mm: np.ndarray,
-                frequency_mhz: float) -> tuple[float, np.ndarray]:
-    """Axial (one value) and lateral (per depth row) PSF widths, in beam-grid samples."""
+def _psf_sigmas(depth_mm: np.ndarray, pitch_mm: np.ndarray, frequency_mhz: float,
+                settings: Settings = FIRST_ROUND) -> tuple[float, np.ndarray]:
+    """Axial (one value) and lateral (per depth row) PSF widths, in beam-grid samples,
+    at the transmitted frequency (``frequency_mhz`` already scaled by the settings)."""
     wavelength = SOUND_SPEED / frequency_mhz
     dz = depth_mm[1] - depth_mm[0]
-    axial = max(AXIAL_SIGMA_WAVELENGTHS * wavelength / dz, MIN_AXIAL_SIGMA_PX * SAMPLES_PER_PIXEL)
-    width_mm = wavelength * (LATERAL_F_NUMBER + depth_mm / APERTURE_MM) / 2.355  # FWHM -> sigma
-    return axial, np.maximum(width_mm / pitch_mm, MIN_SIGMA_SAMPLES)
+    axial = max(settings.pulse_wavelengths * wavelength / dz, settings.axial_floor_px * SAMPLES_PER_PIXEL)
+    width_mm = wavelength * (settings.face_width_wavelengths + depth_mm / settings.aperture_mm) / 2.355
+    return axial, np.maximum(width_mm / pitch_mm, MIN_SIGMA_SAMPLES)  # (FWHM -> sigma)
 
 
 def _two_way_loss_db(attenuation: np.ndarray, dz_mm: float, frequency_mhz: float) -> np.ndarray:
@@ -77,18 +143,20 @@ def _two_way_loss_db(attenuation: np.ndarray, dz_mm: float, frequency_mhz: float
 
 
 def shadow_mask(tissue: np.ndarray, depth_mm: np.ndarray, pitch_mm: np.ndarray,
-                frequency_mhz: float) -> np.ndarray:
+                frequency_mhz: float, settings: Settings = FIRST_ROUND) -> np.ndarray:
     """Acoustic shadow on a beam grid: where bone takes the intensity below :data:`SHADOW_LEVEL`.
 
     The two-way intensity transmission through bone along each beam is averaged over the
     beam's lateral width (a narrow bone shadows less than the beam sees) and thresholded.
-    Bone itself is not shadow.
+    Bone itself is not shadow. ``frequency_mhz`` is the scene's; ``settings`` scale it and
+    set the beam width.
     """
+    frequency_mhz = frequency_mhz * settings.frequency_factor
     bone = BONE[tissue]
     loss = _two_way_loss_db(np.where(bone, ATTENUATION[tissue], 0),
                             depth_mm[1] - depth_mm[0], frequency_mhz)
     transmitted = (10 ** (-loss / 10)).astype(np.float32)
-    seen = _lateral_blur(transmitted, _psf_sigmas(depth_mm, pitch_mm, frequency_mhz)[1], power=2)
+    seen = _lateral_blur(transmitted, _psf_sigmas(depth_mm, pitch_mm, frequency_mhz, settings)[1], power=2)
     return (seen < SHADOW_LEVEL) & ~bone
 
 
@@ -113,9 +181,42 @@ def _tgc_db(soft_loss_db: np.ndarray, depth_mm: np.ndarray) -> np.ndarray:
     return np.polynomial.polynomial.polyval(t, np.polynomial.polynomial.polyfit(t, level, 3))
 
 
+def _tgc_error_db(knots_db: tuple, rows: int) -> np.ndarray:
+    """The operator's TGC error per row: a smooth (cubic) curve through the slider errors,
+    each slider at the middle of its band of the imaging depth, as on a console."""
+    knots = np.asarray(knots_db, np.float32)[None, :]
+    return cv2.resize(knots, (rows, 1), interpolation=cv2.INTER_CUBIC)[0]
+
+
+def _reverberation(specular: np.ndarray, depth_mm: np.ndarray, ratio: float) -> np.ndarray:
+    """Multiples of the near-field interfaces: the echo from depth d again at 2d, 3d, 4d, each
+    ``ratio`` times the one before (probe face and interface bounce it back and forth)."""
+    near = np.where((depth_mm < REVERB_SOURCE_MM)[:, None], specular, 0)
+    rows = np.arange(len(depth_mm))
+    out = np.zeros_like(specular)
+    for k in REVERB_ORDERS:
+        out += ratio ** (k - 1) * near[rows // k]
+    return out
+
+
+def _haze(field: np.ndarray, depth_mm: np.ndarray, lateral: np.ndarray,
+          settings: Settings) -> np.ndarray:
+    """RMS amplitude of the incoherent clutter per sample: near-field haze fading with depth,
+    and side-lobe haze, a fraction of the echo energy smeared across the beams: half from
+    the near side lobes (a few beam widths), half from the far ones and aberration through
+    the maternal wall (the mean over the row), so even a wide pool of fluid is not black."""
+    near = settings.clutter * np.exp(-depth_mm / settings.clutter_depth_mm).astype(np.float32)
+    power = np.broadcast_to((near ** 2)[:, None], field.shape[:2]).astype(np.float32)
+    if settings.side_lobe > 0:
+        energy = field[..., 0] ** 2 + field[..., 1] ** 2
+        smeared = _lateral_blur(energy, SIDE_LOBE_WIDTH * lateral, power=2) + energy.mean(axis=1, keepdims=True)
+        power = power + settings.side_lobe ** 2 / 2 * smeared
+    return np.sqrt(power)
+
+
 def beam_envelope(tissue: np.ndarray, depth_mm: np.ndarray, pitch_mm: np.ndarray,
                   frequency_mhz: float, rng: np.random.Generator,
-                  texture: np.ndarray | None = None) -> np.ndarray:
+                  texture: np.ndarray | None = None, settings: Settings = FIRST_ROUND) -> np.ndarray:
     """Echo envelope on a beam grid, after TGC and before log compression.
 
     Parameters
@@ -127,10 +228,14 @@ def beam_envelope(tissue: np.ndarray, depth_mm: np.ndarray, pitch_mm: np.ndarray
     pitch_mm : ndarray, shape (n_depth,)
         Distance between neighbouring beams at each row (grows with depth for convex probes).
     frequency_mhz : float
-        Transmit centre frequency: sets the PSF and the attenuation.
+        The scene's transmit centre frequency (times ``settings.frequency_factor``): sets the
+        PSF and the attenuation.
     rng : numpy.random.Generator
+        The case's stream: scatterers and noise (a fixed count of draws whatever the settings).
     texture : ndarray, shape (n_depth, n_beams), optional
         Multiplies the echogenicity (smooth tissue texture); None for homogeneous tissue.
+    settings : Settings
+        The case's physics (:func:`draw_settings`); the default is the first round's.
 
     Returns
     -------
@@ -138,23 +243,33 @@ def beam_envelope(tissue: np.ndarray, depth_mm: np.ndarray, pitch_mm: np.ndarray
         Linear envelope; liver speckle has an RMS of about 1.
     """
     dz = float(depth_mm[1] - depth_mm[0])
+    frequency_mhz = frequency_mhz * settings.frequency_factor
     echo = ECHO[tissue] if texture is None else ECHO[tissue] * texture
-    density = DENSITY[tissue]
+    density = np.asarray(settings.density, np.float32)[tissue]
     hits = rng.random(tissue.shape, dtype=np.float32) < density
     scale = np.where(hits, echo / np.sqrt(2 * density), 0).astype(np.float32)
     field = rng.standard_normal((*tissue.shape, 2), dtype=np.float32) * scale[..., None]  # (I, Q)
-    field[..., 0] += SPECULAR_GAIN * _specular(IMPEDANCE[tissue], dz, pitch_mm)
+    specular = _specular(IMPEDANCE[tissue], dz, pitch_mm)
+    if settings.reverberation > 0:
+        specular = specular + _reverberation(specular, depth_mm, settings.reverberation)
+    field[..., 0] += SPECULAR_GAIN * specular
     attenuation = ATTENUATION[tissue]
     loss = _two_way_loss_db(attenuation, dz, frequency_mhz)
     field *= (10 ** (-loss / 20)).astype(np.float32)[..., None]
     soft_loss = _two_way_loss_db(np.where(BONE[tissue], 0, attenuation), dz, frequency_mhz)
     gain = _tgc_db(soft_loss, depth_mm)
-    noise = 10 ** (-(gain[-1] + NOISE_DB) / 20)  # a fixed receiver noise, amplified by TGC with depth
+    noise = 10 ** (-(gain[-1] + settings.noise_db) / 20)  # a fixed receiver noise, amplified by TGC with depth
+    axial, lateral = _psf_sigmas(depth_mm, pitch_mm, frequency_mhz, settings)
     # Added before the PSF: as band-limited as the echoes (a unit-energy PSF keeps its level).
-    field += rng.standard_normal(field.shape, dtype=np.float32) * np.float32(noise / math.sqrt(2))
-    axial, lateral = _psf_sigmas(depth_mm, pitch_mm, frequency_mhz)
+    # Clutter is incoherent like the noise: one complex Gaussian draw carries both.
+    rms = np.float32(noise / math.sqrt(2))
+    if settings.clutter > 0 or settings.side_lobe > 0:
+        rms = np.sqrt(rms ** 2 + _haze(field, depth_mm, lateral, settings) ** 2 / 2)[..., None]
+    field += rng.standard_normal(field.shape, dtype=np.float32) * rms
     field = cv2.sepFilter2D(field, -1, np.ones(1, np.float32), _kernel(axial).astype(np.float32))
     field = _lateral_blur(field, lateral)
+    if settings.tgc_error_db:  # the operator's error applies to echoes and noise alike
+        gain = gain + _tgc_error_db(settings.tgc_error_db, len(gain))
     return np.hypot(field[..., 0], field[..., 1]) * (10 ** (gain / 20)).astype(np.float32)[:, None]
 
 
@@ -169,6 +284,11 @@ def texture(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
     return np.exp(cv2.resize(coarse.astype(np.float32), shape[::-1], interpolation=cv2.INTER_CUBIC))
 
 
-def draw_display(rng: np.random.Generator) -> tuple[float, float]:
-    """Display settings: dynamic range (dB) and the level (dB) shown white."""
-    return rng.uniform(50, 60), rng.uniform(24, 30)  # liver mid-gray
+def draw_display(rng: np.random.Generator,
+                 ranges: PhysicsRanges = NARROW.physics) -> tuple[float, float]:
+    """Display settings: dynamic range (dB) and the level (dB) shown white (liver: 0 dB).
+
+    Drawn from the case's own stream, after its echoes, as in the first round (two draws
+    whatever the ranges).
+    """
+    return rng.uniform(*ranges.dynamic_range_db), rng.uniform(*ranges.white_level_db)
