@@ -105,11 +105,11 @@ FOREIGN_PHYSICS = PhysicsRanges(
     frequency_factor=(0.62, 0.76), pulse_wavelengths=(0.95, 1.2), axial_floor_px=(1.15, 1.4),
     face_width_wavelengths=(3.2, 4.0), aperture_mm=(13.0, 17.0),
     scatterer_density=(0.04, 0.09), density_spread=(0.55, 0.8),
-    dynamic_range_db=(78.0, 90.0), white_level_db=(36.5, 40.0), tgc_error_db=(5.5, 7.0),
+    dynamic_range_db=(30.0, 37.0), white_level_db=(12.0, 16.5), tgc_error_db=(5.5, 7.0),
     noise_db=(11.0, 14.0),
     reverberation=(0.38, 0.5), clutter=(0.55, 0.75), clutter_depth_mm=(15.5, 20.0), side_lobe=(0.11, 0.15))
 """Every physics range just *outside* :data:`TRAINING_PHYSICS` (lower frequency, longer
-pulse, wider beam, sparser scatterers, a flat wide-range display turned darker, larger TGC
+pulse, wider beam, sparser scatterers, a harsh narrow-range display turned brighter, larger TGC
 errors, more noise, stronger artefacts): a check set the nets never trained on."""
 
 PHYSICS_BOUNDS = {

@@ -17,19 +17,14 @@ import numpy as np
 from fetal_biometry.simulator.appearance import NARROW, PHYSICS_BOUNDS, PhysicsRanges
 from fetal_biometry.simulator.tissues import ATTENUATION, BONE, DENSITY, ECHO, IMPEDANCE
 
-# Physics and display constants.
+# Physics constants (the randomised ones are ranges in appearance.PhysicsRanges).
 SOUND_SPEED = 1.54  # mm / us: wavelength (mm) = SOUND_SPEED / frequency (MHz)
 SAMPLES_PER_PIXEL = 2  # along depth
 BEAM_PITCH_PX = 1.0  # distance between beams at the deepest row
-AXIAL_SIGMA_WAVELENGTHS = 0.45  # Gaussian pulse envelope: FWHM ~ one wavelength (two cycles, two-way)
-MIN_SIGMA_SAMPLES = 0.6  # the PSF is band-limited to the beam grid
-MIN_AXIAL_SIGMA_PX = 0.75  # ... and the pulse to the display: speckle grains span pixels
-LATERAL_F_NUMBER = 2.0  # beam width at the face, in wavelengths
-APERTURE_MM = 25.0  # beyond the face the beam widens by wavelength * depth / aperture
+MIN_SIGMA_SAMPLES = 0.6  # the PSF is band-limited to the beam grid (and, per case, to the display)
 SPECULAR_GAIN = 20.0  # coherent interface echo per unit reflection coefficient, vs. liver speckle
 SPECULAR_POWER = 6  # cos^p of the incidence angle: specular only where the beam meets it head-on
 TGC_PERCENTILE = 75
-NOISE_DB = 25.0  # electronic noise below liver echoes at the deepest row, after TGC
 TEXTURE_SIGMA = 0.3  # log-amplitude of the smooth echogenicity texture
 TEXTURE_CELL = 16  # its correlation length, in beam-grid samples
 SHADOW_LEVEL = 0.1  # intensity transmission below which a pixel is shadow (-10 dB)
@@ -42,7 +37,7 @@ SOFT = DENSITY >= 1  # tissues whose scatterers are sub-resolution (the others a
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    """The physics of one case (one scanner, preset and operator); defaults: the first round's.
+    """The physics of one case (one scanner, preset and operator), drawn by :func:`draw_settings`.
 
     Fields as in :class:`~fetal_biometry.simulator.appearance.PhysicsRanges`, drawn; ``density``
     is the scatterer density per tissue id and ``tgc_error_db`` the error at each of
@@ -50,21 +45,18 @@ class Settings:
     here: :func:`draw_display` draws it from the case's own stream, as the first round did.
     """
 
-    frequency_factor: float = 1.0
-    pulse_wavelengths: float = AXIAL_SIGMA_WAVELENGTHS
-    axial_floor_px: float = MIN_AXIAL_SIGMA_PX
-    face_width_wavelengths: float = LATERAL_F_NUMBER
-    aperture_mm: float = APERTURE_MM
-    density: tuple = tuple(float(d) for d in DENSITY)
-    tgc_error_db: tuple = ()
-    noise_db: float = NOISE_DB
-    reverberation: float = 0.0
-    clutter: float = 0.0
-    clutter_depth_mm: float = 10.0
-    side_lobe: float = 0.0
-
-
-FIRST_ROUND = Settings()
+    frequency_factor: float
+    pulse_wavelengths: float
+    axial_floor_px: float
+    face_width_wavelengths: float
+    aperture_mm: float
+    density: tuple
+    tgc_error_db: tuple
+    noise_db: float
+    reverberation: float
+    clutter: float
+    clutter_depth_mm: float
+    side_lobe: float
 
 
 def check_ranges(ranges: PhysicsRanges) -> None:
@@ -93,7 +85,12 @@ def draw_settings(ranges: PhysicsRanges, rng: np.random.Generator) -> Settings:
     density = np.where(SOFT, np.minimum(soft * spread, 1.0), DENSITY)
     tgc = rng.normal(0, 1, TGC_SLIDERS) * u.pop("tgc_error_db")
     return Settings(density=tuple(float(d) for d in density),
-                    tgc_error_db=tuple(float(e) for e in tgc) if np.any(tgc) else (), **u)
+                    tgc_error_db=tuple(float(e) for e in tgc) if np.any(tgc) else (),
+                    **{k: float(v) for k, v in u.items()})
+
+
+FIRST_ROUND = draw_settings(NARROW.physics, np.random.default_rng(0))
+"""The first round's physics (NARROW's ranges are single values: any stream gives these)."""
 
 
 def _kernel(sigma: float, power: int = 1) -> np.ndarray:
