@@ -30,11 +30,16 @@ import numpy as np  # noqa: E402
 from fetal_biometry import dataset, simulator  # noqa: E402
 
 
-def _rate(count: int, run) -> float:
-    start = time.perf_counter()
+def _rates(count: int, runs: dict) -> dict:
+    """Scans per second of each run over cases 0 .. count-1, interleaved case by case so a
+    busy machine slows them alike and their ratios hold."""
+    spent = dict.fromkeys(runs, 0.0)
     for index in range(count):
-        run(index)
-    return count / (time.perf_counter() - start)
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run(index)
+            spent[name] += time.perf_counter() - start
+    return {name: count / seconds for name, seconds in spent.items()}
 
 
 def _simulate(seed: int, shape: tuple[int, int], probe: str, appearance: simulator.Appearance):
@@ -58,15 +63,17 @@ def main(argv=None) -> int:
     cv2.setNumThreads(1)
     shape = tuple(args.size)
     simulator.simulate_case(args.seed, 0, shape, args.probe)  # warm up imports and caches
-    full = _rate(args.cases, _simulate(args.seed, shape, args.probe, simulator.TRAINING))
-    narrow = _rate(args.cases, _simulate(args.seed, shape, args.probe, simulator.NARROW))
-    foreign = _rate(args.cases, _simulate(args.seed, shape, args.probe, simulator.FOREIGN))
-    labels = _rate(args.cases, lambda i: _labels_only(args.seed, i, shape, args.probe))
     with tempfile.TemporaryDirectory() as tmp:
         out = pathlib.Path(tmp, "data")
         dataset.write_dataset(out, simulator.simulate(args.cases, args.seed, shape, args.probe))
         data = dataset.open(out)
-        load = _rate(args.cases, lambda i: data.read(data.cases[i]))
+        rate = _rates(args.cases, {
+            "training": _simulate(args.seed, shape, args.probe, simulator.TRAINING),
+            "narrow": _simulate(args.seed, shape, args.probe, simulator.NARROW),
+            "foreign": _simulate(args.seed, shape, args.probe, simulator.FOREIGN),
+            "labels": lambda i: _labels_only(args.seed, i, shape, args.probe),
+            "load": lambda i: data.read(data.cases[i])})
+    full, narrow, foreign, labels, load = (rate[k] for k in ("training", "narrow", "foreign", "labels", "load"))
     print(f"{args.cases} {args.probe} cases of {shape[1]}x{shape[0]} px, one core:")
     print(f"  simulate  {full:7.1f} scans/s  ({1000 / full:6.1f} ms per scan; training ranges)")
     print(f"  narrow    {narrow:7.1f} scans/s  (training ranges cost {narrow / full:.2f} narrow scans)")

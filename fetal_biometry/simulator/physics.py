@@ -32,7 +32,7 @@ TGC_SLIDERS = 8  # TGC error knots, evenly over the imaging depth, as a console'
 REVERB_SOURCE_MM = 25.0  # interfaces this close to the face reverberate (skin, fat, fascia)
 REVERB_ORDERS = (2, 3, 4)  # multiples drawn: the k-th at k times its interface's depth
 SIDE_LOBE_WIDTH = 6.0  # near side lobes spread haze over this many main-lobe widths
-SOFT = DENSITY >= 1  # tissues whose scatterers are sub-resolution (the others are sparse)
+SOFT = (DENSITY >= 1) & ~BONE  # soft tissues: sub-resolution scatterers (fluid, vessels: sparse)
 
 
 @dataclasses.dataclass(frozen=True)
