@@ -56,7 +56,7 @@ class PhysicsRanges:
     # so density 0.1 leaves 1-4 scatterers per cell: grainy, not fully developed speckle.
     scatterer_density: tuple = _field((1.0, 1.0), "speckle", (
         "share of beam-grid samples of soft tissue holding a scatterer (drawn log-uniformly; "
-        "1: fully developed speckle, < 0.3: not fully developed); fluid and vessels keep theirs"))
+        "1: fully developed speckle, < 0.3: not fully developed); fluid, vessels and bone keep theirs"))
     density_spread: tuple = _field((0.0, 0.0), "speckle", (
         "log-normal spread of the density between soft tissues of one case (scatterers per "
         "resolution cell differ from tissue to tissue)"))
@@ -89,7 +89,8 @@ class PhysicsRanges:
     # Side lobes and aberration through the abdominal wall fill fluid with echoes 20-40 dB
     # below the tissue around it: amniotic fluid and the stomach are dark gray, not black.
     side_lobe: tuple = _field((0.0, 0.0), "artefacts", (
-        "amplitude, relative to the local echo, of the haze side lobes smear across the beams"))
+        "side-lobe haze amplitude relative to the echoes around it (nearby beams and the whole "
+        "row at that depth): fills anechoic fluid"))
 
 
 TRAINING_PHYSICS = PhysicsRanges(
