@@ -164,7 +164,6 @@ def warp(image: np.ndarray, labels: np.ndarray, directions: np.ndarray, scale: f
                               borderMode=cv2.BORDER_CONSTANT, borderValue=border)
 
     fan = resample((~np.isnan(directions[..., 0])).view(np.uint8), cv2.INTER_NEAREST, 0).view(bool)
-    out_labels = np.where(fan, resample(labels, cv2.INTER_NEAREST, OUTSIDE), OUTSIDE).astype(np.uint8)
     # Outside the fan the vectors read as 0: they add nothing to a direction, only to its length.
     vectors = resample(np.nan_to_num(directions, nan=0.0), cv2.INTER_LINEAR, 0)
     vectors = vectors @ (forward[:, :2] / scale).T.astype(np.float32)  # turned as the image is
@@ -172,6 +171,7 @@ def warp(image: np.ndarray, labels: np.ndarray, directions: np.ndarray, scale: f
     fan &= length > 0
     vectors /= np.where(fan, length, 1)[..., None]
     vectors[~fan] = np.nan
+    out_labels = np.where(fan, resample(labels, cv2.INTER_NEAREST, OUTSIDE), OUTSIDE).astype(np.uint8)
     return resample(image, cv2.INTER_LINEAR, 0), out_labels, vectors
 
 
