@@ -14,14 +14,14 @@ no mean is subtracted (``nets.patch_classifier``); inference does exactly the sa
 
 Cases are split into train / validation / test **by case, never by patch**, so no scan feeds two
 splits. Within a split, record keys are ``%08d`` ranks of a seeded permutation: Caffe reads them
-shuffled, and the same dataset and seed give byte-identical LMDBs.
+shuffled, and the same dataset and seed give byte-identical LMDBs. The whole folder is written
+aside and renamed into place; any bad input is reported (all problems, with the case named)
+before anything is written.
 
 With ``augment=K`` each training scan also yields K independently transformed versions
 (rotation and scale with the beam directions turned alike, gain, contrast, gamma, blur, noise:
 :mod:`fetal_biometry.augment`), each sampled at the same per-class counts; validation and test
-stay clean. The manifest records K and the ranges. The whole folder is written
-aside and renamed into place; any bad input is reported (all problems, with the case named)
-before anything is written.
+stay clean. The manifest records K and the ranges.
 """
 from __future__ import annotations
 
@@ -183,11 +183,12 @@ def scan_records(scan: Scan, encoding: str, size: int, per_class: dict[int, int]
 
 
 def augmented_records(scan: Scan, encoding: str, size: int, per_class: dict[int, int],
-                      rng: np.random.Generator, target_mm: float, copies: int,
-                      ranges: augmentation.Ranges = augmentation.RANGES) -> tuple[np.ndarray, np.ndarray]:
+                      rng: np.random.Generator, target_mm: float,
+                      copies: int) -> tuple[np.ndarray, np.ndarray]:
     """Patches and classes of ``copies`` independently augmented versions of one scan.
 
-    Each version is the scan at ``target_mm`` transformed as a whole (:mod:`fetal_biometry.augment`),
+    Each version is the scan at ``target_mm`` transformed as a whole (:mod:`fetal_biometry.augment`,
+    :data:`~fetal_biometry.augment.RANGES`),
     and its patches are sampled anew on it at the same per-class counts as the clean scan: the
     classes are read from the transformed label map, so each patch's label is right by
     construction, none falls outside the turned fan, and the counts stay balanced (mapping the
@@ -195,7 +196,7 @@ def augmented_records(scan: Scan, encoding: str, size: int, per_class: dict[int,
     held at a time.
     """
     image, labels, directions = at_spacing(scan, target_mm)
-    results = [_sample(*augmentation.apply(image, labels, directions, augmentation.draw(rng, ranges), rng),
+    results = [_sample(*augmentation.apply(image, labels, directions, augmentation.draw(rng), rng),
                        encoding, size, per_class, rng) for _ in range(copies)]
     return np.concatenate([r[0] for r in results]), np.concatenate([r[1] for r in results])
 
@@ -240,9 +241,9 @@ def build(scans: Iterable[Scan], out: str | os.PathLike, encoding: str = "channe
         Target spacing (mm per pixel) every scan is resampled to; default the median spacing
         of the training cases.
     augment : int
-        Augmented copies per training patch (:func:`augmented_records`, ranges
-        :data:`fetal_biometry.augment.RANGES`), from a stream of their own: validation and test
-        stay clean and the same as without augmentation, and 0 writes exactly what it did before.
+        Augmented copies per training patch (:func:`augmented_records`), drawn from a stream
+        of their own: validation and test stay clean and the same as without augmentation, and
+        0 writes exactly what it did before.
     """
     per_class = per_class or {c: 40 for c in range(len(CLASSIFIER_CLASSES))}
     check_arguments(size, per_class, fractions, seed, spacing_mm, augment)

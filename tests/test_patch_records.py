@@ -170,11 +170,16 @@ def test_memory_per_scan_is_bounded():
         patch_records.scan_records(patch_records.Scan("big", image, labels, probe, 0.5), "channels",
                                    40, PER_CLASS, rng, 0.5)
         records_peak = tracemalloc.get_traced_memory()[1] - kept
+        tracemalloc.reset_peak()
+        patch_records.augmented_records(patch_records.Scan("big", image, labels, probe, 0.5), "channels",
+                                        40, PER_CLASS, rng, 0.5, copies=1)
+        augmented_peak = tracemalloc.get_traced_memory()[1] - kept
     finally:
         tracemalloc.stop()
     pixels = shape[0] * shape[1]
     assert beam_peak / pixels < 24  # the (H, W, 2) float32 map itself is 8 bytes per pixel
     assert records_peak / pixels < 28  # the beam map is made again at the target spacing
+    assert augmented_peak / pixels < 40  # and once more, turned, for an augmented version
 
 
 def test_without_augmentation_the_lmdbs_are_byte_for_byte_what_they_were(tmp_path):

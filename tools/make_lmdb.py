@@ -29,10 +29,10 @@ what it did before. Seeded like everything else: the same seed gives the same by
 
 Memory: every scan is held while the LMDBs are made (gray and labels, 2 bytes per pixel),
 and the one being sampled needs about 20 bytes per pixel more at the target spacing (its beam
-map is made there): 100 scans of 256x256 take well under 100 MB above Python's own, an
-8000x8000 scan kept at its spacing about 1.3 GB. The patches of a split are held until it is
-written (--augment K: 1 + K times the training ones, e.g. 100 scans x 200 patches x 4.8 kB =
-96 MB per copy with channels).
+map is made there; about 32 while an augmented version of it is made): 100 scans of 256x256
+take well under 100 MB above Python's own, an 8000x8000 scan kept at its spacing about 1.3 GB.
+The patches of a split are held until it is written: with --augment K, 1 + K times the
+training ones (100 scans x 200 patches x 4.8 kB = 96 MB per copy with channels).
 
 example:
   python tools/make_lmdb.py data/fetal/sim data/fetal/channels --encoding channels
