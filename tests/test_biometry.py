@@ -160,7 +160,7 @@ def test_no_boundary_gives_a_reason_not_an_exception(labels):
     measurement = bm.measure(labels, SPACING)
     assert measurement.ellipse is None and measurement.ac_mm is None
     assert not measurement.accepted
-    assert measurement.reasons[0].startswith(bm.NO_BOUNDARY)
+    assert measurement.reasons[0].startswith(f"{bm.NOT_MEASURED}: {bm.NO_BOUNDARY}")
 
 
 @pytest.mark.parametrize("body, spacing, reason", [
@@ -172,7 +172,7 @@ def test_implausible_ellipses_are_rejected(body, spacing, reason):
     labels = scan(body, shadow_sectors=(), noise=0.0)
     measurement = bm.measure(labels, spacing)
     assert measurement.ellipse is None and measurement.ac_mm is None
-    assert measurement.reasons[0].startswith(reason), measurement.reasons
+    assert measurement.reasons[0].startswith(f"{bm.NOT_MEASURED}: {reason}"), measurement.reasons
 
 
 def test_bad_input_is_refused():
@@ -206,5 +206,6 @@ def test_mostly_shadowed_boundary_is_too_incomplete():
     labels = scan(shadow_sectors=((0, 120), (230, 360)))  # 110 degrees of the wall left
     measurement = bm.measure(labels, SPACING)
     assert measurement.ellipse is None and measurement.ac_mm is None
-    assert measurement.reasons[0].startswith("abdomen boundary too incomplete"), \
-        measurement.reasons
+    assert measurement.reasons[0].startswith(
+        f"{bm.NOT_MEASURED}: abdomen boundary too incomplete"), measurement.reasons
+    assert measurement.fit is not None and measurement.support.coverage < bm.MIN_COVERAGE
