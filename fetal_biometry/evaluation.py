@@ -24,11 +24,12 @@ import pathlib
 import cv2
 import numpy as np
 
-from fetal_biometry import atomic, biometry, dataset, figures, inference, model as model_folder
+from fetal_biometry import (atomic, biometry, dataset, figures, inference, model as model_folder,
+                            thresholds)
 from fetal_biometry.labels import CLASSIFIER_CLASSES, OUTSIDE, classifier_labels
 
 TYPICAL = 2  # typical cases drawn beside the worst ones
-OFF_PERCENT = 10.0  # an AC off by more than this is a wrong number, not an imprecise one
+OFF_PERCENT = thresholds.MAX_ERROR_PERCENT  # an AC off by more is a wrong number, not an imprecise one
 
 
 def provenance(model: model_folder.Model) -> dict:

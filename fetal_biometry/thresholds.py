@@ -140,8 +140,8 @@ def choose_plane(results: list[dict], limits: dict[str, float]) -> dict[str, flo
     for name, (reads, loosest) in PLANE_RULES.items():
         values = np.array([np.nan if (v := _plane_value(r, reads)) is None else v for r in cases])
         seen = np.unique(values[np.isfinite(values)])
-        # Each distinct outcome: the loosest value, between two seen values, just above one.
-        candidates = np.unique(np.concatenate([[loosest], (seen[1:] + seen[:-1]) / 2, seen + 1e-6]))
+        # The outcome changes just above each seen value: both ends of every interval.
+        candidates = np.unique(np.concatenate([[loosest], seen, seen + 1e-6]))
         candidates = candidates[candidates >= loosest]
 
         def agreement(threshold: float) -> float:
@@ -151,9 +151,9 @@ def choose_plane(results: list[dict], limits: dict[str, float]) -> dict[str, flo
 
         right = np.array([agreement(t) for t in candidates]) * len(cases)
         target = right.max() if right.max() >= right[0] + MIN_PLANE_GAIN else right[0]
-        first = int(np.argmax(right >= target - 1e-9))
+        first = int(np.argmax(np.abs(right - target) < 1e-9))
         last = first
-        while last + 1 < len(right) and right[last + 1] >= target - 1e-9:
+        while last + 1 < len(right) and abs(right[last + 1] - target) < 1e-9:
             last += 1
         chosen[name] = float((candidates[first] + candidates[last]) / 2)
     return chosen
