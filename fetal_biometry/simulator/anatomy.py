@@ -391,7 +391,7 @@ def _cord_loop(rng: np.random.Generator, a: float, b: float) -> list:
 def _limb(rng: np.random.Generator, a: float, b: float) -> list:
     """An arm or leg beside the abdomen: soft tissue round a bone, cut across or along."""
     radius = rng.uniform(0.15, 0.25) * math.sqrt(a * b)
-    bone = rng.uniform(0.18, 0.26) * radius
+    bone = rng.uniform(0.25, 0.35) * radius  # the shaft of a humerus or femur
     center, phi = _beside(rng, a, b, (1, 8), radius)
     if rng.random() < 0.7:  # a transverse abdominal plane mostly cuts the limbs across
         angle = rng.uniform(0, 180)
