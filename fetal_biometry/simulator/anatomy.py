@@ -323,7 +323,7 @@ def draw_inner_distractors(rng: np.random.Generator, a: float, b: float, ranges:
         organs += _portal_vessels(rng, a, b)
     if rng.random() < ranges.gallbladder_share:
         organs += _gallbladder(rng, a, b)
-    if rng.random() < ranges.kidney_share and reason != RENAL_LEVEL:
+    if rng.random() < ranges.kidney_share and reason not in (RENAL_LEVEL, TOO_HIGH):
         organs += _kidneys(rng, a, b, spine_level(a, b), rng.uniform(0.35, 0.65))
     return organs
 
