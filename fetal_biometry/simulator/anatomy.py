@@ -234,7 +234,7 @@ def thorax(a: float, b: float, grown: float) -> tuple:
     return tuple(lungs + heart)
 
 
-def spine_level(a: float, b: float) -> float:
+def _spine_level(a: float, b: float) -> float:
     """A typical vertebral body centre (v, mm): where :func:`draw_organs` puts it on average."""
     return -b + 12 * math.sqrt(a * b) / 40
 
@@ -324,7 +324,7 @@ def draw_inner_distractors(rng: np.random.Generator, a: float, b: float, ranges:
     if rng.random() < ranges.gallbladder_share:
         organs += _gallbladder(rng, a, b)
     if rng.random() < ranges.kidney_share and reason not in (RENAL_LEVEL, TOO_HIGH):
-        organs += _kidneys(rng, a, b, spine_level(a, b), rng.uniform(0.35, 0.65))
+        organs += _kidneys(rng, a, b, _spine_level(a, b), rng.uniform(0.35, 0.65))
     return organs
 
 
