@@ -53,8 +53,9 @@ def tutorial_solver(tmp_path, mnist_lmdbs):
 def fetal_data(tmp_path_factory) -> pathlib.Path:
     """Four small simulated scans (96x96, convex): a dataset to train and evaluate on.
 
-    The first round's appearance (NARROW): the pipeline's tests need clear fans and the
-    contrasts they were written for, whatever the training ranges become."""
+    The first round's appearance (NARROW): the tests that use them were written on these
+    scans (e.g. the fan of the first one is found from the image alone).
+    """
     from fetal_biometry import dataset, simulator
 
     path = tmp_path_factory.mktemp("fetal") / "sim"

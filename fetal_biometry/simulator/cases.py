@@ -84,7 +84,8 @@ def scan_image(scene: Scene, grid: BeamGrid, shape: tuple[int, int], rng: np.ran
     (:func:`physics.draw_settings`), log compression with ``display`` (drawn here from
     ``ranges`` by :func:`physics.draw_display` when None), scan conversion into the fan."""
     envelope = physics.beam_envelope(grid.tissue, grid.depth_mm, grid.pitch_mm, scene.frequency_mhz,
-                                     rng, physics.texture(rng, grid.tissue.shape), settings)
+                                     rng, physics.texture(rng, grid.tissue.shape) * scene.echo_scale[grid.tissue],
+                                     settings)
     dynamic_range, top_db = physics.draw_display(rng, ranges) if display is None else display
     gray = physics.log_compress(envelope, dynamic_range, top_db)
     return np.rint(geom.scan_convert(gray, scene.geometry, shape)).astype(np.uint8)
