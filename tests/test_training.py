@@ -126,8 +126,9 @@ def test_fetal_patch_classifier_trains_on_simulated_lmdbs(tmp_path):
     from fetal_biometry import dataset, patch_records, simulator
 
     data = tmp_path / "sim"
-    dataset.write_dataset(data, simulator.simulate(6, seed=11, shape=(128, 128)),
-                          generator=simulator.generator_record(11, (128, 128), "convex", 0.3))
+    narrow = simulator.NARROW  # the first round's scans: 80 iterations on 6 of them must learn
+    dataset.write_dataset(data, simulator.simulate(6, seed=11, shape=(128, 128), appearance=narrow),
+                          generator=simulator.generator_record(11, (128, 128), "convex", 0.3, narrow))
     patch_records.build(patch_records.dataset_scans(data), tmp_path / "lmdb", "channels",
                         per_class={c: 30 for c in range(5)}, fractions=(0.67, 0.33, 0.0), seed=0)
     train = nets.save(nets.patch_classifier(str(tmp_path / "lmdb/train_lmdb"), 32), tmp_path / "t.prototxt")
