@@ -39,7 +39,6 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import json
-import multiprocessing
 import os
 import pathlib
 import shutil
@@ -62,9 +61,11 @@ PATCH_SIZES = (24, 32, 40, 48)
 AUGMENT = 2  # augmented copies per patch in the experiments' LMDBs (patch_records.build)
 VAL_CASES = 10  # validation scans in each job's LMDB val split: 2000 patches, test_iter 20 x 100
 TIE = 0.005  # patch sizes whose mean per-class accuracy is this close to the best count as tied
-#: Minutes one job takes on one free core: 1500 iterations (about 2.5 min, as in make demo), its
-#: LMDBs and two evaluations of 30 scans. The tool's time estimates use it.
-JOB_MINUTES = 3.5
+#: Minutes one job takes on one free core: 1500 iterations (about 3 min), its LMDBs and two
+#: evaluations of 30 scans (measured at 300 iterations on a loaded machine: 0.39 s per
+#: iteration, 1.2 s per evaluated scan, 12 s for unaugmented LMDBs of 110 scans; about a third of
+#: that on a free core). The tool's time estimates use it.
+JOB_MINUTES = 4.0
 
 
 class ExperimentError(RuntimeError):
@@ -357,8 +358,7 @@ def prepare(setup: Setup, jobs: Sequence[Job], sets: Sequence[str], workers: int
     stale = [(p, r) for p, r in datasets(setup, jobs, sets).items() if not holds(p, r)]
     if not stale:
         return
-    context = multiprocessing.get_context("spawn")  # a clean process: no threads, no Caffe
-    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+    with concurrent.futures.ProcessPoolExecutor(workers) as pool:
         for _ in tqdm(pool.map(_simulate, stale), total=len(stale), desc="simulate datasets",
                       unit="set"):
             pass
@@ -370,8 +370,9 @@ def _worker(setup: Setup, job: Job, sets: Sequence[str]) -> tuple[Job, str | Non
     folder.mkdir(parents=True, exist_ok=True)
     spec = atomic.write_text(folder / "job.json", json.dumps(
         {"job": dataclasses.asdict(job), "sets": list(sets), "setup": setup.to_dict()}, indent=1) + "\n")
-    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1",
-           "PYTHONPATH": os.pathsep.join([str(TOOL.parents[1]), os.environ.get("PYTHONPATH", "")])}
+    # One core per worker; the repository's package first, as the tools import it.
+    path = [str(TOOL.parents[1]), *filter(None, [os.environ.get("PYTHONPATH")])]
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(path)}
     with open(folder / "log.txt", "a") as log:
         code = subprocess.run([sys.executable, str(TOOL), "job", str(spec)], stdout=log,
                               stderr=subprocess.STDOUT, env=env, cwd=TOOL.parents[1]).returncode
@@ -396,13 +397,19 @@ def run(setup: Setup, jobs: Sequence[Job], sets: Sequence[str], workers: int = 2
     with concurrent.futures.ThreadPoolExecutor(workers) as pool, \
             tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc="jobs", unit="job",
                  dynamic_ncols=True) as bar:
-        for future in concurrent.futures.as_completed([pool.submit(_worker, setup, j, sets) for j in todo]):
-            job, error = future.result()
-            if error:
-                failed.append(f"{job.name}: {error}")
-                bar.write(f"failed: {job.name}: {error}")
-            bar.set_postfix_str(job.name, refresh=False)
-            bar.update(1)
+        futures = [pool.submit(_worker, setup, j, sets) for j in todo]
+        try:
+            for future in concurrent.futures.as_completed(futures):
+                job, error = future.result()
+                if error:
+                    failed.append(f"{job.name}: {error}")
+                    bar.write(f"failed: {job.name}: {error}")
+                bar.set_postfix_str(job.name, refresh=False)
+                bar.update(1)
+        except BaseException:  # Ctrl-C: the running jobs stop with a snapshot, none starts
+            for future in futures:
+                future.cancel()
+            raise
     if failed:
         raise ExperimentError(f"{len(failed)} of {len(todo)} job(s) failed (run the command again "
                               "to retry them; finished jobs are kept):\n  " + "\n  ".join(failed))
@@ -560,12 +567,13 @@ def _set_title(setup: Setup, name: str) -> str:
     what = {"heldout": "in-distribution held-out scans", "foreign": "foreign check set",
             "validation": "validation scans"}.get(name, name)
     sides = "/".join(str(s) for s in recipe.sides)
-    return f"{what} ({recipe.count} scans, seed {recipe.seed}, {recipe.appearance}, {sides} px)"
+    look = recipe.appearance if appearance(recipe) is not None else "the simulator's one appearance"
+    return f"{what} ({recipe.count} scans, seed {recipe.seed}, {look}, {sides} px)"
 
 
-def report(plan: str, setup: Setup, records: Sequence[dict]) -> tuple[str, dict]:
-    """The markdown tables of one plan's records and their numbers (for the JSON beside them)."""
-    sets = list(records[0]["evaluations"])
+def report(plan: str, setup: Setup, records: Sequence[dict], sets: Sequence[str]) -> tuple[str, dict]:
+    """The markdown tables of one plan's records on its ``sets`` and their numbers (for the
+    JSON beside them)."""
     labels = {
         "patch-size": (lambda j: j["patch"], lambda k: f"{k} px", "patch"),
         "ablation": (lambda j: j["encoding"], str, "encoding"),

@@ -98,7 +98,7 @@ def test_patch_size_rule_breaks_ties_by_ac_error():
     assert chosen == 40 and "32, 40 px" in rule
     records[2]["evaluations"]["validation"]["ac_median_error_percent"] = 1.6
     assert experiments.choose_patch(records)[0] == 32
-    text, numbers = experiments.report("patch-size", Setup(), records)
+    text, numbers = experiments.report("patch-size", Setup(), records, ("validation",))
     assert numbers["chosen"]["patch"] == 32 and "Chosen: **32 px**" in text and "| 24 px | 1 |" in text
 
 
@@ -164,6 +164,12 @@ def test_finished_jobs_are_not_run_again_and_report_mean_and_sd(tiny):
     stamps = [(setup.job_dir(j) / experiments.SUMMARY).stat().st_mtime_ns for j in jobs]
     assert experiments.run(setup, jobs, ("heldout",), workers=2) == records
     assert stamps == [(setup.job_dir(j) / experiments.SUMMARY).stat().st_mtime_ns for j in jobs]
-    text, numbers = experiments.report("ablation", setup, records)
-    assert "foreign check set (2 scans, seed 3, FOREIGN, 96/128 px)" in text
+    text, numbers = experiments.report("ablation", setup, records, ("heldout", "foreign"))
+    assert "foreign check set (2 scans, seed 3, " in text and ", 96/128 px)" in text
     assert numbers["heldout"]["channels"]["seeds"] == 2 and "| channels | 2 |" in text
+    weights = setup.job_dir(jobs[0]) / "model" / "snapshots" / "net_iter_4.caffemodel"
+    stamp = weights.stat().st_mtime_ns
+    [more] = experiments.run(setup, jobs[:1], ("validation",), workers=1)  # evaluated, not trained
+    assert set(more["evaluations"]) == {"heldout", "foreign", "validation"}
+    assert weights.stat().st_mtime_ns == stamp
+    assert more["evaluations"]["heldout"] == records[0]["evaluations"]["heldout"]

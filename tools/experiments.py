@@ -100,7 +100,7 @@ def main(argv=None) -> int:
                 print(f"  {'todo' if j in todo else 'done'}  {j.name}")
             return 0
         records = experiments.run(setup, jobs, sets, args.jobs)
-        text, numbers = experiments.report(args.command, setup, records)
+        text, numbers = experiments.report(args.command, setup, records, sets)
         out = setup.runs / args.command
         atomic.write_text(out.with_suffix(".md"), text)
         atomic.write_text(out.with_suffix(".json"), json.dumps(numbers, indent=1) + "\n")
@@ -113,6 +113,9 @@ def main(argv=None) -> int:
     except (experiments.ExperimentError, training.TrainingError) as error:
         print(f"experiments: error: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("experiments: interrupted; the same command continues where it stopped", file=sys.stderr)
+        return 130
     return 0
 
 
