@@ -63,6 +63,7 @@ import numpy as np
 
 from fetal_biometry import __version__, atomic, geometry as geom, simulator as sim
 from fetal_biometry.ellipse import ellipse_mask, ellipse_perimeter
+from fetal_biometry.labels import OUTSIDE
 
 FORMAT, VERSION = "fetal-biometry-sweeps", 1
 INDEX = "sweeps.json"
@@ -95,7 +96,7 @@ class Anatomy:
 
     wall: tuple
     liver_vessels: tuple
-    stomach: sim._Blob
+    stomach: sim.anatomy.Blob
     vein: tuple
     kidneys: tuple
     aorta: tuple
@@ -111,11 +112,11 @@ class Anatomy:
 
 def _anatomy(rng: np.random.Generator, a: float, b: float) -> Anatomy:
     """Split the simulator's organs (portal-sinus and renal levels) into what levels keep."""
-    organs = sim._draw_organs(rng, a, b, sim.ACCEPTABLE)
+    organs = sim.anatomy.draw_organs(rng, a, b, sim.ACCEPTABLE)
     ids = [tissue for tissue, _ in organs]
     i_stomach, i_vein = ids.index(sim.TISSUE["stomach"]), ids.index(sim.TISSUE["umbilical_vein"])
     bones = organs[i_vein + 2:]
-    renal = sim._draw_organs(rng, a, b, sim.RENAL_LEVEL)
+    renal = sim.anatomy.draw_organs(rng, a, b, sim.RENAL_LEVEL)
     kidneys = tuple(o for o in renal if o[0] in (sim.TISSUE["kidney"], sim.TISSUE["renal_sinus"]))
     return Anatomy(wall=organs[:1], liver_vessels=organs[1:i_stomach], stomach=organs[i_stomach][1],
                    vein=organs[i_vein:i_vein + 1], kidneys=kidneys, aorta=organs[i_vein + 1:i_vein + 2],
@@ -134,11 +135,11 @@ def _profile(z: float, lo: float, hi: float) -> float:
 def _thorax(anatomy: Anatomy, grown: float) -> tuple:
     """Lungs and heart, grown (0..1) from the diaphragm up."""
     a, b = anatomy.a, anatomy.b
-    heart = [(sim.TISSUE["heart"], sim._Blob(0.12 * a, 0.2 * b, 0.42 * a * grown, 0.38 * b * grown, 15))]
+    heart = [(sim.TISSUE["heart"], sim.anatomy.Blob(0.12 * a, 0.2 * b, 0.42 * a * grown, 0.38 * b * grown, 15))]
     for side in (1, -1):  # the four chambers, as two pairs of blood pools
-        heart.append((sim.TISSUE["vessel"], sim._Blob(0.12 * a + side * 0.13 * a * grown, 0.2 * b,
+        heart.append((sim.TISSUE["vessel"], sim.anatomy.Blob(0.12 * a + side * 0.13 * a * grown, 0.2 * b,
                                                       0.09 * a * grown, 0.2 * b * grown, 15)))
-    lungs = [(sim.TISSUE["lung"], sim._Blob(side * 0.42 * a, -0.05 * b, 0.38 * a * grown,
+    lungs = [(sim.TISSUE["lung"], sim.anatomy.Blob(side * 0.42 * a, -0.05 * b, 0.38 * a * grown,
                                             0.5 * b * grown)) for side in (1, -1)]
     return tuple(lungs + heart)
 
@@ -164,7 +165,7 @@ def organs_at(anatomy: Anatomy, z_mm: float) -> tuple[tuple, dict]:
         organs += anatomy.vein
     elif -0.8 < z < -0.1:  # the vein on its way from the cord insertion up the anterior wall
         radius = anatomy.vein[0][1].radius
-        organs.append((sim.TISSUE["umbilical_vein"], sim._Blob(0.0, 0.8 * anatomy.b, radius, radius)))
+        organs.append((sim.TISSUE["umbilical_vein"], sim.anatomy.Blob(0.0, 0.8 * anatomy.b, radius, radius)))
     if z > DIAPHRAGM:
         organs += _thorax(anatomy, min(1.0, (z - DIAPHRAGM) / 0.3 + 0.4))
     organs += anatomy.aorta + anatomy.spine
@@ -234,7 +235,7 @@ def simulate_sweep(seed: int, index: int, frames: int = FRAMES, shape: tuple[int
     rng = np.random.default_rng([seed, index])
     base = sim.draw_scene(rng, shape, probe, unacceptable_share=0.0)
     anatomy = _anatomy(rng, *base.semi_axes)
-    display = sim.draw_display(rng)  # the sonographer's settings hold for the whole loop
+    display = sim.physics.draw_display(rng)  # the sonographer's settings hold for the whole loop
     R = anatomy.radius
     start = R * (SWEEP_RANGE[0] + rng.uniform(-0.05, 0.05))
     step = R * (SWEEP_RANGE[1] - SWEEP_RANGE[0]) / (frames - 1)
@@ -256,13 +257,13 @@ def simulate_sweep(seed: int, index: int, frames: int = FRAMES, shape: tuple[int
         grid = sim.beam_grid(scene)
         label_map, tissue = sim.ground_truth(scene, shape, grid)
         ellipse = sim.abdomen_ellipse(scene)
-        fits = sim._fits(scene.geometry, shape, scene.center, ellipse.a)
-        hidden = sim._hidden(label_map, tissue) if in_plane["stomach"] and in_plane["vein"] else None
+        fits = sim.anatomy.fits(scene.geometry, shape, scene.center, ellipse.a)
+        hidden = sim.cases.hidden_reason(label_map, tissue) if in_plane["stomach"] and in_plane["vein"] else None
         plane, reason = _classify(in_plane, z / R, tilt, fits, hidden)
         images.append(sim.scan_image(scene, grid, shape, rng, display))
         labels.append(label_map)
         annotated = plane != IRRELEVANT
-        mask = ellipse_mask(ellipse, shape) & (label_map != sim.OUTSIDE) if annotated else None
+        mask = ellipse_mask(ellipse, shape) & (label_map != OUTSIDE) if annotated else None
         masks.append(np.zeros(shape, np.uint8) if mask is None
                      else mask.astype(np.uint8) * PLANES.index(plane))
         truth.append({"plane": plane, "reason": reason,

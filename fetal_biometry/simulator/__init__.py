@@ -1,0 +1,51 @@
+"""B-mode ultrasound simulator of fetal abdominal cross-sections, with exact ground truth.
+
+One case is made in three steps.
+
+1. **Anatomy** (:func:`draw_scene`). Gestational age 20-40 weeks gives the abdominal
+   circumference (Hadlock et al. 1984 mean, 5 % spread, kept within 150-380 mm), which gives a
+   nearly round ellipse: the skin line. Inside it, in a fetal frame (``u`` towards the fetal
+   left, ``v`` anterior, mm): abdominal wall, liver, stomach bubble (left), the curved
+   intrahepatic umbilical vein (a "J" towards the right), aorta, the vertebra's three
+   ossification centres (posterior) and ribs (lateral). Around it: amniotic fluid, then the
+   layers parallel to the probe face, undulating across the fan: maternal skin, fat, fascia,
+   muscle, uterine wall and, in some cases, the placenta; beyond the fetus the posterior
+   uterine wall and maternal viscera. The fetus is rotated, mirrored, and placed at random
+   depth and beam angle, always inside the fan. A share of planes (default 30 %) is not
+   acceptable for AC: stomach missing, umbilical vein missing, or the wrong (renal) level.
+   The imaging depth is set as a sonographer would, to fit the fetus, so the pixel spacing
+   follows the size (0.44-0.91 mm per pixel for 256 x 256 images, median 0.67) and the
+   transmit frequency falls with depth (about 4.7 to 2.6 MHz).
+2. **Physics** (:func:`beam_envelope`), on a beam grid (depth x beam, two samples per pixel
+   along depth, about one pixel between beams at the deepest row). Each sample holds a
+   scatterer with the tissue's density as probability and complex Gaussian amplitude scaled
+   by its echogenicity (times a smooth random texture); interfaces add a coherent specular
+   echo that is strongest where the beam meets them head-on; echoes are attenuated by the
+   two-way loss accumulated along the beam (bone: strong, fluid: almost none); receiver
+   noise is added, and everything is convolved with the pulse point-spread function
+   (Gaussian axial pulse, lateral beam width growing with depth). The envelope is the
+   magnitude of this complex (IQ) field, times a time-gain compensation (a smooth depth
+   curve through the soft-tissue loss of the more attenuating beams). Speckle of homogeneous
+   tissue is a linear filter of complex Gaussian scatterers, hence Rayleigh (mean/std 1.91).
+3. **Display and truth**: log compression to 8-bit gray in beam coordinates, then scan
+   conversion into the fan. Labels come from the same anatomy, evaluated on the pixel grid;
+   *shadow* marks the pixels whose two-way intensity transmission through bone, seen through
+   the beam's lateral width, has fallen below a tenth (-10 dB) (:func:`shadow_mask`).
+
+Every case draws its random numbers from ``numpy.random.default_rng([seed, index])``: a
+dataset is byte-for-byte reproducible, and case ``i`` does not depend on how many are made.
+
+The package: :mod:`~fetal_biometry.simulator.tissues` (the tissue table),
+:mod:`~fetal_biometry.simulator.anatomy` (scene drawing), :mod:`~fetal_biometry.simulator.physics`
+(beam-grid physics), :mod:`~fetal_biometry.simulator.appearance` (the randomised ranges:
+presets NARROW, TRAINING, FOREIGN) and :mod:`~fetal_biometry.simulator.cases` (whole cases and
+datasets).
+"""
+from fetal_biometry.simulator.anatomy import (ACCEPTABLE, NO_STOMACH, NO_VEIN, PROBES, RENAL_LEVEL,
+                                              UNACCEPTABLE, Scene, abdomen_ellipse, draw_scene,
+                                              hadlock_ac_mm, tissue_at)
+from fetal_biometry.simulator.appearance import FOREIGN, NARROW, PRESETS, TRAINING, Appearance
+from fetal_biometry.simulator.cases import (BeamGrid, beam_grid, generator_record, ground_truth,
+                                            scan_image, simulate, simulate_case, write)
+from fetal_biometry.simulator.physics import beam_envelope, log_compress, shadow_mask
+from fetal_biometry.simulator.tissues import TISSUE, TISSUES, Tissue

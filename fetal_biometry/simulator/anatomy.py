@@ -1,0 +1,381 @@
+"""Anatomy of one simulated case: the fetal abdomen, the layers around it, the probe and the plane.
+
+A :class:`Scene` holds everything random about a case but no pixels; :func:`tissue_at` turns
+it into tissue ids (:mod:`fetal_biometry.simulator.tissues`) at any image coordinates.
+Anatomy is in mm in a fetal frame (``u`` towards the fetal left, ``v`` anterior).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+from fetal_biometry import geometry as geom
+from fetal_biometry.ellipse import Ellipse, ellipse_perimeter
+from fetal_biometry.simulator.appearance import TRAINING, AnatomyRanges
+from fetal_biometry.simulator.tissues import TISSUE
+
+PROBES = ("convex", "linear", "mixed")
+CONVEX_SHARE_MIXED = 2 / 3  # fetal abdomens are scanned with convex probes; some linear ones
+AC_RANGE_MM = (150.0, 380.0)
+AC_SPREAD = 0.05  # relative standard deviation of AC at a given age
+MIN_LAYER_MM = 0.5
+
+ACCEPTABLE = "stomach bubble and umbilical vein in plane"
+NO_STOMACH = "stomach bubble not in plane"
+NO_VEIN = "umbilical vein not in plane"
+RENAL_LEVEL = "wrong level: kidneys in plane, no stomach bubble or umbilical vein"
+UNACCEPTABLE = (NO_STOMACH, NO_VEIN, RENAL_LEVEL)
+
+
+# --------------------------------------------------------------------------- shapes (fetal frame, mm)
+
+@dataclasses.dataclass(frozen=True)
+class Blob:
+    """Ellipse centred at (u, v) with semi-axes (ru, rv), the first at ``angle`` degrees from +u."""
+
+    u: float
+    v: float
+    ru: float
+    rv: float
+    angle: float = 0.0
+
+    def contains(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        c, s = math.cos(math.radians(self.angle)), math.sin(math.radians(self.angle))
+        du, dv = u - self.u, v - self.v
+        return ((du * c + dv * s) / self.ru) ** 2 + ((dv * c - du * s) / self.rv) ** 2 <= 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Tube:
+    """Points within ``radius`` of a polyline ``points`` ((u, v), ...)."""
+
+    points: tuple[tuple[float, float], ...]
+    radius: float
+
+    def contains(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        p = np.array(self.points)
+        (u0, v0), (u1, v1) = p.min(axis=0) - self.radius, p.max(axis=0) + self.radius
+        near = (u >= u0) & (u <= u1) & (v >= v0) & (v <= v1)  # only these need distances
+        nu, nv = u[near], v[near]
+        nearest = np.full(nu.shape, np.inf)
+        for (au, av), (bu, bv) in zip(p[:-1], p[1:]):
+            du, dv = bu - au, bv - av
+            t = np.clip(((nu - au) * du + (nv - av) * dv) / (du * du + dv * dv), 0, 1)
+            nearest = np.minimum(nearest, (nu - au - t * du) ** 2 + (nv - av - t * dv) ** 2)
+        inside = np.zeros(u.shape, bool)
+        inside[near] = nearest <= self.radius ** 2
+        return inside
+
+
+@dataclasses.dataclass(frozen=True)
+class Band:
+    """Part of a ring concentric with the abdomen ellipse (semi-axes a, b).
+
+    Normalised radius ``rho0..rho1``; polar angle (in normalised coordinates, degrees from +u
+    towards +v) within ``half_width`` of ``psi``.
+    """
+
+    a: float
+    b: float
+    rho0: float
+    rho1: float
+    psi: float = 0.0
+    half_width: float = 180.0
+
+    def contains(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        rho = np.hypot(u / self.a, v / self.b)
+        offset = (np.degrees(np.arctan2(v / self.b, u / self.a)) - self.psi + 180) % 360 - 180
+        return (rho >= self.rho0) & (rho <= self.rho1) & (np.abs(offset) <= self.half_width)
+
+
+@dataclasses.dataclass(frozen=True)
+class Boundary:
+    """Depth below the probe face (mm) where the next layer starts, across the fan (0..1)."""
+
+    depth: float
+    tilt: float = 0.0
+    amplitude: float = 0.0
+    cycles: float = 1.0
+    phase: float = 0.0
+
+    def at(self, lateral: np.ndarray) -> np.ndarray:
+        return (self.depth + self.tilt * (lateral - 0.5)
+                + self.amplitude * np.sin(2 * np.pi * self.cycles * lateral + self.phase))
+
+    @property
+    def deepest(self) -> float:
+        return self.depth + abs(self.tilt) / 2 + self.amplitude
+
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Scene:
+    """Everything random about one case: probe, anatomy, plane; no pixels yet.
+
+    ``center`` is the abdomen centre in pixels; anatomy is in mm in the fetal frame (``u``
+    towards the fetal left, ``v`` anterior), whose ``u`` axis points at ``angle`` degrees
+    from +x towards +y, or opposite when ``mirrored``.
+    """
+
+    geometry: geom.Geometry
+    spacing_mm: float
+    frequency_mhz: float
+    layers: tuple[int, ...]  # tissue ids from the probe face down
+    boundaries: tuple[Boundary, ...]  # len(layers) - 1
+    center: tuple[float, float]
+    semi_axes: tuple[float, float]  # (along u, along v), mm
+    angle: float
+    mirrored: bool
+    organs: tuple[tuple[int, object], ...]  # (tissue id, shape), painted in order
+    gestational_age_weeks: float
+    plane_reason: str
+
+
+def hadlock_ac_mm(ga_weeks: float) -> float:
+    """Mean abdominal circumference (mm) at a gestational age (weeks), Hadlock et al. 1984.
+
+    ``AC (cm) = -13.3 + 1.61 GA - 0.00998 GA^2`` (Radiology 152:497): 149 mm at 20 weeks,
+    351 mm at 40.
+    """
+    return 10 * (-13.3 + 1.61 * ga_weeks - 0.00998 * ga_weeks ** 2)
+
+
+# --------------------------------------------------------------------------- drawing a scene
+
+def _draw_size(rng: np.random.Generator) -> tuple[float, float, float]:
+    """Gestational age (weeks) and the abdomen's semi-axes (mm) along u and v."""
+    while True:  # redraw rather than clip, so that no AC value piles up at the limits
+        age = rng.uniform(20, 40)
+        ac = hadlock_ac_mm(age) * math.exp(rng.normal(0, AC_SPREAD))
+        if AC_RANGE_MM[0] <= ac <= AC_RANGE_MM[1]:
+            break
+    ratio = rng.uniform(0.85, 1.0)
+    a = ac / ellipse_perimeter(1.0, ratio)
+    return (age, a, a * ratio) if rng.random() < 0.5 else (age, a * ratio, a)
+
+
+def _vein_path(rng: np.random.Generator, a: float, b: float) -> tuple[tuple[float, float], ...]:
+    """The intrahepatic umbilical vein: from the anterior wall back and towards the right."""
+    start = np.array([a * rng.uniform(-0.06, 0.06), b * rng.uniform(0.55, 0.68)])
+    end = np.array([-a * rng.uniform(0.25, 0.38), b * rng.uniform(0.0, 0.15)])
+    control = np.array([start[0] + a * rng.uniform(-0.05, 0.05), end[1] + b * rng.uniform(0.0, 0.1)])
+    t = np.linspace(0, 1, 17)[:, None]  # a quadratic Bezier curve: the "J"
+    curve = (1 - t) ** 2 * start + 2 * t * (1 - t) * control + t ** 2 * end
+    return tuple(map(tuple, curve.tolist()))
+
+
+def draw_organs(rng: np.random.Generator, a: float, b: float, reason: str) -> tuple:
+    """Fetal organs inside the skin ellipse (semi-axes a, b mm), in painting order."""
+    s = math.sqrt(a * b) / 40  # organ sizes scale with the abdomen (40 mm: AC about 250 mm)
+    wall = rng.uniform(2.0, 3.0) * s
+    organs = [(TISSUE["body_wall"], Band(a, b, 1 - wall / math.sqrt(a * b), 1.0))]
+    spine_v = -b + rng.uniform(11, 13) * s  # vertebral body centre
+    if reason == RENAL_LEVEL:
+        for side in (1, -1):
+            u, v = side * a * rng.uniform(0.28, 0.34), spine_v + rng.uniform(2, 5) * s
+            organs.append((TISSUE["kidney"], Blob(u, v, a * rng.uniform(0.13, 0.16), b * rng.uniform(0.17, 0.2),
+                                                   side * rng.uniform(5, 25))))
+            organs.append((TISSUE["renal_sinus"], Blob(u - side * 1.5 * s, v, 2.2 * s, 3.5 * s)))
+    for _ in range(rng.integers(2, 5)):  # hepatic and portal veins, cut across
+        radius = rng.uniform(0.8, 1.5) * s
+        organs.append((TISSUE["vessel"], Blob(a * rng.uniform(-0.45, 0.1), b * rng.uniform(-0.2, 0.45),
+                                               radius * rng.uniform(1, 2), radius,
+                                               rng.uniform(0, 180))))
+    if reason not in (NO_STOMACH, RENAL_LEVEL):
+        organs.append((TISSUE["stomach"], Blob(
+            a * rng.uniform(0.28, 0.4), b * rng.uniform(-0.05, 0.25), a * rng.uniform(0.15, 0.23),
+            b * rng.uniform(0.11, 0.17), rng.uniform(-40, 40))))
+    if reason not in (NO_VEIN, RENAL_LEVEL):
+        vein = Tube(_vein_path(rng, a, b), rng.uniform(1.5, 2.3) * s)
+        organs.append((TISSUE["umbilical_vein"], vein))
+    organs.append((TISSUE["vessel"], Blob(2.5 * s, spine_v + 5 * s, 1.6 * s, 1.6 * s)))  # aorta
+    organs.append((TISSUE["spine"], Blob(0.0, spine_v, 3.8 * s, 3.3 * s)))
+    for side in (1, -1):  # the laminae converge behind the spinal canal
+        lamina = Blob(side * 3.6 * s, spine_v - 5.6 * s, 3.2 * s, 1.3 * s, side * 53)
+        organs.append((TISSUE["spine"], lamina))
+    rib_rho = 1 - (wall + 0.8 * s) / math.sqrt(a * b)
+    for side in (1, -1):
+        psi = rng.uniform(-40, -5)  # lateral, slightly posterior
+        ribs = [psi, psi + rng.uniform(28, 38)] if rng.random() < 0.4 else [psi]
+        for angle in ribs:
+            thickness = rng.uniform(1.2, 1.8) * s / math.sqrt(a * b)
+            rib = Band(a, b, rib_rho - thickness, rib_rho, angle if side > 0 else 180 - angle,
+                        rng.uniform(8, 18))
+            organs.append((TISSUE["rib"], rib))
+    return tuple(organs)
+
+
+def _wave(rng: np.random.Generator, depth: float, amplitude: float, tilt: float = 0.0) -> Boundary:
+    return Boundary(depth, tilt, rng.uniform(0, amplitude), rng.uniform(0.3, 1.5),
+                     rng.uniform(0, 2 * np.pi))
+
+
+def _layers_above(rng: np.random.Generator) -> tuple[list[int], list[Boundary], float]:
+    """Maternal wall, uterine wall and maybe placenta above the fluid; the fluid's deepest start."""
+    layers = ["maternal_skin", "fat", "fascia", "muscle", "myometrium"]
+    thickness = [1.5, rng.uniform(3, 12), rng.uniform(0.6, 1.0), rng.uniform(4, 12), rng.uniform(5, 10)]
+    if rng.random() < 0.35:
+        layers.append("placenta")
+        thickness.append(rng.uniform(15, 35))
+    layers.append("amniotic_fluid")
+    maternal = _wave(rng, 0, 1.5)  # the maternal layers undulate together, parallel to the face
+    uterine_tilt = rng.uniform(-8, 8)
+    boundaries, depth = [], 0.0
+    for k, step in enumerate(thickness):
+        depth += step
+        boundaries.append(dataclasses.replace(maternal, depth=depth) if k < 3
+                          else _wave(rng, depth, 4, uterine_tilt))
+    deepest = 0.0
+    for boundary in boundaries:  # as layer_tissue enforces, layers never get thinner than MIN_LAYER_MM
+        deepest = max(boundary.deepest, deepest + MIN_LAYER_MM)
+    return [TISSUE[n] for n in layers], boundaries, deepest
+
+
+def _layers_below(rng: np.random.Generator, fluid_end: float,
+                  placenta: bool) -> tuple[list[int], list[Boundary]]:
+    """Posterior placenta, uterine wall, maternal viscera below the fluid (from ``fluid_end`` on)."""
+    tilt = rng.uniform(-8, 8)
+    first = _wave(rng, 0, 4, tilt)
+    depth = fluid_end + abs(tilt) / 2 + first.amplitude
+    layers, boundaries = [], [dataclasses.replace(first, depth=depth)]
+    steps = [("placenta", rng.uniform(15, 35))] if placenta else []
+    steps.append(("myometrium", rng.uniform(5, 10)))
+    for name, step in steps:
+        depth += step
+        layers.append(TISSUE[name])
+        boundaries.append(_wave(rng, depth, 4, tilt))
+    return layers + [TISSUE["maternal_viscera"]], boundaries
+
+
+def _probe(rng: np.random.Generator, kind: str, shape: tuple[int, int], depth_mm: float,
+           center_mm: float, extent_mm: float) -> tuple[geom.Geometry, float]:
+    """Probe geometry (px) and spacing (mm/px) imaging ``depth_mm`` below the face.
+
+    The fan fills the image height unless the image is too narrow for the abdomen (centre
+    ``center_mm`` below the face, radius ``extent_mm``); a convex fan is made wide enough for it.
+    """
+    height, width = shape
+    min_spacing = (2 * extent_mm + 10) / (width - 3)  # the abdomen and some fluid side by side
+    if kind == "convex":
+        radius = rng.uniform(40, 60)
+        needed = math.degrees(math.asin(min(1.0, (extent_mm + 3) / (radius + center_mm))))
+        half = max(rng.uniform(30, 38), needed + 2)
+        extent = radius + depth_mm - radius * math.cos(math.radians(half))  # top corners to bottom
+        spacing = max(extent / (height - 3), min_spacing)
+        r0 = radius / spacing
+        return geom.ConvexProbe(((width - 1) / 2, 1 - r0 * math.cos(math.radians(half))), r0,
+                                r0 + depth_mm / spacing, (-half, half)), spacing
+    steer = 0.0 if rng.random() < 0.6 else float(rng.choice([-1, 1]) * rng.uniform(5, 15))
+    lean_mm = depth_mm * math.sin(math.radians(steer))  # the strip leans sideways by this much
+    spacing = max(depth_mm * math.cos(math.radians(steer)) / (height - 3),
+                  min_spacing + abs(lean_mm) / (width - 3))
+    shift = lean_mm / spacing
+    return geom.LinearProbe((1 + max(0.0, -shift), 1.0), width - 3 - abs(shift), 0.0,
+                            depth_mm / spacing, steer), spacing
+
+
+def fits(g: geom.Geometry, shape: tuple[int, int], center: tuple[float, float], radius: float) -> bool:
+    """Whether a circle (px) lies inside the fan and the image, with a 2 px margin."""
+    t = np.linspace(0, 2 * np.pi, 72, endpoint=False)
+    x, y = center[0] + (radius + 2) * np.cos(t), center[1] + (radius + 2) * np.sin(t)
+    depth, lateral = geom.image_to_beam(g, x, y)
+    lo, hi = geom.lateral_range(g)
+    return bool(np.all((x >= 0) & (x <= shape[1] - 1) & (y >= 0) & (y <= shape[0] - 1)
+                       & (depth >= g.start_depth) & (depth <= g.end_depth)
+                       & (lateral >= lo) & (lateral <= hi)))
+
+
+def _place(rng: np.random.Generator, g: geom.Geometry, shape: tuple[int, int], depth_px: float,
+           radius_px: float) -> tuple[float, float]:
+    """A random abdomen centre at ``depth_px`` below the face whose circle fits the fan."""
+    lo, hi = geom.lateral_range(g)
+    for _ in range(30):
+        if isinstance(g, geom.ConvexProbe):
+            lateral = rng.uniform(0.6 * lo, 0.6 * hi)
+        else:
+            lateral = rng.uniform(lo + radius_px, max(lo + radius_px, hi - radius_px))
+        x, y = geom.beam_to_image(g, g.start_depth + depth_px, lateral)
+        if fits(g, shape, (float(x), float(y)), radius_px):
+            return float(x), float(y)
+    x, y = geom.beam_to_image(g, g.start_depth + depth_px, (lo + hi) / 2)  # the widest place
+    return float(x), float(y)
+
+
+def draw_scene(rng: np.random.Generator, shape: tuple[int, int] = (256, 256),
+               probe: str = "convex", unacceptable_share: float = 0.3,
+               ranges: AnatomyRanges = TRAINING.anatomy) -> Scene:
+    """Draw the anatomy, probe and plane of one case (see the module docstring)."""
+    if probe not in PROBES:
+        raise ValueError(f"unknown probe {probe!r}; choose one of {PROBES}")
+    if probe == "mixed":
+        probe = "convex" if rng.random() < CONVEX_SHARE_MIXED else "linear"
+    age, a, b = _draw_size(rng)
+    reason = UNACCEPTABLE[rng.integers(3)] if rng.random() < unacceptable_share else ACCEPTABLE
+    organs = draw_organs(rng, a, b, reason)
+    above, top, fluid_start = _layers_above(rng)
+    # Depths along the beam; 1.04 covers a steered linear beam's longer path past the fetus.
+    extent = max(a, b) * 1.04
+    center_depth = fluid_start + rng.uniform(3, 20) + extent
+    below, bottom = _layers_below(rng, center_depth + extent + rng.uniform(3, 25),
+                                  TISSUE["placenta"] not in above and rng.random() < 0.5)
+    depth_mm = center_depth + extent + rng.uniform(12, 45)
+    g, spacing = _probe(rng, probe, shape, depth_mm, center_depth, extent)
+    center = _place(rng, g, shape, center_depth / spacing, max(a, b) / spacing)
+    return Scene(geometry=g, spacing_mm=spacing,
+                 frequency_mhz=float(np.clip(5.0 - 0.015 * (depth_mm - 80), 2.0, 5.0)),
+                 layers=tuple(above + below), boundaries=tuple(top + bottom), center=center,
+                 semi_axes=(a, b), angle=rng.uniform(0, 360), mirrored=bool(rng.random() < 0.5),
+                 organs=organs, gestational_age_weeks=age, plane_reason=reason)
+
+
+# --------------------------------------------------------------------------- anatomy -> tissue ids
+
+def layer_tissue(scene: Scene, face_depth: np.ndarray, lateral: np.ndarray) -> np.ndarray:
+    """Layer tissue ids at a depth below the face (mm) and lateral position (0..1), broadcast."""
+    index = np.zeros(np.broadcast_shapes(face_depth.shape, lateral.shape), np.intp)
+    previous = -np.inf
+    for boundary in scene.boundaries:  # evaluated on `lateral` alone: one row for a beam grid
+        depth = np.maximum(boundary.at(lateral), previous + MIN_LAYER_MM)  # layers never cross
+        index += face_depth >= depth
+        previous = depth
+    return np.asarray(scene.layers, np.uint8)[index]
+
+
+def paint_fetus(scene: Scene, tissue: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Paint the fetal abdomen over layer tissue ids at image coordinates ``x``, ``y`` (px)."""
+    c, s = math.cos(math.radians(scene.angle)), math.sin(math.radians(scene.angle))
+    dx, dy = (x - scene.center[0]) * scene.spacing_mm, (y - scene.center[1]) * scene.spacing_mm
+    u, v = (dx * c + dy * s) * (-1 if scene.mirrored else 1), dy * c - dx * s
+    a, b = scene.semi_axes
+    body = (u / a) ** 2 + (v / b) ** 2 <= 1
+    u, v = u[body], v[body]  # organs only need the points inside the skin line
+    inner = np.full(u.shape, TISSUE["liver"], np.uint8)
+    for tissue_id, shape in scene.organs:
+        inner[shape.contains(u, v)] = tissue_id
+    tissue[body] = inner
+    return tissue
+
+
+def normalised_lateral(g: geom.Geometry, lateral: np.ndarray) -> np.ndarray:
+    lo, hi = geom.lateral_range(g)
+    return (lateral - lo) / (hi - lo)
+
+
+def tissue_at(scene: Scene, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Tissue ids (indices into :data:`TISSUES`) at image coordinates ``x``, ``y`` (px)."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    g = scene.geometry
+    depth, lateral = geom.image_to_beam(g, x, y)
+    face_depth = (depth - g.start_depth) * scene.spacing_mm
+    tissue = layer_tissue(scene, face_depth, normalised_lateral(g, lateral))
+    return paint_fetus(scene, tissue, x, y)
+
+
+def abdomen_ellipse(scene: Scene) -> Ellipse:
+    """The skin-line ellipse in pixels, as :class:`fetal_biometry.ellipse.Ellipse` (a >= b)."""
+    a, b = (axis / scene.spacing_mm for axis in scene.semi_axes)
+    if a >= b:
+        return Ellipse(*scene.center, a, b, scene.angle % 180)
+    return Ellipse(*scene.center, b, a, (scene.angle + 90) % 180)

@@ -1,0 +1,58 @@
+"""The tissues of the simulated scans: acoustic properties and the dataset class of each.
+
+A tissue id is an index into :data:`TISSUES`; the arrays below are the same table as columns,
+for indexing whole tissue maps at once.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from fetal_biometry.labels import ABDOMEN, BACKGROUND, FLUID, RIB, SPINE, STOMACH, VEIN
+
+
+@dataclasses.dataclass(frozen=True)
+class Tissue:
+    """Acoustic properties of one tissue and the dataset class it belongs to."""
+
+    name: str
+    label: int
+    echo: float  # scattering amplitude relative to liver
+    density: float  # probability that a beam-grid sample holds a scatterer; 1: fully developed speckle
+    attenuation: float  # dB / cm / MHz, one way
+    impedance: float  # MRayl
+
+
+TISSUES = (
+    Tissue("maternal_skin", BACKGROUND, 1.3, 1.0, 0.6, 1.66),
+    Tissue("fat", BACKGROUND, 0.3, 1.0, 0.5, 1.38),
+    Tissue("fascia", BACKGROUND, 2.5, 1.0, 0.7, 1.70),
+    Tissue("muscle", BACKGROUND, 0.8, 1.0, 0.9, 1.65),
+    Tissue("myometrium", BACKGROUND, 0.6, 1.0, 0.7, 1.64),
+    Tissue("placenta", BACKGROUND, 1.1, 1.0, 0.6, 1.62),
+    Tissue("maternal_viscera", BACKGROUND, 0.6, 1.0, 0.7, 1.63),
+    Tissue("amniotic_fluid", FLUID, 0.012, 0.0006, 0.005, 1.52),  # sparse floating particles
+    # Fetal soft tissue holds more water than adult tissue: it attenuates less.
+    Tissue("body_wall", ABDOMEN, 1.3, 1.0, 0.35, 1.68),
+    Tissue("liver", ABDOMEN, 1.0, 1.0, 0.35, 1.64),
+    Tissue("kidney", ABDOMEN, 0.35, 1.0, 0.35, 1.62),
+    Tissue("renal_sinus", ABDOMEN, 2.0, 1.0, 0.35, 1.66),
+    Tissue("vessel", ABDOMEN, 0.03, 0.003, 0.15, 1.60),  # aorta, hepatic veins
+    Tissue("stomach", STOMACH, 0.03, 0.003, 0.005, 1.52),
+    Tissue("umbilical_vein", VEIN, 0.03, 0.003, 0.15, 1.60),
+    # Bone: 20 dB/cm/MHz lumps absorption and the reflection losses at its surfaces.
+    Tissue("spine", SPINE, 15.0, 1.0, 20.0, 5.0),
+    Tissue("rib", RIB, 15.0, 1.0, 20.0, 5.0),
+    # Thorax, for sweeps (fetal_biometry.sweep_simulator): fluid-filled fetal lungs are
+    # brighter than liver; the heart is muscle around blood (chambers are "vessel").
+    Tissue("lung", ABDOMEN, 1.5, 1.0, 0.4, 1.65),
+    Tissue("heart", ABDOMEN, 0.9, 1.0, 0.35, 1.66),
+)
+TISSUE = {t.name: i for i, t in enumerate(TISSUES)}  # name -> tissue id
+LABEL = np.array([t.label for t in TISSUES], np.uint8)
+ECHO = np.array([t.echo for t in TISSUES], np.float32)
+DENSITY = np.array([t.density for t in TISSUES], np.float32)
+ATTENUATION = np.array([t.attenuation for t in TISSUES], np.float32)
+IMPEDANCE = np.array([t.impedance for t in TISSUES], np.float32)
+BONE = np.isin(LABEL, (SPINE, RIB))
