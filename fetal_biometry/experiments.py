@@ -78,9 +78,10 @@ class ExperimentError(RuntimeError):
 class Recipe:
     """How a dataset is simulated.
 
-    ``appearance`` names a preset of the simulator (``TRAINING``, ``FOREIGN``); ``without``
-    switches randomisation groups of it off (``simulator.Appearance.GROUPS``); ``sides`` are
-    image sides in pixels, each given to an equal block of the cases.
+    ``appearance`` names a preset of the simulator (``TRAINING``, ``FOREIGN``, ``NARROW``);
+    ``without`` switches randomisation groups of it back to their narrow values
+    (``simulator.Appearance.without``); ``sides`` are image sides in pixels, each given to an
+    equal block of the cases.
     """
 
     seed: int
@@ -106,31 +107,21 @@ RECIPES = {
 
 def groups() -> tuple[str, ...]:
     """The simulator's randomisation groups, each of which a recipe can switch off."""
-    return tuple(getattr(getattr(simulator, "Appearance", None), "GROUPS", ()))
+    return simulator.TRAINING.groups()
 
 
-def appearance(recipe: Recipe):
-    """The ``simulator.Appearance`` a recipe renders with; None for a simulator without presets
-    (before issue 14 it had one appearance, which every recipe then gets)."""
-    preset = getattr(simulator, recipe.appearance, None)
-    if preset is None:
-        if recipe.without:
-            raise ExperimentError(f"this simulator has no randomisation groups to switch off "
-                                  f"({', '.join(recipe.without)})")
-        return None
-    return preset.without(*recipe.without) if recipe.without else preset
-
-
-def _appearance_arguments(recipe: Recipe) -> dict:
-    look = appearance(recipe)
-    return {} if look is None else {"appearance": look}
+def appearance(recipe: Recipe) -> simulator.Appearance:
+    """The ``simulator.Appearance`` a recipe renders with: its preset, groups switched off."""
+    look = getattr(simulator, recipe.appearance)
+    for group in recipe.without:
+        look = look.without(group)
+    return look
 
 
 def generator(recipe: Recipe) -> dict:
     """The generator record a dataset of ``recipe`` holds in its dataset.json (as read back)."""
-    arguments = _appearance_arguments(recipe)
     parts = [simulator.generator_record(recipe.seed, (side, side), recipe.probe,
-                                        recipe.unacceptable_share, **arguments)
+                                        recipe.unacceptable_share, appearance(recipe))
              for side in recipe.sides]
     record = parts[0] if len(parts) == 1 else \
         {"name": "fetal_biometry.experiments", "sides": list(recipe.sides), "parts": parts}
@@ -152,9 +143,9 @@ def simulated(path: str | os.PathLike, recipe: Recipe, progress: bool = True) ->
         return False
     from tqdm import tqdm
 
-    arguments = _appearance_arguments(recipe)
+    look = appearance(recipe)
     cases = (simulator.simulate_case(recipe.seed, index, (recipe.side(index),) * 2, recipe.probe,
-                                     recipe.unacceptable_share, **arguments)
+                                     recipe.unacceptable_share, look)
              for index in range(recipe.count))
     dataset.write_dataset(path, tqdm(cases, total=recipe.count, unit="scan", disable=not progress,
                                      desc=f"simulate {pathlib.Path(path).name}"), generator(recipe))
@@ -167,8 +158,9 @@ def simulated(path: str | os.PathLike, recipe: Recipe, progress: bool = True) ->
 class Job:
     """One training and its evaluation.
 
-    ``variant`` is the training data: ``all`` (``simulator.TRAINING``), ``none`` (every
-    randomisation group off: the narrow ranges from before issue 14) or ``no-GROUP``.
+    ``variant`` is the training data: ``all`` (``simulator.TRAINING``), ``none``
+    (``simulator.NARROW``: the ranges from before issue 14) or ``no-GROUP`` (TRAINING with one
+    group of ``simulator.TRAINING.groups()`` at its narrow values).
     """
 
     encoding: str
@@ -216,13 +208,13 @@ class Setup:
         if variant == "all":
             return pathlib.Path(self.data) / "pool", pool
         if variant == "none":
-            off = groups()
+            recipe = dataclasses.replace(pool, appearance="NARROW")
         elif variant.startswith("no-") and variant[3:] in groups():
-            off = (variant[3:],)
+            recipe = dataclasses.replace(pool, without=(variant[3:],))
         else:
             raise ExperimentError(f"unknown training data variant {variant!r}: all, none or "
                                   f"no-GROUP with a group of {groups()}")
-        return pathlib.Path(self.data) / f"pool-{variant}", dataclasses.replace(pool, without=off)
+        return pathlib.Path(self.data) / f"pool-{variant}", recipe
 
     def evaluation_set(self, name: str) -> tuple[pathlib.Path, Recipe]:
         if name == "pool" or name not in self.recipes:
@@ -567,8 +559,7 @@ def _set_title(setup: Setup, name: str) -> str:
     what = {"heldout": "in-distribution held-out scans", "foreign": "foreign check set",
             "validation": "validation scans"}.get(name, name)
     sides = "/".join(str(s) for s in recipe.sides)
-    look = recipe.appearance if appearance(recipe) is not None else "the simulator's one appearance"
-    return f"{what} ({recipe.count} scans, seed {recipe.seed}, {look}, {sides} px)"
+    return f"{what} ({recipe.count} scans, seed {recipe.seed}, {appearance(recipe).name}, {sides} px)"
 
 
 def report(plan: str, setup: Setup, records: Sequence[dict], sets: Sequence[str]) -> tuple[str, dict]:

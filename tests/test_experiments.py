@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from fetal_biometry import dataset, experiments, figures, model as model_folder
+from fetal_biometry import dataset, experiments, figures, model as model_folder, simulator
 from fetal_biometry.experiments import Job, Recipe, Setup
 from fetal_biometry.labels import CLASSIFIER_CLASSES
 
@@ -34,6 +34,18 @@ def test_plans_reuse_the_ablation_and_vary_only_what_they_study():
     rows, _ = experiments.randomisations_plan()
     assert {(j.variant, j.augment) for j in rows} >= {("all", experiments.AUGMENT), ("none", 0), ("all", 0)}
     assert len(rows) == len(experiments.groups()) + 3
+
+
+def test_training_data_variants_name_their_appearance():
+    setup = Setup()
+    assert experiments.appearance(setup.training_data("all")[1]) == simulator.TRAINING
+    folder, narrow = setup.training_data("none")
+    assert folder.name == "pool-none" and experiments.appearance(narrow) == simulator.NARROW
+    for group in experiments.groups():
+        _, recipe = setup.training_data(f"no-{group}")
+        assert experiments.appearance(recipe) == simulator.TRAINING.without(group)
+    with pytest.raises(experiments.ExperimentError, match="unknown training data variant .no-such-group."):
+        setup.training_data("no-such-group")
 
 
 def test_the_foreign_set_is_rendered_a_third_each_at_three_sizes():
@@ -165,7 +177,7 @@ def test_finished_jobs_are_not_run_again_and_report_mean_and_sd(tiny):
     assert experiments.run(setup, jobs, ("heldout",), workers=2) == records
     assert stamps == [(setup.job_dir(j) / experiments.SUMMARY).stat().st_mtime_ns for j in jobs]
     text, numbers = experiments.report("ablation", setup, records, ("heldout", "foreign"))
-    assert "foreign check set (2 scans, seed 3, " in text and ", 96/128 px)" in text
+    assert "foreign check set (2 scans, seed 3, foreign, 96/128 px)" in text
     assert numbers["heldout"]["channels"]["seeds"] == 2 and "| channels | 2 |" in text
     weights = setup.job_dir(jobs[0]) / "model" / "snapshots" / "net_iter_4.caffemodel"
     stamp = weights.stat().st_mtime_ns
