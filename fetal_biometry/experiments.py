@@ -240,10 +240,28 @@ def read_record(folder: pathlib.Path) -> dict | None:
         return None
 
 
-def done(setup: Setup, job: Job, sets: Sequence[str]) -> bool:
-    """Whether the job's summary holds every evaluation set of ``sets``."""
+def _current(setup: Setup, job: Job) -> dict:
+    """A job's record as it stands today: its summary, or a fresh one when the summary's model
+    learnt from datasets the simulator would no longer make; evaluations of datasets made
+    since are dropped."""
     record = read_record(setup.job_dir(job))
-    return record is not None and all(s in record["evaluations"] for s in sets)
+    if record is None or record.get("training") != _sources(setup, job):
+        return {"job": dataclasses.asdict(job), "training": _sources(setup, job), "evaluations": {},
+                "datasets": {}, "seconds": 0.0}
+    for name in list(record["evaluations"]):
+        if name not in setup.recipes or record["datasets"].get(name) != generator(setup.recipes[name]):
+            del record["evaluations"][name]
+    return record
+
+
+def _missing(setup: Setup, job: Job, sets: Sequence[str]) -> tuple[dict, list[str]]:
+    record = _current(setup, job)
+    return record, [s for s in sets if s not in record["evaluations"]]
+
+
+def done(setup: Setup, job: Job, sets: Sequence[str]) -> bool:
+    """Whether the job's summary holds every evaluation set of ``sets``, of today's datasets."""
+    return not _missing(setup, job, sets)[1]
 
 
 def _sources(setup: Setup, job: Job) -> dict:
@@ -253,13 +271,14 @@ def _sources(setup: Setup, job: Job) -> dict:
                                   "validation_generator": generator(setup.recipes["validation"])}))
 
 
-def _lmdbs(setup: Setup, job: Job, out: pathlib.Path) -> None:
-    """The job's patch LMDBs: train = its training scans, val = the first validation scans."""
+def _lmdbs(setup: Setup, job: Job, out: pathlib.Path) -> bool:
+    """The job's patch LMDBs: train = its training scans, val = the first validation scans.
+    False when ``out`` holds them already, True when they were made now."""
     sources = _sources(setup, job)
     try:
         made = json.loads((out / "manifest.json").read_text())
         if made.get("sources") == sources and made.get("version") == patch_records.VERSION:
-            return
+            return False
     except (OSError, ValueError):
         pass
     pool = dataset.open(setup.training_data(job.variant)[0])
@@ -274,22 +293,28 @@ def _lmdbs(setup: Setup, job: Job, out: pathlib.Path) -> None:
     augment = {"augment": job.augment} if job.augment else {}
     patch_records.build(scans, out, job.encoding, size=job.patch, seed=job.seed, sources=sources,
                         splits={"train": chosen, "val": val}, **augment)
+    return True
 
 
 def _train(setup: Setup, job: Job, folder: pathlib.Path) -> pathlib.Path:
     """Train the job's net unless its model folder is complete; returns the model folder."""
     run = folder / "model"
     state = training.latest_snapshot(run)
-    if (run / model_folder.FILE).is_file() and state is not None and \
+    try:
+        learnt_from = json.loads((run / model_folder.FILE).read_text())["data"]["sources"]
+    except (OSError, ValueError, KeyError):
+        learnt_from = None
+    if learnt_from == _sources(setup, job) and state is not None and \
             state.stem.endswith(f"_iter_{job.iterations}"):
         return run
     lmdbs = folder / "lmdb"
-    _lmdbs(setup, job, lmdbs)
+    rebuilt = _lmdbs(setup, job, lmdbs)
     files = catalog.patch_classifier(str(folder / "net"), str(lmdbs), str(run / "snapshots" / "net"),
                                      random_seed=job.seed, max_iter=job.iterations)
     for path, message in files.items():
         atomic.write_text(path, text_format.MessageToString(message))
-    weights = training.trained(folder / "net" / "solver.prototxt", run)
+    # An interrupted training resumes on the LMDBs it began with; new LMDBs train afresh.
+    weights = training.trained(folder / "net" / "solver.prototxt", run, retrain=rebuilt)
     if not weights.stem.endswith(f"_iter_{job.iterations}"):  # stopped by a signal
         raise ExperimentError(f"{job.name}: training stopped at {weights.name}; run again to resume")
     # A job's LMDBs are 30-150 MB and earlier snapshots 10 MB each, for some 50 jobs: the model
@@ -304,19 +329,20 @@ def _train(setup: Setup, job: Job, folder: pathlib.Path) -> pathlib.Path:
 def run_job(setup: Setup, job: Job, sets: Sequence[str]) -> dict:
     """Train (unless trained) and evaluate one job on ``sets``; returns and writes its record.
 
-    Sets its summary already holds are not evaluated again.
+    Sets its summary already holds are not evaluated again, unless their dataset has been
+    simulated anew since; a model trained on datasets since simulated anew is trained again.
     """
     folder = setup.job_dir(job)
-    record = read_record(folder) or {"job": dataclasses.asdict(job), "evaluations": {}, "seconds": 0.0}
-    missing = [s for s in sets if s not in record["evaluations"]]
+    record, missing = _missing(setup, job, sets)
     if not missing:
         return record
     start = time.perf_counter()
     model = model_folder.load(_train(setup, job, folder))
     for name in missing:
-        data, _ = setup.evaluation_set(name)
+        data, recipe = setup.evaluation_set(name)
         record["evaluations"][name] = evaluation.evaluate(model, data, folder / f"evaluation_{name}",
                                                           overlays=0)
+        record["datasets"][name] = generator(recipe)
     record["seconds"] += time.perf_counter() - start
     atomic.write_text(folder / SUMMARY, json.dumps(record, indent=1) + "\n")
     return record

@@ -131,15 +131,25 @@ def test_learning_curve_is_drawn_from_the_results():
     assert figures.figure_png(fig).startswith(b"\x89PNG")
 
 
-def test_a_job_whose_summary_exists_is_skipped(tmp_path):
+def test_a_job_whose_summary_exists_is_skipped_unless_its_datasets_changed(tmp_path):
     setup = Setup(data=tmp_path / "data", runs=tmp_path / "runs")
     job = Job("none", 10, 1)
-    record = _record("none", 10, 1, sets=("heldout", "foreign"))
-    setup.job_dir(job).mkdir(parents=True)
-    (setup.job_dir(job) / experiments.SUMMARY).write_text(json.dumps(record))
+    record = {**_record("none", 10, 1, sets=("heldout", "foreign")),
+              "training": experiments._sources(setup, job),
+              "datasets": {s: experiments.generator(setup.recipes[s]) for s in ("heldout", "foreign")}}
+    summary = setup.job_dir(job) / experiments.SUMMARY
+    summary.parent.mkdir(parents=True)
+    summary.write_text(json.dumps(record))
     assert experiments.done(setup, job, ("heldout",)) and not experiments.done(setup, job, ("validation",))
     assert experiments.run(setup, [job], ("heldout", "foreign")) == [record]
     assert not (tmp_path / "data").exists()  # nothing simulated, nothing trained
+    older = json.loads(json.dumps(record))
+    older["datasets"]["foreign"]["parts"][0]["version"] = "0.0.0"  # a foreign set simulated since
+    summary.write_text(json.dumps(older))
+    assert experiments.done(setup, job, ("heldout",)) and not experiments.done(setup, job, ("foreign",))
+    older["training"]["pool_generator"]["seed"] = 9  # the model learnt from another pool
+    summary.write_text(json.dumps(older))
+    assert not experiments.done(setup, job, ("heldout",))
 
 
 @pytest.fixture(scope="module")
