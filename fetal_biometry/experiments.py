@@ -607,12 +607,34 @@ def report(plan: str, setup: Setup, records: Sequence[dict], sets: Sequence[str]
         numbers[name] = rows
         parts.append(f"**{_set_title(setup, name)}**, mean ± sd over training seeds:\n\n"
                      + table(rows, heading))
+        if plan == "randomisations":
+            reference = next(iter(rows))  # all randomisations, augmented: the first row
+            parts.append(f"Change from *{reference}* when a randomisation is left out ({name}; "
+                         "a fall in accuracy or a rise in error is what it bought):\n\n"
+                         + differences(rows, reference, heading))
     if plan == "patch-size":
         chosen, rule = choose_patch(records)
         numbers["chosen"] = {"patch": chosen, "rule": rule}
         parts.append(f"Chosen: **{chosen} px** ({rule}).")
     numbers["jobs"] = [r["job"] for r in records]
     return "\n\n".join(parts) + "\n", numbers
+
+
+def differences(rows: Mapping[str, dict], reference: str, label: str) -> str:
+    """Markdown table of each row's mean minus the ``reference`` row's, per metric (signed)."""
+    header = [label, *(heading for heading, _ in METRICS.values())]
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    for name, row in rows.items():
+        if name == reference:
+            continue
+        cells = []
+        for metric in METRICS:
+            a, b = row[metric]["mean"], rows[reference][metric]["mean"]
+            digits = 1 if metric in PERCENT or metric == "ac_measured" else 3
+            cells.append("-" if a is None or b is None else
+                         f"{a - b:+.{digits}f}" + (" %" if metric in PERCENT else ""))
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def _variant_label(key: tuple[str, int]) -> str:

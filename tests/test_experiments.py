@@ -101,6 +101,22 @@ def test_mean_and_sample_sd_over_seeds_in_a_markdown_table():
     assert "| channels | 1 | 0.800 |" in experiments.table(single, "encoding")
 
 
+def test_the_randomisation_table_shows_what_leaving_each_out_changes():
+    records = []
+    for (variant, augment), accuracy, error in ((("all", 2), 0.85, 1.0), (("none", 0), 0.70, 3.5),
+                                                (("all", 0), 0.82, None)):
+        record = _record(accuracy=accuracy, ac_error=error, sets=("foreign",))
+        record["job"].update(variant=variant, augment=augment)
+        records.append(record)
+    text, numbers = experiments.report("randomisations", Setup(), records, ("foreign",))
+    assert list(numbers["foreign"]) == ["all randomisations, augmented x2",
+                                        "none (the ranges before issue 14), no augmentation",
+                                        "all randomisations, no augmentation"]
+    change = text.split("Change from *all randomisations, augmented x2*")[1]
+    assert "| none (the ranges before issue 14), no augmentation | -0.150 |" in change
+    assert "| +2.5 % |" in change and "| all randomisations, no augmentation | -0.030 |" in change
+
+
 def test_patch_size_rule_breaks_ties_by_ac_error():
     records = [_record(patch=24, accuracy=0.80, ac_error=0.5, sets=("validation",)),
                _record(patch=32, accuracy=0.852, ac_error=1.4, sets=("validation",)),
