@@ -290,9 +290,8 @@ def _lmdbs(setup: Setup, job: Job, out: pathlib.Path) -> bool:
                                          ("validation:", validation, validation.cases[:setup.val_cases]))
              for c in map(data.read, names)]
     val = [s.name for s in scans[len(chosen):]]
-    augment = {"augment": job.augment} if job.augment else {}
     patch_records.build(scans, out, job.encoding, size=job.patch, seed=job.seed, sources=sources,
-                        splits={"train": chosen, "val": val}, **augment)
+                        augment=job.augment, splits={"train": chosen, "val": val})
     return True
 
 

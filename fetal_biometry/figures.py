@@ -4,8 +4,8 @@ Two kinds of function, both pure (nothing is written; callers write the files):
 
 - **on scans**, arrays in, RGB ``uint8`` arrays out: :func:`overlay` (label colours),
   :func:`class_overlay` (classifier classes with a legend), :func:`draw_measurement` (the fitted
-  abdomen, boundary points, landmarks, AC), :func:`beam_picture` (beam directions);
-  :func:`png` encodes one;
+  abdomen, boundary points, landmarks, AC), :func:`beam_picture` (beam directions),
+  :func:`augmentation_sheet` (a scan and its augmented versions); :func:`png` encodes one;
 - **plots**, numbers in, :class:`matplotlib.figure.Figure` out: :func:`contact_sheet`,
   :func:`training_plot`, and the evaluation report's :func:`bland_altman`,
   :func:`agreement_scatter`, :func:`confusion_heatmap`, :func:`class_accuracy_bars`,
@@ -136,6 +136,25 @@ def beam_picture(gray: np.ndarray, directions: np.ndarray) -> np.ndarray:
                 cv2.arrowedLine(out, (x, y), (int(round(x + dx)), int(round(y + dy))),
                                 (255, 255, 255), 1, cv2.LINE_AA, tipLength=0.35)
     return out
+
+
+def augmentation_sheet(image: np.ndarray, labels: np.ndarray, directions: np.ndarray,
+                       count: int = 4, seed: int = 0) -> np.ndarray:
+    """RGB picture of a scan and ``count`` augmented versions of it (:mod:`fetal_biometry.augment`,
+    its default ranges, drawn from ``seed``): labels over the image above, beam directions below."""
+    from fetal_biometry import augment
+
+    rng = np.random.default_rng(seed)
+    columns = []
+    for index in range(count + 1):
+        transform = augment.Transform() if index == 0 else augment.draw(rng)
+        gray, classes, beams = augment.apply(image, labels, directions, transform, rng)
+        top = caption(overlay(gray, classes), "original" if index == 0 else
+                      f"{transform.rotation_deg:+.0f} deg x{transform.scale:.2f}")
+        bottom = caption(beam_picture(gray, beams), "" if index == 0 else
+                         f"gamma {transform.gamma:.2f} gain {transform.gain_db:+.1f} dB")
+        columns.append(np.vstack([top, bottom]))
+    return np.hstack(columns)
 
 
 def png(rgb: np.ndarray) -> bytes:

@@ -119,7 +119,8 @@ def write(out: str | os.PathLike, manifest_path: pathlib.Path, weights: pathlib.
         "data": {"manifest_sha256": hashlib.sha256(manifest_path.read_bytes()).hexdigest(),
                  "records": {s: v["records"] for s, v in manifest["splits"].items()},
                  "per_class": {s: v["per_class"] for s, v in manifest["splits"].items()},
-                 "spacing_source": manifest["spacing_source"], "sources": manifest["sources"]},
+                 "spacing_source": manifest["spacing_source"], "sources": manifest["sources"],
+                 "augment": manifest.get("augment", {"copies": 0})},
         "training": {**training, "trained_at": datetime.datetime.now(datetime.timezone.utc)
                      .isoformat(timespec="seconds").replace("+00:00", "Z")},
         "versions": {"fetal_biometry": __version__, "caffe": _caffe_version()},

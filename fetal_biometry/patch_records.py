@@ -17,6 +17,11 @@ splits. Within a split, record keys are ``%08d`` ranks of a seeded permutation: 
 shuffled, and the same dataset and seed give byte-identical LMDBs. The whole folder is written
 aside and renamed into place; any bad input is reported (all problems, with the case named)
 before anything is written.
+
+With ``augment=K`` each training scan also yields K independently transformed versions
+(rotation and scale with the beam directions turned alike, gain, contrast, gamma, blur, noise:
+:mod:`fetal_biometry.augment`), each sampled at the same per-class counts; validation and test
+stay clean. The manifest records K and the ranges.
 """
 from __future__ import annotations
 
@@ -29,7 +34,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from fetal_biometry import atomic, geometry as geom, lmdb_writer, nets, patches, resample
+from fetal_biometry import atomic, augment as augmentation, geometry as geom, lmdb_writer, nets, \
+    patches, resample
 from fetal_biometry.labels import CLASSIFIER_CLASSES, LABEL_TO_CLASS, OUTSIDE, classifier_labels
 
 FORMAT, VERSION = "fetal-biometry-patches", 2  # version 2: resampled to a target spacing
@@ -115,10 +121,13 @@ def given_splits(splits: dict[str, list[str]], names: Sequence[str]) -> dict[str
 
 #: Smallest patch side: the classifier's two 5x5 convolutions and 2x2 poolings need 16 px.
 MIN_PATCH = 16
+#: Most augmented copies per patch: each copy adds the clean training set's size again, and
+#: copies of the same scans stop adding variety long before that (more scans do).
+MAX_AUGMENT = 20
 
 
 def check_arguments(size: int, per_class: dict[int, int], fractions: tuple[float, float, float],
-                    seed: int, spacing_mm: float | None = None) -> None:
+                    seed: int, spacing_mm: float | None = None, augment: int = 0) -> None:
     """Refuse sampling parameters that would give empty or useless LMDBs (options named)."""
     problems = []
     if spacing_mm is not None and not 0 < spacing_mm < float("inf"):
@@ -136,6 +145,10 @@ def check_arguments(size: int, per_class: dict[int, int], fractions: tuple[float
                         "cases (a share > 0), e.g. 0.7,0.15,0.15")
     if seed < 0:
         problems.append(f"seed {seed} (--seed): a non-negative integer")
+    if isinstance(augment, bool) or not isinstance(augment, (int, np.integer)) \
+            or not 0 <= augment <= MAX_AUGMENT:
+        problems.append(f"augmented copies {augment!r} (--augment): a whole number from 0 (none) "
+                        f"to {MAX_AUGMENT}; for more variety give more scans")
     if problems:
         raise RecordError("; ".join(problems))
 
@@ -181,7 +194,30 @@ def check(scan: Scan, per_class: dict[int, int], require_all: bool) -> list[str]
 def scan_records(scan: Scan, encoding: str, size: int, per_class: dict[int, int],
                  rng: np.random.Generator, target_mm: float) -> tuple[np.ndarray, np.ndarray]:
     """Patches (N, C, s, s) uint8 and their classes (N,) sampled from one scan at ``target_mm``."""
+    return _sample(*at_spacing(scan, target_mm), encoding, size, per_class, rng)
+
+
+def augmented_records(scan: Scan, encoding: str, size: int, per_class: dict[int, int],
+                      rng: np.random.Generator, target_mm: float,
+                      copies: int) -> tuple[np.ndarray, np.ndarray]:
+    """Patches and classes of ``copies`` independently augmented versions of one scan.
+
+    Each version is the scan at ``target_mm`` transformed as a whole (:mod:`fetal_biometry.augment`,
+    :data:`~fetal_biometry.augment.RANGES`),
+    and its patches are sampled anew on it at the same per-class counts as the clean scan: the
+    classes are read from the transformed label map, so each patch's label is right by
+    construction, none falls outside the turned fan, and the counts stay balanced (mapping the
+    clean centres through the transform would lose those near the fan's edge). One version is
+    held at a time.
+    """
     image, labels, directions = at_spacing(scan, target_mm)
+    results = [_sample(*augmentation.apply(image, labels, directions, augmentation.draw(rng), rng),
+                       encoding, size, per_class, rng) for _ in range(copies)]
+    return np.concatenate([r[0] for r in results]), np.concatenate([r[1] for r in results])
+
+
+def _sample(image: np.ndarray, labels: np.ndarray, directions: np.ndarray, encoding: str, size: int,
+            per_class: dict[int, int], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     classes = classifier_labels(labels)
     centers = patches.sample_centers(classes, per_class, rng)
     planes = patches.encode(image, directions, encoding)
@@ -193,7 +229,8 @@ def build(scans: Iterable[Scan], out: str | os.PathLike, encoding: str = "channe
           size: int = patches.SIZE, per_class: dict[int, int] | None = None,
           fractions: tuple[float, float, float] = (0.7, 0.15, 0.15), seed: int = 0,
           require_all: bool = False, sources: dict | None = None, progress=None,
-          spacing_mm: float | None = None, splits: dict[str, list[str]] | None = None) -> dict:
+          spacing_mm: float | None = None, augment: int = 0,
+          splits: dict[str, list[str]] | None = None) -> dict:
     """Sample patches from ``scans`` and write the LMDBs and manifest into ``out``.
 
     Parameters
@@ -219,12 +256,16 @@ def build(scans: Iterable[Scan], out: str | os.PathLike, encoding: str = "channe
     spacing_mm : float, optional
         Target spacing (mm per pixel) every scan is resampled to; default the median spacing
         of the training cases.
+    augment : int
+        Augmented copies per training patch (:func:`augmented_records`), drawn from a stream
+        of their own: validation and test stay clean and the same as without augmentation, and
+        0 writes exactly what it did before.
     splits : dict, optional
         The cases of each split by name (``{"train": [...], "val": [...]}``; a split left out is
         empty) instead of a seeded draw by ``fractions``; every scan must be in one split.
     """
     per_class = per_class or {c: 40 for c in range(len(CLASSIFIER_CLASSES))}
-    check_arguments(size, per_class, fractions, seed, spacing_mm)
+    check_arguments(size, per_class, fractions, seed, spacing_mm, augment)
     scans = list(scans)
     problems = [p for scan in scans for p in check(scan, per_class, require_all)]
     if problems:
@@ -241,26 +282,35 @@ def build(scans: Iterable[Scan], out: str | os.PathLike, encoding: str = "channe
         target_spacing([by_name[n] for n in split["train"]])
     _check_scans(scans, size, split, fractions, target)
     rng = np.random.default_rng(seed)
+    augment_rng = np.random.default_rng([seed, 1])  # not default_rng(seed): another stream
     manifest = {"format": FORMAT, "version": VERSION, "encoding": encoding,
                 "patch": size, "spacing_mm": target, "patch_mm": size * target,
                 "spacing_source": "given" if spacing_mm else "median of the training cases",
                 "channels": patches.channels(encoding), "seed": seed,
                 "input_scale": nets.INPUT_SCALE,
                 "per_class_per_scan": {CLASSIFIER_CLASSES[c]: n for c, n in per_class.items()},
-                "classes": list(CLASSIFIER_CLASSES), "sources": sources or {}, "splits": {}}
+                "classes": list(CLASSIFIER_CLASSES), "sources": sources or {},
+                "augment": _augment_record(augment), "splits": {}}
     with atomic.staged_dir(out) as tmp:
         for name in SPLITS:
             chosen = [by_name[n] for n in split[name]]
             iterator = progress(chosen, desc=name) if progress else chosen
             results = [scan_records(scan, encoding, size, per_class, rng, target) for scan in iterator]
-            data = np.concatenate([r[0] for r in results]) if results else \
-                np.zeros((0, patches.channels(encoding), size, size), np.uint8)
             labels = np.concatenate([r[1] for r in results]) if results else np.zeros(0, np.int64)
             if split[name] and not len(labels):
                 raise RecordError(f"the {name} split's cases ({', '.join(split[name])}) have no "
                                   "pixels of the classes asked for (--per-class); nothing written")
             order = rng.permutation(len(labels))
-            lmdb_writer.write(tmp / f"{name}_lmdb", _records(data[order], labels[order]))
+            if name == "train" and augment:
+                iterator = progress(chosen, desc=f"train x{augment} augmented") if progress else chosen
+                results += [augmented_records(scan, encoding, size, per_class, augment_rng, target, augment)
+                            for scan in iterator]
+                labels = np.concatenate([r[1] for r in results])
+                # The clean records keep their draw above (so val and test, drawn after, are
+                # the same with and without augmentation); the whole set is then shuffled.
+                order = np.concatenate([order, np.arange(len(order), len(labels))])
+                order = order[augment_rng.permutation(len(labels))]
+            lmdb_writer.write(tmp / f"{name}_lmdb", _records([r[0] for r in results], labels, order))
             manifest["splits"][name] = {
                 "cases": split[name], "records": int(len(labels)),
                 "per_class": {CLASSIFIER_CLASSES[c]: int((labels == c).sum()) for c in range(len(CLASSIFIER_CLASSES))},
@@ -269,10 +319,24 @@ def build(scans: Iterable[Scan], out: str | os.PathLike, encoding: str = "channe
     return manifest
 
 
-def _records(data: np.ndarray, labels: np.ndarray):
-    for rank, (patch, label) in enumerate(zip(data, labels)):
-        yield f"{rank:08d}".encode(), lmdb_writer.to_datum(patch, int(label)).SerializeToString()
+def _records(pieces: list[np.ndarray], labels: np.ndarray, order: np.ndarray):
+    """Records in ``order`` of the patches in ``pieces`` (one array per scan, in turn): taken
+    one at a time, so a split's patches are never copied whole (concatenated or shuffled)."""
+    starts = np.cumsum([0, *map(len, pieces)])
+    for rank, index in enumerate(order):
+        piece = int(np.searchsorted(starts, index, side="right")) - 1
+        patch = pieces[piece][index - starts[piece]]
+        yield f"{rank:08d}".encode(), lmdb_writer.to_datum(patch, int(labels[index])).SerializeToString()
+
+
+def _augment_record(copies: int) -> dict:
+    """The manifest's account of augmentation: copies per training patch, and the ranges."""
+    if not copies:
+        return {"copies": 0}
+    return {"copies": copies, "splits": ["train"], "sampling": "anew on each transformed scan",
+            "ranges": dataclasses.asdict(augmentation.RANGES)}
 
 
 def _hash(path: pathlib.Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    with open(path, "rb") as file:  # in blocks: an augmented LMDB can be large
+        return hashlib.file_digest(file, "sha256").hexdigest()

@@ -176,7 +176,7 @@ def tiny(tmp_path_factory):
                "heldout": Recipe(1, 2, sides=(96,)),
                "foreign": Recipe(3, 2, appearance="FOREIGN", sides=(96, 128))}
     setup = Setup(root / "data", root / "runs", recipes, val_cases=1)
-    jobs = [Job("channels", 2, seed, augment=0, iterations=4) for seed in (0, 1)]
+    jobs = [Job("channels", 2, seed, augment=1, iterations=4) for seed in (0, 1)]
     return setup, jobs, experiments.run(setup, jobs, ("heldout", "foreign"), workers=2)
 
 
@@ -193,6 +193,7 @@ def test_a_tiny_job_trains_with_caffe_and_writes_its_summary(tiny):
     assert [p.name for p in (folder / "model" / "snapshots").glob("*.caffemodel")] == ["net_iter_4.caffemodel"]
     sources = model.record["data"]["sources"]
     assert sources["job"]["seed"] == 0 and model.record["data"]["records"]["test"] == 0
+    assert model.record["data"]["augment"]["copies"] == 1
     solver = (folder / "net" / "solver.prototxt").read_text()
     assert "random_seed: 0" in solver and "max_iter: 4" in solver
 

@@ -62,6 +62,22 @@ def test_beam_picture_colours_the_fan_by_angle():
     assert not np.array_equal(rgb[60, 12], rgb[60, 60])  # left and right beams differ in hue
 
 
+def test_augmentation_sheet_shows_the_scan_then_seeded_versions_of_it():
+    from fetal_biometry import geometry as geom
+
+    probe = geom.ConvexProbe((32.0, -20.0), 25.0, 90.0, (-30.0, 30.0))
+    directions = geom.beam_directions(probe, (64, 64))
+    labels = np.where(np.isnan(directions[..., 0]), 255, 0).astype(np.uint8)
+    labels[30:40, 20:40] = FLUID
+    gray = np.random.default_rng(0).integers(40, 200, (64, 64), dtype=np.uint8)
+    sheet = figures.augmentation_sheet(gray, labels, directions, count=2, seed=3)
+    assert sheet.shape == (128, 3 * 64, 3) and sheet.dtype == np.uint8
+    np.testing.assert_array_equal(sheet[20:64, :64], figures.overlay(gray, labels)[20:])  # below the caption
+    assert np.abs(sheet[:, 64:128].astype(int) - sheet[:, :64]).mean() > 10
+    assert not np.array_equal(sheet[:, 64:128], sheet[:, 128:])
+    np.testing.assert_array_equal(sheet, figures.augmentation_sheet(gray, labels, directions, count=2, seed=3))
+
+
 def test_contact_sheet_shows_scans_and_coloured_labels():
     cases = list(simulator.simulate(2, seed=11, shape=(96, 96)))
     picture = _decode(figures.figure_png(figures.contact_sheet(cases)))

@@ -1,5 +1,6 @@
 """Scans -> patch LMDBs: read back through Caffe's Data layer, beam down, splits, spacing, faults."""
 import json
+import pathlib
 
 import cv2
 import numpy as np
@@ -182,8 +183,78 @@ def test_memory_per_scan_is_bounded():
         patch_records.scan_records(patch_records.Scan("big", image, labels, probe, 0.5), "channels",
                                    40, PER_CLASS, rng, 0.5)
         records_peak = tracemalloc.get_traced_memory()[1] - kept
+        tracemalloc.reset_peak()
+        patch_records.augmented_records(patch_records.Scan("big", image, labels, probe, 0.5), "channels",
+                                        40, PER_CLASS, rng, 0.5, copies=1)
+        augmented_peak = tracemalloc.get_traced_memory()[1] - kept
     finally:
         tracemalloc.stop()
     pixels = shape[0] * shape[1]
     assert beam_peak / pixels < 24  # the (H, W, 2) float32 map itself is 8 bytes per pixel
     assert records_peak / pixels < 28  # the beam map is made again at the target spacing
+    assert augmented_peak / pixels < 40  # and once more, turned, for an augmented version
+
+
+def test_without_augmentation_the_lmdbs_are_byte_for_byte_what_they_were(tmp_path):
+    # Hashes of the LMDBs written before augmentation existed (main at e34bac9). If sampling
+    # is changed on purpose, renew them; augmentation alone must never change them.
+    manifest = patch_records.build(SCANS, tmp_path / "out", "channels", 16, PER_CLASS, seed=5, augment=0)
+    assert {s: manifest["splits"][s]["sha256"][:16] for s in patch_records.SPLITS} == {
+        "train": "87856f85f445b3e3", "val": "956a0a0b57b082b7", "test": "da969f84c9478263"}
+    assert manifest["augment"] == {"copies": 0}
+
+
+def test_augmented_copies_are_seeded_train_only_and_recorded(tmp_path):
+    clean = patch_records.build(SCANS, tmp_path / "clean", "channels", 16, PER_CLASS, seed=5)
+    runs = [patch_records.build(SCANS, tmp_path / run, "channels", 16, PER_CLASS, seed=5, augment=2)
+            for run in ("a", "b")]
+    for split in patch_records.SPLITS:  # the same seed gives the same bytes
+        assert (tmp_path / f"a/{split}_lmdb/data.mdb").read_bytes() == \
+            (tmp_path / f"b/{split}_lmdb/data.mdb").read_bytes()
+    manifest = runs[0]
+    assert manifest["splits"]["val"] == clean["splits"]["val"]  # clean, and the same patches
+    assert manifest["splits"]["test"] == clean["splits"]["test"]
+    train = manifest["splits"]["train"]
+    assert train["records"] == 3 * clean["splits"]["train"]["records"]
+    assert train["per_class"] == {c: 3 * n for c, n in clean["splits"]["train"]["per_class"].items()}
+    saved = json.loads((tmp_path / "a/manifest.json").read_text())["augment"]
+    assert saved["copies"] == 2 and saved["splits"] == ["train"]
+    assert saved["ranges"]["rotation_deg"] == [-10.0, 10.0] and set(saved["ranges"]) >= {
+        "gamma", "contrast", "gain_db", "blur_sigma_px", "speckle", "noise_gray", "scale"}
+    records = _read(tmp_path / "a/train_lmdb")
+    clean_records = {(p.tobytes(), label) for p, label in _read(tmp_path / "clean/train_lmdb")}
+    new = [(p, label) for p, label in records if (p.tobytes(), label) not in clean_records]
+    assert len(new) == 2 * len(clean_records)  # every clean patch is kept, the copies are new
+    centres = np.array([p[1:, 8, 8] for p, _ in new], int)
+    assert (np.abs(centres - 128).max(axis=1) > 80).all()  # every centre inside a (turned) fan
+    def angles(centres):  # of the beam at each patch centre, degrees from straight down
+        return np.degrees(np.arctan2(centres[:, 0] - 128, centres[:, 1] - 128))
+
+    clean_centres = np.array([p[1:, 8, 8] for p, _ in _read(tmp_path / "clean/train_lmdb")], int)
+    assert np.abs(angles(centres)).max() > np.abs(angles(clean_centres)).max() + 3  # beams turned
+    other = patch_records.build(SCANS, tmp_path / "c", "channels", 16, PER_CLASS, seed=6, augment=2)
+    assert other["splits"]["train"]["sha256"] != train["sha256"]
+
+
+@pytest.mark.parametrize("copies", [-1, 21, 1.5, True, "2"])
+def test_augmented_copies_must_be_a_small_whole_number(tmp_path, copies):
+    with pytest.raises(patch_records.RecordError, match=r"augmented copies .* \(--augment\): a whole number from 0"):
+        patch_records.build(SCANS, tmp_path / "out", "none", 16, PER_CLASS, seed=1, augment=copies)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_make_lmdb_passes_augment_to_the_lmdbs(tmp_path, fetal_data, capsys):
+    import sys
+
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tools"))
+    import make_lmdb
+
+    args = [str(fetal_data), str(tmp_path / "out"), "--per-class", "3", "--splits", "0.5,0.25,0.25"]
+    assert make_lmdb.main(args + ["--augment", "-2"]) == 1
+    assert "augmented copies -2 (--augment)" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+    assert make_lmdb.main(args + ["--augment", "1", "--encoding", "rotate"]) == 0
+    assert make_lmdb.main([str(fetal_data), str(tmp_path / "clean")] + args[2:] + ["--encoding", "rotate"]) == 0
+    manifest, clean = (json.loads((tmp_path / f"{o}/manifest.json").read_text()) for o in ("out", "clean"))
+    assert manifest["augment"]["copies"] == 1 and clean["augment"]["copies"] == 0
+    assert manifest["splits"]["train"]["records"] == 2 * clean["splits"]["train"]["records"]

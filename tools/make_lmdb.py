@@ -19,10 +19,20 @@ empty folder, or (with --overwrite) one this tool wrote before (it holds manifes
 the dataset, a folder inside it or holding it. Hidden .OUT.tmp-* folders of a killed run are
 removed by the next one.
 
+Augmentation (--augment K): Caffe's Data layer only crops and mirrors, so variety is baked
+into the training LMDB. Each training scan gives K more versions of itself, each independently
+rotated (up to 10 degrees, the beam directions turned with it) and scaled (up to 10 %), with
+gain, contrast, gamma, blur and noise changed (ranges in fetal_biometry/augment.py, recorded in
+the manifest), and the same number of patches per class is sampled on each: the training LMDB
+grows (1 + K) times. Validation and test stay clean; --augment 0 (the default) writes exactly
+what it did before. Seeded like everything else: the same seed gives the same bytes.
+
 Memory: every scan is held while the LMDBs are made (gray and labels, 2 bytes per pixel),
 and the one being sampled needs about 20 bytes per pixel more at the target spacing (its beam
-map is made there): 100 scans of 256x256 take well under 100 MB above Python's own, an
-8000x8000 scan kept at its spacing about 1.3 GB.
+map is made there; about 32 while an augmented version of it is made): 100 scans of 256x256
+take well under 100 MB above Python's own, an 8000x8000 scan kept at its spacing about 1.3 GB.
+The patches of a split are held until it is written: with --augment K, 1 + K times the
+training ones (100 scans x 200 patches x 4.8 kB = 96 MB per copy with channels).
 
 example:
   python tools/make_lmdb.py data/fetal/sim data/fetal/channels --encoding channels
@@ -77,6 +87,10 @@ def main(argv=None) -> int:
     parser.add_argument("--spacing-mm", type=float, metavar="MM",
                         help="target spacing every scan is resampled to, mm per pixel "
                              "(default: the median spacing of the training cases)")
+    parser.add_argument("--augment", type=int, default=0, metavar="K",
+                        help="augmented copies of each training patch, from independently "
+                             "rotated, scaled and re-gained versions of its scan (see above); "
+                             f"0 to {patch_records.MAX_AUGMENT}, default 0 (none)")
     parser.add_argument("--seed", type=int, default=0, help="sampling, split and key order seed")
     parser.add_argument("--require-all-classes", action="store_true",
                         help="fail when a scan has no pixels of a class asked for")
@@ -86,7 +100,7 @@ def main(argv=None) -> int:
     source = pathlib.Path(args.dataset)
     try:
         patch_records.check_arguments(args.patch, args.per_class, args.splits, args.seed,
-                                      args.spacing_mm)
+                                      args.spacing_mm, args.augment)
         for path in atomic.claim_output(args.out, "manifest.json", [source], args.overwrite, "OUT"):
             print(f"make_lmdb: removed {path}, left by an interrupted run", file=sys.stderr)
         scans = list(tqdm(patch_records.dataset_scans(source), desc="read", unit="scan"))
@@ -94,7 +108,7 @@ def main(argv=None) -> int:
         manifest = patch_records.build(
             scans, args.out, args.encoding, args.patch, args.per_class, args.splits, args.seed,
             args.require_all_classes, progress=lambda it, desc: tqdm(it, desc=desc, unit="scan"),
-            spacing_mm=args.spacing_mm,
+            spacing_mm=args.spacing_mm, augment=args.augment,
             sources={"dataset": str(source.resolve()),
                      "dataset_json_sha256": hashlib.sha256(index).hexdigest()})
     except (dataset.DatasetError, patch_records.RecordError, atomic.OutputError, OSError) as err:
