@@ -27,7 +27,9 @@ solver is make demo's (:func:`fetal_biometry.catalog.patch_classifier`), written
 into its folder ``runs/experiments/jobs/NAME/``; it ends as a model folder (``model/``) and
 ``summary.json``, the :func:`fetal_biometry.evaluation.evaluate` summary on each evaluation set.
 A job whose summary holds the sets asked for is skipped and an interrupted training resumes
-from its last snapshot, so a run that was stopped continues where it was.
+from its last snapshot, so a run that was stopped continues where it was; evaluations of a
+dataset simulated anew since are redone, and a model whose pool was simulated anew is trained
+again.
 
 :func:`run` runs jobs in parallel worker processes (``tools/experiments.py job``); the plans
 (:func:`patch_size_plan`, :func:`ablation_plan`, :func:`learning_curve_plan`,
