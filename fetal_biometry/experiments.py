@@ -63,11 +63,10 @@ PATCH_SIZES = (24, 32, 40, 48)
 AUGMENT = 2  # augmented copies per patch in the experiments' LMDBs (patch_records.build)
 VAL_CASES = 10  # validation scans in each job's LMDB val split: 2000 patches, test_iter 20 x 100
 TIE = 0.005  # patch sizes whose mean per-class accuracy is this close to the best count as tied
-#: Minutes one job takes on one free core: 1500 iterations (about 3 min), its LMDBs and two
-#: evaluations of 30 scans (measured at 300 iterations on a loaded machine: 0.39 s per
-#: iteration, 1.2 s per evaluated scan, 12 s for unaugmented LMDBs of 110 scans; about a third of
-#: that on a free core). The tool's time estimates use it.
-JOB_MINUTES = 4.0
+#: Minutes one job takes on one core: 1500 iterations at 0.14 s (3.6 min), LMDBs of 110 scans
+#: with 2 augmented copies (10 s), two evaluations of 30 scans (about 30 s); measured on the
+#: project's 2-core machine. The tool's time estimates use it.
+JOB_MINUTES = 4.5
 
 
 class ExperimentError(RuntimeError):
