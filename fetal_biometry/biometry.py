@@ -1,7 +1,7 @@
 """Abdominal circumference and plane acceptance from a dense class map.
 
 A class map (one of :data:`CLASS_VALUES` per pixel) becomes an ellipse around the fetal abdomen,
-an abdominal circumference (AC) in millimetres and a verdict on the scan plane, in four steps:
+an abdominal circumference (AC) in millimetres and a verdict on the scan plane, in five steps:
 
 1. **Boundary** (:func:`boundary_points`). The map is cleaned by a 3x3 majority vote (isolated
    wrong labels disappear, smooth edges stay put). The body is a 4-connected region of
@@ -19,16 +19,24 @@ an abdominal circumference (AC) in millimetres and a verdict on the scan plane, 
    plausible size and shape, scored MSAC-style by the Sampson distance (a first-order
    approximation of the geometric distance); a point only counts when its fluid side is outside
    the ellipse. The best hypotheses are refitted on their inliers (LO-RANSAC) and the best
-   refit wins; it must be supported on at least ``MIN_COVERAGE`` of its perimeter. Jang
-   et al. (2018) fitted the abdomen with a Hough transform; RANSAC is the usual robust
-   alternative for the same job, much cheaper for five free parameters.
-3. **AC** (:func:`ellipse_perimeter`): Ramanujan's second approximation of the perimeter, times
+   refit wins. Jang et al. (2018) fitted the abdomen with a Hough transform; RANSAC is the
+   usual robust alternative for the same job, much cheaper for five free parameters.
+3. **Trust** (:func:`support`, :func:`untrusted`): a fit is only measured when the class map
+   supports it: inlier wall points around enough of its perimeter (``MIN_COVERAGE``) and
+   without one long unseen stretch (``MAX_GAP``), close to it (``MAX_RESIDUAL_MM``), little
+   amniotic fluid inside it (``MAX_FLUID_SHARE``: a fit that went round the fluid) and little of
+   it outside the fan (``MAX_OUTSIDE_SHARE``). Otherwise the first reason is "AC not measured:
+   ..." and no number is given: a wrong AC reported as if it were right is worse than none.
+   The limits were chosen on validation scans (:mod:`fetal_biometry.thresholds`).
+4. **AC** (:func:`ellipse_perimeter`): Ramanujan's second approximation of the perimeter, times
    the pixel spacing.
-4. **Plane** (:func:`assess_plane`): accepted when the stomach bubble and the umbilical vein
+5. **Plane** (:func:`assess_plane`): accepted when the stomach bubble and the umbilical vein
    (the largest connected component of each class, at least a minimum area) are both seen, both
-   centroids are inside the ellipse, and neither takes an implausible share of the abdomen. The
-   map has no orientation (left/right, anterior/posterior are unknown), so placement is not
-   judged further.
+   centroids are inside the ellipse, neither takes an implausible share of the abdomen, the
+   ellipse is round enough for a transverse section (``MIN_PLANE_AXIS_RATIO``; an oblique cut is
+   an elongated oval) and the vein stays inside the body wall (``VEIN_SKIN_MM``; a vein at the
+   skin line is the cord insertion, below the AC plane). The map has no orientation (left/right,
+   anterior/posterior are unknown), so placement is not judged further.
 
 Conventions: pixel centres sit at integer coordinates, ``x`` is the column and ``y`` the row.
 An :class:`Ellipse` has semi-axes ``a >= b`` in pixels and ``angle``, the direction of the
@@ -49,7 +57,7 @@ from scipy import ndimage
 from skimage import measure as skmeasure, morphology
 
 from fetal_biometry.ellipse import (Ellipse, conic_params, direct_fit, ellipse_frame,
-                                    ellipse_perimeter, normalized_radius)
+                                    ellipse_mask, ellipse_perimeter, normalized_radius)
 from fetal_biometry.labels import (BACKGROUND, CLASSIFIER_VALUES as CLASS_VALUES, FLUID,
                                    OUTSIDE, SHADOW, STOMACH, VEIN)
 
@@ -60,10 +68,9 @@ MIN_BOUNDARY_POINTS = 20
 
 # Defaults in mm, chosen around the typical abdomen (semi-axes 25-60 mm).
 SEMI_AXES_MM = (15.0, 90.0)
-MIN_AXIS_RATIO = 0.5  # b / a; abdomen sections are far rounder than this
+MIN_AXIS_RATIO = 0.5  # b / a; no ellipse more eccentric than this is fitted at all
 MIN_BODY_MM2 = math.pi * SEMI_AXES_MM[0] ** 2 * MIN_AXIS_RATIO  # the smallest plausible abdomen
 INLIER_MM = 1.5
-MIN_COVERAGE = 0.4  # share of the perimeter the inliers must support; shadows hide much
 COVERAGE_BINS = 36
 REFINED_HYPOTHESES = 10
 MIN_STOMACH_MM2 = 40.0  # a bubble under ~7 mm across is no credible stomach
@@ -71,16 +78,104 @@ MIN_VEIN_MM2 = 30.0  # an intrahepatic vein segment under ~1 cm x 3 mm is no lan
 MAX_STOMACH_SHARE = 0.25  # of the ellipse area
 MAX_VEIN_SHARE = 0.10
 
+# Trust: an ellipse is only measured when the class map supports it (see :class:`Support`).
+# These limits and the two plane thresholds below were chosen on validation scans only (the
+# simulator's seed 2; seed 1 is the held-out set) by fetal_biometry.thresholds, with the nets
+# of `make demo` (runs/fetal_{channels,rotate,none}, trained on the 256 x 256 simulator):
+#   python tools/simulate.py --cases 30 --out /tmp/val_sim --seed 2 --probe mixed
+#   python tools/simulate.py --cases 16 --out /tmp/val_sim512 --seed 2 --probe mixed --size 512 512
+#   python tools/simulate.py --cases 16 --out /tmp/val_sim384 --seed 2 --probe mixed --size 384 320
+#   python tools/choose_thresholds.py /tmp/val_sim /tmp/val_sim512 /tmp/val_sim384 \
+#       --model runs/fetal_channels --model runs/fetal_rotate --model runs/fetal_none
+# (186 validation measurements: 181 measured, 4 of the 5 ACs off by more than 10 % removed; the
+# README's section "AC you can trust, or none" has the table). Re-run it when the nets change.
+MIN_COVERAGE = 0.347  # share of the perimeter the inlier wall points cover; shadows hide much
+MAX_GAP = 0.556  # longest stretch of the perimeter without wall points: drawn, not measured
+MAX_RESIDUAL_MM = 1.5  # RMS distance of the inliers to the ellipse (never needed: = INLIER_MM)
+MAX_FLUID_SHARE = 0.217  # share of the ellipse area classified amniotic fluid: the fit went round
+#                          fluid (the issue's foreign-simulator failures)
+MAX_OUTSIDE_SHARE = 0.5  # share of the ellipse area outside the fan: drawn, not seen (never needed)
+
+# Plane rules (the AC is still measured; the plane is not one to report it from).
+MIN_PLANE_AXIS_RATIO = 0.652  # b / a; a transverse abdomen is round (0.85-1 in the simulator), an
+#                               oblique cut an elongated oval
+VEIN_SKIN_MM = 3.4  # an umbilical vein closer than this to the body wall is the cord insertion,
+#                     not the intrahepatic vein of the AC plane
+
+NOT_MEASURED = "AC not measured"
 NO_BOUNDARY = "no abdomen boundary found"
 
 
 @dataclasses.dataclass(frozen=True)
 class Landmark:
-    """The largest connected component of one class: centroid (px) and area (mm^2)."""
+    """The largest connected component of one class: centroid (px) and area (mm^2).
+
+    ``wall_gap_mm``: how far the component stays inside the abdomen ellipse it was sought in,
+    its pixel nearest the ellipse measured radially (0 where it reaches or crosses it); None
+    without an ellipse.
+    """
 
     x: float
     y: float
     area_mm2: float
+    wall_gap_mm: float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Support:
+    """How well a class map supports a fitted abdomen ellipse: what the trust rules read.
+
+    ``coverage``: share of the perimeter near inlier wall points (:func:`coverage`);
+    ``largest_gap``: share of the perimeter in its longest stretch without them
+    (:func:`largest_gap`);
+    ``residual_mm``: RMS radial distance of the inliers to the ellipse; ``fluid_share``: share of
+    the ellipse's area classified amniotic fluid (a wall fit that swallowed fluid);
+    ``outside_share``: share of its area outside the fan or the image (drawn, not seen);
+    ``axis_ratio``: b / a.
+    """
+
+    coverage: float
+    largest_gap: float
+    residual_mm: float
+    fluid_share: float
+    outside_share: float
+    axis_ratio: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    """One trust rule: ``Support.<field>`` must be at least (``lower``) or at most ``limit``, the
+    module constant named ``constant``."""
+
+    field: str
+    constant: str
+    limit: float
+    lower: bool
+    problem: str  # what is wrong when the rule fails, in plain words
+    unit: str = "%"
+
+    def fails(self, value: float, limit: float | None = None) -> bool:
+        limit = self.limit if limit is None else limit
+        return value < limit if self.lower else value > limit
+
+    def reason(self, value: float, limit: float | None = None) -> str:
+        limit = self.limit if limit is None else limit
+        show = ((lambda v: f"{v:.0%}") if self.unit == "%" else (lambda v: f"{v:.2f} {self.unit}"))
+        return f"{self.problem} {show(value)} {'<' if self.lower else '>'} {show(limit)})"
+
+
+TRUST_RULES = (
+    Rule("coverage", "MIN_COVERAGE", MIN_COVERAGE, True,
+         "abdomen boundary too incomplete (share of the fit's perimeter on the wall"),
+    Rule("largest_gap", "MAX_GAP", MAX_GAP, False,
+         "abdomen boundary unseen over too long a stretch (share of the fit's perimeter"),
+    Rule("residual_mm", "MAX_RESIDUAL_MM", MAX_RESIDUAL_MM, False,
+         "body wall too ragged for an ellipse (RMS distance of the wall points", "mm"),
+    Rule("fluid_share", "MAX_FLUID_SHARE", MAX_FLUID_SHARE, False,
+         "the fit takes in amniotic fluid (share of its area"),
+    Rule("outside_share", "MAX_OUTSIDE_SHARE", MAX_OUTSIDE_SHARE, False,
+         "the fit reaches beyond the scan (share of its area outside the fan"),
+)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -88,8 +183,11 @@ class Measurement:
     """What :func:`measure` found in one class map.
 
     ``points`` are the kept boundary points, (N, 2) as (x, y); ``inliers`` marks those on the
-    fitted ellipse. ``ellipse`` and ``ac_mm`` are None when no acceptable ellipse was found;
-    ``reasons`` says why the plane was not accepted (empty when it was).
+    fitted ellipse. ``fit`` is the fitted ellipse (None when nothing plausible fits) and
+    ``support`` what the class map says for it; ``ellipse`` and ``ac_mm`` are the measured
+    ellipse and AC, None when the support fails a trust rule (:data:`TRUST_RULES`) or nothing
+    fits: the reason then starts with :data:`NOT_MEASURED`. ``reasons`` says why the plane was
+    not accepted (empty when it was).
     """
 
     ellipse: Ellipse | None
@@ -101,6 +199,8 @@ class Measurement:
     stomach: Landmark | None
     vein: Landmark | None
     spacing_mm: float
+    fit: Ellipse | None = None
+    support: Support | None = None
 
     @property
     def n_boundary_points(self) -> int:
@@ -244,7 +344,6 @@ def fit_ellipse(points: np.ndarray, spacing_mm: float, outward: np.ndarray | Non
                 rng_seed: int = 0, iterations: int = 2000, inlier_mm: float = INLIER_MM,
                 semi_axes_mm: tuple[float, float] = SEMI_AXES_MM,
                 min_axis_ratio: float = MIN_AXIS_RATIO,
-                min_coverage: float = MIN_COVERAGE,
                 ) -> tuple[Ellipse | None, np.ndarray, str | None]:
     """Robust ellipse through boundary points (x, y): RANSAC, then least squares on the inliers.
 
@@ -252,9 +351,9 @@ def fit_ellipse(points: np.ndarray, spacing_mm: float, outward: np.ndarray | Non
     ``b / a >= min_axis_ratio`` compete, scored by the truncated squared Sampson distance with
     threshold ``inlier_mm``. With ``outward`` normals (from :func:`boundary_points`) a point only
     counts when its fluid side is outside the ellipse. Returns ``(ellipse, inliers, reason)``:
-    ellipse None with a reason when nothing plausible fits or the inliers support less than
-    ``min_coverage`` of its perimeter (see :func:`coverage`). Deterministic for a given
-    ``rng_seed``.
+    ellipse None with a reason when nothing plausible fits. Whether the class map supports the
+    ellipse well enough to measure it is :func:`support`'s and :func:`untrusted`'s question.
+    Deterministic for a given ``rng_seed``.
     """
     points = np.asarray(points, float).reshape(-1, 2)
     inliers = np.zeros(len(points), bool)
@@ -292,12 +391,7 @@ def fit_ellipse(points: np.ndarray, spacing_mm: float, outward: np.ndarray | Non
                     min_axis_ratio):
         return None, inliers, _rejection(params, spacing_mm, semi_axes_mm, min_axis_ratio)
     cx, cy, a, b, angle = params.tolist()
-    ellipse = Ellipse(cx, cy, a, b, math.degrees(angle))
-    supported = coverage(ellipse, points[inliers])
-    if supported < min_coverage:
-        return None, inliers, (f"abdomen boundary too incomplete (the fit is supported on "
-                               f"{supported:.0%} of its perimeter, < {min_coverage:.0%})")
-    return ellipse, inliers, None
+    return Ellipse(cx, cy, a, b, math.degrees(angle)), inliers, None
 
 
 def _refine(conic: np.ndarray, x: np.ndarray, y: np.ndarray, outward: np.ndarray | None,
@@ -311,18 +405,72 @@ def _refine(conic: np.ndarray, x: np.ndarray, y: np.ndarray, outward: np.ndarray
     return conic
 
 
-def coverage(ellipse: Ellipse, points: np.ndarray) -> float:
-    """Share of the ellipse's perimeter near ``points`` (x, y): occupied 10-degree sectors.
+def _occupied(ellipse: Ellipse, points: np.ndarray) -> np.ndarray:
+    """Which of the ellipse's :data:`COVERAGE_BINS` 10-degree sectors hold any of ``points``.
 
     Sectors are equal steps of the eccentric anomaly, close enough to equal arcs for the
     rounded ellipses accepted here.
     """
+    occupied = np.zeros(COVERAGE_BINS, bool)
+    if len(points):
+        u, v = ellipse_frame(ellipse, points[:, 0], points[:, 1])
+        anomaly = np.arctan2(v / ellipse.b, u / ellipse.a)
+        sectors = np.floor((anomaly + np.pi) / (2 * np.pi) * COVERAGE_BINS).astype(int)
+        occupied[np.clip(sectors, 0, COVERAGE_BINS - 1)] = True
+    return occupied
+
+
+def coverage(ellipse: Ellipse, points: np.ndarray) -> float:
+    """Share of the ellipse's perimeter near ``points`` (x, y): occupied 10-degree sectors."""
+    return float(_occupied(ellipse, points).mean())
+
+
+def largest_gap(ellipse: Ellipse, points: np.ndarray) -> float:
+    """Share of the perimeter in the longest run of sectors without ``points`` (x, y).
+
+    Scattered gaps (shadows) cost an ellipse little; one long gap leaves that side drawn by
+    extrapolation, where a wrong fit goes unseen.
+    """
+    occupied = _occupied(ellipse, points)
+    if not occupied.any():
+        return 1.0
+    start = int(np.argmax(occupied))  # roll an occupied sector to the front: no run wraps
+    runs = np.diff(np.flatnonzero(np.append(np.roll(occupied, -start), True))) - 1
+    return float(runs.max(initial=0) / COVERAGE_BINS)
+
+
+def residual_mm(ellipse: Ellipse, points: np.ndarray, spacing_mm: float) -> float:
+    """RMS radial distance (mm) of points to an ellipse, ``(rho - 1) sqrt(a b)`` per point."""
     if len(points) == 0:
-        return 0.0
-    u, v = ellipse_frame(ellipse, points[:, 0], points[:, 1])
-    anomaly = np.arctan2(v / ellipse.b, u / ellipse.a)
-    sectors = np.floor((anomaly + np.pi) / (2 * np.pi) * COVERAGE_BINS).astype(int)
-    return np.unique(np.clip(sectors, 0, COVERAGE_BINS - 1)).size / COVERAGE_BINS
+        return math.inf
+    rho = normalized_radius(ellipse, points[:, 0], points[:, 1])
+    return float(np.sqrt(np.mean(((rho - 1) * math.sqrt(ellipse.a * ellipse.b)) ** 2)) * spacing_mm)
+
+
+def support(ellipse: Ellipse, wall: np.ndarray, class_map: np.ndarray,
+            spacing_mm: float) -> Support:
+    """What the class map (majority-filtered) says for ``ellipse``, ``wall`` its inlier points."""
+    inside = ellipse_mask(ellipse, class_map.shape)
+    area = max(ellipse.area, 1.0)
+    seen = np.count_nonzero(inside & (class_map != OUTSIDE))
+    return Support(coverage=coverage(ellipse, wall), largest_gap=largest_gap(ellipse, wall),
+                   residual_mm=residual_mm(ellipse, wall, spacing_mm),
+                   fluid_share=float(np.count_nonzero(inside & (class_map == FLUID)) / area),
+                   outside_share=float(max(0.0, 1 - seen / area)),
+                   axis_ratio=ellipse.b / ellipse.a)
+
+
+def untrusted(found: Support, limits: dict[str, float] | None = None) -> str | None:
+    """The first trust rule (:data:`TRUST_RULES`) ``found`` fails, as a sentence; None if none.
+
+    ``limits`` (field -> limit) replace the rules' own, as :mod:`fetal_biometry.thresholds`
+    does when it chooses them."""
+    limits = limits or {}
+    for rule in TRUST_RULES:
+        value = getattr(found, rule.field)
+        if rule.fails(value, limits.get(rule.field)):
+            return rule.reason(value, limits.get(rule.field))
+    return None
 
 
 # --------------------------------------------------------------------------- plane
@@ -333,7 +481,8 @@ def find_landmark(class_map: np.ndarray, cls: int, spacing_mm: float, min_area_m
 
     With ``within``, a component whose centroid lies inside that ellipse is preferred to a
     larger one outside: the stomach bubble is sought in the abdomen, not in the anechoic
-    amniotic fluid around it, which a classifier can mistake for it.
+    amniotic fluid around it, which a classifier can mistake for it; its ``wall_gap_mm`` is
+    measured to that ellipse.
     """
     components, count = ndimage.label(np.asarray(class_map) == cls)
     if count == 0:
@@ -348,7 +497,12 @@ def find_landmark(class_map: np.ndarray, cls: int, spacing_mm: float, min_area_m
         inside = [i for i, (y, x) in enumerate(centres) if normalized_radius(within, x, y) <= 1]
         chosen = inside[0] if inside else 0
     y, x = centres[chosen]
-    return Landmark(float(x), float(y), float(sizes[labels[chosen] - 1]))
+    gap = None
+    if within is not None:
+        rows, cols = np.nonzero(components == labels[chosen])
+        rho = normalized_radius(within, cols, rows).max()
+        gap = max(0.0, float(1 - rho)) * math.sqrt(within.a * within.b) * spacing_mm
+    return Landmark(float(x), float(y), float(sizes[labels[chosen] - 1]), gap)
 
 
 def assess_plane(ellipse: Ellipse | None, stomach: Landmark | None, vein: Landmark | None,
@@ -356,9 +510,15 @@ def assess_plane(ellipse: Ellipse | None, stomach: Landmark | None, vein: Landma
     """Reasons the plane is not an acceptable AC plane; empty when it is.
 
     Needs the stomach bubble and the umbilical vein both seen, their centroids inside the
-    ellipse and their areas at most ``MAX_STOMACH_SHARE`` / ``MAX_VEIN_SHARE`` of its area.
+    ellipse and their areas at most ``MAX_STOMACH_SHARE`` / ``MAX_VEIN_SHARE`` of its area; an
+    ellipse no more elongated than ``MIN_PLANE_AXIS_RATIO`` (an oblique cut is an elongated
+    oval); and a vein that stays more than ``VEIN_SKIN_MM`` inside the body wall (one reaching
+    the skin line is the cord insertion, below the AC plane).
     """
     reasons = []
+    if ellipse is not None and ellipse.b / ellipse.a < MIN_PLANE_AXIS_RATIO:
+        reasons.append(f"abdomen too elongated for a transverse section, the plane is oblique "
+                       f"(axis ratio {ellipse.b / ellipse.a:.2f} < {MIN_PLANE_AXIS_RATIO:g})")
     for name, landmark, max_share in (("stomach bubble", stomach, MAX_STOMACH_SHARE),
                                       ("umbilical vein", vein, MAX_VEIN_SHARE)):
         if landmark is None:
@@ -369,26 +529,41 @@ def assess_plane(ellipse: Ellipse | None, stomach: Landmark | None, vein: Landma
                 reasons.append(f"{name} outside the abdomen")
             elif share > max_share:
                 reasons.append(f"{name} implausibly large ({share:.0%} of the abdomen)")
+    if vein is not None and vein.wall_gap_mm is not None and vein.wall_gap_mm < VEIN_SKIN_MM \
+            and not any(r.startswith("umbilical vein") for r in reasons):
+        reasons.append(f"umbilical vein reaches the skin line, the cord insertion is below the "
+                       f"AC plane ({vein.wall_gap_mm:.1f} mm from the wall < {VEIN_SKIN_MM:g} mm)")
     return reasons
 
 
-def measure(class_map: np.ndarray, spacing_mm: float, rng_seed: int = 0) -> Measurement:
-    """Ellipse, AC (mm) and plane acceptance for one class map; never raises on a poor map."""
+def measure(class_map: np.ndarray, spacing_mm: float, rng_seed: int = 0,
+            limits: dict[str, float] | None = None) -> Measurement:
+    """Ellipse, AC (mm) and plane acceptance for one class map; never raises on a poor map.
+
+    The AC is only measured when the fit's support passes the trust rules (``limits`` replace
+    their limits, field -> value); otherwise the first reason is ``"AC not measured: ..."``.
+    """
     class_map = _check_map(class_map, spacing_mm)
     points, outward = boundary_points(class_map, spacing_mm)
-    if len(points):
-        ellipse, inliers, problem = fit_ellipse(points, spacing_mm, outward, rng_seed)
-    else:
-        ellipse, inliers = None, np.zeros(0, bool)
-        problem = f"{NO_BOUNDARY} (no body region bordered by amniotic fluid)"
-    # Landmarks on the majority-filtered map: isolated misclassified pixels are no landmark.
+    # Landmarks and support on the majority-filtered map: isolated wrong pixels are no evidence.
     filtered = majority_filter(class_map)
+    found = None
+    if len(points):
+        fit, inliers, problem = fit_ellipse(points, spacing_mm, outward, rng_seed)
+    else:
+        fit, inliers = None, np.zeros(0, bool)
+        problem = f"{NO_BOUNDARY} (no body region bordered by amniotic fluid)"
+    if fit is not None:
+        found = support(fit, points[inliers], filtered, spacing_mm)
+        problem = untrusted(found, limits)
+    ellipse = None if problem else fit
     stomach = find_landmark(filtered, STOMACH, spacing_mm, MIN_STOMACH_MM2, ellipse)
     vein = find_landmark(filtered, VEIN, spacing_mm, MIN_VEIN_MM2, ellipse)
-    reasons = ([problem] if problem else []) + assess_plane(ellipse, stomach, vein, spacing_mm)
+    reasons = ([f"{NOT_MEASURED}: {problem}"] if problem else []) + \
+        assess_plane(ellipse, stomach, vein, spacing_mm)
     ac_mm = None if ellipse is None else ellipse_perimeter(ellipse.a, ellipse.b) * spacing_mm
     return Measurement(ellipse, ac_mm, not reasons, tuple(reasons), points, inliers,
-                       stomach, vein, float(spacing_mm))
+                       stomach, vein, float(spacing_mm), fit, found)
 
 
 # --------------------------------------------------------------------------- weight

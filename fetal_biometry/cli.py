@@ -1,8 +1,11 @@
-"""Argument types the command-line tools share (argparse ``type=`` callables)."""
+"""What the command-line tools share: argparse ``type=`` callables and the model folders named."""
 from __future__ import annotations
 
 import argparse
 import math
+import pathlib
+
+from fetal_biometry import model as model_folder, paths
 
 
 def spacing_mm(text: str) -> float:
@@ -25,3 +28,16 @@ def at_least_one(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
     return value
+
+
+def models(folders: list[str] | None, root: pathlib.Path) -> list[model_folder.Model]:
+    """The model folders named, or those `make demo` trains under ``root`` when there are any."""
+    if not folders:
+        folders = [p for p in paths.demo_models(root) if (p / model_folder.FILE).is_file()]
+        if not folders:
+            raise ValueError("no model folder found in runs/fetal_*; run `make demo` or pass --model DIR")
+    loaded = [model_folder.load(folder) for folder in folders]
+    names = [m.name for m in loaded]
+    if len(set(names)) != len(names):
+        raise ValueError(f"two models would share a name in the results: {names}; rename a folder")
+    return loaded

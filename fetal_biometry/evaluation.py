@@ -4,12 +4,19 @@ For each model folder (:mod:`fetal_biometry.model`) every held-out case is class
 at the model's spacing (:mod:`fetal_biometry.inference`), measured on its own grid
 (:mod:`fetal_biometry.biometry`) and compared with its ground truth: pixel and per-class
 accuracy and the confusion matrix inside the fan, AC error in mm and percent with Bland-Altman
-agreement, and plane acceptance with the rejection reasons. :func:`table` prints the ablation
-as markdown; :func:`write_report` writes it with the HTML report of :mod:`fetal_biometry.report`.
+agreement, and plane acceptance with the rejection reasons. An AC the class map does not
+support is reported as "AC not measured: <reason>" (:data:`fetal_biometry.biometry.TRUST_RULES`),
+never as a number: the summary counts the measured ACs, tallies why the others were not, and
+gives the median, 90th-percentile and largest error of those measured and how many are off by
+more than :data:`OFF_PERCENT`. Each case records its fit's support numbers
+(:class:`fetal_biometry.biometry.Support`), which :mod:`fetal_biometry.thresholds` chooses the
+trust limits from. :func:`table` prints the ablation as markdown; :func:`write_report` writes it
+with the HTML report of :mod:`fetal_biometry.report`.
 """
 from __future__ import annotations
 
 import collections
+import dataclasses
 import json
 import os
 import pathlib
@@ -17,10 +24,12 @@ import pathlib
 import cv2
 import numpy as np
 
-from fetal_biometry import atomic, biometry, dataset, figures, inference, model as model_folder
+from fetal_biometry import (atomic, biometry, dataset, figures, inference, model as model_folder,
+                            thresholds)
 from fetal_biometry.labels import CLASSIFIER_CLASSES, OUTSIDE, classifier_labels
 
 TYPICAL = 2  # typical cases drawn beside the worst ones
+OFF_PERCENT = thresholds.MAX_ERROR_PERCENT  # an AC off by more is a wrong number, not an imprecise one
 
 
 def provenance(model: model_folder.Model) -> dict:
@@ -30,18 +39,27 @@ def provenance(model: model_folder.Model) -> dict:
             "weights": str(pathlib.Path(model.weights).resolve())}
 
 
-def case_result(case: dataset.Case, probs: np.ndarray, predicted: np.ndarray) -> dict:
-    """Compare one case's predicted class map and measurement with its ground truth."""
+def case_result(case: dataset.Case, probs: np.ndarray, predicted: np.ndarray,
+                limits: dict[str, float] | None = None) -> tuple[dict, biometry.Measurement]:
+    """Compare one case's predicted class map and measurement with its ground truth.
+
+    ``limits`` replace the trust rules' limits (see :func:`fetal_biometry.biometry.measure`).
+    The record has the fit's ``support`` numbers (None when nothing fitted) and the umbilical
+    vein's ``vein_wall_gap_mm`` beside the AC, its error and the plane verdict.
+    """
     truth = classifier_labels(case.labels)
     inside = truth != OUTSIDE
     classes = len(CLASSIFIER_CLASSES)
     confusion = np.bincount(truth[inside].astype(int) * classes + predicted[inside],
                             minlength=classes * classes).reshape(classes, classes)
-    measured = biometry.measure(predicted, case.spacing_mm)
+    measured = biometry.measure(predicted, case.spacing_mm, limits=limits)
+    support = measured.support
     result = {"case": case.name, "confusion": confusion.tolist(),
               "ac_true_mm": case.biometry.ac_mm, "ac_mm": measured.ac_mm,
               "accepted_true": case.biometry.plane_acceptable, "accepted": measured.accepted,
-              "reasons": measured.reasons}
+              "reasons": list(measured.reasons),
+              "support": None if support is None else dataclasses.asdict(support),
+              "vein_wall_gap_mm": None if measured.vein is None else measured.vein.wall_gap_mm}
     if measured.ac_mm is not None:
         result["ac_error_mm"] = measured.ac_mm - case.biometry.ac_mm
         result["ac_error_percent"] = 100 * result["ac_error_mm"] / case.biometry.ac_mm
@@ -61,22 +79,7 @@ def evaluate(model: model_folder.Model, data: str | os.PathLike, out: str | os.P
     baseline).
     """
     opened = dataset.open(data)
-    if opened.structures() != {"abdomen"}:
-        raise dataset.DatasetError(f"{data}: holds head planes; the evaluation measures the AC "
-                                   f"of abdominal planes")
-    classifier = inference.DenseClassifier.from_model(model)
-    if not at_model_spacing:
-        classifier.spacing_mm = None
-    results, maps = [], {}
-    cases = opened.iter_cases()
-    iterator = progress(cases, desc=model.name) if progress else cases
-    for case in iterator:
-        name = case.name
-        probs, predicted = classifier.classify_scan(case.image, case.geometry, case.spacing_mm)
-        result, _ = case_result(case, probs, predicted)
-        results.append(result)
-        if out is not None:  # label maps compress ~50x as PNG: cheap to keep for the pictures
-            maps[name] = figures.png(predicted)
+    results, maps = case_results(model, opened, progress, at_model_spacing)
     summary = summarize(results)
     if out is not None:
         out = pathlib.Path(out)
@@ -92,6 +95,26 @@ def evaluate(model: model_folder.Model, data: str | os.PathLike, out: str | os.P
                   "overlays": chosen, "cases": results}
         atomic.write_text(out / f"{model.name}.json", json.dumps(record, indent=1) + "\n")
     return summary
+
+
+def case_results(model: model_folder.Model, opened: dataset.Dataset, progress=None,
+                 at_model_spacing: bool = True, limits: dict[str, float] | None = None,
+                 ) -> tuple[list[dict], dict[str, bytes]]:
+    """Classify and measure every case of an opened dataset: the per-case results
+    (:func:`case_result`) and each predicted label map as PNG bytes, by case name."""
+    if opened.structures() != {"abdomen"}:
+        raise dataset.DatasetError(f"{opened.root}: holds head planes; the evaluation measures "
+                                   f"the AC of abdominal planes")
+    classifier = inference.DenseClassifier.from_model(model)
+    if not at_model_spacing:
+        classifier.spacing_mm = None
+    results, maps = [], {}
+    cases = opened.iter_cases()
+    for case in progress(cases, desc=model.name) if progress else cases:
+        probs, predicted = classifier.classify_scan(case.image, case.geometry, case.spacing_mm)
+        results.append(case_result(case, probs, predicted, limits)[0])
+        maps[case.name] = figures.png(predicted)  # ~50x smaller as PNG: cheap to keep for pictures
+    return results, maps
 
 
 def case_picture(case: dataset.Case, predicted: np.ndarray) -> np.ndarray:
@@ -155,19 +178,35 @@ def plane_outcomes(results: list[dict]) -> dict[str, int]:
     return counts
 
 
-def rejection_reasons(results: list[dict]) -> dict[str, int]:
-    """Why planes were rejected, tallied, most frequent first; numbers in brackets dropped
-    (``"abdomen fit too small (semi-minor axis 12.1 mm < 15 mm)"`` counts as its first part)."""
-    tally = collections.Counter(reason.split(" (")[0] for r in results for reason in r["reasons"])
+def rejection_reasons(results: list[dict], prefix: str = "") -> dict[str, int]:
+    """Why planes were rejected (only the reasons starting with ``prefix``, which is dropped),
+    tallied, most frequent first; numbers in brackets dropped (``"AC not measured: abdomen fit
+    too small (semi-minor axis 12.1 mm < 15 mm)"`` counts as its part before the bracket)."""
+    tally = collections.Counter(reason[len(prefix):].split(" (")[0] for r in results
+                                for reason in r["reasons"] if reason.startswith(prefix))
     return dict(tally.most_common())
+
+
+def ac_errors(results: list[dict]) -> dict:
+    """The measured ACs' absolute errors: how many were measured, median (percent and mm),
+    90th percentile, maximum, and how many are off by more than :data:`OFF_PERCENT`."""
+    errors = np.array([abs(r["ac_error_percent"]) for r in results if "ac_error_percent" in r])
+    errors_mm = np.array([abs(r["ac_error_mm"]) for r in results if "ac_error_mm" in r])
+    some = len(errors) > 0
+    return {
+        "ac_measured": int(len(errors)),
+        "ac_median_error_percent": float(np.median(errors)) if some else None,
+        "ac_median_error_mm": float(np.median(errors_mm)) if some else None,
+        "ac_p90_error_percent": float(np.percentile(errors, 90)) if some else None,
+        "ac_max_error_percent": float(errors.max()) if some else None,
+        "ac_off_count": int(np.count_nonzero(errors > OFF_PERCENT)),
+    }
 
 
 def summarize(results: list[dict]) -> dict:
     """Pixel / per-class accuracy, AC error and plane acceptance over all cases."""
     confusion = np.sum([r["confusion"] for r in results], axis=0)
     per_class = np.diag(confusion) / np.maximum(confusion.sum(axis=1), 1)
-    errors = np.array([abs(r["ac_error_percent"]) for r in results if "ac_error_percent" in r])
-    errors_mm = np.array([abs(r["ac_error_mm"]) for r in results if "ac_error_mm" in r])
     agree = [r["accepted"] == r["accepted_true"] for r in results]
     pairs = [(r["ac_mm"], r["ac_true_mm"]) for r in results if r["ac_mm"] is not None]
     return {
@@ -175,10 +214,8 @@ def summarize(results: list[dict]) -> dict:
         "pixel_accuracy": float(np.trace(confusion) / confusion.sum()),
         "per_class_accuracy": {c: float(a) for c, a in zip(CLASSIFIER_CLASSES, per_class)},
         "confusion": confusion.tolist(),
-        "ac_measured": int(len(errors)),
-        "ac_median_error_percent": float(np.median(errors)) if len(errors) else None,
-        "ac_median_error_mm": float(np.median(errors_mm)) if len(errors_mm) else None,
-        "ac_p90_error_percent": float(np.percentile(errors, 90)) if len(errors) else None,
+        **ac_errors(results),
+        "ac_not_measured": rejection_reasons(results, f"{biometry.NOT_MEASURED}: "),
         "plane_acceptance_accuracy": float(np.mean(agree)) if agree else None,
         "ac_agreement": agreement(*np.array(pairs).reshape(-1, 2).T),
         "plane_outcomes": plane_outcomes(results),
@@ -187,20 +224,27 @@ def summarize(results: list[dict]) -> dict:
 
 
 def table(summaries: dict[str, dict]) -> str:
-    """The ablation as a markdown table: one row per model (beam encoding)."""
+    """The ablation as a markdown table: one row per model (beam encoding).
+
+    AC errors are absolute, over the measured ACs; "> 10 %" counts those off by more than
+    :data:`OFF_PERCENT`."""
     header = ("| model | pixel acc. | fluid | stomach | vein | shadow | background | "
-              "AC measured | median AC error | 90th pct. AC error | plane acceptance |")
-    lines = [header, "|" + " --- |" * 11]
+              "AC measured | median AC error | 90th pct. | max | > 10 % | plane acceptance |")
+    lines = [header, "|" + " --- |" * 13]
+
+    def percent(value):
+        return "-" if value is None else f"{value:.1f} %"
+
     for name, s in summaries.items():
         acc = s["per_class_accuracy"]
         ac = ("-" if s["ac_median_error_percent"] is None else
               f"{s['ac_median_error_percent']:.1f} % ({s['ac_median_error_mm']:.1f} mm)")
-        p90 = "-" if s.get("ac_p90_error_percent") is None else f"{s['ac_p90_error_percent']:.1f} %"
         lines.append(
             f"| {name} | {s['pixel_accuracy']:.3f} | {acc['amniotic_fluid']:.3f} | "
             f"{acc['stomach_bubble']:.3f} | {acc['umbilical_vein']:.3f} | {acc['shadow']:.3f} | "
-            f"{acc['background']:.3f} | {s['ac_measured']}/{s['cases']} | {ac} | {p90} | "
-            f"{s['plane_acceptance_accuracy']:.3f} |")
+            f"{acc['background']:.3f} | {s['ac_measured']}/{s['cases']} | {ac} | "
+            f"{percent(s.get('ac_p90_error_percent'))} | {percent(s.get('ac_max_error_percent'))} | "
+            f"{s.get('ac_off_count', '-')} | {s['plane_acceptance_accuracy']:.3f} |")
     return "\n".join(lines)
 
 

@@ -115,7 +115,8 @@ def _number(key: str, value, digits: int, sign: str = "") -> str:
 
 
 SUMMARY_COLUMNS = ["model", "pixel acc.", *(c.replace("_", " ") for c in CLASSIFIER_CLASSES),
-                   "AC measured", "median |AC error|", "90th pct. |AC error|",
+                   "AC measured", "median |AC error|", "90th pct. |AC error|", "max |AC error|",
+                   "ACs off > 10 %",
                    "AC bias [95 % limits] (mm)",
                    "plane acceptance"]
 
@@ -132,6 +133,10 @@ def summary_row(name: str, s: dict) -> str:
                  f'({_number("ac_median_error_mm", s["ac_median_error_mm"], 1)} mm)')
     p90 = s.get("ac_p90_error_percent")
     cells.append("-" if p90 is None else f'{_number("ac_p90_error_percent", p90, 1)} %')
+    worst = s.get("ac_max_error_percent")
+    cells.append("-" if worst is None else f'{_number("ac_max_error_percent", worst, 1)} %')
+    cells.append("-" if "ac_off_count" not in s else
+                 f'<span data-key="ac_off_count">{s["ac_off_count"]}</span>')
     a = s.get("ac_agreement")
     cells.append("-" if a is None else
                  f'{_number("ac_agreement.bias_mm", a["bias_mm"], 1, "+")} '

@@ -394,14 +394,6 @@ def landmark_score(labels: np.ndarray, probs: np.ndarray, spacing_mm: float) -> 
     return {"stomach": round(stomach, 4), "vein": round(vein, 4), "score": round((stomach + vein) / 2, 4)}
 
 
-def residual_mm(ellipse: Ellipse, points: np.ndarray, spacing_mm: float) -> float:
-    """RMS radial distance (mm) of points to an ellipse, ``(rho - 1) sqrt(a b)`` per point."""
-    if len(points) == 0:
-        return math.inf
-    rho = normalized_radius(ellipse, points[:, 0], points[:, 1])
-    return float(np.sqrt(np.mean(((rho - 1) * math.sqrt(ellipse.a * ellipse.b)) ** 2)) * spacing_mm)
-
-
 def plane_score(measured: biometry.Measurement, landmarks: dict) -> dict:
     """Support, residual and the plane score (0..1) of a measured frame.
 
@@ -412,9 +404,7 @@ def plane_score(measured: biometry.Measurement, landmarks: dict) -> dict:
     e = measured.ellipse
     if e is None:
         return {"support": 0.0, "residual_mm": None, "plane_score": 0.0}
-    inliers = measured.points[measured.inliers]
-    support = biometry.coverage(e, inliers)
-    residual = residual_mm(e, inliers, measured.spacing_mm)
+    support, residual = measured.support.coverage, measured.support.residual_mm
     inside = {name: lm is not None and normalized_radius(e, lm.x, lm.y) <= 1
               for name, lm in (("stomach", measured.stomach), ("vein", measured.vein))}
     term = support * math.exp(-(residual / biometry.INLIER_MM) ** 2)

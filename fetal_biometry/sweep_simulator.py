@@ -132,18 +132,6 @@ def _profile(z: float, lo: float, hi: float) -> float:
     return math.sqrt(1 - t * t)
 
 
-def _thorax(anatomy: Anatomy, grown: float) -> tuple:
-    """Lungs and heart, grown (0..1) from the diaphragm up."""
-    a, b = anatomy.a, anatomy.b
-    heart = [(sim.TISSUE["heart"], sim.anatomy.Blob(0.12 * a, 0.2 * b, 0.42 * a * grown, 0.38 * b * grown, 15))]
-    for side in (1, -1):  # the four chambers, as two pairs of blood pools
-        heart.append((sim.TISSUE["vessel"], sim.anatomy.Blob(0.12 * a + side * 0.13 * a * grown, 0.2 * b,
-                                                      0.09 * a * grown, 0.2 * b * grown, 15)))
-    lungs = [(sim.TISSUE["lung"], sim.anatomy.Blob(side * 0.42 * a, -0.05 * b, 0.38 * a * grown,
-                                            0.5 * b * grown)) for side in (1, -1)]
-    return tuple(lungs + heart)
-
-
 def organs_at(anatomy: Anatomy, z_mm: float) -> tuple[tuple, dict]:
     """Organs cut at level ``z_mm`` and what is in plane: {"stomach", "vein", "kidneys"}."""
     R, s = anatomy.radius, anatomy.radius / 40
@@ -167,7 +155,7 @@ def organs_at(anatomy: Anatomy, z_mm: float) -> tuple[tuple, dict]:
         radius = anatomy.vein[0][1].radius
         organs.append((sim.TISSUE["umbilical_vein"], sim.anatomy.Blob(0.0, 0.8 * anatomy.b, radius, radius)))
     if z > DIAPHRAGM:
-        organs += _thorax(anatomy, min(1.0, (z - DIAPHRAGM) / 0.3 + 0.4))
+        organs += sim.anatomy.thorax(anatomy.a, anatomy.b, min(1.0, (z - DIAPHRAGM) / 0.3 + 0.4))
     organs += anatomy.aorta + anatomy.spine
     if z > -0.25:
         organs += anatomy.ribs
@@ -233,7 +221,8 @@ def simulate_sweep(seed: int, index: int, frames: int = FRAMES, shape: tuple[int
     if frames < 2:
         raise ValueError(f"a sweep needs at least 2 frames, got {frames}")
     rng = np.random.default_rng([seed, index])
-    base = sim.draw_scene(rng, shape, probe, unacceptable_share=0.0)
+    # The first round's ranges: a sweep cuts its own anatomy (organs_at) through the base scene.
+    base = sim.draw_scene(rng, shape, probe, unacceptable_share=0.0, ranges=sim.NARROW.anatomy)
     anatomy = _anatomy(rng, *base.semi_axes)
     display = sim.physics.draw_display(rng)  # the sonographer's settings hold for the whole loop
     R = anatomy.radius

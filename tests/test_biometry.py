@@ -160,7 +160,7 @@ def test_no_boundary_gives_a_reason_not_an_exception(labels):
     measurement = bm.measure(labels, SPACING)
     assert measurement.ellipse is None and measurement.ac_mm is None
     assert not measurement.accepted
-    assert measurement.reasons[0].startswith(bm.NO_BOUNDARY)
+    assert measurement.reasons[0].startswith(f"{bm.NOT_MEASURED}: {bm.NO_BOUNDARY}")
 
 
 @pytest.mark.parametrize("body, spacing, reason", [
@@ -172,7 +172,7 @@ def test_implausible_ellipses_are_rejected(body, spacing, reason):
     labels = scan(body, shadow_sectors=(), noise=0.0)
     measurement = bm.measure(labels, spacing)
     assert measurement.ellipse is None and measurement.ac_mm is None
-    assert measurement.reasons[0].startswith(reason), measurement.reasons
+    assert measurement.reasons[0].startswith(f"{bm.NOT_MEASURED}: {reason}"), measurement.reasons
 
 
 def test_bad_input_is_refused():
@@ -206,5 +206,85 @@ def test_mostly_shadowed_boundary_is_too_incomplete():
     labels = scan(shadow_sectors=((0, 120), (230, 360)))  # 110 degrees of the wall left
     measurement = bm.measure(labels, SPACING)
     assert measurement.ellipse is None and measurement.ac_mm is None
-    assert measurement.reasons[0].startswith("abdomen boundary too incomplete"), \
-        measurement.reasons
+    assert measurement.reasons[0].startswith(
+        f"{bm.NOT_MEASURED}: abdomen boundary too incomplete"), measurement.reasons
+    assert measurement.fit is not None and measurement.support.coverage < bm.MIN_COVERAGE
+
+
+# --------------------------------------------------------------------------- trust and plane rules
+
+def swallowing_scan() -> np.ndarray:
+    """A limb lying in a deep pool around the body, touching it: its outer edge faces fluid the
+    way the body wall does, and with most of the real wall in shadow the fit follows the limb,
+    taking in the fluid between."""
+    labels = scan(noise=0.0, shadow_sectors=())
+    y, x = np.indices(SHAPE)
+    rho = el.normalized_radius(TRUTH, x, y)
+    angle = np.degrees(np.arctan2(y - TRUTH.cy, x - TRUTH.cx)) % 360
+    labels[(labels == lb.BACKGROUND) & (rho > 1) & (rho < 1.6)] = lb.FLUID
+    labels[(rho > 1.4) & (rho < 1.5) & (angle > 45)] = lb.BACKGROUND  # the limb
+    labels[(rho > 1) & (rho < 1.5) & (angle > 40) & (angle < 50)] = lb.BACKGROUND  # touching
+    labels[(np.abs(rho - 1) < 0.04) & (angle > 60) & (angle < 330)] = lb.SHADOW
+    return labels
+
+
+def test_a_wall_fit_that_swallows_fluid_is_not_measured():
+    measurement = bm.measure(swallowing_scan(), SPACING)
+    assert measurement.fit.a > 1.3 * TRUTH.a  # the fit went round the limb ...
+    assert measurement.support.coverage > bm.MIN_COVERAGE  # ... well supported by its edge
+    assert measurement.support.fluid_share > bm.MAX_FLUID_SHARE
+    assert measurement.ellipse is None and measurement.ac_mm is None
+    assert measurement.reasons[0].startswith(f"{bm.NOT_MEASURED}: the fit takes in amniotic fluid")
+    assert not measurement.accepted
+    # The same map with its limits opened up measures the (wrong) number: the rule did it.
+    loose = bm.measure(swallowing_scan(), SPACING, limits={"fluid_share": 1.0})
+    assert loose.ac_mm is not None and loose.ellipse == measurement.fit
+
+
+def test_a_clean_fit_is_measured_with_its_support():
+    measurement = bm.measure(scan(), SPACING)
+    assert measurement.ac_mm is not None and measurement.fit == measurement.ellipse
+    found = measurement.support
+    assert found.coverage > 0.7 and found.largest_gap < 0.2  # two shadow wedges of ~45 degrees
+    assert found.residual_mm < 0.3 and found.fluid_share < 0.01 and found.outside_share < 0.01
+    assert found.axis_ratio == pytest.approx(TRUTH.b / TRUTH.a, rel=0.01)
+    assert bm.untrusted(found) is None
+
+
+def test_coverage_and_largest_gap_of_half_an_ellipse():
+    half = el.ellipse_points(TRUTH, 360)[:180]
+    assert bm.coverage(TRUTH, half) == pytest.approx(0.5, abs=1 / 36)
+    assert bm.largest_gap(TRUTH, half) == pytest.approx(0.5, abs=1 / 36)
+    scattered = el.ellipse_points(TRUTH, 360)[::20]  # one point every 20 degrees
+    assert bm.coverage(TRUTH, scattered) == pytest.approx(0.5, abs=1 / 36)
+    assert bm.largest_gap(TRUTH, scattered) <= 2 / 36  # points on sector edges may round down
+    assert bm.largest_gap(TRUTH, np.empty((0, 2))) == 1.0
+
+
+def test_one_long_unseen_stretch_is_not_measured():
+    labels = scan(shadow_sectors=((80, 330),))  # 110 degrees of the wall seen, in one piece
+    measurement = bm.measure(labels, SPACING, limits={"coverage": 0.0})
+    assert measurement.support.largest_gap > bm.MAX_GAP
+    assert measurement.ac_mm is None
+    assert measurement.reasons[0].startswith(f"{bm.NOT_MEASURED}: abdomen boundary unseen")
+
+
+def test_an_elongated_oval_is_an_oblique_plane():
+    body = el.Ellipse(128, 140, 80, 46, 10)  # b / a 0.58: plausible to fit, not transverse
+    assert bm.MIN_AXIS_RATIO < body.b / body.a < bm.MIN_PLANE_AXIS_RATIO
+    measurement = bm.measure(scan(body), SPACING)
+    assert measurement.ac_mm is not None  # the oval is measured ...
+    assert not measurement.accepted  # ... on a plane not fit for AC
+    assert measurement.reasons == (measurement.reasons[0],)
+    assert measurement.reasons[0].startswith("abdomen too elongated for a transverse section")
+
+
+def test_a_vein_reaching_the_skin_line_is_the_cord_insertion():
+    measurement = bm.measure(scan(vein=(0.0, -0.93)), SPACING)  # touches the wall
+    assert measurement.vein.wall_gap_mm < bm.VEIN_SKIN_MM
+    assert not measurement.accepted and measurement.ac_mm is not None
+    assert len(measurement.reasons) == 1
+    assert measurement.reasons[0].startswith("umbilical vein reaches the skin line")
+    # The same vein well inside the abdomen is the intrahepatic one of the AC plane.
+    inside = bm.measure(scan(vein=(0.0, -0.5)), SPACING)
+    assert inside.accepted and inside.vein.wall_gap_mm > bm.VEIN_SKIN_MM

@@ -81,6 +81,25 @@ def test_worst_cases_wrong_verdicts_and_typical_ones_are_picked():
     assert summary["ac_agreement"]["n"] == 5
 
 
+def test_summary_counts_unmeasured_acs_and_wrong_numbers():
+    not_measured = "AC not measured: the fit takes in amniotic fluid (share of its area 40% > 22%)"
+    results = [_result("a", 202), _result("b", 230), _result("c", 179), _result("d", 204),
+               _result("e", None, accepted=False, reasons=[not_measured]),
+               _result("f", None, accepted=False, reasons=[not_measured, "stomach bubble not seen"])]
+    summary = evaluation.summarize([{**r, "confusion": [[1]]} for r in results])
+    errors = [1.0, 15.0, 10.5, 2.0]  # |error| of a, b, c, d in percent of 200 mm
+    assert summary["ac_measured"] == 4 and summary["cases"] == 6
+    assert summary["ac_not_measured"] == {"the fit takes in amniotic fluid": 2}
+    assert summary["ac_median_error_percent"] == pytest.approx(6.25)
+    assert summary["ac_p90_error_percent"] == pytest.approx(np.percentile(errors, 90))
+    assert summary["ac_max_error_percent"] == pytest.approx(15.0)
+    assert summary["ac_off_count"] == 2  # b and c are off by more than 10 %
+    accuracy = dict.fromkeys(["background", "amniotic_fluid", "stomach_bubble", "umbilical_vein",
+                              "shadow"], 1.0)
+    line = evaluation.table({"m": {**summary, "per_class_accuracy": accuracy}}).splitlines()[-1]
+    assert "| 4/6 | 6.2 % (12.5 mm) | 13.7 % | 15.0 % | 2 |" in line, line
+
+
 def test_evaluate_command_takes_model_folders(scans, fetal_model, tmp_path):
     result = subprocess.run([sys.executable, "tools/evaluate.py", str(scans), "--model", str(fetal_model),
                              "--out", str(tmp_path / "eval")], cwd=ROOT, capture_output=True, text=True)

@@ -67,10 +67,11 @@ def test_drawn_fan_with_clutter(probe):
 
 @pytest.mark.parametrize("kind, index", [("convex", 0), ("convex", 4), ("linear", 4), ("linear", 6)])
 def test_simulated_scans(kind, index):
-    case = simulator.simulate_case(0, index, (256, 256), kind)
+    case = simulator.simulate_case(0, index, (256, 256), kind, appearance=simulator.NARROW)
     found, confidence = fan.estimate_geometry(case.image)
     # Black amniotic fluid lies against the fan edges in these scans: often only 20-30 px of
     # an edge is seen, hence the looser angle, and less of the outline backs the confidence.
+    # (Cases chosen on the first round's scans, hence its NARROW appearance.)
     _assert_close(found, case.geometry, px=3.0, deg=1.5)
     assert confidence > 0.4
 

@@ -1,6 +1,7 @@
 """The B-mode simulator: speckle statistics, shadows along the beam, ground truth, determinism."""
 from __future__ import annotations
 
+import dataclasses
 import math
 import pathlib
 import subprocess
@@ -22,10 +23,22 @@ BONE = (SPINE, RIB)
 
 @pytest.fixture(scope="module")
 def cases():
-    """Simulated cases of both probe types (the 'mixed' draw gives both in this range)."""
-    made = [simulator.simulate_case(5, i, (160, 160), "mixed") for i in range(8)]
+    """Simulated cases of both probe types (the 'mixed' draw gives both in this range).
+
+    The first round's anatomy: the shadow checks below are calibrated on it (liver-gray
+    tissue behind the bones); the wider anatomy meets the label checks in ``wide_cases``.
+    """
+    appearance = dataclasses.replace(simulator.TRAINING, anatomy=simulator.NARROW.anatomy)
+    made = [simulator.simulate_case(5, i, (160, 160), "mixed", appearance=appearance) for i in range(8)]
     assert {type(c.geometry) for c in made} == {geom.ConvexProbe, geom.LinearProbe}
     return made
+
+
+@pytest.fixture(scope="module")
+def wide_cases():
+    """Cases of the training and the foreign anatomy: distractors, unfit planes of all kinds."""
+    return [simulator.simulate_case(6, i, (160, 160), "mixed", appearance=appearance)
+            for appearance in (simulator.TRAINING, simulator.FOREIGN) for i in range(5)]
 
 
 def _homogeneous_envelope(name: str, seed: int) -> np.ndarray:
@@ -122,9 +135,10 @@ def test_shadow_is_darker_than_the_tissue_it_hides(cases):
         assert np.median(tissue) - np.median(case.image[shadowed]) > 40, case.name
 
 
-def test_labels_agree_with_anatomy_and_geometry(cases):
+@pytest.mark.parametrize("which", ["cases", "wide_cases"])
+def test_labels_agree_with_anatomy_and_geometry(which, request):
     known = set(CLASSES) | {OUTSIDE}
-    for case in cases:
+    for case in request.getfixturevalue(which):
         labels, bio = case.labels, case.biometry
         assert case.image.shape == labels.shape == (160, 160) and case.image.dtype == np.uint8
         assert set(np.unique(labels)) <= known
@@ -146,8 +160,9 @@ def test_labels_agree_with_anatomy_and_geometry(cases):
         assert geom.problems(case.geometry, labels.shape) == []
 
 
-def test_plane_verdict_matches_the_labels(cases):
-    for case in cases:
+@pytest.mark.parametrize("which", ["cases", "wide_cases"])
+def test_plane_verdict_matches_the_labels(which, request):
+    for case in request.getfixturevalue(which):
         present = set(np.unique(case.labels))
         bio = case.biometry
         if bio.plane_acceptable:
@@ -155,9 +170,10 @@ def test_plane_verdict_matches_the_labels(cases):
             assert bio.plane_reason == simulator.ACCEPTABLE
         else:
             assert bio.plane_reason in simulator.UNACCEPTABLE or "hidden" in bio.plane_reason
-            if bio.plane_reason in (simulator.NO_STOMACH, simulator.RENAL_LEVEL):
+            if bio.plane_reason in (simulator.NO_STOMACH, simulator.RENAL_LEVEL, simulator.TOO_HIGH,
+                                    simulator.CORD_INSERTION):
                 assert STOMACH not in present
-            if bio.plane_reason in (simulator.NO_VEIN, simulator.RENAL_LEVEL):
+            if bio.plane_reason in (simulator.NO_VEIN, simulator.RENAL_LEVEL, simulator.TOO_HIGH):
                 assert VEIN not in present
 
 

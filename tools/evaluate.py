@@ -28,21 +28,7 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fetal_biometry import (dataset, evaluation, model as model_folder, paths, sweep,  # noqa: E402
-                            sweep_simulator)
-
-
-def models(folders: list[str] | None) -> list[model_folder.Model]:
-    """The model folders named, or those `make demo` trains when there are any."""
-    if not folders:
-        folders = [p for p in paths.demo_models(ROOT) if (p / model_folder.FILE).is_file()]
-        if not folders:
-            raise ValueError("no model folder found in runs/fetal_*; run `make demo` or pass --model DIR")
-    loaded = [model_folder.load(folder) for folder in folders]
-    names = [m.name for m in loaded]
-    if len(set(names)) != len(names):
-        raise ValueError(f"two models would share a name in the results: {names}; rename a folder")
-    return loaded
+from fetal_biometry import cli, dataset, evaluation, sweep, sweep_simulator  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -62,12 +48,12 @@ def main(argv=None) -> int:
         if sweep_simulator.is_sweeps(args.dataset):  # sweeps: the benchmark's metrics
             summaries = {m.name: sweep.evaluate(m, args.dataset, args.out,
                                                 lambda it, desc: tqdm(it, desc=desc))
-                         for m in models(args.model)}
+                         for m in cli.models(args.model, ROOT)}
             print(sweep.write_report(summaries, args.out))
             return 0
         summaries = {m.name: evaluation.evaluate(m, args.dataset, args.out,
                                                      lambda it, desc: tqdm(it, desc=desc), args.overlays)
-                     for m in models(args.model)}
+                     for m in cli.models(args.model, ROOT)}
     except (ValueError, OSError, dataset.DatasetError) as err:
         print(f"evaluate: error: {err}", file=sys.stderr)
         return 1

@@ -12,10 +12,16 @@ One case is made in three steps.
    muscle, uterine wall and, in some cases, the placenta; beyond the fetus the posterior
    uterine wall and maternal viscera. The fetus is rotated, mirrored, and placed at random
    depth and beam angle, always inside the fan. A share of planes (default 30 %) is not
-   acceptable for AC: stomach missing, umbilical vein missing, or the wrong (renal) level.
+   acceptable for AC: stomach missing, umbilical vein missing, the wrong (renal) level, and
+   with the training ranges also too high (heart and lungs), too low (the cord insertion),
+   oblique (an elongated oval) or the umbilical vein running out to the skin line. Look-alikes
+   of the landmarks (free cord loops, portal vessels, gallbladder, kidneys, limbs) and varied
+   echogenicity and maternal layers come with the ranges
+   (:class:`~fetal_biometry.simulator.appearance.AnatomyRanges`).
    The imaging depth is set as a sonographer would, to fit the fetus, so the pixel spacing
-   follows the size (0.44-0.91 mm per pixel for 256 x 256 images, median 0.67) and the
-   transmit frequency falls with depth (about 4.7 to 2.6 MHz).
+   follows the size and the maternal wall (training ranges: 0.48-0.99 mm per pixel for
+   256 x 256 images, 1st-99th percentile, median 0.73; the first round's: 0.45-0.92, median
+   0.68) and the transmit frequency falls with depth (about 4.4 to 2.5 MHz).
 2. **Physics** (:func:`beam_envelope`), on a beam grid (depth x beam, two samples per pixel
    along depth, about one pixel between beams at the deepest row). Each sample holds a
    scatterer with the tissue's density as probability and complex Gaussian amplitude scaled
@@ -41,9 +47,10 @@ The package: :mod:`~fetal_biometry.simulator.tissues` (the tissue table),
 presets NARROW, TRAINING, FOREIGN) and :mod:`~fetal_biometry.simulator.cases` (whole cases and
 datasets).
 """
-from fetal_biometry.simulator.anatomy import (ACCEPTABLE, NO_STOMACH, NO_VEIN, PROBES, RENAL_LEVEL,
-                                              UNACCEPTABLE, Scene, abdomen_ellipse, draw_scene,
-                                              hadlock_ac_mm, tissue_at)
+from fetal_biometry.simulator.anatomy import (ACCEPTABLE, CORD_INSERTION, NO_STOMACH, NO_VEIN,
+                                              OBLIQUE, PROBES, RENAL_LEVEL, TOO_HIGH, UNACCEPTABLE,
+                                              UNFIT, VEIN_AT_SKIN, Scene, abdomen_ellipse,
+                                              draw_scene, hadlock_ac_mm, tissue_at)
 from fetal_biometry.simulator.appearance import FOREIGN, NARROW, PRESETS, TRAINING, Appearance
 from fetal_biometry.simulator.cases import (BeamGrid, beam_grid, generator_record, ground_truth,
                                             scan_image, simulate, simulate_case, write)

@@ -3,6 +3,29 @@
 A :class:`Scene` holds everything random about a case but no pixels; :func:`tissue_at` turns
 it into tissue ids (:mod:`fetal_biometry.simulator.tissues`) at any image coordinates.
 Anatomy is in mm in a fetal frame (``u`` towards the fetal left, ``v`` anterior).
+
+What varies from case to case beyond the first round's drawing is set by
+:class:`~fetal_biometry.simulator.appearance.AnatomyRanges` (every range documented there):
+
+- **echogenicity**: each echogenic soft tissue's echo is scaled per case (:attr:`Scene.echo_scale`,
+  which the physics multiplies into the scatterer amplitudes);
+- **maternal**: thickness of fat, muscle and placenta, and where the placenta lies;
+- **distractors**, look-alikes of the landmarks: free umbilical cord loops in the fluid
+  (Wharton's jelly around a vein and two arteries; labelled *background*, never vein: the
+  vein class is the intrahepatic umbilical vein), branching portal vessels in the liver and
+  the gallbladder (dark, labelled *abdomen*), the kidneys' upper poles partly in plane
+  (*abdomen*), an arm or leg beside the abdomen (soft tissue and a bone that shadows,
+  labelled *background*);
+- **unfit planes** (:data:`UNFIT`): no stomach bubble, no umbilical vein, renal level, too
+  high (heart and lungs), too low (the cord insertion at the anterior wall), oblique (an
+  oval with axis ratio well below a transverse section's 0.85-1.0) and the umbilical vein
+  reaching the skin line. The abdomen ellipse of an unfit plane is still the true one.
+
+Random numbers: what the first round drew comes from the case's generator in the same order
+(a range only changes the bounds), everything new from a child generator spawned from it
+(:meth:`numpy.random.Generator.spawn`, which leaves the parent's stream alone), so the
+:data:`~fetal_biometry.simulator.appearance.NARROW` ranges reproduce the first round's
+scans byte for byte.
 """
 from __future__ import annotations
 
@@ -14,7 +37,7 @@ import numpy as np
 from fetal_biometry import geometry as geom
 from fetal_biometry.ellipse import Ellipse, ellipse_perimeter
 from fetal_biometry.simulator.appearance import TRAINING, AnatomyRanges
-from fetal_biometry.simulator.tissues import TISSUE
+from fetal_biometry.simulator.tissues import BONE, ECHO, TISSUE, TISSUES
 
 PROBES = ("convex", "linear", "mixed")
 CONVEX_SHARE_MIXED = 2 / 3  # fetal abdomens are scanned with convex probes; some linear ones
@@ -26,7 +49,17 @@ ACCEPTABLE = "stomach bubble and umbilical vein in plane"
 NO_STOMACH = "stomach bubble not in plane"
 NO_VEIN = "umbilical vein not in plane"
 RENAL_LEVEL = "wrong level: kidneys in plane, no stomach bubble or umbilical vein"
-UNACCEPTABLE = (NO_STOMACH, NO_VEIN, RENAL_LEVEL)
+TOO_HIGH = "too high: heart and lungs in plane, no stomach bubble or umbilical vein"
+CORD_INSERTION = "too low: cord insertion at the anterior wall, no stomach bubble"
+OBLIQUE = "oblique plane: abdomen section too elongated"
+VEIN_AT_SKIN = "umbilical vein runs out to the skin line"
+UNFIT = {"no_stomach": NO_STOMACH, "no_vein": NO_VEIN, "renal_level": RENAL_LEVEL,
+         "too_high": TOO_HIGH, "cord_insertion": CORD_INSERTION, "oblique": OBLIQUE,
+         "vein_at_skin": VEIN_AT_SKIN}  # AnatomyRanges.unfit_kinds key -> plane reason
+UNACCEPTABLE = tuple(UNFIT.values())
+_NO_STOMACH = (NO_STOMACH, RENAL_LEVEL, TOO_HIGH, CORD_INSERTION)  # reasons drawn without one
+_NO_VEIN = (NO_VEIN, RENAL_LEVEL, TOO_HIGH, CORD_INSERTION)
+JITTERED = np.flatnonzero((ECHO >= 0.1) & ~BONE)  # tissues whose echogenicity varies by case
 
 
 # --------------------------------------------------------------------------- shapes (fetal frame, mm)
@@ -131,6 +164,9 @@ class Scene:
     organs: tuple[tuple[int, object], ...]  # (tissue id, shape), painted in order
     gestational_age_weeks: float
     plane_reason: str
+    outside: tuple[tuple[int, object], ...] = ()  # (tissue id, shape) in the fluid, fetal frame
+    echo_scale: np.ndarray = dataclasses.field(  # per tissue id, multiplies its echogenicity
+        default_factory=lambda: np.ones(len(TISSUES), np.float32))
 
 
 def hadlock_ac_mm(ga_weeks: float) -> float:
@@ -156,9 +192,15 @@ def _draw_size(rng: np.random.Generator) -> tuple[float, float, float]:
     return (age, a, a * ratio) if rng.random() < 0.5 else (age, a * ratio, a)
 
 
-def _vein_path(rng: np.random.Generator, a: float, b: float) -> tuple[tuple[float, float], ...]:
-    """The intrahepatic umbilical vein: from the anterior wall back and towards the right."""
+def _vein_path(rng: np.random.Generator, a: float, b: float,
+               to_skin: bool = False) -> tuple[tuple[float, float], ...]:
+    """The intrahepatic umbilical vein: from the anterior wall back and towards the right.
+
+    ``to_skin``: it starts beyond the skin line instead (the plane cuts its course outside the liver).
+    """
     start = np.array([a * rng.uniform(-0.06, 0.06), b * rng.uniform(0.55, 0.68)])
+    if to_skin:
+        start[1] = 1.05 * b
     end = np.array([-a * rng.uniform(0.25, 0.38), b * rng.uniform(0.0, 0.15)])
     control = np.array([start[0] + a * rng.uniform(-0.05, 0.05), end[1] + b * rng.uniform(0.0, 0.1)])
     t = np.linspace(0, 1, 17)[:, None]  # a quadratic Bezier curve: the "J"
@@ -166,29 +208,62 @@ def _vein_path(rng: np.random.Generator, a: float, b: float) -> tuple[tuple[floa
     return tuple(map(tuple, curve.tolist()))
 
 
+def _kidneys(rng: np.random.Generator, a: float, b: float, spine_v: float,
+             size: float = 1.0) -> list:
+    """Both kidneys beside the spine, their sections ``size`` (0..1) of the renal level's."""
+    s = math.sqrt(a * b) / 40
+    organs = []
+    for side in (1, -1):
+        u, v = side * a * rng.uniform(0.28, 0.34), spine_v + rng.uniform(2, 5) * s
+        organs.append((TISSUE["kidney"], Blob(u, v, a * rng.uniform(0.13, 0.16) * size,
+                                               b * rng.uniform(0.17, 0.2) * size, side * rng.uniform(5, 25))))
+        organs.append((TISSUE["renal_sinus"], Blob(u - side * 1.5 * s * size, v, 2.2 * s * size,
+                                                    3.5 * s * size)))
+    return organs
+
+
+def thorax(a: float, b: float, grown: float) -> tuple:
+    """Lungs and heart (its four chambers as two pairs of blood pools), grown (0..1) from the
+    diaphragm up; painted over the liver of an abdomen with semi-axes a, b (mm)."""
+    heart = [(TISSUE["heart"], Blob(0.12 * a, 0.2 * b, 0.42 * a * grown, 0.38 * b * grown, 15))]
+    for side in (1, -1):
+        heart.append((TISSUE["vessel"], Blob(0.12 * a + side * 0.13 * a * grown, 0.2 * b,
+                                             0.09 * a * grown, 0.2 * b * grown, 15)))
+    lungs = [(TISSUE["lung"], Blob(side * 0.42 * a, -0.05 * b, 0.38 * a * grown, 0.5 * b * grown))
+             for side in (1, -1)]
+    return tuple(lungs + heart)
+
+
+def _spine_level(a: float, b: float) -> float:
+    """A typical vertebral body centre (v, mm): where :func:`draw_organs` puts it on average."""
+    return -b + 12 * math.sqrt(a * b) / 40
+
+
 def draw_organs(rng: np.random.Generator, a: float, b: float, reason: str) -> tuple:
-    """Fetal organs inside the skin ellipse (semi-axes a, b mm), in painting order."""
+    """Fetal organs inside the skin ellipse (semi-axes a, b mm), in painting order.
+
+    The landmarks follow the plane ``reason``; a cord insertion's vein is drawn by
+    :func:`draw_scene` (it belongs with the cord outside).
+    """
     s = math.sqrt(a * b) / 40  # organ sizes scale with the abdomen (40 mm: AC about 250 mm)
     wall = rng.uniform(2.0, 3.0) * s
     organs = [(TISSUE["body_wall"], Band(a, b, 1 - wall / math.sqrt(a * b), 1.0))]
     spine_v = -b + rng.uniform(11, 13) * s  # vertebral body centre
     if reason == RENAL_LEVEL:
-        for side in (1, -1):
-            u, v = side * a * rng.uniform(0.28, 0.34), spine_v + rng.uniform(2, 5) * s
-            organs.append((TISSUE["kidney"], Blob(u, v, a * rng.uniform(0.13, 0.16), b * rng.uniform(0.17, 0.2),
-                                                   side * rng.uniform(5, 25))))
-            organs.append((TISSUE["renal_sinus"], Blob(u - side * 1.5 * s, v, 2.2 * s, 3.5 * s)))
+        organs += _kidneys(rng, a, b, spine_v)
     for _ in range(rng.integers(2, 5)):  # hepatic and portal veins, cut across
         radius = rng.uniform(0.8, 1.5) * s
         organs.append((TISSUE["vessel"], Blob(a * rng.uniform(-0.45, 0.1), b * rng.uniform(-0.2, 0.45),
                                                radius * rng.uniform(1, 2), radius,
                                                rng.uniform(0, 180))))
-    if reason not in (NO_STOMACH, RENAL_LEVEL):
+    if reason not in _NO_STOMACH:
         organs.append((TISSUE["stomach"], Blob(
             a * rng.uniform(0.28, 0.4), b * rng.uniform(-0.05, 0.25), a * rng.uniform(0.15, 0.23),
             b * rng.uniform(0.11, 0.17), rng.uniform(-40, 40))))
-    if reason not in (NO_VEIN, RENAL_LEVEL):
-        vein = Tube(_vein_path(rng, a, b), rng.uniform(1.5, 2.3) * s)
+    if reason == TOO_HIGH:
+        organs += thorax(a, b, rng.uniform(0.5, 1.0))
+    if reason not in _NO_VEIN:
+        vein = Tube(_vein_path(rng, a, b, to_skin=reason == VEIN_AT_SKIN), rng.uniform(1.5, 2.3) * s)
         organs.append((TISSUE["umbilical_vein"], vein))
     organs.append((TISSUE["vessel"], Blob(2.5 * s, spine_v + 5 * s, 1.6 * s, 1.6 * s)))  # aorta
     organs.append((TISSUE["spine"], Blob(0.0, spine_v, 3.8 * s, 3.3 * s)))
@@ -207,18 +282,184 @@ def draw_organs(rng: np.random.Generator, a: float, b: float, reason: str) -> tu
     return tuple(organs)
 
 
+# --------------------------------------------------------------------------- distractors, unfit planes
+
+def _within(point: np.ndarray, a: float, b: float, rho: float) -> tuple[float, float]:
+    """``point`` (u, v), pulled towards the centre to normalised radius ``rho`` at most."""
+    r = math.hypot(point[0] / a, point[1] / b)
+    return tuple((point * min(1.0, rho / r) if r > 0 else point).tolist())
+
+
+def _portal_vessels(rng: np.random.Generator, a: float, b: float) -> list:
+    """One or two portal veins branching in the liver: a trunk and two branches, cut along."""
+    s, organs = math.sqrt(a * b) / 40, []
+    for _ in range(rng.integers(1, 3)):
+        root = np.array([a * rng.uniform(-0.45, 0.05), b * rng.uniform(-0.2, 0.3)])
+        fork = root + [a * rng.uniform(-0.15, 0.15), b * rng.uniform(-0.15, 0.15)]
+        radius = rng.uniform(0.7, 1.2) * s
+        organs.append((TISSUE["vessel"], Tube((_within(root, a, b, 0.8), _within(fork, a, b, 0.8)), radius)))
+        for _ in range(2):
+            tip = fork + [a * rng.uniform(-0.15, 0.15), b * rng.uniform(-0.15, 0.15)]
+            organs.append((TISSUE["vessel"], Tube((_within(fork, a, b, 0.8), _within(tip, a, b, 0.8)),
+                                                  0.7 * radius)))
+    return organs
+
+
+def _gallbladder(rng: np.random.Generator, a: float, b: float) -> list:
+    """The gallbladder: a pear (fundus and neck) on the fetal right, anechoic like the stomach."""
+    s = math.sqrt(a * b) / 40
+    u, v = -a * rng.uniform(0.22, 0.36), b * rng.uniform(-0.2, 0.15)
+    length, width, angle = rng.uniform(3.5, 5.5) * s, rng.uniform(2.0, 3.0) * s, rng.uniform(0, 180)
+    c, t = math.cos(math.radians(angle)), math.sin(math.radians(angle))
+    neck = Blob(u + 0.9 * length * c, v + 0.9 * length * t, 0.6 * length, 0.45 * width, angle)
+    return [(TISSUE["gallbladder"], Blob(u, v, length, width, angle)), (TISSUE["gallbladder"], neck)]
+
+
+def draw_inner_distractors(rng: np.random.Generator, a: float, b: float, ranges: AnatomyRanges,
+                           reason: str) -> list:
+    """Look-alikes inside the abdomen, painted before the landmarks (which cover them)."""
+    organs = []
+    if rng.random() < ranges.portal_vessel_share:
+        organs += _portal_vessels(rng, a, b)
+    if rng.random() < ranges.gallbladder_share:
+        organs += _gallbladder(rng, a, b)
+    if rng.random() < ranges.kidney_share and reason not in (RENAL_LEVEL, TOO_HIGH):
+        organs += _kidneys(rng, a, b, _spine_level(a, b), rng.uniform(0.35, 0.65))
+    return organs
+
+
+def _radius_towards(a: float, b: float, phi: float) -> float:
+    """Distance (mm) from the abdomen centre to its skin line in direction ``phi`` (rad from +u)."""
+    return 1 / math.hypot(math.cos(phi) / a, math.sin(phi) / b)
+
+
+def _beside(rng: np.random.Generator, a: float, b: float, gap: tuple[float, float],
+            radius: float) -> tuple[np.ndarray, float]:
+    """A random centre for an object of ``radius`` outside the skin line, ``gap`` (mm) away;
+    and the direction (rad) from the abdomen to it."""
+    phi = rng.uniform(0, 2 * math.pi)
+    distance = _radius_towards(a, b, phi) + rng.uniform(*gap) + radius
+    return distance * np.array([math.cos(phi), math.sin(phi)]), phi
+
+
+def _cord_along(start: np.ndarray, direction: float, length: float, bend: float, jelly: float,
+                vein: float, turns: float, phase: float) -> list:
+    """A stretch of cord cut along: jelly around the vein, two arteries coiling round it."""
+    t = np.linspace(0, 1, 17)[:, None]
+    forward = np.array([math.cos(direction), math.sin(direction)])
+    normal = np.array([-forward[1], forward[0]])
+    path = start + t * length * forward + (4 * t * (1 - t)) * bend * normal  # a bent loop
+    artery = 0.55 * vein
+    organs = [(TISSUE["cord_jelly"], Tube(tuple(map(tuple, path.tolist())), jelly)),
+              (TISSUE["cord_vessel"], Tube(tuple(map(tuple, path.tolist())), vein))]
+    for offset in (0.0, math.pi):
+        coil = path + normal * (vein + 0.8 * artery) * np.sin(2 * np.pi * turns * t + phase + offset)
+        organs.append((TISSUE["cord_vessel"], Tube(tuple(map(tuple, coil.tolist())), artery)))
+    return organs
+
+
+def _cord_across(center: np.ndarray, jelly: float, vein: float, angle: float) -> list:
+    """A loop of cord cut across: the three-vessel section (a vein, two smaller arteries)."""
+    artery, c, t = 0.55 * vein, math.cos(angle), math.sin(angle)
+    vein_at = center + 0.35 * jelly * np.array([c, t])
+    organs = [(TISSUE["cord_jelly"], Blob(*center, jelly, 0.85 * jelly, math.degrees(angle))),
+              (TISSUE["cord_vessel"], Blob(*vein_at, vein, vein))]
+    for side in (1, -1):
+        at = center - 0.3 * jelly * np.array([c, t]) + side * 0.35 * jelly * np.array([-t, c])
+        organs.append((TISSUE["cord_vessel"], Blob(*at, artery, artery)))
+    return organs
+
+
+def _cord_size(rng: np.random.Generator, a: float, b: float) -> tuple[float, float]:
+    """Radii (mm) of the cord's jelly and of its vein (as wide as the intrahepatic vein)."""
+    s = math.sqrt(a * b) / 40
+    return rng.uniform(4.5, 6.5) * s, rng.uniform(1.5, 2.3) * s
+
+
+def _cord_loop(rng: np.random.Generator, a: float, b: float) -> list:
+    """A free loop of cord floating in the fluid near the abdomen, cut along or across."""
+    jelly, vein = _cord_size(rng, a, b)
+    if rng.random() < 0.4:
+        center, _ = _beside(rng, a, b, (1, 15), jelly)
+        return _cord_across(center, jelly, vein, rng.uniform(0, 2 * math.pi))
+    start, phi = _beside(rng, a, b, (1, 15), jelly)
+    direction = phi + math.pi / 2 + rng.uniform(-0.6, 0.6)  # roughly along the skin line
+    return _cord_along(start, direction, rng.uniform(8, 14) * jelly, rng.uniform(-2, 2) * jelly, jelly,
+                       vein, rng.uniform(1, 3), rng.uniform(0, 2 * math.pi))
+
+
+def _limb(rng: np.random.Generator, a: float, b: float) -> list:
+    """An arm or leg beside the abdomen: soft tissue round a bone, cut across or along."""
+    radius = rng.uniform(0.15, 0.25) * math.sqrt(a * b)
+    bone = rng.uniform(0.25, 0.35) * radius  # the shaft of a humerus or femur
+    center, phi = _beside(rng, a, b, (1, 8), radius)
+    if rng.random() < 0.7:  # a transverse abdominal plane mostly cuts the limbs across
+        angle = rng.uniform(0, 180)
+        return [(TISSUE["limb"], Blob(*center, radius, radius * rng.uniform(0.75, 1.0), angle)),
+                (TISSUE["limb_bone"], Blob(*(center + rng.uniform(-0.2, 0.2, 2) * radius), bone, bone))]
+    direction = phi + math.pi / 2 + rng.uniform(-0.5, 0.5)
+    half = rng.uniform(1.2, 2.0) * radius * np.array([math.cos(direction), math.sin(direction)])
+    ends = tuple(map(tuple, (center - half, center + half)))
+    bone_ends = tuple(map(tuple, (center - 0.8 * half, center + 0.8 * half)))
+    return [(TISSUE["limb"], Tube(ends, radius)), (TISSUE["limb_bone"], Tube(bone_ends, bone))]
+
+
+def draw_fluid_distractors(rng: np.random.Generator, a: float, b: float, ranges: AnatomyRanges) -> list:
+    """Look-alikes in the amniotic fluid around the abdomen (fetal frame, mm), painting order."""
+    objects = []
+    if rng.random() < ranges.cord_loop_share:
+        for _ in range(rng.integers(1, ranges.cord_loops_max + 1)):
+            objects += _cord_loop(rng, a, b)
+    if rng.random() < ranges.limb_share:
+        objects += _limb(rng, a, b)
+    return objects
+
+
+def _cord_insertion(rng: np.random.Generator, a: float, b: float) -> tuple[list, list]:
+    """The umbilical cord entering the anterior wall: the vein's first stretch inside the body
+    (labelled vein: it touches the skin line) and the cord outside it, in the fluid."""
+    jelly, vein = _cord_size(rng, a, b)
+    u = a * rng.uniform(-0.1, 0.1)
+    inside = (TISSUE["umbilical_vein"], Tube(((u, 1.05 * b), (u + a * rng.uniform(-0.08, 0.08),
+                                                              b * rng.uniform(0.6, 0.75))), vein))
+    start = np.array([u, b - jelly])
+    direction = math.pi / 2 + rng.uniform(-0.5, 0.5)
+    outside = _cord_along(start, direction, rng.uniform(6, 10) * jelly, rng.uniform(-2, 2) * jelly, jelly,
+                          vein, rng.uniform(1, 3), rng.uniform(0, 2 * math.pi))
+    return [inside], outside
+
+
+def _elongate(rng: np.random.Generator, a: float, b: float, ratio: tuple[float, float]) -> tuple[float, float]:
+    """An oblique section: the same perimeter, its axis ratio drawn from ``ratio``."""
+    major, minor = max(a, b), min(a, b)
+    r = rng.uniform(*ratio)
+    major = ellipse_perimeter(major, minor) / ellipse_perimeter(1.0, r)
+    return (major, major * r) if a >= b else (major * r, major)
+
+
+def draw_echo_scale(rng: np.random.Generator, jitter_db: tuple[float, float]) -> np.ndarray:
+    """Per tissue id, the case's echogenicity factor: :data:`JITTERED` tissues up or down by
+    a magnitude in ``jitter_db`` (dB), the others 1."""
+    scale = np.ones(len(TISSUES), np.float32)
+    db = rng.uniform(*jitter_db, JITTERED.size) * rng.choice([-1.0, 1.0], JITTERED.size)
+    scale[JITTERED] = 10 ** (db / 20)
+    return scale
+
+
 def _wave(rng: np.random.Generator, depth: float, amplitude: float, tilt: float = 0.0) -> Boundary:
     return Boundary(depth, tilt, rng.uniform(0, amplitude), rng.uniform(0.3, 1.5),
                      rng.uniform(0, 2 * np.pi))
 
 
-def _layers_above(rng: np.random.Generator) -> tuple[list[int], list[Boundary], float]:
+def _layers_above(rng: np.random.Generator,
+                  ranges: AnatomyRanges) -> tuple[list[int], list[Boundary], float]:
     """Maternal wall, uterine wall and maybe placenta above the fluid; the fluid's deepest start."""
     layers = ["maternal_skin", "fat", "fascia", "muscle", "myometrium"]
-    thickness = [1.5, rng.uniform(3, 12), rng.uniform(0.6, 1.0), rng.uniform(4, 12), rng.uniform(5, 10)]
-    if rng.random() < 0.35:
+    thickness = [1.5, rng.uniform(*ranges.fat_mm), rng.uniform(0.6, 1.0), rng.uniform(*ranges.muscle_mm),
+                 rng.uniform(5, 10)]
+    if rng.random() < ranges.anterior_placenta_share:
         layers.append("placenta")
-        thickness.append(rng.uniform(15, 35))
+        thickness.append(rng.uniform(*ranges.placenta_mm))
     layers.append("amniotic_fluid")
     maternal = _wave(rng, 0, 1.5)  # the maternal layers undulate together, parallel to the face
     uterine_tilt = rng.uniform(-8, 8)
@@ -233,14 +474,14 @@ def _layers_above(rng: np.random.Generator) -> tuple[list[int], list[Boundary], 
     return [TISSUE[n] for n in layers], boundaries, deepest
 
 
-def _layers_below(rng: np.random.Generator, fluid_end: float,
-                  placenta: bool) -> tuple[list[int], list[Boundary]]:
+def _layers_below(rng: np.random.Generator, fluid_end: float, placenta: bool,
+                  placenta_mm: tuple[float, float]) -> tuple[list[int], list[Boundary]]:
     """Posterior placenta, uterine wall, maternal viscera below the fluid (from ``fluid_end`` on)."""
     tilt = rng.uniform(-8, 8)
     first = _wave(rng, 0, 4, tilt)
     depth = fluid_end + abs(tilt) / 2 + first.amplitude
     layers, boundaries = [], [dataclasses.replace(first, depth=depth)]
-    steps = [("placenta", rng.uniform(15, 35))] if placenta else []
+    steps = [("placenta", rng.uniform(*placenta_mm))] if placenta else []
     steps.append(("myometrium", rng.uniform(5, 10)))
     for name, step in steps:
         depth += step
@@ -306,20 +547,37 @@ def _place(rng: np.random.Generator, g: geom.Geometry, shape: tuple[int, int], d
 def draw_scene(rng: np.random.Generator, shape: tuple[int, int] = (256, 256),
                probe: str = "convex", unacceptable_share: float = 0.3,
                ranges: AnatomyRanges = TRAINING.anatomy) -> Scene:
-    """Draw the anatomy, probe and plane of one case (see the module docstring)."""
+    """Draw the anatomy, probe and plane of one case (see the module docstring).
+
+    ``ranges`` sets what varies (:class:`AnatomyRanges`); an unfit plane (probability
+    ``unacceptable_share``) is one of ``ranges.unfit_kinds``, equally likely.
+    """
     if probe not in PROBES:
         raise ValueError(f"unknown probe {probe!r}; choose one of {PROBES}")
+    unknown = sorted(set(ranges.unfit_kinds) - set(UNFIT))
+    if unknown or not ranges.unfit_kinds:
+        raise ValueError(f"unknown unfit-plane kinds {unknown}; choose from {sorted(UNFIT)}")
+    child = rng.spawn(1)[0]  # new random numbers: the first round's stream stays as it was
     if probe == "mixed":
         probe = "convex" if rng.random() < CONVEX_SHARE_MIXED else "linear"
     age, a, b = _draw_size(rng)
-    reason = UNACCEPTABLE[rng.integers(3)] if rng.random() < unacceptable_share else ACCEPTABLE
+    kinds = ranges.unfit_kinds
+    reason = UNFIT[kinds[rng.integers(len(kinds))]] if rng.random() < unacceptable_share else ACCEPTABLE
+    if reason == OBLIQUE:
+        a, b = _elongate(child, a, b, ranges.oblique_ratio)
     organs = draw_organs(rng, a, b, reason)
-    above, top, fluid_start = _layers_above(rng)
+    outside = draw_fluid_distractors(child, a, b, ranges)
+    organs = organs[:1] + tuple(draw_inner_distractors(child, a, b, ranges, reason)) + organs[1:]
+    if reason == CORD_INSERTION:
+        vein, cord = _cord_insertion(child, a, b)
+        organs, outside = organs + tuple(vein), cord + outside
+    above, top, fluid_start = _layers_above(rng, ranges)
     # Depths along the beam; 1.04 covers a steered linear beam's longer path past the fetus.
     extent = max(a, b) * 1.04
     center_depth = fluid_start + rng.uniform(3, 20) + extent
     below, bottom = _layers_below(rng, center_depth + extent + rng.uniform(3, 25),
-                                  TISSUE["placenta"] not in above and rng.random() < 0.5)
+                                  TISSUE["placenta"] not in above
+                                  and rng.random() < ranges.posterior_placenta_share, ranges.placenta_mm)
     depth_mm = center_depth + extent + rng.uniform(12, 45)
     g, spacing = _probe(rng, probe, shape, depth_mm, center_depth, extent)
     center = _place(rng, g, shape, center_depth / spacing, max(a, b) / spacing)
@@ -327,7 +585,8 @@ def draw_scene(rng: np.random.Generator, shape: tuple[int, int] = (256, 256),
                  frequency_mhz=float(np.clip(5.0 - 0.015 * (depth_mm - 80), 2.0, 5.0)),
                  layers=tuple(above + below), boundaries=tuple(top + bottom), center=center,
                  semi_axes=(a, b), angle=rng.uniform(0, 360), mirrored=bool(rng.random() < 0.5),
-                 organs=organs, gestational_age_weeks=age, plane_reason=reason)
+                 organs=organs, gestational_age_weeks=age, plane_reason=reason, outside=tuple(outside),
+                 echo_scale=draw_echo_scale(child, ranges.echo_jitter_db))
 
 
 # --------------------------------------------------------------------------- anatomy -> tissue ids
@@ -344,12 +603,19 @@ def layer_tissue(scene: Scene, face_depth: np.ndarray, lateral: np.ndarray) -> n
 
 
 def paint_fetus(scene: Scene, tissue: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Paint the fetal abdomen over layer tissue ids at image coordinates ``x``, ``y`` (px)."""
+    """Paint the fetal abdomen over layer tissue ids at image coordinates ``x``, ``y`` (px),
+    and the scene's objects in the fluid (:attr:`Scene.outside`) over the amniotic fluid."""
     c, s = math.cos(math.radians(scene.angle)), math.sin(math.radians(scene.angle))
     dx, dy = (x - scene.center[0]) * scene.spacing_mm, (y - scene.center[1]) * scene.spacing_mm
     u, v = (dx * c + dy * s) * (-1 if scene.mirrored else 1), dy * c - dx * s
     a, b = scene.semi_axes
     body = (u / a) ** 2 + (v / b) ** 2 <= 1
+    if scene.outside:  # floating in the fluid: held back by the uterine wall
+        fluid = ~body & (tissue == TISSUE["amniotic_fluid"])
+        uf, vf, outer = u[fluid], v[fluid], tissue[fluid]
+        for tissue_id, shape in scene.outside:
+            outer[shape.contains(uf, vf)] = tissue_id
+        tissue[fluid] = outer
     u, v = u[body], v[body]  # organs only need the points inside the skin line
     inner = np.full(u.shape, TISSUE["liver"], np.uint8)
     for tissue_id, shape in scene.organs:

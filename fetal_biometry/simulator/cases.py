@@ -79,7 +79,7 @@ def scan_image(scene: Scene, grid: BeamGrid, shape: tuple[int, int], rng: np.ran
     """The B-mode image (uint8) of a scene: physics on its beam grid, log compression with
     ``display`` (:func:`physics.draw_display`, drawn here when None), scan conversion into the fan."""
     envelope = physics.beam_envelope(grid.tissue, grid.depth_mm, grid.pitch_mm, scene.frequency_mhz,
-                                     rng, physics.texture(rng, grid.tissue.shape))
+                                     rng, physics.texture(rng, grid.tissue.shape) * scene.echo_scale[grid.tissue])
     dynamic_range, top_db = physics.draw_display(rng) if display is None else display
     gray = physics.log_compress(envelope, dynamic_range, top_db)
     return np.rint(geom.scan_convert(gray, scene.geometry, shape)).astype(np.uint8)

@@ -1,7 +1,11 @@
 """The tissues of the simulated scans: acoustic properties and the dataset class of each.
 
 A tissue id is an index into :data:`TISSUES`; the arrays below are the same table as columns,
-for indexing whole tissue maps at once.
+for indexing whole tissue maps at once. New tissues go at the end, so that ids stay put.
+
+Look-alikes outside the fetal abdomen (free umbilical cord loops, limbs) belong to the
+background class: the classifier's vein is the *intrahepatic* umbilical vein, and its
+abdomen is the abdomen being measured. A limb bone still shadows (:attr:`Tissue.bone`).
 """
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ class Tissue:
     density: float  # probability that a beam-grid sample holds a scatterer; 1: fully developed speckle
     attenuation: float  # dB / cm / MHz, one way
     impedance: float  # MRayl
+    bone: bool = False  # absorbs like bone: casts an acoustic shadow, is never itself shadow
 
 
 TISSUES = (
@@ -42,12 +47,18 @@ TISSUES = (
     Tissue("stomach", STOMACH, 0.03, 0.003, 0.005, 1.52),
     Tissue("umbilical_vein", VEIN, 0.03, 0.003, 0.15, 1.60),
     # Bone: 20 dB/cm/MHz lumps absorption and the reflection losses at its surfaces.
-    Tissue("spine", SPINE, 15.0, 1.0, 20.0, 5.0),
-    Tissue("rib", RIB, 15.0, 1.0, 20.0, 5.0),
+    Tissue("spine", SPINE, 15.0, 1.0, 20.0, 5.0, bone=True),
+    Tissue("rib", RIB, 15.0, 1.0, 20.0, 5.0, bone=True),
     # Thorax, for sweeps (fetal_biometry.sweep_simulator): fluid-filled fetal lungs are
     # brighter than liver; the heart is muscle around blood (chambers are "vessel").
     Tissue("lung", ABDOMEN, 1.5, 1.0, 0.4, 1.65),
     Tissue("heart", ABDOMEN, 0.9, 1.0, 0.35, 1.66),
+    # Distractors (fetal_biometry.simulator.anatomy): look-alikes of the landmarks.
+    Tissue("gallbladder", ABDOMEN, 0.03, 0.003, 0.005, 1.52),  # bile: anechoic, a stomach look-alike
+    Tissue("cord_jelly", BACKGROUND, 0.5, 1.0, 0.3, 1.58),  # Wharton's jelly of a free cord loop
+    Tissue("cord_vessel", BACKGROUND, 0.03, 0.003, 0.15, 1.60),  # its vein and two arteries
+    Tissue("limb", BACKGROUND, 0.9, 1.0, 0.35, 1.65),  # an arm or leg cut across or along
+    Tissue("limb_bone", BACKGROUND, 15.0, 1.0, 20.0, 5.0, bone=True),  # humerus, femur: shadows
 )
 TISSUE = {t.name: i for i, t in enumerate(TISSUES)}  # name -> tissue id
 LABEL = np.array([t.label for t in TISSUES], np.uint8)
@@ -55,4 +66,4 @@ ECHO = np.array([t.echo for t in TISSUES], np.float32)
 DENSITY = np.array([t.density for t in TISSUES], np.float32)
 ATTENUATION = np.array([t.attenuation for t in TISSUES], np.float32)
 IMPEDANCE = np.array([t.impedance for t in TISSUES], np.float32)
-BONE = np.isin(LABEL, (SPINE, RIB))
+BONE = np.array([t.bone for t in TISSUES], bool)
