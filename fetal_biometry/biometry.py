@@ -243,8 +243,10 @@ def _outline(region: np.ndarray, fluid: np.ndarray, near_shadow: np.ndarray,
     # Small holes are mislabelled pixels inside the body; large ones may be fluid between the
     # abdomen and tissue it touches, whose far side is no body wall.
     region = morphology.remove_small_holes(region, max_size=int(max_hole_px))
-    rc = np.unique(np.concatenate(skmeasure.find_contours(region.astype(np.float32), 0.5)),
-                   axis=0)
+    contours = skmeasure.find_contours(region.astype(np.float32), 0.5)
+    if not contours:  # the region filled the whole map (its padding ring counted as a hole)
+        return np.empty((0, 2)), np.empty((0, 2)), 0.0
+    rc = np.unique(np.concatenate(contours), axis=0)
     # Each sub-pixel point lies half-way between a region pixel and an outside one.
     lo, hi = np.floor(rc).astype(int), np.ceil(rc).astype(int)
     sign = np.where(region[lo[:, 0], lo[:, 1]], 1, -1)[:, None]

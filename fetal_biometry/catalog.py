@@ -39,19 +39,34 @@ def _tutorial_cnn(loss: str) -> dict[str, object]:
     return files
 
 
-def _patch_classifier(encoding: str) -> dict[str, object]:
-    """The fetal patch classifier for one beam encoding, on the LMDBs of tools/make_lmdb.py."""
-    name = paths.fetal_name(encoding)
-    folder = str(paths.prototxt_dir(name))
-    files = {f"{folder}/{split}.prototxt": nets.patch_classifier(
-                 f"{paths.patch_lmdbs(encoding)}/{split}_lmdb", batch)
+#: Adam iterations of the fetal patch classifier (make demo and every experiment train this long).
+FETAL_ITERATIONS = 1500
+
+
+def patch_classifier(folder: str, lmdbs: str, snapshot_prefix: str, random_seed: int = 1,
+                     max_iter: int = FETAL_ITERATIONS) -> dict[str, object]:
+    """The fetal patch classifier's train and val nets and its solver, as files of ``folder``.
+
+    ``lmdbs`` holds the ``train_lmdb`` and ``val_lmdb`` of :mod:`fetal_biometry.patch_records`.
+    The checked-in nets and every experiment's nets (:mod:`fetal_biometry.experiments`) are made
+    here, so they differ only in their paths, seed and length.
+    """
+    files = {f"{folder}/{split}.prototxt": nets.patch_classifier(f"{lmdbs}/{split}_lmdb", batch)
              for split, batch in (("train", 64), ("val", 100))}
-    files[f"{folder}/deploy.prototxt"] = nets.patch_classifier_deploy(patches.channels(encoding))
     # Adam on the softmax loss, as the source trained its classifier.
     files[f"{folder}/solver.prototxt"] = solvers.adam(
         f"{folder}/train.prototxt", 1e-3, test_net=f"{folder}/val.prototxt", test_iter=[20],
-        test_interval=250, max_iter=1500, snapshot=500, random_seed=1,
-        snapshot_prefix=paths.snapshot_prefix(name))
+        test_interval=250, max_iter=max_iter, snapshot=500, random_seed=random_seed,
+        snapshot_prefix=snapshot_prefix)
+    return files
+
+
+def _patch_classifier(encoding: str) -> dict[str, object]:
+    """The checked-in fetal patch classifier for one beam encoding, on tools/make_lmdb.py's LMDBs."""
+    name = paths.fetal_name(encoding)
+    folder = str(paths.prototxt_dir(name))
+    files = patch_classifier(folder, str(paths.patch_lmdbs(encoding)), paths.snapshot_prefix(name))
+    files[f"{folder}/deploy.prototxt"] = nets.patch_classifier_deploy(patches.channels(encoding))
     return files
 
 

@@ -9,7 +9,8 @@ Two kinds of function, both pure (nothing is written; callers write the files):
 - **plots**, numbers in, :class:`matplotlib.figure.Figure` out: :func:`contact_sheet`,
   :func:`training_plot`, and the evaluation report's :func:`bland_altman`,
   :func:`agreement_scatter`, :func:`confusion_heatmap`, :func:`class_accuracy_bars`,
-  :func:`plane_acceptance` and :func:`comparison`; :func:`figure_png` renders one.
+  :func:`plane_acceptance` and :func:`comparison`, and the experiments' :func:`learning_curve`;
+  :func:`figure_png` renders one.
 
 Figures are built on :class:`~matplotlib.figure.Figure` directly, not pyplot, so no global state
 or backend is touched. :func:`net_diagram` is the exception that writes: Caffe's own
@@ -441,6 +442,42 @@ def comparison(summaries: Mapping[str, Mapping]):
     plane_ax.legend(fontsize=6, ncol=2, loc="upper center")
     for ax in (bias_ax, error_ax, plane_ax):
         ax.grid(alpha=0.3, axis="x" if ax is bias_ax else "y")
+    return fig
+
+
+def learning_curve(curves: Mapping[str, Mapping[str, Mapping]], panels: Sequence[tuple[str, str]],
+                   styles: Mapping[str, tuple[str, str]]):
+    """One panel per metric against the number of training scans (log axis): a line per beam
+    encoding (colour) and evaluation set (line style) with a band of +- one standard deviation.
+
+    ``curves[set][encoding]`` is ``{"scans": [n, ...], metric: {"mean": [...], "sd": [...]}}``
+    (a mean or sd may be None: no value, or a single seed); ``panels`` are ``(metric, title)``;
+    ``styles[set]`` is ``(matplotlib line style, legend name)``.
+    """
+    from matplotlib.lines import Line2D
+
+    fig = _figure(3.3 * len(panels), 3.4)
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    encodings = list(dict.fromkeys(e for per_set in curves.values() for e in per_set))
+    colours = {e: f"C{i}" for i, e in enumerate(encodings)}
+    scans = sorted({n for per_set in curves.values() for c in per_set.values() for n in c["scans"]})
+    for ax, (metric, title) in zip(axes, panels):
+        for name, per_set in curves.items():
+            for encoding, curve in per_set.items():
+                x = np.asarray(curve["scans"], float)
+                mean = np.array([np.nan if m is None else m for m in curve[metric]["mean"]], float)
+                sd = np.array([0.0 if d is None else d for d in curve[metric]["sd"]], float)
+                ax.plot(x, mean, styles[name][0], color=colours[encoding], marker="o", ms=3, lw=1.4)
+                ax.fill_between(x, mean - sd, mean + sd, color=colours[encoding], alpha=0.12, lw=0)
+        ax.set_xscale("log")
+        ax.set_xticks(scans, [str(n) for n in scans])
+        ax.minorticks_off()
+        ax.set(xlabel="training scans")
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3)
+    handles = [Line2D([], [], color=colours[e], lw=2, label=e) for e in encodings]
+    handles += [Line2D([], [], color="#444", ls=styles[n][0], label=styles[n][1]) for n in curves]
+    axes[-1].legend(handles=handles, fontsize=7, loc="best")
     return fig
 
 

@@ -104,6 +104,21 @@ def split_cases(names: Sequence[str], fractions: tuple[float, float, float],
             "test": order[n_train + n_val:n_train + n_val + n_test]}
 
 
+def given_splits(splits: dict[str, list[str]], names: Sequence[str]) -> dict[str, list[str]]:
+    """``splits`` checked against the scans' ``names``: known splits, each scan in exactly one,
+    training and validation cases given."""
+    split = {name: list(splits.get(name, [])) for name in SPLITS}
+    listed = [n for cases in split.values() for n in cases]
+    problems = [f"unknown split(s) {sorted(set(splits) - set(SPLITS))}"] if set(splits) - set(SPLITS) else []
+    problems += [f"{n}: in two splits" for n in sorted({n for n in listed if listed.count(n) > 1})]
+    problems += [f"{n}: in a split but not among the scans" for n in sorted(set(listed) - set(names))]
+    problems += [f"{n}: a scan in no split" for n in sorted(set(names) - set(listed))]
+    problems += [f"the {name} split has no case" for name in ("train", "val") if not split[name]]
+    if problems:
+        raise RecordError("splits given: " + "; ".join(problems))
+    return split
+
+
 #: Smallest patch side: the classifier's two 5x5 convolutions and 2x2 poolings need 16 px.
 MIN_PATCH = 16
 #: Most augmented copies per patch: each copy adds the clean training set's size again, and
@@ -214,7 +229,8 @@ def build(scans: Iterable[Scan], out: str | os.PathLike, encoding: str = "channe
           size: int = patches.SIZE, per_class: dict[int, int] | None = None,
           fractions: tuple[float, float, float] = (0.7, 0.15, 0.15), seed: int = 0,
           require_all: bool = False, sources: dict | None = None, progress=None,
-          spacing_mm: float | None = None, augment: int = 0) -> dict:
+          spacing_mm: float | None = None, augment: int = 0,
+          splits: dict[str, list[str]] | None = None) -> dict:
     """Sample patches from ``scans`` and write the LMDBs and manifest into ``out``.
 
     Parameters
@@ -244,6 +260,9 @@ def build(scans: Iterable[Scan], out: str | os.PathLike, encoding: str = "channe
         Augmented copies per training patch (:func:`augmented_records`), drawn from a stream
         of their own: validation and test stay clean and the same as without augmentation, and
         0 writes exactly what it did before.
+    splits : dict, optional
+        The cases of each split by name (``{"train": [...], "val": [...]}``; a split left out is
+        empty) instead of a seeded draw by ``fractions``; every scan must be in one split.
     """
     per_class = per_class or {c: 40 for c in range(len(CLASSIFIER_CLASSES))}
     check_arguments(size, per_class, fractions, seed, spacing_mm, augment)
@@ -254,7 +273,11 @@ def build(scans: Iterable[Scan], out: str | os.PathLike, encoding: str = "channe
     if not scans:
         raise RecordError("no scans: the dataset lists no cases")
     by_name = {scan.name: scan for scan in scans}
-    split = split_cases(list(by_name), fractions, seed)
+    if splits is None:
+        split = split_cases(list(by_name), fractions, seed)
+    else:
+        split = given_splits(splits, list(by_name))
+        fractions = tuple(float(bool(split[name])) for name in SPLITS)
     target = spacing_mm if spacing_mm is not None else \
         target_spacing([by_name[n] for n in split["train"]])
     _check_scans(scans, size, split, fractions, target)

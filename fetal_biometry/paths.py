@@ -12,8 +12,12 @@ MNIST = pathlib.Path("data/mnist")  # MNIST LMDBs of the tutorial CNN
 FETAL = pathlib.Path("data/fetal")  # simulated datasets and patch LMDBs
 SIM_TRAIN = FETAL / "sim"  # the demo's training scans (seed 0)
 SIM_HELDOUT = FETAL / "heldout"  # the demo's held-out scans (seed 1), never trained on
+SIM_FOREIGN = FETAL / "foreign"  # the demo's foreign check set (seed 3, outside the training ranges)
+EXPERIMENT_DATA = pathlib.Path("data/experiments")  # the experiments' datasets (fetal_biometry.experiments)
 RUNS = pathlib.Path("runs")
 EVALUATION = RUNS / "evaluation"
+EVALUATION_FOREIGN = EVALUATION / "foreign"
+EXPERIMENTS = RUNS / "experiments"  # the experiments' jobs and result tables
 PROTOTXT = pathlib.Path("prototxt")
 
 

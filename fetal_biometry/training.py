@@ -566,6 +566,25 @@ def train(solver_path: str | os.PathLike, out: str | os.PathLike, *, gpu: int | 
     return Result(solver.iter, status, last_good, validation)
 
 
+def trained(solver_path: str | os.PathLike, out: str | os.PathLike, retrain: bool = False,
+            **kwargs) -> pathlib.Path:
+    """Final weights of ``solver_path`` in ``out``: reused when an earlier run finished, its last
+    snapshot resumed when one was interrupted, trained afresh otherwise or with ``retrain``.
+
+    ``kwargs`` go to :func:`train` (``max_iter`` overrides the solver's, as there).
+    """
+    max_iter = kwargs.get("max_iter") or read_prototxt(solver_path, proto().SolverParameter).max_iter
+    state = latest_snapshot(out)
+    if state is not None and not retrain and state.stem.endswith(f"_iter_{max_iter}"):
+        print(f"reusing {state.with_suffix('.caffemodel')} (retrain to train again)")
+    elif state is not None and not retrain and _iteration(state) < max_iter:
+        print(f"resuming {state} (interrupted at iteration {_iteration(state)} of {max_iter})")
+        state = train(solver_path, out, resume=state, **kwargs).snapshot
+    else:
+        state = train(solver_path, out, overwrite=True, **kwargs).snapshot
+    return state.with_suffix(".caffemodel")
+
+
 def _last_good(state: pathlib.Path | None) -> str:
     return f"The last good snapshot is {state}." if state else "No snapshot was taken."
 

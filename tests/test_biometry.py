@@ -288,3 +288,10 @@ def test_a_vein_reaching_the_skin_line_is_the_cord_insertion():
     # The same vein well inside the abdomen is the intrahepatic one of the AC plane.
     inside = bm.measure(scan(vein=(0.0, -0.5)), SPACING)
     assert inside.accepted and inside.vein.wall_gap_mm > bm.VEIN_SKIN_MM
+
+
+def test_a_map_without_fluid_or_body_outline_is_not_measured_and_does_not_crash():
+    # A barely trained net on a large foreign scan can call everything background: one region
+    # filling the map, whose only "hole" is the padding ring.
+    measured = bm.measure(np.zeros((256, 256), np.uint8), 0.5)
+    assert measured.ac_mm is None and measured.reasons

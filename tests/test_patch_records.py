@@ -74,6 +74,19 @@ def test_split_is_by_case_and_manifest_is_complete(tmp_path):
     assert saved["spacing_source"] == "median of the training cases"
 
 
+def test_splits_can_be_given_case_by_case(tmp_path):
+    given = {"train": ["case03", "case05"], "val": ["case01"]}
+    manifest = patch_records.build(SCANS[:6], tmp_path / "out", "none", 16, PER_CLASS, seed=3,
+                                   splits={**given, "test": ["case00", "case02", "case04"]})
+    assert {s: manifest["splits"][s]["cases"] for s in ("train", "val")} == given
+    with pytest.raises(patch_records.RecordError, match="case02: a scan in no split"):
+        patch_records.build(SCANS[:3], tmp_path / "bad", "none", 16, PER_CLASS,
+                            splits={"train": ["case00"], "val": ["case01"]})
+    with pytest.raises(patch_records.RecordError, match="the val split has no case"):
+        patch_records.build(SCANS[:1], tmp_path / "bad", "none", 16, PER_CLASS, splits={"train": ["case00"]})
+    assert not (tmp_path / "bad").exists()
+
+
 def test_scans_at_other_spacings_give_patches_of_the_same_anatomy(tmp_path):
     """A scan at half the spacing (twice the pixels) yields the same patches, resampled."""
     coarse = _scan("coarse", 0)

@@ -54,6 +54,18 @@ def test_resume_continues_exactly(tutorial_solver, tmp_path):
             np.testing.assert_array_equal(x, y)
 
 
+def test_trained_reuses_a_finished_run_and_resumes_an_interrupted_one(tutorial_solver, tmp_path, capsys):
+    solver = tutorial_solver(max_iter=12, snapshot=6)
+    training.train(solver, tmp_path / "run", max_iter=6, progress=False, plot=False)  # as if killed
+    weights = training.trained(solver, tmp_path / "run", progress=False, plot=False)
+    assert weights.name.endswith("_iter_12.caffemodel") and "resuming" in capsys.readouterr().out
+    assert training.trained(solver, tmp_path / "run", progress=False) == weights
+    assert "reusing" in capsys.readouterr().out
+    stamp = weights.stat().st_mtime_ns
+    assert training.trained(solver, tmp_path / "run", retrain=True, progress=False, plot=False) == weights
+    assert weights.stat().st_mtime_ns != stamp and "reusing" not in capsys.readouterr().out
+
+
 def test_nan_loss_stops_training_and_keeps_the_last_good_snapshot(tutorial_solver, tmp_path):
     out = tmp_path / "run"
     training.train(tutorial_solver("euclidean", max_iter=4, kind="sgd", base_lr=0.1), out,

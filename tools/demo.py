@@ -6,7 +6,8 @@
 2. The fetal pipeline on simulated B-mode scans: simulate, make patch LMDBs for each beam
    encoding (rotate, channels, none), train the patch classifier on each with Adam, classify
    held-out scans densely, fit the abdomen, measure the AC and judge the plane: the ablation
-   table, with overlays in runs/evaluation/.
+   table, with overlays in runs/evaluation/; and the same on the foreign check set (simulator
+   settings outside the training ranges, three pixel spacings) in runs/evaluation/foreign/.
 
 A second run reuses datasets, LMDBs and trained weights and only evaluates again.
 """

@@ -1,0 +1,644 @@
+"""The experiments of issue 14: several training seeds, a learning curve, what each of the
+simulator's randomisations bought, and the patch size chosen on a validation split.
+
+**Datasets**, simulated once under ``data/experiments/`` (:data:`RECIPES`) and simulated again
+whenever the generator record their dataset.json holds differs from what the simulator would
+write now (another simulator version or appearance) or the number of scans differs:
+
+==========  ====  =====  ===================================================================
+set         seed  scans  what for
+==========  ====  =====  ===================================================================
+pool        0     100    training scans: mixed probes, ``simulator.TRAINING``
+validation  2     30     choosing the patch size (and thresholds); 10 of them feed the LMDBs'
+                         val split, which only watches training (nothing is chosen by it)
+heldout     1     30     in-distribution held-out scans: the recipe of make demo's
+                         ``data/fetal/heldout``
+foreign     3     30     the foreign check set: ``simulator.FOREIGN``, settings outside the
+                         training ranges, a third each at 256, 384 and 512 px, so their
+                         spacing differs (about 0.65, 0.43 and 0.33 mm per pixel)
+==========  ====  =====  ===================================================================
+
+**A job** (:class:`Job`) trains one net and evaluates it: beam encoding, number of training
+scans, seed, the training data's variant (all randomisations, none, or one group left out),
+patch size, augmentation copies, iterations. The seed chooses which scans of the pool train (the
+first ``scans`` of a seeded permutation: nested, and all of them at 100), the patch sampling
+and the solver's ``random_seed``, so the spread over seeds is that of the whole recipe. The
+solver is make demo's (:func:`fetal_biometry.catalog.patch_classifier`), written for the job
+into its folder ``runs/experiments/jobs/NAME/``; it ends as a model folder (``model/``) and
+``summary.json``, the :func:`fetal_biometry.evaluation.evaluate` summary on each evaluation set.
+A job whose summary holds the sets asked for is skipped and an interrupted training resumes
+from its last snapshot, so a run that was stopped continues where it was; evaluations of a
+dataset simulated anew since are redone, and a model whose pool was simulated anew is trained
+again.
+
+:func:`run` runs jobs in parallel worker processes (``tools/experiments.py job``); the plans
+(:func:`patch_size_plan`, :func:`ablation_plan`, :func:`learning_curve_plan`,
+:func:`randomisations_plan`) say which jobs; :func:`aggregate` and :func:`table` give mean +- sd
+over seeds, :func:`curves` the numbers of :func:`fetal_biometry.figures.learning_curve`.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import time
+from typing import Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+from google.protobuf import text_format
+
+from fetal_biometry import (atomic, catalog, dataset, evaluation, model as model_folder,
+                            patch_records, patches, paths, simulator, training)
+
+TOOL = pathlib.Path(__file__).resolve().parents[1] / "tools" / "experiments.py"
+SUMMARY = "summary.json"
+SEEDS = (0, 1, 2)
+SCANS = (10, 25, 50, 100)  # the learning curve's training scans
+PATCH_SIZES = (24, 32, 40, 48)
+AUGMENT = 2  # augmented copies per patch in the experiments' LMDBs (patch_records.build)
+VAL_CASES = 10  # validation scans in each job's LMDB val split: 2000 patches, test_iter 20 x 100
+TIE = 0.005  # patch sizes whose mean per-class accuracy is this close to the best count as tied
+#: Minutes one job takes on one core: 1500 iterations at 0.14 s (3.6 min), LMDBs of 110 scans
+#: with 2 augmented copies (10 s), two evaluations of 30 scans (about 30 s); measured on the
+#: project's 2-core machine. The tool's time estimates use it.
+JOB_MINUTES = 4.5
+
+
+class ExperimentError(RuntimeError):
+    """An experiment cannot run; the message says what and what to do."""
+
+
+# ----------------------------------------------------------------------------- datasets
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """How a dataset is simulated.
+
+    ``appearance`` names a preset of the simulator (``TRAINING``, ``FOREIGN``, ``NARROW``);
+    ``without`` switches randomisation groups of it back to their narrow values
+    (``simulator.Appearance.without``); ``sides`` are image sides in pixels, each given to an
+    equal block of the cases.
+    """
+
+    seed: int
+    count: int
+    appearance: str = "TRAINING"
+    without: tuple[str, ...] = ()
+    sides: tuple[int, ...] = (256,)
+    probe: str = "mixed"
+    unacceptable_share: float = 0.3
+
+    def side(self, index: int) -> int:
+        """Image side of case ``index``."""
+        return self.sides[index * len(self.sides) // self.count]
+
+
+RECIPES = {
+    "pool": Recipe(seed=0, count=100),
+    "validation": Recipe(seed=2, count=30),
+    "heldout": Recipe(seed=1, count=30),
+    "foreign": Recipe(seed=3, count=30, appearance="FOREIGN", sides=(256, 384, 512)),
+}
+
+
+def groups() -> tuple[str, ...]:
+    """The simulator's randomisation groups, each of which a recipe can switch off."""
+    return simulator.TRAINING.groups()
+
+
+def appearance(recipe: Recipe) -> simulator.Appearance:
+    """The ``simulator.Appearance`` a recipe renders with: its preset, groups switched off."""
+    look = getattr(simulator, recipe.appearance)
+    for group in recipe.without:
+        look = look.without(group)
+    return look
+
+
+def generator(recipe: Recipe) -> dict:
+    """The generator record a dataset of ``recipe`` holds in its dataset.json (as read back)."""
+    parts = [simulator.generator_record(recipe.seed, (side, side), recipe.probe,
+                                        recipe.unacceptable_share, appearance(recipe))
+             for side in recipe.sides]
+    record = parts[0] if len(parts) == 1 else \
+        {"name": "fetal_biometry.experiments", "sides": list(recipe.sides), "parts": parts}
+    return json.loads(json.dumps(record))
+
+
+def holds(path: str | os.PathLike, recipe: Recipe) -> bool:
+    """Whether the dataset at ``path`` is what ``recipe`` simulates today."""
+    try:
+        index = json.loads(pathlib.Path(path, "dataset.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return index.get("generator") == generator(recipe) and len(index.get("cases", ())) == recipe.count
+
+
+def simulated(path: str | os.PathLike, recipe: Recipe, progress: bool = True) -> bool:
+    """Simulate ``recipe`` into ``path`` unless it holds it already; True when it simulated."""
+    if holds(path, recipe):
+        return False
+    from tqdm import tqdm
+
+    look = appearance(recipe)
+    cases = (simulator.simulate_case(recipe.seed, index, (recipe.side(index),) * 2, recipe.probe,
+                                     recipe.unacceptable_share, look)
+             for index in range(recipe.count))
+    dataset.write_dataset(path, tqdm(cases, total=recipe.count, unit="scan", disable=not progress,
+                                     desc=f"simulate {pathlib.Path(path).name}"), generator(recipe))
+    return True
+
+
+# ----------------------------------------------------------------------------- jobs
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """One training and its evaluation.
+
+    ``variant`` is the training data: ``all`` (``simulator.TRAINING``), ``none``
+    (``simulator.NARROW``: the ranges from before issue 14) or ``no-GROUP`` (TRAINING with one
+    group of ``simulator.TRAINING.groups()`` at its narrow values).
+    """
+
+    encoding: str
+    scans: int
+    seed: int
+    variant: str = "all"
+    patch: int = patches.SIZE
+    augment: int = AUGMENT
+    iterations: int = catalog.FETAL_ITERATIONS
+
+    @property
+    def name(self) -> str:
+        return (f"{self.encoding}-{self.scans}scans-seed{self.seed}-{self.variant}-"
+                f"patch{self.patch}-aug{self.augment}-it{self.iterations}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Setup:
+    """Where the experiments keep their data and runs, and the recipes of their datasets."""
+
+    data: pathlib.Path = paths.EXPERIMENT_DATA
+    runs: pathlib.Path = paths.EXPERIMENTS
+    recipes: Mapping[str, Recipe] = dataclasses.field(default_factory=lambda: dict(RECIPES))
+    val_cases: int = VAL_CASES
+
+    def to_dict(self) -> dict:
+        return {"data": str(pathlib.Path(self.data).resolve()),
+                "runs": str(pathlib.Path(self.runs).resolve()),
+                "recipes": {k: dataclasses.asdict(r) for k, r in self.recipes.items()},
+                "val_cases": self.val_cases}
+
+    @classmethod
+    def from_dict(cls, record: dict) -> "Setup":
+        recipes = {k: Recipe(**{**r, "without": tuple(r["without"]), "sides": tuple(r["sides"])})
+                   for k, r in record["recipes"].items()}
+        return cls(pathlib.Path(record["data"]), pathlib.Path(record["runs"]), recipes,
+                   record["val_cases"])
+
+    def job_dir(self, job: Job) -> pathlib.Path:
+        return pathlib.Path(self.runs) / "jobs" / job.name
+
+    def training_data(self, variant: str) -> tuple[pathlib.Path, Recipe]:
+        """The pool a variant trains from: its folder and recipe."""
+        pool = self.recipes["pool"]
+        if variant == "all":
+            return pathlib.Path(self.data) / "pool", pool
+        if variant == "none":
+            recipe = dataclasses.replace(pool, appearance="NARROW")
+        elif variant.startswith("no-") and variant[3:] in groups():
+            recipe = dataclasses.replace(pool, without=(variant[3:],))
+        else:
+            raise ExperimentError(f"unknown training data variant {variant!r}: all, none or "
+                                  f"no-GROUP with a group of {groups()}")
+        return pathlib.Path(self.data) / f"pool-{variant}", recipe
+
+    def evaluation_set(self, name: str) -> tuple[pathlib.Path, Recipe]:
+        if name == "pool" or name not in self.recipes:
+            raise ExperimentError(f"unknown evaluation set {name!r}; choose from "
+                                  f"{[n for n in self.recipes if n != 'pool']}")
+        return pathlib.Path(self.data) / name, self.recipes[name]
+
+
+def training_scans(names: Sequence[str], count: int, seed: int) -> list[str]:
+    """The ``count`` scans of a pool that train with ``seed``: the first ``count`` of a seeded
+    permutation (so a seed's 10 scans are among its 25), sorted; all of them at the pool's size."""
+    if not 1 <= count <= len(names):
+        raise ExperimentError(f"{count} training scans asked for, the pool holds {len(names)}")
+    order = np.random.default_rng(seed).permutation(sorted(names))
+    return sorted(order[:count].tolist())
+
+
+def read_record(folder: pathlib.Path) -> dict | None:
+    """A job's summary.json, or None when it has none yet."""
+    try:
+        return json.loads(pathlib.Path(folder, SUMMARY).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _current(setup: Setup, job: Job) -> dict:
+    """A job's record as it stands today: its summary, or a fresh one when the summary's model
+    learnt from datasets the simulator would no longer make; evaluations of datasets made
+    since are dropped."""
+    record = read_record(setup.job_dir(job))
+    if record is None or record.get("training") != _sources(setup, job):
+        return {"job": dataclasses.asdict(job), "training": _sources(setup, job), "evaluations": {},
+                "datasets": {}, "seconds": 0.0}
+    for name in list(record["evaluations"]):
+        if name not in setup.recipes or record["datasets"].get(name) != generator(setup.recipes[name]):
+            del record["evaluations"][name]
+    return record
+
+
+def _missing(setup: Setup, job: Job, sets: Sequence[str]) -> tuple[dict, list[str]]:
+    record = _current(setup, job)
+    return record, [s for s in sets if s not in record["evaluations"]]
+
+
+def done(setup: Setup, job: Job, sets: Sequence[str]) -> bool:
+    """Whether the job's summary holds every evaluation set of ``sets``, of today's datasets."""
+    return not _missing(setup, job, sets)[1]
+
+
+def _sources(setup: Setup, job: Job) -> dict:
+    folder, recipe = setup.training_data(job.variant)
+    return json.loads(json.dumps({"job": dataclasses.asdict(job), "pool": str(folder),
+                                  "pool_generator": generator(recipe),
+                                  "validation_generator": generator(setup.recipes["validation"])}))
+
+
+def _lmdbs(setup: Setup, job: Job, out: pathlib.Path) -> bool:
+    """The job's patch LMDBs: train = its training scans, val = the first validation scans.
+    False when ``out`` holds them already, True when they were made now."""
+    sources = _sources(setup, job)
+    try:
+        made = json.loads((out / "manifest.json").read_text())
+        if made.get("sources") == sources and made.get("version") == patch_records.VERSION:
+            return False
+    except (OSError, ValueError):
+        pass
+    pool = dataset.open(setup.training_data(job.variant)[0])
+    validation = dataset.open(setup.evaluation_set("validation")[0])
+    chosen = training_scans(pool.cases, job.scans, job.seed)
+    # Both datasets name their cases sim00000...: the validation scans get a prefix.
+    scans = [patch_records.Scan(prefix + c.name, c.image, c.labels, c.geometry, c.spacing_mm)
+             for prefix, data, names in (("", pool, chosen),
+                                         ("validation:", validation, validation.cases[:setup.val_cases]))
+             for c in map(data.read, names)]
+    val = [s.name for s in scans[len(chosen):]]
+    patch_records.build(scans, out, job.encoding, size=job.patch, seed=job.seed, sources=sources,
+                        augment=job.augment, splits={"train": chosen, "val": val})
+    return True
+
+
+def _train(setup: Setup, job: Job, folder: pathlib.Path) -> pathlib.Path:
+    """Train the job's net unless its model folder is complete; returns the model folder."""
+    run = folder / "model"
+    state = training.latest_snapshot(run)
+    try:
+        learnt_from = json.loads((run / model_folder.FILE).read_text())["data"]["sources"]
+    except (OSError, ValueError, KeyError):
+        learnt_from = None
+    if learnt_from == _sources(setup, job) and state is not None and \
+            state.stem.endswith(f"_iter_{job.iterations}"):
+        return run
+    lmdbs = folder / "lmdb"
+    rebuilt = _lmdbs(setup, job, lmdbs)
+    files = catalog.patch_classifier(str(folder / "net"), str(lmdbs), str(run / "snapshots" / "net"),
+                                     random_seed=job.seed, max_iter=job.iterations)
+    for path, message in files.items():
+        atomic.write_text(path, text_format.MessageToString(message))
+    # An interrupted training resumes on the LMDBs it began with; new LMDBs train afresh.
+    weights = training.trained(folder / "net" / "solver.prototxt", run, retrain=rebuilt)
+    if not weights.stem.endswith(f"_iter_{job.iterations}"):  # stopped by a signal
+        raise ExperimentError(f"{job.name}: training stopped at {weights.name}; run again to resume")
+    # A job's LMDBs are 30-150 MB and earlier snapshots 10 MB each, for some 50 jobs: the model
+    # folder keeps the final weights and the LMDBs' manifest hash.
+    shutil.rmtree(lmdbs)
+    for path in (run / "snapshots").glob("*_iter_*.*"):
+        if not path.stem.endswith(f"_iter_{job.iterations}"):
+            path.unlink()
+    return run
+
+
+def run_job(setup: Setup, job: Job, sets: Sequence[str]) -> dict:
+    """Train (unless trained) and evaluate one job on ``sets``; returns and writes its record.
+
+    Sets its summary already holds are not evaluated again, unless their dataset has been
+    simulated anew since; a model trained on datasets since simulated anew is trained again.
+    """
+    folder = setup.job_dir(job)
+    record, missing = _missing(setup, job, sets)
+    if not missing:
+        return record
+    start = time.perf_counter()
+    model = model_folder.load(_train(setup, job, folder))
+    for name in missing:
+        data, recipe = setup.evaluation_set(name)
+        record["evaluations"][name] = evaluation.evaluate(model, data, folder / f"evaluation_{name}",
+                                                          overlays=0)
+        record["datasets"][name] = generator(recipe)
+    record["seconds"] += time.perf_counter() - start
+    atomic.write_text(folder / SUMMARY, json.dumps(record, indent=1) + "\n")
+    return record
+
+
+def job_from_spec(spec: str | os.PathLike) -> tuple[Setup, Job, list[str]]:
+    """What a worker runs, from the job.json :func:`run` wrote."""
+    record = json.loads(pathlib.Path(spec).read_text())
+    return Setup.from_dict(record["setup"]), Job(**record["job"]), list(record["sets"])
+
+
+# ----------------------------------------------------------------------------- running jobs
+
+def datasets(setup: Setup, jobs: Sequence[Job], sets: Sequence[str]) -> dict[pathlib.Path, Recipe]:
+    """Every dataset the jobs read: their pools, the validation set and the evaluation sets."""
+    needed = dict(setup.training_data(j.variant) for j in jobs)
+    for name in {"validation", *sets}:
+        path, recipe = setup.evaluation_set(name)
+        needed[path] = recipe
+    return needed
+
+
+def _simulate(item: tuple[pathlib.Path, Recipe]) -> bool:
+    return simulated(*item, progress=False)
+
+
+def prepare(setup: Setup, jobs: Sequence[Job], sets: Sequence[str], workers: int = 2) -> None:
+    """Simulate the datasets the jobs need that are missing or stale, ``workers`` at a time."""
+    from tqdm import tqdm
+
+    stale = [(p, r) for p, r in datasets(setup, jobs, sets).items() if not holds(p, r)]
+    if not stale:
+        return
+    with concurrent.futures.ProcessPoolExecutor(workers) as pool:
+        for _ in tqdm(pool.map(_simulate, stale), total=len(stale), desc="simulate datasets",
+                      unit="set"):
+            pass
+
+
+def _worker(setup: Setup, job: Job, sets: Sequence[str]) -> tuple[Job, str | None]:
+    """Run one job in its own process (log in its folder); returns the job and None or why it failed."""
+    folder = setup.job_dir(job)
+    folder.mkdir(parents=True, exist_ok=True)
+    spec = atomic.write_text(folder / "job.json", json.dumps(
+        {"job": dataclasses.asdict(job), "sets": list(sets), "setup": setup.to_dict()}, indent=1) + "\n")
+    # One core per worker; the repository's package first, as the tools import it.
+    path = [str(TOOL.parents[1]), *filter(None, [os.environ.get("PYTHONPATH")])]
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(path)}
+    with open(folder / "log.txt", "a") as log:
+        code = subprocess.run([sys.executable, str(TOOL), "job", str(spec)], stdout=log,
+                              stderr=subprocess.STDOUT, env=env, cwd=TOOL.parents[1]).returncode
+    if code == 0:
+        return job, None
+    tail = (folder / "log.txt").read_text(errors="replace").strip().splitlines()[-3:]
+    return job, f"exit {code}, log {folder / 'log.txt'}: " + " | ".join(tail)
+
+
+def run(setup: Setup, jobs: Sequence[Job], sets: Sequence[str], workers: int = 2) -> list[dict]:
+    """Run the jobs not done yet, ``workers`` in parallel; returns every job's record.
+
+    :class:`ExperimentError` names the jobs that failed (the others finish first).
+    """
+    from tqdm import tqdm
+
+    jobs = list(dict.fromkeys(jobs))
+    todo = [j for j in jobs if not done(setup, j, sets)]
+    if todo:
+        prepare(setup, todo, sets, workers)
+    failed = []
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool, \
+            tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc="jobs", unit="job",
+                 dynamic_ncols=True) as bar:
+        futures = [pool.submit(_worker, setup, j, sets) for j in todo]
+        try:
+            for future in concurrent.futures.as_completed(futures):
+                job, error = future.result()
+                if error:
+                    failed.append(f"{job.name}: {error}")
+                    bar.write(f"failed: {job.name}: {error}")
+                bar.set_postfix_str(job.name, refresh=False)
+                bar.update(1)
+        except BaseException:  # Ctrl-C: the running jobs stop with a snapshot, none starts
+            for future in futures:
+                future.cancel()
+            raise
+    if failed:
+        raise ExperimentError(f"{len(failed)} of {len(todo)} job(s) failed (run the command again "
+                              "to retry them; finished jobs are kept):\n  " + "\n  ".join(failed))
+    return [read_record(setup.job_dir(j)) for j in jobs]
+
+
+# ----------------------------------------------------------------------------- plans
+
+Plan = tuple[list[Job], tuple[str, ...]]  # the jobs and the sets they are evaluated on
+
+
+def patch_size_plan(sizes: Sequence[int] = PATCH_SIZES, augment: int = AUGMENT,
+                    iterations: int = catalog.FETAL_ITERATIONS) -> Plan:
+    """Channels encoding, 100 scans, seed 0, one job per patch size, on the validation set."""
+    return [Job("channels", 100, 0, patch=p, augment=augment, iterations=iterations)
+            for p in sizes], ("validation",)
+
+
+def ablation_plan(seeds: Sequence[int] = SEEDS, augment: int = AUGMENT,
+                  iterations: int = catalog.FETAL_ITERATIONS) -> Plan:
+    """Each encoding at 100 scans, one job per seed, on the held-out and foreign sets."""
+    return learning_curve_plan((100,), seeds, augment, iterations)
+
+
+def learning_curve_plan(scans: Sequence[int] = SCANS, seeds: Sequence[int] = SEEDS,
+                        augment: int = AUGMENT, iterations: int = catalog.FETAL_ITERATIONS) -> Plan:
+    """Each encoding and number of training scans, one job per seed (the ablation is its 100)."""
+    return [Job(e, n, s, augment=augment, iterations=iterations)
+            for n in scans for e in patches.ENCODINGS for s in seeds], ("heldout", "foreign")
+
+
+def variants() -> list[tuple[str, int | None]]:
+    """The randomisation ablation's rows: (variant, augmentation copies or None for the default)."""
+    return [("all", None), ("none", 0), *[(f"no-{g}", None) for g in groups()], ("all", 0)]
+
+
+def randomisations_plan(augment: int = AUGMENT, iterations: int = catalog.FETAL_ITERATIONS) -> Plan:
+    """Channels, 100 scans, seed 0: all randomisations, none, each group left out, and all
+    without augmentation; on the foreign set (and the held-out one, to see what it costs there)."""
+    return [Job("channels", 100, 0, variant, augment=augment if copies is None else copies,
+                iterations=iterations) for variant, copies in variants()], ("foreign", "heldout")
+
+
+# ----------------------------------------------------------------------------- aggregation
+
+#: Short names of the classifier classes in table headings, in evaluation.table's order.
+HEADINGS = {"amniotic_fluid": "fluid", "stomach_bubble": "stomach", "umbilical_vein": "vein",
+            "shadow": "shadow", "background": "background"}
+#: Table columns: metric -> (heading, value of one evaluation summary; None when not measured).
+METRICS: dict[str, tuple[str, Callable[[dict], float | None]]] = {
+    "pixel_accuracy": ("pixel acc.", lambda s: s["pixel_accuracy"]),
+    **{c: (heading, lambda s, c=c: s["per_class_accuracy"][c]) for c, heading in HEADINGS.items()},
+    "plane_acceptance": ("plane acceptance", lambda s: s["plane_acceptance_accuracy"]),
+    "ac_measured": ("AC measured", lambda s: s["ac_measured"]),
+    "ac_median": ("median AC error", lambda s: s["ac_median_error_percent"]),
+    "ac_p90": ("90th pct. AC error", lambda s: s.get("ac_p90_error_percent")),
+    "ac_max": ("max AC error", lambda s: s.get("ac_max_error_percent")),
+}
+PERCENT = ("ac_median", "ac_p90", "ac_max")
+
+
+def mean_sd(values: Iterable[float | None]) -> dict:
+    """Mean and sample standard deviation (ddof 1) of the values that are not None; ``n`` of
+    them. Mean None without values, sd None with fewer than two."""
+    known = np.array([v for v in values if v is not None], float)
+    return {"mean": float(known.mean()) if len(known) else None,
+            "sd": float(known.std(ddof=1)) if len(known) > 1 else None, "n": int(len(known))}
+
+
+def aggregate(records: Iterable[dict], evaluation_set: str,
+              key: Callable[[dict], object]) -> dict[object, dict]:
+    """Mean +- sd over the records (seeds) that share ``key(job)``, on one evaluation set:
+    ``{key: {"seeds": k, "cases": c, metric: mean_sd}}`` in the records' order."""
+    grouped: dict[object, list[dict]] = {}
+    for record in records:
+        grouped.setdefault(key(record["job"]), []).append(record["evaluations"][evaluation_set])
+    return {k: {"seeds": len(summaries), "cases": summaries[0]["cases"],
+                **{m: mean_sd(get(s) for s in summaries) for m, (_, get) in METRICS.items()}}
+            for k, summaries in grouped.items()}
+
+
+def cell(metric: str, value: dict, seeds: int, cases: int) -> str:
+    """One table cell: ``0.881 ± 0.012``, ``1.2 ± 0.3 %``, ``28.3 ± 0.6 / 30``; ``-`` without a
+    value, and ``(n of k)`` when only n of the k seeds gave one."""
+    if value["mean"] is None:
+        return "-"
+    digits = 1 if metric in PERCENT or metric == "ac_measured" else 3
+    text = f"{value['mean']:.{digits}f}" + ("" if value["sd"] is None else f" ± {value['sd']:.{digits}f}")
+    text += " %" if metric in PERCENT else f" / {cases}" if metric == "ac_measured" else ""
+    return text + (f" ({value['n']} of {seeds})" if value["n"] < seeds else "")
+
+
+def table(rows: Mapping[str, dict], label: str) -> str:
+    """Markdown table of :func:`aggregate`'s result, rows labelled by the given strings."""
+    header = [label, "seeds", *(heading for heading, _ in METRICS.values())]
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    for name, row in rows.items():
+        cells = [cell(m, row[m], row["seeds"], row["cases"]) for m in METRICS]
+        lines.append(f"| {name} | {row['seeds']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+#: The learning curve's panels: (metric, title).
+PANELS = (("pixel_accuracy", "pixel accuracy"), ("shadow", "shadow accuracy"),
+          ("umbilical_vein", "umbilical vein accuracy"), ("plane_acceptance", "plane acceptance"),
+          ("ac_median", "median AC error (%)"))
+#: Line styles of the evaluation sets in the learning curve.
+STYLES = {"heldout": ("-", "in-distribution (held-out)"), "foreign": ("--", "foreign check set")}
+
+
+def curves(records: Sequence[dict], sets: Sequence[str] = ("heldout", "foreign")) -> dict:
+    """The learning curve's numbers: ``{set: {encoding: {"scans": [...], metric: {"mean": [...],
+    "sd": [...]}}}}`` (the input of :func:`fetal_biometry.figures.learning_curve`)."""
+    result = {}
+    for name in sets:
+        rows = aggregate(records, name, lambda job: (job["encoding"], job["scans"]))
+        per_encoding: dict[str, dict] = {}
+        for (encoding, scans), row in sorted(rows.items(), key=lambda kv: kv[0][1]):
+            curve = per_encoding.setdefault(encoding, {"scans": [], **{m: {"mean": [], "sd": []}
+                                                                       for m, _ in PANELS}})
+            curve["scans"].append(scans)
+            for metric, _ in PANELS:
+                curve[metric]["mean"].append(row[metric]["mean"])
+                curve[metric]["sd"].append(row[metric]["sd"])
+        result[name] = per_encoding
+    return result
+
+
+def choose_patch(records: Sequence[dict]) -> tuple[int, str]:
+    """The patch size by the stated rule, and the rule: the highest mean of the five per-class
+    accuracies on the validation set; sizes within :data:`TIE` of it are tied and the smaller
+    median AC error wins among them."""
+    def class_mean(record):
+        return float(np.mean(list(record["evaluations"]["validation"]["per_class_accuracy"].values())))
+
+    def ac_error(record):
+        error = record["evaluations"]["validation"]["ac_median_error_percent"]
+        return np.inf if error is None else error
+
+    best = max(map(class_mean, records))
+    tied = [r for r in records if class_mean(r) >= best - TIE]
+    chosen = min(tied, key=ac_error)["job"]["patch"]
+    rule = (f"highest mean per-class accuracy on the validation set (best {best:.3f}); sizes within "
+            f"{TIE} of it tied ({', '.join(str(r['job']['patch']) for r in tied)} px), the smaller "
+            f"median AC error wins")
+    return chosen, rule
+
+
+def _rows(records, name, key, label) -> dict[str, dict]:
+    return {label(k): row for k, row in aggregate(records, name, key).items()}
+
+
+def _set_title(setup: Setup, name: str) -> str:
+    recipe = setup.recipes[name]
+    what = {"heldout": "in-distribution held-out scans", "foreign": "foreign check set",
+            "validation": "validation scans"}.get(name, name)
+    sides = "/".join(str(s) for s in recipe.sides)
+    return f"{what} ({recipe.count} scans, seed {recipe.seed}, {appearance(recipe).name}, {sides} px)"
+
+
+def report(plan: str, setup: Setup, records: Sequence[dict], sets: Sequence[str]) -> tuple[str, dict]:
+    """The markdown tables of one plan's records on its ``sets`` and their numbers (for the
+    JSON beside them)."""
+    labels = {
+        "patch-size": (lambda j: j["patch"], lambda k: f"{k} px", "patch"),
+        "ablation": (lambda j: j["encoding"], str, "encoding"),
+        "learning-curve": (lambda j: (j["encoding"], j["scans"]), lambda k: f"{k[0]}, {k[1]} scans",
+                           "encoding, training scans"),
+        "randomisations": (lambda j: (j["variant"], j["augment"]), _variant_label, "training data"),
+    }
+    key, label, heading = labels[plan]
+    if plan == "learning-curve":
+        records = sorted(records, key=lambda r: (r["job"]["encoding"], r["job"]["scans"]))
+    parts, numbers = [], {}
+    for name in sets:
+        rows = _rows(records, name, key, label)
+        numbers[name] = rows
+        parts.append(f"**{_set_title(setup, name)}**, mean ± sd over training seeds:\n\n"
+                     + table(rows, heading))
+        if plan == "randomisations":
+            reference = next(iter(rows))  # all randomisations, augmented: the first row
+            parts.append(f"Change from *{reference}* when a randomisation is left out ({name}; "
+                         "a fall in accuracy or a rise in error is what it bought):\n\n"
+                         + differences(rows, reference, heading))
+    if plan == "patch-size":
+        chosen, rule = choose_patch(records)
+        numbers["chosen"] = {"patch": chosen, "rule": rule}
+        parts.append(f"Chosen: **{chosen} px** ({rule}).")
+    numbers["jobs"] = [r["job"] for r in records]
+    return "\n\n".join(parts) + "\n", numbers
+
+
+def differences(rows: Mapping[str, dict], reference: str, label: str) -> str:
+    """Markdown table of each row's mean minus the ``reference`` row's, per metric (signed)."""
+    header = [label, *(heading for heading, _ in METRICS.values())]
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    for name, row in rows.items():
+        if name == reference:
+            continue
+        cells = []
+        for metric in METRICS:
+            a, b = row[metric]["mean"], rows[reference][metric]["mean"]
+            digits = 1 if metric in PERCENT or metric == "ac_measured" else 3
+            cells.append("-" if a is None or b is None else
+                         f"{a - b:+.{digits}f}" + (" %" if metric in PERCENT else ""))
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _variant_label(key: tuple[str, int]) -> str:
+    variant, augment = key
+    data = {"all": "all randomisations", "none": "none (the ranges before issue 14)"}.get(
+        variant, f"without {variant[3:]}")
+    return f"{data}, " + (f"augmented x{augment}" if augment else "no augmentation")

@@ -1,0 +1,123 @@
+#!/usr/bin/env python3
+"""Issue 14's experiments: trainings over seeds, training set sizes, patch sizes and the
+simulator's randomisations, with mean +- sd tables (fetal_biometry.experiments).
+
+Each job trains one patch classifier (1500 Adam iterations, make demo's solver) and evaluates
+it; about {minutes} minutes per job on one free core, so two workers (--jobs 2, the default)
+do about {per_hour:.0f} jobs an hour. Jobs already done are skipped: run a command again after
+an interruption and it carries on (an interrupted training resumes from its last snapshot).
+Datasets are simulated first into data/experiments/ (about a minute each, once).
+
+  patch-size      channels, 100 scans, seed 0, patch 24/32/40/48 px, on the VALIDATION set;
+                  picks a size by its stated rule (then set patches.SIZE)      4 trainings
+  ablation        3 encodings x 3 seeds at 100 scans, on held-out and foreign  9 trainings
+  learning-curve  10/25/50/100 scans x 3 encodings x 3 seeds (the ablation's
+                  100-scan jobs reused); tables and docs/learning_curve.png   36 (27 new)
+  randomisations  channels, 100 scans, seed 0: all randomisations, none, each
+                  group of simulator.Appearance left out, no augmentation;
+                  on the foreign set                                groups + 3 trainings
+
+Results: runs/experiments/<command>.md (markdown tables to paste into the README) and .json;
+one folder per job under runs/experiments/jobs/ (model, evaluations, log.txt). --dry-run
+lists the jobs and the time they would take.
+"""
+import argparse
+import json
+import os
+import pathlib
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from fetal_biometry import atomic, cli, experiments, figures, training  # noqa: E402
+
+__doc__ = __doc__.format(minutes=experiments.JOB_MINUTES, per_hour=2 * 60 / experiments.JOB_MINUTES)
+
+PLANS = {
+    "patch-size": "choose the patch size on the validation set (4 trainings)",
+    "ablation": "3 encodings x 3 seeds at 100 scans, held-out and foreign (9 trainings)",
+    "learning-curve": "10/25/50/100 scans x 3 encodings x 3 seeds (36 trainings, 9 shared with ablation)",
+    "randomisations": "what each simulator randomisation bought, on the foreign set (groups + 3 trainings)",
+}
+
+
+def plan(args) -> experiments.Plan:
+    common = dict(augment=args.augment, iterations=args.iterations)
+    if args.command == "patch-size":
+        return experiments.patch_size_plan(args.sizes, **common)
+    if args.command == "ablation":
+        return experiments.ablation_plan(args.seeds, **common)
+    if args.command == "learning-curve":
+        return experiments.learning_curve_plan(args.scans, args.seeds, **common)
+    return experiments.randomisations_plan(**common)
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, text in PLANS.items():
+        sub = commands.add_parser(name, help=text, description=text)
+        sub.add_argument("--jobs", type=cli.at_least_one, default=2,
+                         help="jobs in parallel, one process and core each (default 2)")
+        sub.add_argument("--dry-run", action="store_true", help="list the jobs and their cost, run nothing")
+        sub.add_argument("--iterations", type=cli.at_least_one, default=experiments.catalog.FETAL_ITERATIONS,
+                         help="Adam iterations per training (default %(default)s, as make demo)")
+        sub.add_argument("--augment", type=int, default=experiments.AUGMENT,
+                         help="augmented copies per patch in the LMDBs (default %(default)s; 0: none)")
+        if name in ("ablation", "learning-curve"):
+            sub.add_argument("--seeds", type=int, nargs="+", default=list(experiments.SEEDS),
+                             help="training seeds (default 0 1 2)")
+        if name == "learning-curve":
+            sub.add_argument("--scans", type=cli.at_least_one, nargs="+", default=list(experiments.SCANS),
+                             help="training set sizes (default 10 25 50 100; the pool holds 100)")
+            sub.add_argument("--figure", type=pathlib.Path, default=ROOT / "docs" / "learning_curve.png",
+                             help="where the learning curve goes (default docs/learning_curve.png)")
+        if name == "patch-size":
+            sub.add_argument("--sizes", type=cli.at_least_one, nargs="+", default=list(experiments.PATCH_SIZES),
+                             help="patch sides in px (default 24 32 40 48)")
+    job = commands.add_parser("job", help="(internal) run one job from its job.json; the other "
+                                          "commands start these, one process per worker")
+    job.add_argument("spec", type=pathlib.Path, help="the job.json a command wrote")
+    return top
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    os.chdir(ROOT)  # data/ and runs/ are relative to the repository root
+    try:
+        if args.command == "job":
+            experiments.run_job(*experiments.job_from_spec(args.spec))
+            return 0
+        setup = experiments.Setup()
+        jobs, sets = plan(args)
+        todo = [j for j in jobs if not experiments.done(setup, j, sets)]
+        hours = len(todo) * experiments.JOB_MINUTES / min(args.jobs, max(1, len(todo))) / 60
+        print(f"{args.command}: {len(jobs)} job(s), {len(todo)} to run, evaluated on "
+              f"{', '.join(sets)}; about {hours:.1f} h with {args.jobs} worker(s)")
+        if args.dry_run:
+            for j in jobs:
+                print(f"  {'todo' if j in todo else 'done'}  {j.name}")
+            return 0
+        records = experiments.run(setup, jobs, sets, args.jobs)
+        text, numbers = experiments.report(args.command, setup, records, sets)
+        out = setup.runs / args.command
+        atomic.write_text(out.with_suffix(".md"), text)
+        atomic.write_text(out.with_suffix(".json"), json.dumps(numbers, indent=1) + "\n")
+        print("\n" + text + f"\nwritten to {out.with_suffix('.md')} and .json")
+        if args.command == "learning-curve":
+            picture = figures.learning_curve(experiments.curves(records), experiments.PANELS,
+                                             experiments.STYLES)
+            atomic.write_bytes(args.figure, figures.figure_png(picture))
+            print(f"learning curve: {args.figure}")
+    except (experiments.ExperimentError, training.TrainingError) as error:
+        print(f"experiments: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("experiments: interrupted; the same command continues where it stopped", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
