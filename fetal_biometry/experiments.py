@@ -106,6 +106,9 @@ RECIPES = {
 }
 
 
+HALVES = ("physics", "anatomy")  # the two halves of simulator.Appearance
+
+
 def groups() -> tuple[str, ...]:
     """The simulator's randomisation groups, each of which a recipe can switch off."""
     return simulator.TRAINING.groups()
@@ -210,8 +213,10 @@ class Setup:
             return pathlib.Path(self.data) / "pool", pool
         if variant == "none":
             recipe = dataclasses.replace(pool, appearance="NARROW")
-        elif variant.startswith("no-") and variant[3:] in groups():
-            recipe = dataclasses.replace(pool, without=(variant[3:],))
+        elif variant.startswith("no-") and variant[3:] in (*groups(), *HALVES):
+            name = variant[3:]
+            left_out = simulator.TRAINING.groups(name) if name in HALVES else (name,)
+            recipe = dataclasses.replace(pool, without=left_out)
         else:
             raise ExperimentError(f"unknown training data variant {variant!r}: all, none or "
                                   f"no-GROUP with a group of {groups()}")
@@ -459,16 +464,23 @@ def learning_curve_plan(scans: Sequence[int] = SCANS, seeds: Sequence[int] = SEE
             for n in scans for e in patches.ENCODINGS for s in seeds], ("heldout", "foreign")
 
 
-def variants() -> list[tuple[str, int | None]]:
-    """The randomisation ablation's rows: (variant, augmentation copies or None for the default)."""
-    return [("all", None), ("none", 0), *[(f"no-{g}", None) for g in groups()], ("all", 0)]
+def variants(by_group: bool = False) -> list[tuple[str, int | None]]:
+    """The randomisation ablation's rows: (variant, augmentation copies or None for the default).
+
+    By default each half of the simulator's randomisation (physics, anatomy) is left out at
+    once (4 trainings beyond "all"); ``by_group`` leaves out each group instead (one training
+    per group of ``simulator.TRAINING.groups()``).
+    """
+    left_out = groups() if by_group else HALVES
+    return [("all", None), ("none", 0), *[(f"no-{g}", None) for g in left_out], ("all", 0)]
 
 
-def randomisations_plan(augment: int = AUGMENT, iterations: int = catalog.FETAL_ITERATIONS) -> Plan:
+def randomisations_plan(augment: int = AUGMENT, iterations: int = catalog.FETAL_ITERATIONS,
+                        by_group: bool = False) -> Plan:
     """Channels, 100 scans, seed 0: all randomisations, none, each group left out, and all
     without augmentation; on the foreign set (and the held-out one, to see what it costs there)."""
     return [Job("channels", 100, 0, variant, augment=augment if copies is None else copies,
-                iterations=iterations) for variant, copies in variants()], ("foreign", "heldout")
+                iterations=iterations) for variant, copies in variants(by_group)], ("foreign", "heldout")
 
 
 # ----------------------------------------------------------------------------- aggregation

@@ -33,7 +33,9 @@ def test_plans_reuse_the_ablation_and_vary_only_what_they_study():
     assert len({j.name for j in curve + sizes}) == len(set(curve + sizes))  # one folder per job
     rows, _ = experiments.randomisations_plan()
     assert {(j.variant, j.augment) for j in rows} >= {("all", experiments.AUGMENT), ("none", 0), ("all", 0)}
-    assert len(rows) == len(experiments.groups()) + 3
+    assert [j.variant for j in rows] == ["all", "none", "no-physics", "no-anatomy", "all"]
+    by_group, _ = experiments.randomisations_plan(by_group=True)
+    assert len(by_group) == len(experiments.groups()) + 3
 
 
 def test_training_data_variants_name_their_appearance():
@@ -41,6 +43,9 @@ def test_training_data_variants_name_their_appearance():
     assert experiments.appearance(setup.training_data("all")[1]) == simulator.TRAINING
     folder, narrow = setup.training_data("none")
     assert folder.name == "pool-none" and experiments.appearance(narrow) == simulator.NARROW
+    _, no_physics = setup.training_data("no-physics")
+    assert experiments.appearance(no_physics).physics == simulator.NARROW.physics
+    assert experiments.appearance(no_physics).anatomy == simulator.TRAINING.anatomy
     for group in experiments.groups():
         _, recipe = setup.training_data(f"no-{group}")
         assert experiments.appearance(recipe) == simulator.TRAINING.without(group)

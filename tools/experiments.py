@@ -38,7 +38,8 @@ PLANS = {
     "patch-size": "choose the patch size on the validation set (4 trainings)",
     "ablation": "3 encodings x 3 seeds at 100 scans, held-out and foreign (9 trainings)",
     "learning-curve": "10/25/50/100 scans x 3 encodings x 3 seeds (36 trainings, 9 shared with ablation)",
-    "randomisations": "what each simulator randomisation bought, on the foreign set (groups + 3 trainings)",
+    "randomisations": "what each simulator randomisation bought, on the foreign set (5 trainings: "
+                      "all, none, no physics, no anatomy, no augmentation; --by-group: one per group)",
 }
 
 
@@ -50,7 +51,7 @@ def plan(args) -> experiments.Plan:
         return experiments.ablation_plan(args.seeds, **common)
     if args.command == "learning-curve":
         return experiments.learning_curve_plan(args.scans, args.seeds, **common)
-    return experiments.randomisations_plan(**common)
+    return experiments.randomisations_plan(**common, by_group=args.by_group)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -73,6 +74,10 @@ def parser() -> argparse.ArgumentParser:
                              help="training set sizes (default 10 25 50 100; the pool holds 100)")
             sub.add_argument("--figure", type=pathlib.Path, default=ROOT / "docs" / "learning_curve.png",
                              help="where the learning curve goes (default docs/learning_curve.png)")
+        if name == "randomisations":
+            sub.add_argument("--by-group", action="store_true",
+                             help="leave out each randomisation group in turn (8 trainings) instead of "
+                                  "each half (physics, anatomy)")
         if name == "patch-size":
             sub.add_argument("--sizes", type=cli.at_least_one, nargs="+", default=list(experiments.PATCH_SIZES),
                              help="patch sides in px (default 24 32 40 48)")

@@ -178,26 +178,30 @@ class Appearance:
     physics: PhysicsRanges = PhysicsRanges()
     anatomy: AnatomyRanges = AnatomyRanges()
 
-    def groups(self) -> tuple[str, ...]:
-        """The randomisation groups, in field order."""
+    def groups(self, half: str | None = None) -> tuple[str, ...]:
+        """The randomisation groups, in field order: all, or those of ``half`` ('physics' or
+        'anatomy')."""
+        if half not in (None, "physics", "anatomy"):
+            raise ValueError(f"unknown half {half!r}: 'physics' or 'anatomy'")
         seen = []
-        for part in (self.physics, self.anatomy):
+        for part in (self.physics, self.anatomy) if half is None else (getattr(self, half),):
             for f in dataclasses.fields(part):
                 if f.metadata["group"] not in seen:
                     seen.append(f.metadata["group"])
         return tuple(seen)
 
-    def without(self, group: str) -> "Appearance":
-        """This appearance with ``group``'s ranges back at their :data:`NARROW` values."""
-        if group not in self.groups():
-            raise ValueError(f"unknown randomisation group {group!r}; choose one of {self.groups()}")
+    def without(self, *groups: str) -> "Appearance":
+        """This appearance with the ranges of ``groups`` back at their :data:`NARROW` values."""
+        unknown = [g for g in groups if g not in self.groups()]
+        if unknown or not groups:
+            raise ValueError(f"unknown randomisation group(s) {unknown}; choose from {self.groups()}")
         parts = {}
         for key, narrow in (("physics", NARROW.physics), ("anatomy", NARROW.anatomy)):
             part = getattr(self, key)
             parts[key] = dataclasses.replace(part, **{
                 f.name: getattr(narrow, f.name) for f in dataclasses.fields(part)
-                if f.metadata["group"] == group})
-        return dataclasses.replace(self, name=f"{self.name} without {group}", **parts)
+                if f.metadata["group"] in groups})
+        return dataclasses.replace(self, name=f"{self.name} without {', '.join(groups)}", **parts)
 
     def to_dict(self) -> dict:
         """A JSON-able record (dataset.json's ``generator.appearance``)."""
