@@ -75,9 +75,6 @@ ln -s ../../nccl/include/nccl.h "$cu/include/nccl.h"
 ln -s ../../nccl/lib/libnccl.so.2 "$cu/lib/libnccl.so.2"
 ln -s libnccl.so.2 "$cu/lib/libnccl.so"
 "$cu/bin/nvcc" --version >/dev/null || die "the installed nvcc does not run"
-# mktemp -d made the folder 0700: the toolkit is a shared install (in the GPU image its
-# libraries are loaded by the unprivileged user that runs Caffe), so everyone may read it.
-chmod 755 "$stage"
 mv -T "$stage" "$dir"
 trap - EXIT
 echo "$root"
