@@ -272,7 +272,9 @@ def done(setup: Setup, job: Job, sets: Sequence[str]) -> bool:
 
 def _sources(setup: Setup, job: Job) -> dict:
     folder, recipe = setup.training_data(job.variant)
-    return json.loads(json.dumps({"job": dataclasses.asdict(job), "pool": str(folder),
+    # Resolved: a worker's Setup comes back from job.json with absolute paths, the command's
+    # own may be relative; both must name the same pool.
+    return json.loads(json.dumps({"job": dataclasses.asdict(job), "pool": str(folder.resolve()),
                                   "pool_generator": generator(recipe),
                                   "validation_generator": generator(setup.recipes["validation"])}))
 

@@ -62,6 +62,8 @@ def parser() -> argparse.ArgumentParser:
         sub.add_argument("--jobs", type=cli.at_least_one, default=2,
                          help="jobs in parallel, one process and core each (default 2)")
         sub.add_argument("--dry-run", action="store_true", help="list the jobs and their cost, run nothing")
+        sub.add_argument("--finished", action="store_true",
+                         help="report the jobs finished so far (listing the others), run nothing")
         sub.add_argument("--iterations", type=cli.at_least_one, default=experiments.catalog.FETAL_ITERATIONS,
                          help="Adam iterations per training (default %(default)s, as make demo)")
         sub.add_argument("--augment", type=int, default=experiments.AUGMENT,
@@ -104,7 +106,15 @@ def main(argv=None) -> int:
             for j in jobs:
                 print(f"  {'todo' if j in todo else 'done'}  {j.name}")
             return 0
-        records = experiments.run(setup, jobs, sets, args.jobs)
+        if args.finished:
+            missing = [j.name for j in todo]
+            jobs = [j for j in jobs if j not in todo]
+            if not jobs:
+                raise experiments.ExperimentError("no job of this command has finished yet")
+            print(f"reporting {len(jobs)} finished job(s); not run yet: {', '.join(missing) or 'none'}")
+            records = [experiments.read_record(setup.job_dir(j)) for j in jobs]
+        else:
+            records = experiments.run(setup, jobs, sets, args.jobs)
         text, numbers = experiments.report(args.command, setup, records, sets)
         out = setup.runs / args.command
         atomic.write_text(out.with_suffix(".md"), text)
