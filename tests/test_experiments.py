@@ -217,3 +217,13 @@ def test_finished_jobs_are_not_run_again_and_report_mean_and_sd(tiny):
     assert set(more["evaluations"]) == {"heldout", "foreign", "validation"}
     assert weights.stat().st_mtime_ns == stamp
     assert more["evaluations"]["heldout"] == records[0]["evaluations"]["heldout"]
+
+
+def test_the_tool_refuses_more_training_scans_than_the_pool_holds(capsys):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("experiments_tool", experiments.TOOL)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    with pytest.raises(SystemExit) as exit_:
+        tool.main(["learning-curve", "--scans", "500", "--dry-run"])
+    assert exit_.value.code == 2 and "pool holds 100 scans" in capsys.readouterr().err

@@ -91,6 +91,9 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
+    pool = experiments.RECIPES["pool"].count
+    if any(n > pool for n in getattr(args, "scans", ())):
+        parser().error(f"--scans: the training pool holds {pool} scans; ask for at most {pool}")
     os.chdir(ROOT)  # data/ and runs/ are relative to the repository root
     try:
         if args.command == "job":
