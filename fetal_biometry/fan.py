@@ -13,7 +13,11 @@ strokes on black), and filled to their convex hull, which bridges the dark fluid
 as candidate side edges, refits them to those rim pixels, meets each left and right pair at the
 apex (convex) or finds it parallel (linear), reads the start and end depths as medians over the
 beams of where the echoes begin and the hull ends, and keeps the pair whose fan outline the
-echoes follow best. The fan may run out of the image; what the image cuts is taken as far as
+echoes follow best. Where dark fluid lies against the edges, the echoes end before the fan
+does and the region stops at the fetus; the echoes beyond the fluid (a posterior wall as
+thin as a text line, dim sparse speckle at depth) look like clutter, so they are taken in only
+once that first fan says they lie inside it, and the fan is fitted again: the better supported
+of the two fits is kept. The fan may run out of the image; what the image cuts is taken as far as
 it is visible, and the geometry's ``clip`` rectangle records that the image (or the searched
 region) cuts it. Gray or white annotations closer to the fan than about 2 % of the image size
 merge with it and can bend an edge; coloured ones cannot.
@@ -71,10 +75,16 @@ def _local_std(gray: np.ndarray) -> np.ndarray:
     return np.sqrt(np.maximum(cv2.blur(g * g, (5, 5)) - mean * mean, 0))
 
 
-def _echo_region(gray: np.ndarray, threshold: int, min_texture: float) -> np.ndarray:
-    """Echo pixels (bool), clutter removed, before the hull."""
-    radius = max(3, round(max(gray.shape) / 64))  # scales with the image: 4 px at 256
-    disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1,) * 2)
+def _disk(shape: tuple[int, ...]) -> tuple[int, np.ndarray]:
+    """The closing's radius and disk: they scale with the image (4 px at 256)."""
+    radius = max(3, round(max(shape) / 64))
+    return radius, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1,) * 2)
+
+
+def _echo_region(gray: np.ndarray, threshold: int, min_texture: float) -> tuple[np.ndarray, np.ndarray]:
+    """Echo pixels (bool), clutter removed, before the hull; and all bright pixels, closed
+    over speckle gaps, clutter kept."""
+    radius, disk = _disk(gray.shape)
     # Black padding: morphology then treats the image's outside as background, so a fan
     # cut by the border is not eroded there and a black frame is not closed over.
     pad = 2 * radius + 3
@@ -99,7 +109,7 @@ def _echo_region(gray: np.ndarray, threshold: int, min_texture: float) -> np.nda
                            joined[filled[labels]])
     # Opening rounds the fan's corners; grow the kept core back over the closed pixels.
     near = cv2.dilate(keep[labels].astype(np.uint8), disk)
-    return (closed & near).astype(bool)[pad:-pad, pad:-pad]
+    return (closed & near).astype(bool)[pad:-pad, pad:-pad], closed.astype(bool)[pad:-pad, pad:-pad]
 
 
 def _hull_mask(mask: np.ndarray) -> np.ndarray:
@@ -127,7 +137,9 @@ def detect_fan(image: np.ndarray, threshold: int = 8, min_texture: float = 6.0) 
     -------
     ndarray of bool, shape (H, W)
         Convex hull of the echo region. A convex fan's top arc is concave, so the hull also
-        holds the dark cap between that arc and its chord.
+        holds the dark cap between that arc and its chord. Echoes cut off by dark fluid that
+        are too thin or sparse to be told from clutter (a posterior wall) are not in it:
+        :func:`estimate_geometry` takes them in once it has found the side edges.
 
     Raises
     ------
@@ -137,17 +149,23 @@ def detect_fan(image: np.ndarray, threshold: int = 8, min_texture: float = 6.0) 
     return _detect(_gray(image), threshold, min_texture)[1]
 
 
-def _detect(gray: np.ndarray, threshold: int, min_texture: float) -> tuple[np.ndarray, np.ndarray]:
-    """The echo region and its convex hull (see :func:`detect_fan`)."""
-    echoes = _echo_region(gray, threshold, min_texture)
+def _detect(gray: np.ndarray, threshold: int,
+            min_texture: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The echo region, its convex hull (see :func:`detect_fan`) and all bright pixels
+    (:func:`_echo_region`)."""
+    echoes, bright = _echo_region(gray, threshold, min_texture)
     if not echoes.any():
         raise FanNotFound("no textured region: the image is blank, uniform, has no speckle "
                           "or only text")
+    return echoes, _checked_hull(gray, echoes, threshold), bright
+
+
+def _checked_hull(gray: np.ndarray, echoes: np.ndarray, threshold: int) -> np.ndarray:
     hull = _hull_mask(echoes)
     outside = gray[~hull]
     if outside.size < 0.01 * gray.size or np.mean(outside <= threshold) < 0.8:
         raise FanNotFound("the textured region has no dark background around it: not a fan")
-    return echoes, hull
+    return hull
 
 
 # --------------------------------------------------------------------------- side edges
@@ -429,7 +447,45 @@ def _mapped(probe: geom.Geometry, scale: tuple[float, float], offset: tuple[int,
 
 def _estimate(gray: np.ndarray, threshold: int, min_texture: float) -> tuple[geom.Geometry, float]:
     """The best fan of an 8-bit gray image and its confidence (:func:`estimate_geometry`)."""
-    echoes, hull = _detect(gray, threshold, min_texture)
+    echoes, hull, bright = _detect(gray, threshold, min_texture)
+    first = _best_fan(gray, echoes, hull)
+    # Where dark fluid lies against the edges, the echoes end before the fan does: the hull
+    # stops at the fetus and only the top of each edge is seen. The echoes beyond the fluid
+    # (a posterior wall as thin as a text line, dim sparse speckle at depth) cannot be told
+    # from clutter by their looks, but they mark the fan's bottom and the lower ends of its
+    # edges. Once the fan is known, what lies inside it (run on past the image, and a disk
+    # wider) is taken in and the fan fitted again; clutter caught so (text below the fan)
+    # makes a worse fan, so the better supported of the two is kept.
+    deeper = _pieces_beyond(bright & ~echoes, hull, first[0])
+    if not deeper.any():
+        return first
+    echoes = echoes | deeper
+    try:
+        second = _best_fan(gray, echoes, _checked_hull(gray, echoes, threshold))
+    except FanNotFound:
+        return first
+    return max(first, second, key=lambda fit: fit[1])
+
+
+def _pieces_beyond(mask: np.ndarray, hull: np.ndarray, probe: geom.Geometry) -> np.ndarray:
+    """The connected pieces of ``mask`` that reach out of ``hull`` (those it holds move none
+    of its edges) and lie mostly inside ``probe``'s fan, run on to any depth and grown by the
+    closing's disk (so that an edge found a little inward cuts none of them off). Pieces are
+    taken whole: one cut along an edge would lay rim pixels along it and confirm it."""
+    point = probe.apex if isinstance(probe, geom.ConvexProbe) else probe.origin
+    far = probe.start_depth + float(np.hypot(*mask.shape) + np.hypot(*point))  # past every pixel
+    inside = geom.fan_mask(dataclasses.replace(probe, end_depth=far), mask.shape).astype(np.uint8)
+    inside = cv2.dilate(inside, _disk(mask.shape)[1])
+    count, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
+    index = np.arange(1, count)
+    taken = np.r_[False, (ndimage.mean(inside, labels, index) > 0.5)
+                  & (ndimage.minimum(hull, labels, index) == 0)]
+    return taken[labels]
+
+
+def _best_fan(gray: np.ndarray, echoes: np.ndarray, hull: np.ndarray) -> tuple[geom.Geometry, float]:
+    """The fan whose outline the rim of ``echoes`` (and of their ``hull``) follows best, and
+    its confidence."""
     echo_rim, hull_rim = _rim(echoes), _rim(hull)
     edge_rim = echo_rim[0][~echo_rim[1]]  # the image border is no fan edge
     lefts, rights = _side_edges(hull, edge_rim, -1), _side_edges(hull, edge_rim, 1)

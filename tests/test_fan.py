@@ -35,11 +35,15 @@ def _clutter(image: np.ndarray) -> np.ndarray:
     return out
 
 
-def _drawn(probe, seed=0) -> np.ndarray:
-    """A fan of coarse speckle with dark fluid holes, on black."""
+def _speckle(seed=0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     speckle = cv2.GaussianBlur(rng.rayleigh(40, SHAPE).astype(np.float32), (0, 0), 0.8)
-    image = np.clip(speckle * 1.6, 0, 255).astype(np.uint8)
+    return np.clip(speckle * 1.6, 0, 255).astype(np.uint8)
+
+
+def _drawn(probe, seed=0) -> np.ndarray:
+    """A fan of coarse speckle with dark fluid holes, on black."""
+    image = _speckle(seed)
     cv2.circle(image, (150, 150), 30, 0, -1)  # fluid inside the fan
     image[~geom.fan_mask(probe, SHAPE)] = 0
     return image
@@ -74,6 +78,48 @@ def test_simulated_scans(kind, index):
     # (Cases chosen on the first round's scans, hence its NARROW appearance.)
     _assert_close(found, case.geometry, px=3.0, deg=1.5)
     assert confidence > 0.4
+
+
+# TRAINING scans (seed 0) where dark amniotic fluid lies against both edges and the bottom:
+# the echoes end at the fetus and only a thin posterior wall marks the fan's bottom. Without
+# it the best outline scored 0.18-0.25 and no fan was found.
+@pytest.mark.parametrize("size, index", [(128, 5), (256, 4), (256, 11), (256, 15)])
+def test_simulated_scans_with_fluid_against_the_edges(size, index):
+    case = simulator.simulate_case(0, index, (size, size), "convex", appearance=simulator.TRAINING)
+    found, confidence = fan.estimate_geometry(case.image)
+    _assert_close(found, case.geometry, px=3.0, deg=1.5)
+    assert confidence >= fan.MIN_CONFIDENCE
+
+
+FLUID = geom.ConvexProbe(apex=(165.0, -40.0), start_depth=60.0, end_depth=215.0, angles=(-33.0, 28.0))
+
+
+def _fluid_filled(band: float) -> np.ndarray:
+    """Maternal layers under the probe, a fetus in the middle, black fluid against both edges
+    down to a posterior wall ``band`` px thick (thinner than the closing's disk holds twice)."""
+    image = _speckle()
+    image[~geom.fan_mask(FLUID, SHAPE)] = 0
+    depth, lateral = geom.image_to_beam(FLUID, *np.meshgrid(np.arange(SHAPE[1]), np.arange(SHAPE[0])))
+    fetus = (depth - 150) ** 2 / 50 ** 2 + (lateral + 3) ** 2 / 14 ** 2 < 1
+    image[(depth > FLUID.start_depth + 30) & (depth < FLUID.end_depth - band) & ~fetus] = 0
+    return image
+
+
+@pytest.mark.parametrize("band", [5, 8])
+def test_a_thin_posterior_wall_beyond_fluid_gives_the_fan_bottom_and_edges(band):
+    found, confidence = fan.estimate_geometry(_fluid_filled(band))
+    _assert_close(found, FLUID)
+    assert confidence > 0.5
+
+
+def test_text_below_a_fan_is_not_taken_for_its_posterior_wall():
+    # The second look takes in all that lies below the fan between its edges: the text makes a
+    # worse fan than the one without it, and neither is confident: no fan, never a wrong one.
+    image = _fluid_filled(5)
+    cv2.putText(image, "Frame 12/80  AC 231 mm", (95, 232), cv2.FONT_HERSHEY_SIMPLEX, 0.45, 255, 1,
+                cv2.LINE_AA)
+    with pytest.raises(fan.FanNotFound, match="confidence"):
+        fan.estimate_geometry(image)
 
 
 def test_detected_fan_covers_the_echoes_and_skips_the_clutter():
