@@ -6,7 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from fetal_biometry import dataset, experiments, figures, model as model_folder, simulator
+from fetal_biometry import (biometry, dataset, evaluation, experiments, figures, model as model_folder,
+                            simulator, thresholds)
 from fetal_biometry.experiments import Job, Recipe, Setup
 from fetal_biometry.labels import CLASSIFIER_CLASSES
 
@@ -157,7 +158,8 @@ def test_a_job_whose_summary_exists_is_skipped_unless_its_datasets_changed(tmp_p
     job = Job("none", 10, 1)
     record = {**_record("none", 10, 1, sets=("heldout", "foreign")),
               "training": experiments._sources(setup, job),
-              "datasets": {s: experiments.generator(setup.recipes[s]) for s in ("heldout", "foreign")}}
+              "datasets": {s: experiments.generator(setup.recipes[s]) for s in ("heldout", "foreign")},
+              "measured_under": {s: biometry.in_force() for s in ("heldout", "foreign")}}
     summary = setup.job_dir(job) / experiments.SUMMARY
     summary.parent.mkdir(parents=True)
     summary.write_text(json.dumps(record))
@@ -227,3 +229,30 @@ def test_the_tool_refuses_more_training_scans_than_the_pool_holds(capsys):
     with pytest.raises(SystemExit) as exit_:
         tool.main(["learning-curve", "--scans", "500", "--dry-run"])
     assert exit_.value.code == 2 and "pool holds 100 scans" in capsys.readouterr().err
+
+
+def test_evaluations_under_other_limits_are_measured_again_from_their_maps(tiny):
+    setup, jobs, records = tiny
+    summary_file = setup.job_dir(jobs[1]) / experiments.SUMMARY
+    record = json.loads(summary_file.read_text())
+    assert record["measured_under"]["heldout"] == biometry.in_force()
+    maps = evaluation.maps_file(setup.evaluation_record(jobs[1], "heldout"))
+    stamp = maps.stat().st_mtime_ns
+    record["measured_under"]["heldout"] = {"trust": {}, "plane": {}}  # as if chosen since
+    summary_file.write_text(json.dumps(record))
+    assert not experiments.done(setup, jobs[1], ("heldout",))
+    [again] = experiments.run(setup, jobs[1:], ("heldout",), workers=1)
+    assert again["measured_under"]["heldout"] == biometry.in_force()
+    assert again["evaluations"]["heldout"] == records[1]["evaluations"]["heldout"]
+    assert maps.stat().st_mtime_ns == stamp  # measured from the stored maps, not classified again
+
+
+def test_the_thresholds_plan_chooses_from_the_validation_maps(tiny):
+    setup, jobs, _ = tiny
+    records = experiments.run(setup, jobs, ("validation",), workers=2)
+    choice, groups = experiments.choose_limits(setup, records, ("validation",))
+    assert [len(results) for results in groups.values()] == [4]  # 2 nets x 2 validation scans
+    assert set(choice.limits) == set(thresholds.LOOSEST)
+    text, numbers = experiments.report("thresholds", setup, records, ("validation",))
+    assert "MIN_COVERAGE = " in text and "VEIN_SKIN_MM = " in text and "| all |" in text
+    assert numbers["chosen"]["limits"] == choice.limits
