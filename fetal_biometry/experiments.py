@@ -73,6 +73,7 @@ TIE = 0.005  # patch sizes whose mean per-class accuracy is this close to the be
 #: with 2 augmented copies (10 s), two evaluations of 30 scans (about 30 s); measured on the
 #: project's 2-core machine. The tool's time estimates use it.
 JOB_MINUTES = 4.5
+EVALUATION_MINUTES = 0.5  # of those, one evaluation (30 scans); measuring again from maps: seconds
 
 
 class ExperimentError(RuntimeError):
@@ -318,16 +319,36 @@ def _lmdbs(setup: Setup, job: Job, out: pathlib.Path) -> bool:
     return True
 
 
-def _train(setup: Setup, job: Job, folder: pathlib.Path) -> pathlib.Path:
-    """Train the job's net unless its model folder is complete; returns the model folder."""
-    run = folder / "model"
+def trained(setup: Setup, job: Job) -> bool:
+    """Whether the job's model folder holds its final weights, learnt from today's datasets."""
+    run = setup.job_dir(job) / MODEL
     state = training.latest_snapshot(run)
     try:
         learnt_from = json.loads((run / model_folder.FILE).read_text())["data"]["sources"]
     except (OSError, ValueError, KeyError):
-        learnt_from = None
-    if learnt_from == _sources(setup, job) and state is not None and \
-            state.stem.endswith(f"_iter_{job.iterations}"):
+        return False
+    return (learnt_from == _sources(setup, job) and state is not None
+            and state.stem.endswith(f"_iter_{job.iterations}"))
+
+
+def minutes(setup: Setup, jobs: Sequence[Job], sets: Sequence[str]) -> float:
+    """About how long the jobs take on one core, in minutes: trainings not done, evaluations
+    missing or without class maps."""
+    total = 0.0
+    for job in jobs:
+        record, missing = _missing(setup, job, sets)
+        if missing and not trained(setup, job):
+            total += JOB_MINUTES - 2 * EVALUATION_MINUTES
+        total += EVALUATION_MINUTES * sum(  # kept class maps are measured again in seconds
+            s not in record["evaluations"]
+            or not evaluation.maps_file(setup.evaluation_record(job, s)).exists() for s in missing)
+    return total
+
+
+def _train(setup: Setup, job: Job, folder: pathlib.Path) -> pathlib.Path:
+    """Train the job's net unless its model folder is complete; returns the model folder."""
+    run = folder / MODEL
+    if trained(setup, job):
         return run
     lmdbs = folder / "lmdb"
     rebuilt = _lmdbs(setup, job, lmdbs)
@@ -472,30 +493,31 @@ def run(setup: Setup, jobs: Sequence[Job], sets: Sequence[str], workers: int = 2
 Plan = tuple[list[Job], tuple[str, ...]]  # the jobs and the sets they are evaluated on
 
 
-def patch_size_plan(sizes: Sequence[int] = PATCH_SIZES, augment: int = AUGMENT,
-                    iterations: int = catalog.FETAL_ITERATIONS) -> Plan:
-    """Channels encoding, 100 scans, seed 0, one job per patch size, on the validation set."""
-    return [Job("channels", 100, 0, patch=p, augment=augment, iterations=iterations)
-            for p in sizes], ("validation",)
+def patch_size_plan(sizes: Sequence[int] = PATCH_SIZES, seeds: Sequence[int] = (0,),
+                    augment: int = AUGMENT, iterations: int = catalog.FETAL_ITERATIONS) -> Plan:
+    """Channels encoding, 100 scans, one job per patch size and seed, on the validation set."""
+    return [Job("channels", 100, s, patch=p, augment=augment, iterations=iterations)
+            for p in sizes for s in seeds], ("validation",)
 
 
 def ablation_plan(seeds: Sequence[int] = SEEDS, augment: int = AUGMENT,
-                  iterations: int = catalog.FETAL_ITERATIONS) -> Plan:
+                  iterations: int = catalog.FETAL_ITERATIONS, patch: int = patches.SIZE) -> Plan:
     """Each encoding at 100 scans, one job per seed, on the held-out and foreign sets."""
-    return learning_curve_plan((100,), seeds, augment, iterations)
+    return learning_curve_plan((100,), seeds, augment, iterations, patch)
 
 
 def learning_curve_plan(scans: Sequence[int] = SCANS, seeds: Sequence[int] = SEEDS,
-                        augment: int = AUGMENT, iterations: int = catalog.FETAL_ITERATIONS) -> Plan:
+                        augment: int = AUGMENT, iterations: int = catalog.FETAL_ITERATIONS,
+                        patch: int = patches.SIZE) -> Plan:
     """Each encoding and number of training scans, one job per seed (the ablation is its 100)."""
-    return [Job(e, n, s, augment=augment, iterations=iterations)
+    return [Job(e, n, s, patch=patch, augment=augment, iterations=iterations)
             for n in scans for e in patches.ENCODINGS for s in seeds], ("heldout", "foreign")
 
 
 def thresholds_plan(seeds: Sequence[int] = SEEDS, augment: int = AUGMENT,
-                    iterations: int = catalog.FETAL_ITERATIONS) -> Plan:
+                    iterations: int = catalog.FETAL_ITERATIONS, patch: int = patches.SIZE) -> Plan:
     """The ablation's nets on both validation sets: what :func:`choose_limits` chooses from."""
-    return ablation_plan(seeds, augment, iterations)[0], ("validation", "validation-sizes")
+    return ablation_plan(seeds, augment, iterations, patch)[0], ("validation", "validation-sizes")
 
 
 def variants(by_group: bool = False) -> list[tuple[str, int | None]]:
@@ -510,11 +532,11 @@ def variants(by_group: bool = False) -> list[tuple[str, int | None]]:
 
 
 def randomisations_plan(augment: int = AUGMENT, iterations: int = catalog.FETAL_ITERATIONS,
-                        by_group: bool = False) -> Plan:
+                        by_group: bool = False, patch: int = patches.SIZE) -> Plan:
     """Channels, 100 scans, seed 0: all randomisations, none, each group left out, and all
     without augmentation; on the foreign set (and the held-out one, to see what it costs there)."""
-    return [Job("channels", 100, 0, variant, augment=augment if copies is None else copies,
-                iterations=iterations) for variant, copies in variants(by_group)], ("foreign", "heldout")
+    return [Job("channels", 100, 0, variant, patch, augment if copies is None else copies,
+                iterations) for variant, copies in variants(by_group)], ("foreign", "heldout")
 
 
 # ----------------------------------------------------------------------------- aggregation
@@ -604,21 +626,26 @@ def curves(records: Sequence[dict], sets: Sequence[str] = ("heldout", "foreign")
 
 def choose_patch(records: Sequence[dict]) -> tuple[int, str]:
     """The patch size by the stated rule, and the rule: the highest mean of the five per-class
-    accuracies on the validation set; sizes within :data:`TIE` of it are tied and the smaller
-    median AC error wins among them."""
-    def class_mean(record):
-        return float(np.mean(list(record["evaluations"]["validation"]["per_class_accuracy"].values())))
+    accuracies on the validation set (averaged over the seeds of each size); sizes within
+    :data:`TIE` of it are tied and the smaller median AC error (averaged alike) wins among them."""
+    by_size: dict[int, list[dict]] = {}
+    for record in records:
+        by_size.setdefault(record["job"]["patch"], []).append(record["evaluations"]["validation"])
 
-    def ac_error(record):
-        error = record["evaluations"]["validation"]["ac_median_error_percent"]
-        return np.inf if error is None else error
+    def class_mean(size):
+        return float(np.mean([np.mean(list(s["per_class_accuracy"].values())) for s in by_size[size]]))
 
-    best = max(map(class_mean, records))
-    tied = [r for r in records if class_mean(r) >= best - TIE]
-    chosen = min(tied, key=ac_error)["job"]["patch"]
-    rule = (f"highest mean per-class accuracy on the validation set (best {best:.3f}); sizes within "
-            f"{TIE} of it tied ({', '.join(str(r['job']['patch']) for r in tied)} px), the smaller "
-            f"median AC error wins")
+    def ac_error(size):
+        errors = [s["ac_median_error_percent"] for s in by_size[size]]
+        return np.inf if None in errors else float(np.mean(errors))
+
+    best = max(map(class_mean, by_size))
+    tied = [size for size in by_size if class_mean(size) >= best - TIE]
+    chosen = min(tied, key=ac_error)
+    seeds = sorted({len(v) for v in by_size.values()})
+    rule = (f"highest mean per-class accuracy on the validation set (best {best:.3f}, mean over "
+            f"{'/'.join(map(str, seeds))} seed(s)); sizes within {TIE} of it tied "
+            f"({', '.join(f'{size}' for size in tied)} px), the smaller median AC error wins")
     return chosen, rule
 
 

@@ -136,6 +136,16 @@ def test_patch_size_rule_breaks_ties_by_ac_error():
     assert numbers["chosen"]["patch"] == 32 and "Chosen: **32 px**" in text and "| 24 px | 1 |" in text
 
 
+def test_patch_size_rule_averages_over_seeds():
+    records = [_record(patch=p, seed=seed, accuracy=a, ac_error=1.0, sets=("validation",))
+               for p, seed, a in ((40, 0, 0.80), (40, 1, 0.82), (48, 0, 0.86), (48, 1, 0.74))]
+    chosen, rule = experiments.choose_patch(records)  # 40: 0.81 on average, 48: 0.80
+    assert chosen == 40 and "mean over 2 seed(s)" in rule
+    jobs, _ = experiments.patch_size_plan((40, 48), seeds=(0, 1, 2))
+    assert [(j.patch, j.seed) for j in jobs][:4] == [(40, 0), (40, 1), (40, 2), (48, 0)]
+    assert {j.patch for j in experiments.learning_curve_plan(patch=48)[0]} == {48}
+
+
 def test_learning_curve_is_drawn_from_the_results():
     records = [_record(e, n, s, accuracy=0.7 + n / 1000 + s / 100, sets=("heldout", "foreign"))
                for e in ("rotate", "channels", "none") for n in (10, 25, 50, 100) for s in (0, 1, 2)]

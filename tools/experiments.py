@@ -54,7 +54,8 @@ PLANS = {
 def plan(args) -> experiments.Plan:
     common = dict(augment=args.augment, iterations=args.iterations)
     if args.command == "patch-size":
-        return experiments.patch_size_plan(args.sizes, **common)
+        return experiments.patch_size_plan(args.sizes, args.seeds, **common)
+    common["patch"] = args.patch
     if args.command == "ablation":
         return experiments.ablation_plan(args.seeds, **common)
     if args.command == "thresholds":
@@ -78,6 +79,12 @@ def parser() -> argparse.ArgumentParser:
                          help="Adam iterations per training (default %(default)s, as make demo)")
         sub.add_argument("--augment", type=int, default=experiments.AUGMENT,
                          help="augmented copies per patch in the LMDBs (default %(default)s; 0: none)")
+        if name == "patch-size":
+            sub.add_argument("--seeds", type=int, nargs="+", default=[0],
+                             help="training seeds (default 0); the rule averages over them")
+        else:
+            sub.add_argument("--patch", type=cli.at_least_one, default=experiments.patches.SIZE,
+                             help="patch side in px (default %(default)s, patches.SIZE)")
         if name in ("ablation", "learning-curve", "thresholds"):
             sub.add_argument("--seeds", type=int, nargs="+", default=list(experiments.SEEDS),
                              help="training seeds (default 0 1 2)")
@@ -112,7 +119,7 @@ def main(argv=None) -> int:
         setup = experiments.Setup()
         jobs, sets = plan(args)
         todo = [j for j in jobs if not experiments.done(setup, j, sets)]
-        hours = len(todo) * experiments.JOB_MINUTES / min(args.jobs, max(1, len(todo))) / 60
+        hours = experiments.minutes(setup, todo, sets) / min(args.jobs, max(1, len(todo))) / 60
         print(f"{args.command}: {len(jobs)} job(s), {len(todo)} to run, evaluated on "
               f"{', '.join(sets)}; about {hours:.1f} h with {args.jobs} worker(s)")
         if args.dry_run:
