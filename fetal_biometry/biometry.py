@@ -102,6 +102,9 @@ MIN_PLANE_AXIS_RATIO = 0.652  # b / a; a transverse abdomen is round (0.85-1 in 
 VEIN_SKIN_MM = 3.4  # an umbilical vein closer than this to the body wall is the cord insertion,
 #                     not the intrahepatic vein of the AC plane
 
+#: The plane thresholds by name, what :func:`assess_plane` applies unless told otherwise.
+PLANE_THRESHOLDS = {"MIN_PLANE_AXIS_RATIO": MIN_PLANE_AXIS_RATIO, "VEIN_SKIN_MM": VEIN_SKIN_MM}
+
 NOT_MEASURED = "AC not measured"
 NO_BOUNDARY = "no abdomen boundary found"
 
@@ -176,6 +179,14 @@ TRUST_RULES = (
     Rule("outside_share", "MAX_OUTSIDE_SHARE", MAX_OUTSIDE_SHARE, False,
          "the fit reaches beyond the scan (share of its area outside the fan"),
 )
+
+
+def in_force() -> dict[str, dict[str, float]]:
+    """What :func:`measure` applies unless told otherwise: ``{"trust": {Support field: limit},
+    "plane": {threshold name: value}}``. An evaluation records it, so numbers measured under
+    other limits can be told stale and measured again."""
+    return {"trust": {rule.field: rule.limit for rule in TRUST_RULES},
+            "plane": dict(PLANE_THRESHOLDS)}
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -508,19 +519,22 @@ def find_landmark(class_map: np.ndarray, cls: int, spacing_mm: float, min_area_m
 
 
 def assess_plane(ellipse: Ellipse | None, stomach: Landmark | None, vein: Landmark | None,
-                 spacing_mm: float) -> list[str]:
+                 spacing_mm: float, plane: dict[str, float] | None = None) -> list[str]:
     """Reasons the plane is not an acceptable AC plane; empty when it is.
 
     Needs the stomach bubble and the umbilical vein both seen, their centroids inside the
     ellipse and their areas at most ``MAX_STOMACH_SHARE`` / ``MAX_VEIN_SHARE`` of its area; an
     ellipse no more elongated than ``MIN_PLANE_AXIS_RATIO`` (an oblique cut is an elongated
     oval); and a vein that stays more than ``VEIN_SKIN_MM`` inside the body wall (one reaching
-    the skin line is the cord insertion, below the AC plane).
+    the skin line is the cord insertion, below the AC plane). ``plane`` replaces those two
+    thresholds (name -> value), as :mod:`fetal_biometry.thresholds` needs to try others.
     """
+    plane = {**PLANE_THRESHOLDS, **(plane or {})}
+    min_ratio, vein_skin = plane["MIN_PLANE_AXIS_RATIO"], plane["VEIN_SKIN_MM"]
     reasons = []
-    if ellipse is not None and ellipse.b / ellipse.a < MIN_PLANE_AXIS_RATIO:
+    if ellipse is not None and ellipse.b / ellipse.a < min_ratio:
         reasons.append(f"abdomen too elongated for a transverse section, the plane is oblique "
-                       f"(axis ratio {ellipse.b / ellipse.a:.2f} < {MIN_PLANE_AXIS_RATIO:g})")
+                       f"(axis ratio {ellipse.b / ellipse.a:.2f} < {min_ratio:g})")
     for name, landmark, max_share in (("stomach bubble", stomach, MAX_STOMACH_SHARE),
                                       ("umbilical vein", vein, MAX_VEIN_SHARE)):
         if landmark is None:
@@ -531,19 +545,21 @@ def assess_plane(ellipse: Ellipse | None, stomach: Landmark | None, vein: Landma
                 reasons.append(f"{name} outside the abdomen")
             elif share > max_share:
                 reasons.append(f"{name} implausibly large ({share:.0%} of the abdomen)")
-    if vein is not None and vein.wall_gap_mm is not None and vein.wall_gap_mm < VEIN_SKIN_MM \
+    if vein is not None and vein.wall_gap_mm is not None and vein.wall_gap_mm < vein_skin \
             and not any(r.startswith("umbilical vein") for r in reasons):
         reasons.append(f"umbilical vein reaches the skin line, the cord insertion is below the "
-                       f"AC plane ({vein.wall_gap_mm:.1f} mm from the wall < {VEIN_SKIN_MM:g} mm)")
+                       f"AC plane ({vein.wall_gap_mm:.1f} mm from the wall < {vein_skin:g} mm)")
     return reasons
 
 
 def measure(class_map: np.ndarray, spacing_mm: float, rng_seed: int = 0,
-            limits: dict[str, float] | None = None) -> Measurement:
+            limits: dict[str, float] | None = None,
+            plane: dict[str, float] | None = None) -> Measurement:
     """Ellipse, AC (mm) and plane acceptance for one class map; never raises on a poor map.
 
     The AC is only measured when the fit's support passes the trust rules (``limits`` replace
     their limits, field -> value); otherwise the first reason is ``"AC not measured: ..."``.
+    ``plane`` replaces the plane thresholds (:func:`assess_plane`).
     """
     class_map = _check_map(class_map, spacing_mm)
     points, outward = boundary_points(class_map, spacing_mm)
@@ -562,7 +578,7 @@ def measure(class_map: np.ndarray, spacing_mm: float, rng_seed: int = 0,
     stomach = find_landmark(filtered, STOMACH, spacing_mm, MIN_STOMACH_MM2, ellipse)
     vein = find_landmark(filtered, VEIN, spacing_mm, MIN_VEIN_MM2, ellipse)
     reasons = ([f"{NOT_MEASURED}: {problem}"] if problem else []) + \
-        assess_plane(ellipse, stomach, vein, spacing_mm)
+        assess_plane(ellipse, stomach, vein, spacing_mm, plane)
     ac_mm = None if ellipse is None else ellipse_perimeter(ellipse.a, ellipse.b) * spacing_mm
     return Measurement(ellipse, ac_mm, not reasons, tuple(reasons), points, inliers,
                        stomach, vein, float(spacing_mm), fit, found)

@@ -10,13 +10,17 @@ never as a number: the summary counts the measured ACs, tallies why the others w
 gives the median, 90th-percentile and largest error of those measured and how many are off by
 more than :data:`OFF_PERCENT`. Each case records its fit's support numbers
 (:class:`fetal_biometry.biometry.Support`), which :mod:`fetal_biometry.thresholds` chooses the
-trust limits from. :func:`table` prints the ablation as markdown; :func:`write_report` writes it
-with the HTML report of :mod:`fetal_biometry.report`.
+trust limits from. An evaluation written to a folder keeps every case's predicted class map
+beside its record (``<model>_maps.npz``, a few KB a case) and the limits it was measured under,
+so :func:`remeasure` applies other trust limits and plane thresholds without Caffe or the net.
+:func:`table` prints the ablation as markdown; :func:`write_report` writes it with the HTML
+report of :mod:`fetal_biometry.report`.
 """
 from __future__ import annotations
 
 import collections
 import dataclasses
+import io
 import json
 import os
 import pathlib
@@ -39,11 +43,12 @@ def provenance(model: model_folder.Model) -> dict:
             "weights": str(pathlib.Path(model.weights).resolve())}
 
 
-def case_result(case: dataset.Case, probs: np.ndarray, predicted: np.ndarray,
-                limits: dict[str, float] | None = None) -> tuple[dict, biometry.Measurement]:
+def case_result(case: dataset.Case, predicted: np.ndarray, limits: dict[str, float] | None = None,
+                plane: dict[str, float] | None = None) -> tuple[dict, biometry.Measurement]:
     """Compare one case's predicted class map and measurement with its ground truth.
 
-    ``limits`` replace the trust rules' limits (see :func:`fetal_biometry.biometry.measure`).
+    ``limits`` and ``plane`` replace the trust rules' limits and the plane thresholds (see
+    :func:`fetal_biometry.biometry.measure`).
     The record has the fit's ``support`` numbers (None when nothing fitted) and the umbilical
     vein's ``vein_wall_gap_mm`` beside the AC, its error and the plane verdict.
     """
@@ -52,7 +57,7 @@ def case_result(case: dataset.Case, probs: np.ndarray, predicted: np.ndarray,
     classes = len(CLASSIFIER_CLASSES)
     confusion = np.bincount(truth[inside].astype(int) * classes + predicted[inside],
                             minlength=classes * classes).reshape(classes, classes)
-    measured = biometry.measure(predicted, case.spacing_mm, limits=limits)
+    measured = biometry.measure(predicted, case.spacing_mm, limits=limits, plane=plane)
     support = measured.support
     result = {"case": case.name, "confusion": confusion.tolist(),
               "ac_true_mm": case.biometry.ac_mm, "ac_mm": measured.ac_mm,
@@ -74,7 +79,8 @@ def evaluate(model: model_folder.Model, data: str | os.PathLike, out: str | os.P
     ``OUT/<model.name>.json`` gets the summary, the per-case results, the model's provenance
     and the dataset, and overlays are drawn for the ``overlays`` cases with the largest AC
     errors, up to ``overlays`` more with a wrong plane verdict and :data:`TYPICAL` typical ones
-    (``OUT/<model.name>_<case>.png``: truth, classes, measurement). ``at_model_spacing=False``
+    (``OUT/<model.name>_<case>.png``: truth, classes, measurement), and every case's predicted
+    class map goes to ``OUT/<model.name>_maps.npz`` (:func:`remeasure`). ``at_model_spacing=False``
     classifies on each scan's own pixels instead (what the nets did before target spacings; a
     baseline).
     """
@@ -92,9 +98,61 @@ def evaluate(model: model_folder.Model, data: str | os.PathLike, out: str | os.P
         record = {"summary": summary, "model": provenance(model),
                   "dataset": {"path": str(data), "cases": len(opened.cases),
                               "generator": opened.generator},
-                  "overlays": chosen, "cases": results}
+                  "measured_under": biometry.in_force(), "overlays": chosen, "cases": results}
+        atomic.write_bytes(maps_file(out / f"{model.name}.json"), _npz(maps))
         atomic.write_text(out / f"{model.name}.json", json.dumps(record, indent=1) + "\n")
     return summary
+
+
+def maps_file(record: str | os.PathLike) -> pathlib.Path:
+    """Where the class maps of the evaluation record ``OUT/<model>.json`` are kept."""
+    record = pathlib.Path(record)
+    return record.with_name(f"{record.stem}_maps.npz")
+
+
+def _npz(maps: dict[str, bytes]) -> bytes:
+    """The PNG-encoded maps as one compressed NumPy archive of uint8 arrays, by case name."""
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **{name: cv2.imdecode(np.frombuffer(png, np.uint8),
+                                                      cv2.IMREAD_UNCHANGED)
+                                   for name, png in maps.items()})
+    return buffer.getvalue()
+
+
+def stored_results(record: str | os.PathLike, limits: dict[str, float] | None = None,
+                   plane: dict[str, float] | None = None) -> list[dict]:
+    """The per-case results of the evaluation record ``OUT/<model>.json`` measured anew from its
+    stored class maps under ``limits`` and ``plane`` (None: :func:`biometry.in_force`), against
+    the ground truth of the dataset it names; no net is run.
+
+    Raises ValueError when the maps are missing or the dataset is no longer the one evaluated.
+    """
+    record = pathlib.Path(record)
+    saved = json.loads(record.read_text())
+    opened = dataset.open(saved["dataset"]["path"])
+    if opened.generator != saved["dataset"]["generator"] or \
+            list(opened.cases) != [r["case"] for r in saved["cases"]]:
+        raise ValueError(f"{record}: {saved['dataset']['path']} is no longer the dataset this "
+                         f"evaluation classified; evaluate the model again")
+    try:
+        stored = np.load(maps_file(record))
+    except OSError as err:
+        raise ValueError(f"{record}: no stored class maps ({maps_file(record).name}): "
+                         f"evaluate the model again to keep them") from err
+    with stored:
+        return [case_result(case, stored[case.name], limits, plane)[0]
+                for case in opened.iter_cases()]
+
+
+def remeasure(record: str | os.PathLike) -> dict:
+    """Measure the evaluation record ``OUT/<model>.json`` again from its stored class maps under
+    the limits in force now (after :mod:`fetal_biometry.thresholds` chose new ones), rewrite it
+    and return its new summary."""
+    results = stored_results(record)
+    saved = json.loads(pathlib.Path(record).read_text())
+    saved.update(summary=summarize(results), measured_under=biometry.in_force(), cases=results)
+    atomic.write_text(record, json.dumps(saved, indent=1) + "\n")
+    return saved["summary"]
 
 
 def case_results(model: model_folder.Model, opened: dataset.Dataset, progress=None,
@@ -111,8 +169,8 @@ def case_results(model: model_folder.Model, opened: dataset.Dataset, progress=No
     results, maps = [], {}
     cases = opened.iter_cases()
     for case in progress(cases, desc=model.name) if progress else cases:
-        probs, predicted = classifier.classify_scan(case.image, case.geometry, case.spacing_mm)
-        results.append(case_result(case, probs, predicted, limits)[0])
+        _, predicted = classifier.classify_scan(case.image, case.geometry, case.spacing_mm)
+        results.append(case_result(case, predicted, limits)[0])
         maps[case.name] = figures.png(predicted)  # ~50x smaller as PNG: cheap to keep for pictures
     return results, maps
 

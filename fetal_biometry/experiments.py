@@ -9,8 +9,10 @@ write now (another simulator version or appearance) or the number of scans diffe
 set         seed  scans  what for
 ==========  ====  =====  ===================================================================
 pool        0     100    training scans: mixed probes, ``simulator.TRAINING``
-validation  2     30     choosing the patch size (and thresholds); 10 of them feed the LMDBs'
-                         val split, which only watches training (nothing is chosen by it)
+validation  2     30     choosing the patch size and the trust limits; 10 of them feed the
+                         LMDBs' val split, which only watches training (nothing is chosen by it)
+validation- 4     30     choosing the trust limits at other spacings: ``simulator.TRAINING``,
+sizes                    a third each at 256, 384 and 512 px
 heldout     1     30     in-distribution held-out scans: the recipe of make demo's
                          ``data/fetal/heldout``
 foreign     3     30     the foreign check set: ``simulator.FOREIGN``, settings outside the
@@ -29,11 +31,14 @@ into its folder ``runs/experiments/jobs/NAME/``; it ends as a model folder (``mo
 A job whose summary holds the sets asked for is skipped and an interrupted training resumes
 from its last snapshot, so a run that was stopped continues where it was; evaluations of a
 dataset simulated anew since are redone, and a model whose pool was simulated anew is trained
-again.
+again. Each evaluation keeps its class maps and records the trust limits and plane thresholds
+it was measured under (:func:`fetal_biometry.biometry.in_force`): after new limits are chosen
+(:func:`choose_limits`, the ``thresholds`` plan) a run measures every evaluation again from its
+maps, without Caffe.
 
 :func:`run` runs jobs in parallel worker processes (``tools/experiments.py job``); the plans
 (:func:`patch_size_plan`, :func:`ablation_plan`, :func:`learning_curve_plan`,
-:func:`randomisations_plan`) say which jobs; :func:`aggregate` and :func:`table` give mean +- sd
+:func:`randomisations_plan`, :func:`thresholds_plan`) say which jobs; :func:`aggregate` and :func:`table` give mean +- sd
 over seeds, :func:`curves` the numbers of :func:`fetal_biometry.figures.learning_curve`.
 """
 from __future__ import annotations
@@ -52,11 +57,12 @@ from typing import Callable, Iterable, Mapping, Sequence
 import numpy as np
 from google.protobuf import text_format
 
-from fetal_biometry import (atomic, catalog, dataset, evaluation, model as model_folder,
-                            patch_records, patches, paths, simulator, training)
+from fetal_biometry import (atomic, biometry, catalog, dataset, evaluation, model as model_folder,
+                            patch_records, patches, paths, simulator, thresholds, training)
 
 TOOL = pathlib.Path(__file__).resolve().parents[1] / "tools" / "experiments.py"
 SUMMARY = "summary.json"
+MODEL = "model"  # the job's model folder, and so the name of its evaluation records
 SEEDS = (0, 1, 2)
 SCANS = (10, 25, 50, 100)  # the learning curve's training scans
 PATCH_SIZES = (24, 32, 40, 48)
@@ -67,6 +73,7 @@ TIE = 0.005  # patch sizes whose mean per-class accuracy is this close to the be
 #: with 2 augmented copies (10 s), two evaluations of 30 scans (about 30 s); measured on the
 #: project's 2-core machine. The tool's time estimates use it.
 JOB_MINUTES = 4.5
+EVALUATION_MINUTES = 0.5  # of those, one evaluation (30 scans); measuring again from maps: seconds
 
 
 class ExperimentError(RuntimeError):
@@ -101,6 +108,7 @@ class Recipe:
 RECIPES = {
     "pool": Recipe(seed=0, count=100),
     "validation": Recipe(seed=2, count=30),
+    "validation-sizes": Recipe(seed=4, count=30, sides=(256, 384, 512)),
     "heldout": Recipe(seed=1, count=30),
     "foreign": Recipe(seed=3, count=30, appearance="FOREIGN", sides=(256, 384, 512)),
 }
@@ -222,6 +230,10 @@ class Setup:
                                   f"no-GROUP with a group of {groups()}")
         return pathlib.Path(self.data) / f"pool-{variant}", recipe
 
+    def evaluation_record(self, job: Job, name: str) -> pathlib.Path:
+        """The job's evaluation record on set ``name`` (:func:`fetal_biometry.evaluation.evaluate`)."""
+        return self.job_dir(job) / f"evaluation_{name}" / f"{MODEL}.json"
+
     def evaluation_set(self, name: str) -> tuple[pathlib.Path, Recipe]:
         if name == "pool" or name not in self.recipes:
             raise ExperimentError(f"unknown evaluation set {name!r}; choose from "
@@ -261,12 +273,16 @@ def _current(setup: Setup, job: Job) -> dict:
 
 
 def _missing(setup: Setup, job: Job, sets: Sequence[str]) -> tuple[dict, list[str]]:
+    """The job's record and the sets it lacks or holds measured under other limits than today's."""
     record = _current(setup, job)
-    return record, [s for s in sets if s not in record["evaluations"]]
+    under = record.get("measured_under", {})
+    return record, [s for s in sets if s not in record["evaluations"]
+                    or under.get(s) != biometry.in_force()]
 
 
 def done(setup: Setup, job: Job, sets: Sequence[str]) -> bool:
-    """Whether the job's summary holds every evaluation set of ``sets``, of today's datasets."""
+    """Whether the job's summary holds every evaluation set of ``sets``, of today's datasets,
+    measured under today's trust limits and plane thresholds."""
     return not _missing(setup, job, sets)[1]
 
 
@@ -303,16 +319,36 @@ def _lmdbs(setup: Setup, job: Job, out: pathlib.Path) -> bool:
     return True
 
 
-def _train(setup: Setup, job: Job, folder: pathlib.Path) -> pathlib.Path:
-    """Train the job's net unless its model folder is complete; returns the model folder."""
-    run = folder / "model"
+def trained(setup: Setup, job: Job) -> bool:
+    """Whether the job's model folder holds its final weights, learnt from today's datasets."""
+    run = setup.job_dir(job) / MODEL
     state = training.latest_snapshot(run)
     try:
         learnt_from = json.loads((run / model_folder.FILE).read_text())["data"]["sources"]
     except (OSError, ValueError, KeyError):
-        learnt_from = None
-    if learnt_from == _sources(setup, job) and state is not None and \
-            state.stem.endswith(f"_iter_{job.iterations}"):
+        return False
+    return (learnt_from == _sources(setup, job) and state is not None
+            and state.stem.endswith(f"_iter_{job.iterations}"))
+
+
+def minutes(setup: Setup, jobs: Sequence[Job], sets: Sequence[str]) -> float:
+    """About how long the jobs take on one core, in minutes: trainings not done, evaluations
+    missing or without class maps."""
+    total = 0.0
+    for job in jobs:
+        record, missing = _missing(setup, job, sets)
+        if missing and not trained(setup, job):
+            total += JOB_MINUTES - 2 * EVALUATION_MINUTES
+        total += EVALUATION_MINUTES * sum(  # kept class maps are measured again in seconds
+            s not in record["evaluations"]
+            or not evaluation.maps_file(setup.evaluation_record(job, s)).exists() for s in missing)
+    return total
+
+
+def _train(setup: Setup, job: Job, folder: pathlib.Path) -> pathlib.Path:
+    """Train the job's net unless its model folder is complete; returns the model folder."""
+    run = folder / MODEL
+    if trained(setup, job):
         return run
     lmdbs = folder / "lmdb"
     rebuilt = _lmdbs(setup, job, lmdbs)
@@ -338,18 +374,29 @@ def run_job(setup: Setup, job: Job, sets: Sequence[str]) -> dict:
 
     Sets its summary already holds are not evaluated again, unless their dataset has been
     simulated anew since; a model trained on datasets since simulated anew is trained again.
+    A set measured under other limits than today's is measured again from its stored class maps
+    (classified again where it kept none).
     """
     folder = setup.job_dir(job)
     record, missing = _missing(setup, job, sets)
     if not missing:
         return record
     start = time.perf_counter()
-    model = model_folder.load(_train(setup, job, folder))
+    model = None
     for name in missing:
         data, recipe = setup.evaluation_set(name)
-        record["evaluations"][name] = evaluation.evaluate(model, data, folder / f"evaluation_{name}",
-                                                          overlays=0)
+        summary = None
+        if name in record["evaluations"]:  # same net, same scans, other limits
+            try:
+                summary = evaluation.remeasure(setup.evaluation_record(job, name))
+            except (ValueError, OSError):
+                pass  # evaluated before class maps were kept: classify again
+        if summary is None:
+            model = model or model_folder.load(_train(setup, job, folder))
+            summary = evaluation.evaluate(model, data, folder / f"evaluation_{name}", overlays=0)
+        record["evaluations"][name] = summary
         record["datasets"][name] = generator(recipe)
+        record.setdefault("measured_under", {})[name] = biometry.in_force()
     record["seconds"] += time.perf_counter() - start
     atomic.write_text(folder / SUMMARY, json.dumps(record, indent=1) + "\n")
     return record
@@ -446,24 +493,31 @@ def run(setup: Setup, jobs: Sequence[Job], sets: Sequence[str], workers: int = 2
 Plan = tuple[list[Job], tuple[str, ...]]  # the jobs and the sets they are evaluated on
 
 
-def patch_size_plan(sizes: Sequence[int] = PATCH_SIZES, augment: int = AUGMENT,
-                    iterations: int = catalog.FETAL_ITERATIONS) -> Plan:
-    """Channels encoding, 100 scans, seed 0, one job per patch size, on the validation set."""
-    return [Job("channels", 100, 0, patch=p, augment=augment, iterations=iterations)
-            for p in sizes], ("validation",)
+def patch_size_plan(sizes: Sequence[int] = PATCH_SIZES, seeds: Sequence[int] = (0,),
+                    augment: int = AUGMENT, iterations: int = catalog.FETAL_ITERATIONS) -> Plan:
+    """Channels encoding, 100 scans, one job per patch size and seed, on the validation set."""
+    return [Job("channels", 100, s, patch=p, augment=augment, iterations=iterations)
+            for p in sizes for s in seeds], ("validation",)
 
 
 def ablation_plan(seeds: Sequence[int] = SEEDS, augment: int = AUGMENT,
-                  iterations: int = catalog.FETAL_ITERATIONS) -> Plan:
+                  iterations: int = catalog.FETAL_ITERATIONS, patch: int = patches.SIZE) -> Plan:
     """Each encoding at 100 scans, one job per seed, on the held-out and foreign sets."""
-    return learning_curve_plan((100,), seeds, augment, iterations)
+    return learning_curve_plan((100,), seeds, augment, iterations, patch)
 
 
 def learning_curve_plan(scans: Sequence[int] = SCANS, seeds: Sequence[int] = SEEDS,
-                        augment: int = AUGMENT, iterations: int = catalog.FETAL_ITERATIONS) -> Plan:
+                        augment: int = AUGMENT, iterations: int = catalog.FETAL_ITERATIONS,
+                        patch: int = patches.SIZE) -> Plan:
     """Each encoding and number of training scans, one job per seed (the ablation is its 100)."""
-    return [Job(e, n, s, augment=augment, iterations=iterations)
+    return [Job(e, n, s, patch=patch, augment=augment, iterations=iterations)
             for n in scans for e in patches.ENCODINGS for s in seeds], ("heldout", "foreign")
+
+
+def thresholds_plan(seeds: Sequence[int] = SEEDS, augment: int = AUGMENT,
+                    iterations: int = catalog.FETAL_ITERATIONS, patch: int = patches.SIZE) -> Plan:
+    """The ablation's nets on both validation sets: what :func:`choose_limits` chooses from."""
+    return ablation_plan(seeds, augment, iterations, patch)[0], ("validation", "validation-sizes")
 
 
 def variants(by_group: bool = False) -> list[tuple[str, int | None]]:
@@ -478,11 +532,11 @@ def variants(by_group: bool = False) -> list[tuple[str, int | None]]:
 
 
 def randomisations_plan(augment: int = AUGMENT, iterations: int = catalog.FETAL_ITERATIONS,
-                        by_group: bool = False) -> Plan:
+                        by_group: bool = False, patch: int = patches.SIZE) -> Plan:
     """Channels, 100 scans, seed 0: all randomisations, none, each group left out, and all
     without augmentation; on the foreign set (and the held-out one, to see what it costs there)."""
-    return [Job("channels", 100, 0, variant, augment=augment if copies is None else copies,
-                iterations=iterations) for variant, copies in variants(by_group)], ("foreign", "heldout")
+    return [Job("channels", 100, 0, variant, patch, augment if copies is None else copies,
+                iterations) for variant, copies in variants(by_group)], ("foreign", "heldout")
 
 
 # ----------------------------------------------------------------------------- aggregation
@@ -572,22 +626,38 @@ def curves(records: Sequence[dict], sets: Sequence[str] = ("heldout", "foreign")
 
 def choose_patch(records: Sequence[dict]) -> tuple[int, str]:
     """The patch size by the stated rule, and the rule: the highest mean of the five per-class
-    accuracies on the validation set; sizes within :data:`TIE` of it are tied and the smaller
-    median AC error wins among them."""
-    def class_mean(record):
-        return float(np.mean(list(record["evaluations"]["validation"]["per_class_accuracy"].values())))
+    accuracies on the validation set (averaged over the seeds of each size); sizes within
+    :data:`TIE` of it are tied and the smaller median AC error (averaged alike) wins among them."""
+    by_size: dict[int, list[dict]] = {}
+    for record in records:
+        by_size.setdefault(record["job"]["patch"], []).append(record["evaluations"]["validation"])
 
-    def ac_error(record):
-        error = record["evaluations"]["validation"]["ac_median_error_percent"]
-        return np.inf if error is None else error
+    def class_mean(size):
+        return float(np.mean([np.mean(list(s["per_class_accuracy"].values())) for s in by_size[size]]))
 
-    best = max(map(class_mean, records))
-    tied = [r for r in records if class_mean(r) >= best - TIE]
-    chosen = min(tied, key=ac_error)["job"]["patch"]
-    rule = (f"highest mean per-class accuracy on the validation set (best {best:.3f}); sizes within "
-            f"{TIE} of it tied ({', '.join(str(r['job']['patch']) for r in tied)} px), the smaller "
-            f"median AC error wins")
+    def ac_error(size):
+        errors = [s["ac_median_error_percent"] for s in by_size[size]]
+        return np.inf if None in errors else float(np.mean(errors))
+
+    best = max(map(class_mean, by_size))
+    tied = [size for size in by_size if class_mean(size) >= best - TIE]
+    chosen = min(tied, key=ac_error)
+    seeds = sorted({len(v) for v in by_size.values()})
+    rule = (f"highest mean per-class accuracy on the validation set (best {best:.3f}, mean over "
+            f"{'/'.join(map(str, seeds))} seed(s)); sizes within {TIE} of it tied "
+            f"({', '.join(f'{size}' for size in tied)} px), the smaller median AC error wins")
     return chosen, rule
+
+
+def choose_limits(setup: Setup, records: Sequence[dict], sets: Sequence[str],
+                  ) -> tuple[thresholds.Choice, dict[str, list[dict]]]:
+    """Trust limits and plane thresholds (:func:`fetal_biometry.thresholds.choose`) from the
+    records' evaluations on ``sets`` (validation sets only), measured again from their class maps
+    under :data:`~fetal_biometry.thresholds.LOOSEST`; with the per-case results by set."""
+    groups = {name: [r for record in records for r in evaluation.stored_results(
+        setup.evaluation_record(Job(**record["job"]), name), limits=thresholds.LOOSEST)]
+        for name in sets}
+    return thresholds.choose([r for results in groups.values() for r in results]), groups
 
 
 def _rows(records, name, key, label) -> dict[str, dict]:
@@ -597,7 +667,8 @@ def _rows(records, name, key, label) -> dict[str, dict]:
 def _set_title(setup: Setup, name: str) -> str:
     recipe = setup.recipes[name]
     what = {"heldout": "in-distribution held-out scans", "foreign": "foreign check set",
-            "validation": "validation scans"}.get(name, name)
+            "validation": "validation scans",
+            "validation-sizes": "validation scans at three sizes"}.get(name, name)
     sides = "/".join(str(s) for s in recipe.sides)
     return f"{what} ({recipe.count} scans, seed {recipe.seed}, {appearance(recipe).name}, {sides} px)"
 
@@ -611,6 +682,7 @@ def report(plan: str, setup: Setup, records: Sequence[dict], sets: Sequence[str]
         "learning-curve": (lambda j: (j["encoding"], j["scans"]), lambda k: f"{k[0]}, {k[1]} scans",
                            "encoding, training scans"),
         "randomisations": (lambda j: (j["variant"], j["augment"]), _variant_label, "training data"),
+        "thresholds": (lambda j: j["encoding"], str, "encoding"),
     }
     key, label, heading = labels[plan]
     if plan == "learning-curve":
@@ -630,6 +702,12 @@ def report(plan: str, setup: Setup, records: Sequence[dict], sets: Sequence[str]
         chosen, rule = choose_patch(records)
         numbers["chosen"] = {"patch": chosen, "rule": rule}
         parts.append(f"Chosen: **{chosen} px** ({rule}).")
+    if plan == "thresholds":
+        choice, groups = choose_limits(setup, records, sets)
+        numbers["chosen"] = dataclasses.asdict(choice)
+        parts.append(f"Chosen on {', '.join(sets)} ({len(records)} nets; copy into "
+                     f"fetal_biometry/biometry.py):\n\n```\n{thresholds.constants(choice)}\n```\n\n"
+                     + thresholds.report(choice, groups))
     numbers["jobs"] = [r["job"] for r in records]
     return "\n\n".join(parts) + "\n", numbers
 

@@ -193,3 +193,37 @@ def outcome(results: list[dict], limits: dict[str, float]) -> dict:
             "p90": float(np.percentile(errors, 90)) if some else None,
             "max": float(max(errors)) if some else None,
             "off_10": sum(e > MAX_ERROR_PERCENT for e in errors)}
+
+
+def constants(choice: Choice) -> str:
+    """The chosen values as the lines of :mod:`fetal_biometry.biometry` that hold them."""
+    lines = [f"{rule.constant} = {choice.limits[rule.field]:.3f}" for rule in biometry.TRUST_RULES]
+    return "\n".join(lines + [f"{name} = {value:.3f}" for name, value in choice.thresholds.items()])
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f} %"
+
+
+def report(choice: Choice, groups: dict[str, list[dict]]) -> str:
+    """Markdown: the chosen values, what each limit costs (cases it alone stops measuring, of
+    them how many were off), and the measured ACs under the loosest and the chosen limits, per
+    group of per-case results and pooled."""
+    pooled = [r for results in groups.values() for r in results]
+    lines = ["| trust rule | chosen | loosest | ACs it stops measuring | of them off > 10 % | > 5 % |",
+             "|" + " --- |" * 6]
+    for row in costs(pooled, choice.limits):
+        lines.append(f"| {row['rule']} | {row['limit']:.3f} | {row['loosest']:g} | "
+                     f"{row['not_measured']} | {row['off_10']} | {row['off_5']} |")
+    lines += ["", "| plane threshold | chosen |", "| --- | --- |"]
+    lines += [f"| {name} | {value:.3f} |" for name, value in choice.thresholds.items()]
+    lines += ["", "| cases | measured (loosest) | median | 90th pct. | max | > 10 % "
+              "| measured (chosen) | median | 90th pct. | max | > 10 % |", "|" + " --- |" * 11]
+    for name, results in {**groups, "all": pooled}.items():
+        cells = []
+        for limits in (LOOSEST, choice.limits):
+            o = outcome(results, limits)
+            cells += [f"{o['measured']}/{o['cases']}", _percent(o["median"]), _percent(o["p90"]),
+                      _percent(o["max"]), str(o["off_10"])]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

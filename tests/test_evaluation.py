@@ -1,12 +1,13 @@
 """Held-out evaluation through a model folder, on simulated scans with a real (briefly trained) Caffe net."""
 import json
+import shutil
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
-from fetal_biometry import dataset, evaluation, model as model_folder
+from fetal_biometry import biometry, dataset, evaluation, model as model_folder
 from fetal_biometry.labels import classifier_labels
 
 from conftest import ROOT
@@ -26,8 +27,7 @@ def test_perfect_class_map_scores_perfectly(scans):
     data = dataset.open(scans)
     case = data.read(data.cases[0])
     truth = classifier_labels(case.labels)
-    probs = np.zeros((5, *truth.shape), np.float32)
-    result, measured = evaluation.case_result(case, probs, np.where(truth == 255, 0, truth))
+    result, measured = evaluation.case_result(case, np.where(truth == 255, 0, truth))
     summary = evaluation.summarize([result])
     assert summary["pixel_accuracy"] == 1.0
     assert abs(result["ac_error_percent"]) < 3  # the fit recovers the true abdomen from true labels
@@ -44,6 +44,34 @@ def test_evaluate_writes_results_and_overlays(scans, model, tmp_path):
     drawn = sorted(p.name for p in tmp_path.glob(f"{model.name}_*.png"))
     assert drawn == sorted(pick["file"] for pick in saved["overlays"]) and drawn
     assert saved["overlays"][0]["why"] in ("largest AC error", "AC not measured")
+
+
+def test_stored_class_maps_measure_again_without_the_net(scans, model, tmp_path):
+    evaluation.evaluate(model, scans, tmp_path, overlays=0)
+    record = tmp_path / f"{model.name}.json"
+    saved = json.loads(record.read_text())
+    assert saved["measured_under"] == biometry.in_force()
+    # Under the same limits the stored maps give the same numbers as the net did.
+    assert json.loads(json.dumps(evaluation.stored_results(record))) == saved["cases"]
+    strict = evaluation.stored_results(record, limits={"coverage": 1.01})
+    assert all("ac_mm" in r and r["ac_mm"] is None for r in strict)
+    assert all(r["reasons"][0].startswith(biometry.NOT_MEASURED) for r in strict)
+    summary = evaluation.remeasure(record)
+    assert summary == json.loads(json.dumps(saved["summary"]))
+    evaluation.maps_file(record).unlink()
+    with pytest.raises(ValueError, match="no stored class maps"):
+        evaluation.stored_results(record)
+
+
+def test_stored_maps_of_another_dataset_are_refused(scans, model, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(scans, data)
+    evaluation.evaluate(model, data, tmp_path, overlays=0)
+    meta = json.loads((data / "dataset.json").read_text())
+    meta["generator"] = {"name": "simulated again"}
+    (data / "dataset.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="no longer the dataset"):
+        evaluation.stored_results(tmp_path / f"{model.name}.json")
 
 
 def _result(name, ac, true=200.0, accepted=True, accepted_true=True, reasons=()):

@@ -6,7 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from fetal_biometry import dataset, experiments, figures, model as model_folder, simulator
+from fetal_biometry import (biometry, dataset, evaluation, experiments, figures, model as model_folder,
+                            simulator, thresholds)
 from fetal_biometry.experiments import Job, Recipe, Setup
 from fetal_biometry.labels import CLASSIFIER_CLASSES
 
@@ -135,6 +136,16 @@ def test_patch_size_rule_breaks_ties_by_ac_error():
     assert numbers["chosen"]["patch"] == 32 and "Chosen: **32 px**" in text and "| 24 px | 1 |" in text
 
 
+def test_patch_size_rule_averages_over_seeds():
+    records = [_record(patch=p, seed=seed, accuracy=a, ac_error=1.0, sets=("validation",))
+               for p, seed, a in ((40, 0, 0.80), (40, 1, 0.82), (48, 0, 0.86), (48, 1, 0.74))]
+    chosen, rule = experiments.choose_patch(records)  # 40: 0.81 on average, 48: 0.80
+    assert chosen == 40 and "mean over 2 seed(s)" in rule
+    jobs, _ = experiments.patch_size_plan((40, 48), seeds=(0, 1, 2))
+    assert [(j.patch, j.seed) for j in jobs][:4] == [(40, 0), (40, 1), (40, 2), (48, 0)]
+    assert {j.patch for j in experiments.learning_curve_plan(patch=48)[0]} == {48}
+
+
 def test_learning_curve_is_drawn_from_the_results():
     records = [_record(e, n, s, accuracy=0.7 + n / 1000 + s / 100, sets=("heldout", "foreign"))
                for e in ("rotate", "channels", "none") for n in (10, 25, 50, 100) for s in (0, 1, 2)]
@@ -157,7 +168,8 @@ def test_a_job_whose_summary_exists_is_skipped_unless_its_datasets_changed(tmp_p
     job = Job("none", 10, 1)
     record = {**_record("none", 10, 1, sets=("heldout", "foreign")),
               "training": experiments._sources(setup, job),
-              "datasets": {s: experiments.generator(setup.recipes[s]) for s in ("heldout", "foreign")}}
+              "datasets": {s: experiments.generator(setup.recipes[s]) for s in ("heldout", "foreign")},
+              "measured_under": {s: biometry.in_force() for s in ("heldout", "foreign")}}
     summary = setup.job_dir(job) / experiments.SUMMARY
     summary.parent.mkdir(parents=True)
     summary.write_text(json.dumps(record))
@@ -227,3 +239,30 @@ def test_the_tool_refuses_more_training_scans_than_the_pool_holds(capsys):
     with pytest.raises(SystemExit) as exit_:
         tool.main(["learning-curve", "--scans", "500", "--dry-run"])
     assert exit_.value.code == 2 and "pool holds 100 scans" in capsys.readouterr().err
+
+
+def test_evaluations_under_other_limits_are_measured_again_from_their_maps(tiny):
+    setup, jobs, records = tiny
+    summary_file = setup.job_dir(jobs[1]) / experiments.SUMMARY
+    record = json.loads(summary_file.read_text())
+    assert record["measured_under"]["heldout"] == biometry.in_force()
+    maps = evaluation.maps_file(setup.evaluation_record(jobs[1], "heldout"))
+    stamp = maps.stat().st_mtime_ns
+    record["measured_under"]["heldout"] = {"trust": {}, "plane": {}}  # as if chosen since
+    summary_file.write_text(json.dumps(record))
+    assert not experiments.done(setup, jobs[1], ("heldout",))
+    [again] = experiments.run(setup, jobs[1:], ("heldout",), workers=1)
+    assert again["measured_under"]["heldout"] == biometry.in_force()
+    assert again["evaluations"]["heldout"] == records[1]["evaluations"]["heldout"]
+    assert maps.stat().st_mtime_ns == stamp  # measured from the stored maps, not classified again
+
+
+def test_the_thresholds_plan_chooses_from_the_validation_maps(tiny):
+    setup, jobs, _ = tiny
+    records = experiments.run(setup, jobs, ("validation",), workers=2)
+    choice, groups = experiments.choose_limits(setup, records, ("validation",))
+    assert [len(results) for results in groups.values()] == [4]  # 2 nets x 2 validation scans
+    assert set(choice.limits) == set(thresholds.LOOSEST)
+    text, numbers = experiments.report("thresholds", setup, records, ("validation",))
+    assert "MIN_COVERAGE = " in text and "VEIN_SKIN_MM = " in text and "| all |" in text
+    assert numbers["chosen"]["limits"] == choice.limits

@@ -26,33 +26,7 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fetal_biometry import atomic, biometry, cli, dataset, evaluation, thresholds  # noqa: E402
-
-
-def _percent(value) -> str:
-    return "-" if value is None else f"{value:.1f} %"
-
-
-def report(choice: thresholds.Choice, groups: dict[str, list[dict]]) -> str:
-    """The chosen values, the cost of each limit and the outcome per group, as markdown."""
-    pooled = [r for results in groups.values() for r in results]
-    lines = ["| trust rule | chosen | loosest | ACs it stops measuring | of them off > 10 % | > 5 % |",
-             "|" + " --- |" * 6]
-    for row in thresholds.costs(pooled, choice.limits):
-        lines.append(f"| {row['rule']} | {row['limit']:.3f} | {row['loosest']:g} | "
-                     f"{row['not_measured']} | {row['off_10']} | {row['off_5']} |")
-    lines += ["", "| plane threshold | chosen |", "| --- | --- |"]
-    lines += [f"| {name} | {value:.3f} |" for name, value in choice.thresholds.items()]
-    lines += ["", "| models, dataset | measured (loosest) | median | 90th pct. | max | > 10 % "
-              "| measured (chosen) | median | 90th pct. | max | > 10 % |", "|" + " --- |" * 11]
-    for name, results in {**groups, "all": pooled}.items():
-        cells = []
-        for limits in (thresholds.LOOSEST, choice.limits):
-            o = thresholds.outcome(results, limits)
-            cells += [f"{o['measured']}/{o['cases']}", _percent(o["median"]), _percent(o["p90"]),
-                      _percent(o["max"]), str(o["off_10"])]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+from fetal_biometry import atomic, cli, dataset, evaluation, thresholds  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -81,12 +55,9 @@ def main(argv=None) -> int:
         print(f"choose_thresholds: error: {err}", file=sys.stderr)
         return 1
     choice = thresholds.choose([r for results in groups.values() for r in results])
-    text = report(choice, groups)
-    print("trust limits (fetal_biometry.biometry):")
-    for rule in biometry.TRUST_RULES:
-        print(f"  {rule.constant} = {choice.limits[rule.field]:.3f}")
-    for name, value in choice.thresholds.items():
-        print(f"  {name} = {value:.3f}")
+    text = thresholds.report(choice, groups)
+    print("trust limits and plane thresholds (fetal_biometry.biometry):")
+    print(thresholds.constants(choice))
     print()
     print(text)
     if args.out:

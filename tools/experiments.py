@@ -16,6 +16,12 @@ Datasets are simulated first into data/experiments/ (about a minute each, once).
   randomisations  channels, 100 scans, seed 0: all randomisations, none, each
                   group of simulator.Appearance left out, no augmentation;
                   on the foreign set                                groups + 3 trainings
+  thresholds      the ablation's nets on the two VALIDATION sets; chooses the
+                  AC trust limits and plane thresholds (fetal_biometry.thresholds)
+                  to copy into fetal_biometry/biometry.py       the ablation's 9
+
+Every evaluation keeps its class maps: once new limits are in biometry.py, running a command
+again measures its evaluations anew from those maps (seconds, no Caffe) and rewrites its tables.
 
 Results: runs/experiments/<command>.md (markdown tables to paste into the README) and .json;
 one folder per job under runs/experiments/jobs/ (model, evaluations, log.txt). --dry-run
@@ -40,15 +46,20 @@ PLANS = {
     "learning-curve": "10/25/50/100 scans x 3 encodings x 3 seeds (36 trainings, 9 shared with ablation)",
     "randomisations": "what each simulator randomisation bought, on the foreign set (5 trainings: "
                       "all, none, no physics, no anatomy, no augmentation; --by-group: one per group)",
+    "thresholds": "choose the AC trust limits and plane thresholds on the validation sets with "
+                  "the ablation's nets",
 }
 
 
 def plan(args) -> experiments.Plan:
     common = dict(augment=args.augment, iterations=args.iterations)
     if args.command == "patch-size":
-        return experiments.patch_size_plan(args.sizes, **common)
+        return experiments.patch_size_plan(args.sizes, args.seeds, **common)
+    common["patch"] = args.patch
     if args.command == "ablation":
         return experiments.ablation_plan(args.seeds, **common)
+    if args.command == "thresholds":
+        return experiments.thresholds_plan(args.seeds, **common)
     if args.command == "learning-curve":
         return experiments.learning_curve_plan(args.scans, args.seeds, **common)
     return experiments.randomisations_plan(**common, by_group=args.by_group)
@@ -68,7 +79,13 @@ def parser() -> argparse.ArgumentParser:
                          help="Adam iterations per training (default %(default)s, as make demo)")
         sub.add_argument("--augment", type=int, default=experiments.AUGMENT,
                          help="augmented copies per patch in the LMDBs (default %(default)s; 0: none)")
-        if name in ("ablation", "learning-curve"):
+        if name == "patch-size":
+            sub.add_argument("--seeds", type=int, nargs="+", default=[0],
+                             help="training seeds (default 0); the rule averages over them")
+        else:
+            sub.add_argument("--patch", type=cli.at_least_one, default=experiments.patches.SIZE,
+                             help="patch side in px (default %(default)s, patches.SIZE)")
+        if name in ("ablation", "learning-curve", "thresholds"):
             sub.add_argument("--seeds", type=int, nargs="+", default=list(experiments.SEEDS),
                              help="training seeds (default 0 1 2)")
         if name == "learning-curve":
@@ -102,7 +119,7 @@ def main(argv=None) -> int:
         setup = experiments.Setup()
         jobs, sets = plan(args)
         todo = [j for j in jobs if not experiments.done(setup, j, sets)]
-        hours = len(todo) * experiments.JOB_MINUTES / min(args.jobs, max(1, len(todo))) / 60
+        hours = experiments.minutes(setup, todo, sets) / min(args.jobs, max(1, len(todo))) / 60
         print(f"{args.command}: {len(jobs)} job(s), {len(todo)} to run, evaluated on "
               f"{', '.join(sets)}; about {hours:.1f} h with {args.jobs} worker(s)")
         if args.dry_run:
