@@ -50,8 +50,8 @@ def pooled_side(patch: int) -> int:
 def _cnn_body(n, data, classes: int = 10, dense_patch: int | None = None) -> None:
     """Add C1 .. output on top of ``data`` to the NetSpec ``n``.
 
-    The same layers serve the fetal patch classifier: on 40x40 patches they give 32@36x36,
-    32@18x18, 64@14x14, 64@7x7, 256 and one output per class. With ``dense_patch`` the two
+    The same layers serve the fetal patch classifier: on 48x48 patches they give 32@44x44,
+    32@22x22, 64@18x18, 64@9x9, 256 and one output per class. With ``dense_patch`` the two
     inner products are the equivalent convolutions (``f5`` a kernel covering the whole ``p4``
     map of a ``dense_patch`` patch, ``out`` 1x1): the same net, fully convolutional, with blobs
     of the same names and the same number of weights.

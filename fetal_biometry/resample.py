@@ -1,7 +1,7 @@
 """Pixel spacing: a scan, its labels and its probe geometry resampled to another mm per pixel.
 
-The patch classifier learns what anatomy looks like at one scale: a 40 px patch is 27 mm at
-0.67 mm per pixel but 4 mm at HC18's finest 0.1 mm. So every scan is resampled to the model's
+The patch classifier learns what anatomy looks like at one scale: a 48 px patch is 32 mm at
+0.67 mm per pixel but 5 mm at HC18's finest 0.1 mm. So every scan is resampled to the model's
 *target spacing* before patches are cut (:mod:`fetal_biometry.patch_records`) or the net is run
 (:mod:`fetal_biometry.inference`), and the class maps are brought back to the scan's own grid.
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from fetal_biometry import (biometry, dataset, evaluation, experiments, figures, model as model_folder,
-                            simulator, thresholds)
+                            patches, simulator, thresholds)
 from fetal_biometry.experiments import Job, Recipe, Setup
 from fetal_biometry.labels import CLASSIFIER_CLASSES
 
@@ -201,7 +201,7 @@ def test_a_tiny_job_trains_with_caffe_and_writes_its_summary(tiny):
     setup, jobs, records = tiny
     folder = setup.job_dir(jobs[0])
     model = model_folder.load(folder / "model")
-    assert model.record["training"]["iterations"] == 4 and model.patch == 40
+    assert model.record["training"]["iterations"] == 4 and model.patch == patches.SIZE
     train = json.loads((folder / "job.json").read_text())["job"]
     assert train == dataclasses.asdict(jobs[0])
     assert set(records[0]["evaluations"]) == {"heldout", "foreign"}

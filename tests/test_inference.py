@@ -88,7 +88,7 @@ def test_fully_convolutional_keeps_every_weight(tmp_path):
     fcn = caffe().Net(str(nets.save(nets.patch_classifier_dense(3, 64, 64),
                                     tmp_path / "fcn.prototxt")), caffe().TEST)
     inference.transplant(patch_net, fcn)
-    assert fcn.params["f5"][0].data.shape == (256, 64, 7, 7)  # p4 of a 40 px patch
+    assert fcn.params["f5"][0].data.shape == (256, 64, 9, 9)  # p4 of a 48 px patch
     for name in patch_net.params:
         for a, b in zip(patch_net.params[name], fcn.params[name]):
             np.testing.assert_array_equal(a.data.ravel(), b.data.ravel())

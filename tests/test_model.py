@@ -4,14 +4,14 @@ import shutil
 
 import pytest
 
-from fetal_biometry import model as model_folder, nets
+from fetal_biometry import model as model_folder, nets, patches
 
 
 def test_training_writes_a_model_folder_that_loads(fetal_model):
     model = model_folder.load(fetal_model)
     record = json.loads((fetal_model / "model.json").read_text())
-    assert model.encoding == "channels" and model.channels == 3 and model.patch == 40
-    assert model.spacing_mm == pytest.approx(record["patch"]["mm"] / 40)
+    assert model.encoding == "channels" and model.channels == 3 and model.patch == patches.SIZE
+    assert model.spacing_mm == pytest.approx(record["patch"]["mm"] / patches.SIZE)
     assert model.weights.is_file() and model.weights.parent.name == "snapshots"
     assert record["data"]["records"]["train"] > 0 and len(record["data"]["manifest_sha256"]) == 64
     assert record["training"]["iterations"] == 4 and record["versions"]["caffe"]
