@@ -443,7 +443,7 @@ def train(solver_path: str | os.PathLike, out: str | os.PathLike, *, gpu: int | 
           max_iter: int | None = None, validate_every: int | None = None,
           snapshot_every: int | None = None, resume: str | os.PathLike | None = None,
           overwrite: bool = False, divergence_ratio: float = 3.0, progress: bool = True,
-          plot: bool = True) -> Result:
+          plot: bool = True, label: str = "train", position: int | None = None) -> Result:
     """Train the solver at ``solver_path``, writing everything under ``out``.
 
     Parameters
@@ -470,6 +470,8 @@ def train(solver_path: str | os.PathLike, out: str | os.PathLike, *, gpu: int | 
         (:class:`Divergence`).
     progress, plot : bool
         Show a progress bar; write ``training.png``.
+    label, position : str, int, optional
+        The progress bar's label and line (several trainings side by side, one line each).
     """
     from tqdm import tqdm
 
@@ -511,7 +513,8 @@ def train(solver_path: str | os.PathLike, out: str | os.PathLike, *, gpu: int | 
     last_plot = time.monotonic()
     # In a log file (CI, nohup) a redraw every 30 s instead of several per second.
     bar = tqdm(total=run.max_iter, initial=solver.iter, disable=not progress, unit="it",
-               dynamic_ncols=True, desc="train", mininterval=0.5 if sys.stderr.isatty() else 30)
+               dynamic_ncols=True, desc=label, position=position,
+               mininterval=0.5 if sys.stderr.isatty() else 30)
     try:
         with _Stop() as stop, open(metrics_path, "a") as metrics:
             while solver.iter < run.max_iter:
