@@ -119,9 +119,10 @@ def main(argv=None) -> int:
         setup = experiments.Setup()
         jobs, sets = plan(args)
         todo = [j for j in jobs if not experiments.done(setup, j, sets)]
-        hours = experiments.minutes(setup, todo, sets) / min(args.jobs, max(1, len(todo))) / 60
+        wall = experiments.minutes(setup, todo, sets) / min(args.jobs, max(1, len(todo)))
+        took = f"{wall / 60:.1f} h" if wall >= 60 else f"{wall:.0f} min"
         print(f"{args.command}: {len(jobs)} job(s), {len(todo)} to run, evaluated on "
-              f"{', '.join(sets)}; about {hours:.1f} h with {args.jobs} worker(s)")
+              f"{', '.join(sets)}; about {took} with {args.jobs} worker(s)")
         if args.dry_run:
             for j in jobs:
                 print(f"  {'todo' if j in todo else 'done'}  {j.name}")
