@@ -151,16 +151,16 @@ def test_a_state_whose_weights_are_from_another_iteration(run, tmp_path):
 
 
 def test_an_input_over_int_max_aborts_caffe_and_gets_a_limit_here(tmp_path):
-    # 8000x8000 with three channels: the im2col buffer of c3 holds 1.3e10 values.
+    # 8000x8000 with three channels: the im2col buffer of f5 (9x9 over 64 maps) holds 2e10 values.
     fcn = nets.patch_classifier_dense(3, 8000, 8000)
     with pytest.raises(checks.CheckError, match=r"input 1x3x8000x8000 is too large for Caffe: blob "
-                                                r"'c3 \(im2col buffer\)'.*up to 3288x3288"):
+                                                r"'f5 \(im2col buffer\)'.*up to 2616x2616"):
         checks.check_input_size((1, 3, 8000, 8000), fcn)
-    # The limit is Caffe's own, to the pixel: 3288 sets up, 3289 aborts.
-    checks.check_input_size((1, 3, 3288, 3288), fcn)
-    too_big = nets.save(nets.patch_classifier_dense(3, 3289, 3289), tmp_path / "fcn.prototxt")
+    # The limit is Caffe's own, to the pixel: 2616 sets up, 2617 aborts.
+    checks.check_input_size((1, 3, 2616, 2616), fcn)
+    too_big = nets.save(nets.patch_classifier_dense(3, 2617, 2617), tmp_path / "fcn.prototxt")
     assert "blob size exceeds INT_MAX" in _caffe_aborts("caffe.Net(sys.argv[1], caffe.TEST)", too_big)
-    fits = nets.save(nets.patch_classifier_dense(3, 3288, 3288), tmp_path / "fits.prototxt")
+    fits = nets.save(nets.patch_classifier_dense(3, 2616, 2616), tmp_path / "fits.prototxt")
     checks.blob_shapes(fits)
 
 
