@@ -78,16 +78,17 @@ def _train(encoding: str, retrain: bool, gpu: int | None, position: int) -> str:
 
 
 def train_nets(retrain: dict[str, bool], gpu: int | None = None) -> list[str]:
-    """Train (``retrain[encoding]``: afresh) or reuse each encoding's net, as many at once as
-    there are cores (one process each, OpenBLAS on one thread): on 2 cores the three nets take
-    about two trainings' time. Returns the final weights."""
-    workers = min(len(retrain), os.cpu_count() or 1)
-    if workers > 1:  # OpenBLAS threads beside other processes collapse (README, Training)
-        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    """Train (``retrain[encoding]``: afresh) or reuse each encoding's net, all at once (one
+    process each, OpenBLAS on one thread): the cores are shared and none idles, so on 2 cores the
+    three nets take about one and a half trainings' time (two at a time would leave one core
+    idle while the third trains). Returns the final weights."""
+    workers = len(retrain)
+    # OpenBLAS threads beside other processes collapse (README, Training).
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     # spawn: a fresh interpreter per worker; Caffe's state does not survive a fork.
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
-        futures = [pool.submit(_train, encoding, again, gpu, index % workers)
+        futures = [pool.submit(_train, encoding, again, gpu, index)
                    for index, (encoding, again) in enumerate(retrain.items())]
         return [future.result() for future in futures]
 
