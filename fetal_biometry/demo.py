@@ -4,8 +4,8 @@
 2. the fetal pipeline on simulated scans: simulate a training and a held-out dataset (other
    seed, convex and linear probes) and the foreign check set (simulator settings outside the
    training ranges, other pixel spacings), make the patch LMDBs for each beam encoding, train
-   the patch classifier on each (in parallel, one process and core each), classify the
-   held-out and foreign scans densely, measure the AC and judge the plane, and print the
+   the patch classifier on each and classify the held-out and foreign scans densely (the
+   three nets in parallel, one process each), measure the AC and judge the plane, and print the
    ablation table of each set.
 
 Every stage reuses what an earlier run left (datasets, LMDBs, final snapshots), so a second
@@ -69,28 +69,40 @@ def _current(lmdbs: pathlib.Path, encoding: str, generator: dict) -> bool:
             and made.get("sources", {}).get("generator") == generator)
 
 
-def _train(encoding: str, retrain: bool, gpu: int | None, position: int) -> str:
-    """Train (or reuse) one encoding's net; runs in a worker process of :func:`train_nets`."""
+def _train_and_evaluate(encoding: str, retrain: bool, gpu: int | None,
+                        position: int) -> tuple[str, dict[str, dict]]:
+    """Train (or reuse) one encoding's net and evaluate it on :data:`SETS`; runs in a worker
+    process of :func:`train_and_evaluate`. Returns the model's name and its summaries by set."""
+    from tqdm import tqdm
+
     name = paths.fetal_name(encoding)
-    return str(training.trained(str(paths.prototxt_dir(name) / "solver.prototxt"),
-                                paths.run_dir(name), retrain, gpu=gpu, label=f"train {encoding}",
-                                position=position))
+    training.trained(str(paths.prototxt_dir(name) / "solver.prototxt"), paths.run_dir(name),
+                     retrain, gpu=gpu, label=f"train {encoding}", position=position)
+    model = model_folder.load(paths.run_dir(name))
+    return model.name, {set_name: evaluation.evaluate(
+        model, data, out, progress=lambda it, desc: tqdm(it, desc=f"{set_name} {desc}",
+                                                         position=position))
+        for set_name, (data, out, _) in SETS.items()}
 
 
-def train_nets(retrain: dict[str, bool], gpu: int | None = None) -> list[str]:
-    """Train (``retrain[encoding]``: afresh) or reuse each encoding's net, all at once (one
-    process each, OpenBLAS on one thread): the cores are shared and none idles, so on 2 cores the
-    three nets take about one and a half trainings' time (two at a time would leave one core
-    idle while the third trains). Returns the final weights."""
-    workers = len(retrain)
+def train_and_evaluate(retrain: dict[str, bool], gpu: int | None = None) -> dict[str, dict[str, dict]]:
+    """Train (``retrain[encoding]``: afresh) or reuse each encoding's net and evaluate it, all
+    nets at once (one process each, OpenBLAS on one thread): the cores are shared and none
+    idles, so on 2 cores the three nets take about one and a half trainings' time (two at a time
+    would leave one core idle while the third trains). Returns the summaries per set and model."""
     # OpenBLAS threads beside other processes collapse (README, Training).
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     # spawn: a fresh interpreter per worker; Caffe's state does not survive a fork.
     context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
-        futures = [pool.submit(_train, encoding, again, gpu, index)
+    summaries: dict[str, dict[str, dict]] = {name: {} for name in SETS}
+    with concurrent.futures.ProcessPoolExecutor(len(retrain), mp_context=context) as pool:
+        futures = [pool.submit(_train_and_evaluate, encoding, again, gpu, index)
                    for index, (encoding, again) in enumerate(retrain.items())]
-        return [future.result() for future in futures]
+        for future in futures:  # in the encodings' order, for the tables
+            name, by_set = future.result()
+            for set_name, summary in by_set.items():
+                summaries[set_name][name] = summary
+    return summaries
 
 
 #: What the demo evaluates on: (folder, report folder, title).
@@ -109,8 +121,6 @@ def run_fetal(cases: int = 100, heldout: int = 30, gpu: int | None = None,
     scans, the held-out set with ``heldout``, the foreign check set) and are simulated again
     when the simulator would now write them differently; the LMDBs and nets then follow.
     """
-    from tqdm import tqdm
-
     recipes = {"train": dataclasses.replace(experiments.RECIPES["pool"], count=cases),
                "heldout": dataclasses.replace(experiments.RECIPES["heldout"], count=heldout),
                "foreign": experiments.RECIPES["foreign"]}
@@ -127,13 +137,7 @@ def run_fetal(cases: int = 100, heldout: int = 30, gpu: int | None = None,
             scans = scans or list(patch_records.dataset_scans(paths.SIM_TRAIN))
             patch_records.build(scans, lmdbs, encoding, seed=0,
                                 sources={"dataset": str(paths.SIM_TRAIN), "generator": trained_on})
-    train_nets(again, gpu)
-    summaries: dict[str, dict[str, dict]] = {name: {} for name in SETS}
-    for encoding in patches.ENCODINGS:
-        model = model_folder.load(paths.run_dir(paths.fetal_name(encoding)))
-        for set_name, (data, out, _) in SETS.items():
-            summaries[set_name][model.name] = evaluation.evaluate(
-                model, data, out, progress=lambda it, desc: tqdm(it, desc=f"{set_name} {desc}"))
+    summaries = train_and_evaluate(again, gpu)
     print(f"\nmodels: {', '.join(str(p) for p in paths.demo_models())}, trained on {cases} "
           "simulated scans (seed 0, convex and linear probes)")
     for set_name, (_, out, title) in SETS.items():
