@@ -24,6 +24,7 @@ import io
 import json
 import os
 import pathlib
+import zipfile
 
 import cv2
 import numpy as np
@@ -127,29 +128,35 @@ def stored_results(record: str | os.PathLike, limits: dict[str, float] | None = 
 
     Raises ValueError when the maps are missing or the dataset is no longer the one evaluated.
     """
-    record = pathlib.Path(record)
-    saved = json.loads(record.read_text())
+    return _stored_results(pathlib.Path(record), json.loads(pathlib.Path(record).read_text()),
+                           limits, plane)
+
+
+def _stored_results(record: pathlib.Path, saved: dict, limits: dict[str, float] | None,
+                    plane: dict[str, float] | None) -> list[dict]:
     opened = dataset.open(saved["dataset"]["path"])
     if opened.generator != saved["dataset"]["generator"] or \
             list(opened.cases) != [r["case"] for r in saved["cases"]]:
         raise ValueError(f"{record}: {saved['dataset']['path']} is no longer the dataset this "
                          f"evaluation classified; evaluate the model again")
     try:
-        stored = np.load(maps_file(record))
-    except OSError as err:
+        with np.load(maps_file(record)) as stored:
+            maps = {name: stored[name] for name in opened.cases}
+    except FileNotFoundError as err:
         raise ValueError(f"{record}: no stored class maps ({maps_file(record).name}): "
                          f"evaluate the model again to keep them") from err
-    with stored:
-        return [case_result(case, stored[case.name], limits, plane)[0]
-                for case in opened.iter_cases()]
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
+        raise ValueError(f"{maps_file(record)}: unreadable or incomplete class maps ({err}): "
+                         f"evaluate the model again") from err
+    return [case_result(case, maps[case.name], limits, plane)[0] for case in opened.iter_cases()]
 
 
 def remeasure(record: str | os.PathLike) -> dict:
     """Measure the evaluation record ``OUT/<model>.json`` again from its stored class maps under
     the limits in force now (after :mod:`fetal_biometry.thresholds` chose new ones), rewrite it
     and return its new summary."""
-    results = stored_results(record)
     saved = json.loads(pathlib.Path(record).read_text())
+    results = _stored_results(pathlib.Path(record), saved, None, None)
     saved.update(summary=summarize(results), measured_under=biometry.in_force(), cases=results)
     atomic.write_text(record, json.dumps(saved, indent=1) + "\n")
     return saved["summary"]

@@ -357,9 +357,7 @@ def _train(setup: Setup, job: Job, folder: pathlib.Path) -> pathlib.Path:
     for path, message in files.items():
         atomic.write_text(path, text_format.MessageToString(message))
     # An interrupted training resumes on the LMDBs it began with; new LMDBs train afresh.
-    weights = training.trained(folder / "net" / "solver.prototxt", run, retrain=rebuilt)
-    if not weights.stem.endswith(f"_iter_{job.iterations}"):  # stopped by a signal
-        raise ExperimentError(f"{job.name}: training stopped at {weights.name}; run again to resume")
+    training.trained(folder / "net" / "solver.prototxt", run, retrain=rebuilt)
     # A job's LMDBs are 30-150 MB and earlier snapshots 10 MB each, for some 50 jobs: the model
     # folder keeps the final weights and the LMDBs' manifest hash.
     shutil.rmtree(lmdbs)
@@ -654,9 +652,12 @@ def choose_limits(setup: Setup, records: Sequence[dict], sets: Sequence[str],
     """Trust limits and plane thresholds (:func:`fetal_biometry.thresholds.choose`) from the
     records' evaluations on ``sets`` (validation sets only), measured again from their class maps
     under :data:`~fetal_biometry.thresholds.LOOSEST`; with the per-case results by set."""
-    groups = {name: [r for record in records for r in evaluation.stored_results(
-        setup.evaluation_record(Job(**record["job"]), name), limits=thresholds.LOOSEST)]
-        for name in sets}
+    try:
+        groups = {name: [r for record in records for r in evaluation.stored_results(
+            setup.evaluation_record(Job(**record["job"]), name), limits=thresholds.LOOSEST)]
+            for name in sets}
+    except (ValueError, OSError) as err:  # e.g. --finished jobs evaluated before maps were kept
+        raise ExperimentError(f"{err} (run the command without --finished)") from err
     return thresholds.choose([r for results in groups.values() for r in results]), groups
 
 

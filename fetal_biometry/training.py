@@ -573,6 +573,8 @@ def trained(solver_path: str | os.PathLike, out: str | os.PathLike, retrain: boo
             **kwargs) -> pathlib.Path:
     """Final weights of ``solver_path`` in ``out``: reused when an earlier run finished, its last
     snapshot resumed when one was interrupted, trained afresh otherwise or with ``retrain``.
+    Raises :class:`TrainingError` when a signal stops the training first: weights of an
+    unfinished run are not final weights.
 
     ``kwargs`` go to :func:`train` (``max_iter`` overrides the solver's, as there).
     """
@@ -585,6 +587,9 @@ def trained(solver_path: str | os.PathLike, out: str | os.PathLike, retrain: boo
         state = train(solver_path, out, resume=state, **kwargs).snapshot
     else:
         state = train(solver_path, out, overwrite=True, **kwargs).snapshot
+    if _iteration(state) < max_iter:
+        raise TrainingError(f"{out}: training stopped by a signal at iteration {_iteration(state)} "
+                            f"of {max_iter}; run the same command again to resume from {state}")
     return state.with_suffix(".caffemodel")
 
 

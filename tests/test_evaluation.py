@@ -58,6 +58,9 @@ def test_stored_class_maps_measure_again_without_the_net(scans, model, tmp_path)
     assert all(r["reasons"][0].startswith(biometry.NOT_MEASURED) for r in strict)
     summary = evaluation.remeasure(record)
     assert summary == json.loads(json.dumps(saved["summary"]))
+    evaluation.maps_file(record).write_bytes(evaluation.maps_file(record).read_bytes()[:100])
+    with pytest.raises(ValueError, match="unreadable or incomplete class maps"):
+        evaluation.stored_results(record)  # a truncated file, as a killed copy leaves
     evaluation.maps_file(record).unlink()
     with pytest.raises(ValueError, match="no stored class maps"):
         evaluation.stored_results(record)

@@ -78,14 +78,15 @@ def test_nan_loss_stops_training_and_keeps_the_last_good_snapshot(tutorial_solve
     assert training.latest_snapshot(out) == good
 
 
-def test_sigterm_snapshots_and_stops_cleanly(tutorial_solver, tmp_path):
-    solver = tutorial_solver(max_iter=100000)
+def _terminated(call: str, solver, out) -> subprocess.CompletedProcess:
+    """Run ``training.<call>(solver, out, progress=False, plot=False)`` in a child, SIGTERM it
+    once it has logged a few iterations; its exit code and output."""
     code = ("import sys; from fetal_biometry import training;"
-            "r = training.train(sys.argv[1], sys.argv[2], progress=False, plot=False);"
+            f"r = training.{call}(sys.argv[1], sys.argv[2], progress=False, plot=False);"
             "print(r.status, r.iterations)")
-    proc = subprocess.Popen([sys.executable, "-c", code, str(solver), str(tmp_path / "run")],
+    proc = subprocess.Popen([sys.executable, "-c", code, str(solver), str(out)],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    metrics = tmp_path / "run/metrics.jsonl"
+    metrics = out / "metrics.jsonl"
     timer = threading.Timer(60, proc.kill)
     timer.start()
     while proc.poll() is None and not (metrics.exists() and metrics.read_text().count("\n") >= 3):
@@ -93,11 +94,23 @@ def test_sigterm_snapshots_and_stops_cleanly(tutorial_solver, tmp_path):
     proc.send_signal(signal.SIGTERM)
     stdout, stderr = proc.communicate()
     timer.cancel()
-    assert proc.returncode == 0, stderr
-    status, iterations = stdout.splitlines()[-1].split()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+
+
+def test_sigterm_snapshots_and_stops_cleanly(tutorial_solver, tmp_path):
+    solver = tutorial_solver(max_iter=100000)
+    done = _terminated("train", solver, tmp_path / "run")
+    assert done.returncode == 0, done.stderr
+    status, iterations = done.stdout.splitlines()[-1].split()
     assert status == "interrupted"
     assert training.latest_snapshot(tmp_path / "run").name.endswith(f"_iter_{iterations}.solverstate")
     assert not list((tmp_path / "run/snapshots").glob(".staging*"))
+
+
+def test_trained_weights_of_a_stopped_run_are_refused(tutorial_solver, tmp_path):
+    done = _terminated("trained", tutorial_solver(max_iter=100000), tmp_path / "run")
+    assert done.returncode == 1 and "TrainingError" in done.stderr
+    assert "stopped by a signal at iteration" in done.stderr and "to resume" in done.stderr
 
 
 def test_precheck_names_a_missing_lmdb(tmp_path):

@@ -41,6 +41,10 @@ def main(argv=None) -> int:
     except training.TrainingError as err:
         print(f"demo: error: {err}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # the trainings snapshot before they stop
+        print("demo: interrupted; run it again to resume the trainings from their last snapshots",
+              file=sys.stderr)
+        return 130
     return 0
 
 
