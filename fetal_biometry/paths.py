@@ -31,6 +31,16 @@ def fetal_name(encoding: str) -> str:
     return f"fetal_{encoding}"
 
 
+def segmenter_name(encoding: str) -> str:
+    """Name of the segmenter's prototxt folder and run folder for an encoding."""
+    return f"segmenter_{encoding}"
+
+
+def segment_records(encoding: str) -> pathlib.Path:
+    """Folder of the segmenter's records (image and label LMDBs, manifest.json, class weights)."""
+    return FETAL / f"segment_{encoding}"
+
+
 def patch_lmdbs(encoding: str) -> pathlib.Path:
     """Folder of the patch LMDBs (train/val/test_lmdb, manifest.json) the fetal nets read."""
     return FETAL / encoding
