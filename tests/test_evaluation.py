@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from fetal_biometry import biometry, dataset, evaluation, model as model_folder
-from fetal_biometry.labels import classifier_labels
+from fetal_biometry.labels import SEGMENTER_CLASSES, classifier_labels
 
 from conftest import ROOT
 
@@ -146,3 +146,16 @@ def test_make_lmdb_command_reports_a_bad_dataset(tmp_path):
                              str(tmp_path / "out")], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 1 and "not a folder" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_a_segmenter_is_evaluated_on_all_eight_classes_with_its_abdomen(segmenter_model, fetal_data, tmp_path):
+    model = model_folder.load(segmenter_model)
+    summary = evaluation.evaluate(model, fetal_data, tmp_path, overlays=1)
+    assert list(summary["per_class_accuracy"]) == list(SEGMENTER_CLASSES)
+    assert len(summary["per_class_dice"]) == 8 and 0 <= summary["abdomen_dice"] <= 1
+    record = json.loads((tmp_path / f"{model.name}.json").read_text())
+    assert record["model"]["kind"] == "segmenter"
+    assert all(len(case["abdomen_overlap"]) == 3 for case in record["cases"])
+    # Stored maps are measured again by the segmenter's method, without Caffe.
+    assert evaluation.remeasure(tmp_path / f"{model.name}.json")["abdomen_dice"] == summary["abdomen_dice"]
+    assert "| " + model.name + " |" in evaluation.table({model.name: summary})
