@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 
 from fetal_biometry import (abdomen, atomic, biometry, dataset, figures, inference, model as model_folder,
-                            segmentation, thresholds)
+                            thresholds)
 from fetal_biometry.labels import (ABDOMEN_REGION, CLASSIFIER_CLASSES, OUTSIDE, SEGMENTER_CLASSES,
                                    classifier_labels)
 
@@ -195,25 +195,14 @@ def case_results(model: model_folder.Model, opened: dataset.Dataset, progress=No
     if opened.structures() != {"abdomen"}:
         raise dataset.DatasetError(f"{opened.root}: holds head planes; the evaluation measures "
                                    f"the AC of abdominal planes")
-    predict = predictor(model, at_model_spacing)
+    classifier = inference.engine(model, at_model_spacing)
     results, maps = [], {}
     cases = opened.iter_cases()
     for case in progress(cases, desc=model.name) if progress else cases:
-        predicted = predict(case.image, case.geometry, case.spacing_mm)
+        _, predicted = classifier.classify_scan(case.image, case.geometry, case.spacing_mm)
         results.append(case_result(case, predicted, limits, kind=model.kind)[0])
         maps[case.name] = figures.png(predicted)  # ~50x smaller as PNG: cheap to keep for pictures
     return results, maps
-
-
-def predictor(model: model_folder.Model, at_model_spacing: bool = True):
-    """``predict(image, probe, spacing_mm) -> label map`` of a model folder of either kind."""
-    if model.kind == model_folder.SEGMENTER:
-        segmenter = segmentation.Segmenter.from_model(model)
-        return lambda image, probe, spacing: segmenter.segment_scan(image, probe, spacing)[1]
-    classifier = inference.DenseClassifier.from_model(model)
-    if not at_model_spacing:
-        classifier.spacing_mm = None
-    return lambda image, probe, spacing: classifier.classify_scan(image, probe, spacing)[1]
 
 
 def case_picture(case: dataset.Case, predicted: np.ndarray,

@@ -195,22 +195,41 @@ class DenseClassifier:
         return probs, labels
 
 
-def infer_scan(classifier: DenseClassifier, image: np.ndarray, probe: geom.Geometry,
+def engine(model, at_model_spacing: bool = True):
+    """The dense classifier of a model folder of either kind (:func:`fetal_biometry.model.load`):
+    a :class:`DenseClassifier` for a patch classifier, a
+    :class:`fetal_biometry.segmentation.Segmenter` for a segmenter; both ``classify_scan``."""
+    from fetal_biometry import model as model_folder, segmentation
+
+    if model.kind == model_folder.SEGMENTER:
+        return segmentation.Segmenter.from_model(model)
+    classifier = DenseClassifier.from_model(model)
+    if not at_model_spacing:
+        classifier.spacing_mm = None
+    return classifier
+
+
+def infer_scan(classifier, image: np.ndarray, probe: geom.Geometry,
                spacing_mm: float, measure: bool = True) -> tuple[dict, np.ndarray, np.ndarray, object]:
     """Classify one scan at the model's spacing and, with ``measure``, measure its AC in mm.
+
+    ``classifier`` is a :class:`DenseClassifier` (the AC from the fluid boundary) or a
+    :class:`fetal_biometry.segmentation.Segmenter` (the AC from the segmented abdomen, the fluid
+    boundary as second opinion: :mod:`fetal_biometry.abdomen`).
 
     ``spacing_mm`` is the scan's own spacing (mm per pixel); ``measure=False`` when it is only
     assumed (no AC is then reported). Returns the record (encoding, spacing, AC, ellipse, plane
     verdict and reasons), the probabilities (K, H, W), the label map and the
     :class:`fetal_biometry.biometry.Measurement` (None without ``measure``).
     """
-    from fetal_biometry import biometry
+    from fetal_biometry import abdomen, biometry, segmentation
 
     probs, labels = classifier.classify_scan(image, probe, spacing_mm)
     record: dict = {"encoding": classifier.encoding, "model_spacing_mm": classifier.spacing_mm}
     measured = None
     if measure:
-        measured = biometry.measure(labels, spacing_mm)
+        method = abdomen if isinstance(classifier, segmentation.Segmenter) else biometry
+        measured = method.measure(labels, spacing_mm)
         e = measured.ellipse
         record.update(ac_mm=measured.ac_mm, plane_acceptable=measured.accepted,
                       reasons=list(measured.reasons),

@@ -84,7 +84,7 @@ class Segmenter:
         """Probabilities on the encoded grid back on the (H, W) grid of the scan at the model's spacing."""
         return scan_encoding.decode(probs, self.encoding, probe, shape)
 
-    def segment_scan(self, image: np.ndarray, probe: geom.Geometry,
+    def classify_scan(self, image: np.ndarray, probe: geom.Geometry,
                      spacing_mm: float) -> tuple[np.ndarray, np.ndarray]:
         """Probabilities (K, H, W) and label map (H, W) of a scan on its own grid.
 

@@ -130,3 +130,13 @@ def test_weights_of_another_model_are_refused(fetal_model, tmp_path, fetal_data)
     result = _infer(copy, fetal_data, "--out", tmp_path / "o")
     assert result.returncode == 1 and record["weights"].split("/")[-1] in result.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_infer_runs_a_segmenter_model_folder(segmenter_model, fetal_data, tmp_path):
+    from tools import infer
+
+    assert infer.main([str(segmenter_model), str(fetal_data), "--out", str(tmp_path / "out")]) == 0
+    record = json.loads(next((tmp_path / "out").glob("sim*.json")).read_text())
+    assert "plane_acceptable" in record
+    probs = np.load(next((tmp_path / "out").glob("*_probs.npy")))
+    assert probs.shape[0] == 8

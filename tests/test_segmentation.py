@@ -9,7 +9,7 @@ from fetal_biometry.labels import OUTSIDE, SEGMENTER_VALUES
 def test_segment_scan_gives_maps_on_the_scans_own_grid(segmenter_model, fetal_data):
     segmenter = segmentation.Segmenter.from_model(model_folder.load(segmenter_model))
     for case in dataset.open(fetal_data).iter_cases():
-        probs, labels = segmenter.segment_scan(case.image, case.geometry, case.spacing_mm)
+        probs, labels = segmenter.classify_scan(case.image, case.geometry, case.spacing_mm)
         assert probs.shape == (8, *case.image.shape) and labels.shape == case.image.shape
         assert set(np.unique(labels)) <= set(SEGMENTER_VALUES)
         outside = case.labels == OUTSIDE
@@ -24,8 +24,8 @@ def test_a_scan_at_another_spacing_is_resampled_to_the_models(segmenter_model, f
     scale = 1.5
     bigger = resample.image(case.image, scale)
     probe = resample.geometry(case.geometry, scale)
-    _, small_labels = segmenter.segment_scan(case.image, case.geometry, case.spacing_mm)
-    _, big_labels = segmenter.segment_scan(bigger, probe, case.spacing_mm / scale)
+    _, small_labels = segmenter.classify_scan(case.image, case.geometry, case.spacing_mm)
+    _, big_labels = segmenter.classify_scan(bigger, probe, case.spacing_mm / scale)
     back = resample.back(big_labels, case.image.shape, scale, nearest=True)
     inside = (small_labels != OUTSIDE) & (back != OUTSIDE)
     assert np.mean(back[inside] == small_labels[inside]) > 0.8
