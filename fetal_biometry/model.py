@@ -82,8 +82,11 @@ class Model:
 
     @property
     def name(self) -> str:
-        """A short label for tables: the encoding, or the folder's name when they differ."""
-        return self.encoding if self.root.name.endswith(self.encoding) else self.root.name
+        """A short label for tables: the encoding (``segmenter_<encoding>`` for a segmenter), or
+        the folder's name when they differ."""
+        if not self.root.name.endswith(self.encoding):
+            return self.root.name
+        return f"segmenter_{self.encoding}" if self.kind == SEGMENTER else self.encoding
 
 
 def records_manifest(net_param) -> tuple[pathlib.Path, dict] | None:

@@ -57,8 +57,11 @@ def snapshot_prefix(name: str) -> str:
 
 
 def demo_models(root: pathlib.Path | None = None) -> list[pathlib.Path]:
-    """The model folders ``make demo`` trains, one per beam encoding."""
+    """The model folders ``make demo`` may train: a patch classifier per beam encoding, a
+    segmenter per encoding."""
     from fetal_biometry.patches import ENCODINGS
+    from fetal_biometry.scan_encoding import ENCODINGS as SEGMENTER_ENCODINGS
 
     base = root or pathlib.Path()
-    return [base / run_dir(fetal_name(e)) for e in ENCODINGS]
+    return [base / run_dir(fetal_name(e)) for e in ENCODINGS] + \
+        [base / run_dir(segmenter_name(e)) for e in SEGMENTER_ENCODINGS]
