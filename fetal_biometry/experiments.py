@@ -58,7 +58,8 @@ import numpy as np
 from google.protobuf import text_format
 
 from fetal_biometry import (atomic, biometry, catalog, dataset, evaluation, model as model_folder,
-                            patch_records, patches, paths, simulator, thresholds, training)
+                            nets, patch_records, patches, paths, scan_encoding, segment_records,
+                            simulator, thresholds, training)
 
 TOOL = pathlib.Path(__file__).resolve().parents[1] / "tools" / "experiments.py"
 SUMMARY = "summary.json"
@@ -74,6 +75,15 @@ TIE = 0.005  # patch sizes whose mean per-class accuracy is this close to the be
 #: project's 2-core machine. The tool's time estimates use it.
 JOB_MINUTES = 4.5
 EVALUATION_MINUTES = 0.5  # of those, one evaluation (30 scans); measuring again from maps: seconds
+#: Minutes one segmenter job takes on one core: 1500 iterations of 4 tiles of 128 x 128 at about
+#: 0.25 s (6.3 min, the machine shared), records of 110 scans with 2 augmented copies (10 s),
+#: three evaluations of 30 scans (about 20 s each).
+SEGMENTER_JOB_MINUTES = 7.5
+#: The segmenter's candidate widths and spacings (depth 4 fixed: the measured starting point;
+#: a fifth pooling would shrink a 128-px tile to 4 px) and the tie margin of its rule.
+SEGMENTER_WIDTHS = (8, 16)
+SEGMENTER_SPACINGS = (1.0, 1.5)
+SEGMENTER_TIE = 0.01
 
 
 class ExperimentError(RuntimeError):
@@ -182,11 +192,33 @@ class Job:
     patch: int = patches.SIZE
     augment: int = AUGMENT
     iterations: int = catalog.FETAL_ITERATIONS
+    kind: str = model_folder.PATCH_CLASSIFIER
+    #: The segmenter's U-Net width and spacing (mm per pixel); ignored for patch classifiers.
+    width: int = nets.UNET_WIDTH
+    spacing_mm: float = segment_records.SPACING_MM
+
+    @property
+    def segmenter(self) -> bool:
+        return self.kind == model_folder.SEGMENTER
 
     @property
     def name(self) -> str:
+        if self.segmenter:
+            return (f"segmenter-{self.encoding}-{self.scans}scans-seed{self.seed}-{self.variant}-"
+                    f"w{self.width}-{self.spacing_mm:g}mm-aug{self.augment}-it{self.iterations}")
         return (f"{self.encoding}-{self.scans}scans-seed{self.seed}-{self.variant}-"
                 f"patch{self.patch}-aug{self.augment}-it{self.iterations}")
+
+    def record(self) -> dict:
+        """The job as stored in its records: a patch classifier's without the segmenter's fields,
+        as before segmenters existed, so its earlier records stay current."""
+        fields = dataclasses.asdict(self)
+        if not self.segmenter:
+            for key in ("kind", "width", "spacing_mm"):
+                del fields[key]
+        else:
+            del fields["patch"]
+        return fields
 
 
 @dataclasses.dataclass(frozen=True)
@@ -264,7 +296,7 @@ def _current(setup: Setup, job: Job) -> dict:
     since are dropped."""
     record = read_record(setup.job_dir(job))
     if record is None or record.get("training") != _sources(setup, job):
-        return {"job": dataclasses.asdict(job), "training": _sources(setup, job), "evaluations": {},
+        return {"job": job.record(), "training": _sources(setup, job), "evaluations": {},
                 "datasets": {}, "seconds": 0.0}
     for name in list(record["evaluations"]):
         if name not in setup.recipes or record["datasets"].get(name) != generator(setup.recipes[name]):
@@ -290,21 +322,53 @@ def _sources(setup: Setup, job: Job) -> dict:
     folder, recipe = setup.training_data(job.variant)
     # Resolved: a worker's Setup comes back from job.json with absolute paths, the command's
     # own may be relative; both must name the same pool.
-    return json.loads(json.dumps({"job": dataclasses.asdict(job), "pool": str(folder.resolve()),
+    return json.loads(json.dumps({"job": job.record(), "pool": str(folder.resolve()),
                                   "pool_generator": generator(recipe),
                                   "validation_generator": generator(setup.recipes["validation"])}))
 
 
+class _Scans:
+    """The job's training scans and the first validation scans as one readable set of cases
+    (what :func:`fetal_biometry.segment_records.build` reads: ``cases``, ``read``,
+    ``structures``, ``root``); the validation scans' names get a prefix (both datasets name
+    their cases sim00000...)."""
+
+    PREFIX = "validation:"
+
+    def __init__(self, pool: dataset.Dataset, chosen: Sequence[str], validation: dataset.Dataset,
+                 val_names: Sequence[str]):
+        self.pool, self.validation, self.root = pool, validation, pool.root
+        self.cases = (*chosen, *(self.PREFIX + n for n in val_names))
+
+    def structures(self) -> set[str]:
+        return self.pool.structures() | self.validation.structures()
+
+    def read(self, name: str) -> dataset.Case:
+        if name.startswith(self.PREFIX):
+            return dataclasses.replace(self.validation.read(name[len(self.PREFIX):]), name=name)
+        return self.pool.read(name)
+
+
 def _lmdbs(setup: Setup, job: Job, out: pathlib.Path) -> bool:
-    """The job's patch LMDBs: train = its training scans, val = the first validation scans.
-    False when ``out`` holds them already, True when they were made now."""
+    """The job's patch LMDBs or segmenter records: train = its training scans, val = the first
+    validation scans. False when ``out`` holds them already, True when they were made now."""
     sources = _sources(setup, job)
+    version = segment_records.VERSION if job.segmenter else patch_records.VERSION
     try:
         made = json.loads((out / "manifest.json").read_text())
-        if made.get("sources") == sources and made.get("version") == patch_records.VERSION:
+        if made.get("sources") == sources and made.get("version") == version:
             return False
     except (OSError, ValueError):
         pass
+    if job.segmenter:
+        pool = dataset.open(setup.training_data(job.variant)[0])
+        validation = dataset.open(setup.evaluation_set("validation")[0])
+        chosen = training_scans(pool.cases, job.scans, job.seed)
+        scans = _Scans(pool, chosen, validation, validation.cases[:setup.val_cases])
+        segment_records.build(scans, out, job.encoding, job.spacing_mm, seed=job.seed, augment=job.augment,
+                              splits={"train": chosen, "val": list(scans.cases[len(chosen):])},
+                              sources=sources)
+        return True
     pool = dataset.open(setup.training_data(job.variant)[0])
     validation = dataset.open(setup.evaluation_set("validation")[0])
     chosen = training_scans(pool.cases, job.scans, job.seed)
@@ -338,7 +402,7 @@ def minutes(setup: Setup, jobs: Sequence[Job], sets: Sequence[str]) -> float:
     for job in jobs:
         record, missing = _missing(setup, job, sets)
         if missing and not trained(setup, job):
-            total += JOB_MINUTES - 2 * EVALUATION_MINUTES
+            total += (SEGMENTER_JOB_MINUTES if job.segmenter else JOB_MINUTES) - 2 * EVALUATION_MINUTES
         total += EVALUATION_MINUTES * sum(  # kept class maps are measured again in seconds
             s not in record["evaluations"]
             or not evaluation.maps_file(setup.evaluation_record(job, s)).exists() for s in missing)
@@ -352,8 +416,14 @@ def _train(setup: Setup, job: Job, folder: pathlib.Path) -> pathlib.Path:
         return run
     lmdbs = folder / "lmdb"
     rebuilt = _lmdbs(setup, job, lmdbs)
-    files = catalog.patch_classifier(str(folder / "net"), str(lmdbs), str(run / "snapshots" / "net"),
-                                     random_seed=job.seed, max_iter=job.iterations)
+    if job.segmenter:
+        files = catalog.segmenter(str(folder / "net"), str(lmdbs), str(run / "snapshots" / "net"),
+                                  scan_encoding.channels(job.encoding), random_seed=job.seed,
+                                  max_iter=job.iterations, width=job.width,
+                                  val_tiles=4 * setup.val_cases)
+    else:
+        files = catalog.patch_classifier(str(folder / "net"), str(lmdbs), str(run / "snapshots" / "net"),
+                                         random_seed=job.seed, max_iter=job.iterations)
     for path, message in files.items():
         atomic.write_text(path, text_format.MessageToString(message))
     # An interrupted training resumes on the LMDBs it began with; new LMDBs train afresh.
@@ -403,7 +473,12 @@ def run_job(setup: Setup, job: Job, sets: Sequence[str]) -> dict:
 def job_from_spec(spec: str | os.PathLike) -> tuple[Setup, Job, list[str]]:
     """What a worker runs, from the job.json :func:`run` wrote."""
     record = json.loads(pathlib.Path(spec).read_text())
-    return Setup.from_dict(record["setup"]), Job(**record["job"]), list(record["sets"])
+    return Setup.from_dict(record["setup"]), job_of(record["job"]), list(record["sets"])
+
+
+def job_of(record: dict) -> Job:
+    """The :class:`Job` of a stored job record (:meth:`Job.record`)."""
+    return Job(**record)
 
 
 # ----------------------------------------------------------------------------- running jobs
@@ -439,7 +514,7 @@ def _worker(setup: Setup, job: Job, sets: Sequence[str]) -> tuple[Job, str | Non
     folder = setup.job_dir(job)
     folder.mkdir(parents=True, exist_ok=True)
     spec = atomic.write_text(folder / "job.json", json.dumps(
-        {"job": dataclasses.asdict(job), "sets": list(sets), "setup": setup.to_dict()}, indent=1) + "\n")
+        {"job": job.record(), "sets": list(sets), "setup": setup.to_dict()}, indent=1) + "\n")
     # One core per worker; the repository's package first, as the tools import it.
     path = [str(TOOL.parents[1]), *filter(None, [os.environ.get("PYTHONPATH")])]
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(path)}
@@ -518,6 +593,59 @@ def thresholds_plan(seeds: Sequence[int] = SEEDS, augment: int = AUGMENT,
     return ablation_plan(seeds, augment, iterations, patch)[0], ("validation", "validation-sizes")
 
 
+SEGMENTER_SETS = ("validation", "heldout", "foreign")
+
+
+def segmenter_plan(seeds: Sequence[int] = SEEDS, augment: int = AUGMENT,
+                   iterations: int = catalog.SEGMENTER_ITERATIONS, width: int = nets.UNET_WIDTH,
+                   spacing_mm: float = segment_records.SPACING_MM) -> Plan:
+    """The segmenter's three encodings at 100 scans, one job per seed, on the validation,
+    held-out and foreign sets (beside the patch classifier's ablation)."""
+    return segmenter_curve_plan((100,), seeds, augment, iterations, width, spacing_mm)[0], SEGMENTER_SETS
+
+
+def segmenter_curve_plan(scans: Sequence[int] = SCANS, seeds: Sequence[int] = SEEDS,
+                         augment: int = AUGMENT, iterations: int = catalog.SEGMENTER_ITERATIONS,
+                         width: int = nets.UNET_WIDTH,
+                         spacing_mm: float = segment_records.SPACING_MM) -> Plan:
+    """The segmenter's learning curve: each encoding and number of training scans, one job per
+    seed (the 100-scan jobs are :func:`segmenter_plan`'s)."""
+    return [Job(e, n, s, augment=augment, iterations=iterations, kind=model_folder.SEGMENTER,
+                width=width, spacing_mm=spacing_mm)
+            for n in scans for e in scan_encoding.ENCODINGS for s in seeds], SEGMENTER_SETS
+
+
+def segmenter_size_plan(widths: Sequence[int] = SEGMENTER_WIDTHS,
+                        spacings: Sequence[float] = SEGMENTER_SPACINGS, seeds: Sequence[int] = (0,),
+                        augment: int = AUGMENT, iterations: int = catalog.SEGMENTER_ITERATIONS) -> Plan:
+    """Channels encoding, 100 scans: one job per U-Net width, spacing and seed, on the
+    validation set; :func:`choose_segmenter` picks by its stated rule."""
+    return [Job("channels", 100, s, augment=augment, iterations=iterations, kind=model_folder.SEGMENTER,
+                width=w, spacing_mm=sp) for w in widths for sp in spacings for s in seeds], ("validation",)
+
+
+def choose_segmenter(records: Sequence[dict]) -> tuple[tuple[int, float], str]:
+    """The segmenter's width and spacing by the rule written down before the run: the highest
+    mean per-class Dice over the eight classes on the validation set (averaged over seeds);
+    configurations within :data:`SEGMENTER_TIE` of it are tied, and among them the cheaper wins
+    (fewer multiply-adds per scan: the smaller width, then the coarser spacing)."""
+    by_config: dict[tuple[int, float], list[dict]] = {}
+    for record in records:
+        job = record["job"]
+        by_config.setdefault((job["width"], job["spacing_mm"]), []).append(record["evaluations"]["validation"])
+
+    def dice(config):
+        return float(np.mean([np.mean(list(s["per_class_dice"].values())) for s in by_config[config]]))
+
+    best = max(map(dice, by_config))
+    tied = [c for c in by_config if dice(c) >= best - SEGMENTER_TIE]
+    chosen = min(tied, key=lambda c: (c[0], -c[1]))
+    rule = (f"highest mean per-class Dice on the validation set (best {best:.3f}); configurations "
+            f"within {SEGMENTER_TIE} tied ({', '.join(f'width {w}, {sp:g} mm' for w, sp in tied)}), "
+            "the cheaper wins")
+    return chosen, rule
+
+
 def variants(by_group: bool = False) -> list[tuple[str, int | None]]:
     """The randomisation ablation's rows: (variant, augmentation copies or None for the default).
 
@@ -547,6 +675,7 @@ METRICS: dict[str, tuple[str, Callable[[dict], float | None]]] = {
     "pixel_accuracy": ("pixel acc.", lambda s: s["pixel_accuracy"]),
     **{c: (heading, lambda s, c=c: s["per_class_accuracy"][c]) for c, heading in HEADINGS.items()},
     "plane_acceptance": ("plane acceptance", lambda s: s["plane_acceptance_accuracy"]),
+    "abdomen_dice": ("abdomen Dice", lambda s: s.get("abdomen_dice")),
     "ac_measured": ("AC measured", lambda s: s["ac_measured"]),
     "ac_median": ("median AC error", lambda s: s["ac_median_error_percent"]),
     "ac_p90": ("90th pct. AC error", lambda s: s.get("ac_p90_error_percent")),
@@ -654,7 +783,7 @@ def choose_limits(setup: Setup, records: Sequence[dict], sets: Sequence[str],
     under :data:`~fetal_biometry.thresholds.LOOSEST`; with the per-case results by set."""
     try:
         groups = {name: [r for record in records for r in evaluation.stored_results(
-            setup.evaluation_record(Job(**record["job"]), name), limits=thresholds.LOOSEST)]
+            setup.evaluation_record(job_of(record["job"]), name), limits=thresholds.LOOSEST)]
             for name in sets}
     except (ValueError, OSError) as err:  # e.g. --finished jobs evaluated before maps were kept
         raise ExperimentError(f"{err} (run the command without --finished)") from err
@@ -684,9 +813,14 @@ def report(plan: str, setup: Setup, records: Sequence[dict], sets: Sequence[str]
                            "encoding, training scans"),
         "randomisations": (lambda j: (j["variant"], j["augment"]), _variant_label, "training data"),
         "thresholds": (lambda j: j["encoding"], str, "encoding"),
+        "segmenter": (lambda j: j["encoding"], lambda k: f"segmenter, {k}", "model"),
+        "segmenter-curve": (lambda j: (j["encoding"], j["scans"]), lambda k: f"segmenter, {k[0]}, {k[1]} scans",
+                            "model, training scans"),
+        "segmenter-size": (lambda j: (j["width"], j["spacing_mm"]), lambda k: f"width {k[0]}, {k[1]:g} mm",
+                           "U-Net width, spacing"),
     }
     key, label, heading = labels[plan]
-    if plan == "learning-curve":
+    if plan in ("learning-curve", "segmenter-curve"):
         records = sorted(records, key=lambda r: (r["job"]["encoding"], r["job"]["scans"]))
     parts, numbers = [], {}
     for name in sets:
@@ -703,6 +837,10 @@ def report(plan: str, setup: Setup, records: Sequence[dict], sets: Sequence[str]
         chosen, rule = choose_patch(records)
         numbers["chosen"] = {"patch": chosen, "rule": rule}
         parts.append(f"Chosen: **{chosen} px** ({rule}).")
+    if plan == "segmenter-size":
+        (width, spacing), rule = choose_segmenter(records)
+        numbers["chosen"] = {"width": width, "spacing_mm": spacing, "rule": rule}
+        parts.append(f"Chosen: **width {width}, {spacing:g} mm per pixel** ({rule}).")
     if plan == "thresholds":
         choice, groups = choose_limits(setup, records, sets)
         numbers["chosen"] = dataclasses.asdict(choice)
