@@ -159,3 +159,14 @@ def test_a_segmenter_is_evaluated_on_all_eight_classes_with_its_abdomen(segmente
     # Stored maps are measured again by the segmenter's method, without Caffe.
     assert evaluation.remeasure(tmp_path / f"{model.name}.json")["abdomen_dice"] == summary["abdomen_dice"]
     assert "| " + model.name + " |" in evaluation.table({model.name: summary})
+
+
+def test_one_report_holds_a_patch_classifier_and_a_segmenter_side_by_side(fetal_model, segmenter_model,
+                                                                         fetal_data, tmp_path):
+    models = [model_folder.load(fetal_model), model_folder.load(segmenter_model)]
+    summaries = {m.name: evaluation.evaluate(m, fetal_data, tmp_path, overlays=1) for m in models}
+    text = evaluation.write_report(summaries, tmp_path)
+    rows = text.splitlines()[2:]
+    assert [row.split(" | ")[0] for row in rows] == [f"| {models[0].name}", "| segmenter_channels"]
+    assert rows[0].split(" | ")[7] == "-" and rows[1].split(" | ")[7] != "-"  # abdomen Dice
+    assert (tmp_path / "report.html").is_file()
