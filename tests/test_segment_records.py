@@ -108,3 +108,23 @@ def test_tiles_cover_a_long_side_with_overlap_and_a_short_one_padded():
     assert len(pieces) == 2
     image, label = pieces[0]
     assert (label[0, 100:] == OUTSIDE).all() and (image[0, 100:] == 0).all()
+
+
+def test_the_tool_writes_records_and_never_replaces_other_files(tmp_path, fetal_data, capsys):
+    from tools import make_segment_records
+
+    out = tmp_path / "records"
+    assert make_segment_records.main([str(fetal_data), str(out), "--encoding", "beam", "--tile", "32",
+                                      "--spacing-mm", "2", "--splits", "0.5,0.25,0.25"]) == 0
+    manifest = segment_records.read_manifest(out)
+    assert manifest["encoding"] == "beam" and manifest["sources"]["dataset"] == str(fetal_data.resolve())
+    assert make_segment_records.main([str(fetal_data), str(out)]) == 1  # an earlier output: --overwrite
+    assert "--overwrite" in capsys.readouterr().err
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "notes.txt").write_text("keep")
+    assert make_segment_records.main([str(fetal_data), str(other)]) == 1
+    assert (other / "notes.txt").read_text() == "keep"
+    assert make_segment_records.main([str(fetal_data), str(fetal_data / "records")]) == 1  # inside the input
+    assert make_segment_records.main([str(tmp_path / "missing"), str(tmp_path / "x")]) == 1
+    assert "missing" in capsys.readouterr().err

@@ -32,8 +32,7 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fetal_biometry import atomic, dataset, scan_encoding, segment_records  # noqa: E402
-from tools.make_lmdb import fractions  # noqa: E402
+from fetal_biometry import atomic, cli, dataset, scan_encoding, segment_records  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -49,7 +48,7 @@ def main(argv=None) -> int:
                         help=f"model spacing, mm per pixel (default {segment_records.SPACING_MM})")
     parser.add_argument("--tile", type=int, default=segment_records.TILE,
                         help=f"tile side in pixels, a multiple of 16 (default {segment_records.TILE})")
-    parser.add_argument("--splits", type=fractions, default=(0.7, 0.15, 0.15),
+    parser.add_argument("--splits", type=cli.fractions, default=(0.7, 0.15, 0.15),
                         help="shares of cases for train,val,test (default 0.7,0.15,0.15)")
     parser.add_argument("--augment", type=int, default=0, metavar="K",
                         help=f"augmented versions of each training scan, 0 to {segment_records.MAX_AUGMENT}")
