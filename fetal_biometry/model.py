@@ -179,13 +179,12 @@ def load(path: str | os.PathLike) -> Model:
 def _check_files(where: pathlib.Path, deploy: pathlib.Path, weights: pathlib.Path,
                  channels: int, patch: int, classes: int) -> None:
     """The deploy net takes (1, channels, patch, patch) and the weights fit it."""
-    from google.protobuf import text_format
-    from fetal_biometry.caffe_env import proto
+    from fetal_biometry import checks
 
     try:
-        param = text_format.Parse(deploy.read_text(), proto().NetParameter())
-    except (text_format.ParseError, UnicodeDecodeError) as error:
-        raise ModelError(f"{deploy}: not a Caffe net: {error}") from None
+        param = checks.check_net_file(deploy, "deploy")  # layer types before Caffe sees it
+    except checks.CheckError as error:
+        raise ModelError(str(error)) from None
     dims = [list(layer.input_param.shape[0].dim) for layer in param.layer
             if layer.type == "Input" and layer.input_param.shape]
     if dims != [[1, channels, patch, patch]]:
