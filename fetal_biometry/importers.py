@@ -413,10 +413,10 @@ def read_labelme(path: pathlib.Path, images: pathlib.Path | None = None) -> Read
     Images are found by each file's ``imagePath``, relative to it; with ``images``, by the
     ``imagePath``'s file name in that folder.
     """
-    files = sorted(path.glob("*.json")) if path.is_dir() else [path]
-    if not files:
+    files, problems = _listed(path, "*.json") if path.is_dir() else ([path], [])
+    if not files and not problems:
         return [], [f"{path}: no LabelMe .json files"]
-    found, problems = [], []
+    found = []
     for file in files:
         annotation, more = _labelme_file(file, images)
         problems += more
@@ -553,6 +553,18 @@ def read_values(path: pathlib.Path | None) -> tuple[dict[int, str | None], list[
     return values, problems
 
 
+def _listed(folder: pathlib.Path, pattern: str) -> tuple[list[pathlib.Path], list[str]]:
+    """The annotation files matching ``pattern`` in ``folder``; links leading out are problems."""
+    files, problems = [], []
+    for file in sorted(folder.glob(pattern)):
+        try:
+            paths.inside(folder, file.name, folder, "the annotations")
+            files.append(file)
+        except paths.OutsideFolder as error:
+            problems.append(str(error))
+    return files, problems
+
+
 def _find_image(folder: pathlib.Path, stem: str) -> pathlib.Path | None:
     for suffix in IMAGE_SUFFIXES:
         for candidate in (folder / f"{stem}{suffix}", folder / f"{stem}{suffix.upper()}"):
@@ -564,9 +576,10 @@ def _find_image(folder: pathlib.Path, stem: str) -> pathlib.Path | None:
 def read_masks(path: pathlib.Path, images: pathlib.Path, values_file: pathlib.Path | None) -> Read:
     """Annotations of a folder of label-map PNGs (``STEM.png`` labels image ``STEM`` in ``images``)."""
     values, problems = read_values(values_file)
-    files = sorted(path.glob("*.png")) if path.is_dir() else []
+    files, more = _listed(path, "*.png") if path.is_dir() else ([], [])
+    problems += more
     if not files:
-        return [], problems + [f"{path}: no label-map .png files"]
+        return [], problems if more else problems + [f"{path}: no label-map .png files"]
     found = []
     for file in files:
         labels = cv2.imread(str(file), cv2.IMREAD_UNCHANGED)
@@ -591,10 +604,10 @@ def read_masks(path: pathlib.Path, images: pathlib.Path, values_file: pathlib.Pa
 
 def read_hc18(path: pathlib.Path, images: pathlib.Path | None = None) -> Read:
     """Annotations of HC18's layout: ``NNN_HC_Annotation.png`` rings beside ``NNN_HC.png``."""
-    files = sorted(path.glob("*_Annotation.png")) if path.is_dir() else []
+    files, problems = _listed(path, "*_Annotation.png") if path.is_dir() else ([], [])
     if not files:
-        return [], [f"{path}: no HC18 *_Annotation.png files"]
-    found, problems = [], []
+        return [], problems or [f"{path}: no HC18 *_Annotation.png files"]
+    found = []
     for file in files:
         ring = cv2.imread(str(file), cv2.IMREAD_GRAYSCALE)
         if ring is None:

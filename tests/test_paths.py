@@ -108,7 +108,8 @@ WRITERS = {"cvat": _cvat, "coco": _coco, "labelme": _labelme, "masks": _masks, "
 # (format, how the image escapes its folder)
 ESCAPES = [("cvat", "dotdot"), ("cvat", "symlink"), ("cvat", "geometry symlink"),
            ("coco", "absolute"), ("coco", "symlink"), ("labelme", "absolute"),
-           ("labelme", "dotdot"), ("labelme", "symlink"), ("masks", "symlink"), ("hc18", "symlink")]
+           ("labelme", "dotdot"), ("labelme", "symlink"), ("masks", "symlink"), ("hc18", "symlink"),
+           ("labelme", "annotation symlink"), ("masks", "annotation symlink"), ("hc18", "annotation symlink")]
 
 
 def _folders(fmt, root):
@@ -134,6 +135,11 @@ def _import(fmt, root, case, secret, escape):
         cv2.imwrite(str(images / f"{stem}.png"), case.image)
     name = {"dotdot": "../../secret/x.png", "absolute": str(secret / "x.png")}.get(escape, f"{stem}.png")
     annotations = WRITERS[fmt](root, case, name)
+    if escape == "annotation symlink":  # the annotation file itself, found in its folder, links out
+        file = next(f for f in sorted(annotations.iterdir()) if f.suffix in (".json", ".png")
+                    and (fmt != "hc18" or "_Annotation" in f.name))
+        shutil.move(file, secret / file.name)
+        file.symlink_to(secret / file.name)
     options = importers.Options(images=None if fmt == "labelme" else images,
                                 spacing_mm=case.spacing_mm, geometry=geometry)
     return importers.import_dataset(fmt, annotations, root / "out", options)
@@ -150,7 +156,8 @@ def test_an_image_outside_its_folder_is_refused(fmt, escape, case, secret, tmp_p
     with pytest.raises(importers.AnnotationError) as error:
         _import(fmt, tmp_path, case, secret, escape)
     images, geometry = _folders(fmt, tmp_path)
-    folder = geometry if escape == "geometry symlink" else images
+    folder = {"geometry symlink": geometry, "annotation symlink": tmp_path / {
+        "labelme": "labelme", "masks": "maps", "hc18": "images"}.get(fmt, "")}.get(escape, images)
     line = next(l for l in str(error.value).splitlines() if "outside" in l)
     assert f"outside {folder}, the folder given for" in line, line
     assert str(tmp_path) in line.split(": names ")[0]  # the file that names the path
