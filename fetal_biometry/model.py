@@ -48,8 +48,8 @@ import os
 import pathlib
 import sys
 
-from fetal_biometry import __version__, atomic, figures, nets, patch_records, patches, scan_encoding, \
-    segment_records
+from fetal_biometry import __version__, atomic, figures, nets, patch_records, patches, paths, \
+    scan_encoding, segment_records
 from fetal_biometry.labels import CLASSIFIER_CLASSES, SEGMENTER_CLASSES
 
 FORMAT, VERSION = "fetal-biometry-model", 2  # version 2: "kind" (version 1: patch classifiers)
@@ -228,17 +228,35 @@ def load(path: str | os.PathLike) -> Model:
         if tuple(record.get("classes", ())) != CLASSIFIER_CLASSES:
             raise ValueError(f"classes {record.get('classes')} are not this version's {CLASSIFIER_CLASSES}")
         spacing, scale = _positive(record, "spacing_mm"), _positive(record, "input", "scale")
-        deploy, weights = root / str(record.get("deploy")), root / str(record.get("weights"))
+        names = _file_names(record)
     except ModelError:
         raise
     except (ValueError, TypeError, AttributeError) as error:  # JSONDecodeError is a ValueError
         raise ModelError(f"{where}: {error}") from None
-    for file in (deploy, weights):
-        if not file.is_file():
-            raise ModelError(f"{where} names {file.relative_to(root)}, which is missing")
+    deploy, weights = _files(root, where, names)
     _check_files(where, deploy, weights, channels, patch, len(CLASSIFIER_CLASSES))
     return Model(root, encoding, channels, patch, spacing, scale, CLASSIFIER_CLASSES,
                  deploy, weights, record)
+
+
+def _file_names(record: dict) -> dict[str, str]:
+    """model.json's ``deploy`` and ``weights`` names; ValueError unless both are non-empty strings."""
+    names = {key: record.get(key) for key in ("deploy", "weights")}
+    if not all(isinstance(name, str) and name for name in names.values()):
+        raise ValueError(f"'deploy' and 'weights' must name files in the folder, got {names}")
+    return names
+
+
+def _files(root: pathlib.Path, where: pathlib.Path, names: dict[str, str]) -> tuple[pathlib.Path, pathlib.Path]:
+    """The deploy net and weights a model.json names, inside its folder and present."""
+    try:  # the model's files lie in its folder: no '..', absolute path or symlink out
+        deploy, weights = (paths.inside(root, name, where, "the model's files") for name in names.values())
+    except paths.OutsideFolder as error:
+        raise ModelError(str(error)) from None
+    for name, file in zip(names.values(), (deploy, weights)):
+        if not file.is_file():
+            raise ModelError(f"{where} names {name}, which is missing")
+    return deploy, weights
 
 
 def _load_segmenter(root: pathlib.Path, where: pathlib.Path, record: dict) -> Model:
@@ -253,10 +271,7 @@ def _load_segmenter(root: pathlib.Path, where: pathlib.Path, record: dict) -> Mo
         raise ValueError(f"classes {record.get('classes')} are not this version's {SEGMENTER_CLASSES}")
     unet = {key: int(_positive(record, "unet", key)) for key in ("depth", "width", "tile")}
     spacing, scale = _positive(record, "spacing_mm"), _positive(record, "input", "scale")
-    deploy, weights = root / str(record.get("deploy")), root / str(record.get("weights"))
-    for file in (deploy, weights):
-        if not file.is_file():
-            raise ModelError(f"{where} names {file.relative_to(root)}, which is missing")
+    deploy, weights = _files(root, where, _file_names(record))
     _check_files(where, deploy, weights, channels, unet["tile"], len(SEGMENTER_CLASSES))
     return Model(root, encoding, channels, 0, spacing, scale, SEGMENTER_CLASSES, deploy, weights,
                  record, SEGMENTER, unet)
@@ -265,13 +280,12 @@ def _load_segmenter(root: pathlib.Path, where: pathlib.Path, record: dict) -> Mo
 def _check_files(where: pathlib.Path, deploy: pathlib.Path, weights: pathlib.Path,
                  channels: int, patch: int, classes: int) -> None:
     """The deploy net takes (1, channels, patch, patch) and the weights fit it."""
-    from google.protobuf import text_format
-    from fetal_biometry.caffe_env import proto
+    from fetal_biometry import checks
 
     try:
-        param = text_format.Parse(deploy.read_text(), proto().NetParameter())
-    except (text_format.ParseError, UnicodeDecodeError) as error:
-        raise ModelError(f"{deploy}: not a Caffe net: {error}") from None
+        param = checks.check_net_file(deploy, "deploy")  # layer types before Caffe sees it
+    except checks.CheckError as error:
+        raise ModelError(str(error)) from None
     dims = [list(layer.input_param.shape[0].dim) for layer in param.layer
             if layer.type == "Input" and layer.input_param.shape]
     if dims != [[1, channels, patch, patch]]:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import numpy as np
 
 from fetal_biometry import checks, geometry as geom, nets, resample, scan_encoding
-from fetal_biometry.caffe_env import caffe
 from fetal_biometry.labels import OUTSIDE
 
 #: Largest encoded scan (pixels at the model's spacing) run in one pass: a 8-channel U-Net at
@@ -46,7 +45,7 @@ class Segmenter:
                  scale: float = nets.INPUT_SCALE):
         scan_encoding.check(encoding)
         checks.check_weights(deploy, weights)  # Caffe would abort on weights of another net
-        self.net = caffe().Net(str(deploy), str(weights), caffe().TEST)
+        self.net = checks.net(deploy, weights)
         self.encoding, self.spacing_mm, self.scale = encoding, spacing_mm, scale
         self.multiple = nets.unet_multiple(depth)
         self.channels = self.net.blobs["data"].data.shape[1]
