@@ -356,7 +356,8 @@ def _lmdbs(setup: Setup, job: Job, out: pathlib.Path) -> bool:
     version = segment_records.VERSION if job.segmenter else patch_records.VERSION
     try:
         made = json.loads((out / "manifest.json").read_text())
-        if made.get("sources") == sources and made.get("version") == version:
+        if made.get("sources") == sources and made.get("version") == version and \
+                (not job.segmenter or made.get("balance", {}).get("method") == segment_records.BALANCE):
             return False
     except (OSError, ValueError):
         pass
