@@ -79,7 +79,11 @@ class DenseClassifier:
 
     @classmethod
     def from_model(cls, model, **kwargs) -> "DenseClassifier":
-        """The classifier of a model folder (:func:`fetal_biometry.model.load`)."""
+        """The classifier of a model folder (:func:`fetal_biometry.model.load`) of a patch
+        classifier; ValueError for a segmenter (:func:`engine` takes either)."""
+        if model.kind != "patch_classifier":
+            raise ValueError(f"{model.root}: a {model.kind}, not a patch classifier; sweeps take "
+                             "patch classifiers for now (infer and evaluate take either)")
         return cls(model.deploy, model.weights, model.encoding, model.spacing_mm, model.scale, **kwargs)
 
     def net(self, shape: tuple[int, int], batch: int = 1):

@@ -36,3 +36,12 @@ def test_a_net_of_other_channels_is_refused(segmenter_model, encoding):
     model = model_folder.load(segmenter_model)
     with pytest.raises(ValueError, match="input channel"):
         segmentation.Segmenter(model.deploy, model.weights, encoding, model.spacing_mm, 2)
+
+
+def test_what_takes_only_patch_classifiers_says_so_for_a_segmenter(segmenter_model):
+    from fetal_biometry import inference
+
+    model = model_folder.load(segmenter_model)
+    with pytest.raises(ValueError, match="a segmenter, not a patch classifier"):
+        inference.DenseClassifier.from_model(model)
+    assert isinstance(inference.engine(model), segmentation.Segmenter)
