@@ -61,16 +61,24 @@ def per_scan(engine, cases) -> float:
 
 
 def per_iteration(solver_path: pathlib.Path, iterations: int = 20) -> float | None:
-    """Seconds per training iteration of a checked-in solver, None when its records are missing."""
-    from fetal_biometry import training
+    """Seconds per training iteration of a checked-in solver (run from a copy that snapshots
+    into a temporary folder), None when its records are missing."""
+    from google.protobuf import text_format
+
+    from fetal_biometry import checks, training
     from fetal_biometry.caffe_env import proto
 
-    train, _ = training.solver_nets(training.read_prototxt(solver_path, proto().SolverParameter))
+    param = training.read_prototxt(solver_path, proto().SolverParameter)
+    train, _ = training.solver_nets(param)
     net = training.read_prototxt(train, proto().NetParameter)
     if any(layer.type == "Data" and not pathlib.Path(layer.data_param.source, "data.mdb").is_file()
            for layer in net.layer):
         return None
-    solver = caffe().get_solver(str(solver_path))
+    folder = pathlib.Path(tempfile.mkdtemp())
+    param.snapshot_prefix, param.snapshot = str(folder / "net"), 0
+    copy = folder / "solver.prototxt"
+    copy.write_text(text_format.MessageToString(param))
+    solver = checks.solver(copy)
     solver.step(2)
     start = time.perf_counter()
     solver.step(iterations)
