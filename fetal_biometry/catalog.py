@@ -76,7 +76,7 @@ SEGMENTER_ITERATIONS = 1500
 SEGMENTER_BATCH = 4
 
 
-def segmenter(folder: str, records: str, snapshot_prefix: str, channels: int, random_seed: int = 1,
+def segmenter(folder: str, records: str, snapshot_prefix: str, random_seed: int = 1,
               max_iter: int = SEGMENTER_ITERATIONS, depth: int = nets.UNET_DEPTH,
               width: int = nets.UNET_WIDTH, balance: str = "infogain",
               batch: int = SEGMENTER_BATCH, val_tiles: int = 64) -> dict[str, object]:
@@ -87,7 +87,7 @@ def segmenter(folder: str, records: str, snapshot_prefix: str, channels: int, ra
     """
     infogain = f"{records}/{segment_records.INFOGAIN}"
     files = {f"{folder}/{split}.prototxt": nets.segmenter(
-        f"{records}/{split}_image_lmdb", f"{records}/{split}_label_lmdb", channels,
+        f"{records}/{split}_image_lmdb", f"{records}/{split}_label_lmdb",
         len(segment_records.SEGMENTER_CLASSES), batch, depth, width, balance, infogain)
         for split in ("train", "val")}
     # Adam, as the patch classifier: the same driver, the same optimiser.
@@ -103,7 +103,7 @@ def _segmenter(encoding: str) -> dict[str, object]:
     name = paths.segmenter_name(encoding)
     folder = str(paths.prototxt_dir(name))
     channels = scan_encoding.channels(encoding)
-    files = segmenter(folder, str(paths.segment_records(encoding)), paths.snapshot_prefix(name), channels)
+    files = segmenter(folder, str(paths.segment_records(encoding)), paths.snapshot_prefix(name))
     tile = segment_records.TILE
     files[f"{folder}/deploy.prototxt"] = nets.segmenter_deploy(channels, tile, tile)
     return files

@@ -419,7 +419,7 @@ def _train(setup: Setup, job: Job, folder: pathlib.Path) -> pathlib.Path:
     rebuilt = _lmdbs(setup, job, lmdbs)
     if job.segmenter:
         files = catalog.segmenter(str(folder / "net"), str(lmdbs), str(run / "snapshots" / "net"),
-                                  scan_encoding.channels(job.encoding), random_seed=job.seed,
+                                  random_seed=job.seed,
                                   max_iter=job.iterations, width=job.width,
                                   val_tiles=4 * setup.val_cases)
     else:

@@ -250,7 +250,7 @@ def _unet_body(n, data, classes: int, depth: int, width: int) -> None:
     n.out = L.Convolution(top, kernel_size=1, num_output=classes, **weights)
 
 
-def segmenter(image_lmdb: str, label_lmdb: str, channels: int, classes: int = 8,
+def segmenter(image_lmdb: str, label_lmdb: str, classes: int = 8,
               batch_size: int = 4, depth: int = UNET_DEPTH, width: int = UNET_WIDTH,
               balance: str = "infogain", infogain: str | None = None):
     """The segmenter's train (or validation) net: two Data layers, the U-Net, its loss, accuracy.
@@ -261,13 +261,12 @@ def segmenter(image_lmdb: str, label_lmdb: str, channels: int, classes: int = 8,
     255 (outside the fan, padding) are ignored, and the loss is normalised by the pixels that
     count (VALID). ``balance``: ``infogain`` weighs each class by the diagonal of the H matrix
     in ``infogain`` (a BlobProto file, the records' class weights); ``none`` is plain
-    SoftmaxWithLoss. ``channels`` only documents what the records hold (the Data layer adapts).
+    SoftmaxWithLoss. The Data layer takes the records' channels, whatever the encoding.
     """
     if balance not in BALANCES:
         raise ValueError(f"unknown class balance {balance!r}; choose one of {BALANCES}")
     if balance == "infogain" and not infogain:
         raise ValueError("the infogain balance needs the records' H matrix file")
-    del channels  # the Data layer reads whatever the records hold
     L = caffe().layers
     n = caffe().NetSpec()
     n.data = _lmdb_data(image_lmdb, batch_size, INPUT_SCALE, 1)

@@ -97,7 +97,7 @@ def segmenter_model(tmp_path_factory, fetal_data) -> pathlib.Path:
     segment_records.build(dataset.open(fetal_data), records, "channels", spacing_mm=2.0, tile=32,
                           fractions=(0.5, 0.25, 0.25), seed=0)
     files = catalog.segmenter(str(folder), str(records), str(folder / "segmenter_channels" / "snapshots" / "net"),
-                              channels=3, max_iter=4, depth=2, width=4, batch=2, val_tiles=4)
+                              max_iter=4, depth=2, width=4, batch=2, val_tiles=4)
     for path, message in files.items():
         pathlib.Path(path).write_text(text_format.MessageToString(message))
     training.train(folder / "solver.prototxt", folder / "segmenter_channels", progress=False, plot=False)

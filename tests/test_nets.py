@@ -67,7 +67,7 @@ def test_segmenter_unet_keeps_the_input_side_and_doubles_channels_per_level(tmp_
         assert shapes[f"dec{level}b"] == (8 << level, *side)
     assert shapes["enc4b"] == (128, 4, 6)
     assert shapes["prob"] == (8, 64, 96)
-    train = nets.segmenter("img", "lab", 3, infogain="w.binaryproto")
+    train = nets.segmenter("img", "lab", infogain="w.binaryproto")
     types = {layer.type for param in (train, nets.segmenter_deploy(3, 64, 96)) for layer in param.layer}
     assert types == set(nets.SEGMENTER_LAYER_TYPES) - {"SoftmaxWithLoss"}  # BVLC Caffe 1.0 layers
     # Reshaped to another input, the same net runs: one net serves every scan size.
@@ -81,14 +81,14 @@ def test_segmenter_sides_must_fit_its_poolings():
     with pytest.raises(ValueError, match="multiples of 16"):
         nets.segmenter_deploy(1, 100, 128)
     with pytest.raises(ValueError, match="unknown class balance"):
-        nets.segmenter("a", "b", 1, balance="focal")
+        nets.segmenter("a", "b", balance="focal")
 
 
 def test_segmenter_train_net_ignores_outside_and_normalises_by_valid_pixels():
-    net = nets.segmenter("img", "lab", 1, infogain="w.binaryproto")
+    net = nets.segmenter("img", "lab", infogain="w.binaryproto")
     loss = next(layer for layer in net.layer if layer.name == "loss")
     assert loss.type == "InfogainLoss" and loss.infogain_loss_param.source == "w.binaryproto"
     assert loss.loss_param.ignore_label == 255
     assert loss.loss_param.normalization == caffe().params.Loss.VALID
-    plain = nets.segmenter("img", "lab", 1, balance="none")
+    plain = nets.segmenter("img", "lab", balance="none")
     assert next(layer for layer in plain.layer if layer.name == "loss").type == "SoftmaxWithLoss"

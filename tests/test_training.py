@@ -359,7 +359,7 @@ def test_a_tiny_segmenter_trains_validates_densely_and_resumes_exactly(tmp_path,
     records = tmp_path / "records"
     segment_records.build(dataset.open(fetal_data), records, "beam", spacing_mm=2.0, tile=32,
                           fractions=(0.5, 0.25, 0.25), seed=0, augment=1)
-    files = catalog.segmenter(str(tmp_path), str(records), str(tmp_path / "snap"), channels=1,
+    files = catalog.segmenter(str(tmp_path), str(records), str(tmp_path / "snap"),
                               max_iter=6, depth=2, width=4, batch=2, val_tiles=4)
     for path, message in files.items():
         pathlib.Path(path).write_text(text_format.MessageToString(message))
