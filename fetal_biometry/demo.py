@@ -103,7 +103,7 @@ def _train_and_evaluate(name: str, retrain: bool, gpu: int | None,
 def train_and_evaluate(retrain: dict[str, bool], gpu: int | None = None) -> dict[str, dict[str, dict]]:
     """Train (``retrain[name]``: afresh) or reuse each named net and evaluate it, all
     nets at once (one process each, OpenBLAS on one thread): the cores are shared and none
-    idles, so on 2 cores the three nets take about one and a half trainings' time (two at a time
+    idles (on 2 cores three patch nets took about one and a half trainings' time; two at a time
     would leave one core idle while the third trains). Returns the summaries per set and model."""
     # OpenBLAS threads beside other processes collapse (README, Training).
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -151,7 +151,7 @@ def run_fetal(cases: int = 100, heldout: int = 30, gpu: int | None = None,
         experiments.simulated(folder, recipes[name])
     trained_on = experiments.generator(recipes["train"])
     scans = None
-    again = {}  # encoding -> train afresh
+    again = {}  # net (prototxt folder name) -> train afresh
     for encoding in patch_encodings:
         lmdbs = paths.patch_lmdbs(encoding)
         fresh = not _current(lmdbs, encoding, trained_on)

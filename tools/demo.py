@@ -54,6 +54,8 @@ def main(argv=None) -> int:
                         help=f"segmenters to train (default {','.join(demo.SEGMENTER_ENCODINGS)}; "
                              f"of {','.join(scan_encoding.ENCODINGS)}; '' for none)")
     args = parser.parse_args(argv)
+    if not args.patch_encodings and not args.segmenter_encodings:
+        parser.error("--patch-encodings and --segmenter-encodings both empty: no net to train")
     os.chdir(ROOT)  # prototxt paths are relative to the repository root, as in Caffe's examples
     try:
         if not args.skip_mnist:
