@@ -45,6 +45,12 @@ def provenance(model: model_folder.Model) -> dict:
             "weights": str(pathlib.Path(model.weights).resolve())}
 
 
+def in_force(kind: str = model_folder.PATCH_CLASSIFIER) -> dict:
+    """The limits and thresholds a model of ``kind`` is measured under now (an evaluation records
+    them; one measured under others is measured again from its class maps)."""
+    return abdomen.in_force() if kind == model_folder.SEGMENTER else biometry.in_force()
+
+
 def measure(predicted: np.ndarray, spacing_mm: float, kind: str = model_folder.PATCH_CLASSIFIER,
             limits: dict[str, float] | None = None,
             plane: dict[str, float] | None = None) -> biometry.Measurement:
@@ -123,7 +129,7 @@ def evaluate(model: model_folder.Model, data: str | os.PathLike, out: str | os.P
         record = {"summary": summary, "model": provenance(model),
                   "dataset": {"path": str(data), "cases": len(opened.cases),
                               "generator": opened.generator},
-                  "measured_under": biometry.in_force(), "overlays": chosen, "cases": results}
+                  "measured_under": in_force(model.kind), "overlays": chosen, "cases": results}
         atomic.write_bytes(maps_file(out / f"{model.name}.json"), _npz(maps))
         atomic.write_text(out / f"{model.name}.json", json.dumps(record, indent=1) + "\n")
     return summary
@@ -182,7 +188,8 @@ def remeasure(record: str | os.PathLike) -> dict:
     and return its new summary."""
     saved = json.loads(pathlib.Path(record).read_text())
     results = _stored_results(pathlib.Path(record), saved, None, None)
-    saved.update(summary=summarize(results), measured_under=biometry.in_force(), cases=results)
+    kind = saved.get("model", {}).get("kind", model_folder.PATCH_CLASSIFIER)
+    saved.update(summary=summarize(results), measured_under=in_force(kind), cases=results)
     atomic.write_text(record, json.dumps(saved, indent=1) + "\n")
     return saved["summary"]
 

@@ -309,7 +309,7 @@ def _missing(setup: Setup, job: Job, sets: Sequence[str]) -> tuple[dict, list[st
     record = _current(setup, job)
     under = record.get("measured_under", {})
     return record, [s for s in sets if s not in record["evaluations"]
-                    or under.get(s) != biometry.in_force()]
+                    or under.get(s) != evaluation.in_force(job.kind)]
 
 
 def done(setup: Setup, job: Job, sets: Sequence[str]) -> bool:
@@ -465,7 +465,7 @@ def run_job(setup: Setup, job: Job, sets: Sequence[str]) -> dict:
             summary = evaluation.evaluate(model, data, folder / f"evaluation_{name}", overlays=0)
         record["evaluations"][name] = summary
         record["datasets"][name] = generator(recipe)
-        record.setdefault("measured_under", {})[name] = biometry.in_force()
+        record.setdefault("measured_under", {})[name] = evaluation.in_force(job.kind)
     record["seconds"] += time.perf_counter() - start
     atomic.write_text(folder / SUMMARY, json.dumps(record, indent=1) + "\n")
     return record
