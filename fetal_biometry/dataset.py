@@ -503,16 +503,19 @@ def write_case(root: str | os.PathLike, case: Case) -> None:
 
 
 def write_dataset(out: str | os.PathLike, cases: Iterable[Case], generator: dict | None = None,
-                  source: dict | None = None) -> pathlib.Path:
+                  source: dict | None = None, tool: str | None = None) -> pathlib.Path:
     """Write ``cases`` as a dataset (version 2) at ``out``, replacing whatever was there.
 
-    ``generator`` and ``source`` go into dataset.json (see the module docstring). The dataset
+    ``generator`` and ``source`` go into dataset.json (see the module docstring); ``tool``
+    marks the dataset as its output (:func:`fetal_biometry.atomic.mark`). The dataset
     is written into a temporary folder beside ``out``, validated, and only then renamed into
     place: a crash or kill never leaves a half-written dataset under ``out``.
     :class:`DatasetError` (nothing written) if the result does not validate.
     """
     out = pathlib.Path(out)
     with atomic.staged_dir(out) as tmp:
+        if tool:
+            atomic.mark(tmp, tool)
         for folder in ("images", "labels", "cases"):
             (tmp / folder).mkdir()
         names = []

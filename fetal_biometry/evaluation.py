@@ -72,6 +72,10 @@ def case_result(case: dataset.Case, predicted: np.ndarray, limits: dict[str, flo
     return result, measured
 
 
+TOOL = "evaluate"  # the output marker of evaluation folders (fetal_biometry.atomic.mark)
+RESERVED = {"summary", "table", "report"}  # the report's own files: no model may be named so
+
+
 def evaluate(model: model_folder.Model, data: str | os.PathLike, out: str | os.PathLike | None = None,
              progress=None, overlays: int = 4, at_model_spacing: bool = True) -> dict:
     """Evaluate ``model`` on every case of the dataset at ``data``; returns the summary.
@@ -85,6 +89,9 @@ def evaluate(model: model_folder.Model, data: str | os.PathLike, out: str | os.P
     classifies on each scan's own pixels instead (what the nets did before target spacings; a
     baseline).
     """
+    if out is not None and model.name in RESERVED:
+        raise ValueError(f"{model.root}: a model named {model.name!r} would overwrite the report's "
+                         f"{model.name} file in {out}; rename the model folder")
     opened = dataset.open(data)
     results, maps = case_results(model, opened, progress, at_model_spacing)
     summary = summarize(results)

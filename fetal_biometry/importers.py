@@ -99,6 +99,7 @@ from fetal_biometry.labels import (ABDOMEN, BACKGROUND, CLASSES, FLUID, OUTSIDE,
 
 FORMATS = ("cvat", "labelme", "coco", "masks", "hc18")
 GENERATOR = "fetal_biometry.importers"
+TOOL = "import_dataset"  # the output marker of imported datasets (fetal_biometry.atomic.mark)
 #: Painting order of overlapping regions: later ones on top.
 LAYERS = (BACKGROUND, FLUID, ABDOMEN, SHADOW, SPINE, RIB, STOMACH, VEIN)
 #: How far (px) an annotation may reach outside the probe's fan before it is an error.
@@ -957,8 +958,7 @@ def class_mapper(path: pathlib.Path | None) -> tuple[Callable[[str], int | None 
 
 def case_name(image: pathlib.Path) -> str:
     """The dataset case name of an image: its stem, characters other than [A-Za-z0-9._-] as '_'."""
-    name = re.sub(r"[^A-Za-z0-9._-]", "_", image.stem)
-    return name if re.match(r"^[A-Za-z0-9]", name) else f"case{name}"
+    return paths.safe_name(image.stem, "case")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -1067,20 +1067,12 @@ def _hashes(fmt: str, path: pathlib.Path, options: Options) -> dict[str, str]:
 
 
 def claim_output(out: pathlib.Path, inputs: Iterable[pathlib.Path], overwrite: bool) -> list[str]:
-    """Why ``out`` may not be written (:func:`fetal_biometry.atomic.claim_output`), and a
-    dataset made by something else than this importer (a simulated one, say) is never replaced."""
+    """Why ``out`` may not be written (:func:`fetal_biometry.atomic.claim_output`): a dataset
+    made by something else than this importer (a simulated one, say) is never replaced."""
     try:
-        atomic.claim_output(out, "dataset.json", inputs, overwrite, option="--out")
+        atomic.claim_output(out, TOOL, inputs, overwrite, option="--out")
     except atomic.OutputError as error:
         return [str(error)]
-    if (out / "dataset.json").is_file():
-        try:
-            made_by = json.loads((out / "dataset.json").read_text()).get("generator", {}).get("name")
-        except (OSError, ValueError, AttributeError):
-            made_by = None
-        if made_by != GENERATOR:
-            return [f"{out}: --out holds a dataset not made by the importer ({made_by or 'unknown'}); "
-                    "it is never replaced: choose another folder"]
     return []
 
 
@@ -1094,7 +1086,14 @@ def import_dataset(fmt: str, annotations: str | os.PathLike, out: str | os.PathL
     importer made (replaced atomically); never an input or a folder holding one. ``progress`` wraps the list of
     annotations (e.g. tqdm).
     """
-    path, out = pathlib.Path(annotations), pathlib.Path(out)
+    try:
+        return _import_dataset(fmt, pathlib.Path(annotations), pathlib.Path(out), options, progress)
+    finally:
+        atomic.release(out)  # the lock claim_output took on ``out``
+
+
+def _import_dataset(fmt: str, path: pathlib.Path, out: pathlib.Path, options: Options,
+                    progress) -> tuple[pathlib.Path, list[str]]:
     if fmt not in FORMATS:
         raise AnnotationError(f"unknown format {fmt!r}; one of {', '.join(FORMATS)}")
     if not path.exists():
@@ -1138,5 +1137,5 @@ def import_dataset(fmt: str, annotations: str | os.PathLike, out: str | os.PathL
                  "spacing": "csv" if spacing else f"{options.spacing_mm} mm" if options.spacing_mm else None,
                  "geometry": "given" if options.geometry else "estimated from each image"}
     source = {"format": fmt, "annotations": str(path), "sha256": _hashes(fmt, path, options)}
-    dataset.write_dataset(out, cases, generator, source)
+    dataset.write_dataset(out, cases, generator, source, tool=TOOL)
     return out, warnings

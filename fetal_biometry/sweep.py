@@ -605,7 +605,8 @@ class VideoWriter:
     def __init__(self, path: str | os.PathLike, fps: float, shape: tuple[int, int]):
         self.path = pathlib.Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{self.path.stem}.tmp-", suffix=self.path.suffix,
+        # A staged name with the writer's pid: atomic.claim_output removes it once that pid is gone.
+        fd, name = tempfile.mkstemp(prefix=f".{self.path.name}.tmp-{os.getpid()}-", suffix=self.path.suffix,
                                     dir=self.path.parent)
         os.close(fd)
         self.tmp = pathlib.Path(name)

@@ -476,9 +476,11 @@ def test_output_guard(cases, scans, tmp_path):
     foreign = tmp_path / "mine"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("keep me")
-    simulated = dataset.write_dataset(tmp_path / "simulated", cases[:1], {"name": "fetal_biometry.simulator"})
+    simulated = dataset.write_dataset(tmp_path / "simulated", cases[:1], {"name": "fetal_biometry.simulator"},
+                                      tool=simulator.TOOL)
     for out, problem in [(foreign, "not made by this tool"), (scans / "images", "is the input"),
-                         (tmp_path, "holds the input"), (simulated, "not made by the importer")]:
+                         (tmp_path, "holds the input"),
+                         (simulated, "holds the output of tools/simulate.py; import_dataset never replaces it")]:
         with pytest.raises(importers.AnnotationError, match=problem):
             importers.import_dataset("cvat", tmp_path / "annotations.xml", out,
                                      _options(scans, overwrite=True))

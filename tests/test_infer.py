@@ -87,7 +87,7 @@ def test_a_batch_goes_on_past_bad_scans_and_counts_them(fetal_model, fetal_data,
     result = _infer(fetal_model, good, junk, twin, "--out", tmp_path / "out", "--spacing", case.spacing_mm)
     assert result.returncode == 1
     assert str(junk) in result.stderr and "1 of 3 input(s) failed" in result.stderr
-    outputs = sorted(p.name for p in (tmp_path / "out").glob("*.json"))
+    outputs = sorted(p.name for p in (tmp_path / "out").glob("[!.]*.json"))
     assert outputs == sorted([f"{case.name}.json", f"{case.name}-2.json", "infer.json"])
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from fetal_biometry import dataset, geometry as geom, importers, paths, simulator, stacks, sweep
+from fetal_biometry import dataset, geometry as geom, importers, paths, simulator, sweep
 from fetal_biometry import model as model_folder
 
 SHAPE = (160, 160)

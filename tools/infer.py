@@ -34,14 +34,15 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from fetal_biometry import (atomic, caffe_env, cli, dataset, fan, geometry as geom,  # noqa: E402
-                            inference, model as model_folder, scans)
+                            dicom, inference, limits, model as model_folder, paths, scans)
 from tqdm import tqdm  # noqa: E402
 
-MARKER = "infer.json"
+TOOL = "infer"  # the output marker of its folders (fetal_biometry.atomic.mark)
+INDEX = "infer.json"  # every scan and failure of the run; no scan is named "infer" (see _unique)
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__,
+    parser = argparse.ArgumentParser(description=__doc__, epilog=limits.HELP,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", metavar="MODEL_DIR", help="model folder (holds model.json)")
     parser.add_argument("scans", nargs="+", metavar="SCAN", help="image files or dataset folders")
@@ -60,12 +61,18 @@ def _parser() -> argparse.ArgumentParser:
                         help="only the K-th calibrated region of a multi-region DICOM")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an earlier infer output folder")
+    parser.add_argument("--keep-names", action="store_true",
+                        help="name a DICOM file's outputs after the file and record its path "
+                             "(default: after a hash of its SOP Instance UID, as a scanner's file "
+                             "name may be the patient's)")
     parser.add_argument("--gpu", type=int, default=None, help="GPU id (default: CPU)")
     return parser
 
 
 def _unique(stem: str, taken: set[str]) -> str:
-    """``stem``, or ``stem-2``, ``stem-3``... when an earlier scan of this run took it."""
+    """``stem`` as a safe file name (:func:`fetal_biometry.paths.safe_name`), or ``NAME-2``,
+    ``NAME-3``... when an earlier scan of this run (or the index) took it."""
+    stem = paths.safe_name(stem)
     name, k = stem, 2
     while name in taken:
         name, k = f"{stem}-{k}", k + 1
@@ -93,7 +100,9 @@ def _case(data: dataset.Dataset, name: str):
 
 def _images(path: pathlib.Path, args):
     found = []
-    for scan in scans.read_scans(path, frame=args.frame, region=args.region, spacing=args.spacing):
+    hidden = dicom.is_dicom(path) and not args.keep_names  # the file name may be the patient's
+    for scan in scans.read_scans(path, frame=args.frame, region=args.region, spacing=args.spacing,
+                                 keep_name=args.keep_names):
         if args.geometry is not None:
             probe, how = geom.read_file(args.geometry, scan.gray.shape), "given"
         else:
@@ -102,7 +111,7 @@ def _images(path: pathlib.Path, args):
             except fan.FanNotFound as error:
                 raise ValueError(f"no fan found ({error}); pass --geometry FILE") from None
             how = f"estimated from the image (confidence {confidence:.2f})"
-        record = {"source": str(path), "frame": args.frame, "region": scan.region,
+        record = {"source": scan.name if hidden else str(path), "frame": args.frame, "region": scan.region,
                   "spacing_mm": scan.spacing_mm, "spacing_source": scan.spacing_source,
                   "geometry_source": how, "warnings": list(scan.warnings)}
         found.append((scan.name, scan.gray, probe, scan.spacing_mm, record))
@@ -139,13 +148,15 @@ def main(argv=None) -> int:
         if args.gpu is not None:
             caffe_env.check_device(args.gpu)  # first: no CUDA, no device, no output folder
         model = model_folder.load(args.model)
-        atomic.claim_output(args.out, MARKER, inputs=[args.model, *args.scans], overwrite=args.overwrite)
+        atomic.claim_output(args.out, TOOL, inputs=[args.model, *args.scans], overwrite=args.overwrite,
+                            option="--out")
         caffe_env.set_device(args.gpu)
         classifier = inference.DenseClassifier.from_model(model)
     except (ValueError, OSError, RuntimeError) as err:
-        print(f"infer: error: {err}", file=sys.stderr)
+        print(paths.printable(f"infer: error: {err}"), file=sys.stderr)
         return 1
-    done, failed, taken = [], [], set()
+    done, failed, taken = [], [], {pathlib.Path(INDEX).stem}
+    atomic.mark(args.out, TOOL)
     try:
         inputs = list(_inputs(args.scans, args))
     except (ValueError, OSError) as err:  # a dataset folder that does not validate
@@ -163,11 +174,11 @@ def main(argv=None) -> int:
                 tqdm.write(_summary_line(stem, record))
         except (ValueError, OSError) as err:
             failed.append({"scan": label, "error": str(err)})
-            tqdm.write(f"infer: error: {label}: {err}", file=sys.stderr)
-    atomic.write_text(args.out / MARKER, json.dumps({"model": str(model.root), "scans": done,
+            tqdm.write(paths.printable(f"infer: error: {label}: {err}"), file=sys.stderr)
+    atomic.write_text(args.out / INDEX, json.dumps({"model": str(model.root), "scans": done,
                                                      "failed": failed}, indent=1) + "\n")
     if failed:
-        print(f"infer: {len(failed)} of {len(inputs)} input(s) failed (listed in {args.out / MARKER})",
+        print(f"infer: {len(failed)} of {len(inputs)} input(s) failed (listed in {args.out / INDEX})",
               file=sys.stderr)
         return 1
     return 0

@@ -85,8 +85,13 @@ def main(argv=None) -> int:
         parser.error("--frames must be >= 2")
     if not 0 <= args.unacceptable_share <= 1:
         parser.error("--unacceptable-share must lie in [0, 1]")
-    if args.out.exists() and not args.overwrite:
-        print(f"error: {args.out} exists; choose another --out or pass --overwrite", file=sys.stderr)
+    try:  # a folder (or sheet) of the user's, or one another tool wrote, is never replaced
+        for path in atomic.claim_output(args.out, simulator.TOOL, overwrite=args.overwrite, option="--out"):
+            print(f"simulate: removed {path}, left by an interrupted run", file=sys.stderr)
+        if args.contact_sheet:
+            atomic.claim_file(args.contact_sheet, simulator.TOOL, [args.out], "--contact-sheet")
+    except atomic.OutputError as error:
+        print(f"simulate: error: {error}", file=sys.stderr)
         return 1
     if args.sweeps:
         sweep_simulator.write(args.out, args.sweeps, args.seed, args.frames, tuple(args.size), args.probe,
@@ -99,9 +104,10 @@ def main(argv=None) -> int:
                         functools.partial(tqdm, total=args.cases, desc="simulating", unit="scan"),
                         simulator.PRESETS[args.appearance])
         if args.contact_sheet:
-            atomic.write_bytes(args.contact_sheet, figures.dataset_sheet(args.out, args.sheet_cases))
+            atomic.write_bytes(args.contact_sheet,
+                               atomic.signed_png(figures.dataset_sheet(args.out, args.sheet_cases), simulator.TOOL))
     except (dataset.DatasetError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"simulate: error: {error}", file=sys.stderr)
         return 1
     print(f"wrote {args.cases} cases to {args.out}"
           + (f", contact sheet {args.contact_sheet}" if args.contact_sheet else ""))

@@ -52,7 +52,7 @@ from fetal_biometry.simulator.anatomy import (ACCEPTABLE, CORD_INSERTION, NO_STO
                                               UNFIT, VEIN_AT_SKIN, Scene, abdomen_ellipse,
                                               draw_scene, hadlock_ac_mm, tissue_at)
 from fetal_biometry.simulator.appearance import FOREIGN, NARROW, PRESETS, TRAINING, Appearance
-from fetal_biometry.simulator.cases import (BeamGrid, beam_grid, generator_record, ground_truth,
-                                            scan_image, simulate, simulate_case, write)
+from fetal_biometry.simulator.cases import (TOOL, BeamGrid, beam_grid, generator_record,
+                                            ground_truth, scan_image, simulate, simulate_case, write)
 from fetal_biometry.simulator.physics import beam_envelope, log_compress, shadow_mask
 from fetal_biometry.simulator.tissues import TISSUE, TISSUES, Tissue

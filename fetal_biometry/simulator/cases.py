@@ -21,6 +21,8 @@ VISIBLE_SHARE = 0.5  # an acceptable plane must show half of its stomach and vei
 MAX_ATTEMPTS = 8  # scenes drawn before an acceptable plane hidden in shadow is let through
 PHYSICS_STREAM = 1  # a case's physics settings come from default_rng([seed, index, PHYSICS_STREAM])
 
+TOOL = "simulate"  # the output marker of simulated datasets and sweeps (fetal_biometry.atomic.mark)
+
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class BeamGrid:
@@ -154,7 +156,8 @@ def write(out, count: int, seed: int = 0, shape: tuple[int, int] = (256, 256), p
     """
     cases = simulate(count, seed, shape, probe, unacceptable_share, appearance)
     dataset.write_dataset(out, progress(cases) if progress else cases,
-                          generator_record(seed, shape, probe, unacceptable_share, appearance))
+                          generator_record(seed, shape, probe, unacceptable_share, appearance),
+                          tool=TOOL)
 
 
 def generator_record(seed: int, shape: tuple[int, int], probe: str, unacceptable_share: float,
