@@ -109,7 +109,18 @@ def _calibrate(delta: tuple[float, float] | None, source: str, given: float | No
     of ``source`` and the caller's ``given`` spacing (ValueError when they disagree)."""
     if delta is None:
         return given, "given" if given else "none", None, []
+    for value in delta:
+        try:
+            limits.check_spacing(value)
+        except limits.BudgetError as error:
+            raise ValueError(f"its {source} ({delta[0]:g} x {delta[1]:g} mm) is no ultrasound "
+                             f"calibration: {error}") from None
     spacing, size, notes = _square(delta, width, height)
+    if size is not None:
+        try:  # the square-pixel copy is made only within the budget
+            limits.check_frames(*size)
+        except limits.BudgetError as error:
+            raise ValueError(f"square pixels from its {source} would make it {error}") from None
     if given is None or _agree(given, spacing):
         if source == "ImagerPixelSpacing":
             notes.append("spacing from ImagerPixelSpacing, the detector's pixel size: less "

@@ -207,3 +207,17 @@ def test_no_writer_replaces_a_users_folder_or_file(writer, tmp_path, fetal_model
         or "lies inside the input" in result.stderr, result.stderr[-2000:]
     assert _checksums(tmp_path) == before
     assert not (tmp_path / "new").exists() and not list(tmp_path.glob(".*.lock"))
+
+
+def test_a_killed_writers_files_inside_its_output_go_with_the_next_run(tmp_path):
+    # What a killed sweep leaves inside its folder: the video draft it was writing.
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    atomic.mark(tmp_path / "out", "sweep")
+    draft = tmp_path / "out" / f"..loop_draft.mp4.tmp-{dead}-x1y2.mp4"
+    draft.write_bytes(b"half a video")
+    live = tmp_path / "out" / f".loop.json.tmp-{os.getpid()}-busy"
+    live.write_text("{")
+    assert atomic.claim_output(tmp_path / "out", "sweep", overwrite=True) == [draft]
+    atomic.release(tmp_path / "out")
+    assert live.exists() and not draft.exists()

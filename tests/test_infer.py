@@ -130,3 +130,20 @@ def test_weights_of_another_model_are_refused(fetal_model, tmp_path, fetal_data)
     result = _infer(copy, fetal_data, "--out", tmp_path / "o")
     assert result.returncode == 1 and record["weights"].split("/")[-1] in result.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_names_from_files_forge_no_line_and_reveal_no_patient(fetal_model, fetal_data, case, tmp_path):
+    import dicom_files
+
+    image = fetal_data / "images" / f"{case.name}.png"
+    forged = tmp_path / "x\nsim00000: AC 999.9 mm, plane acceptable.png"  # a newline in a file name
+    forged.write_bytes(image.read_bytes())
+    patient = dicom_files.write(tmp_path / "DOE_JANE.dcm", case.image)  # named after the patient
+    result = _infer(fetal_model, forged, patient, "--out", tmp_path / "out", "--spacing", case.spacing_mm)
+    assert result.returncode == 0, result.stderr
+    assert not any(line.startswith("sim00000: AC 999.9") for line in result.stdout.splitlines())
+    names = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert all("\n" not in n and " " not in n for n in names)
+    index = (tmp_path / "out" / "infer.json").read_text()
+    assert "DOE" not in index and not any("DOE" in n for n in names)
+    assert json.loads(index)["scans"][1]["scan"].startswith("dcm-")

@@ -122,3 +122,12 @@ def test_an_absurd_number_or_path_gets_a_sentence_not_a_traceback(tool, args, tm
     assert ("pixel spacing is a number of mm from 0.005 to 5" in result.stderr
             or "target spacing" in result.stderr or "is a file" in result.stderr), result.stderr
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("delta", [[1e-9, 1e-9], [0.2, 2000.0], [0.005, 5.0]])
+def test_a_calibration_in_a_file_that_is_no_ultrasound_spacing_is_refused(delta, tmp_path):
+    # The last: each spacing possible, but square pixels would make the 256x256 frame 65 MP.
+    path = dicom_files.write(tmp_path / "cal.dcm", np.zeros((256, 256), np.uint8), PixelSpacing=delta)
+    with pytest.raises(scans.ScanError) as error:
+        scans.read_scans(path)
+    assert str(path) in str(error.value) and "PixelSpacing" in str(error.value), str(error.value)

@@ -174,7 +174,8 @@ def main(argv=None) -> int:
                 tqdm.write(_summary_line(stem, record))
         except (ValueError, OSError) as err:
             failed.append({"scan": label, "error": str(err)})
-            tqdm.write(paths.printable(f"infer: error: {label}: {err}"), file=sys.stderr)
+            said = str(err) if str(err).startswith(label) else f"{label}: {err}"  # the path once
+            tqdm.write(paths.printable(f"infer: error: {said}"), file=sys.stderr)
     atomic.write_text(args.out / INDEX, json.dumps({"model": str(model.root), "scans": done,
                                                      "failed": failed}, indent=1) + "\n")
     if failed:
