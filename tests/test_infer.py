@@ -147,3 +147,13 @@ def test_names_from_files_forge_no_line_and_reveal_no_patient(fetal_model, fetal
     index = (tmp_path / "out" / "infer.json").read_text()
     assert "DOE" not in index and not any("DOE" in n for n in names)
     assert json.loads(index)["scans"][1]["scan"].startswith("dcm-")
+
+
+def test_a_scan_named_like_the_index_keeps_its_result(fetal_model, fetal_data, case, tmp_path):
+    named = tmp_path / "infer.png"
+    named.write_bytes((fetal_data / "images" / f"{case.name}.png").read_bytes())
+    result = _infer(fetal_model, named, "--out", tmp_path / "out", "--spacing", case.spacing_mm)
+    assert result.returncode == 0, result.stderr
+    index = json.loads((tmp_path / "out" / "infer.json").read_text())
+    assert [s["scan"] for s in index["scans"]] == ["infer-2"]
+    assert json.loads((tmp_path / "out" / "infer-2.json").read_text())["source"] == str(named)
