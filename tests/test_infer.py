@@ -139,8 +139,10 @@ def test_names_from_files_forge_no_line_and_reveal_no_patient(fetal_model, fetal
     forged = tmp_path / "x\nsim00000: AC 999.9 mm, plane acceptable.png"  # a newline in a file name
     forged.write_bytes(image.read_bytes())
     patient = dicom_files.write(tmp_path / "DOE_JANE.dcm", case.image)  # named after the patient
-    result = _infer(fetal_model, forged, patient, "--out", tmp_path / "out", "--spacing", case.spacing_mm)
-    assert result.returncode == 0, result.stderr
+    broken = tmp_path / "DOE_JOHN.dcm"
+    broken.write_bytes(patient.read_bytes()[:600])  # cut short: it fails, and is listed as failed
+    result = _infer(fetal_model, forged, patient, broken, "--out", tmp_path / "out", "--spacing", case.spacing_mm)
+    assert result.returncode == 1 and str(broken) in result.stderr, result.stderr
     assert not any(line.startswith("sim00000: AC 999.9") for line in result.stdout.splitlines())
     names = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert all("\n" not in n and " " not in n for n in names)

@@ -173,8 +173,11 @@ def main(argv=None) -> int:
                 done.append(record)
                 tqdm.write(_summary_line(stem, record))
         except (ValueError, OSError) as err:
-            failed.append({"scan": label, "error": str(err)})
             said = str(err) if str(err).startswith(label) else f"{label}: {err}"  # the path once
+            # The index is shared: a DICOM file's path (often the patient's name) stays out of it.
+            hidden = dicom.is_dicom(label) and not args.keep_names
+            failed.append({"scan": "a DICOM file (--keep-names records its path)" if hidden else label,
+                           "error": str(err).replace(label, "(the file)") if hidden else str(err)})
             tqdm.write(paths.printable(f"infer: error: {said}"), file=sys.stderr)
     atomic.write_text(args.out / INDEX, json.dumps({"model": str(model.root), "scans": done,
                                                      "failed": failed}, indent=1) + "\n")
