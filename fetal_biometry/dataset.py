@@ -168,7 +168,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
 
 
 def _read_labels(path: pathlib.Path) -> np.ndarray:
-    labels = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    labels = scans.imread(path)
     if labels is None:
         raise ValueError("not a readable image")
     if labels.ndim != 2 or labels.dtype != np.uint8:

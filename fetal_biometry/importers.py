@@ -322,10 +322,10 @@ def read_cvat(path: pathlib.Path, images: pathlib.Path) -> Read:
 
 def _decode_png(data: str) -> np.ndarray:
     try:
-        image = cv2.imdecode(np.frombuffer(base64.b64decode(data, validate=True), np.uint8),
-                             cv2.IMREAD_UNCHANGED)
+        png = base64.b64decode(data, validate=True)
     except (ValueError, TypeError):
-        image = None
+        png = b""
+    image = scans.imread(png) if png else None  # ValueError for a PNG bomb
     if image is None:
         raise ValueError("'mask' is not a base64-encoded PNG")
     return image if image.ndim == 2 else image[..., 0]
@@ -583,7 +583,11 @@ def read_masks(path: pathlib.Path, images: pathlib.Path, values_file: pathlib.Pa
         return [], problems if more else problems + [f"{path}: no label-map .png files"]
     found = []
     for file in files:
-        labels = cv2.imread(str(file), cv2.IMREAD_UNCHANGED)
+        try:
+            labels = scans.imread(file)
+        except ValueError as error:
+            problems.append(f"{file}: {error}")
+            continue
         if labels is None or labels.ndim != 2 or labels.dtype != np.uint8:
             problems.append(f"{file}: not a single-channel 8-bit label-map PNG")
             continue
@@ -610,7 +614,11 @@ def read_hc18(path: pathlib.Path, images: pathlib.Path | None = None) -> Read:
         return [], problems or [f"{path}: no HC18 *_Annotation.png files"]
     found = []
     for file in files:
-        ring = cv2.imread(str(file), cv2.IMREAD_GRAYSCALE)
+        try:
+            ring = scans.imread(file, cv2.IMREAD_GRAYSCALE)
+        except ValueError as error:
+            problems.append(f"{file}: {error}")
+            continue
         if ring is None:
             problems.append(f"{file}: not a readable PNG")
             continue

@@ -210,11 +210,7 @@ def read_image(path: pathlib.Path) -> tuple[np.ndarray, list[str]]:
     """
     if not path.is_file():
         raise FileNotFoundError(f"no such file: {path}")
-    _check_image_size(path)
-    try:
-        image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    except cv2.error as error:
-        raise ValueError(f"OpenCV cannot decode it ({str(error).strip().splitlines()[-1]})") from None
+    image = imread(path)
     if image is None:
         raise ValueError("not a readable image (PNG, JPEG, ...) nor a DICOM file")
     notes = []
@@ -226,8 +222,22 @@ def read_image(path: pathlib.Path) -> tuple[np.ndarray, list[str]]:
     return cv2.cvtColor(image[..., :3], cv2.COLOR_BGR2RGB), notes
 
 
-def _check_image_size(path: pathlib.Path) -> None:
+def imread(source: pathlib.Path | bytes, flags: int = cv2.IMREAD_UNCHANGED) -> np.ndarray | None:
+    """OpenCV's ``imread`` of a file (``imdecode`` of bytes), once the size its header declares
+    is within :mod:`fetal_biometry.limits`; None where it is no image OpenCV reads. ValueError
+    (not naming the file: the caller does) for too large an image, or OpenCV's own error."""
+    _check_image_size(source)
+    try:
+        if isinstance(source, bytes):
+            return cv2.imdecode(np.frombuffer(source, np.uint8), flags)
+        return cv2.imread(str(source), flags)
+    except cv2.error as error:
+        raise ValueError(f"OpenCV cannot decode it ({str(error).strip().splitlines()[-1]})") from None
+
+
+def _check_image_size(source: pathlib.Path | bytes) -> None:
     """The budget on the size an image's header declares, read without decoding (Pillow)."""
+    import io
     import warnings
 
     from PIL import Image
@@ -235,7 +245,7 @@ def _check_image_size(path: pathlib.Path) -> None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Pillow's own bomb warning: the budget speaks
-            with Image.open(path) as image:
+            with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
                 width, height = image.size
     except Image.DecompressionBombError:
         raise ValueError("a decompression bomb: it declares far more pixels than the limit of "

@@ -51,7 +51,7 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
-from fetal_biometry import biometry, figures, geometry as geom, patches, resample, stacks
+from fetal_biometry import biometry, figures, geometry as geom, limits, patches, resample, stacks
 from fetal_biometry.ellipse import Ellipse, ellipse_mask, normalized_radius
 from fetal_biometry.inference import MAX_PIXELS, STRIDE, DenseClassifier
 from fetal_biometry.labels import OUTSIDE, STOMACH, VEIN
@@ -170,10 +170,17 @@ def _stack(path: pathlib.Path, spacing: float | None) -> Sequence:
 
 def _video(path: pathlib.Path, spacing: float | None) -> Sequence:
     capture = cv2.VideoCapture(str(path))
+    declared = [int(capture.get(p)) for p in (cv2.CAP_PROP_FRAME_WIDTH, cv2.CAP_PROP_FRAME_HEIGHT,
+                                              cv2.CAP_PROP_FRAME_COUNT)]
+    try:  # the container's sizes, before a frame is decoded
+        limits.check_frames(*declared)
+    except limits.BudgetError as error:
+        capture.release()
+        raise SequenceError(f"{path}: {error}") from None
     ok, frame = capture.read() if capture.isOpened() else (False, None)
     if not ok:
         raise SequenceError(f"{path}: OpenCV cannot decode this video")
-    count, fps = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)), capture.get(cv2.CAP_PROP_FPS)
+    count, fps = declared[2], capture.get(cv2.CAP_PROP_FPS)
     capture.release()
     spacing, _ = _given(path, None, spacing)
 

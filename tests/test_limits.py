@@ -131,3 +131,34 @@ def test_a_calibration_in_a_file_that_is_no_ultrasound_spacing_is_refused(delta,
     with pytest.raises(scans.ScanError) as error:
         scans.read_scans(path)
     assert str(path) in str(error.value) and "PixelSpacing" in str(error.value), str(error.value)
+
+
+@pytest.mark.parametrize("fmt", ["masks", "hc18", "labelme"])
+def test_an_annotation_png_bomb_is_a_listed_problem(fmt, tmp_path):
+    import base64
+    import json
+
+    from fetal_biometry import importers
+
+    folder = tmp_path / "ann"
+    folder.mkdir()
+    bomb = _png(tmp_path / "bomb.png", 100_000, 100_000)
+    if fmt == "masks":
+        bomb.rename(folder / "scan.png")
+    elif fmt == "hc18":
+        bomb.rename(folder / "001_HC_Annotation.png")
+    else:  # a real scan, its mask a bomb in base64
+        import cv2
+        from fetal_biometry import geometry as geom, simulator
+        case = simulator.simulate_case(5, 0, (160, 160), "convex", appearance=simulator.NARROW)
+        cv2.imwrite(str(folder / "scan.png"), case.image)
+        (tmp_path / "probe.json").write_text(json.dumps(geom.to_dict(case.geometry)))
+        shape = {"label": "shadow", "shape_type": "mask", "points": [[0, 0], [9, 9]],
+                 "mask": base64.b64encode(bomb.read_bytes()).decode()}
+        (folder / "scan.json").write_text(json.dumps({"shapes": [shape], "imagePath": "scan.png",
+                                                      "imageWidth": 160, "imageHeight": 160}))
+    with pytest.raises(importers.AnnotationError) as error:
+        importers.import_dataset(fmt, folder, tmp_path / "out", importers.Options(
+            images=folder if fmt == "masks" else None, spacing_mm=0.5,
+            geometry=tmp_path / "probe.json" if fmt == "labelme" else None))
+    assert "megapixels" in str(error.value) and not (tmp_path / "out").exists(), str(error.value)
