@@ -33,8 +33,11 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fetal_biometry import (atomic, caffe_env, cli, dataset, fan, geometry as geom,  # noqa: E402
-                            inference, model as model_folder, scans)
+from fetal_biometry import atomic, caffe_env, cli
+from fetal_biometry.geometry import fan, probe as geom
+from fetal_biometry.inference import dense as inference
+from fetal_biometry.io import dataset, scans
+from fetal_biometry.nets import model as model_folder
 from tqdm import tqdm  # noqa: E402
 
 MARKER = "infer.json"
