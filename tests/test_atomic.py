@@ -159,7 +159,7 @@ def _user_files(root):
 def _stack(root, fetal_data):
     """A 2-frame .mha loop of the first case, and its case record as geometry."""
     import SimpleITK as sitk
-    from fetal_biometry import dataset
+    from fetal_biometry.io import dataset
 
     data = dataset.open(fetal_data)
     case = data.read(data.cases[0])

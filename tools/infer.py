@@ -33,8 +33,11 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fetal_biometry import (atomic, caffe_env, cli, dataset, fan, geometry as geom,  # noqa: E402
-                            dicom, inference, limits, model as model_folder, paths, scans)
+from fetal_biometry import atomic, caffe_env, cli, paths
+from fetal_biometry.geometry import fan, probe as geom
+from fetal_biometry.inference import dense as inference
+from fetal_biometry.io import dataset, dicom, limits, scans
+from fetal_biometry.nets import model as model_folder
 from tqdm import tqdm  # noqa: E402
 
 TOOL = "infer"  # the output marker of its folders (fetal_biometry.atomic.mark)

@@ -7,18 +7,23 @@ from typing import Iterator
 
 import numpy as np
 
-from fetal_biometry import __version__, dataset, geometry as geom
-from fetal_biometry.ellipse import ellipse_perimeter
+from fetal_biometry import __version__
+from fetal_biometry.geometry import probe as geom
+from fetal_biometry.io import dataset
 from fetal_biometry.labels import OUTSIDE, SHADOW, STOMACH, VEIN
+from fetal_biometry.measure.ellipse import ellipse_perimeter
 from fetal_biometry.simulator import physics
 from fetal_biometry.simulator.anatomy import (ACCEPTABLE, Scene, abdomen_ellipse, draw_scene,
                                               layer_tissue, normalised_lateral, paint_fetus,
                                               tissue_at)
-from fetal_biometry.simulator.appearance import NARROW, TRAINING, Appearance, PhysicsRanges
+from fetal_biometry.simulator.appearance import Appearance, NARROW, PhysicsRanges, TRAINING
 from fetal_biometry.simulator.tissues import BONE, LABEL, TISSUE
 
 VISIBLE_SHARE = 0.5  # an acceptable plane must show half of its stomach and vein
 MAX_ATTEMPTS = 8  # scenes drawn before an acceptable plane hidden in shadow is let through
+#: Format constant: the generator name stored in dataset.json (and compared by the experiments).
+#: Frozen: it names the module as it was when the format began, not where the code lives now.
+GENERATOR = "fetal_biometry.simulator"
 PHYSICS_STREAM = 1  # a case's physics settings come from default_rng([seed, index, PHYSICS_STREAM])
 
 TOOL = "simulate"  # the output marker of simulated datasets and sweeps (fetal_biometry.atomic.mark)
@@ -117,7 +122,7 @@ def simulate_case(seed: int, index: int, shape: tuple[int, int] = (256, 256),
 
     Returns
     -------
-    fetal_biometry.dataset.Case
+    fetal_biometry.io.dataset.Case
         Named ``sim<index:05d>``.
     """
     rng = np.random.default_rng([seed, index])
@@ -163,6 +168,6 @@ def write(out, count: int, seed: int = 0, shape: tuple[int, int] = (256, 256), p
 def generator_record(seed: int, shape: tuple[int, int], probe: str, unacceptable_share: float,
                      appearance: Appearance = TRAINING) -> dict:
     """The ``generator`` entry of a simulated dataset's dataset.json."""
-    return {"name": "fetal_biometry.simulator", "version": __version__, "seed": seed,
+    return {"name": GENERATOR, "version": __version__, "seed": seed,
             "shape": list(shape), "probe": probe, "unacceptable_share": unacceptable_share,
             "appearance": appearance.to_dict()}
