@@ -12,7 +12,7 @@ from fetal_biometry.nets import model as model_folder
 
 def spacing_mm(text: str) -> float:
     """A pixel spacing: a positive, finite number of mm per pixel (0, inf and nan are no spacing)
-    within :data:`fetal_biometry.limits.SPACING_MM`."""
+    within :data:`fetal_biometry.io.limits.SPACING_MM`."""
     try:
         value = float(text)
     except ValueError:

@@ -203,7 +203,7 @@ def read_frame(path: str | os.PathLike, frame: int | None = None) -> np.ndarray:
 def read_image(path: pathlib.Path) -> tuple[np.ndarray, list[str]]:
     """An image file as displayed, (H, W, 3) uint8 RGB, and what was lost on the way.
 
-    Its size is read from the header and held to :mod:`fetal_biometry.limits` before OpenCV
+    Its size is read from the header and held to :mod:`fetal_biometry.io.limits` before OpenCV
     decodes it. Deeper pixels are scaled to 8 bits by their stored depth: the PNG's sBIT chunk
     where present, else the full range of the type, with a warning where the data use only
     a small part of it (never by the image's own range: a loop's frames would flicker).
@@ -224,7 +224,7 @@ def read_image(path: pathlib.Path) -> tuple[np.ndarray, list[str]]:
 
 def imread(source: pathlib.Path | bytes, flags: int = cv2.IMREAD_UNCHANGED) -> np.ndarray | None:
     """OpenCV's ``imread`` of a file (``imdecode`` of bytes), once the size its header declares
-    is within :mod:`fetal_biometry.limits`; None where it is no image OpenCV reads. ValueError
+    is within :mod:`fetal_biometry.io.limits`; None where it is no image OpenCV reads. ValueError
     (not naming the file: the caller does) for too large an image, or OpenCV's own error."""
     _check_image_size(source)
     try:
@@ -329,7 +329,7 @@ def read_scans(path: str | os.PathLike, frame: int | None = None, region: int | 
     region : the K-th calibrated 2D tissue region only (from 0); default: every one
     spacing : mm per pixel, for files without calibration (checked against theirs)
     keep_name : name a DICOM file's scans after the file (default: after a hash of its SOP
-        Instance UID, :meth:`fetal_biometry.dicom.Header.scan_name`: a scanner's file name
+        Instance UID, :meth:`fetal_biometry.io.dicom.Header.scan_name`: a scanner's file name
         may be the patient's)
 
     Returns
