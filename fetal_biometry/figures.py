@@ -23,6 +23,7 @@ import math
 import os
 import pathlib
 import shutil
+import textwrap
 from typing import Mapping, Sequence
 
 import cv2
@@ -207,8 +208,11 @@ def _case_title(case) -> str:
     bio = case.biometry
     age = "" if bio.gestational_age_weeks is None else f", GA {bio.gestational_age_weeks:.1f} wk"
     verdict = "plane OK" if bio.plane_acceptable else bio.plane_reason
-    what = "AC" if bio.structure == "abdomen" else "HC"
-    return f"{case.name}: {what} {bio.circumference_mm:.0f} mm{age}\n{verdict}"
+    if bio.structure == "femur":
+        size = f"FL {bio.measurements['FL']:.0f} mm" if bio.measurements else "femur"
+    else:
+        size = f"{'AC' if bio.structure == 'abdomen' else 'HC'} {bio.circumference_mm:.0f} mm"
+    return f"{case.name}: {size}{age}\n{textwrap.shorten(verdict, 75)}"
 
 
 def dataset_sheet(path, count: int = 8) -> bytes:
@@ -237,8 +241,9 @@ def contact_sheet(cases: Sequence, columns: int = 2):
         left.set_title(_case_title(case), fontsize=6.5, loc="left")
         right.imshow(overlay(case.image, case.labels))
         e = case.biometry.ellipse
-        right.add_patch(EllipsePatch((e.cx, e.cy), 2 * e.a, 2 * e.b, angle=e.angle, fill=False,
-                                     color="white", linewidth=0.7, linestyle="--"))
+        if e is not None:  # a femur plane has none
+            right.add_patch(EllipsePatch((e.cx, e.cy), 2 * e.a, 2 * e.b, angle=e.angle, fill=False,
+                                         color="white", linewidth=0.7, linestyle="--"))
     handles = [Patch(color=np.array(COLOURS[v]) / 255, label=_name(CLASSES[v])) for v in COLOURS]
     handles.append(Patch(facecolor="white", edgecolor="black", linestyle="--",
                          label="measured ellipse (AC or HC)"))

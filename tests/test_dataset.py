@@ -59,7 +59,7 @@ def test_validate_reports_every_problem_with_its_case(copy):
     cv2.imwrite(str(copy / "labels" / "sim00001.png"), labels[:64, :64])
     labels = cv2.imread(str(copy / "labels" / "sim00002.png"), cv2.IMREAD_UNCHANGED)
     ys, xs = np.nonzero(labels != OUTSIDE)
-    labels[ys[0], xs[0]] = 9
+    labels[ys[0], xs[0]] = 99
     cv2.imwrite(str(copy / "labels" / "sim00002.png"), labels)
 
     def off_image(record):
@@ -72,7 +72,7 @@ def test_validate_reports_every_problem_with_its_case(copy):
     problems = dataset.validate(copy)
     expected = [("sim00000", "missing images/sim00000.png"), ("sim00000", "not valid JSON"),
                 ("sim00001", "label map is 64x64 but the image is 128x128"),
-                ("sim00002", "unknown label values [9]"), ("sim00002", "entirely outside"),
+                ("sim00002", "unknown label values [99]"), ("sim00002", "entirely outside"),
                 ("sim00003", "disagrees with the ellipse"), ("stray.png", "not listed")]
     for case, message in expected:
         assert any(case in p and message in p for p in problems), (case, message, problems)
@@ -274,7 +274,7 @@ def test_head_planes_carry_their_structure(simulated, tmp_path):
     assert data.structures() == {"head"} and data.source == {"format": "hc18"}
     loaded = data.read(case.name)
     assert loaded.biometry == bio and loaded.biometry.ac_mm is None
-    _edit_record(root, case.name, lambda r: r["biometry"].update(structure="femur"))
+    _edit_record(root, case.name, lambda r: r["biometry"].update(structure="knee"))
     assert "structure must be one of" in dataset.validate(root)[0]
 
 

@@ -1,10 +1,17 @@
 #!/usr/bin/env python3
-"""Simulate a dataset of B-mode scans of fetal abdominal cross-sections, with ground truth.
+"""Simulate a dataset of B-mode scans of fetal planes (abdomen, head, femur), with ground truth.
 
 Writes OUT in the dataset format of fetal_biometry.dataset (dataset.json, images/, labels/,
 cases/): the folder appears only once every case is written and the dataset validates.
 The same --seed and options give the same dataset, byte for byte; case i does not depend on
 --cases.
+
+--plane chooses what the scans show: abdomen (the default: the AC plane, or an unfit one),
+head (the transthalamic plane where HC and BPD are measured; unfit: transcerebellar or
+oblique), femur (the femur along its length; unfit: foreshortened) or mixed (a third of
+each). Head and femur cases carry the classes skull, brain, midline and femur and their exact
+HC, OFD, BPD (outer-to-outer, outer-to-inner) or FL in cases/<case>.json
+(fetal_biometry.simulator.planes).
 
 --appearance chooses the ranges each scan's physics and anatomy are drawn from
 (fetal_biometry.simulator.appearance; recorded in dataset.json): training (the default:
@@ -27,6 +34,7 @@ sinus; heart and lungs high), the probe tilting and shifting a little, with per-
 
 examples:
   python tools/simulate.py --cases 100 --out data/fetal/sim --seed 0 --contact-sheet sheet.png
+  python tools/simulate.py --cases 60 --plane mixed --out data/fetal/mixed --contact-sheet mixed.png
   python tools/simulate.py --sweeps 6 --frames 140 --out data/fetal/sweeps --seed 3
 """
 import argparse
@@ -60,8 +68,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--size", type=int, nargs=2, default=(256, 256), metavar=("H", "W"),
                         help="image height and width in pixels (default 256 256; at least 64)")
     parser.add_argument("--unacceptable-share", type=float, default=0.3, metavar="P",
-                        help="probability that a plane is unsuitable for AC: stomach or "
-                             "umbilical vein missing, or renal level (default 0.3)")
+                        help="probability that a plane is unfit for its measurement: for AC "
+                             "stomach or umbilical vein missing, wrong level, oblique...; for a "
+                             "head transcerebellar or oblique; a foreshortened femur (default 0.3)")
+    parser.add_argument("--plane", choices=simulator.PLANES, default="abdomen",
+                        help="what the scans show: abdomen (default), head (transthalamic), femur "
+                             "or mixed (a third of each); unfit planes of each kind by "
+                             "--unacceptable-share")
     parser.add_argument("--appearance", choices=tuple(simulator.PRESETS), default="training",
                         help="ranges the scans' appearance is drawn from: training (default; "
                              "widened: several scanners, presets, operators), narrow (the first "
@@ -88,6 +101,8 @@ def main(argv=None) -> int:
     if args.out.exists() and not args.overwrite:
         print(f"error: {args.out} exists; choose another --out or pass --overwrite", file=sys.stderr)
         return 1
+    if args.sweeps and args.plane != "abdomen":
+        parser.error("--sweeps simulates abdomen sweeps only; leave out --plane")
     if args.sweeps:
         sweep_simulator.write(args.out, args.sweeps, args.seed, args.frames, tuple(args.size), args.probe,
                               functools.partial(tqdm, total=args.sweeps, desc="simulating", unit="sweep"))
@@ -97,7 +112,7 @@ def main(argv=None) -> int:
         simulator.write(args.out, args.cases, args.seed, tuple(args.size), args.probe,
                         args.unacceptable_share,
                         functools.partial(tqdm, total=args.cases, desc="simulating", unit="scan"),
-                        simulator.PRESETS[args.appearance])
+                        simulator.PRESETS[args.appearance], args.plane)
         if args.contact_sheet:
             atomic.write_bytes(args.contact_sheet, figures.dataset_sheet(args.out, args.sheet_cases))
     except (dataset.DatasetError, OSError) as error:

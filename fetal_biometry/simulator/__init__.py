@@ -1,5 +1,9 @@
 """B-mode ultrasound simulator of fetal abdominal cross-sections, with exact ground truth.
 
+Head (transthalamic) and femur planes are drawn beside the abdomen by
+:mod:`~fetal_biometry.simulator.planes`, sharing everything but the fetus (``plane=`` of
+:func:`simulate_case`: abdomen, head, femur or mixed).
+
 One case is made in three steps.
 
 1. **Anatomy** (:func:`draw_scene`). Gestational age 20-40 weeks gives the abdominal
@@ -52,7 +56,8 @@ from fetal_biometry.simulator.anatomy import (ACCEPTABLE, CORD_INSERTION, NO_STO
                                               UNFIT, VEIN_AT_SKIN, Scene, abdomen_ellipse,
                                               draw_scene, hadlock_ac_mm, tissue_at)
 from fetal_biometry.simulator.appearance import FOREIGN, NARROW, PRESETS, TRAINING, Appearance
-from fetal_biometry.simulator.cases import (BeamGrid, beam_grid, generator_record, ground_truth,
-                                            scan_image, simulate, simulate_case, write)
+from fetal_biometry.simulator.cases import (PLANES, BeamGrid, beam_grid, generator_record,
+                                            ground_truth, plane_kind, scan_image, simulate,
+                                            simulate_case, simulate_plane, write)
 from fetal_biometry.simulator.physics import beam_envelope, log_compress, shadow_mask
 from fetal_biometry.simulator.tissues import TISSUE, TISSUES, Tissue

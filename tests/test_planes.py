@@ -1,0 +1,121 @@
+"""Simulated head and femur planes: exact truth, their classes, unfit planes, the abdomen unchanged."""
+from __future__ import annotations
+
+import dataclasses
+import math
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from fetal_biometry import dataset, geometry as geom, growth
+from fetal_biometry.ellipse import ellipse_perimeter, normalized_radius
+from fetal_biometry.labels import (BRAIN, FEMUR, MIDLINE, OUTSIDE, SHADOW, SKULL, STOMACH, VEIN)
+from fetal_biometry.simulator import cases, planes
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+SHAPE = (192, 192)
+
+
+@pytest.fixture(scope="module")
+def heads():
+    return [cases.simulate_case(11, i, SHAPE, "mixed", 0.5, plane="head") for i in range(8)]
+
+
+@pytest.fixture(scope="module")
+def femurs():
+    return [cases.simulate_case(12, i, SHAPE, "mixed", 0.5, plane="femur") for i in range(8)]
+
+
+def test_mixed_planes_leave_the_abdomen_cases_as_they_were():
+    kinds = [cases.plane_kind(3, i, "mixed") for i in range(12)]
+    assert set(kinds) == {"abdomen", "head", "femur"}
+    for i in [i for i, k in enumerate(kinds) if k == "abdomen"][:2]:
+        mixed = cases.simulate_case(3, i, (96, 96), "mixed", plane="mixed")
+        alone = cases.simulate_case(3, i, (96, 96), "mixed")
+        assert np.array_equal(mixed.image, alone.image) and np.array_equal(mixed.labels, alone.labels)
+    with pytest.raises(ValueError, match="unknown plane"):
+        cases.plane_kind(0, 0, "knee")
+
+
+def test_a_head_case_is_reproducible():
+    a, b = (cases.simulate_case(11, 0, SHAPE, plane="head") for _ in range(2))
+    assert np.array_equal(a.image, b.image) and np.array_equal(a.labels, b.labels)
+
+
+def test_the_skull_outer_border_is_the_recorded_ellipse(heads):
+    for case in heads:
+        bio, e = case.biometry, case.biometry.ellipse
+        y, x = np.nonzero(case.labels == SKULL)
+        rho = normalized_radius(e, x, y)
+        assert rho.max() <= 1 + 1e-9  # every skull pixel centre inside the outer border
+        # ... and the skull reaches it: pixels within a pixel of the border all round
+        assert np.count_nonzero(rho > 1 - 1.0 / e.b) > 0.5 * 2 * math.pi * math.sqrt(e.a * e.b)
+        m = bio.measurements
+        assert bio.circumference_mm == m["HC"] == pytest.approx(ellipse_perimeter(e.a, e.b) * case.spacing_mm)
+        assert m["OFD"] == pytest.approx(2 * e.a * case.spacing_mm)
+        assert m["BPD_OO"] == pytest.approx(2 * e.b * case.spacing_mm)
+        assert m["BPD_OO"] - 5 < m["BPD_OI"] < m["BPD_OO"]  # minus one skull table, ~1-4 mm
+
+
+def test_head_sizes_follow_the_growth_standard(heads):
+    for case in heads:
+        z = growth.zscore("HC", case.biometry.measurements["HC"], case.biometry.gestational_age_weeks)
+        assert abs(z) <= planes.MAX_Z + 1e-9
+
+
+def test_head_classes_and_reasons(heads):
+    reasons = {c.biometry.plane_reason for c in heads}
+    assert planes.HEAD_ACCEPTABLE in reasons and reasons & {planes.TRANSCEREBELLAR, planes.OBLIQUE_HEAD}
+    for case in heads:
+        present = set(np.unique(case.labels).tolist())
+        assert {SKULL, BRAIN, MIDLINE} <= present and not present & {STOMACH, VEIN, FEMUR}
+        assert case.biometry.plane_acceptable == (case.biometry.plane_reason == planes.HEAD_ACCEPTABLE)
+
+
+def test_the_femur_label_spans_the_recorded_length(femurs):
+    for case in femurs:
+        y, x = np.nonzero(case.labels == FEMUR)
+        xy = np.stack([x, y], axis=1).astype(float)
+        axis = np.linalg.eigh(np.cov((xy - xy.mean(0)).T))[1][:, -1]
+        extent = np.ptp(xy @ axis) * case.spacing_mm
+        fl = case.biometry.measurements["FL"]
+        if case.biometry.plane_acceptable:
+            assert fl - 2 * case.spacing_mm <= extent <= fl
+        else:  # foreshortened: the section is shorter than the femur
+            assert case.biometry.plane_reason == planes.FORESHORTENED and extent < 0.9 * fl
+        assert case.biometry.ellipse is None and case.biometry.structure == "femur"
+
+
+def test_the_femur_shadows_what_lies_behind_it(femurs):
+    case = femurs[0]
+    directions = geom.beam_directions(case.geometry, case.labels.shape)
+    y, x = np.nonzero(case.labels == FEMUR)
+    d = directions[y, x]
+    behind_y, behind_x = np.rint(y + 4 * d[:, 1]).astype(int), np.rint(x + 4 * d[:, 0]).astype(int)
+    on = (behind_y < case.labels.shape[0]) & (behind_x < case.labels.shape[1])
+    behind = case.labels[behind_y[on], behind_x[on]]
+    assert np.mean(np.isin(behind, (SHADOW, FEMUR, OUTSIDE))) > 0.9
+
+
+def test_head_and_femur_cases_round_trip_through_a_dataset(heads, femurs, tmp_path):
+    femur = dataclasses.replace(femurs[0], name="femur0")
+    root = dataset.write_dataset(tmp_path / "planes", [heads[0], femur])
+    opened = dataset.open(root)
+    assert opened.structures() == {"head", "femur"}
+    assert dataset.validate(root) == []
+    head = opened.read(heads[0].name)
+    assert head.biometry.measurements == pytest.approx(heads[0].biometry.measurements)
+
+
+def test_simulate_tool_writes_mixed_planes(tmp_path):
+    out = tmp_path / "mixed"
+    run = subprocess.run([sys.executable, str(ROOT / "tools" / "simulate.py"), "--cases", "6",
+                          "--plane", "mixed", "--size", "96", "96", "--seed", "3", "--out", str(out)],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    opened = dataset.open(out)
+    assert opened.structures() == {"abdomen", "head", "femur"}
+    assert opened.generator["plane"] == "mixed"
