@@ -115,7 +115,7 @@ import numpy as np
 
 from fetal_biometry import atomic, geometry as geom, scans
 from fetal_biometry.ellipse import Ellipse, ellipse_perimeter
-from fetal_biometry.labels import CLASSES, OUTSIDE
+from fetal_biometry.labels import CLASSES, OUTSIDE, SKULL
 
 FORMAT = "fetal-biometry-dataset"
 VERSION = 2
@@ -394,7 +394,10 @@ def _read_index(root: pathlib.Path) -> tuple[dict | None, list[str]]:
     if index.get("format") != FORMAT or index.get("version") not in READABLE:
         return None, [f"{path}: format {index.get('format')!r} version {index.get('version')!r}; "
                       f"this reader knows {FORMAT!r} versions {list(READABLE)}"]
-    if index.get("classes") != {str(k): v for k, v in CLASSES.items()}:
+    table = index.get("classes")
+    # Tables written before the head and femur classes (the first eight) are read as they were.
+    if table not in ({str(k): v for k, v in CLASSES.items()},
+                     {str(k): v for k, v in CLASSES.items() if k < SKULL}):
         found.append(f"{path}: class table differs from the format's {CLASSES}")
     cases = index.get("cases")
     if not isinstance(cases, list) or not all(isinstance(c, str) for c in cases):

@@ -301,3 +301,14 @@ def test_patch_lmdbs_do_not_change_with_the_format_version(simulated, copy, tmp_
                   patch_records.dataset_scans(root), tmp_path / name, per_class=per_class)["splits"].items()}
               for root, name in ((simulated[0], "v2"), (copy, "v1"))]
     assert hashes[0] == hashes[1]
+
+
+def test_a_dataset_written_before_the_head_and_femur_classes_still_opens(simulated, tmp_path):
+    root = dataset.write_dataset(tmp_path / "old", simulated[1][:1])
+    index = json.loads((root / "dataset.json").read_text())
+    index["classes"] = {k: v for k, v in index["classes"].items() if int(k) < 8}
+    (root / "dataset.json").write_text(json.dumps(index))
+    assert dataset.validate(root) == []
+    index["classes"]["3"] = "vein"
+    (root / "dataset.json").write_text(json.dumps(index))
+    assert "class table differs" in dataset.validate(root)[0]
