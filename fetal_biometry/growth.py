@@ -202,6 +202,25 @@ def ga_from_dates(exam: datetime.date, lmp: datetime.date) -> float:
     return days / 7
 
 
+def ga_argument(ga_weeks: float | None = None, lmp: str | None = None,
+                exam_date: str | None = None) -> float | None:
+    """The gestational age a user stated: ``--ga WEEKS``, or ``--lmp`` with ``--exam-date``
+    (ISO dates, YYYY-MM-DD); None when none was; ValueError saying what is wrong."""
+    if ga_weeks is not None and (lmp or exam_date):
+        raise ValueError("give --ga WEEKS or --lmp with --exam-date, not both")
+    if ga_weeks is not None:
+        return _check_ga(ga_weeks)
+    if lmp is None and exam_date is None:
+        return None
+    if lmp is None or exam_date is None:
+        raise ValueError("--lmp and --exam-date go together")
+    try:
+        weeks = ga_from_dates(datetime.date.fromisoformat(exam_date), datetime.date.fromisoformat(lmp))
+    except ValueError as error:
+        raise ValueError(f"--lmp {lmp} / --exam-date {exam_date}: {error}") from None
+    return _check_ga(weeks)
+
+
 # --------------------------------------------------------------------------- the panel
 
 def _read(measurements: dict) -> dict[str, float]:
@@ -239,7 +258,18 @@ def age_estimate(measurements: dict) -> AgeEstimate | None:
     return None
 
 
-def panel(measurements: dict, ga_weeks: float | None = None) -> dict:
+def exam_measurements(scans: list[dict]) -> tuple[dict[str, float], dict[str, int]]:
+    """One exam's measurements from its scans' (each ``{key: mm}``, None skipped): the mean
+    of each key over the scans that measured it, and how many did."""
+    values: dict[str, list[float]] = {}
+    for measured in scans:
+        for key, value in _read(measured).items():
+            values.setdefault(key, []).append(value)
+    return ({k: sum(v) / len(v) for k, v in values.items()}, {k: len(v) for k, v in values.items()})
+
+
+def panel(measurements: dict, ga_weeks: float | None = None,
+          counts: dict[str, int] | None = None) -> dict:
     """The biometry panel of one exam, a plain dict (JSON-ready).
 
     Parameters
@@ -249,13 +279,16 @@ def panel(measurements: dict, ga_weeks: float | None = None) -> dict:
     ga_weeks : float, optional
         The gestational age known from dates or an early scan. Centiles and z-scores are only
         given with it: never at an age estimated from the same measurements.
+    counts : dict, optional
+        How many scans each measurement is the mean of (:func:`exam_measurements`).
 
     Returns
     -------
     dict
         ``{"ga_weeks": given or None, "ga_estimate": AgeEstimate dict or None,
         "efw": estimated_weight(...), "measurements": {key: {"mm", "ga_estimate",
-        "centile", "z", "standard", "not_charted"}}, "cephalic_index": BPD_OO / OFD or None}``.
+        "centile", "z", "standard", "not_charted"[, "scans"]}}, "cephalic_index": BPD_OO / OFD
+        or None}``.
     """
     m = _read(measurements)
     if ga_weeks is not None:
@@ -264,6 +297,8 @@ def panel(measurements: dict, ga_weeks: float | None = None) -> dict:
     for key, value in m.items():
         entry: dict = {"mm": value, "ga_estimate": None, "centile": None, "z": None,
                        "standard": None, "not_charted": None}
+        if counts is not None:
+            entry["scans"] = counts.get(key, 1)
         if key == HC:
             entry["ga_estimate"] = ga_from_hc(value).to_dict()
         elif key in _HADLOCK_AGE:

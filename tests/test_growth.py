@@ -111,3 +111,21 @@ def test_panel_refuses_unknown_or_bad_measurements():
         gr.panel({"HC": -3})
     with pytest.raises(ValueError, match="outside"):
         gr.panel({"HC": 300}, ga_weeks=45)
+
+
+def test_an_exam_averages_its_scans_and_counts_them():
+    means, counts = gr.exam_measurements([{"AC": 250.0}, {"AC": 254.0, "FL": 55.0}, {"AC": None}])
+    assert means == {"AC": 252.0, "FL": 55.0} and counts == {"AC": 2, "FL": 1}
+    assert gr.panel(means, 30, counts)["measurements"]["AC"]["scans"] == 2
+
+
+def test_the_age_a_user_states():
+    assert gr.ga_argument(None) is None
+    assert gr.ga_argument(30.5) == 30.5
+    assert gr.ga_argument(lmp="2026-01-05", exam_date="2026-06-01") == 21.0
+    for kwargs, message in (({"ga_weeks": 30, "lmp": "2026-01-05"}, "not both"),
+                            ({"lmp": "2026-01-05"}, "go together"),
+                            ({"lmp": "2026-13-05", "exam_date": "2026-06-01"}, "--lmp 2026-13-05"),
+                            ({"ga_weeks": 12}, "outside")):
+        with pytest.raises(ValueError, match=message):
+            gr.ga_argument(**kwargs)

@@ -18,12 +18,20 @@ from its case records). For images:
             spacing (then no AC is reported, and the JSON says so)
   geometry  from --geometry (a case JSON or a bare probe object), else estimated from the
             image's fan, in colour (tools/beam_map.py shows the estimate)
+The scans given together are one exam: OUT/infer.json carries its panel (fetal_biometry.growth):
+each measurement (the mean over the scans whose plane was accepted) with the gestational age it
+suggests (an estimate: INTERGROWTH-21st from HC, Hadlock from FL, AC, BPD), Hadlock's estimated
+fetal weight when AC and FL were both measured, and, only with the age given by --ga WEEKS or
+--lmp DATE --exam-date DATE, each measurement's centile and z-score on the INTERGROWTH-21st fetal
+growth standards (14-40 weeks). A centile at an age estimated from the same measurement would be
+meaningless, so none is given without a stated age.
 A bad scan is reported with its file and skipped; the exit status is 1 if any failed.
 Limits: scans up to 16 megapixels at the model's spacing (memory about 0.5 GB).
 
 example:
   python tools/infer.py runs/fetal_channels data/fetal/heldout --out runs/infer
   python tools/infer.py runs/fetal_channels exam.dcm --frame 12 --out runs/infer
+  python tools/infer.py runs/fetal_channels exam/ --ga 31.4 --out runs/exam
 """
 import argparse
 import json
@@ -34,7 +42,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from fetal_biometry import (atomic, caffe_env, cli, dataset, fan, geometry as geom,  # noqa: E402
-                            inference, model as model_folder, scans)
+                            growth, inference, model as model_folder, scans)
 from tqdm import tqdm  # noqa: E402
 
 MARKER = "infer.json"
@@ -58,6 +66,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--frame", type=int, metavar="N", help="frame of a multi-frame DICOM (0-based)")
     parser.add_argument("--region", type=int, metavar="K",
                         help="only the K-th calibrated region of a multi-region DICOM")
+    parser.add_argument("--ga", type=float, metavar="WEEKS",
+                        help="gestational age known from dates or an early scan (14-40): the "
+                             "exam's measurements get their INTERGROWTH-21st centiles at it")
+    parser.add_argument("--lmp", metavar="YYYY-MM-DD",
+                        help="first day of the last menstrual period (with --exam-date): the "
+                             "gestational age for the centiles")
+    parser.add_argument("--exam-date", metavar="YYYY-MM-DD", help="the exam's date (with --lmp)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an earlier infer output folder")
     parser.add_argument("--gpu", type=int, default=None, help="GPU id (default: CPU)")
@@ -133,8 +148,35 @@ def _summary_line(stem: str, record: dict) -> str:
     return f"{stem}: " + (f"AC {ac:.1f} mm" if ac else "no abdomen measured") + f", {verdict}"
 
 
+def exam_panel(records: list[dict], ga_weeks: float | None) -> dict:
+    """The exam's panel (:func:`fetal_biometry.growth.panel`) from its scans' records: each
+    measurement averaged over the scans whose plane was accepted."""
+    accepted = [{"AC": r["ac_mm"]} for r in records if r.get("plane_acceptable") and r.get("ac_mm")]
+    means, counts = growth.exam_measurements(accepted)
+    return growth.panel(means, ga_weeks, counts)
+
+
+def _panel_line(panel: dict) -> str:
+    parts = []
+    for key, m in panel["measurements"].items():
+        text = f"{key} {m['mm']:.1f} mm"
+        if m["ga_estimate"]:
+            text += f" (suggests {m['ga_estimate']['weeks']:.1f} wk)"
+        if m["centile"] is not None:
+            text += f", centile {m['centile']:.0f} at {panel['ga_weeks']:.1f} wk"
+        parts.append(text)
+    if panel["efw"]:
+        parts.append(f"EFW {panel['efw']['grams']:.0f} g ({panel['efw']['formula']})")
+    return "exam: " + ("; ".join(parts) if parts else "nothing measured on an accepted plane")
+
+
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
+    try:
+        ga_weeks = growth.ga_argument(args.ga, args.lmp, args.exam_date)
+    except ValueError as err:
+        print(f"infer: error: {err}", file=sys.stderr)
+        return 1
     try:
         if args.gpu is not None:
             caffe_env.check_device(args.gpu)  # first: no CUDA, no device, no output folder
@@ -164,8 +206,10 @@ def main(argv=None) -> int:
         except (ValueError, OSError) as err:
             failed.append({"scan": label, "error": str(err)})
             tqdm.write(f"infer: error: {label}: {err}", file=sys.stderr)
+    panel = exam_panel(done, ga_weeks)
+    tqdm.write(_panel_line(panel))
     atomic.write_text(args.out / MARKER, json.dumps({"model": str(model.root), "scans": done,
-                                                     "failed": failed}, indent=1) + "\n")
+                                                     "failed": failed, "panel": panel}, indent=1) + "\n")
     if failed:
         print(f"infer: {len(failed)} of {len(inputs)} input(s) failed (listed in {args.out / MARKER})",
               file=sys.stderr)
