@@ -290,6 +290,35 @@ def _limits(ax, agreement: Mapping, unit: str, key: str) -> None:
     ax.axhline(0, color="black", lw=0.5)
 
 
+def centile_charts(panel: Mapping):
+    """Each charted measurement of a panel (:func:`fetal_biometry.growth.panel`) on its
+    INTERGROWTH-21st chart: the 3rd, 10th, 50th, 90th and 97th centiles over 14-40 weeks, the
+    measurement drawn at the gestational age given (none without one: a centile needs it)."""
+    from fetal_biometry import growth
+
+    charted = [k for k in panel["measurements"] if k in growth.STANDARDS]
+    if not charted:
+        raise ValueError("nothing to chart: no measurement with an INTERGROWTH-21st standard")
+    fig = _figure(3.2 * len(charted), 3.0)
+    axes = np.atleast_1d(fig.subplots(1, len(charted)))
+    weeks = np.linspace(*growth.GA_RANGE_WEEKS, 105)
+    for ax, key in zip(axes, charted):
+        for c in growth.CHART_CENTILES:
+            ax.plot(weeks, [growth.value_at_centile(key, c, w) for w in weeks], color="0.2",
+                    lw=1.4 if c == 50 else 0.7, ls="-" if c in (3, 50, 97) else "--")
+            ax.annotate(f"{c}", (weeks[-1], growth.value_at_centile(key, c, weeks[-1])), fontsize=6,
+                        xytext=(2, 0), textcoords="offset points", va="center")
+        entry = panel["measurements"][key]
+        if entry["centile"] is not None:
+            ax.plot([panel["ga_weeks"]], [entry["mm"]], "o", color="tab:red", ms=5)
+            ax.set_title(f"{key} {entry['mm']:.1f} mm: centile {entry['centile']:.0f}", fontsize=8)
+        else:
+            ax.set_title(f"{key} {entry['mm']:.1f} mm: no age given", fontsize=8)
+        ax.set(xlabel="gestational age (weeks)", ylabel=f"{key} (mm)")
+        ax.grid(alpha=0.3)
+    return fig
+
+
 def bland_altman(measured: np.ndarray, true: np.ndarray, agreement: Mapping | None,
                  title: str = ""):
     """Bland-Altman plot of measured against true AC: difference against mean, in mm and in %.
