@@ -119,3 +119,25 @@ def test_simulate_tool_writes_mixed_planes(tmp_path):
     opened = dataset.open(out)
     assert opened.structures() == {"abdomen", "head", "femur"}
     assert opened.generator["plane"] == "mixed"
+
+
+def test_heads_in_hc18_layout_import_back_to_their_hc(tmp_path):
+    from fetal_biometry import evaluation, importers
+
+    out = tmp_path / "hc18"
+    run = subprocess.run([sys.executable, str(ROOT / "tools" / "simulate.py"), "--cases", "5", "--plane",
+                          "head", "--layout", "hc18", "--seed", "4", "--out", str(out)],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    imported, warnings = importers.import_dataset(
+        "hc18", out / "training_set", tmp_path / "imported",
+        importers.Options(spacing_csv=out / "training_set_pixel_size_and_HC.csv", geometry=out / "geometry"))
+    assert warnings == []
+    truth = [cases.simulate_case(4, i, (256, 256), plane="head").biometry.circumference_mm for i in range(5)]
+    got = [c.biometry.circumference_mm for c in dataset.open(imported).iter_cases()]
+    errors = evaluation.hc_errors(got, truth)
+    assert errors["n"] == 5 and errors["mean_absolute_difference_mm"] < 1.5  # the ring's own error
+    assert errors["max_absolute_percent"] < 1.0
+    bad = subprocess.run([sys.executable, str(ROOT / "tools" / "simulate.py"), "--cases", "2",
+                          "--layout", "hc18", "--out", str(tmp_path / "no")], capture_output=True, text=True)
+    assert bad.returncode == 2 and "--plane head" in bad.stderr and not (tmp_path / "no").exists()

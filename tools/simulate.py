@@ -13,6 +13,11 @@ each). Head and femur cases carry the classes skull, brain, midline and femur an
 HC, OFD, BPD (outer-to-outer, outer-to-inner) or FL in cases/<case>.json
 (fetal_biometry.simulator.planes).
 
+--layout hc18 writes the heads (--plane head) in HC18's layout instead of the dataset format:
+training_set/NNN_HC.png beside NNN_HC_Annotation.png (the skull's ellipse as a ring),
+training_set_pixel_size_and_HC.csv and geometry/NNN_HC.json (fetal_biometry.simulator.hc18),
+to test tools/import_dataset.py --format hc18 where HC18 itself is not reachable.
+
 --appearance chooses the ranges each scan's physics and anatomy are drawn from
 (fetal_biometry.simulator.appearance; recorded in dataset.json): training (the default:
 several scanners, presets and operators: frequency, pulse length, beam width, scatterer
@@ -48,6 +53,7 @@ sys.path.insert(0, str(ROOT))
 from tqdm import tqdm  # noqa: E402
 
 from fetal_biometry import atomic, dataset, figures, simulator, sweep_simulator  # noqa: E402
+from fetal_biometry.simulator import hc18  # noqa: E402
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -75,6 +81,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="what the scans show: abdomen (default), head (transthalamic), femur "
                              "or mixed (a third of each); unfit planes of each kind by "
                              "--unacceptable-share")
+    parser.add_argument("--layout", choices=("dataset", "hc18"), default="dataset",
+                        help="dataset (the project's format, default) or hc18 (HC18's layout; "
+                             "with --plane head)")
     parser.add_argument("--appearance", choices=tuple(simulator.PRESETS), default="training",
                         help="ranges the scans' appearance is drawn from: training (default; "
                              "widened: several scanners, presets, operators), narrow (the first "
@@ -101,6 +110,8 @@ def main(argv=None) -> int:
     if args.out.exists() and not args.overwrite:
         print(f"error: {args.out} exists; choose another --out or pass --overwrite", file=sys.stderr)
         return 1
+    if args.layout == "hc18" and (args.plane != "head" or args.sweeps or args.contact_sheet):
+        parser.error("--layout hc18 writes heads: give --plane head (no --sweeps, no --contact-sheet)")
     if args.sweeps and args.plane != "abdomen":
         parser.error("--sweeps simulates abdomen sweeps only; leave out --plane")
     if args.sweeps:
@@ -108,11 +119,16 @@ def main(argv=None) -> int:
                               functools.partial(tqdm, total=args.sweeps, desc="simulating", unit="sweep"))
         print(f"wrote {args.sweeps} sweeps of {args.frames} frames to {args.out}")
         return 0
+    progress = functools.partial(tqdm, total=args.cases, desc="simulating", unit="scan")
+    appearance = simulator.PRESETS[args.appearance]
     try:
+        if args.layout == "hc18":
+            hc18.write(args.out, progress(simulator.simulate(args.cases, args.seed, tuple(args.size), args.probe,
+                                                             args.unacceptable_share, appearance, "head")))
+            print(f"wrote {args.cases} heads in HC18's layout to {args.out}")
+            return 0
         simulator.write(args.out, args.cases, args.seed, tuple(args.size), args.probe,
-                        args.unacceptable_share,
-                        functools.partial(tqdm, total=args.cases, desc="simulating", unit="scan"),
-                        simulator.PRESETS[args.appearance], args.plane)
+                        args.unacceptable_share, progress, appearance, args.plane)
         if args.contact_sheet:
             atomic.write_bytes(args.contact_sheet, figures.dataset_sheet(args.out, args.sheet_cases))
     except (dataset.DatasetError, OSError) as error:
