@@ -38,6 +38,7 @@ from scipy import ndimage
 from skimage import measure as skmeasure
 
 from fetal_biometry import geometry as geom
+from fetal_biometry.biometry import Rule
 from fetal_biometry.ellipse import (Ellipse, ellipse_frame, ellipse_mask, ellipse_perimeter, fit,
                                     normalized_radius)
 from fetal_biometry.labels import BRAIN, MIDLINE, OUTSIDE, SKULL
@@ -70,9 +71,12 @@ class HeadSupport:
 
 
 TRUST_RULES = (
-    ("coverage", MIN_COVERAGE, True, "outer skull border too incomplete (share of the ellipse covered"),
-    ("residual_mm", MAX_RESIDUAL_MM, False, "skull border too ragged for an ellipse (RMS distance, mm"),
-    ("outside_share", MAX_OUTSIDE_SHARE, False, "the head reaches beyond the scan (share of its area"),
+    Rule("coverage", "MIN_COVERAGE", MIN_COVERAGE, True,
+         "outer skull border too incomplete (share of the ellipse covered"),
+    Rule("residual_mm", "MAX_RESIDUAL_MM", MAX_RESIDUAL_MM, False,
+         "skull border too ragged for an ellipse (RMS distance of its points", "mm"),
+    Rule("outside_share", "MAX_OUTSIDE_SHARE", MAX_OUTSIDE_SHARE, False,
+         "the head reaches beyond the scan (share of its area outside the fan"),
 )
 
 
@@ -177,12 +181,9 @@ def support(ellipse: Ellipse, points: np.ndarray, class_map: np.ndarray, spacing
 
 
 def _untrusted(found: HeadSupport) -> str | None:
-    for field, limit, lower, problem in TRUST_RULES:
-        value = getattr(found, field)
-        if (value < limit) if lower else (value > limit):
-            show = f"{value:.0%}" if field != "residual_mm" else f"{value:.2f}"
-            limit_shown = f"{limit:.0%}" if field != "residual_mm" else f"{limit:.2f}"
-            return f"{problem} {show} {'<' if lower else '>'} {limit_shown})"
+    for rule in TRUST_RULES:
+        if rule.fails(getattr(found, rule.field)):
+            return rule.reason(getattr(found, rule.field))
     lo, hi = AXIS_RATIO
     if not lo <= found.axis_ratio <= hi:
         return f"the ellipse is no head section (axis ratio {found.axis_ratio:.2f} < {lo:g})"
