@@ -141,3 +141,20 @@ def test_heads_in_hc18_layout_import_back_to_their_hc(tmp_path):
     bad = subprocess.run([sys.executable, str(ROOT / "tools" / "simulate.py"), "--cases", "2",
                           "--layout", "hc18", "--out", str(tmp_path / "no")], capture_output=True, text=True)
     assert bad.returncode == 2 and "--plane head" in bad.stderr and not (tmp_path / "no").exists()
+
+
+def test_the_skull_reverberates_behind_itself_and_nothing_else_does():
+    from fetal_biometry.simulator import physics
+    from fetal_biometry.simulator.tissues import TISSUE
+
+    rows, dz = 200, 0.2
+    specular = np.zeros((rows, 3), np.float32)
+    specular[50] = 1.0  # an interface echo at row 50 in every beam
+    tissue = np.full((rows, 3), TISSUE["brain"], np.uint8)
+    tissue[50, 0] = TISSUE["skull"]  # the first beam meets skull there, the second other bone
+    tissue[50, 1] = TISSUE["femur"]
+    echoes = physics._bone_reverberation(specular, tissue, dz)
+    step = round(physics.BONE_REVERB_MM / dz)
+    for k in physics.BONE_REVERB_ORDERS:
+        assert echoes[50 + k * step, 0] == pytest.approx(physics.BONE_REVERB_RATIO ** k)
+    assert echoes[:50].sum() == 0 and echoes[:, 1:].sum() == 0
