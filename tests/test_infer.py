@@ -145,6 +145,7 @@ def test_the_exam_panel_states_centiles_only_at_a_given_age(fetal_model, fetal_d
         assert ac["centile"] is not None and ac["ga_estimate"]["formula"] == "Hadlock AC"
     else:
         assert panel["measurements"] == {} and panel["efw"] is None
+    assert (tmp_path / "dated/centiles.png").exists() == bool(accepted)
 
 
 def test_a_bad_age_is_refused_before_any_output(fetal_model, fetal_data, tmp_path):

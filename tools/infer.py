@@ -24,7 +24,8 @@ suggests (an estimate: INTERGROWTH-21st from HC, Hadlock from FL, AC, BPD), Hadl
 fetal weight when AC and FL were both measured, and, only with the age given by --ga WEEKS or
 --lmp DATE --exam-date DATE, each measurement's centile and z-score on the INTERGROWTH-21st fetal
 growth standards (14-40 weeks). A centile at an age estimated from the same measurement would be
-meaningless, so none is given without a stated age.
+meaningless, so none is given without a stated age. OUT/centiles.png draws each measurement on
+its INTERGROWTH-21st chart (3rd, 10th, 50th, 90th, 97th centiles) when the exam measured one.
 A bad scan is reported with its file and skipped; the exit status is 1 if any failed.
 Limits: scans up to 16 megapixels at the model's spacing (memory about 0.5 GB).
 
@@ -41,8 +42,8 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fetal_biometry import (atomic, caffe_env, cli, dataset, fan, geometry as geom,  # noqa: E402
-                            growth, inference, model as model_folder, scans)
+from fetal_biometry import (atomic, caffe_env, cli, dataset, fan, figures,  # noqa: E402
+                            geometry as geom, growth, inference, model as model_folder, scans)
 from tqdm import tqdm  # noqa: E402
 
 MARKER = "infer.json"
@@ -208,6 +209,8 @@ def main(argv=None) -> int:
             tqdm.write(f"infer: error: {label}: {err}", file=sys.stderr)
     panel = exam_panel(done, ga_weeks)
     tqdm.write(_panel_line(panel))
+    if any(k in growth.STANDARDS for k in panel["measurements"]):
+        atomic.write_bytes(args.out / "centiles.png", figures.figure_png(figures.centile_charts(panel)))
     atomic.write_text(args.out / MARKER, json.dumps({"model": str(model.root), "scans": done,
                                                      "failed": failed, "panel": panel}, indent=1) + "\n")
     if failed:
