@@ -228,9 +228,12 @@ def _to_image(scene: Scene, u: float, v: float) -> tuple[float, float]:
             scene.center[1] + (u * s + v * c) / scene.spacing_mm)
 
 
-def _check(probe: str, ranges: AnatomyRanges) -> str:
+def _probe_kind(rng: np.random.Generator, probe: str) -> str:
+    """``probe``, or for 'mixed' convex two times in three, as the abdomen draws it."""
     if probe not in PROBES:
         raise ValueError(f"unknown probe {probe!r}; choose one of {PROBES}")
+    if probe == "mixed":
+        return "convex" if rng.random() < CONVEX_SHARE_MIXED else "linear"
     return probe
 
 
@@ -238,10 +241,8 @@ def draw_head(rng: np.random.Generator, shape: tuple[int, int] = (256, 256), pro
               unacceptable_share: float = 0.3,
               ranges: AnatomyRanges = TRAINING.anatomy) -> tuple[Scene, PlaneTruth]:
     """Draw a head plane (see the module docstring) and its exact measurements."""
-    probe = _check(probe, ranges)
     child = rng.spawn(1)[0]
-    if probe == "mixed":
-        probe = "convex" if rng.random() < CONVEX_SHARE_MIXED else "linear"
+    probe = _probe_kind(rng, probe)
     age, hc = _size(rng, growth.HC)
     reason = _reason(rng, HEAD_UNFIT, unacceptable_share, HEAD_ACCEPTABLE)
     ratio = rng.uniform(0.62, 0.72) if reason == OBLIQUE_HEAD else rng.uniform(0.74, 0.86)
@@ -276,10 +277,8 @@ def draw_femur(rng: np.random.Generator, shape: tuple[int, int] = (256, 256), pr
                unacceptable_share: float = 0.3,
                ranges: AnatomyRanges = TRAINING.anatomy) -> tuple[Scene, PlaneTruth]:
     """Draw a femur plane (see the module docstring) and its exact femur length."""
-    probe = _check(probe, ranges)
     child = rng.spawn(1)[0]
-    if probe == "mixed":
-        probe = "convex" if rng.random() < CONVEX_SHARE_MIXED else "linear"
+    probe = _probe_kind(rng, probe)
     age, fl = _size(rng, growth.FL)
     reason = _reason(rng, FEMUR_UNFIT, unacceptable_share, FEMUR_ACCEPTABLE)
     half_width = fl * rng.uniform(0.035, 0.05) + 0.3
