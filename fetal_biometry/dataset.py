@@ -29,7 +29,8 @@ of nnU-Net's ``dataset.json``::
                                   optional: the annotation files a dataset was imported from
     }
 
-The class table (:data:`fetal_biometry.labels.CLASSES`) is the same in versions 1 and 2:
+The class table (:data:`fetal_biometry.labels.DATASET_CLASSES`) is the same in versions 1 and 2
+(tables written before the head and femur classes, values 0-7 only, are read as they were):
 
 =====  ===============  ==================================================================
 value  name             meaning
@@ -115,7 +116,7 @@ import numpy as np
 
 from fetal_biometry import atomic, geometry as geom, paths, scans
 from fetal_biometry.ellipse import Ellipse, ellipse_perimeter
-from fetal_biometry.labels import CLASSES, OUTSIDE, SKULL
+from fetal_biometry.labels import CLASSES, DATASET_CLASSES, OUTSIDE
 
 FORMAT = "fetal-biometry-dataset"
 VERSION = 2
@@ -295,9 +296,9 @@ def _consistency(probe: geom.Geometry, spacing: float, bio: Biometry, image: np.
         return [f"label map is {labels.shape[1]}x{labels.shape[0]} but the image is "
                 f"{image.shape[1]}x{image.shape[0]}"]
     found = []
-    unknown = sorted(set(np.unique(labels).tolist()) - set(CLASSES) - {OUTSIDE})
+    unknown = sorted(set(np.unique(labels).tolist()) - set(DATASET_CLASSES) - {OUTSIDE})
     if unknown:
-        found.append(f"unknown label values {unknown} (allowed: {sorted(CLASSES)} and {OUTSIDE})")
+        found.append(f"unknown label values {unknown} (allowed: {sorted(DATASET_CLASSES)} and {OUTSIDE})")
     geometry_problems = geom.problems(probe, image.shape)
     found += [f"probe: {p}" for p in geometry_problems]
     if not geometry_problems:
@@ -404,10 +405,10 @@ def _read_index(root: pathlib.Path) -> tuple[dict | None, list[str]]:
         return None, [f"{path}: format {index.get('format')!r} version {index.get('version')!r}; "
                       f"this reader knows {FORMAT!r} versions {list(READABLE)}"]
     table = index.get("classes")
-    # Tables written before the head and femur classes (the first eight) are read as they were.
-    if table not in ({str(k): v for k, v in CLASSES.items()},
-                     {str(k): v for k, v in CLASSES.items() if k < SKULL}):
-        found.append(f"{path}: class table differs from the format's {CLASSES}")
+    # Tables written before the head and femur classes (the abdomen's eight) read as they were.
+    if table not in ({str(k): v for k, v in DATASET_CLASSES.items()},
+                     {str(k): v for k, v in CLASSES.items()}):
+        found.append(f"{path}: class table differs from the format's {DATASET_CLASSES}")
     cases = index.get("cases")
     if not isinstance(cases, list) or not all(isinstance(c, str) for c in cases):
         return None, found + [f"{path}: 'cases' must be a list of case names"]
@@ -549,7 +550,7 @@ def write_dataset(out: str | os.PathLike, cases: Iterable[Case], generator: dict
             write_case(tmp, case)
             names.append(case.name)
         index = {"format": FORMAT, "version": VERSION,
-                 "classes": {str(k): v for k, v in CLASSES.items()}, "outside_fan": OUTSIDE,
+                 "classes": {str(k): v for k, v in DATASET_CLASSES.items()}, "outside_fan": OUTSIDE,
                  "cases": names, "generator": generator or {}}
         if source:
             index["source"] = source

@@ -31,7 +31,7 @@ import numpy as np
 
 from fetal_biometry import atomic
 from fetal_biometry.ellipse import Ellipse, ellipse_points
-from fetal_biometry.labels import CLASSES, CLASSIFIER_CLASSES, COLOURS, STOMACH, VEIN
+from fetal_biometry.labels import CLASSIFIER_CLASSES, COLOURS, DATASET_CLASSES, STOMACH, VEIN
 
 DPI = 120  # about one screen pixel per image pixel in the contact sheet
 ARROW_STEP = 24  # px between arrows on the beam picture
@@ -244,7 +244,7 @@ def contact_sheet(cases: Sequence, columns: int = 2):
         if e is not None:  # a femur plane has none
             right.add_patch(EllipsePatch((e.cx, e.cy), 2 * e.a, 2 * e.b, angle=e.angle, fill=False,
                                          color="white", linewidth=0.7, linestyle="--"))
-    handles = [Patch(color=np.array(COLOURS[v]) / 255, label=_name(CLASSES[v])) for v in COLOURS]
+    handles = [Patch(color=np.array(COLOURS[v]) / 255, label=_name(DATASET_CLASSES[v])) for v in COLOURS]
     handles.append(Patch(facecolor="white", edgecolor="black", linestyle="--",
                          label="measured ellipse (AC or HC)"))
     fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=7, frameon=False)

@@ -14,11 +14,6 @@ import numpy as np
 CLASSES = {0: "background", 1: "amniotic_fluid", 2: "stomach_bubble", 3: "umbilical_vein",
            4: "shadow", 5: "abdomen", 6: "spine", 7: "rib"}
 BACKGROUND, FLUID, STOMACH, VEIN, SHADOW, ABDOMEN, SPINE, RIB = range(8)
-#: Head and femur planes (issue 26): the skull's bone, what lies inside it, the midline echo
-#: (falx) and the femur's ossified diaphysis.
-HEAD_FEMUR_CLASSES = {8: "skull", 9: "brain", 10: "midline", 11: "femur"}
-SKULL, BRAIN, MIDLINE, FEMUR = HEAD_FEMUR_CLASSES
-CLASSES.update(HEAD_FEMUR_CLASSES)
 OUTSIDE = 255  # outside the fan: ignored
 
 #: The patch classifier's classes, in the order of its outputs; values 0-4 as in the dataset.
@@ -34,8 +29,6 @@ LABEL_TO_CLASS = {value: value if value < len(CLASSIFIER_CLASSES) else BACKGROUN
 #: Overlay colours (RGB) per label value, shared by dataset and classifier maps.
 COLOURS = {1: (40, 120, 255), 2: (255, 220, 0), 3: (255, 40, 40), 4: (150, 60, 200),
            5: (60, 200, 90), 6: (0, 230, 230), 7: (255, 140, 0)}
-COLOURS.update({SKULL: (210, 210, 210), BRAIN: (255, 120, 200), MIDLINE: (120, 255, 120),
-                FEMUR: (255, 190, 120)})
 
 
 def classifier_labels(labels: np.ndarray) -> np.ndarray:
@@ -44,3 +37,18 @@ def classifier_labels(labels: np.ndarray) -> np.ndarray:
     for label, cls in LABEL_TO_CLASS.items():
         lut[label] = cls
     return lut[labels]
+
+
+# --------------------------------------------------------------------------- head and femur planes
+
+#: The classes of head and femur planes (issue 26): the skull's bone, everything inside it (brain,
+#: cavum septi pellucidi, thalami, cerebellum), the midline echo (falx) and the femur's ossified
+#: diaphysis. The patch classifier sees them as background.
+HEAD_FEMUR_CLASSES = {8: "skull", 9: "brain", 10: "midline", 11: "femur"}
+SKULL, BRAIN, MIDLINE, FEMUR = HEAD_FEMUR_CLASSES
+#: Every value a dataset's label map may hold (besides :data:`OUTSIDE`) -> name: the dataset
+#: format's class table, abdominal planes' classes first.
+DATASET_CLASSES = {**CLASSES, **HEAD_FEMUR_CLASSES}
+LABEL_TO_CLASS.update(dict.fromkeys(HEAD_FEMUR_CLASSES, BACKGROUND))
+COLOURS.update({SKULL: (210, 210, 210), BRAIN: (255, 120, 200), MIDLINE: (120, 255, 120),
+                FEMUR: (255, 190, 120)})

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from fetal_biometry import dataset, geometry as geom, simulator
-from fetal_biometry.labels import BACKGROUND, CLASSES, OUTSIDE
+from fetal_biometry.labels import BACKGROUND, DATASET_CLASSES, OUTSIDE
 
 SHAPE = (128, 128)
 
@@ -36,7 +36,7 @@ def test_written_dataset_validates_and_loads_back_unchanged(simulated):
     assert data.cases == tuple(c.name for c in cases) and data.generator == {"name": "test"}
     index = json.loads((root / "dataset.json").read_text())
     assert index["format"] == dataset.FORMAT and index["version"] == 2 == data.version
-    assert index["classes"] == {str(k): v for k, v in CLASSES.items()}
+    assert index["classes"] == {str(k): v for k, v in DATASET_CLASSES.items()}
     assert data.structures() == {"abdomen"} and "source" not in index
     for case, loaded in zip(cases, data.iter_cases(), strict=True):
         np.testing.assert_array_equal(loaded.image, case.image)
