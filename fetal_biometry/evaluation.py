@@ -168,8 +168,8 @@ def case_results(model: model_folder.Model, opened: dataset.Dataset, progress=No
     """Classify and measure every case of an opened dataset: the per-case results
     (:func:`case_result`) and each predicted label map as PNG bytes, by case name."""
     if opened.structures() != {"abdomen"}:
-        raise dataset.DatasetError(f"{opened.root}: holds head or femur planes; the evaluation "
-                                   f"measures the AC of abdominal planes")
+        raise dataset.DatasetError(f"{opened.root}: holds head planes; the evaluation measures "
+                                   f"the AC of abdominal planes")
     classifier = inference.DenseClassifier.from_model(model)
     if not at_model_spacing:
         classifier.spacing_mm = None
