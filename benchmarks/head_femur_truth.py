@@ -4,9 +4,8 @@
 The label maps are the simulator's own (what a perfect segmenter would give), so this checks
 the measurement code alone, not a net: HC, OFD, BPD (outer-to-outer, outer-to-inner) and the
 cephalic index of transthalamic heads, FL of femurs, against the exact values in the case
-records, and the plane verdicts (oblique heads, foreshortened femurs) against the truth.
-Transcerebellar heads are counted apart: the map's classes cannot tell them (the plane
-classifier's job).
+records, and the plane verdicts (transcerebellar and oblique heads, foreshortened femurs)
+against the truth.
 
 example:
   python benchmarks/head_femur_truth.py --cases 40 --seeds 1 2 3

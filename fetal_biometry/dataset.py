@@ -44,9 +44,12 @@ value  name             meaning
 6      spine            vertebral ossification centres
 7      rib              ribs
 8      skull            the skull's bone (head planes)
-9      brain            inside the skull: brain, cavum septi pellucidi, thalami, cerebellum
+9      brain            inside the skull, but for the classes below
 10     midline          the midline echo (falx)
 11     femur            the femur's ossified diaphysis
+12     thalamus         the thalami (landmark of the transthalamic plane)
+13     cavum_septi_pellucidi  (landmark of the transthalamic plane)
+14     cerebellum       (seen in the transcerebellar plane, not the transthalamic one)
 255    (outside_fan)    pixels outside the imaged fan: ignored
 =====  ===============  ==================================================================
 
@@ -74,8 +77,7 @@ Version 1 records hold ``"abdomen_ellipse"`` and ``"ac_mm"`` instead of ``struct
 ``ellipse``, ``circumference_mm`` and ``fit_rms_px``: every version 1 case is an abdomen.
 
 **Simulated head and femur planes** (:mod:`fetal_biometry.simulator.planes`) carry the classes
-skull (8), brain (9: everything inside the skull), midline (10) and femur (11: the ossified
-diaphysis), and ``"measurements": {"HC": ..., "OFD": ..., "BPD_OO": ..., "BPD_OI": ...}`` or
+8-14 below, and ``"measurements": {"HC": ..., "OFD": ..., "BPD_OO": ..., "BPD_OI": ...}`` or
 ``{"FL": ...}`` (mm, exact) in their biometry; a femur plane's ``ellipse`` and
 ``circumference_mm`` are null.
 

@@ -4,8 +4,9 @@ As ISUOG's guidelines define them (Salomon et al., Ultrasound Obstet Gynecol 201
 on a transthalamic plane:
 
 - **HC**: the ellipse at the *outer* border of the skull. The skull is the class map's
-  :data:`~fetal_biometry.labels.SKULL`; the head is the largest connected region of skull,
-  brain and midline, holes filled. Its outline is traced with sub-pixel contours (points half-way
+  :data:`~fetal_biometry.labels.SKULL`; the head is the largest connected region of the head's
+  classes (:data:`~fetal_biometry.labels.HEAD_REGION`: skull, brain, midline and the
+  landmarks), holes filled. Its outline is traced with sub-pixel contours (points half-way
   between a head pixel and the one outside) and a point is kept where the inside pixel is skull
   (a suture or a gap lets brain reach the outline: no skull border there) and the outside one is
   inside the fan. The ellipse is the least-squares fit of the kept points
@@ -23,10 +24,10 @@ on a transthalamic plane:
 Trust rules, as the AC has (:data:`TRUST_RULES`): the kept outline must cover enough of the
 ellipse (``MIN_COVERAGE``), lie close to it (``MAX_RESIDUAL_MM``), the ellipse must stay in
 the scan (``MAX_OUTSIDE_SHARE``) and be a plausible head (``AXIS_RATIO``); otherwise
-``"HC not measured: ..."`` and no numbers. A plane whose midline is tilted off the long axis or
-off centre is measured but not accepted (``MAX_MIDLINE_TILT_DEG``, ``MAX_MIDLINE_OFFSET``): the
-section is oblique. The map's classes do not tell a transthalamic from a transcerebellar plane
-(both are brain inside a skull): that is the plane classifier's to say.
+``"HC not measured: ..."`` and no numbers. Plane rules (measured, not accepted), ISUOG's
+transthalamic plane: the thalami and the cavum septi pellucidi seen, the cerebellum not (else
+the plane is transcerebellar) (:func:`landmark_problems`); a midline tilted off the long axis
+or off centre makes the section oblique (``MAX_MIDLINE_TILT_DEG``, ``MAX_MIDLINE_OFFSET``).
 """
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ from fetal_biometry import geometry as geom
 from fetal_biometry.biometry import Rule
 from fetal_biometry.ellipse import (Ellipse, ellipse_frame, ellipse_mask, ellipse_perimeter, fit,
                                     normalized_radius)
-from fetal_biometry.labels import BRAIN, MIDLINE, OUTSIDE, SKULL
+from fetal_biometry.labels import CAVUM, CEREBELLUM, HEAD_REGION, MIDLINE, OUTSIDE, SKULL, THALAMUS
 
 MIN_HEAD_MM2 = 150.0  # a head section under ~14 mm across is none (HC at 14 weeks: ~98 mm)
 OUTLIER_MM = 1.5  # outline points this far from the first fit are left out of the second
@@ -53,6 +54,10 @@ AXIS_RATIO = (0.55, 1.0)  # b / a of a head section (cephalic index 0.7-0.9 with
 MAX_MIDLINE_TILT_DEG = 8.0  # midline vs the ellipse's long axis
 MAX_MIDLINE_OFFSET = 0.06  # midline's distance from the centre, share of the short semi-axis
 MIN_MIDLINE_PX = 10
+# Plane landmarks (ISUOG's transthalamic plane): the largest component of each class, in mm^2.
+MIN_THALAMUS_MM2 = 4.0  # each thalamus is ~9 mm^2 at 14 weeks
+MIN_CAVUM_MM2 = 1.0  # the cavum septi pellucidi: ~2 mm^2 at 14 weeks
+MIN_CEREBELLUM_MM2 = 4.0  # a cerebellum this large in view: the plane is transcerebellar
 
 NOT_MEASURED = "HC not measured"
 BPD_OI_NOT_MEASURED = "BPD outer-to-inner not measured"
@@ -117,9 +122,9 @@ def _check_map(class_map: np.ndarray, spacing_mm: float) -> np.ndarray:
 
 
 def head_region(class_map: np.ndarray, spacing_mm: float) -> np.ndarray | None:
-    """The largest 8-connected region of skull, brain and midline, holes filled; None when
-    none reaches :data:`MIN_HEAD_MM2`."""
-    head = np.isin(class_map, (SKULL, BRAIN, MIDLINE))
+    """The largest 8-connected region of the head's classes (:data:`HEAD_REGION`), holes filled;
+    None when none reaches :data:`MIN_HEAD_MM2`."""
+    head = np.isin(class_map, HEAD_REGION)
     components, count = ndimage.label(head, structure=np.ones((3, 3)))
     if count == 0:
         return None
@@ -240,6 +245,28 @@ def midline_problem(class_map: np.ndarray, ellipse: Ellipse) -> str | None:
     return None
 
 
+def _largest_mm2(class_map: np.ndarray, cls: int, within: np.ndarray, spacing_mm: float) -> float:
+    """Area (mm^2) of the largest 8-connected component of ``cls`` inside ``within``."""
+    components, count = ndimage.label((class_map == cls) & within, structure=np.ones((3, 3)))
+    return float(np.bincount(components.ravel())[1:].max()) * spacing_mm ** 2 if count else 0.0
+
+
+def landmark_problems(class_map: np.ndarray, ellipse: Ellipse, spacing_mm: float) -> list[str]:
+    """Why the map is no transthalamic plane by its landmarks: the thalami and the cavum septi
+    pellucidi must be seen inside the head, the cerebellum not (that is the transcerebellar
+    plane)."""
+    inside = ellipse_mask(ellipse, class_map.shape)
+    problems = []
+    if _largest_mm2(class_map, CEREBELLUM, inside, spacing_mm) >= MIN_CEREBELLUM_MM2:
+        problems.append("cerebellum in view: a transcerebellar plane, not the transthalamic one "
+                        "HC and BPD are measured in")
+    if _largest_mm2(class_map, THALAMUS, inside, spacing_mm) < MIN_THALAMUS_MM2:
+        problems.append(f"thalami not seen (none of {MIN_THALAMUS_MM2:g} mm^2)")
+    if _largest_mm2(class_map, CAVUM, inside, spacing_mm) < MIN_CAVUM_MM2:
+        problems.append(f"cavum septi pellucidi not seen (none of {MIN_CAVUM_MM2:g} mm^2)")
+    return problems
+
+
 def measure(class_map: np.ndarray, spacing_mm: float,
             geometry: geom.Geometry | None = None) -> HeadMeasurement:
     """HC, OFD, BPD (outer-to-outer, outer-to-inner) and cephalic index of one class map.
@@ -275,10 +302,10 @@ def measure(class_map: np.ndarray, spacing_mm: float,
     else:
         bpd_oi = (ellipse.b + inner) * spacing_mm
         far = (ellipse.cx + inner * direction[0], ellipse.cy + inner * direction[1])
+    plane = landmark_problems(class_map, ellipse, spacing_mm)
     oblique = midline_problem(class_map, ellipse)
-    if oblique:
-        reasons.append(oblique)
+    plane += [oblique] if oblique else []
     return HeadMeasurement(
         ellipse, ellipse_perimeter(ellipse.a, ellipse.b) * spacing_mm, 2 * ellipse.a * spacing_mm,
-        2 * ellipse.b * spacing_mm, bpd_oi, ellipse.b / ellipse.a, oblique is None,
-        tuple(reasons), points[inliers], float(spacing_mm), ellipse, found, far)
+        2 * ellipse.b * spacing_mm, bpd_oi, ellipse.b / ellipse.a, not plane,
+        tuple(reasons + plane), points[inliers], float(spacing_mm), ellipse, found, far)

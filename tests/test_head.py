@@ -44,3 +44,12 @@ def test_no_head_and_a_head_cut_by_the_fan_are_not_measured(measured):
     cut[:, : int(e.cx)] = OUTSIDE  # half of the head outside the scan
     m = head.measure(cut, case.spacing_mm)
     assert m.hc_mm is None and m.reasons[0].startswith("HC not measured")
+
+
+def test_transcerebellar_heads_are_told_by_their_landmarks(measured):
+    posterior = [m for c, m in measured if c.biometry.plane_reason == planes.TRANSCEREBELLAR]
+    assert posterior
+    for m in posterior:
+        assert not m.accepted and m.hc_mm is not None
+        assert any(r.startswith("cerebellum in view") for r in m.reasons)
+        assert any(r.startswith("thalami not seen") for r in m.reasons)

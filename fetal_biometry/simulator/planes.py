@@ -30,8 +30,8 @@ shaft out of plane at 30-60 degrees: a shorter bone with tapering ends.
 
 Truth (:class:`PlaneTruth`): HC, OFD, BPD outer-to-outer and outer-to-inner (near outer border
 to the inner border of the far table, near and far along the beam) and FL in mm, exact
-from the drawn shapes; the label map gives the skull, brain (everything inside the skull:
-brain, cavum, thalami, cerebellum, cisterna magna), midline and femur classes.
+from the drawn shapes; the label map gives the classes skull, brain (with the cisterna
+magna), midline, thalamus, cavum septi pellucidi, cerebellum and femur.
 """
 from __future__ import annotations
 

@@ -13,8 +13,8 @@ import dataclasses
 
 import numpy as np
 
-from fetal_biometry.labels import (ABDOMEN, BACKGROUND, BRAIN, FEMUR, FLUID, MIDLINE, RIB, SKULL,
-                                   SPINE, STOMACH, VEIN)
+from fetal_biometry.labels import (ABDOMEN, BACKGROUND, BRAIN, CAVUM, CEREBELLUM, FEMUR, FLUID,
+                                   MIDLINE, RIB, SKULL, SPINE, STOMACH, THALAMUS, VEIN)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,10 +67,10 @@ TISSUES = (
     Tissue("scalp", BACKGROUND, 1.1, 1.0, 0.35, 1.66),
     Tissue("skull", SKULL, 15.0, 1.0, 3.0, 4.0, bone=True, reverberant=True),
     Tissue("brain", BRAIN, 0.3, 1.0, 0.3, 1.58),  # hypoechoic fetal brain
-    Tissue("cavum", BRAIN, 0.03, 0.003, 0.005, 1.52),  # cavum septi pellucidi: a fluid box
-    Tissue("thalamus", BRAIN, 0.8, 1.0, 0.3, 1.60),
+    Tissue("cavum", CAVUM, 0.03, 0.003, 0.005, 1.52),  # cavum septi pellucidi: a fluid box
+    Tissue("thalamus", THALAMUS, 0.8, 1.0, 0.3, 1.60),
     Tissue("falx", MIDLINE, 2.5, 1.0, 0.5, 1.75),  # the midline echo
-    Tissue("cerebellum", BRAIN, 0.8, 1.0, 0.3, 1.60),  # transcerebellar planes only
+    Tissue("cerebellum", CEREBELLUM, 0.8, 1.0, 0.3, 1.60),  # transcerebellar planes only
     Tissue("cisterna_magna", BRAIN, 0.03, 0.003, 0.005, 1.52),
     Tissue("femur", FEMUR, 15.0, 1.0, 20.0, 5.0, bone=True),  # the ossified diaphysis
     Tissue("cartilage", BACKGROUND, 0.12, 1.0, 0.3, 1.60),  # its unossified ends: hypoechoic
