@@ -23,8 +23,18 @@ Three published sets of equations, each used for what it was built for:
     **outer-to-inner** (:data:`BPD_OI`, leading edge to leading edge).
 
 - **Weight**: Hadlock et al. (Am J Obstet Gynecol 1985; 151:333-7), through
-  :func:`fetal_biometry.biometry.hadlock_efw`, on whichever of HC and BPD (outer-to-inner) were
-  measured besides AC and FL.
+  :func:`fetal_biometry.biometry.hadlock_efw`: with AC and FL, and HC when measured (the
+  formula of HC, AC and FL), else BPD outer-to-inner when measured. Its centile at a stated age
+  is on the INTERGROWTH-21st standard for Hadlock's estimated fetal weight (Stirnemann,
+  Salomon and Papageorghiou, Ultrasound Obstet Gynecol 2020; 56:946-8), built on Hadlock's HC,
+  AC and FL formula, 18-41 weeks: a skewed (Box-Cox) distribution of ``Y = ln EFW``,
+  ``z = ((Y / mu)^lambda - 1) / (sigma lambda)`` with, ``t = GA / 10``::
+
+      lambda = 9.43643 + 9.41579 t^-2 - 83.54220 ln(t) t^-2
+      mu     = -2.42272 + 1.86478 GA^0.5 - 1.93299e-5 GA^3
+      sigma  = 0.0193557 + 0.0310716 t^-2 - 0.0657587 ln(t) t^-2
+
+  The weight of the other formulas gets no centile (the standard was not built on them).
 
 A centile is only given at a gestational age the user states (from dates or an early scan):
 one at an age estimated from the same measurements would say nothing. :func:`panel` turns a
@@ -52,6 +62,8 @@ MEASUREMENTS = {
     FL: "femur length (ossified diaphysis, end to end)",
 }
 GA_RANGE_WEEKS = (14.0, 40.0)  # where the INTERGROWTH-21st fetal growth standards are defined
+EFW_RANGE_WEEKS = (18.0, 41.0)  # where the INTERGROWTH-21st standard for Hadlock's EFW is defined
+EFW_CHARTED_FORMULA = "Hadlock 1985 AC, FL, HC"  # the formula that standard was built on
 CHART_CENTILES = (3, 10, 50, 90, 97)  # the lines an obstetric report's centile chart draws
 
 _ln = math.log
@@ -127,6 +139,33 @@ def value_at_centile(measurement: str, centile_: float, ga_weeks: float) -> floa
         raise ValueError(f"a centile is between 0 and 100, got {centile_}")
     mu, sigma = mean_sd(measurement, ga_weeks)
     return mu + _NORMAL.inv_cdf(centile_ / 100) * sigma
+
+
+def _efw_lms(ga_weeks: float) -> tuple[float, float, float]:
+    """Box-Cox power, median of ln EFW and coefficient of variation at ``ga_weeks``
+    (Stirnemann et al. 2020, Table S1)."""
+    lo, hi = EFW_RANGE_WEEKS
+    if not lo <= ga_weeks <= hi:
+        raise ValueError(f"gestational age {ga_weeks:g} weeks is outside the INTERGROWTH-21st "
+                         f"standard for Hadlock's estimated fetal weight ({lo:g} to {hi:g} weeks)")
+    t = ga_weeks / 10
+    return (9.43643 + 9.41579 * t ** -2 - 83.54220 * _ln(t) * t ** -2,
+            -2.42272 + 1.86478 * ga_weeks ** 0.5 - 1.93299e-5 * ga_weeks ** 3,
+            0.0193557 + 0.0310716 * t ** -2 - 0.0657587 * _ln(t) * t ** -2)
+
+
+def efw_zscore(grams: float, ga_weeks: float) -> float:
+    """z-score of a Hadlock (HC, AC, FL) estimated fetal weight at a known age (18-41 weeks)."""
+    lam, mu, sigma = _efw_lms(float(ga_weeks))
+    return ((_ln(_positive("EFW", grams)) / mu) ** lam - 1) / (sigma * lam)
+
+
+def efw_at_centile(centile_: float, ga_weeks: float) -> float:
+    """The estimated fetal weight (g) on the ``centile_`` line at ``ga_weeks`` (18-41)."""
+    if not 0 < centile_ < 100:
+        raise ValueError(f"a centile is between 0 and 100, got {centile_}")
+    lam, mu, sigma = _efw_lms(float(ga_weeks))
+    return math.exp(mu * (_NORMAL.inv_cdf(centile_ / 100) * sigma * lam + 1) ** (1 / lam))
 
 
 # --------------------------------------------------------------------------- dating
@@ -231,19 +270,37 @@ def _read(measurements: dict) -> dict[str, float]:
     return {k: _positive(k, v) for k, v in measurements.items() if v is not None}
 
 
-def estimated_weight(measurements: dict) -> dict | None:
+def estimated_weight(measurements: dict, ga_weeks: float | None = None) -> dict | None:
     """Hadlock (1985) estimated fetal weight from what was measured, or None without AC and FL.
 
-    Uses HC and BPD outer-to-inner when present (Hadlock's BPD convention). Returns
-    ``{"grams": ..., "formula": "Hadlock AC, FL, HC", "from": [...]}``.
+    With HC, the formula of HC, AC and FL (the one the INTERGROWTH-21st EFW standard was built
+    on); else with BPD outer-to-inner (Hadlock's BPD convention) the formula of BPD, AC and FL;
+    else AC and FL. Returns ``{"grams", "formula", "from", "centile", "z", "not_charted"}``:
+    the centile and z-score only at a stated age ``ga_weeks`` (18-41) and for the HC, AC, FL
+    formula; otherwise ``not_charted`` says why.
     """
     m = _read(measurements)
     if AC not in m or FL not in m:
         return None
-    used = [AC, FL] + [k for k in (HC, BPD_OI) if k in m]
-    grams = hadlock_efw(m[AC], m[FL], hc_mm=m.get(HC), bpd_mm=m.get(BPD_OI))
-    names = [{BPD_OI: "BPD"}.get(k, k) for k in used]
-    return {"grams": grams, "formula": "Hadlock 1985 " + ", ".join(names), "from": used}
+    head = next((k for k in (HC, BPD_OI) if k in m), None)
+    used = [AC, FL] + ([head] if head else [])
+    grams = hadlock_efw(m[AC], m[FL], hc_mm=m[HC] if head == HC else None,
+                        bpd_mm=m[BPD_OI] if head == BPD_OI else None)
+    formula = "Hadlock 1985 " + ", ".join({BPD_OI: "BPD"}.get(k, k) for k in used)
+    weight = {"grams": grams, "formula": formula, "from": used, "centile": None, "z": None,
+              "not_charted": None}
+    lo, hi = EFW_RANGE_WEEKS
+    if formula != EFW_CHARTED_FORMULA:
+        weight["not_charted"] = ("the INTERGROWTH-21st EFW standard was built on Hadlock's HC, AC "
+                                 "and FL formula: measure HC too")
+    elif ga_weeks is None:
+        weight["not_charted"] = "no gestational age given (--ga WEEKS, or the exam date and LMP)"
+    elif not lo <= ga_weeks <= hi:
+        weight["not_charted"] = f"the EFW standard covers {lo:g} to {hi:g} weeks"
+    else:
+        z = efw_zscore(grams, ga_weeks)
+        weight.update(z=z, centile=100 * _NORMAL.cdf(z))
+    return weight
 
 
 def age_estimate(measurements: dict) -> AgeEstimate | None:
@@ -286,7 +343,7 @@ def panel(measurements: dict, ga_weeks: float | None = None,
     -------
     dict
         ``{"ga_weeks": given or None, "ga_estimate": AgeEstimate dict or None,
-        "efw": estimated_weight(...), "measurements": {key: {"mm", "ga_estimate",
+        "efw": estimated_weight(..., ga_weeks), "measurements": {key: {"mm", "ga_estimate",
         "centile", "z", "standard", "not_charted"[, "scans"]}}, "cephalic_index": BPD_OO / OFD
         or None}``.
     """
@@ -315,4 +372,4 @@ def panel(measurements: dict, ga_weeks: float | None = None,
     estimate = age_estimate(m)
     ci = m[BPD_OO] / m[OFD] if BPD_OO in m and OFD in m else None
     return {"ga_weeks": ga_weeks, "ga_estimate": estimate.to_dict() if estimate else None,
-            "efw": estimated_weight(m), "measurements": out, "cephalic_index": ci}
+            "efw": estimated_weight(m, ga_weeks), "measurements": out, "cephalic_index": ci}

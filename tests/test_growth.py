@@ -94,12 +94,36 @@ def test_panel_gives_centiles_only_at_a_stated_age():
     assert at_30["cephalic_index"] == pytest.approx(78.9 / 98.0)
 
 
+# INTERGROWTH-21st standard for Hadlock's estimated fetal weight (Stirnemann, Salomon and
+# Papageorghiou, Ultrasound Obstet Gynecol 2020;56:946-8), Table S2: 3rd, 10th, 50th, 90th, 97th
+# centiles in grams as printed (whole grams), as quoted by a calculator that cites it.
+EFW_PUBLISHED = {18: (184, 193, 216, 244, 260), 20: (271, 284, 318, 359, 381),
+                 25: (616, 650, 734, 834, 887), 30: (1175, 1252, 1435, 1649, 1760),
+                 35: (1913, 2056, 2394, 2782, 2983), 40: (2667, 2888, 3409, 3999, 4302),
+                 41: (2798, 3034, 3588, 4217, 4538)}
+
+
+@pytest.mark.parametrize("weeks", sorted(EFW_PUBLISHED))
+def test_efw_centiles_equal_the_published_table_to_the_gram(weeks):
+    for c, printed in zip((3, 10, 50, 90, 97), EFW_PUBLISHED[weeks]):
+        assert round(gr.efw_at_centile(c, weeks)) == printed
+        assert gr.efw_zscore(gr.efw_at_centile(c, weeks), weeks) == pytest.approx(
+            gr._NORMAL.inv_cdf(c / 100), abs=1e-9)
+    with pytest.raises(ValueError, match="Hadlock's estimated fetal weight"):
+        gr.efw_zscore(1000, 17.5)
+
+
 def test_panel_weight_uses_what_was_measured():
     assert gr.panel({"HC": 300})["efw"] is None  # no AC and FL: no weight
-    efw = gr.panel({"AC": 290, "FL": 63, "HC": 305, "BPD_OI": 84})["efw"]
-    assert efw["grams"] == pytest.approx(2108.5, abs=0.5)
-    assert efw["formula"] == "Hadlock 1985 AC, FL, HC, BPD"
+    efw = gr.panel({"AC": 290, "FL": 63, "HC": 305, "BPD_OI": 84}, ga_weeks=33)["efw"]
+    assert efw["grams"] == pytest.approx(2100.6, abs=0.5)  # HC, AC, FL: the charted formula
+    assert efw["formula"] == "Hadlock 1985 AC, FL, HC" and efw["from"] == ["AC", "FL", "HC"]
+    assert efw["centile"] == pytest.approx(100 * gr._NORMAL.cdf(gr.efw_zscore(efw["grams"], 33)))
+    bpd = gr.panel({"AC": 290, "FL": 63, "BPD_OI": 84}, ga_weeks=33)["efw"]
+    assert bpd["formula"] == "Hadlock 1985 AC, FL, BPD" and bpd["grams"] == pytest.approx(2123.4, abs=0.5)
+    assert bpd["centile"] is None and "built on Hadlock's HC, AC and FL" in bpd["not_charted"]
     assert gr.panel({"AC": 290, "FL": 63, "BPD_OO": 88})["efw"]["formula"] == "Hadlock 1985 AC, FL"
+    assert "covers 18 to 41" in gr.panel({"AC": 120, "FL": 20, "HC": 120}, ga_weeks=16)["efw"]["not_charted"]
     notes = gr.panel({"BPD_OI": 84}, ga_weeks=33)["measurements"]["BPD_OI"]
     assert notes["centile"] is None and "outer-to-outer" in notes["not_charted"]
 

@@ -23,7 +23,8 @@ each measurement (the mean over the scans whose plane was accepted) with the ges
 suggests (an estimate: INTERGROWTH-21st from HC, Hadlock from FL, AC, BPD), Hadlock's estimated
 fetal weight when AC and FL were both measured, and, only with the age given by --ga WEEKS or
 --lmp DATE --exam-date DATE, each measurement's centile and z-score on the INTERGROWTH-21st fetal
-growth standards (14-40 weeks). A centile at an age estimated from the same measurement would be
+growth standards (14-40 weeks) and the weight's on the INTERGROWTH-21st standard for Hadlock's
+HC, AC and FL estimate (18-41 weeks). A centile at an age estimated from the same measurement would be
 meaningless, so none is given without a stated age. OUT/centiles.png draws each measurement on
 its INTERGROWTH-21st chart (3rd, 10th, 50th, 90th, 97th centiles) when the exam measured one.
 A bad scan is reported with its file and skipped; the exit status is 1 if any failed.
@@ -166,8 +167,10 @@ def _panel_line(panel: dict) -> str:
         if m["centile"] is not None:
             text += f", centile {m['centile']:.0f} at {panel['ga_weeks']:.1f} wk"
         parts.append(text)
-    if panel["efw"]:
-        parts.append(f"EFW {panel['efw']['grams']:.0f} g ({panel['efw']['formula']})")
+    efw = panel["efw"]
+    if efw:
+        centile = "" if efw["centile"] is None else f", centile {efw['centile']:.0f}"
+        parts.append(f"EFW {efw['grams']:.0f} g ({efw['formula']}{centile})")
     return "exam: " + ("; ".join(parts) if parts else "nothing measured on an accepted plane")
 
 
