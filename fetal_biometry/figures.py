@@ -292,29 +292,38 @@ def _limits(ax, agreement: Mapping, unit: str, key: str) -> None:
 
 def centile_charts(panel: Mapping):
     """Each charted measurement of a panel (:func:`fetal_biometry.growth.panel`) on its
-    INTERGROWTH-21st chart: the 3rd, 10th, 50th, 90th and 97th centiles over 14-40 weeks, the
-    measurement drawn at the gestational age given (none without one: a centile needs it)."""
+    INTERGROWTH-21st chart: the 3rd, 10th, 50th, 90th and 97th centiles over the standard's
+    weeks, the measurement drawn at the gestational age given (none without one: a centile needs
+    it); the estimated fetal weight too when its formula is the one its standard was built on."""
     from fetal_biometry import growth
 
-    charted = [k for k in panel["measurements"] if k in growth.STANDARDS]
-    if not charted:
+    charts = []  # (name, unit, weeks, centile line function, entry)
+    for key, entry in panel["measurements"].items():
+        if key in growth.STANDARDS:
+            charts.append((key, "mm", growth.GA_RANGE_WEEKS,
+                           lambda c, w, key=key: growth.value_at_centile(key, c, w), entry))
+    efw = panel.get("efw")
+    if efw and efw["formula"] == growth.EFW_CHARTED_FORMULA:
+        charts.append(("EFW", "g", growth.EFW_RANGE_WEEKS, growth.efw_at_centile,
+                       {"mm": efw["grams"], "centile": efw["centile"]}))
+    if not charts:
         raise ValueError("nothing to chart: no measurement with an INTERGROWTH-21st standard")
-    fig = _figure(3.2 * len(charted), 3.0)
-    axes = np.atleast_1d(fig.subplots(1, len(charted)))
-    weeks = np.linspace(*growth.GA_RANGE_WEEKS, 105)
-    for ax, key in zip(axes, charted):
+    fig = _figure(3.2 * len(charts), 3.0)
+    axes = np.atleast_1d(fig.subplots(1, len(charts)))
+    for ax, (name, unit, span, line, entry) in zip(axes, charts):
+        weeks = np.linspace(*span, 105)
         for c in growth.CHART_CENTILES:
-            ax.plot(weeks, [growth.value_at_centile(key, c, w) for w in weeks], color="0.2",
+            ax.plot(weeks, [line(c, w) for w in weeks], color="0.2",
                     lw=1.4 if c == 50 else 0.7, ls="-" if c in (3, 50, 97) else "--")
-            ax.annotate(f"{c}", (weeks[-1], growth.value_at_centile(key, c, weeks[-1])), fontsize=6,
+            ax.annotate(f"{c}", (weeks[-1], line(c, weeks[-1])), fontsize=6,
                         xytext=(2, 0), textcoords="offset points", va="center")
-        entry = panel["measurements"][key]
+        value = f"{entry['mm']:.0f} g" if unit == "g" else f"{entry['mm']:.1f} mm"
         if entry["centile"] is not None:
             ax.plot([panel["ga_weeks"]], [entry["mm"]], "o", color="tab:red", ms=5)
-            ax.set_title(f"{key} {entry['mm']:.1f} mm: centile {entry['centile']:.0f}", fontsize=8)
+            ax.set_title(f"{name} {value}: centile {entry['centile']:.0f}", fontsize=8)
         else:
-            ax.set_title(f"{key} {entry['mm']:.1f} mm: no age given", fontsize=8)
-        ax.set(xlabel="gestational age (weeks)", ylabel=f"{key} (mm)")
+            ax.set_title(f"{name} {value}: not charted", fontsize=8)
+        ax.set(xlabel="gestational age (weeks)", ylabel=f"{name} ({unit})")
         ax.grid(alpha=0.3)
     return fig
 

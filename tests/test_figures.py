@@ -162,7 +162,9 @@ def test_centile_charts_draw_each_charted_measurement():
     assert len(axes) == 2  # BPD outer-to-inner has no INTERGROWTH-21st chart
     assert "centile 50" in axes[0].get_title() and len(axes[0].lines) == 6  # 5 centiles + the point
     undated = figures.centile_charts(growth.panel({"HC": 278.4}))
-    assert "no age given" in undated.get_axes()[0].get_title() and len(undated.get_axes()[0].lines) == 5
+    assert "not charted" in undated.get_axes()[0].get_title() and len(undated.get_axes()[0].lines) == 5
+    weighed = figures.centile_charts(growth.panel({"HC": 278.4, "AC": 253.8, "FL": 55.5}, ga_weeks=30))
+    assert "EFW" in weighed.get_axes()[-1].get_title() and len(weighed.get_axes()) == 4
     assert figures.figure_png(fig)[:4] == b"\x89PNG"
     with pytest.raises(ValueError, match="nothing to chart"):
         figures.centile_charts(growth.panel({"BPD_OI": 77.0}))
