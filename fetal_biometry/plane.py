@@ -10,8 +10,9 @@ measurements come back as the plain dict :func:`fetal_biometry.growth.panel` rea
 (``{"AC": mm}``, ``{"HC": mm, "OFD": mm, "BPD_OO": mm, "BPD_OI": mm}``, ``{"FL": mm}``).
 
 The rule, in order: a skull of at least :data:`MIN_SKULL_MM2` makes a head; else a femur of at
-least :data:`MIN_FEMUR_MM2` a femur; else a stomach bubble, umbilical vein or abdominal tissue
-of at least :data:`MIN_ABDOMEN_MM2` an abdomen; else "none" (nothing to measure). A head plane
+least :data:`MIN_FEMUR_MM2` a femur; else amniotic fluid, a stomach bubble, an umbilical vein
+or abdominal tissue of at least :data:`MIN_ABDOMEN_MM2` an abdomen (the patch classifier's maps
+have no abdomen class: its AC is fitted where the body meets the fluid); else "none". A head plane
 may show a limb and an abdomen plane a limb's bone (labelled background, not femur), so the
 skull wins over the femur, and the femur class is only the femur measured.
 """
@@ -22,7 +23,7 @@ import dataclasses
 import numpy as np
 
 from fetal_biometry import biometry, femur, geometry as geom, head
-from fetal_biometry.labels import ABDOMEN, FEMUR, SKULL, STOMACH, VEIN, classifier_labels
+from fetal_biometry.labels import ABDOMEN, FEMUR, FLUID, SKULL, STOMACH, VEIN, classifier_labels
 
 PLANE_TYPES = ("abdomen", "head", "femur", "none")
 MIN_SKULL_MM2 = 60.0  # a skull ring of ~100 mm HC and 1 mm thick at 14 weeks has ~100 mm^2
@@ -55,7 +56,7 @@ def plane_type(class_map: np.ndarray, spacing_mm: float) -> str:
         return "head"
     if np.count_nonzero(class_map == FEMUR) * pixel >= MIN_FEMUR_MM2:
         return "femur"
-    if np.count_nonzero(np.isin(class_map, (STOMACH, VEIN, ABDOMEN))) * pixel >= MIN_ABDOMEN_MM2:
+    if np.count_nonzero(np.isin(class_map, (FLUID, STOMACH, VEIN, ABDOMEN))) * pixel >= MIN_ABDOMEN_MM2:
         return "abdomen"
     return "none"
 
