@@ -227,14 +227,28 @@ def far_inner_border(class_map: np.ndarray, ellipse: Ellipse, direction: np.ndar
     return float(t[i - 1] + frac * step)
 
 
+def midline_pixels(class_map: np.ndarray, ellipse: Ellipse) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and columns of the midline's pixels inside the head: components of at least
+    :data:`MIN_MIDLINE_PX` pixels (isolated mislabelled pixels are no midline)."""
+    inside = ellipse_mask(ellipse, class_map.shape)
+    components, count = ndimage.label((class_map == MIDLINE) & inside, structure=np.ones((3, 3)))
+    sizes = np.bincount(components.ravel())
+    keep = np.flatnonzero(sizes >= MIN_MIDLINE_PX)
+    return np.nonzero(np.isin(components, keep[keep > 0]))
+
+
 def midline_problem(class_map: np.ndarray, ellipse: Ellipse) -> str | None:
     """Why the midline says the plane is oblique (tilted or off centre), or None (also when the
-    midline is not seen: too few pixels to judge)."""
-    rows, cols = np.nonzero(class_map == MIDLINE)
+    midline is not seen: too few pixels to judge). The line is fitted to the midline's pixels in
+    the ellipse's frame, then again without those more than two pixels from it."""
+    rows, cols = midline_pixels(class_map, ellipse)
     if len(rows) < MIN_MIDLINE_PX:
         return None
     u, v = ellipse_frame(ellipse, cols, rows)
     slope, offset = np.polyfit(u, v, 1)
+    near = np.abs(v - (slope * u + offset)) <= 2.0
+    if near.sum() >= MIN_MIDLINE_PX:
+        slope, offset = np.polyfit(u[near], v[near], 1)
     tilt = abs(math.degrees(math.atan(slope)))
     if tilt > MAX_MIDLINE_TILT_DEG:
         return (f"midline tilted {tilt:.0f} degrees off the head's long axis, the plane is oblique "

@@ -46,3 +46,15 @@ def test_a_femur_along_the_beam_is_not_accepted(measured):
     m = femur.measure(bar, case.spacing_mm, case.geometry)
     assert m.fl_mm == pytest.approx(120 * case.spacing_mm, abs=case.spacing_mm)
     assert not m.accepted and "beam runs along the femur" in m.reasons[-1]
+
+
+def test_mislabelled_pixels_do_not_move_the_femur_length(measured):
+    from fetal_biometry.labels import DATASET_CLASSES
+
+    rng = np.random.default_rng(0)
+    for case, clean in [(c, m) for c, m in measured if m.accepted][:4]:
+        noisy = case.labels.copy()
+        flip = (rng.random(noisy.shape) < 0.05) & (noisy != OUTSIDE)
+        noisy[flip] = rng.choice(list(DATASET_CLASSES), np.count_nonzero(flip))
+        m = femur.measure(noisy, case.spacing_mm, case.geometry)
+        assert m.accepted and m.fl_mm == pytest.approx(case.biometry.measurements["FL"], abs=1.5)

@@ -53,3 +53,16 @@ def test_transcerebellar_heads_are_told_by_their_landmarks(measured):
         assert not m.accepted and m.hc_mm is not None
         assert any(r.startswith("cerebellum in view") for r in m.reasons)
         assert any(r.startswith("thalami not seen") for r in m.reasons)
+
+
+def test_mislabelled_pixels_move_neither_the_numbers_nor_the_verdict(measured):
+    from fetal_biometry.labels import DATASET_CLASSES
+
+    rng = np.random.default_rng(0)
+    for case, clean in measured[:6]:
+        noisy = case.labels.copy()
+        flip = (rng.random(noisy.shape) < 0.1) & (noisy != OUTSIDE)
+        noisy[flip] = rng.choice(list(DATASET_CLASSES), np.count_nonzero(flip))
+        m = head.measure(noisy, case.spacing_mm, case.geometry)
+        assert m.accepted == clean.accepted, (case.name, m.reasons)
+        assert m.hc_mm == pytest.approx(case.biometry.measurements["HC"], rel=0.01)
