@@ -30,7 +30,8 @@ sys.path.insert(0, str(ROOT))
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from fetal_biometry import dataset, simulator  # noqa: E402
+from fetal_biometry import simulator  # noqa: E402
+from fetal_biometry.io import dataset  # noqa: E402
 
 
 def _rates(count: int, runs: dict) -> dict:

@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from fetal_biometry import femur, head  # noqa: E402
+from fetal_biometry.measure import femur, head  # noqa: E402
 from fetal_biometry.simulator import cases, planes  # noqa: E402
 
 

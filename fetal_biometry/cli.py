@@ -5,7 +5,8 @@ import argparse
 import math
 import pathlib
 
-from fetal_biometry import model as model_folder, paths
+from fetal_biometry import paths
+from fetal_biometry.nets import model as model_folder
 
 
 def spacing_mm(text: str) -> float:

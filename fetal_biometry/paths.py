@@ -77,7 +77,7 @@ def snapshot_prefix(name: str) -> str:
 
 def demo_models(root: pathlib.Path | None = None) -> list[pathlib.Path]:
     """The model folders ``make demo`` trains, one per beam encoding."""
-    from fetal_biometry.patches import ENCODINGS
+    from fetal_biometry.patches.encoding import ENCODINGS
 
     base = root or pathlib.Path()
     return [base / run_dir(fetal_name(e)) for e in ENCODINGS]

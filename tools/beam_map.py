@@ -7,7 +7,7 @@ each is cropped out and mapped on its own (NAME_r0, NAME_r1, ... on a dual displ
 chosen with --region); M-mode and Doppler strips are skipped. The pixel spacing comes from the
 region, PixelSpacing, ImagerPixelSpacing, --spacing or nowhere, and the JSON says which.
 
-Without --geometry the fan is found in the image (fetal_biometry.fan: the textured region on
+Without --geometry the fan is found in the image (fetal_biometry.geometry.fan: the textured region on
 the black background, its straight side edges, apex and arcs; text panels, calipers, colour
 bars and colour Doppler boxes are ignored; below a confidence of 0.4 it says "no fan found").
 With --geometry the probe comes from a file: a dataset case record (cases/<case>.json, probe
@@ -43,7 +43,9 @@ sys.path.insert(0, str(ROOT))
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from fetal_biometry import atomic, cli, fan, figures, geometry as geom, scans  # noqa: E402
+from fetal_biometry import atomic, cli, figures  # noqa: E402
+from fetal_biometry.geometry import fan, probe as geom  # noqa: E402
+from fetal_biometry.io import scans  # noqa: E402
 
 
 def _parser() -> argparse.ArgumentParser:

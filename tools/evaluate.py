@@ -28,7 +28,10 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fetal_biometry import cli, dataset, evaluation, sweep, sweep_simulator  # noqa: E402
+from fetal_biometry import cli  # noqa: E402
+from fetal_biometry.evaluation import scans as evaluation, sweeps as sweep  # noqa: E402
+from fetal_biometry.io import dataset  # noqa: E402
+from fetal_biometry.simulator import sweeps as sweep_simulator  # noqa: E402
 
 
 def main(argv=None) -> int:

@@ -55,7 +55,8 @@ sys.path.insert(0, str(ROOT))
 
 from tqdm import tqdm  # noqa: E402
 
-from fetal_biometry import atomic, cli, dataset, figures, importers  # noqa: E402
+from fetal_biometry import atomic, cli, figures, importers  # noqa: E402
+from fetal_biometry.io import dataset  # noqa: E402
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -18,7 +18,7 @@ from its case records). For images:
             spacing (then no AC is reported, and the JSON says so)
   geometry  from --geometry (a case JSON or a bare probe object), else estimated from the
             image's fan, in colour (tools/beam_map.py shows the estimate)
-The scans given together are one exam: OUT/infer.json carries its panel (fetal_biometry.growth):
+The scans given together are one exam: OUT/infer.json carries its panel (fetal_biometry.measure.growth):
 each measurement (the mean over the scans whose plane was accepted) with the gestational age it
 suggests (an estimate: INTERGROWTH-21st from HC, Hadlock from FL, AC, BPD), Hadlock's estimated
 fetal weight when AC and FL were both measured, and, only with the age given by --ga WEEKS or
@@ -43,8 +43,12 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fetal_biometry import (atomic, caffe_env, cli, dataset, fan, figures,  # noqa: E402
-                            geometry as geom, growth, inference, model as model_folder, scans)
+from fetal_biometry import atomic, caffe_env, cli, figures
+from fetal_biometry.geometry import fan, probe as geom
+from fetal_biometry.inference import dense as inference
+from fetal_biometry.io import dataset, scans
+from fetal_biometry.measure import growth
+from fetal_biometry.nets import model as model_folder
 from tqdm import tqdm  # noqa: E402
 
 MARKER = "infer.json"
@@ -151,7 +155,7 @@ def _summary_line(stem: str, record: dict) -> str:
 
 
 def exam_panel(records: list[dict], ga_weeks: float | None) -> dict:
-    """The exam's panel (:func:`fetal_biometry.growth.panel`) from its scans' records: each
+    """The exam's panel (:func:`fetal_biometry.measure.growth.panel`) from its scans' records: each
     measurement averaged over the scans whose plane was accepted."""
     accepted = [{"AC": r["ac_mm"]} for r in records if r.get("plane_acceptable") and r.get("ac_mm")]
     means, counts = growth.exam_measurements(accepted)

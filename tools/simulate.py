@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Simulate a dataset of B-mode scans of fetal planes (abdomen, head, femur), with ground truth.
 
-Writes OUT in the dataset format of fetal_biometry.dataset (dataset.json, images/, labels/,
+Writes OUT in the dataset format of fetal_biometry.io.dataset (dataset.json, images/, labels/,
 cases/): the folder appears only once every case is written and the dataset validates.
 The same --seed and options give the same dataset, byte for byte; case i does not depend on
 --cases.
@@ -30,7 +30,7 @@ With --sweeps N it writes N simulated sweeps instead: cine loops of --frames fra
 one fetus each, caudo-cranial (kidneys low; stomach bubble and umbilical vein at the portal
 sinus; heart and lungs high), the probe tilting and shifting a little, with per-frame truth
 (optimal / suboptimal / irrelevant plane, AC, abdomen mask) in this layout
-(fetal_biometry.sweep_simulator):
+(fetal_biometry.simulator.sweeps):
   OUT/sweeps.json              index: format, sweep names, generator
   OUT/NAME/frames.mha          the loop, (frames, H, W) uint8, spacing in the header
   OUT/NAME/masks.mha           abdomen masks: 1 on optimal frames, 2 on suboptimal, 0 elsewhere
@@ -52,8 +52,9 @@ sys.path.insert(0, str(ROOT))
 
 from tqdm import tqdm  # noqa: E402
 
-from fetal_biometry import atomic, dataset, figures, simulator, sweep_simulator  # noqa: E402
-from fetal_biometry.simulator import hc18  # noqa: E402
+from fetal_biometry import atomic, figures, simulator  # noqa: E402
+from fetal_biometry.io import dataset  # noqa: E402
+from fetal_biometry.simulator import hc18, sweeps as sweep_simulator  # noqa: E402
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -77,7 +78,7 @@ def _parser() -> argparse.ArgumentParser:
                         help="probability that a plane is unfit for its measurement: for AC "
                              "stomach or umbilical vein missing, wrong level, oblique...; for a "
                              "head transcerebellar or oblique; a foreshortened femur (default 0.3)")
-    parser.add_argument("--plane", choices=simulator.PLANES, default="abdomen",
+    parser.add_argument("--plane", choices=simulator.PLANE_KINDS, default="abdomen",
                         help="what the scans show: abdomen (default), head (transthalamic), femur "
                              "or mixed (a third of each); unfit planes of each kind by "
                              "--unacceptable-share")

@@ -38,8 +38,13 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from fetal_biometry import (atomic, caffe_env, cli, fan, figures, geometry as geom,  # noqa: E402
-                            inference, model as model_folder, sweep)
+from fetal_biometry import atomic, caffe_env, cli, figures  # noqa: E402
+from fetal_biometry.geometry import fan, probe as geom  # noqa: E402
+from fetal_biometry.inference import dense as inference  # noqa: E402
+from fetal_biometry.inference import sequences as sequence_inference  # noqa: E402
+from fetal_biometry.io import sequences  # noqa: E402
+from fetal_biometry.measure import sweeps  # noqa: E402
+from fetal_biometry.nets import model as model_folder  # noqa: E402
 
 MARKER = "sweep.json"
 
@@ -57,10 +62,10 @@ def _parser() -> argparse.ArgumentParser:
                         help="probe geometry: case JSON, sweep truth.json or probe object "
                              "(default: estimated from the first frame)")
     parser.add_argument("--region", type=int, metavar="K", help="the K-th calibrated region of a DICOM")
-    parser.add_argument("--batch", type=cli.at_least_one, default=sweep.BATCH, metavar="N",
-                        help=f"frames per Caffe forward pass (default {sweep.BATCH})")
-    parser.add_argument("--candidates", type=cli.at_least_one, default=sweep.CANDIDATES, metavar="K",
-                        help=f"frames measured in full (default {sweep.CANDIDATES})")
+    parser.add_argument("--batch", type=cli.at_least_one, default=sequence_inference.BATCH, metavar="N",
+                        help=f"frames per Caffe forward pass (default {sequence_inference.BATCH})")
+    parser.add_argument("--candidates", type=cli.at_least_one, default=sweeps.CANDIDATES, metavar="K",
+                        help=f"frames measured in full (default {sweeps.CANDIDATES})")
     parser.add_argument("--fps", type=float, metavar="F",
                         help="frame rate of the overlay video (default: the sequence's, else 10)")
     parser.add_argument("--no-video", action="store_true", help="skip the overlay video")
@@ -69,7 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _geometry(args, sequence: sweep.Sequence) -> tuple[geom.Geometry, str]:
+def _geometry(args, sequence: sequences.Sequence) -> tuple[geom.Geometry, str]:
     if args.geometry is not None:
         return geom.read_file(args.geometry, sequence.shape), f"given ({args.geometry})"
     try:
@@ -83,19 +88,19 @@ def _geometry(args, sequence: sweep.Sequence) -> tuple[geom.Geometry, str]:
 def run(args) -> dict:
     """Analyse one sequence into args.out; returns the record written as NAME.json."""
     model = model_folder.load(args.model)
-    sequence = sweep.open_sequence(args.sequence, args.spacing, args.region)
+    sequence = sequences.open_sequence(args.sequence, args.spacing, args.region)
     if sequence.spacing_mm is None:
         raise ValueError(f"{sequence.path}: no pixel spacing in the file; pass --spacing MM")
     probe, geometry_source = _geometry(args, sequence)
     atomic.claim_output(args.out, MARKER, inputs=[args.model, args.sequence], overwrite=args.overwrite)
     caffe_env.set_device(args.gpu)
-    classifier = sweep.SequenceClassifier(inference.DenseClassifier.from_model(model), probe,
-                                          sequence.shape, sequence.spacing_mm, args.batch)
+    classifier = sequence_inference.SequenceClassifier(inference.DenseClassifier.from_model(model), probe,
+                                                       sequence.shape, sequence.spacing_mm, args.batch)
     name, out = sequence.name, args.out
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     fps = args.fps or sequence.fps or 10.0
-    draft = None if args.no_video else sweep.VideoWriter(out / f".{name}_draft.mp4", fps, sequence.shape)
+    draft = None if args.no_video else sequences.VideoWriter(out / f".{name}_draft.mp4", fps, sequence.shape)
     bar = tqdm(total=sequence.count, desc="frames", unit="frame")
 
     def on_frame(index, frame, labels, landmarks):
@@ -105,8 +110,8 @@ def run(args) -> dict:
 
     start = time.perf_counter()
     try:
-        result = sweep.analyse(classifier, sequence.frames(), sequence.spacing_mm, sequence.count,
-                               on_frame, args.candidates)
+        result = sweeps.analyse(classifier, sequence.frames(), sequence.spacing_mm, sequence.count,
+                                on_frame, args.candidates)
     except BaseException:
         if draft is not None:
             draft.close(keep=False)
@@ -132,7 +137,7 @@ def run(args) -> dict:
                        figures.figure_png(figures.sweep_scores(record, f"{name} ({model.name})")))
     if draft is not None:
         draft.close()
-        sweep.annotate_video(draft.path, out / f"{name}_overlay.mp4", result, fps)
+        figures.annotate_video(draft.path, out / f"{name}_overlay.mp4", result, fps)
     atomic.write_text(out / f"{name}.json", json.dumps(record, indent=1) + "\n")
     atomic.write_text(out / MARKER, json.dumps({"model": str(model.root), "sequences": [name]}) + "\n")
     return record

@@ -34,9 +34,9 @@ import math
 
 import numpy as np
 
-from fetal_biometry import geometry as geom
-from fetal_biometry.ellipse import Ellipse, ellipse_perimeter
-from fetal_biometry.simulator.appearance import TRAINING, AnatomyRanges
+from fetal_biometry.geometry import probe as geom
+from fetal_biometry.measure.ellipse import Ellipse, ellipse_perimeter
+from fetal_biometry.simulator.appearance import AnatomyRanges, TRAINING
 from fetal_biometry.simulator.tissues import ABDOMEN_TISSUES, BONE, ECHO, TISSUE, TISSUES
 
 PROBES = ("convex", "linear", "mixed")
@@ -643,7 +643,7 @@ def tissue_at(scene: Scene, x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def abdomen_ellipse(scene: Scene) -> Ellipse:
-    """The skin-line ellipse in pixels, as :class:`fetal_biometry.ellipse.Ellipse` (a >= b)."""
+    """The skin-line ellipse in pixels, as :class:`fetal_biometry.measure.ellipse.Ellipse` (a >= b)."""
     a, b = (axis / scene.spacing_mm for axis in scene.semi_axes)
     if a >= b:
         return Ellipse(*scene.center, a, b, scene.angle % 180)

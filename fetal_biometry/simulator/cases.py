@@ -7,21 +7,26 @@ from typing import Iterator
 
 import numpy as np
 
-from fetal_biometry import __version__, dataset, geometry as geom
-from fetal_biometry.ellipse import ellipse_perimeter
+from fetal_biometry import __version__
+from fetal_biometry.geometry import probe as geom
+from fetal_biometry.io import dataset
 from fetal_biometry.labels import OUTSIDE, SHADOW, STOMACH, VEIN
+from fetal_biometry.measure.ellipse import ellipse_perimeter
 from fetal_biometry.simulator import physics, planes
 from fetal_biometry.simulator.anatomy import (ACCEPTABLE, Scene, abdomen_ellipse, draw_scene,
                                               layer_tissue, normalised_lateral, paint_fetus,
                                               tissue_at)
-from fetal_biometry.simulator.appearance import NARROW, TRAINING, Appearance, PhysicsRanges
+from fetal_biometry.simulator.appearance import Appearance, NARROW, PhysicsRanges, TRAINING
 from fetal_biometry.simulator.tissues import BONE, LABEL, TISSUE
 
 VISIBLE_SHARE = 0.5  # an acceptable plane must show half of its stomach and vein
 MAX_ATTEMPTS = 8  # scenes drawn before an acceptable plane hidden in shadow is let through
+#: Format constant: the generator name stored in dataset.json (and compared by the experiments).
+#: Frozen: it names the module as it was when the format began, not where the code lives now.
+GENERATOR = "fetal_biometry.simulator"
 PHYSICS_STREAM = 1  # a case's physics settings come from default_rng([seed, index, PHYSICS_STREAM])
 PLANE_STREAM = 2  # a 'mixed' case's plane kind comes from default_rng([seed, index, PLANE_STREAM])
-PLANES = ("abdomen", "head", "femur", "mixed")  # 'mixed': a third of each
+PLANE_KINDS = ("abdomen", "head", "femur", "mixed")  # 'mixed': a third of each
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -96,11 +101,11 @@ def scan_image(scene: Scene, grid: BeamGrid, shape: tuple[int, int], rng: np.ran
 def plane_kind(seed: int, index: int, plane: str) -> str:
     """The plane case ``index`` shows: ``plane``, or for 'mixed' one of abdomen, head, femur
     drawn from its own stream (so an abdomen case is the same in a mixed dataset)."""
-    if plane not in PLANES:
-        raise ValueError(f"unknown plane {plane!r}; choose one of {PLANES}")
+    if plane not in PLANE_KINDS:
+        raise ValueError(f"unknown plane {plane!r}; choose one of {PLANE_KINDS}")
     if plane != "mixed":
         return plane
-    return PLANES[int(np.random.default_rng([seed, index, PLANE_STREAM]).integers(3))]
+    return PLANE_KINDS[int(np.random.default_rng([seed, index, PLANE_STREAM]).integers(3))]
 
 
 def _landmarks_hidden(labels: np.ndarray, tissue: np.ndarray, names: tuple[str, ...]) -> str | None:
@@ -167,7 +172,7 @@ def simulate_case(seed: int, index: int, shape: tuple[int, int] = (256, 256),
 
     Returns
     -------
-    fetal_biometry.dataset.Case
+    fetal_biometry.io.dataset.Case
         Named ``sim<index:05d>``.
     """
     kind = plane_kind(seed, index, plane)
@@ -219,7 +224,7 @@ def generator_record(seed: int, shape: tuple[int, int], probe: str, unacceptable
                      appearance: Appearance = TRAINING, plane: str = "abdomen") -> dict:
     """The ``generator`` entry of a simulated dataset's dataset.json (``plane`` only when it is
     not the abdomen, so abdomen datasets are written as before)."""
-    record = {"name": "fetal_biometry.simulator", "version": __version__, "seed": seed,
+    record = {"name": GENERATOR, "version": __version__, "seed": seed,
               "shape": list(shape), "probe": probe, "unacceptable_share": unacceptable_share,
               "appearance": appearance.to_dict()}
     return record if plane == "abdomen" else {**record, "plane": plane}

@@ -12,7 +12,7 @@ simulated transthalamic heads the way HC18 lays them out, so that
 
 The CSV's HC is the exact one (HC18's is the annotators'); the ring is drawn as HC18's look,
 :data:`RING_PX` wide, so importing fits it back with a small error of its own
-(:func:`fetal_biometry.evaluation.hc_errors` measures it).
+(:func:`fetal_biometry.evaluation.scans.hc_errors` measures it).
 """
 from __future__ import annotations
 
@@ -25,7 +25,9 @@ from typing import Iterable
 import cv2
 import numpy as np
 
-from fetal_biometry import atomic, dataset, geometry as geom
+from fetal_biometry import atomic
+from fetal_biometry.geometry import probe as geom
+from fetal_biometry.io import dataset
 
 RING_PX = 2
 CSV_NAME = "training_set_pixel_size_and_HC.csv"

@@ -40,8 +40,9 @@ import math
 
 import numpy as np
 
-from fetal_biometry import geometry as geom, growth
-from fetal_biometry.ellipse import Ellipse, ellipse_perimeter
+from fetal_biometry.geometry import probe as geom
+from fetal_biometry.measure import growth
+from fetal_biometry.measure.ellipse import Ellipse, ellipse_perimeter
 from fetal_biometry.simulator.anatomy import (CONVEX_SHARE_MIXED, EVERY_JITTERED, PROBES, Blob,
                                               Scene, Tube, _layers_above, _layers_below, _place,
                                               _probe, draw_echo_scale, draw_fluid_distractors)
@@ -127,7 +128,7 @@ class Bar:
 class PlaneTruth:
     """The exact measurements of a head or femur plane.
 
-    ``measurements`` uses :data:`fetal_biometry.growth.MEASUREMENTS` keys (mm); ``ellipse`` is
+    ``measurements`` uses :data:`fetal_biometry.measure.growth.MEASUREMENTS` keys (mm); ``ellipse`` is
     the skull's outer ellipse in pixels (None for a femur); ``ends`` the femur's two ends in
     pixels (x, y) (None for a head).
     """

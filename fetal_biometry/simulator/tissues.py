@@ -51,7 +51,7 @@ TISSUES = (
     # Bone: 20 dB/cm/MHz lumps absorption and the reflection losses at its surfaces.
     Tissue("spine", SPINE, 15.0, 1.0, 20.0, 5.0, bone=True),
     Tissue("rib", RIB, 15.0, 1.0, 20.0, 5.0, bone=True),
-    # Thorax, for sweeps (fetal_biometry.sweep_simulator): fluid-filled fetal lungs are
+    # Thorax, for sweeps (fetal_biometry.simulator.sweeps): fluid-filled fetal lungs are
     # brighter than liver; the heart is muscle around blood (chambers are "vessel").
     Tissue("lung", ABDOMEN, 1.5, 1.0, 0.4, 1.65),
     Tissue("heart", ABDOMEN, 0.9, 1.0, 0.35, 1.66),
