@@ -66,8 +66,8 @@ def dataset_scans(path: str | os.PathLike) -> Iterable[Scan]:
     data = dataset.open(path)
     if data.structures() != {"abdomen"}:
         heads = [n for n, (_, _, bio) in data.records.items() if bio.structure != "abdomen"]
-        raise RecordError(f"{path}: {len(heads)} case(s) are head planes (e.g. {heads[0]}); the "
-                          f"patch classifier learns abdominal classes: use an abdomen dataset")
+        raise RecordError(f"{path}: {len(heads)} case(s) are head or femur planes (e.g. {heads[0]}); "
+                          f"the patch classifier learns abdominal classes: use an abdomen dataset")
     for case in data.iter_cases():
         yield Scan(case.name, case.image, case.labels, case.geometry, case.spacing_mm)
 

@@ -375,7 +375,7 @@ def test_hc18_ring_and_csv(cases, tmp_path):
         assert 0 < got.biometry.fit_rms_px < 1.5 and got.biometry.plane_acceptable
         assert set(np.unique(got.labels)) == {0, OUTSIDE}
     from fetal_biometry.patches import records as patch_records
-    with pytest.raises(patch_records.RecordError, match="head planes"):
+    with pytest.raises(patch_records.RecordError, match="head or femur planes"):
         list(patch_records.dataset_scans(out))
 
 

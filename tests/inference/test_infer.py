@@ -159,3 +159,28 @@ def test_a_scan_named_like_the_index_keeps_its_result(fetal_model, fetal_data, c
     index = json.loads((tmp_path / "out" / "infer.json").read_text())
     assert [s["scan"] for s in index["scans"]] == ["infer-2"]
     assert json.loads((tmp_path / "out" / "infer-2.json").read_text())["source"] == str(named)
+
+
+def test_the_exam_panel_states_centiles_only_at_a_given_age(fetal_model, fetal_data, tmp_path):
+    result = _infer(fetal_model, fetal_data, "--out", tmp_path / "dated", "--ga", "30")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "dated/infer.json").read_text())
+    panel = summary["panel"]
+    assert panel["ga_weeks"] == 30 and "exam:" in result.stdout + result.stderr
+    accepted = [s["ac_mm"] for s in summary["scans"] if s.get("plane_acceptable") and s.get("ac_mm")]
+    if accepted:  # the few-iteration net may accept none
+        ac = panel["measurements"]["AC"]
+        assert ac["mm"] == pytest.approx(np.mean(accepted)) and ac["scans"] == len(accepted)
+        assert ac["centile"] is not None and ac["ga_estimate"]["formula"] == "Hadlock AC"
+    else:
+        assert panel["measurements"] == {} and panel["efw"] is None
+    assert (tmp_path / "dated/centiles.png").exists() == bool(accepted)
+
+
+def test_a_bad_age_is_refused_before_any_output(fetal_model, fetal_data, tmp_path):
+    for args, message in ((["--ga", "45"], "outside the INTERGROWTH-21st"),
+                          (["--lmp", "2026-01-05"], "go together"),
+                          (["--ga", "30", "--lmp", "2026-01-05", "--exam-date", "2026-06-01"], "not both")):
+        result = _infer(fetal_model, fetal_data, "--out", tmp_path / "never", *args)
+        assert result.returncode == 1 and message in result.stderr and "Traceback" not in result.stderr
+        assert not (tmp_path / "never").exists()
