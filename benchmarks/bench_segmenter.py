@@ -24,8 +24,10 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fetal_biometry import (catalog, inference, model as model_folder, nets, patches, paths,  # noqa: E402
-                            segment_records, segmentation, simulator)
+from fetal_biometry import paths, simulator  # noqa: E402
+from fetal_biometry.inference import dense as inference, segmentation  # noqa: E402
+from fetal_biometry.nets import catalog, model as model_folder, spec as nets  # noqa: E402
+from fetal_biometry.patches import segment_records  # noqa: E402
 from fetal_biometry.caffe_env import caffe  # noqa: E402
 
 
@@ -65,7 +67,7 @@ def per_iteration(solver_path: pathlib.Path, iterations: int = 20) -> float | No
     into a temporary folder), None when its records are missing."""
     from google.protobuf import text_format
 
-    from fetal_biometry import checks, training
+    from fetal_biometry.nets import checks, training
     from fetal_biometry.caffe_env import proto
 
     param = training.read_prototxt(solver_path, proto().SolverParameter)

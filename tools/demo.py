@@ -22,7 +22,9 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fetal_biometry import demo, patches, scan_encoding, training  # noqa: E402
+from fetal_biometry.experiments import demo  # noqa: E402
+from fetal_biometry.nets import training  # noqa: E402
+from fetal_biometry.patches import encoding as patches, scan_encoding  # noqa: E402
 
 
 def encodings(known: tuple[str, ...]):

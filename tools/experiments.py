@@ -17,8 +17,8 @@ Datasets are simulated first into data/experiments/ (about a minute each, once).
                   group of simulator.Appearance left out, no augmentation;
                   on the foreign set                                groups + 3 trainings
   thresholds      the ablation's nets on the two VALIDATION sets; chooses the
-                  AC trust limits and plane thresholds (fetal_biometry.thresholds)
-                  to copy into fetal_biometry/biometry.py       the ablation's 9
+                  AC trust limits and plane thresholds (fetal_biometry.measure.thresholds)
+                  to copy into fetal_biometry/measure/biometry.py       the ablation's 9
 
 The segmenter (a U-Net over whole scans, fetal_biometry.segmentation; about {seg_minutes}
 minutes per job):
@@ -47,7 +47,9 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fetal_biometry import atomic, cli, experiments, figures, training  # noqa: E402
+from fetal_biometry import atomic, cli, experiments, figures  # noqa: E402
+from fetal_biometry.nets import catalog, spec as nets, training  # noqa: E402
+from fetal_biometry.patches import encoding as patches, segment_records  # noqa: E402
 
 __doc__ = __doc__.format(minutes=experiments.JOB_MINUTES, per_hour=2 * 60 / experiments.JOB_MINUTES,
                          seg_minutes=experiments.SEGMENTER_JOB_MINUTES)
@@ -101,8 +103,8 @@ def parser() -> argparse.ArgumentParser:
         sub.add_argument("--finished", action="store_true",
                          help="report the jobs finished so far (listing the others), run nothing")
         sub.add_argument("--iterations", type=cli.at_least_one,
-                         default=experiments.catalog.SEGMENTER_ITERATIONS if name in SEGMENTER_PLANS
-                         else experiments.catalog.FETAL_ITERATIONS,
+                         default=catalog.SEGMENTER_ITERATIONS if name in SEGMENTER_PLANS
+                         else catalog.FETAL_ITERATIONS,
                          help="Adam iterations per training (default %(default)s, as make demo)")
         sub.add_argument("--augment", type=int, default=experiments.AUGMENT,
                          help="augmented copies per patch in the LMDBs (default %(default)s; 0: none)")
@@ -117,9 +119,9 @@ def parser() -> argparse.ArgumentParser:
                                  default=list(experiments.SEGMENTER_SPACINGS),
                                  help="model spacings, mm per pixel (default 1.0 1.5)")
             else:
-                sub.add_argument("--width", type=cli.at_least_one, default=experiments.nets.UNET_WIDTH,
+                sub.add_argument("--width", type=cli.at_least_one, default=nets.UNET_WIDTH,
                                  help="U-Net width (default %(default)s)")
-                sub.add_argument("--spacing-mm", type=float, default=experiments.segment_records.SPACING_MM,
+                sub.add_argument("--spacing-mm", type=float, default=segment_records.SPACING_MM,
                                  help="model spacing, mm per pixel (default %(default)s)")
             if name == "segmenter-curve":
                 sub.add_argument("--scans", type=cli.at_least_one, nargs="+", default=list(experiments.SCANS),
@@ -131,7 +133,7 @@ def parser() -> argparse.ArgumentParser:
             sub.add_argument("--seeds", type=int, nargs="+", default=[0],
                              help="training seeds (default 0); the rule averages over them")
         else:
-            sub.add_argument("--patch", type=cli.at_least_one, default=experiments.patches.SIZE,
+            sub.add_argument("--patch", type=cli.at_least_one, default=patches.SIZE,
                              help="patch side in px (default %(default)s, patches.SIZE)")
         if name in ("ablation", "learning-curve", "thresholds"):
             sub.add_argument("--seeds", type=int, nargs="+", default=list(experiments.SEEDS),

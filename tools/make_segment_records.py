@@ -32,7 +32,9 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fetal_biometry import atomic, cli, dataset, scan_encoding, segment_records  # noqa: E402
+from fetal_biometry import atomic, cli  # noqa: E402
+from fetal_biometry.io import dataset  # noqa: E402
+from fetal_biometry.patches import scan_encoding, segment_records  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -60,7 +62,7 @@ def main(argv=None) -> int:
     try:
         segment_records.check_arguments(args.encoding, args.spacing_mm, args.tile, args.splits,
                                         args.seed, args.augment)
-        for path in atomic.claim_output(args.out, segment_records.MANIFEST, [source], args.overwrite, "OUT"):
+        for path in atomic.claim_output(args.out, segment_records.TOOL, [source], args.overwrite, "OUT"):
             print(f"make_segment_records: removed {path}, left by an interrupted run", file=sys.stderr)
         data = dataset.open(source)
         manifest = segment_records.build(
