@@ -11,6 +11,13 @@ NAME_labels.png (0 background, 1 amniotic fluid, 2 stomach bubble, 3 umbilical v
 probe geometry and its source, AC, ellipse, plane verdict with reasons); OUT/infer.json lists
 every scan and every failure.
 
+With --dicom-out, each scan read from a DICOM file also gets, in OUT/dicom, NAME_sr.dcm (its
+measurements as a DICOM Comprehensive SR, OB-GYN template TID 5000), NAME_seg.dcm (its class
+map as a DICOM SEG) and, for a cine loop, NAME_frame.dcm (the measured frame as an image of its
+own, which the SEG references); they carry the source's patient and study (docs/pacs.md).
+With --nrrd: NAME_scan.nrrd, NAME_labels.nrrd and NAME_probs.nrrd with the scan's spacing and
+origin, for 3D Slicer or ITK-SNAP.
+
 SCAN is an image (PNG, JPEG or DICOM) or a dataset folder (every case; geometry and spacing
 from its case records). For images:
   spacing   from the file (DICOM ultrasound region, PixelSpacing, ...) or --spacing; without
@@ -24,6 +31,7 @@ Limits: scans up to 16 megapixels at the model's spacing (memory about 0.5 GB).
 example:
   python tools/infer.py runs/fetal_channels data/fetal/heldout --out runs/infer
   python tools/infer.py runs/fetal_channels exam.dcm --frame 12 --out runs/infer
+  python tools/infer.py runs/fetal_channels exam.dcm --dicom-out --nrrd --out runs/infer
 """
 import argparse
 import json
@@ -33,8 +41,10 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fetal_biometry import (atomic, caffe_env, cli, dataset, fan, geometry as geom,  # noqa: E402
-                            inference, model as model_folder, scans)
+from fetal_biometry import (atomic, caffe_env, cli, dataset, dicom, fan,  # noqa: E402
+                            geometry as geom, inference, model as model_folder, scans)
+from fetal_biometry.exchange import nrrd, scan as dicom_out  # noqa: E402
+from fetal_biometry.exchange.algorithm import Algorithm  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 MARKER = "infer.json"
@@ -58,6 +68,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--frame", type=int, metavar="N", help="frame of a multi-frame DICOM (0-based)")
     parser.add_argument("--region", type=int, metavar="K",
                         help="only the K-th calibrated region of a multi-region DICOM")
+    parser.add_argument("--dicom-out", action="store_true",
+                        help="also write a DICOM SR of the measurements and a DICOM SEG of the class "
+                             "map (OUT/dicom) for scans read from DICOM files")
+    parser.add_argument("--nrrd", action="store_true",
+                        help="also write scan, class map and probabilities as NRRD (spacing, origin)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an earlier infer output folder")
     parser.add_argument("--gpu", type=int, default=None, help="GPU id (default: CPU)")
@@ -124,6 +139,29 @@ def _infer_one(classifier, image, probe, spacing, record, assume) -> tuple[dict,
     return record, (probs, labels, measured)
 
 
+def _dicom_objects(args, record: dict, labels, model, algorithm) -> dict:
+    """The DICOM objects of one scan (none without --dicom-out), built before anything of the
+    scan is written: a source they cannot reference fails the scan whole."""
+    if not args.dicom_out:
+        return {}
+    source = record.get("source", "")
+    if not dicom.is_dicom(source):
+        raise ValueError("--dicom-out: not read from a DICOM file (no study to report into); "
+                         "leave out --dicom-out for it")
+    return dicom_out.scan_objects(source, record.get("frame"), record.get("region"), labels,
+                                  record, model.classes, algorithm)
+
+
+def _write_extras(args, stem: str, image, probs, labels, record: dict, objects: dict, classes) -> None:
+    """Write the DICOM objects and, with --nrrd, the NRRD files; their names go in the record."""
+    if objects:
+        record["dicom"] = dicom_out.write_objects(args.out, stem, objects)
+    if args.nrrd:
+        spacing = record.get("spacing_mm") or record["assumed_spacing_mm"]
+        origin = nrrd.origin_mm(record.get("region"), labels.shape, spacing)
+        record["nrrd"] = nrrd.write_nrrd(args.out, stem, image, labels, probs, spacing, origin, classes)
+
+
 def _summary_line(stem: str, record: dict) -> str:
     if "ac_mm" not in record:
         return f"{stem}: AC not measured (pixel spacing unknown)"
@@ -142,6 +180,7 @@ def main(argv=None) -> int:
         atomic.claim_output(args.out, MARKER, inputs=[args.model, *args.scans], overwrite=args.overwrite)
         caffe_env.set_device(args.gpu)
         classifier = inference.DenseClassifier.from_model(model)
+        algorithm = Algorithm.from_model(model) if args.dicom_out else None
     except (ValueError, OSError, RuntimeError) as err:
         print(f"infer: error: {err}", file=sys.stderr)
         return 1
@@ -158,6 +197,8 @@ def main(argv=None) -> int:
                 record, (probs, labels, measured) = _infer_one(classifier, image, probe, spacing,
                                                                {"scan": stem, **record}, args.assume_spacing)
                 record["model"] = str(model.root)
+                objects = _dicom_objects(args, record, labels, model, algorithm)
+                _write_extras(args, stem, image, probs, labels, record, objects, model.classes)
                 inference.write_outputs(args.out, stem, image, probs, labels, measured, record)
                 done.append(record)
                 tqdm.write(_summary_line(stem, record))

@@ -11,7 +11,8 @@ A scan's JSON record names its measurements as :data:`MEASUREMENTS` keys say (``
 ``hc_mm``, ``bpd_mm``, ``ofd_mm``, ``fl_mm``, ``cephalic_index``, ``efw_g`` from the biometry
 panel); beside a length ``NAME_mm`` the record may give ``NAME_ga_weeks`` (the gestational age
 it implies), ``NAME_ga_equation``, ``NAME_centile`` and ``NAME_z`` (at a gestational age the user
-gave); ``efw_g`` may come with ``efw_equation``. Equation names are the code meanings of
+gave); ``efw_g`` may come with ``efw_equation``. A key present with None (``"ac_mm": null``) is a
+measurement tried and not made: the SR states it as a measurement failure with the reasons. Equation names are the code meanings of
 :data:`EQUATIONS` (e.g. ``"AC, Hadlock 1984"``); one not listed is reported without its code.
 """
 from __future__ import annotations
@@ -42,6 +43,7 @@ Z_SCORE = code("125013", "DCM", "Growth Z-score")
 MEASURED = code("258104002", "SCT", "Measured")  # CID 3627
 CALCULATED = code("258090004", "SCT", "Calculated")
 SOURCE_OF_MEASUREMENT = code("121112", "DCM", "Source of Measurement")
+MEASUREMENT_FAILURE = code("114006", "DCM", "Measurement failure")  # CID 42
 ARTIFICIAL_INTELLIGENCE = code("123110", "DCM", "Artificial Intelligence")  # CID 7162
 
 MM = code("mm", "UCUM", "millimeter")

@@ -22,7 +22,7 @@ from fetal_biometry.exchange.algorithm import MANUFACTURER, Algorithm
 SEG_SERIES, FRAME_SERIES = 901, 900
 # Copied from a cine loop into the image of one of its frames: the equipment and the
 # calibration (same pixels, same geometry).
-_COPIED = ("Manufacturer", "ManufacturerModelName", "SoftwareVersions", "Laterality",
+_COPIED = ("Manufacturer", "ManufacturerModelName", "SoftwareVersions",
            "SequenceOfUltrasoundRegions", "PixelSpacing", "BurnedInAnnotation")
 
 
@@ -43,10 +43,12 @@ def frame_image(header: Dataset, frame: int, pixels: np.ndarray) -> Dataset:
     carrier.copy_patient_and_study_information(header)
     ds.update(carrier)
     for keyword in _COPIED:
-        if header.get(keyword) not in (None, ""):  # an empty Laterality would say "unknown"
+        if keyword in header:
             ds[keyword] = header[keyword]
     ds.Modality, ds.SeriesDescription = "US", "measured frames (fetal biometry)"
     ds.Manufacturer = header.get("Manufacturer", "")
+    # Type 2C; dciodvfy cannot tell whether the body part is paired, so it wants it present.
+    ds.Laterality = header.get("Laterality", "")
     ds.PatientOrientation = ""
     ds.ImageType = ["DERIVED", "PRIMARY"]
     ds.DerivationDescription = f"frame {frame + 1} of a cine loop, as displayed (RGB)"

@@ -105,18 +105,36 @@ class Reference:
                                             _ellipse_points(ellipse, self.offset, self.scale), image)
 
 
+def _not_measured(quantity: codes.Quantity):
+    """A NUM qualified as a measurement failure (CID 42); its placeholder value is emptied by
+    :func:`_empty_failures` once highdicom, which reads no NUM without a value, has built the SR."""
+    return _hd().sr.NumContentItem(quantity.concept, 0, quantity.unit, codes.MEASUREMENT_FAILURE,
+                                   relationship_type="CONTAINS")
+
+
+def _empty_failures(items) -> None:
+    for item in items:
+        if item.ValueType == "NUM" and "NumericValueQualifierCodeSequence" in item:
+            item.MeasuredValueSequence = []
+        if "ContentSequence" in item:
+            _empty_failures(item.ContentSequence)
+
+
 def _group(quantity: codes.Quantity, record: dict, algorithm: Algorithm, reference: Reference):
-    """A Biometry Group (TID 5008): the measurement, its age, its rank, the plane's verdict."""
+    """A Biometry Group (TID 5008): the measurement (or its failure), its age, its rank, and the
+    reasons when the plane or the measurement was not accepted."""
     sr = _hd().sr
     name = quantity.key.removesuffix("_mm")
-    algorithm_id = sr.AlgorithmIdentification(algorithm.name, algorithm.version,
-                                              list(algorithm.parameters))
-    ellipse = record.get("ellipse") if quantity.key == "ac_mm" else record.get(f"{name}_ellipse")
-    measurement = sr.Measurement(
-        quantity.concept, float(record[quantity.key]), quantity.unit, derivation=codes.MEASURED,
-        algorithm_id=algorithm_id,
-        referenced_coordinates=[reference.region(ellipse)] if ellipse else None)
-    items = list(measurement)
+    if record[quantity.key] is None:
+        items = [_not_measured(quantity)]
+    else:
+        algorithm_id = sr.AlgorithmIdentification(algorithm.name, algorithm.version,
+                                                  list(algorithm.parameters))
+        ellipse = record.get("ellipse") if quantity.key == "ac_mm" else record.get(f"{name}_ellipse")
+        items = list(sr.Measurement(
+            quantity.concept, float(record[quantity.key]), quantity.unit, derivation=codes.MEASURED,
+            algorithm_id=algorithm_id,
+            referenced_coordinates=[reference.region(ellipse)] if ellipse else None))
     weeks = record.get(f"{name}_ga_weeks")
     if weeks is not None:
         equation = _equation(record.get(f"{name}_ga_equation"))
@@ -126,16 +144,17 @@ def _group(quantity: codes.Quantity, record: dict, algorithm: Algorithm, referen
                                (f"{name}_z", codes.Z_SCORE, codes.NO_UNITS)):
         if record.get(key) is not None:
             items.append(_num(concept, record[key], unit))
-    if record.get("plane_acceptable") is False and quantity.key == "ac_mm":
+    if quantity.key == "ac_mm" and (record["ac_mm"] is None or record.get("plane_acceptable") is False):
+        verdict = "AC" if record["ac_mm"] is None else "plane not acceptable"
         reasons = "; ".join(record.get("reasons", [])) or "no reason given"
-        items.append(sr.TextContentItem(COMMENT, f"plane not acceptable: {reasons}"[:1024],
+        items.append(sr.TextContentItem(COMMENT, f"{verdict}: {reasons}"[:1024],
                                         relationship_type="CONTAINS"))
     return _container(codes.BIOMETRY_GROUP, items, "5008")
 
 
 def _sections(record: dict, algorithm: Algorithm, reference: Reference) -> list:
     """The sections of TID 5000 that the record fills, in the template's order."""
-    present = [q for q in codes.MEASUREMENTS.values() if record.get(q.key) is not None]
+    present = [q for q in codes.MEASUREMENTS.values() if q.key in record]
     sections = []
     for section, template in ((codes.SUMMARY, "5002"), (codes.FETAL_BIOMETRY_RATIOS, "5004"),
                               (codes.FETAL_BIOMETRY, "5005"), (codes.FETAL_LONG_BONES, "5006")):
@@ -145,6 +164,9 @@ def _sections(record: dict, algorithm: Algorithm, reference: Reference) -> list:
         if section in (codes.SUMMARY, codes.FETAL_BIOMETRY_RATIOS):
             items = []
             for q in members:
+                if record[q.key] is None:
+                    items.append(_not_measured(q))
+                    continue
                 equation = _equation(record.get(q.key.removesuffix("_g") + "_equation"))
                 value = _num(q.concept, record[q.key], q.unit)
                 items.append(_with(value, [equation]) if equation is not None else value)
@@ -155,8 +177,9 @@ def _sections(record: dict, algorithm: Algorithm, reference: Reference) -> list:
 
 
 def measured(record: dict) -> bool:
-    """Whether the record holds any measurement a report states."""
-    return any(record.get(key) is not None for key in codes.MEASUREMENTS)
+    """Whether the record holds any measurement a report states (measured or failed: a key
+    present with None is a measurement tried and not made)."""
+    return any(key in record for key in codes.MEASUREMENTS)
 
 
 def biometry_report(header: Dataset, record: dict, algorithm: Algorithm,
@@ -179,11 +202,13 @@ def biometry_report(header: Dataset, record: dict, algorithm: Algorithm,
         *sr.ObservationContext(observer_device_context=observer),
         _container(codes.IMAGE_LIBRARY, [reference.image_item()]),
         *_sections(record, algorithm, reference)])
-    return sr.ComprehensiveSR(
+    report = sr.ComprehensiveSR(
         [header], root, series_instance_uid=generate_uid(), series_number=SERIES_NUMBER,
         sop_instance_uid=generate_uid(), instance_number=int(header.get("InstanceNumber") or 1),
         manufacturer=MANUFACTURER, is_complete=True, is_final=False, is_verified=False,
         series_description="fetal biometry (automated)")
+    _empty_failures(report.ContentSequence)
+    return report
 
 
 def read_measurements(report: Dataset) -> dict:
@@ -194,7 +219,9 @@ def read_measurements(report: Dataset) -> dict:
     age = (codes.GESTATIONAL_AGE.value, codes.GESTATIONAL_AGE.scheme_designator)
     found: dict = {}
 
-    def value(item) -> float:
+    def value(item) -> float | None:
+        if not item.MeasuredValueSequence:  # not measured
+            return None
         measured_value = item.MeasuredValueSequence[0]
         if "FloatingPointValue" in measured_value:
             return float(measured_value.FloatingPointValue)
@@ -209,7 +236,7 @@ def read_measurements(report: Dataset) -> dict:
                 key = by_code[ident]
                 found[key] = value(item)
             elif item.ValueType == "NUM" and ident == age and key is not None:
-                found[f"{key.removesuffix('_mm')}_ga_weeks"] = value(item) / 7
+                found[f"{key.removesuffix('_mm')}_ga_weeks"] = value(item) / 7 if value(item) else None
             elif item.ValueType == "CONTAINER" and "ContentSequence" in item:
                 walk(item.ContentSequence)
 
