@@ -148,8 +148,11 @@ def _dicom_objects(args, record: dict, labels, model, algorithm) -> dict:
     if not dicom.is_dicom(source):
         raise ValueError("--dicom-out: not read from a DICOM file (no study to report into); "
                          "leave out --dicom-out for it")
-    return dicom_out.scan_objects(source, record.get("frame"), record.get("region"), labels,
-                                  record, model.classes, algorithm)
+    try:
+        return dicom_out.scan_objects(source, record.get("frame"), record.get("region"), labels,
+                                      record, model.classes, algorithm)
+    except ValueError as error:  # SourceError: a file the objects cannot reference
+        raise ValueError(f"--dicom-out: {error}") from None
 
 
 def _write_extras(args, stem: str, image, probs, labels, record: dict, objects: dict, classes) -> None:

@@ -20,6 +20,7 @@ from fetal_biometry.exchange import codes
 from fetal_biometry.exchange.algorithm import MANUFACTURER, Algorithm
 
 SEG_SERIES, FRAME_SERIES = 901, 900
+FRAME_DESCRIPTION = "measured frames (fetal biometry)"  # the series of frames written here
 # Copied from a cine loop into the image of one of its frames: the equipment and the
 # calibration (same pixels, same geometry).
 _COPIED = ("Manufacturer", "ManufacturerModelName", "SoftwareVersions",
@@ -45,7 +46,7 @@ def frame_image(header: Dataset, frame: int, pixels: np.ndarray) -> Dataset:
     for keyword in _COPIED:
         if keyword in header:
             ds[keyword] = header[keyword]
-    ds.Modality, ds.SeriesDescription = "US", "measured frames (fetal biometry)"
+    ds.Modality, ds.SeriesDescription = "US", FRAME_DESCRIPTION
     ds.Manufacturer = header.get("Manufacturer", "")
     # Type 2C; dciodvfy cannot tell whether the body part is paired, so it wants it present.
     ds.Laterality = header.get("Laterality", "")
