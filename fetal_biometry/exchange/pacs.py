@@ -110,6 +110,9 @@ class Pacs:
 
         self.url, self.timeout = check_url(url), timeout
         self.client = DICOMwebClient(self.url, session=http, timeout=timeout)
+        # Its default retries every failed connection 5 times over 30 s of back-off, which would
+        # make --timeout a lie; a result not stored waits in the outbox for --resend instead.
+        self.client.set_http_retry_params(retry=False)
 
     def _call(self, what: str, function, *args, **kwargs):
         """``function(*args, **kwargs)`` with the server's failures said in words."""
