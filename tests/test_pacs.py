@@ -172,3 +172,15 @@ def test_a_wrong_password_is_refused_without_showing_it(fetal_model, orthanc, tm
                    env={"FETAL_PACS_USER": USER, "FETAL_PACS_PASSWORD": "not-the-password"})
     assert result.returncode == 1 and "refused (HTTP 401): authentication failed" in result.stderr
     assert "not-the-password" not in result.stdout + result.stderr
+
+
+def test_an_outbox_that_names_a_file_outside_its_folder_sends_nothing(tmp_path):
+    secret = tmp_path / "elsewhere.dcm"
+    secret.write_bytes(b"not for the PACS")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "pacs.json").write_text(json.dumps({"format": "fetal-pacs", "version": 1, "measured": [],
+                                               "objects": {"../elsewhere.dcm": "pending"}}))
+    result = _pacs("--resend", out, "--url", "http://127.0.0.1:9/dicom-web", env=BASIC)
+    assert result.returncode == 1 and "outside" in result.stderr and "'../elsewhere.dcm'" in result.stderr
+    assert "cannot connect" not in result.stderr  # refused before any server was asked

@@ -19,7 +19,7 @@ import pathlib
 import stat
 import urllib.parse
 
-from fetal_biometry import atomic
+from fetal_biometry import atomic, paths
 from fetal_biometry.exchange import seg, source
 
 USER, PASSWORD, TOKEN = "FETAL_PACS_USER", "FETAL_PACS_PASSWORD", "FETAL_PACS_TOKEN"
@@ -204,8 +204,10 @@ def send_outbox(pacs: Pacs, out: str | os.PathLike, progress=lambda path: None) 
     for path, status in state["objects"].items():
         if status == "stored":
             continue
-        try:
-            dataset = pydicom.dcmread(out / path)
+        try:  # an outbox names files in its own folder only: nothing else is ever sent
+            dataset = pydicom.dcmread(paths.inside(out, path, out / STATE, "the results to send"))
+        except paths.OutsideFolder as error:
+            raise PacsError(str(error)) from None
         except Exception as error:  # pydicom raises many types for broken files
             raise PacsError(f"{out / path}: cannot read the object to send ({error})") from None
         pacs.store(dataset)
