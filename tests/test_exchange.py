@@ -63,6 +63,12 @@ def _single(tmp_path, **attributes):
                              **attributes)
 
 
+def _items(sequence):
+    for item in sequence:
+        yield item
+        yield from _items(item.get("ContentSequence", []))
+
+
 def test_the_whole_biometry_panel_goes_into_its_tid_5000_sections(tmp_path, algorithm_id):
     """What the biometry panel will measure, in the record keys it will write, reads back equal."""
     header = source.read_source(_single(tmp_path))
@@ -78,6 +84,10 @@ def test_the_whole_biometry_panel_goes_into_its_tid_5000_sections(tmp_path, algo
     assert sections == ["111028", "121111", "125001", "125002", "125003"]  # library, TID 5002/4/5/6
     text = str(report)
     assert "11732-5" in text and "11932-1" in text and "INTERGROWTH" not in text  # coded equations only
+    scoord = [item for item in _items(report.ContentSequence) if item.ValueType == "SCOORD"]
+    assert len(scoord) == 1 and scoord[0].GraphicType == "ELLIPSE"  # the AC's, on the image
+    c, s = np.cos(np.radians(30)), np.sin(np.radians(30))  # major axis end points first, + 0.5:
+    assert np.allclose(scoord[0].GraphicData[:4], [40.5 - 20 * c, 30.5 - 20 * s, 40.5 + 20 * c, 30.5 + 20 * s])
     assert report.PatientName == dicom_files.IDENTITY["PatientName"]  # the source's patient
     assert report.CurrentRequestedProcedureEvidenceSequence[0].StudyInstanceUID == header.StudyInstanceUID
 
