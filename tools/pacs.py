@@ -62,14 +62,11 @@ def _retrieve(server: pacs.Pacs, study: str, out: pathlib.Path) -> list[pathlib.
     instances = server.ultrasound_instances(study)
     if not instances:
         raise pacs.PacsError(f"{server.url}: no ultrasound images (modality US) in the study")
-    files = []
-    for k, instance in enumerate(instances, 1):
-        dataset = server.retrieve(instance)
-        path = out / "exam" / f"us{k:03d}.dcm"
-        with atomic.staged_file(path) as tmp:
-            dataset.save_as(tmp, enforce_file_format=True)
-        files.append(path)
-    return files
+    names = [f"us{k:03d}.dcm" for k in range(1, len(instances) + 1)]
+    with atomic.staged_dir(out / "exam") as folder:  # whole, or not at all
+        for name, instance in zip(names, instances):
+            server.retrieve(instance).save_as(folder / name, enforce_file_format=True)
+    return [out / "exam" / name for name in names]
 
 
 def _measure(args, files: list[pathlib.Path]) -> tuple[list[str], list[dict]]:
@@ -87,13 +84,10 @@ def _measure(args, files: list[pathlib.Path]) -> tuple[list[str], list[dict]]:
         measured += [{"scan": pathlib.Path(f["scan"]).stem, "error": f["error"]} for f in summary["failed"]]
     for loop in loops:
         folder = args.out / "loops" / loop.stem
-        try:
-            record = sweep.run(sweep._parser().parse_args(
-                [args.model, str(loop), "--out", str(folder), "--dicom-out", "--no-video", *overwrite]))
-        except (ValueError, OSError, RuntimeError) as err:
-            print(f"pacs: error: {loop.name}: {err}", file=sys.stderr)
-            measured.append({"scan": loop.stem, "error": str(err)})
+        if sweep.main([args.model, str(loop), "--out", str(folder), "--dicom-out", "--no-video", *overwrite]):
+            measured.append({"scan": loop.stem, "error": "not measured (the error above)"})
             continue
+        record = json.loads((folder / f"{loop.stem}.json").read_text())
         objects += [f"loops/{loop.stem}/{p}" for p in record["dicom"]]
         measured.append({"scan": loop.stem, "frame": record["best_frame"], "ac_mm": record["ac_mm"]})
     return objects, measured
@@ -124,6 +118,7 @@ def main(argv=None) -> int:
             return _send(server, args.resend)
         model_folder.load(args.model)
         atomic.claim_output(args.out, pacs.STATE, inputs=[args.model], overwrite=args.overwrite)
+        pacs.new_outbox(args.out, [], [])  # marks the folder as this tool's, whatever happens next
         print(f"{server.url} ({how})")
         files = _retrieve(server, args.study, args.out)
         objects, measured = _measure(args, files)
