@@ -52,6 +52,7 @@ def _objects(server: Orthanc, study_uid: str, modality: str) -> list:
 def _no_secrets_or_identity(result, out) -> None:
     shown = result.stdout + result.stderr
     assert PASSWORD not in shown and TOKEN not in shown
+    assert not [v for v in IDENTITY.values() if v in shown]
     for path in out.rglob("*"):
         if path.is_file() and path.suffix in (".json", ".png", ".log", ".txt"):
             data = path.read_bytes()

@@ -31,7 +31,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from fetal_biometry import atomic, dicom, model as model_folder  # noqa: E402
-from fetal_biometry.exchange import pacs  # noqa: E402
+from fetal_biometry.exchange import pacs, source  # noqa: E402
 
 if __package__:  # installed: fetal_biometry.tools
     from . import infer, sweep  # noqa: E402
@@ -63,7 +63,7 @@ def _retrieve(server: pacs.Pacs, study: str, out: pathlib.Path) -> list[pathlib.
     if not instances:
         raise pacs.PacsError(f"{server.url}: no ultrasound images (modality US) in the study")
     names = [f"us{k:03d}.dcm" for k in range(1, len(instances) + 1)]
-    with atomic.staged_dir(out / "exam") as folder:  # whole, or not at all
+    with atomic.staged_dir(out / "exam") as folder, source.quiet():  # whole, or not at all
         for name, instance in zip(names, instances):
             server.retrieve(instance).save_as(folder / name, enforce_file_format=True)
     return [out / "exam" / name for name in names]

@@ -119,7 +119,8 @@ class Pacs:
         import requests
 
         try:
-            return function(*args, **kwargs)
+            with source.quiet():
+                return function(*args, **kwargs)
         except requests.exceptions.Timeout:
             raise PacsError(f"{self.url}: no answer within {self.timeout:g} s ({what}); "
                             "the server is overloaded or unreachable (--timeout S waits longer)") from None
@@ -205,7 +206,8 @@ def send_outbox(pacs: Pacs, out: str | os.PathLike, progress=lambda path: None) 
         if status == "stored":
             continue
         try:  # an outbox names files in its own folder only: nothing else is ever sent
-            dataset = pydicom.dcmread(paths.inside(out, path, out / STATE, "the results to send"))
+            with source.quiet():
+                dataset = pydicom.dcmread(paths.inside(out, path, out / STATE, "the results to send"))
         except paths.OutsideFolder as error:
             raise PacsError(str(error)) from None
         except Exception as error:  # pydicom raises many types for broken files

@@ -31,6 +31,11 @@ def scan_objects(path: str | os.PathLike, frame: int | None, region, labels: np.
     fetal_biometry.exchange.source.SourceError
         A file the objects cannot reference (no study, series or instance UID).
     """
+    with source.quiet():
+        return _objects(path, frame, region, labels, record, classes, algorithm)
+
+
+def _objects(path, frame, region, labels, record, classes, algorithm) -> dict:
     header = source.read_source(path)
     loop = source.frames(header) > 1
     x0, y0, x1, y1 = region or (0, 0, int(header.Columns), int(header.Rows))
@@ -57,7 +62,7 @@ def write_objects(out: str | os.PathLike, stem: str, objects: dict) -> list[str]
     written = []
     for kind, dataset in sorted(objects.items()):
         relative = pathlib.Path(FOLDER, f"{stem}_{kind}.dcm")
-        with atomic.staged_file(pathlib.Path(out, relative)) as tmp:
+        with atomic.staged_file(pathlib.Path(out, relative)) as tmp, source.quiet():
             dataset.save_as(tmp, enforce_file_format=True)
         written.append(str(relative))
     return written

@@ -7,6 +7,7 @@ no attribute that identifies a person).
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 
@@ -34,8 +35,7 @@ def read_source(path: str | os.PathLike) -> Dataset:
     import pydicom
 
     try:
-        with warnings.catch_warnings():  # pydicom's warnings may quote attribute values
-            warnings.simplefilter("ignore")
+        with quiet():
             header = pydicom.dcmread(path, stop_before_pixels=True)
     except Exception as error:  # pydicom raises many types for broken files
         raise SourceError(f"unreadable DICOM: {error}") from None
@@ -48,6 +48,15 @@ def read_source(path: str | os.PathLike) -> Dataset:
         if keyword not in header:  # type 2 in every IOD written here: present, maybe empty
             setattr(header, keyword, "")
     return header
+
+
+@contextlib.contextmanager
+def quiet():
+    """Silence warnings while a patient's attributes are handled: pydicom's and highdicom's may
+    quote attribute values (a name, a birth date) into a log."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
 
 
 def frames(header: Dataset) -> int:
