@@ -180,3 +180,23 @@ def test_sweep_writes_the_chosen_frame_its_seg_and_its_sr(fetal_model, exam, tmp
         assert dciodvfy_errors(out / name) == []
     text = (out / "loop.json").read_text() + result.stdout + result.stderr
     assert not [v for v in dicom_files.IDENTITY.values() if v in text]
+
+
+def test_a_region_of_a_dual_display_is_placed_where_it_was(tmp_path, algorithm_id):
+    """The scan of one calibrated region, its pixels resampled to square (twice as many columns):
+    the SEG holds its class map at the region's place in the full frame, at the file's pixels,
+    and the AC's ellipse lands there too."""
+    from fetal_biometry.exchange import scan
+
+    path = _single(tmp_path)  # 80 x 64 px
+    labels = np.zeros((40, 60), np.uint8)  # the region (10, 20)-(40, 60): 30 x 40 px, x resampled 2x
+    labels[10:20, 20:40] = 2
+    labels[:2] = 255
+    record = {"ac_mm": 100.0, "ellipse": {"center": [29.5, 14.5], "semi_axes": [10.0, 5.0], "angle_deg": 0.0}}
+    objects = scan.scan_objects(path, None, (10, 20, 40, 60), labels, record, CLASSES, algorithm_id)
+    mask = seg.class_map(objects["seg"])
+    expected = np.zeros((64, 80), np.uint8)
+    expected[30:40, 20:30] = 2
+    assert np.array_equal(mask, expected)
+    points = next(item for item in _items(objects["sr"].ContentSequence) if item.ValueType == "SCOORD").GraphicData
+    assert np.allclose(points[:4], [10 + 10, 20 + 15, 10 + 20, 20 + 15])  # (29.5 +- 10 + 0.5) / 2 + 10
