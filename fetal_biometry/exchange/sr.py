@@ -13,10 +13,11 @@ context, TID 4019 algorithm identification)::
       CONTAINS CONTAINER Fetal Biometry (TID 5005)
         CONTAINS CONTAINER Biometry Group (TID 5008), one per measurement
           NUM BPD/OFD/HC/AC, mm (TID 300): derivation Measured, the algorithm (TID 4019),
-              the ellipse it was measured on (SCOORD ELLIPSE on the source image)
+              the ellipse it was measured on (SCOORD ELLIPSE on the source image);
+              or, tried and not made, no value and the qualifier "Measurement failure"
           NUM Gestational Age, d > INFERRED FROM the equation (CID 12013)
           NUM Growth Percentile Rank / Z-score
-          TEXT Comment: the plane verdict when the plane was not acceptable
+          TEXT Comment: the reasons, when the plane or the AC was not accepted
       CONTAINS CONTAINER Fetal Long Bones (TID 5006) > Biometry Group > NUM FL ...
 
 The record is the scan's JSON (:mod:`fetal_biometry.exchange.codes` says which keys are read);
@@ -189,8 +190,7 @@ def biometry_report(header: Dataset, record: dict, algorithm: Algorithm,
     ``header`` is the source's (:func:`fetal_biometry.exchange.source.read_source`): the SR gets
     its patient and study, and references its SOP instance.
     """
-    hd = _hd()
-    sr = hd.sr
+    sr = _hd().sr
     observer = sr.ObserverContext(
         codes.code("121007", "DCM", "Device"),
         sr.DeviceObserverIdentifyingAttributes(algorithm.uid, name=algorithm.name,
