@@ -43,8 +43,6 @@ sys.path.insert(0, str(ROOT))
 
 from fetal_biometry import (atomic, caffe_env, cli, dataset, dicom, fan,  # noqa: E402
                             geometry as geom, inference, model as model_folder, scans)
-from fetal_biometry.exchange import nrrd, scan as dicom_out  # noqa: E402
-from fetal_biometry.exchange.algorithm import Algorithm  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 MARKER = "infer.json"
@@ -144,6 +142,8 @@ def _dicom_objects(args, record: dict, labels, model, algorithm) -> dict:
     scan is written: a source they cannot reference fails the scan whole."""
     if not args.dicom_out:
         return {}
+    from fetal_biometry.exchange import scan as dicom_out  # pydicom and highdicom: only here
+
     source = record.get("source", "")
     if not dicom.is_dicom(source):
         raise ValueError("--dicom-out: not read from a DICOM file (no study to report into); "
@@ -157,6 +157,8 @@ def _dicom_objects(args, record: dict, labels, model, algorithm) -> dict:
 
 def _write_extras(args, stem: str, image, probs, labels, record: dict, objects: dict, classes) -> None:
     """Write the DICOM objects and, with --nrrd, the NRRD files; their names go in the record."""
+    from fetal_biometry.exchange import nrrd, scan as dicom_out
+
     if objects:
         record["dicom"] = dicom_out.write_objects(args.out, stem, objects)
     if args.nrrd:
@@ -183,7 +185,11 @@ def main(argv=None) -> int:
         atomic.claim_output(args.out, MARKER, inputs=[args.model, *args.scans], overwrite=args.overwrite)
         caffe_env.set_device(args.gpu)
         classifier = inference.DenseClassifier.from_model(model)
-        algorithm = Algorithm.from_model(model) if args.dicom_out else None
+        algorithm = None
+        if args.dicom_out:
+            from fetal_biometry.exchange.algorithm import Algorithm
+
+            algorithm = Algorithm.from_model(model)
     except (ValueError, OSError, RuntimeError) as err:
         print(f"infer: error: {err}", file=sys.stderr)
         return 1

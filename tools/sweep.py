@@ -44,8 +44,6 @@ from tqdm import tqdm  # noqa: E402
 
 from fetal_biometry import (atomic, caffe_env, cli, fan, figures, geometry as geom,  # noqa: E402
                             inference, model as model_folder, sweep)
-from fetal_biometry.exchange import scan as dicom_out, source  # noqa: E402
-from fetal_biometry.exchange.algorithm import Algorithm  # noqa: E402
 
 MARKER = "sweep.json"
 
@@ -98,6 +96,8 @@ def run(args) -> dict:
     if args.dicom_out and sequence.kind != "dicom":
         raise ValueError(f"{sequence.path}: --dicom-out needs a DICOM loop (no study to report into)")
     if args.dicom_out:  # before any work: a file the objects cannot reference
+        from fetal_biometry.exchange import source  # pydicom and highdicom: only with --dicom-out
+
         try:
             source.read_source(sequence.path)
         except source.SourceError as error:
@@ -142,6 +142,9 @@ def run(args) -> dict:
               **result.record}
     shown = result.chosen or result.best
     if args.dicom_out:
+        from fetal_biometry.exchange import scan as dicom_out
+        from fetal_biometry.exchange.algorithm import Algorithm
+
         objects = dicom_out.scan_objects(sequence.path, shown.index, sequence.region, shown.labels,
                                          record, model.classes, Algorithm.from_model(model))
         record["dicom"] = dicom_out.write_objects(out, name, objects)
