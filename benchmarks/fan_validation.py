@@ -27,7 +27,8 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from fetal_biometry import fan, geometry as geom, simulator  # noqa: E402
+from fetal_biometry import simulator  # noqa: E402
+from fetal_biometry.geometry import fan, probe as geom  # noqa: E402
 
 HELD_OUT_SEED = 1
 
@@ -35,7 +36,7 @@ HELD_OUT_SEED = 1
 def errors(found: geom.Geometry, truth: geom.Geometry) -> tuple[float, float, float, float] | None:
     """Absolute errors of ``found`` against ``truth`` (pixels, degrees), None if the probe
     type differs: convex (worst edge angle, apex, start depth, end depth); linear (angle,
-    the face's origin at the top of the strip, width, depth range), as tests/test_fan.py
+    the face's origin at the top of the strip, width, depth range), as tests/geometry/test_fan.py
     compares them."""
     if type(found) is not type(truth):
         return None

@@ -32,7 +32,8 @@ from pydicom import uid  # noqa: E402
 import dicom_files  # noqa: E402
 from exams import dciodvfy_errors  # noqa: E402
 from orthanc import PASSWORD, USER, Orthanc  # noqa: E402
-from fetal_biometry import dataset, simulator  # noqa: E402
+from fetal_biometry import simulator  # noqa: E402
+from fetal_biometry.io import dataset  # noqa: E402
 from fetal_biometry.exchange import sr  # noqa: E402
 
 

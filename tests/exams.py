@@ -11,7 +11,7 @@ import pytest
 from pydicom import uid
 
 import dicom_files
-from fetal_biometry import dataset
+from fetal_biometry.io import dataset
 
 
 def scan_files(fetal_data: pathlib.Path, folder: pathlib.Path, study: str | None = None) -> dict:

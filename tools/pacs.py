@@ -30,8 +30,12 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fetal_biometry import atomic, dicom, model as model_folder  # noqa: E402
+from fetal_biometry import atomic  # noqa: E402
+from fetal_biometry.io import dicom  # noqa: E402
+from fetal_biometry.nets import model as model_folder  # noqa: E402
 from fetal_biometry.exchange import pacs, source  # noqa: E402
+
+TOOL = "pacs"  # the output marker of its folders (fetal_biometry.atomic.mark)
 
 if __package__:  # installed: fetal_biometry.tools
     from . import infer, sweep  # noqa: E402
@@ -76,15 +80,18 @@ def _measure(args, files: list[pathlib.Path]) -> tuple[list[str], list[dict]]:
     loops = [f for f in files if f not in singles]
     objects, measured = [], []
     if singles:
-        infer.main([args.model, *map(str, singles), "--out", str(args.out / "scans"), "--dicom-out", *overwrite])
-        summary = json.loads((args.out / "scans" / infer.MARKER).read_text())
+        # --keep-names: the files were named here (us001.dcm, ...), not by whoever named the patient
+        infer.main([args.model, *map(str, singles), "--out", str(args.out / "scans"), "--dicom-out",
+                    "--keep-names", *overwrite])
+        summary = json.loads((args.out / "scans" / infer.INDEX).read_text())
         for record in summary["scans"]:
             objects += [f"scans/{p}" for p in record.get("dicom", [])]
             measured.append({"scan": record["scan"], "ac_mm": record.get("ac_mm")})
         measured += [{"scan": pathlib.Path(f["scan"]).stem, "error": f["error"]} for f in summary["failed"]]
     for loop in loops:
         folder = args.out / "loops" / loop.stem
-        if sweep.main([args.model, str(loop), "--out", str(folder), "--dicom-out", "--no-video", *overwrite]):
+        if sweep.main([args.model, str(loop), "--out", str(folder), "--dicom-out", "--no-video",
+                       "--keep-names", *overwrite]):
             measured.append({"scan": loop.stem, "error": "not measured (the error above)"})
             continue
         record = json.loads((folder / f"{loop.stem}.json").read_text())
@@ -117,8 +124,8 @@ def main(argv=None) -> int:
             print(f"resending to {server.url} ({how})")
             return _send(server, args.resend)
         model_folder.load(args.model)
-        atomic.claim_output(args.out, pacs.STATE, inputs=[args.model], overwrite=args.overwrite)
-        pacs.new_outbox(args.out, [], [])  # marks the folder as this tool's, whatever happens next
+        atomic.claim_output(args.out, TOOL, inputs=[args.model], overwrite=args.overwrite, option="--out")
+        atomic.mark(args.out, TOOL)
         print(f"{server.url} ({how})")
         files = _retrieve(server, args.study, args.out)
         objects, measured = _measure(args, files)

@@ -21,7 +21,7 @@ class Algorithm:
 
     @classmethod
     def from_model(cls, model) -> "Algorithm":
-        """Of a loaded model folder (:func:`fetal_biometry.model.load`)."""
+        """Of a loaded model folder (:func:`fetal_biometry.nets.model.load`)."""
         from pydicom.uid import generate_uid
 
         digest = hashlib.sha256(model.weights.read_bytes()).hexdigest()

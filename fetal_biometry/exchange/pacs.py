@@ -23,7 +23,7 @@ from fetal_biometry import atomic, paths
 from fetal_biometry.exchange import seg, source
 
 USER, PASSWORD, TOKEN = "FETAL_PACS_USER", "FETAL_PACS_PASSWORD", "FETAL_PACS_TOKEN"
-STATE = "pacs.json"  # the outbox, and the marker of a fetal-pacs output folder
+STATE = "pacs.json"  # the outbox of a fetal-pacs output folder
 FORMAT, VERSION = "fetal-pacs", 1
 # Objects in the order a server should receive them: a SEG references its frame image.
 _ORDER = {"frame": 0, "seg": 1, "sr": 2}

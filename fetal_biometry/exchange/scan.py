@@ -12,7 +12,8 @@ import pathlib
 import cv2
 import numpy as np
 
-from fetal_biometry import atomic, dicom
+from fetal_biometry import atomic
+from fetal_biometry.io import dicom
 from fetal_biometry.exchange import seg, source, sr
 from fetal_biometry.exchange.algorithm import Algorithm
 from fetal_biometry.labels import OUTSIDE

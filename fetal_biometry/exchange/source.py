@@ -2,7 +2,7 @@
 
 This is the one reader of a DICOM file's patient module. The SR and SEG written from a scan
 belong to the scan's patient, so they carry the same patient and study modules; nothing read
-here goes anywhere else (the JSON, logs and pictures keep to :mod:`fetal_biometry.dicom`'s rule:
+here goes anywhere else (the JSON, logs and pictures keep to :mod:`fetal_biometry.io.dicom`'s rule:
 no attribute that identifies a person).
 """
 from __future__ import annotations
