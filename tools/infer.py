@@ -62,6 +62,7 @@ from tqdm import tqdm  # noqa: E402
 TOOL = "infer"  # the output marker of its folders (fetal_biometry.atomic.mark)
 INDEX = "infer.json"  # every scan and failure of the run; no scan is named "infer" (see _unique)
 CHARTS = "centiles.png"  # the exam's centile charts; no scan is named "centiles" either
+EXAM = "exam"  # --dicom-out's SR of the exam's panel: dicom/exam_sr.dcm
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -197,6 +198,19 @@ def _write_extras(args, stem: str, image, probs, labels, record: dict, objects: 
         record["nrrd"] = nrrd.write_nrrd(args.out, stem, image, labels, probs, spacing, origin, classes)
 
 
+def _exam_report(args, sources: list, panel: dict, algorithm) -> list[str]:
+    """Write the SR of the exam's panel (dicom/exam_sr.dcm) when the scans are of one study;
+    its name, or none with a note saying why."""
+    from fetal_biometry.exchange import scan as dicom_out
+
+    try:
+        objects = dicom_out.exam_objects(sources, panel, algorithm)
+    except ValueError as error:
+        tqdm.write(f"infer: no SR of the exam: {error}", file=sys.stderr)
+        return []
+    return dicom_out.write_objects(args.out, EXAM, objects)
+
+
 def _summary_line(stem: str, record: dict) -> str:
     if "ac_mm" not in record:
         return f"{stem}: AC not measured (pixel spacing unknown)"
@@ -253,7 +267,8 @@ def main(argv=None) -> int:
     except (ValueError, OSError, RuntimeError) as err:
         print(paths.printable(f"infer: error: {err}"), file=sys.stderr)
         return 1
-    done, failed, taken = [], [], {pathlib.Path(INDEX).stem, pathlib.Path(CHARTS).stem}
+    done, failed, taken = [], [], {pathlib.Path(INDEX).stem, pathlib.Path(CHARTS).stem, EXAM}
+    exam_sources = []  # (path, frame) of the scans --dicom-out reports on
     atomic.mark(args.out, TOOL)
     try:
         inputs = list(_inputs(args.scans, args))
@@ -268,6 +283,8 @@ def main(argv=None) -> int:
                                                                {"scan": stem, **record}, args.assume_spacing)
                 record["model"] = str(model.root)
                 objects = _dicom_objects(args, label, record, labels, model, algorithm)
+                if objects:
+                    exam_sources.append((label, record.get("frame")))
                 _write_extras(args, stem, image, probs, labels, record, objects, model.classes)
                 inference.write_outputs(args.out, stem, image, probs, labels, measured, record)
                 done.append(record)
@@ -283,8 +300,10 @@ def main(argv=None) -> int:
     tqdm.write(_panel_line(panel))
     if any(k in growth.STANDARDS for k in panel["measurements"]):
         atomic.write_bytes(args.out / CHARTS, figures.figure_png(figures.centile_charts(panel)))
-    atomic.write_text(args.out / INDEX, json.dumps({"model": str(model.root), "scans": done,
-                                                     "failed": failed, "panel": panel}, indent=1) + "\n")
+    index = {"model": str(model.root), "scans": done, "failed": failed, "panel": panel}
+    if exam_sources:
+        index["dicom"] = _exam_report(args, exam_sources, panel, algorithm)
+    atomic.write_text(args.out / INDEX, json.dumps(index, indent=1) + "\n")
     if failed:
         print(f"infer: {len(failed)} of {len(inputs)} input(s) failed (listed in {args.out / INDEX})",
               file=sys.stderr)

@@ -7,11 +7,12 @@ age (CID 12013) and fetal weight (CID 12014); DCM for the report's containers. C
 map are coded for DICOM SEG with SNOMED CT (CID 7150 categories, CID 7151 types) where a code
 exists; a class without one keeps its name under the private scheme :data:`PRIVATE`.
 
-A scan's JSON record names its measurements as :data:`MEASUREMENTS` keys say (``ac_mm`` today;
-``hc_mm``, ``bpd_mm``, ``ofd_mm``, ``fl_mm``, ``cephalic_index``, ``efw_g`` from the biometry
-panel); beside a length ``NAME_mm`` the record may give ``NAME_ga_weeks`` (the gestational age
-it implies), ``NAME_ga_equation``, ``NAME_centile`` and ``NAME_z`` (at a gestational age the user
-gave); ``efw_g`` may come with ``efw_equation``. A key present with None (``"ac_mm": null``) is a
+The SR writer reads a record whose keys :data:`MEASUREMENTS` names: a scan's JSON (``ac_mm``),
+or an exam's biometry panel turned into them by :func:`record_from_panel` (``hc_mm``,
+``bpd_mm``, ``ofd_mm``, ``fl_mm``, ``cephalic_index``, ``efw_g``); beside a length ``NAME_mm``
+it may give ``NAME_ga_weeks`` (the gestational age it suggests), ``NAME_ga_equation``,
+``NAME_centile`` and ``NAME_z`` (at a gestational age the user gave) and ``NAME_scans`` (how many
+scans it is the mean of); ``efw_g`` may come with ``efw_equation``. A key present with None (``"ac_mm": null``) is a
 measurement tried and not made: the SR states it as a measurement failure with the reasons. Equation names are the code meanings of
 :data:`EQUATIONS` (e.g. ``"AC, Hadlock 1984"``); one not listed is reported without its code.
 """
@@ -41,7 +42,7 @@ EQUATION = code("121420", "DCM", "Equation")  # CID 228
 PERCENTILE_RANK = code("125012", "DCM", "Growth Percentile Rank")  # CID 12017
 Z_SCORE = code("125013", "DCM", "Growth Z-score")
 MEASURED = code("258104002", "SCT", "Measured")  # CID 3627
-CALCULATED = code("258090004", "SCT", "Calculated")
+MEAN = code("373098007", "SCT", "Mean")
 SOURCE_OF_MEASUREMENT = code("121112", "DCM", "Source of Measurement")
 MEASUREMENT_FAILURE = code("114006", "DCM", "Measurement failure")  # CID 42
 ARTIFICIAL_INTELLIGENCE = code("123110", "DCM", "Artificial Intelligence")  # CID 7162
@@ -110,3 +111,37 @@ def class_codes(name: str) -> tuple[CodedConcept, CodedConcept]:
     if name in CLASS_CODES:
         return CLASS_CODES[name]
     return SPATIAL, code(name[:16], PRIVATE, name.replace("_", " "))
+
+
+#: The biometry panel's keys (fetal_biometry.measure.growth) -> the record's names. BPD
+#: outer-to-outer (INTERGROWTH-21st's convention) is reported where both BPDs were measured.
+_PANEL_KEYS = {"AC": "ac", "HC": "hc", "BPD_OI": "bpd", "BPD_OO": "bpd", "OFD": "ofd", "FL": "fl"}
+#: The panel's formula names -> the code meanings of :data:`EQUATIONS`.
+_FORMULAS = {"Hadlock AC": "AC, Hadlock 1984", "Hadlock FL": "FL, Hadlock 1984",
+             "Hadlock BPD_OI": "BPD, Hadlock 1984",
+             "Hadlock 1985 AC, FL": "EFW by AC, FL, Hadlock 1985",
+             "Hadlock 1985 AC, FL, HC": "EFW by AC, FL, HC, Hadlock 1985",
+             "Hadlock 1985 AC, FL, BPD": "EFW by AC, BPD, FL, Hadlock 1985"}
+
+
+def record_from_panel(panel: dict) -> dict:
+    """The record keys above from an exam's panel (``infer.json``'s ``"panel"``,
+    :func:`fetal_biometry.measure.growth.panel`): each measurement with the age it suggests and
+    its centile and z-score, the estimated weight and the cephalic index."""
+    record: dict = {}
+    for key in sorted(panel.get("measurements", {}), key=lambda k: k == "BPD_OO"):  # OO last: wins
+        entry, name = panel["measurements"][key], _PANEL_KEYS.get(key)
+        if name is None:
+            continue
+        record[f"{name}_mm"] = entry["mm"]
+        estimate = entry.get("ga_estimate") or {}
+        record[f"{name}_ga_weeks"] = estimate.get("weeks")
+        record[f"{name}_ga_equation"] = _FORMULAS.get(estimate.get("formula"), estimate.get("formula"))
+        record[f"{name}_centile"], record[f"{name}_z"] = entry.get("centile"), entry.get("z")
+        record[f"{name}_scans"] = entry.get("scans", 1)
+    if panel.get("efw"):
+        record["efw_g"] = panel["efw"]["grams"]
+        record["efw_equation"] = _FORMULAS.get(panel["efw"]["formula"], panel["efw"]["formula"])
+    if panel.get("cephalic_index") is not None:
+        record["cephalic_index"] = panel["cephalic_index"]
+    return record

@@ -14,7 +14,7 @@ import numpy as np
 
 from fetal_biometry import atomic
 from fetal_biometry.io import dicom
-from fetal_biometry.exchange import seg, source, sr
+from fetal_biometry.exchange import codes, seg, source, sr
 from fetal_biometry.exchange.algorithm import Algorithm
 from fetal_biometry.labels import OUTSIDE
 
@@ -54,7 +54,7 @@ def _objects(path, frame, region, labels, record, classes, algorithm) -> dict:
         image = objects["frame"] = seg.frame_image(header, frame, pixels)
     objects["seg"] = seg.segmentation(image, full, classes, algorithm)
     if sr.measured(record):
-        objects["sr"] = sr.biometry_report(header, record, algorithm, reference)
+        objects["sr"] = sr.biometry_report(header, record, algorithm, [reference])
     return objects
 
 
@@ -67,3 +67,26 @@ def write_objects(out: str | os.PathLike, stem: str, objects: dict) -> list[str]
             dataset.save_as(tmp, enforce_file_format=True)
         written.append(str(relative))
     return written
+
+
+def exam_objects(scans: list[tuple], panel: dict, algorithm: Algorithm) -> dict:
+    """``{"sr": ...}``: the SR of an exam's panel (``infer.json``'s ``"panel"``) over its scans,
+    ``(path, frame)`` each (frame None for a single-frame file); {} when the panel measured
+    nothing.
+
+    Raises
+    ------
+    fetal_biometry.exchange.source.SourceError
+        A file the SR cannot reference, or scans of more than one study (an SR reports one).
+    """
+    record = codes.record_from_panel(panel)
+    if not sr.measured(record):
+        return {}
+    with source.quiet():
+        headers = [(source.read_source(path), frame) for path, frame in scans]
+        studies = {header.StudyInstanceUID for header, _ in headers}
+        if len(studies) > 1:
+            raise source.SourceError(f"the scans belong to {len(studies)} studies, and an SR reports "
+                                     "one: give one study's scans at a time")
+        references = [sr.Reference(h, frame if source.frames(h) > 1 else None) for h, frame in headers]
+        return {"sr": sr.biometry_report(headers[0][0], record, algorithm, references)}

@@ -121,7 +121,7 @@ def _empty_failures(items) -> None:
             _empty_failures(item.ContentSequence)
 
 
-def _group(quantity: codes.Quantity, record: dict, algorithm: Algorithm, reference: Reference):
+def _group(quantity: codes.Quantity, record: dict, algorithm: Algorithm, references: list):
     """A Biometry Group (TID 5008): the measurement (or its failure), its age, its rank, and the
     reasons when the plane or the measurement was not accepted."""
     sr = _hd().sr
@@ -132,14 +132,16 @@ def _group(quantity: codes.Quantity, record: dict, algorithm: Algorithm, referen
         algorithm_id = sr.AlgorithmIdentification(algorithm.name, algorithm.version,
                                                   list(algorithm.parameters))
         ellipse = record.get("ellipse") if quantity.key == "ac_mm" else record.get(f"{name}_ellipse")
+        region = [references[0].region(ellipse)] if ellipse and len(references) == 1 else None
+        mean = record.get(f"{name}_scans", 1) > 1  # an exam's mean over its accepted scans
         items = list(sr.Measurement(
-            quantity.concept, float(record[quantity.key]), quantity.unit, derivation=codes.MEASURED,
-            algorithm_id=algorithm_id,
-            referenced_coordinates=[reference.region(ellipse)] if ellipse else None))
+            quantity.concept, float(record[quantity.key]), quantity.unit,
+            derivation=codes.MEAN if mean else codes.MEASURED, algorithm_id=algorithm_id,
+            referenced_coordinates=region))
     weeks = record.get(f"{name}_ga_weeks")
     if weeks is not None:
         equation = _equation(record.get(f"{name}_ga_equation"))
-        age = _num(codes.GESTATIONAL_AGE, round(float(weeks) * 7, 2), codes.DAY)
+        age = _num(codes.GESTATIONAL_AGE, float(weeks) * 7, codes.DAY)
         items.append(_with(age, [equation]) if equation is not None else age)
     for key, concept, unit in ((f"{name}_centile", codes.PERCENTILE_RANK, codes.PERCENT),
                                (f"{name}_z", codes.Z_SCORE, codes.NO_UNITS)):
@@ -153,7 +155,7 @@ def _group(quantity: codes.Quantity, record: dict, algorithm: Algorithm, referen
     return _container(codes.BIOMETRY_GROUP, items, "5008")
 
 
-def _sections(record: dict, algorithm: Algorithm, reference: Reference) -> list:
+def _sections(record: dict, algorithm: Algorithm, references: list) -> list:
     """The sections of TID 5000 that the record fills, in the template's order."""
     present = [q for q in codes.MEASUREMENTS.values() if q.key in record]
     sections = []
@@ -172,7 +174,7 @@ def _sections(record: dict, algorithm: Algorithm, reference: Reference) -> list:
                 value = _num(q.concept, record[q.key], q.unit)
                 items.append(_with(value, [equation]) if equation is not None else value)
         else:
-            items = [_group(q, record, algorithm, reference) for q in members]
+            items = [_group(q, record, algorithm, references) for q in members]
         sections.append(_container(section, items, template))
     return sections
 
@@ -184,11 +186,12 @@ def measured(record: dict) -> bool:
 
 
 def biometry_report(header: Dataset, record: dict, algorithm: Algorithm,
-                    reference: Reference) -> Dataset:
-    """A Comprehensive SR (TID 5000) of the record's measurements of the scan in ``header``.
+                    references: list[Reference]) -> Dataset:
+    """A Comprehensive SR (TID 5000) of the record's measurements of the scans ``references``
+    point at: one scan's record, or an exam's (:func:`fetal_biometry.exchange.codes.record_from_panel`).
 
-    ``header`` is the source's (:func:`fetal_biometry.exchange.source.read_source`): the SR gets
-    its patient and study, and references its SOP instance.
+    ``header`` is a source's (:func:`fetal_biometry.exchange.source.read_source`): the SR gets
+    its patient and study; the Image Library lists every reference.
     """
     sr = _hd().sr
     observer = sr.ObserverContext(
@@ -200,10 +203,11 @@ def biometry_report(header: Dataset, record: dict, algorithm: Algorithm,
     root.ContentSequence = sr.ContentSequence([
         *sr.LanguageOfContentItemAndDescendants(codes.code("en-US", "RFC5646", "English (United States)")),
         *sr.ObservationContext(observer_device_context=observer),
-        _container(codes.IMAGE_LIBRARY, [reference.image_item()]),
-        *_sections(record, algorithm, reference)])
+        _container(codes.IMAGE_LIBRARY, [r.image_item() for r in references]),
+        *_sections(record, algorithm, references)])
+    evidence = {header.SOPInstanceUID: header} | {r.header.SOPInstanceUID: r.header for r in references}
     report = sr.ComprehensiveSR(
-        [header], root, series_instance_uid=generate_uid(), series_number=SERIES_NUMBER,
+        list(evidence.values()), root, series_instance_uid=generate_uid(), series_number=SERIES_NUMBER,
         sop_instance_uid=generate_uid(), instance_number=int(header.get("InstanceNumber") or 1),
         manufacturer=MANUFACTURER, is_complete=True, is_final=False, is_verified=False,
         series_description="fetal biometry (automated)")

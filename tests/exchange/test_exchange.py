@@ -73,7 +73,7 @@ def _items(sequence):
 def test_the_whole_biometry_panel_goes_into_its_tid_5000_sections(tmp_path, algorithm_id):
     """What the biometry panel will measure, in the record keys it will write, reads back equal."""
     header = source.read_source(_single(tmp_path))
-    report = sr.biometry_report(header, PANEL, algorithm_id, sr.Reference(header, None))
+    report = sr.biometry_report(header, PANEL, algorithm_id, [sr.Reference(header, None)])
     report.save_as(tmp_path / "sr.dcm", enforce_file_format=True)
     assert dciodvfy_errors(tmp_path / "sr.dcm") == []
     back = sr.read_measurements(pydicom.dcmread(tmp_path / "sr.dcm"))
@@ -201,3 +201,38 @@ def test_a_region_of_a_dual_display_is_placed_where_it_was(tmp_path, algorithm_i
     assert np.array_equal(mask, expected)
     points = next(item for item in _items(objects["sr"].ContentSequence) if item.ValueType == "SCOORD").GraphicData
     assert np.allclose(points[:4], [10 + 10, 20 + 15, 10 + 20, 20 + 15])  # (29.5 +- 10 + 0.5) / 2 + 10
+
+
+def test_an_exams_panel_becomes_one_sr_over_its_scans(tmp_path, algorithm_id):
+    """infer.json's panel (fetal_biometry.measure.growth) as the biometry panel writes it: means
+    of several scans, the ages they suggest, centiles at a stated age, Hadlock's weight."""
+    from fetal_biometry.exchange import codes, scan
+    from fetal_biometry.measure import growth
+
+    panel = growth.panel({"AC": 290.0, "HC": 305.0, "BPD_OO": 86.0, "BPD_OI": 84.0, "OFD": 104.0,
+                          "FL": 63.0}, 33.0, {"AC": 2, "HC": 1, "BPD_OO": 1, "BPD_OI": 1, "OFD": 1, "FL": 1})
+    study = pydicom.uid.generate_uid()
+    first = dicom_files.write(tmp_path / "a.dcm", np.zeros((64, 80), np.uint8), StudyInstanceUID=study)
+    loop = dicom_files.write(tmp_path / "b.dcm", np.zeros((3, 64, 80), np.uint8), frames=3, StudyInstanceUID=study)
+    report = scan.exam_objects([(first, None), (loop, 1)], panel, algorithm_id)["sr"]
+    report.save_as(tmp_path / "exam_sr.dcm", enforce_file_format=True)
+    assert dciodvfy_errors(tmp_path / "exam_sr.dcm") == []
+    back = sr.read_measurements(pydicom.dcmread(tmp_path / "exam_sr.dcm"))
+    m = panel["measurements"]
+    expected = {"ac_mm": m["AC"]["mm"], "hc_mm": m["HC"]["mm"], "bpd_mm": m["BPD_OO"]["mm"],
+                "ofd_mm": m["OFD"]["mm"], "fl_mm": m["FL"]["mm"], "efw_g": panel["efw"]["grams"],
+                "cephalic_index": panel["cephalic_index"],
+                **{f"{k}_ga_weeks": m[key]["ga_estimate"]["weeks"]
+                   for k, key in (("ac", "AC"), ("hc", "HC"), ("fl", "FL"))}}
+    assert back.keys() == expected.keys()
+    assert all(back[k] == pytest.approx(v, abs=1e-6) for k, v in expected.items())
+    text = str(report)
+    assert "11892-7" in text and "11746-5" in text  # AC, Hadlock 1984; EFW by AC, FL, HC, Hadlock 1985
+    assert "373098007" in text  # the AC is the mean of two scans
+    library = next(i for i in report.ContentSequence if i.ConceptNameCodeSequence[0].CodeValue == "111028")
+    assert [i.ReferencedSOPSequence[0].get("ReferencedFrameNumber") for i in library.ContentSequence] == [None, 2]
+    other = dicom_files.write(tmp_path / "c.dcm", np.zeros((64, 80), np.uint8))  # another study
+    with pytest.raises(ValueError, match="2 studies"):
+        scan.exam_objects([(first, None), (other, None)], panel, algorithm_id)
+    assert scan.exam_objects([(first, None)], growth.panel({}), algorithm_id) == {}
+    assert codes.record_from_panel(panel)["hc_ga_equation"] == "INTERGROWTH-21st HC"  # uncoded
