@@ -84,7 +84,8 @@ def _measure(args, files: list[pathlib.Path]) -> tuple[list[str], list[dict]]:
         infer.main([args.model, *map(str, singles), "--out", str(args.out / "scans"), "--dicom-out",
                     "--keep-names", *overwrite])
         summary = json.loads((args.out / "scans" / infer.INDEX).read_text())
-        objects += [f"scans/{p}" for p in summary.get("dicom", [])]  # the exam's SR        for record in summary["scans"]:
+        objects += [f"scans/{p}" for p in summary.get("dicom", [])]  # the exam's SR
+        for record in summary["scans"]:
             objects += [f"scans/{p}" for p in record.get("dicom", [])]
             measured.append({"scan": record["scan"], "ac_mm": record.get("ac_mm")})
         measured += [{"scan": pathlib.Path(f["scan"]).stem, "error": f["error"]} for f in summary["failed"]]
