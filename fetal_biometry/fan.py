@@ -45,6 +45,7 @@ MAX_INWARD_DEG = 30.0  # ... nor leaning far towards the fan (bottom-arc tangent
 MAX_CHROMA = 40  # channel spread above which an RGB pixel is a coloured overlay
 MIN_FILL = 0.5  # share of echo pixels a region needs: speckle fills it, text strokes do not
 MIN_CONFIDENCE = 0.4  # below: "no fan found"; chosen on simulated validation scans (README)
+MIN_TEXTURE = 6.0  # median local standard deviation a region needs to count as speckle
 MAX_SIDE = 1024  # larger images are estimated on a copy downscaled to this side, mapped back
 _CANDIDATES = 8  # best supported lines tried per side
 _INLIER_PX = 1.5
@@ -121,7 +122,7 @@ def _hull_mask(mask: np.ndarray) -> np.ndarray:
     return hull.astype(bool)
 
 
-def detect_fan(image: np.ndarray, threshold: int = 8, min_texture: float = 6.0) -> np.ndarray:
+def detect_fan(image: np.ndarray, threshold: int = 8, min_texture: float = MIN_TEXTURE) -> np.ndarray:
     """The imaged fan as a bool mask: the convex hull of the textured echo region.
 
     Parameters
@@ -360,7 +361,7 @@ def _rim(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.stack([xs, ys], axis=1).astype(float), cut
 
 
-def estimate_geometry(image: np.ndarray, threshold: int = 8, min_texture: float = 6.0,
+def estimate_geometry(image: np.ndarray, threshold: int = 8, min_texture: float = MIN_TEXTURE,
                       region: tuple[int, int, int, int] | None = None,
                       min_confidence: float = MIN_CONFIDENCE) -> tuple[geom.Geometry, float]:
     """Estimate the probe geometry of a scan from the image alone.
