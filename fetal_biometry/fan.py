@@ -53,7 +53,87 @@ _BINS = 32  # lateral bins over which the depths of the arcs (or faces) are medi
 
 
 class FanNotFound(ValueError):
-    """The image shows no fan: no textured region on a dark background with straight sides."""
+    """The image shows no fan: no textured region on a dark background with straight sides.
+
+    ``confidence`` is the best outline's confidence where one was found but fell below the
+    threshold, else None."""
+
+    def __init__(self, message: str, confidence: float | None = None):
+        super().__init__(message)
+        self.confidence = confidence
+
+
+@dataclasses.dataclass(frozen=True)
+class Priors:
+    """What a file says about its fan (a DICOM's ultrasound region and transducer).
+
+    ``kind`` 'convex' or 'linear' (from TransducerType: SECTOR_*, CURVED LINEAR, IV_PHASED are
+    convex, LINEAR linear) keeps only fans of that kind; ``apex`` (ReferencePixelX0/Y0, the
+    origin of a sector region's coordinates, in the searched image's pixels) prefers convex fans
+    whose apex lies within :data:`APEX_PRIOR_PX` (or 3 % of the width) of it, where any does.
+    """
+
+    kind: str | None = None
+    apex: tuple[float, float] | None = None
+
+    def describe(self) -> dict:
+        return {k: v for k, v in (("kind", self.kind), ("apex", self.apex)) if v is not None}
+
+
+APEX_PRIOR_PX = 20.0
+_CONVEX_TRANSDUCERS = ("SECTOR", "CURVED", "CONVEX", "IV_PHASED", "PHASED")
+
+
+def priors_from(transducer: str | None, reference_pixel: tuple[float, float] | None) -> Priors:
+    """:class:`Priors` from a DICOM's TransducerType (or TransducerData) and region reference
+    pixel (in the scan's pixels). The reference pixel is an apex prior only where the
+    transducer is not linear (a linear region's origin is the face, not an apex)."""
+    kind = None
+    if transducer:
+        if any(word in transducer for word in _CONVEX_TRANSDUCERS):
+            kind = "convex"
+        elif "LINEAR" in transducer:
+            kind = "linear"
+    return Priors(kind, reference_pixel if kind != "linear" else None)
+
+
+@dataclasses.dataclass(frozen=True)
+class Estimate:
+    """The fan of a scan as the tools report it: the geometry (None: not found), its
+    confidence, whether it was accepted below the threshold, the reason when not found, and
+    the priors used (``source`` says all of it in a line)."""
+
+    geometry: geom.Geometry | None
+    confidence: float | None
+    source: str
+    reason: str | None = None
+    low_confidence: bool = False
+    priors: dict = dataclasses.field(default_factory=dict)
+
+
+def estimate_scan(rgb: np.ndarray, priors: Priors = Priors(),
+                  accept_below: float | None = None) -> Estimate:
+    """The fan of one scan for the tools: never raises for a missing fan.
+
+    A fan of confidence at least :data:`MIN_CONFIDENCE` is found; one below it but at least
+    ``accept_below`` (the user's ``--accept-fan-below C``) is used and marked low-confidence;
+    otherwise ``geometry`` is None and ``reason`` says why, with the confidence to 3 digits.
+    """
+    used = priors.describe()
+    with_priors = f"; priors from the file: {used}" if used else ""
+    floor = MIN_CONFIDENCE if accept_below is None else min(accept_below, MIN_CONFIDENCE)
+    try:
+        probe, confidence = estimate_geometry(rgb, min_confidence=floor, priors=priors)
+    except FanNotFound as error:
+        return Estimate(None, error.confidence, f"fan: not found ({error}){with_priors}",
+                        str(error), priors=used)
+    if confidence < MIN_CONFIDENCE:
+        return Estimate(probe, confidence,
+                        f"estimated from the image, LOW confidence {confidence:.3f} < "
+                        f"{MIN_CONFIDENCE:.3f}, accepted by --accept-fan-below {accept_below:.3f}"
+                        f"{with_priors}", low_confidence=True, priors=used)
+    return Estimate(probe, confidence, f"estimated from the image (confidence {confidence:.3f}, "
+                                       f"threshold {MIN_CONFIDENCE:.3f}){with_priors}", priors=used)
 
 
 def _gray(image: np.ndarray) -> np.ndarray:
@@ -363,7 +443,8 @@ def _rim(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def estimate_geometry(image: np.ndarray, threshold: int = 8, min_texture: float = MIN_TEXTURE,
                       region: tuple[int, int, int, int] | None = None,
-                      min_confidence: float = MIN_CONFIDENCE) -> tuple[geom.Geometry, float]:
+                      min_confidence: float = MIN_CONFIDENCE,
+                      priors: Priors = Priors()) -> tuple[geom.Geometry, float]:
     """Estimate the probe geometry of a scan from the image alone.
 
     Parameters
@@ -378,6 +459,8 @@ def estimate_geometry(image: np.ndarray, threshold: int = 8, min_texture: float 
         geometry is still in the image's coordinates.
     min_confidence : float
         Below this confidence no fan is found (:data:`MIN_CONFIDENCE`).
+    priors : Priors
+        What the file says (probe kind, apex), in the image's pixels; see :class:`Priors`.
 
     Returns
     -------
@@ -419,11 +502,14 @@ def estimate_geometry(image: np.ndarray, threshold: int = 8, min_texture: float 
         image = cv2.resize(image, (max(2, round(width / factor)), max(2, round(height / factor))),
                            interpolation=cv2.INTER_NEAREST)
     small = _gray(image)
-    probe, confidence = _estimate(small, threshold, min_texture)
-    if confidence < min_confidence:
-        raise FanNotFound(f"the best fan outline found has confidence {confidence:.2f}, below "
-                          f"{min_confidence}: the image shows no clear fan")
     scale = width / small.shape[1], height / small.shape[0]
+    if priors.apex is not None:  # into the searched (subsampled) image's pixels
+        priors = dataclasses.replace(priors, apex=((priors.apex[0] - x0) / scale[0],
+                                                   (priors.apex[1] - y0) / scale[1]))
+    probe, confidence = _estimate(small, threshold, min_texture, priors)
+    if confidence < min_confidence:
+        raise FanNotFound(f"the best fan outline found has confidence {confidence:.3f}, below "
+                          f"{min_confidence:.3f}: the image shows no clear fan", confidence)
     probe = _mapped(probe, scale, (x0, y0))
     x, y = _outline(probe)
     if (x.min() < x0 - 0.5 or y.min() < y0 - 0.5 or x.max() > x0 + width - 0.5
@@ -446,10 +532,11 @@ def _mapped(probe: geom.Geometry, scale: tuple[float, float], offset: tuple[int,
     return geom.LinearProbe(moved, probe.width * fx, probe.start_depth * f, probe.end_depth * f, probe.angle)
 
 
-def _estimate(gray: np.ndarray, threshold: int, min_texture: float) -> tuple[geom.Geometry, float]:
+def _estimate(gray: np.ndarray, threshold: int, min_texture: float,
+              priors: Priors) -> tuple[geom.Geometry, float]:
     """The best fan of an 8-bit gray image and its confidence (:func:`estimate_geometry`)."""
     echoes, hull, bright = _detect(gray, threshold, min_texture)
-    first = _best_fan(gray, echoes, hull)
+    first = _best_fan(gray, echoes, hull, priors)
     # Where dark fluid lies against the edges, the echoes end before the fan does: the hull
     # stops at the fetus and only the top of each edge is seen. The echoes beyond the fluid
     # (a posterior wall as thin as a text line, dim sparse speckle at depth) cannot be told
@@ -462,7 +549,7 @@ def _estimate(gray: np.ndarray, threshold: int, min_texture: float) -> tuple[geo
         return first
     echoes = echoes | deeper
     try:
-        second = _best_fan(gray, echoes, _checked_hull(gray, echoes, threshold))
+        second = _best_fan(gray, echoes, _checked_hull(gray, echoes, threshold), priors)
     except FanNotFound:
         return first
     return max(first, second, key=lambda fit: fit[1])
@@ -484,7 +571,20 @@ def _pieces_beyond(mask: np.ndarray, hull: np.ndarray, probe: geom.Geometry) -> 
     return taken[labels]
 
 
-def _best_fan(gray: np.ndarray, echoes: np.ndarray, hull: np.ndarray) -> tuple[geom.Geometry, float]:
+def _with_priors(fits: list[geom.Geometry], priors: Priors, width: int) -> list[geom.Geometry]:
+    """The fits the priors allow: of the file's probe kind; near its apex, where any is."""
+    if priors.kind is not None:
+        fits = [g for g in fits if isinstance(g, geom.ConvexProbe) == (priors.kind == "convex")]
+    if priors.apex is not None:
+        tolerance = max(APEX_PRIOR_PX, 0.03 * width)
+        near = [g for g in fits if isinstance(g, geom.ConvexProbe)
+                and math.dist(g.apex, priors.apex) <= tolerance]
+        fits = near or fits
+    return fits
+
+
+def _best_fan(gray: np.ndarray, echoes: np.ndarray, hull: np.ndarray,
+              priors: Priors = Priors()) -> tuple[geom.Geometry, float]:
     """The fan whose outline the rim of ``echoes`` (and of their ``hull``) follows best, and
     its confidence."""
     echo_rim, hull_rim = _rim(echoes), _rim(hull)
@@ -493,9 +593,9 @@ def _best_fan(gray: np.ndarray, echoes: np.ndarray, hull: np.ndarray) -> tuple[g
     if not lefts or not rights:
         raise FanNotFound(f"no straight {'left' if not lefts else 'right'} side edge: "
                           "the textured region does not look like a fan")
-    fits = [g for left in lefts for right in rights
-            if (g := _geometry(left, right, echo_rim, hull_rim)) is not None
-            and not geom.problems(g, gray.shape)]
+    fits = _with_priors([g for left in lefts for right in rights
+                         if (g := _geometry(left, right, echo_rim, hull_rim)) is not None
+                         and not geom.problems(g, gray.shape)], priors, gray.shape[1])
     if not fits:
         raise FanNotFound("the side edges do not form a fan (they converge downwards or "
                           "leave no depth range)")

@@ -228,8 +228,10 @@ def test_screens_without_a_fan(frame):
 def test_weak_fans_are_refused_below_the_stated_confidence():
     image = _clutter(_drawn(CONVEX))
     _, confidence = fan.estimate_geometry(image)
-    with pytest.raises(fan.FanNotFound, match=f"confidence {confidence:.2f}, below"):
+    # Three digits: enough to compare with a threshold of three.
+    with pytest.raises(fan.FanNotFound, match=f"confidence {confidence:.3f}, below {confidence + 0.01:.3f}") as raised:
         fan.estimate_geometry(image, min_confidence=confidence + 0.01)
+    assert raised.value.confidence == pytest.approx(confidence)
 
 
 def test_huge_images_are_estimated_on_a_subsampled_copy():
