@@ -153,7 +153,8 @@ def test_tool_estimates_and_writes_the_map(tmp_path):
     run = _tool(tmp_path / "scan.png", "--out", tmp_path / "out")
     assert run.returncode == 0, run.stderr
     report = json.loads(run.stdout)
-    assert report["probe"] == "convex" and report["source"] == "estimated"
+    assert report["probe"] == "convex" and report["fan"] == "found"
+    assert report["geometry_source"].startswith("estimated from the image (confidence 0.9")
     np.testing.assert_allclose(report["apex"], CONVEX.apex, atol=2)
     np.testing.assert_allclose(report["edges_deg"], CONVEX.angles, atol=1)
     assert 0.9 < report["confidence"] <= 1
@@ -176,13 +177,35 @@ def test_tool_takes_the_geometry_from_a_case_record(tmp_path):
                                   geom.beam_directions(case.geometry, (96, 128)))
 
 
+def test_tool_uses_a_weak_fan_only_when_accepted(tmp_path):
+    """A fan below the threshold is refused with its confidence to 3 digits, and used, marked
+    low-confidence, with --accept-fan-below."""
+    # A real colour Doppler screen (tests/data/real): its fan scores below the threshold.
+    weak = cv2.imread(str(ROOT / "tests/data/real/cdv_echo_colour_sector.jpg"))
+    _, confidence = fan.estimate_geometry(weak[..., ::-1], min_confidence=0.0)
+    assert confidence < fan.MIN_CONFIDENCE
+    cv2.imwrite(str(tmp_path / "weak.png"), weak)
+    run = _tool(tmp_path / "weak.png", "--out", tmp_path / "out")
+    assert run.returncode == 1
+    assert f"confidence {confidence:.3f}, below {fan.MIN_CONFIDENCE:.3f}" in run.stderr
+    run = _tool(tmp_path / "weak.png", "--accept-fan-below", f"{confidence - 0.01:.3f}", "--out", tmp_path / "out")
+    assert run.returncode == 0, run.stderr
+    report = json.loads(run.stdout)
+    assert report["fan"] == "low confidence" and report["confidence"] == pytest.approx(confidence, abs=1e-4)
+    assert f"LOW confidence {confidence:.3f} < {fan.MIN_CONFIDENCE:.3f}" in run.stderr
+    assert (tmp_path / "out/weak_beam.npy").exists()
+
+
 def test_tool_fails_clearly(tmp_path):
     (tmp_path / "broken.png").write_bytes(b"not a png")
     run = _tool(tmp_path / "broken.png", "--out", tmp_path / "out")
     assert run.returncode != 0 and "broken.png: not a readable image" in run.stderr
     cv2.imwrite(str(tmp_path / "blank.png"), np.zeros(SHAPE, np.uint8))
     run = _tool(tmp_path / "blank.png", "--out", tmp_path / "out")
-    assert run.returncode != 0 and "blank.png: no fan found" in run.stderr
+    assert run.returncode == 1 and "blank.png: no fan found" in run.stderr
+    report = json.loads(run.stdout)  # still reported: spacing, its source, the region
+    assert report["fan"].startswith("not found (no textured region")
+    assert report["spacing_source"] == "none" and report["region"] is None and "geometry" not in report
     (tmp_path / "probe.json").write_text('{"type": "convex", "apex": [1, 2]}')
     run = _tool(tmp_path / "blank.png", "--geometry", tmp_path / "probe.json", "--out", tmp_path / "out")
     assert run.returncode != 0 and "probe.json: " in run.stderr and "lacks field 'start_depth'" in run.stderr
