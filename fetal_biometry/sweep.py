@@ -53,7 +53,7 @@ from scipy import ndimage
 
 from fetal_biometry import biometry, figures, geometry as geom, patches, resample
 from fetal_biometry.ellipse import Ellipse, ellipse_mask, normalized_radius
-from fetal_biometry.inference import MAX_PIXELS, STRIDE, DenseClassifier
+from fetal_biometry.inference import MAX_PIXELS, STRIDE, DenseClassifier, beam_directions
 from fetal_biometry.labels import OUTSIDE, STOMACH, VEIN
 
 CHUNK_BYTES = 32 << 20  # a stack is read this much at a time
@@ -240,13 +240,14 @@ class SequenceClassifier:
     Parameters
     ----------
     classifier : DenseClassifier
-    probe : the frames' probe geometry (pixels of the frames)
+    probe : the frames' probe geometry (pixels of the frames); None: no fan, the whole frames
+        are classified (encoding 'none' only)
     shape : (H, W) of the frames
     spacing_mm : the frames' pixel spacing
     batch : frames per forward pass
     """
 
-    def __init__(self, classifier: DenseClassifier, probe: geom.Geometry, shape: tuple[int, int],
+    def __init__(self, classifier: DenseClassifier, probe: geom.Geometry | None, shape: tuple[int, int],
                  spacing_mm: float, batch: int = BATCH):
         self.classifier, self.shape, self.batch = classifier, tuple(shape), batch
         self.scale = (1.0 if classifier.spacing_mm is None
@@ -255,9 +256,10 @@ class SequenceClassifier:
         if small[0] * small[1] > MAX_PIXELS:
             raise ValueError(f"frames of {small[1]}x{small[0]} px at the model's spacing exceed "
                              f"{MAX_PIXELS / 1e6:.0f} megapixels; crop the sequence")
-        directions = geom.beam_directions(resample.geometry(probe, self.scale), small)
-        self.small, self.inside = small, ~np.isnan(directions[..., 0])
-        self.outside = ~geom.fan_mask(probe, self.shape)
+        directions, outside = beam_directions(probe, self.scale, small, classifier.encoding)
+        self.small, self.inside = small, ~outside
+        self.outside = (np.zeros(self.shape, bool) if probe is None
+                        else ~geom.fan_mask(probe, self.shape))
         if not self.inside.any():
             raise ValueError("the probe geometry leaves no pixel of the frames inside the fan")
         # Every input plane but the gray one is fixed by the geometry: encode them once.

@@ -193,7 +193,7 @@ def test_the_tool_measures_a_multiframe_dicom_with_an_estimated_fan(fetal_model,
     assert result.returncode == 0, result.stderr
     record = json.loads((tmp_path / "out" / "loop.json").read_text())
     assert record["kind"] == "dicom" and record["spacing_source"] == "ultrasound region"
-    assert record["geometry_source"].startswith("estimated from the first frame")
+    assert record["geometry_source"].startswith("first frame: estimated from the image (confidence ")
     assert len(record["frames"]) == 10 and (tmp_path / "out" / "loop_best.png").is_file()
     assert not (tmp_path / "out" / "loop_overlay.mp4").exists()
 
