@@ -5,7 +5,11 @@ whole Python process (exit 134, a core file where core dumps are on). Everything
 handed is checked here first, reading files with ``caffe_pb2`` alone, and each problem raises
 :class:`CheckError` naming the file (and the layer) and saying what to do:
 
-- :func:`check_net_file`: a text ``NetParameter`` with layers (not a solver, weights, garbage);
+- :func:`check_net_file`: a text ``NetParameter`` with layers (not a solver, weights, garbage),
+  of layer types the project generates only (:func:`check_layer_types`: no ``Python`` layer,
+  whose module Caffe would import and run; no data layer in a deploy net);
+- :func:`net` and :func:`solver`: the only doors to ``caffe.Net`` and ``caffe.get_solver``,
+  checking every net file first;
 - :func:`check_weights`: a ``.caffemodel`` (not truncated, text, HDF5 or a solver state) whose
   layer names and blob shapes fit the net, as ``Net::CopyTrainedLayersFrom`` demands, and which
   leaves none of the net's learnable layers at its random initial values (Caffe would, silently);
@@ -46,6 +50,22 @@ _TWO_HISTORIES = {"Adam", "AdaDelta"}
 
 class CheckError(ValueError):
     """A file or size Caffe would abort on (or silently misuse); the message names it."""
+
+
+#: Layer types of the nets the project generates (fetal_biometry.nets, the U-Net segmenter),
+#: the ones a deploy net may hold. Not ``Python`` (Caffe imports and runs the module it names),
+#: nor layers that read or write files of their own (ImageData, WindowData, HDF5Output, ...).
+COMPUTE_LAYERS = frozenset({
+    "Convolution", "Deconvolution", "Pooling", "InnerProduct", "ReLU", "PReLU", "Sigmoid",
+    "TanH", "BatchNorm", "Scale", "Bias", "Dropout", "Eltwise", "Concat", "Crop", "Split",
+    "Flatten", "Reshape", "Softmax", "ArgMax", "Silence"})
+#: Further types a train or test net (one a solver names) may hold: its data and its losses.
+TRAINING_LAYERS = frozenset({
+    "Input", "Data", "HDF5Data", "Accuracy", "SoftmaxWithLoss", "InfogainLoss",
+    "EuclideanLoss", "SigmoidCrossEntropyLoss"})
+#: What each kind of net may hold: a deploy net takes its input from the caller only.
+ALLOWED_LAYERS = {"deploy": COMPUTE_LAYERS | {"Input"},
+                  "train": COMPUTE_LAYERS | TRAINING_LAYERS}
 
 
 # ----------------------------------------------------------------------------- reading files
@@ -131,10 +151,32 @@ def _read_binary(path: pathlib.Path, what: str) -> bytes:
     return data
 
 
-def check_net_file(path: str | os.PathLike):
+def check_layer_types(net_param, where: str, kind: str = "deploy") -> None:
+    """Refuse a net holding a layer type outside :data:`ALLOWED_LAYERS` [``kind``].
+
+    ``kind`` is 'deploy' (input from the caller only) or 'train' (a net a solver names, which
+    reads its data and computes a loss). ``where`` names the file in the message.
+    """
+    if net_param.layers:  # V1 nets: Caffe upgrades them, the project never writes them
+        raise CheckError(f"{where}: a net in Caffe's legacy V1 format ('layers'); this project "
+                         "reads nets in the current format ('layer') only, as it writes them")
+    allowed = ALLOWED_LAYERS[kind]
+    for layer in net_param.layer:
+        if layer.type not in allowed:
+            why = (" (a Python layer would import and run code named by the net)"
+                   if layer.type == "Python" else
+                   " (a deploy net takes its input from the caller, not from files)"
+                   if layer.type in ALLOWED_LAYERS["train"] else "")
+            raise CheckError(f"{where}: layer {layer.name!r} has type {layer.type!r}, which "
+                             f"a {kind} net of this project never holds{why}; refused before "
+                             f"Caffe saw the file. Allowed: {', '.join(sorted(allowed))}")
+
+
+def check_net_file(path: str | os.PathLike, kind: str = "deploy"):
     """Parse ``path`` as a text net prototxt with layers; returns the ``NetParameter``.
 
-    A solver prototxt, weights, a solver state or anything else is named for what it is.
+    A solver prototxt, weights, a solver state or anything else is named for what it is; layer
+    types are checked by :func:`check_layer_types` for a net of ``kind`` ('deploy' or 'train').
     (Whether Caffe can set the net up is checked by :func:`blob_shapes`.)
     """
     path = _existing_file(path, "a net prototxt")
@@ -154,7 +196,66 @@ def check_net_file(path: str | os.PathLike):
         raise CheckError(f"{path}: not a Caffe net prototxt (NetParameter): {err}") from None
     if not _layers(net):
         raise CheckError(f"{path}: defines no layers; not a Caffe net")
+    check_layer_types(net, str(path), kind)
     return net
+
+
+def check_solver_file(path: str | os.PathLike):
+    """Parse a solver prototxt and check the nets it names; returns the ``SolverParameter``.
+
+    Nets inline in the solver (``net_param``, ...) are refused: every net comes from a file
+    that :func:`check_net_file` reads as a 'train' net.
+    """
+    path = _existing_file(path, "a solver prototxt")
+    param = proto().SolverParameter()
+    try:
+        text_format.Parse(path.read_text(), param)
+    except (text_format.ParseError, UnicodeDecodeError) as err:
+        raise CheckError(f"{path}: not a valid SolverParameter: {err}") from None
+    inline = [f for f in ("net_param", "train_net_param") if param.HasField(f)]
+    inline += ["test_net_param"] * bool(param.test_net_param)
+    if inline:
+        raise CheckError(f"{path}: holds a net inline ({', '.join(inline)}); write it to a file "
+                         "and name it with train_net / test_net")
+    train = param.train_net or param.net
+    for net_path in filter(None, [train, *param.test_net]):
+        check_net_file(net_path, "train")
+    return param
+
+
+def net(path: str | os.PathLike, weights: str | os.PathLike | None = None,
+        phase: str = "test", kind: str = "deploy"):
+    """A ``caffe.Net`` of the net file at ``path`` (and ``weights``), checked first.
+
+    The one door to ``caffe.Net`` in this project: :func:`check_net_file` reads the file as a
+    net of ``kind`` before Caffe sees it.
+    """
+    from fetal_biometry.caffe_env import caffe
+
+    check_net_file(path, kind)
+    mode = caffe().TRAIN if phase == "train" else caffe().TEST
+    if weights is None:
+        return caffe().Net(str(path), mode)
+    return caffe().Net(str(path), str(weights), mode)
+
+
+def solver_in_child(path: str | os.PathLike, state: str | os.PathLike | None = None) -> None:
+    """Build the solver at ``path`` (restoring ``state`` when given) in a child process, its
+    nets checked first, so that Caffe's fatal checks end the child, not the caller."""
+    check_solver_file(path)
+    code = "solver = caffe.get_solver(sys.argv[1])\nif len(sys.argv) > 2: solver.restore(sys.argv[2])"
+    run_caffe_child(code, path, *([state] if state else []))
+
+
+def solver(path: str | os.PathLike):
+    """A pycaffe solver of the solver prototxt at ``path``, its nets checked first.
+
+    The one door to ``caffe.get_solver`` in this project (see :func:`check_solver_file`).
+    """
+    from fetal_biometry.caffe_env import caffe
+
+    check_solver_file(path)
+    return caffe().get_solver(str(path))
 
 
 def read_weights(path: str | os.PathLike):
@@ -267,12 +368,14 @@ print(json.dumps(layers))
 """
 
 
-def _net_text(net) -> tuple[str, str]:
-    """(prototxt text, how to name it) of a NetParameter or a prototxt path."""
+def _net_text(net, kind: str) -> tuple[str, str]:
+    """(prototxt text, how to name it) of a NetParameter or a prototxt path, checked."""
     if isinstance(net, (str, os.PathLike)):
-        check_net_file(net)
+        check_net_file(net, kind)
         return pathlib.Path(net).read_text(), str(net)
-    return text_format.MessageToString(net), f"net {net.name or '(unnamed)'}"
+    where = f"net {net.name or '(unnamed)'}"
+    check_layer_types(net, where, kind)
+    return text_format.MessageToString(net), where
 
 
 def blob_shapes(net, phase: str = "test") -> dict[str, LayerBlobs]:
@@ -282,7 +385,7 @@ def blob_shapes(net, phase: str = "test") -> dict[str, LayerBlobs]:
     the shapes ``CopyTrainedLayersFrom`` compares with; a net Caffe cannot set up raises
     :class:`CheckError` with its fatal message.
     """
-    text, where = _net_text(net)
+    text, where = _net_text(net, "train" if phase == "train" else "deploy")
     return _blob_shapes(text, where, phase, os.getcwd())
 
 

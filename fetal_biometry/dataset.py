@@ -103,7 +103,7 @@ from typing import Callable, Iterable, Iterator
 import cv2
 import numpy as np
 
-from fetal_biometry import atomic, geometry as geom, scans
+from fetal_biometry import atomic, geometry as geom, paths, scans
 from fetal_biometry.ellipse import Ellipse, ellipse_perimeter
 from fetal_biometry.labels import CLASSES, OUTSIDE
 
@@ -316,8 +316,17 @@ def _image_file(root: pathlib.Path, name: str, found: list[str]) -> pathlib.Path
     elif len(images) > 1:
         found.append(f"{name}: both images/{name}.png and images/{name}.dcm exist; keep one")
     else:
-        return images[0]
+        return _inside(root, images[0], name, found)
     return None
+
+
+def _inside(root: pathlib.Path, file: pathlib.Path, name: str, found: list[str]) -> pathlib.Path | None:
+    """``file`` of the dataset at ``root``, resolved, or None when a symlink leads out of it."""
+    try:
+        return paths.inside(root, file.relative_to(root), root, "its cases")
+    except paths.OutsideFolder as error:
+        found.append(f"{name}: {error}")
+        return None
 
 
 def _check_case(root: pathlib.Path, name: str, version: int) -> tuple[Record | None, list[str]]:
@@ -326,9 +335,9 @@ def _check_case(root: pathlib.Path, name: str, version: int) -> tuple[Record | N
     _image_file(root, name, found)
     if not (root / "labels" / f"{name}.png").is_file():
         found.append(f"{name}: missing labels/{name}.png")
-    record_file = root / "cases" / f"{name}.json"
-    record = _attempt(found, name, f"cases/{name}.json",
-                      lambda: parse_case_record(json.loads(record_file.read_text()), version))
+    record_file = _inside(root, root / "cases" / f"{name}.json", name, found)
+    record = record_file and _attempt(found, name, f"cases/{name}.json",
+                                      lambda: parse_case_record(json.loads(record_file.read_text()), version))
     return (None if found else record), found
 
 
@@ -338,8 +347,8 @@ def _decode_case(root: pathlib.Path, name: str, record: Record) -> tuple[Case | 
     image_file = _image_file(root, name, found)
     image = image_file and _attempt(found, name, f"images/{image_file.name}",
                                     lambda: read_image(image_file))
-    labels = _attempt(found, name, f"labels/{name}.png",
-                      lambda: _read_labels(root / "labels" / f"{name}.png"))
+    labels_file = _inside(root, root / "labels" / f"{name}.png", name, found)
+    labels = labels_file and _attempt(found, name, f"labels/{name}.png", lambda: _read_labels(labels_file))
     if found:
         return None, found
     probe, spacing, bio = record

@@ -21,9 +21,9 @@ import os
 import pathlib
 import time
 
-from fetal_biometry import (evaluation, experiments, mnist, model as model_folder,
+from fetal_biometry import (checks, evaluation, experiments, mnist, model as model_folder,
                             patch_records, patches, paths, training)
-from fetal_biometry.caffe_env import caffe, proto
+from fetal_biometry.caffe_env import proto
 
 
 def mnist_lmdbs(root: pathlib.Path = paths.MNIST) -> None:
@@ -38,7 +38,7 @@ def mnist_lmdbs(root: pathlib.Path = paths.MNIST) -> None:
 
 def test_accuracy(weights: pathlib.Path, net_path: str, batches: int) -> float:
     """Accuracy of ``weights`` over ``batches`` batches of the test net at ``net_path``."""
-    net = caffe().Net(net_path, str(weights), caffe().TEST)
+    net = checks.net(net_path, weights, kind="train")
     param = training.read_prototxt(net_path, proto().NetParameter)
     return training.validate(net, param, batches)["accuracy"]
 

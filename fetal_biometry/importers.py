@@ -91,7 +91,7 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
-from fetal_biometry import (__version__, atomic, dataset, dicom, ellipse as ell, fan,
+from fetal_biometry import (__version__, atomic, dataset, dicom, ellipse as ell, fan, paths,
                             geometry as geom, scans)
 from fetal_biometry.ellipse import Ellipse
 from fetal_biometry.labels import (ABDOMEN, BACKGROUND, CLASSES, FLUID, OUTSIDE, RIB, SHADOW,
@@ -139,7 +139,8 @@ class Annotation:
     """One image's annotations as a reader found them."""
 
     file: str  # the annotation file, for messages
-    image: pathlib.Path
+    image: pathlib.Path  # as the annotation names it, joined to ``folder``
+    folder: pathlib.Path  # the folder the user named for the images: ``image`` must lie inside
     size: tuple[int, int] | None  # (width, height) the annotation says, when it says
     shapes: tuple[Shape, ...]
     plane: tuple[bool, str] | None = None  # from a tag, attribute or flag
@@ -310,7 +311,7 @@ def read_cvat(path: pathlib.Path, images: pathlib.Path) -> Read:
                 shapes.append(_cvat_shape(child, shape_where, size))
             except ValueError as error:
                 shapes.append(Shape(shape_where, child.get("label", ""), "invalid", problem=str(error)))
-        found.append(Annotation(str(path), images / name, size, tuple(shapes), plane, layered=True))
+        found.append(Annotation(str(path), images / name, images, size, tuple(shapes), plane, layered=True))
     if not found and not problems:
         problems.append(f"{path}: no <image> elements")
     return found, problems
@@ -383,7 +384,8 @@ def _labelme_file(path: pathlib.Path, images: pathlib.Path | None) -> tuple[Anno
     width, height = data.get("imageWidth"), data.get("imageHeight")
     size = (width, height) if isinstance(width, int) and isinstance(height, int) else None
     image_path = pathlib.PureWindowsPath(data["imagePath"]).as_posix()  # LabelMe on Windows writes '\\'
-    image = images / pathlib.Path(image_path).name if images else path.parent / image_path
+    folder = images or path.parent
+    image = folder / (pathlib.Path(image_path).name if images else image_path)
     shapes, problems = [], []
     for index, shape in enumerate(data["shapes"]):
         where = f"shapes[{index}]"
@@ -402,7 +404,7 @@ def _labelme_file(path: pathlib.Path, images: pathlib.Path | None) -> tuple[Anno
             plane = _plane_tag(UNACCEPTABLE, None)
         elif flags.get(ACCEPTABLE):
             plane = _plane_tag(ACCEPTABLE, None)
-    return Annotation(str(path), image, size, tuple(shapes), plane, layered=True), problems
+    return Annotation(str(path), image, folder, size, tuple(shapes), plane, layered=True), problems
 
 
 def read_labelme(path: pathlib.Path, images: pathlib.Path | None = None) -> Read:
@@ -411,10 +413,10 @@ def read_labelme(path: pathlib.Path, images: pathlib.Path | None = None) -> Read
     Images are found by each file's ``imagePath``, relative to it; with ``images``, by the
     ``imagePath``'s file name in that folder.
     """
-    files = sorted(path.glob("*.json")) if path.is_dir() else [path]
-    if not files:
+    files, problems = _listed(path, "*.json") if path.is_dir() else ([path], [])
+    if not files and not problems:
         return [], [f"{path}: no LabelMe .json files"]
-    found, problems = [], []
+    found = []
     for file in files:
         annotation, more = _labelme_file(file, images)
         problems += more
@@ -524,7 +526,7 @@ def read_coco(path: pathlib.Path, images: pathlib.Path) -> Read:
     for key, entry in entries.items():
         plane = _plane_attributes(entry, f"{path}: image {entry['file_name']!r}", problems)
         size = (entry.get("width"), entry.get("height"))
-        found.append(Annotation(str(path), images / entry["file_name"],
+        found.append(Annotation(str(path), images / entry["file_name"], images,
                                 size if all(isinstance(v, int) for v in size) else None,
                                 tuple(shapes[key]), plane, layered=False))
     return found, problems
@@ -551,6 +553,18 @@ def read_values(path: pathlib.Path | None) -> tuple[dict[int, str | None], list[
     return values, problems
 
 
+def _listed(folder: pathlib.Path, pattern: str) -> tuple[list[pathlib.Path], list[str]]:
+    """The annotation files matching ``pattern`` in ``folder``; links leading out are problems."""
+    files, problems = [], []
+    for file in sorted(folder.glob(pattern)):
+        try:
+            paths.inside(folder, file.name, folder, "the annotations")
+            files.append(file)
+        except paths.OutsideFolder as error:
+            problems.append(str(error))
+    return files, problems
+
+
 def _find_image(folder: pathlib.Path, stem: str) -> pathlib.Path | None:
     for suffix in IMAGE_SUFFIXES:
         for candidate in (folder / f"{stem}{suffix}", folder / f"{stem}{suffix.upper()}"):
@@ -562,9 +576,10 @@ def _find_image(folder: pathlib.Path, stem: str) -> pathlib.Path | None:
 def read_masks(path: pathlib.Path, images: pathlib.Path, values_file: pathlib.Path | None) -> Read:
     """Annotations of a folder of label-map PNGs (``STEM.png`` labels image ``STEM`` in ``images``)."""
     values, problems = read_values(values_file)
-    files = sorted(path.glob("*.png")) if path.is_dir() else []
+    files, more = _listed(path, "*.png") if path.is_dir() else ([], [])
+    problems += more
     if not files:
-        return [], problems + [f"{path}: no label-map .png files"]
+        return [], problems if more else problems + [f"{path}: no label-map .png files"]
     found = []
     for file in files:
         labels = cv2.imread(str(file), cv2.IMREAD_UNCHANGED)
@@ -580,7 +595,7 @@ def read_masks(path: pathlib.Path, images: pathlib.Path, values_file: pathlib.Pa
             elif values[value] is not None:
                 shapes.append(Shape(where, values[value], "mask", mask=labels == value))
         image = _find_image(images, file.stem)
-        found.append(Annotation(str(file), image or images / f"{file.stem}.png",
+        found.append(Annotation(str(file), image or images / f"{file.stem}.png", images,
                                 labels.shape[::-1], tuple(shapes), layered=False))
     return found, problems
 
@@ -589,19 +604,20 @@ def read_masks(path: pathlib.Path, images: pathlib.Path, values_file: pathlib.Pa
 
 def read_hc18(path: pathlib.Path, images: pathlib.Path | None = None) -> Read:
     """Annotations of HC18's layout: ``NNN_HC_Annotation.png`` rings beside ``NNN_HC.png``."""
-    files = sorted(path.glob("*_Annotation.png")) if path.is_dir() else []
+    files, problems = _listed(path, "*_Annotation.png") if path.is_dir() else ([], [])
     if not files:
-        return [], [f"{path}: no HC18 *_Annotation.png files"]
-    found, problems = [], []
+        return [], problems or [f"{path}: no HC18 *_Annotation.png files"]
+    found = []
     for file in files:
         ring = cv2.imread(str(file), cv2.IMREAD_GRAYSCALE)
         if ring is None:
             problems.append(f"{file}: not a readable PNG")
             continue
         stem = file.name[:-len("_Annotation.png")]
-        image = _find_image(images or path, stem) or (images or path) / f"{stem}.png"
+        folder = images or path
+        image = _find_image(folder, stem) or folder / f"{stem}.png"
         shape = Shape("ring", "head", "ring", mask=ring > 127)
-        found.append(Annotation(str(file), image, ring.shape[::-1], (shape,),
+        found.append(Annotation(str(file), image, folder, ring.shape[::-1], (shape,),
                                 (True, HC18_REASON), layered=False, structure="head"))
     return found, problems
 
@@ -988,12 +1004,17 @@ def _inputs(annotation: Annotation, options: Options, spacing: dict[str, float],
     loop); a spacing from the CSV or ``--spacing`` is checked against a DICOM's calibration.
     """
     image_file, where = annotation.image, f"{annotation.file}: image {annotation.image.name}"
-    if not image_file.is_file():
+    try:  # never a file outside the images folder: '..', absolute names, symlinks out
+        source = paths.inside(annotation.folder, image_file, annotation.file,
+                              "the images (--images DIR, else the annotations' own folder)")
+    except paths.OutsideFolder as error:
+        return None, [str(error)]
+    if not source.is_file():
         return None, [f"{where}: image file {image_file} not found"]
     given = spacing.get(image_file.name, options.spacing_mm)
     try:
-        found = scans.read_scans(image_file, frame=options.frame, spacing=given)
-        header = dicom.read_header(image_file) if found[0].region else None  # no pixels decoded
+        found = scans.read_scans(source, frame=options.frame, spacing=given)
+        header = dicom.read_header(source) if found[0].region else None  # no pixels decoded
     except (scans.ScanError, ValueError) as error:
         return None, [f"{where}: {error}"]
     if len(found) > 1:
@@ -1012,9 +1033,12 @@ def _inputs(annotation: Annotation, options: Options, spacing: dict[str, float],
                         "or give --spacing MM")
     probe = None
     if options.geometry is not None:
-        file = options.geometry / f"{image_file.stem}.json" if options.geometry.is_dir() else options.geometry
         try:
+            file = (paths.inside(options.geometry, f"{image_file.stem}.json", options.geometry,
+                                 "the probe geometries") if options.geometry.is_dir() else options.geometry)
             probe = geom.read_file(file, scan.gray.shape)
+        except paths.OutsideFolder as error:
+            problems.append(str(error))
         except ValueError as error:
             problems.append(f"{where}: probe geometry {error}")
     else:

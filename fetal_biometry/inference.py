@@ -32,7 +32,6 @@ import numpy as np
 from scipy import ndimage
 
 from fetal_biometry import checks, geometry as geom, nets, patches, resample
-from fetal_biometry.caffe_env import caffe
 from fetal_biometry.labels import OUTSIDE
 
 STRIDE = nets.STRIDE  # two 2x2 poolings
@@ -69,7 +68,7 @@ class DenseClassifier:
         self.encoding, self.angle_step = encoding, angle_step
         self.spacing_mm, self.scale = spacing_mm, scale
         checks.check_weights(deploy, weights)  # Caffe would abort on weights of another net
-        self.patch_net = caffe().Net(str(deploy), str(weights), caffe().TEST)
+        self.patch_net = checks.net(deploy, weights)
         self.channels, self.patch = self.patch_net.blobs["data"].data.shape[1:3]
         self.classes = self.patch_net.blobs["prob"].data.shape[1]
         if self.channels != patches.channels(encoding):
@@ -91,8 +90,7 @@ class DenseClassifier:
             fcn = nets.patch_classifier_dense(self.channels, *shape, self.patch, self.classes, batch)
             # pycaffe builds nets from files only; a temporary one keeps read-only installs working.
             with tempfile.TemporaryDirectory() as folder:
-                net = caffe().Net(str(nets.save(fcn, pathlib.Path(folder, "fcn.prototxt"))),
-                                  caffe().TEST)
+                net = checks.net(nets.save(fcn, pathlib.Path(folder, "fcn.prototxt")))
             transplant(self.patch_net, net)
             self._nets[key] = net
         return self._nets[key]

@@ -42,7 +42,7 @@ import os
 import pathlib
 import sys
 
-from fetal_biometry import __version__, atomic, figures, nets, patch_records, patches
+from fetal_biometry import __version__, atomic, figures, nets, patch_records, patches, paths
 from fetal_biometry.labels import CLASSIFIER_CLASSES
 
 FORMAT, VERSION = "fetal-biometry-model", 1
@@ -165,12 +165,18 @@ def load(path: str | os.PathLike) -> Model:
         if tuple(record.get("classes", ())) != CLASSIFIER_CLASSES:
             raise ValueError(f"classes {record.get('classes')} are not this version's {CLASSIFIER_CLASSES}")
         spacing, scale = _positive(record, "spacing_mm"), _positive(record, "input", "scale")
-        deploy, weights = root / str(record.get("deploy")), root / str(record.get("weights"))
+        names = {key: record.get(key) for key in ("deploy", "weights")}
+        if not all(isinstance(name, str) and name for name in names.values()):
+            raise ValueError(f"'deploy' and 'weights' must name files in the folder, got {names}")
     except (ValueError, TypeError, AttributeError) as error:  # JSONDecodeError is a ValueError
         raise ModelError(f"{where}: {error}") from None
-    for file in (deploy, weights):
+    try:  # the model's files lie in its folder: no '..', absolute path or symlink out
+        deploy, weights = (paths.inside(root, name, where, "the model's files") for name in names.values())
+    except paths.OutsideFolder as error:
+        raise ModelError(str(error)) from None
+    for name, file in zip(names.values(), (deploy, weights)):
         if not file.is_file():
-            raise ModelError(f"{where} names {file.relative_to(root)}, which is missing")
+            raise ModelError(f"{where} names {name}, which is missing")
     _check_files(where, deploy, weights, channels, patch, len(CLASSIFIER_CLASSES))
     return Model(root, encoding, channels, patch, spacing, scale, CLASSIFIER_CLASSES,
                  deploy, weights, record)
@@ -179,13 +185,12 @@ def load(path: str | os.PathLike) -> Model:
 def _check_files(where: pathlib.Path, deploy: pathlib.Path, weights: pathlib.Path,
                  channels: int, patch: int, classes: int) -> None:
     """The deploy net takes (1, channels, patch, patch) and the weights fit it."""
-    from google.protobuf import text_format
-    from fetal_biometry.caffe_env import proto
+    from fetal_biometry import checks
 
     try:
-        param = text_format.Parse(deploy.read_text(), proto().NetParameter())
-    except (text_format.ParseError, UnicodeDecodeError) as error:
-        raise ModelError(f"{deploy}: not a Caffe net: {error}") from None
+        param = checks.check_net_file(deploy, "deploy")  # layer types before Caffe sees it
+    except checks.CheckError as error:
+        raise ModelError(str(error)) from None
     dims = [list(layer.input_param.shape[0].dim) for layer in param.layer
             if layer.type == "Input" and layer.input_param.shape]
     if dims != [[1, channels, patch, patch]]:

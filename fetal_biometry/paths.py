@@ -1,4 +1,5 @@
-"""Where things live: the project's run, data and prototxt conventions, in one place.
+"""Where things live: the project's run, data and prototxt conventions, in one place; and the
+one rule for a path that a file names (:func:`inside`).
 
 All paths are relative to the repository root, Caffe's own convention for its examples: the
 checked-in prototxt name LMDBs and snapshot prefixes this way, so tools and ``caffe train`` run
@@ -6,6 +7,7 @@ from there. Pass ``root`` to get absolute paths.
 """
 from __future__ import annotations
 
+import os
 import pathlib
 
 MNIST = pathlib.Path("data/mnist")  # MNIST LMDBs of the tutorial CNN
@@ -19,6 +21,33 @@ EVALUATION = RUNS / "evaluation"
 EVALUATION_FOREIGN = EVALUATION / "foreign"
 EXPERIMENTS = RUNS / "experiments"  # the experiments' jobs and result tables
 PROTOTXT = pathlib.Path("prototxt")
+
+
+class OutsideFolder(ValueError):
+    """A file names a path outside the folder the user named for it; the message says which."""
+
+
+def inside(folder: str | os.PathLike, name: str | os.PathLike, named_by: str | os.PathLike,
+           what: str = "the files it names") -> pathlib.Path:
+    """The path ``name`` that a file (``named_by``) gives, resolved and required inside ``folder``.
+
+    The one rule for every path a file names (an annotation's image, a stack header's data
+    file, a model folder's weights, a geometry file, a file found in a folder the user named):
+    relative names are taken from ``folder``; the path is resolved with symlinks followed
+    (``..``, absolute paths and links pointing elsewhere included) and must lie inside
+    ``folder``, itself resolved, so nothing outside the folders the user named is ever read.
+    Returns the resolved path, to be opened as it is; :class:`OutsideFolder` names the file,
+    the path and the folder otherwise.
+    """
+    root = pathlib.Path(folder).resolve()
+    resolved = (root / name).resolve()
+    if resolved != root and root not in resolved.parents:
+        text, prefix = os.fspath(name), os.path.join(folder, "")
+        shown = text[len(prefix):] if text.startswith(prefix) else text  # as the file wrote it
+        via = "" if pathlib.Path(folder, name) == resolved else f" (resolved: {resolved})"
+        raise OutsideFolder(f"{named_by}: names {shown!r}{via}, outside {folder}, the "
+                            f"folder given for {what}; only files inside it are read")
+    return resolved
 
 
 def prototxt_dir(name: str) -> pathlib.Path:

@@ -51,7 +51,7 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
-from fetal_biometry import biometry, figures, geometry as geom, patches, resample
+from fetal_biometry import biometry, figures, geometry as geom, patches, resample, stacks
 from fetal_biometry.ellipse import Ellipse, ellipse_mask, normalized_radius
 from fetal_biometry.inference import MAX_PIXELS, STRIDE, DenseClassifier, beam_directions
 from fetal_biometry.labels import OUTSIDE, STOMACH, VEIN
@@ -115,7 +115,17 @@ def _given(path: pathlib.Path, found: float | None, given: float | None) -> tupl
 def _stack(path: pathlib.Path, spacing: float | None) -> Sequence:
     import SimpleITK as sitk
 
+    try:  # our own reading of the header: data files and sizes checked before SimpleITK
+        header = stacks.read_header(path)
+    except stacks.StackError as error:
+        raise SequenceError(str(error)) from None
+    if header.dtype != "uint8" or header.components not in (1, 3):
+        raise SequenceError(f"{path}: pixels are {header.dtype} with {header.components} "
+                            "component(s); expected 8-bit gray or RGB frames")
+    if len(header.size) not in (2, 3):
+        raise SequenceError(f"{path}: {len(header.size)}-D image; expected frames stacked along the third axis")
     reader = sitk.ImageFileReader()
+    reader.SetImageIO(header.image_io)  # the format checked, no other
     reader.SetFileName(str(path))
     try:
         reader.ReadImageInformation()
@@ -123,11 +133,9 @@ def _stack(path: pathlib.Path, spacing: float | None) -> Sequence:
         raise SequenceError(f"{path}: not a readable image stack: {str(error).strip().splitlines()[-1]}") from None
     size, delta = reader.GetSize(), reader.GetSpacing()
     components = reader.GetNumberOfComponents()
-    if reader.GetPixelID() not in (sitk.sitkUInt8, sitk.sitkVectorUInt8) or components not in (1, 3):
-        raise SequenceError(f"{path}: pixels are {sitk.GetPixelIDValueAsString(reader.GetPixelID())} with {components} "
-                            "component(s); expected 8-bit gray or RGB frames")
-    if len(size) not in (2, 3):
-        raise SequenceError(f"{path}: {len(size)}-D image; expected frames stacked along the third axis")
+    if tuple(size) != header.size or components != header.components:
+        raise SequenceError(f"{path}: SimpleITK reads {size} x {components} where the header "
+                            f"declares {header.size} x {header.components}; not read")
     width, height = size[:2]
     count = size[2] if len(size) == 3 else 1
     if abs(delta[0] - delta[1]) > AGREEMENT * max(delta[:2]):

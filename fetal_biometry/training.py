@@ -98,27 +98,27 @@ def precheck(solver_path: str | os.PathLike, state: str | os.PathLike | None = N
     """Catch what would make Caffe abort the process (LOG(FATAL)) before handing it the solver.
 
     Checks, with the file and layer named in the error: that the net files parse, that every
-    layer type is built into this Caffe, that Data layers' LMDBs exist, and then builds the solver
+    layer type is one the project's train nets use (no Python layer runs code, see
+    :func:`fetal_biometry.checks.check_layer_types`), that Data layers' LMDBs exist, and then builds the solver
     once in a child process (restoring ``state`` there when given), so shape mismatches and
     other fatal checks surface as an error here instead of killing the caller.
     """
-    solver_param = read_prototxt(solver_path, proto().SolverParameter)
+    try:
+        solver_param = checks.check_solver_file(solver_path)  # layer types, before Caffe
+    except checks.CheckError as err:
+        raise TrainingError(str(err)) from None
     train, tests = solver_nets(solver_param)
-    known = set(caffe().layer_type_list())
     for net_path in [train, *tests]:
         net = read_prototxt(net_path, proto().NetParameter)
         for layer in net.layer:
             where = f"{net_path}: layer {layer.name!r}"
-            if layer.type not in known:
-                raise TrainingError(f"{where}: type {layer.type!r} is not built into this Caffe")
             if layer.type == "Data":
                 source = pathlib.Path(layer.data_param.source)
                 if not (source / "data.mdb").is_file():
                     raise TrainingError(f"{where}: LMDB {source} not found (make it first, e.g. "
                                         "with tools/make_lmdb.py)")
-    code = "solver = caffe.get_solver(sys.argv[1])\nif len(sys.argv) > 2: solver.restore(sys.argv[2])"
     try:
-        checks.run_caffe_child(code, solver_path, *([state] if state else []))
+        checks.solver_in_child(solver_path, state)
     except checks.CheckError as err:
         raise TrainingError(f"{solver_path}: Caffe rejects this solver or its nets: {err}") from None
 
@@ -498,7 +498,7 @@ def train(solver_path: str | os.PathLike, out: str | os.PathLike, *, gpu: int | 
     test_iters = list(original.test_iter) or [1] * len(test_params)
 
     set_device(gpu)
-    solver = caffe().get_solver(str(run_path))
+    solver = checks.solver(run_path)
     if state_path is not None:
         solver.restore(str(state_path))
         _skip_records(solver.net, train_param, solver.iter)

@@ -2,13 +2,14 @@
 process, so this suite survives it) and gets a clear CheckError here instead."""
 import hashlib
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
 
 import pytest
 
-from fetal_biometry import checks, nets, solvers, training
+from fetal_biometry import checks, model as model_folder, nets, solvers, training
 from fetal_biometry.caffe_env import package_dir
 
 from conftest import ROOT
@@ -181,3 +182,115 @@ def test_a_net_caffe_cannot_set_up_is_named_with_its_layer(tmp_path):
     with pytest.raises(checks.CheckError, match="broken.prototxt: Caffe cannot set this net up.*"
                                                 "Unknown bottom blob 'nowhere'"):
         checks.blob_shapes(broken)
+
+
+# ----------------------------------------------------------------------------- nets from files run no code
+
+PYTHON_LAYER = """
+layer { name: "evil" type: "Python" bottom: "prob" top: "evil"
+        python_param { module: "evil_layer" layer: "Evil" } }
+"""
+EVIL_MODULE = """import pathlib
+pathlib.Path({marker!r}).write_text("ran")  # on import: what a hostile module would do
+import caffe
+class Evil(caffe.Layer):
+    def setup(self, bottom, top): pass
+    def reshape(self, bottom, top): top[0].reshape(*bottom[0].data.shape)
+    def forward(self, bottom, top): pass
+    def backward(self, top, propagate_down, bottom): pass
+"""
+
+
+@pytest.fixture
+def evil(fetal_model, fetal_data, tmp_path, monkeypatch):
+    """A model folder whose deploy net has a Python layer, its module beside it and importable
+    (folder on sys.path and the working folder), as an attacker would hand it over."""
+    model = shutil.copytree(fetal_model, tmp_path / "model")
+    deploy = model / "deploy.prototxt"
+    deploy.write_text(deploy.read_text() + PYTHON_LAYER)
+    marker = tmp_path / "the_module_ran"
+    (model / "evil_layer.py").write_text(EVIL_MODULE.format(marker=str(marker)))
+    monkeypatch.syspath_prepend(str(model))
+    monkeypatch.chdir(model)
+    monkeypatch.setenv("PYTHONPATH", f"{model}:{ROOT}")
+    return {"model": model, "deploy": deploy, "marker": marker, "data": fetal_data}
+
+
+def _python_layer_train_net(evil):
+    """A solver whose train net carries the Python layer (a train net may read data, never code)."""
+    train = evil["model"] / "train_evil.prototxt"
+    train.write_text(evil["deploy"].read_text())
+    solver = solvers.save(solvers.adam(str(train), 1e-3, max_iter=1, snapshot_prefix="x"),
+                          evil["model"] / "solver_evil.prototxt")
+    return solver, train
+
+
+def _door_infer_tool(evil):
+    result = subprocess.run([sys.executable, str(ROOT / "tools/infer.py"), str(evil["model"]),
+                             str(evil["data"]), "--out", str(evil["model"].parent / "out")],
+                            capture_output=True, text=True)
+    assert result.returncode == 1
+    raise checks.CheckError(result.stderr)
+
+
+def _door_train(evil):
+    solver, _ = _python_layer_train_net(evil)
+    training.train(solver, evil["model"].parent / "run", progress=False, plot=False)
+
+
+def _door_shapes_of_a_parsed_net(evil):
+    from google.protobuf import text_format
+    from fetal_biometry.caffe_env import proto
+    param = text_format.Parse(evil["deploy"].read_text(), proto().NetParameter())
+    checks.blob_shapes(param)
+
+
+DOORS = {
+    "infer tool": _door_infer_tool,
+    "model.load": lambda evil: model_folder.load(evil["model"]),
+    "check_weights": lambda evil: checks.check_weights(
+        evil["deploy"], next((evil["model"] / "snapshots").glob("*.caffemodel"))),
+    "checks.net": lambda evil: checks.net(evil["deploy"]),
+    "blob_shapes of a NetParameter": _door_shapes_of_a_parsed_net,
+    "checks.solver": lambda evil: checks.solver(_python_layer_train_net(evil)[0]),
+    "training.train": _door_train,
+}
+
+
+@pytest.mark.parametrize("door", DOORS)
+def test_a_python_layer_is_refused_at_every_door_and_its_module_never_runs(evil, door):
+    with pytest.raises((checks.CheckError, model_folder.ModelError, training.TrainingError)) as error:
+        DOORS[door](evil)
+    message = str(error.value)
+    assert "layer 'evil' has type 'Python'" in message
+    assert ("deploy.prototxt" in message or "train_evil.prototxt" in message
+            or "net " in message), message  # the file (or the in-memory net) is named
+    assert not evil["marker"].exists(), "the module beside the net ran"
+
+
+def test_a_deploy_net_reads_no_data_and_a_solver_holds_no_inline_net(run, tmp_path):
+    deploy = tmp_path / "deploy.prototxt"
+    deploy.write_text(pathlib.Path(run["deploy"]).read_text() + """
+layer { name: "reader" type: "ImageData" top: "img" top: "lbl"
+        image_data_param { source: "/etc/passwd" batch_size: 1 } }""")
+    with pytest.raises(checks.CheckError, match=rf"{deploy}: layer 'reader' has type 'ImageData'"):
+        checks.net(deploy)
+    train = pathlib.Path(run["folder"] / "train.prototxt").read_text()
+    with_data = tmp_path / "data_in_deploy.prototxt"
+    with_data.write_text(train)
+    with pytest.raises(checks.CheckError, match="a deploy net takes its input from the caller"):
+        checks.check_net_file(with_data)
+    checks.check_net_file(with_data, "train")  # the same net as a solver's train net is fine
+    inline = tmp_path / "inline_solver.prototxt"
+    inline.write_text(f"net_param {{ {pathlib.Path(run['deploy']).read_text()} }}\nbase_lr: 0.1")
+    with pytest.raises(checks.CheckError, match=rf"{inline}: holds a net inline \(net_param\)"):
+        checks.check_solver_file(inline)
+
+
+def test_only_checks_hands_files_to_caffe_net_or_its_solver():
+    # The one door: a new caller of caffe.Net / get_solver must go through checks.net / .solver.
+    pattern = re.compile(r"\.Net\(|get_solver\(")
+    callers = [str(path.relative_to(ROOT)) for folder in ("fetal_biometry", "tools")
+               for path in sorted((ROOT / folder).rglob("*.py")) + sorted((ROOT / folder).rglob("*.sh"))
+               if path.name != "checks.py" and pattern.search(path.read_text())]
+    assert callers == []

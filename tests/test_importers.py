@@ -256,9 +256,8 @@ def write_labelme(folder, cases, images_relative: str) -> None:
 
 
 def test_labelme_round_trip(cases, scans, tmp_path):
-    write_labelme(scans / "labelme", cases, "../images")
-    out, _ = importers.import_dataset("labelme", scans / "labelme", tmp_path / "out",
-                                      _options(scans, images=None))
+    write_labelme(scans / "labelme", cases, "../images")  # outside the JSONs' folder: --images names it
+    out, _ = importers.import_dataset("labelme", scans / "labelme", tmp_path / "out", _options(scans))
     imported, _ = check_round_trip(out, cases, {"exact": 0.005, "fitted": 0.02}, "labelme", plane=False)
     for got, case in zip(imported, cases):  # LabelMe flags carry the verdict, not its reason
         assert got.biometry.plane_acceptable == case.biometry.plane_acceptable

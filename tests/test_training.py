@@ -120,12 +120,12 @@ def test_precheck_names_a_missing_lmdb(tmp_path):
         training.precheck(solver)
 
 
-def test_precheck_names_a_layer_type_caffe_lacks(tmp_path, mnist_lmdbs):
+def test_precheck_names_a_layer_type_the_project_does_not_use(tmp_path, mnist_lmdbs):
     param = nets.tutorial_cnn(str(mnist_lmdbs["train"]))
     next(l for l in param.layer if l.name == "c1").type = "DeformableConvolution"
     net = nets.save(param, tmp_path / "train.prototxt")
     solver = solvers.save(solvers.adam(str(net)), tmp_path / "solver.prototxt")
-    with pytest.raises(training.TrainingError, match="layer 'c1': type 'DeformableConvolution'"):
+    with pytest.raises(training.TrainingError, match="train.prototxt: layer 'c1' has type 'DeformableConvolution'"):
         training.precheck(solver)
 
 

@@ -50,13 +50,12 @@ gpus=$(nvidia-smi -L | grep -c '^GPU ')
 step "3. CPU and GPU agree on a forward pass"
 "$py" - <<'EOF' | tee -a "$summary" >&2
 import numpy as np
-from fetal_biometry import caffe_env
-caffe = caffe_env.caffe()
+from fetal_biometry import caffe_env, checks
 deploy = "prototxt/fetal_channels/deploy.prototxt"
 outputs = {}
 for mode in ("cpu", "gpu"):
     caffe_env.set_device(None if mode == "cpu" else 0)
-    net = caffe.Net(deploy, caffe.TEST)
+    net = checks.net(deploy)
     for i, (name, blobs) in enumerate(net.params.items()):
         for j, blob in enumerate(blobs):
             blob.data[...] = np.random.default_rng(10 * i + j).normal(0, 0.1, blob.data.shape)

@@ -4,7 +4,8 @@
 FORMAT is one of
   cvat     CVAT "for images 1.1" XML (annotations.xml); images under --images (default: the
            XML's folder), found by each <image name>
-  labelme  a folder of LabelMe JSON files; images by their imagePath (relative to the JSON)
+  labelme  a folder of LabelMe JSON files; images by their imagePath (relative to the JSON),
+           or with --images by the imagePath's file name in that folder
   coco     COCO instances JSON (polygons, RLE, compressed RLE); images under --images
            (default: the JSON's folder), found by file_name
   masks    a folder of label-map PNGs (STEM.png labels image STEM in --images, required);
@@ -25,6 +26,9 @@ Images are PNG, JPEG, ... or DICOM (--frame N of a cine loop; a calibrated ultra
 is cropped to, the annotations moved with it; --geometry then describes the crop). Pixel
 spacing: --spacing-csv per image, else --spacing for all, checked against a DICOM's own
 calibration, which serves when neither is given.
+
+An image (or geometry file) is read only from inside its folder: a name with '..', an
+absolute path or a symlink leading out of the folder is refused, naming the file and path.
 
 Every problem of every image is listed at once (annotation file, image, shape) and nothing is
 written; the dataset is written aside and renamed into place, and OUT must be new, empty or

@@ -535,12 +535,11 @@ def caffe_net(batch_size: int, folder):
     TRAIN phase, its prototxt written into ``folder``."""
     import pathlib
 
-    from fetal_biometry import nets
-    from fetal_biometry.caffe_env import caffe
+    from fetal_biometry import checks, nets
 
     path = nets.save(nets.tutorial_cnn_inputs(batch_size, "euclidean"),
                      pathlib.Path(folder) / "tutorial_cnn.prototxt")
-    return caffe().Net(str(path), caffe().TRAIN)
+    return checks.net(path, phase="train", kind="train")
 
 
 def feed_caffe(net, params: Params, x: np.ndarray, T: np.ndarray) -> None:
@@ -576,8 +575,7 @@ def caffe_sgd_step(params: Params, x: np.ndarray, T: np.ndarray, base_lr: float,
     """
     import pathlib
 
-    from fetal_biometry import nets, solvers
-    from fetal_biometry.caffe_env import caffe
+    from fetal_biometry import checks, nets, solvers
 
     folder = pathlib.Path(folder)
     net_path = nets.save(nets.tutorial_cnn_inputs(len(x), "euclidean"),
@@ -586,7 +584,7 @@ def caffe_sgd_step(params: Params, x: np.ndarray, T: np.ndarray, base_lr: float,
         solvers.sgd(str(net_path.resolve()), base_lr, momentum=0.0, weight_decay=0.0,
                     lr_policy="fixed", max_iter=1, snapshot_prefix=str(folder / "snapshot")),
         folder / "tutorial_sgd.prototxt")
-    solver = caffe().get_solver(str(solver_path))
+    solver = checks.solver(solver_path)
     feed_caffe(solver.net, params, x, T)
     solver.step(1)
     return from_caffe(solver.net, "data")
