@@ -306,7 +306,9 @@ def _bands(size: int) -> list[float]:
     pixels along the edge lie up to several pixels inside it. Wide bands first, narrowing,
     walk the line onto them; at 256 px and below every band is :data:`_INLIER_PX`, as the
     simulated validation scans (speckle, fluid against the edges) want it."""
-    wide = max(_INLIER_PX, _WIDE_BAND * size)
+    wide = _WIDE_BAND * size
+    if wide <= _INLIER_PX:
+        return [_INLIER_PX] * 3
     return [max(_INLIER_PX, wide * f) for f in (1.0, 2 / 3, 1 / 2, 1 / 3)] + [_INLIER_PX] * 2
 
 
