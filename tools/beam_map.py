@@ -77,14 +77,15 @@ def _parser() -> argparse.ArgumentParser:
 
 def summary(scan: scans.ScanImage, found: fan.Estimate) -> dict:
     """The printed JSON of one scan: its name, pixel spacing, its source and the scan's
-    region, always; the fan ("found", "low confidence" or "not found (reason)"), its source and
+    region, always; the fan ("found", "low confidence", "given" or "not found (reason)"), its source and
     confidence; where there is one, probe kind, apex, depths, edge angles and full geometry."""
     probe = found.geometry
     record = {"name": scan.name, "pixel_spacing_mm": scan.spacing_mm,
               "spacing_source": scan.spacing_source,
               "region": list(scan.region) if scan.region is not None else None,
-              "fan": ("low confidence" if found.low_confidence else "found") if probe is not None
-              else f"not found ({found.reason})",
+              "fan": f"not found ({found.reason})" if probe is None else
+              "given" if found.source.startswith("given") else
+              "low confidence" if found.low_confidence else "found",
               "confidence": None if found.confidence is None else round(found.confidence, 4),
               "geometry_source": found.source, "priors": found.priors}
     if probe is None:
