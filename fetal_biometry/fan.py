@@ -25,7 +25,10 @@ merge with it and can bend an edge; coloured ones cannot.
 On a whole screen, pass the DICOM's ultrasound region (``region``): the search stays inside it,
 and a fan cut by the region's border is recognised as cut (outside the region, a vertical cut
 looks like a linear probe's edge). Below :data:`MIN_CONFIDENCE` the answer is
-:class:`FanNotFound`, never a made-up geometry. Images larger than :data:`MAX_SIDE` are
+:class:`FanNotFound`, never a made-up geometry. What a DICOM says about its fan (the
+transducer's kind, a sector region's reference pixel at the apex) narrows the candidates
+(:class:`Priors`). The tools go through :func:`estimate_scan`, which never raises for a missing
+fan: it reports why, and uses a fan below the threshold only where the user accepts it. Images larger than :data:`MAX_SIDE` are
 estimated on a subsampled copy, so the cost is bounded whatever the size.
 """
 from __future__ import annotations

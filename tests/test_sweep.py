@@ -198,6 +198,21 @@ def test_the_tool_measures_a_multiframe_dicom_with_an_estimated_fan(fetal_model,
     assert not (tmp_path / "out" / "loop_overlay.mp4").exists()
 
 
+def test_the_tool_without_a_fan_says_how_to_go_on(fetal_model, tmp_path, small_sweep):
+    """A loop whose first frame shows no fan: a model that needs beam directions refuses it,
+    naming --geometry, --accept-fan-below and the encoding 'none'; nothing is written."""
+    import dicom_files
+
+    rng = np.random.default_rng(0)
+    frames = np.clip(rng.rayleigh(50, small_sweep.frames.shape), 0, 255).astype(np.uint8)
+    path = dicom_files.write(tmp_path / "nofan.dcm", frames, frames=len(frames),
+                             regions=[dicom_files.region((0, 0, 95, 95), (0.05, 0.05))])
+    result = _sweep_tool(fetal_model, path, "--out", tmp_path / "out", "--no-video")
+    assert result.returncode == 1 and "first frame: fan: not found (" in result.stderr
+    assert "--geometry FILE, --accept-fan-below C, or use a model of encoding 'none'" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
 def test_evaluate_reports_the_benchmark_metrics_on_a_sweeps_folder(fetal_model, sweeps_dir, tmp_path):
     result = subprocess.run([sys.executable, "tools/evaluate.py", str(sweeps_dir), "--model", str(fetal_model),
                              "--out", str(tmp_path / "eval")], cwd=ROOT, capture_output=True, text=True)
