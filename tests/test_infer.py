@@ -164,6 +164,7 @@ def test_without_a_fan_only_an_encoding_without_directions_classifies(fetal_mode
     result = _infer(fetal_model, image, "--out", tmp_path / "a", "--spacing", "0.3")
     assert result.returncode == 1
     assert "fan: not found (" in result.stderr and "encoding 'channels' needs beam directions" in result.stderr
+    assert "pixel spacing 0.3 mm (given)" in result.stderr
     assert "--geometry FILE, --accept-fan-below C" in result.stderr
     result = _infer(none_model, image, "--out", tmp_path / "b", "--spacing", "0.3")
     assert result.returncode == 0, result.stderr

@@ -109,7 +109,10 @@ def _images(path: pathlib.Path, args, encoding: str):
             probe, how = estimate.geometry, estimate.source
             if probe is None:
                 if encoding != inference.NO_FAN_ENCODING:
-                    raise ValueError(f"{estimate.source}; the model's encoding {encoding!r} needs "
+                    spacing = ("unknown" if scan.spacing_mm is None
+                               else f"{scan.spacing_mm:.4g} mm ({scan.spacing_source})")
+                    raise ValueError(f"{estimate.source}; pixel spacing {spacing}; the model's "
+                                     f"encoding {encoding!r} needs "
                                      "beam directions: pass --geometry FILE, --accept-fan-below C, "
                                      f"or use a model of encoding {inference.NO_FAN_ENCODING!r}")
                 how += (f"; classified over the whole image with encoding "
