@@ -98,14 +98,17 @@ def _objective(sets, threshold: float) -> float:
 
 
 def choose(sets_by_texture: dict) -> tuple[float, float, float]:
-    """The (texture, threshold) of the best objective, and the objective; ties: the lower
-    threshold (a fan the user may still refuse) and the higher texture."""
+    """The (texture, threshold) of the best objective, and the objective. Thresholds that tie
+    accept the same scans: the middle one of them is taken (the widest margin on both sides);
+    textures that tie: the higher (the stricter)."""
     best = None
     for texture, sets in sets_by_texture.items():
-        for threshold in THRESHOLDS:
-            key = (round(_objective(sets, threshold), 6), -threshold, texture)
-            if best is None or key > best[0]:
-                best = (key, texture, float(threshold))
+        values = [round(_objective(sets, t), 6) for t in THRESHOLDS]
+        top = max(values)
+        tied = [t for t, v in zip(THRESHOLDS, values) if v == top]
+        key = (top, texture)
+        if best is None or key > best[0]:
+            best = (key, texture, float(tied[len(tied) // 2]))
     return best[1], best[2], best[0][0]
 
 

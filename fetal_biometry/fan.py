@@ -10,7 +10,9 @@ calipers, scales), components kept only where they are large, thick, textured (a
 is smooth) and filled with echoes (text panels and a probe's reverberations in air are
 strokes on black), and filled to their convex hull, which bridges the dark fluid inside the fan.
 :func:`estimate_geometry` takes the hull edges along which the echoes end over a long stretch
-as candidate side edges, refits them to those rim pixels, meets each left and right pair at the
+(and, on images larger than 256 px, the rim's long straight runs: where a gray bar, depth
+ticks or screen text join the fan, its hull edge there is a chord) as candidate side edges,
+refits them to those rim pixels, meets each left and right pair at the
 apex (convex) or finds it parallel (linear), reads the start and end depths as medians over the
 beams of where the echoes begin and the hull ends, and keeps the pair whose fan outline the
 echoes follow best. Where dark fluid lies against the edges, the echoes end before the fan
@@ -50,10 +52,11 @@ MIN_FILL = 0.5  # share of echo pixels a region needs: speckle fills it, text st
 # Chosen together by benchmarks/fan_validation.py --real --choose on simulated validation scans
 # (seed 2) and the real images of split "choose" (tests/data/real/manifest.json): real screens
 # are smoother and their fans less cleanly outlined than the simulator's (issue 29).
-MIN_CONFIDENCE = 0.375  # below: "no fan found"
+MIN_CONFIDENCE = 0.2  # below: "no fan found"
 MIN_TEXTURE = 2.0  # median local standard deviation a region needs to count as speckle
 MAX_SIDE = 1024  # larger images are estimated on a copy downscaled to this side, mapped back
 _CANDIDATES = 8  # best supported lines tried per side
+_HOUGH_MIN_SIDE = 256  # larger images also try the rim's long straight runs as side edges
 _INLIER_PX = 1.5
 _WIDE_BAND = 0.004  # first refit band, share of the longer side (chosen on the real "choose" split)
 _BINS = 32  # lateral bins over which the depths of the arcs (or faces) are medians
@@ -332,6 +335,29 @@ def _upright(line: Line, side: int) -> bool:
     return -MAX_EDGE_DEG <= -side * _angle(line[1]) <= MAX_INWARD_DEG
 
 
+def _hull_edges_and_rim_lines(hull: np.ndarray, rim: np.ndarray):
+    """(start, end, outward normal) of the hull's edges and, on large images, of the long
+    straight runs of the rim (Hough): where clutter beside the fan (a gray bar, depth ticks,
+    screen text) joins the echoes, the hull edge there is a chord, but the fan's edge is still
+    a long straight stretch of the rim."""
+    yield from zip(*_hull_edges(hull))
+    size = max(hull.shape)
+    if size <= _HOUGH_MIN_SIDE:  # short runs of a small image's speckle rim look straight too
+        return
+    canvas = np.zeros(hull.shape, np.uint8)
+    canvas[rim[:, 1].astype(int), rim[:, 0].astype(int)] = 255
+    segments = cv2.HoughLinesP(canvas, 1, math.pi / 720, threshold=max(20, int(0.08 * size)),
+                               minLineLength=int(0.12 * size), maxLineGap=max(2, size // 200))
+    if segments is None:
+        return
+    ys, xs = np.nonzero(hull)
+    centre = np.array([xs.mean(), ys.mean()])
+    for x0, y0, x1, y1 in segments.reshape(-1, 4).astype(float):
+        start, end = np.array([x0, y0]), np.array([x1, y1])
+        direction = (end - start) / np.linalg.norm(end - start)
+        yield start, end, _normal(direction, (start + end) / 2 - centre)
+
+
 def _side_edges(hull: np.ndarray, rim: np.ndarray, side: int) -> list[Line]:
     """Candidate lines of the left (``side=-1``) or right (``+1``) edge, best supported first.
 
@@ -341,7 +367,7 @@ def _side_edges(hull: np.ndarray, rim: np.ndarray, side: int) -> list[Line]:
     candidates: the pair that makes the best fan wins (:func:`estimate_geometry`).
     """
     found = []
-    for start, end, normal in zip(*_hull_edges(hull)):
+    for start, end, normal in _hull_edges_and_rim_lines(hull, rim):
         line = _fit_line(np.stack([start, end]))
         if side * normal[0] <= 0 or not _upright(line, side):
             continue

@@ -112,14 +112,19 @@ def test_a_thin_posterior_wall_beyond_fluid_gives_the_fan_bottom_and_edges(band)
     assert confidence > 0.5
 
 
-def test_text_below_a_fan_is_not_taken_for_its_posterior_wall():
+def test_text_below_a_fan_lowers_its_confidence_and_moves_no_edge():
     # The second look takes in all that lies below the fan between its edges: the text makes a
-    # worse fan than the one without it, and neither is confident: no fan, never a wrong one.
+    # worse fan than the one without it. Since the threshold was chosen with real screens
+    # (0.2, issue 29) that fan is no longer refused: its edges and apex are right, its end depth
+    # reaches the text, and its confidence says it is weak (known limit, README).
     image = _fluid_filled(5)
+    _, clean = fan.estimate_geometry(image.copy())
     cv2.putText(image, "Frame 12/80  AC 231 mm", (95, 232), cv2.FONT_HERSHEY_SIMPLEX, 0.45, 255, 1,
                 cv2.LINE_AA)
-    with pytest.raises(fan.FanNotFound, match="confidence"):
-        fan.estimate_geometry(image)
+    found, confidence = fan.estimate_geometry(image, min_confidence=0.0)
+    assert confidence < 0.5 * clean and confidence < 0.3
+    np.testing.assert_allclose(found.apex, FLUID.apex, atol=3)
+    np.testing.assert_allclose(found.angles, FLUID.angles, atol=1.5)
 
 
 def test_detected_fan_covers_the_echoes_and_skips_the_clutter():
@@ -180,9 +185,9 @@ def test_tool_takes_the_geometry_from_a_case_record(tmp_path):
 def test_tool_uses_a_weak_fan_only_when_accepted(tmp_path):
     """A fan below the threshold is refused with its confidence to 3 digits, and used, marked
     low-confidence, with --accept-fan-below."""
-    # A real colour Doppler screen (tests/data/real): its fan scores below the threshold.
-    weak = cv2.imread(str(ROOT / "tests/data/real/cdv_echo_colour_sector.jpg"))
-    _, confidence = fan.estimate_geometry(weak[..., ::-1], min_confidence=0.0)
+    weak = _drawn(CONVEX)
+    weak[:, 90:240] = 0  # only the two sides of the fan left: a weak outline
+    _, confidence = fan.estimate_geometry(weak, min_confidence=0.0)
     assert confidence < fan.MIN_CONFIDENCE
     cv2.imwrite(str(tmp_path / "weak.png"), weak)
     run = _tool(tmp_path / "weak.png", "--out", tmp_path / "out")

@@ -80,13 +80,7 @@ def _available(references):
     return [r for r in references if r.path.is_file()]
 
 
-# Real scans of the choosing split the estimator misses today: a gray bar merged with the
-# fan's edge (endocavitary screen), clutter beside a linear probe's trapezoid display.
-KNOWN_MISSES = ("ub_endocavitary_screen", "ub_endocavitary_screen_overlay", "ub_trapezoid_thyroid_screen")
-
-
-@pytest.mark.parametrize("reference", _available([r for r in SCANS if r.split == "choose"
-                                                  and r.name not in KNOWN_MISSES]),
+@pytest.mark.parametrize("reference", _available([r for r in SCANS if r.split == "choose"]),
                          ids=lambda r: r.name)
 def test_real_fans_of_the_choosing_split(reference):
     """The real scans the settings were chosen on that the estimator reads within the
