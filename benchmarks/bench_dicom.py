@@ -61,7 +61,7 @@ def _peak_mb() -> float:
 
 def _child(mode: str, path: str) -> None:
     """Read the loop once in ``mode``; print seconds, frames and peak memory added (MB)."""
-    from fetal_biometry import scans
+    from fetal_biometry.io import scans
     from pydicom.pixels import pixel_array
 
     before = _peak_mb()

@@ -2,7 +2,7 @@
 """Images per second of the annotation importers, on one CPU core, against writing the dataset,
 and how faithfully each format round-trips the simulated ground truth.
 
-Simulated cases are exported in each format by the writers of tests/test_importers.py (each
+Simulated cases are exported in each format by the writers of tests/importers/test_importers.py (each
 tool's documented export), then imported with the probe geometry and spacing given. The
 reference is dataset.write_dataset of the same cases (PNG encoding, records, validation),
 which every import ends with: the ratio shows what reading and rasterizing annotations cost
@@ -30,7 +30,9 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 import test_importers as exports  # noqa: E402  (the tools' export formats, as the tests write them)
-from fetal_biometry import dataset, fan, geometry as geom, importers, simulator  # noqa: E402
+from fetal_biometry import importers, simulator  # noqa: E402
+from fetal_biometry.geometry import fan, probe as geom  # noqa: E402
+from fetal_biometry.io import dataset  # noqa: E402
 
 
 def _seconds(run) -> float:

@@ -21,9 +21,13 @@ import numpy as np
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fetal_biometry import geometry, inference, model as model_folder, nets, patches, paths, simulator  # noqa: E402
+from fetal_biometry import paths, simulator  # noqa: E402
 from fetal_biometry.caffe_env import caffe  # noqa: E402
+from fetal_biometry.geometry import probe as geometry  # noqa: E402
+from fetal_biometry.inference import dense as inference  # noqa: E402
 from fetal_biometry.labels import OUTSIDE  # noqa: E402
+from fetal_biometry.nets import model as model_folder, spec as nets  # noqa: E402
+from fetal_biometry.patches import encoding as patches  # noqa: E402
 
 
 def sliding_window(net, planes, directions, batch=256) -> np.ndarray:

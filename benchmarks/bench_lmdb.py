@@ -31,10 +31,13 @@ sys.path.insert(0, str(ROOT))
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from fetal_biometry import geometry as geom, lmdb_writer, nets  # noqa: E402
-from fetal_biometry import patch_records, patches, simulator  # noqa: E402
+from fetal_biometry import simulator  # noqa: E402
 from fetal_biometry.caffe_env import binary, caffe, proto  # noqa: E402
+from fetal_biometry.geometry import probe as geom  # noqa: E402
+from fetal_biometry.io import lmdb_writer  # noqa: E402
 from fetal_biometry.labels import CLASSIFIER_CLASSES  # noqa: E402
+from fetal_biometry.nets import spec as nets  # noqa: E402
+from fetal_biometry.patches import encoding as patches, records as patch_records  # noqa: E402
 
 SIZE = 32
 

@@ -4,7 +4,7 @@
 For a 256x256 and a 744x562 simulated sequence (a few simulated frames, cycled), at OpenBLAS 1
 and 2 threads, side by side in one run:
 
-  sequence   fetal_biometry.sweep.SequenceClassifier: geometry, resampling and net input
+  sequence   fetal_biometry.inference.sequences.SequenceClassifier: geometry, resampling and net input
              window once per sequence, frames in batches, only the fan's grid points scored
   analyse    the same plus the landmark score of every frame and the full measurement of
              the best candidates (what tools/sweep.py does, less its pictures)
@@ -41,8 +41,13 @@ import numpy as np
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fetal_biometry import inference, model as model_folder, nets, paths, sweep, sweep_simulator  # noqa: E402
+from fetal_biometry import paths  # noqa: E402
 from fetal_biometry.caffe_env import caffe  # noqa: E402
+from fetal_biometry.inference import dense as inference  # noqa: E402
+from fetal_biometry.inference import sequences as sequence_inference  # noqa: E402
+from fetal_biometry.measure import sweeps  # noqa: E402
+from fetal_biometry.nets import model as model_folder, spec as nets  # noqa: E402
+from fetal_biometry.simulator import sweeps as sweep_simulator  # noqa: E402
 
 SIZES = ((256, 256), (562, 744))
 DEMO_SPACING_MM = 0.672
@@ -88,7 +93,7 @@ def multiply_adds(prototxt: pathlib.Path) -> int:
     return total
 
 
-def sequence_macs(classifier: sweep.SequenceClassifier) -> int:
+def sequence_macs(classifier: sequence_inference.SequenceClassifier) -> int:
     """Multiply-adds per frame of every pass the sequence path runs."""
     total = 0
     with tempfile.TemporaryDirectory() as folder:
@@ -126,7 +131,7 @@ def best_rate(run, frames: int, repeats: int = 2) -> float:
 def bench_size(dense, shape, frames: int, reference: int, blas, threads) -> None:
     sim = sweep_simulator.simulate_sweep(9, 0, frames=4, shape=shape)
     loop = [sim.frames[k % 4] for k in range(frames)]
-    seq = sweep.SequenceClassifier(dense, sim.geometry, shape, sim.spacing_mm)
+    seq = sequence_inference.SequenceClassifier(dense, sim.geometry, shape, sim.spacing_mm)
     list(seq.classify(iter(loop[:seq.batch])))  # build the nets
     dense.classify_scan(loop[0], sim.geometry, sim.spacing_mm)
     macs = sequence_macs(seq)
@@ -141,7 +146,7 @@ def bench_size(dense, shape, frames: int, reference: int, blas, threads) -> None
         rate = sgemm_rate(blas)
         roof = rate / macs
         seq_fps = best_rate(lambda: list(seq.classify(iter(loop))), frames)
-        analyse_fps = best_rate(lambda: sweep.analyse(seq, iter(loop), sim.spacing_mm, frames), frames, 1)
+        analyse_fps = best_rate(lambda: sweeps.analyse(seq, iter(loop), sim.spacing_mm, frames), frames, 1)
         infer_fps = best_rate(lambda: [dense.classify_scan(f, sim.geometry, sim.spacing_mm)
                                        for f in loop[:reference]], reference)
         print(f"{n:>7} {rate / 1e9:>12.1f} {roof:>9.2f} {seq_fps:>9.2f} {analyse_fps:>8.2f} {infer_fps:>7.2f} "
@@ -188,7 +193,7 @@ def main() -> None:
     args = parser.parse_args()
     blas = openblas()
     dense, label = classifier_for(args.model, args.encoding)
-    print(f"model: {label}; batch {sweep.BATCH}; frames/s, best of repeats; load = 1-minute load average")
+    print(f"model: {label}; batch {sequence_inference.BATCH}; frames/s, best of repeats; load = 1-minute load average")
     for shape in SIZES:
         bench_size(dense, shape, args.frames, args.reference, blas, args.threads)
     if args.memory:

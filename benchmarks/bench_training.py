@@ -18,8 +18,9 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fetal_biometry import demo, solvers, training  # noqa: E402
 from fetal_biometry.caffe_env import binary, proto  # noqa: E402
+from fetal_biometry.experiments import demo  # noqa: E402
+from fetal_biometry.nets import solvers, training  # noqa: E402
 
 SOLVER = "prototxt/tutorial_cnn/solver.prototxt"
 

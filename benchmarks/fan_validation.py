@@ -13,7 +13,7 @@ depth range) and their mean confidence.
 
 --real adds the real set (tests/data/real/manifest.json; fetch the images that are not copied
 there with benchmarks/fetch_real_fans.py): per source package, the real fans found (confidence >=
-the threshold), how many within the tolerances of fetal_biometry.fan_reference (apex within
+the threshold), how many within the tolerances of fetal_biometry.geometry.fan_reference (apex within
 max(20 px, 3 % of the width) and edges within 3 degrees; linear edges within 10 px), the mean
 apex, edge and side errors of the found fans, and the false fans on text panels and blank
 frames (rendered, and real where a package ships one). Only the images of split "report" are
@@ -39,7 +39,8 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from fetal_biometry import fan, fan_reference, geometry as geom, simulator  # noqa: E402
+from fetal_biometry import simulator  # noqa: E402
+from fetal_biometry.geometry import fan, fan_reference, probe as geom  # noqa: E402
 
 HELD_OUT_SEED = 1
 MANIFEST = ROOT / "tests" / "data" / "real" / "manifest.json"
@@ -51,7 +52,7 @@ WRONG_COST = 2.0  # a confident wrong fan (or a fan on a text panel) costs two f
 def errors(found: geom.Geometry, truth: geom.Geometry) -> tuple[float, float, float, float] | None:
     """Absolute errors of ``found`` against ``truth`` (pixels, degrees), None if the probe
     type differs: convex (worst edge angle, apex, start depth, end depth); linear (angle,
-    the face's origin at the top of the strip, width, depth range), as tests/test_fan.py
+    the face's origin at the top of the strip, width, depth range), as tests/geometry/test_fan.py
     compares them."""
     if type(found) is not type(truth):
         return None

@@ -28,7 +28,8 @@ sys.path.insert(0, str(ROOT))
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from fetal_biometry import atomic, fan_reference  # noqa: E402
+from fetal_biometry import atomic  # noqa: E402
+from fetal_biometry.geometry import fan_reference  # noqa: E402
 
 MANIFEST = ROOT / "tests" / "data" / "real" / "manifest.json"
 _EMBEDDED = re.compile(rb"data:image/(?:png|jpeg|jpg);base64,([A-Za-z0-9+/=\s]+)")

@@ -27,7 +27,9 @@ sys.path.insert(0, str(ROOT))
 
 from tqdm import tqdm  # noqa: E402
 
-from fetal_biometry import evaluation, model as model_folder, paths, simulator  # noqa: E402
+from fetal_biometry import paths, simulator  # noqa: E402
+from fetal_biometry.evaluation import scans as evaluation  # noqa: E402
+from fetal_biometry.nets import model as model_folder  # noqa: E402
 
 DENSITIES = (0.5, 1.0, 2.0)
 GOAL_POINTS, GOAL_AC = 0.03, 0.5

@@ -23,14 +23,19 @@ import math
 import os
 import pathlib
 import shutil
-from typing import Mapping, Sequence
+import textwrap
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import cv2
 import numpy as np
 
 from fetal_biometry import atomic
-from fetal_biometry.ellipse import Ellipse, ellipse_points
-from fetal_biometry.labels import CLASSES, CLASSIFIER_CLASSES, COLOURS, STOMACH, VEIN
+from fetal_biometry.io.sequences import VideoWriter
+from fetal_biometry.labels import CLASSIFIER_CLASSES, COLOURS, DATASET_CLASSES, STOMACH, VEIN
+from fetal_biometry.measure.ellipse import Ellipse, ellipse_points
+
+if TYPE_CHECKING:
+    from fetal_biometry.measure.sweeps import SweepResult
 
 DPI = 120  # about one screen pixel per image pixel in the contact sheet
 ARROW_STEP = 24  # px between arrows on the beam picture
@@ -85,7 +90,7 @@ def draw_ellipse(rgb: np.ndarray, ellipse: Ellipse, colour=_ELLIPSE) -> np.ndarr
 
 
 def draw_measurement(image: np.ndarray, measurement) -> np.ndarray:
-    """RGB copy of a scan with a :class:`~fetal_biometry.biometry.Measurement` drawn on it.
+    """RGB copy of a scan with a :class:`~fetal_biometry.measure.biometry.Measurement` drawn on it.
 
     The fitted ellipse, the boundary points (green where they support the fit, red where not),
     the stomach and vein landmarks, and the AC with the plane verdict or its reasons.
@@ -140,9 +145,9 @@ def beam_picture(gray: np.ndarray, directions: np.ndarray) -> np.ndarray:
 
 def augmentation_sheet(image: np.ndarray, labels: np.ndarray, directions: np.ndarray,
                        count: int = 4, seed: int = 0) -> np.ndarray:
-    """RGB picture of a scan and ``count`` augmented versions of it (:mod:`fetal_biometry.augment`,
+    """RGB picture of a scan and ``count`` augmented versions of it (:mod:`fetal_biometry.patches.augment`,
     its default ranges, drawn from ``seed``): labels over the image above, beam directions below."""
-    from fetal_biometry import augment
+    from fetal_biometry.patches import augment
 
     rng = np.random.default_rng(seed)
     columns = []
@@ -207,20 +212,23 @@ def _case_title(case) -> str:
     bio = case.biometry
     age = "" if bio.gestational_age_weeks is None else f", GA {bio.gestational_age_weeks:.1f} wk"
     verdict = "plane OK" if bio.plane_acceptable else bio.plane_reason
-    what = "AC" if bio.structure == "abdomen" else "HC"
-    return f"{case.name}: {what} {bio.circumference_mm:.0f} mm{age}\n{verdict}"
+    if bio.structure == "femur":
+        size = f"FL {bio.measurements['FL']:.0f} mm" if bio.measurements else "femur"
+    else:
+        size = f"{'AC' if bio.structure == 'abdomen' else 'HC'} {bio.circumference_mm:.0f} mm"
+    return f"{case.name}: {size}{age}\n{textwrap.shorten(verdict, 75)}"
 
 
 def dataset_sheet(path, count: int = 8) -> bytes:
     """PNG bytes of :func:`contact_sheet` for the first ``count`` cases of the dataset at ``path``."""
-    from fetal_biometry import dataset
+    from fetal_biometry.io import dataset
 
     opened = dataset.open(path)
     return figure_png(contact_sheet([opened.read(name) for name in opened.cases[:count]]))
 
 
 def contact_sheet(cases: Sequence, columns: int = 2):
-    """Scans (:class:`~fetal_biometry.dataset.Case`) beside their label overlay and abdomen
+    """Scans (:class:`~fetal_biometry.io.dataset.Case`) beside their label overlay and abdomen
     ellipse, with a colour legend of the class table along the bottom."""
     from matplotlib.patches import Ellipse as EllipsePatch, Patch
 
@@ -237,9 +245,10 @@ def contact_sheet(cases: Sequence, columns: int = 2):
         left.set_title(_case_title(case), fontsize=6.5, loc="left")
         right.imshow(overlay(case.image, case.labels))
         e = case.biometry.ellipse
-        right.add_patch(EllipsePatch((e.cx, e.cy), 2 * e.a, 2 * e.b, angle=e.angle, fill=False,
-                                     color="white", linewidth=0.7, linestyle="--"))
-    handles = [Patch(color=np.array(COLOURS[v]) / 255, label=_name(CLASSES[v])) for v in COLOURS]
+        if e is not None:  # a femur plane has none
+            right.add_patch(EllipsePatch((e.cx, e.cy), 2 * e.a, 2 * e.b, angle=e.angle, fill=False,
+                                         color="white", linewidth=0.7, linestyle="--"))
+    handles = [Patch(color=np.array(COLOURS[v]) / 255, label=_name(DATASET_CLASSES[v])) for v in COLOURS]
     handles.append(Patch(facecolor="white", edgecolor="black", linestyle="--",
                          label="measured ellipse (AC or HC)"))
     fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=7, frameon=False)
@@ -285,12 +294,50 @@ def _limits(ax, agreement: Mapping, unit: str, key: str) -> None:
     ax.axhline(0, color="black", lw=0.5)
 
 
+def centile_charts(panel: Mapping):
+    """Each charted measurement of a panel (:func:`fetal_biometry.measure.growth.panel`) on its
+    INTERGROWTH-21st chart: the 3rd, 10th, 50th, 90th and 97th centiles over the standard's
+    weeks, the measurement drawn at the gestational age given (none without one: a centile needs
+    it); the estimated fetal weight too when its formula is the one its standard was built on."""
+    from fetal_biometry.measure import growth
+
+    charts = []  # (name, unit, weeks, centile line function, entry)
+    for key, entry in panel["measurements"].items():
+        if key in growth.STANDARDS:
+            charts.append((key, "mm", growth.GA_RANGE_WEEKS,
+                           lambda c, w, key=key: growth.value_at_centile(key, c, w), entry))
+    efw = panel.get("efw")
+    if efw and efw["formula"] == growth.EFW_CHARTED_FORMULA:
+        charts.append(("EFW", "g", growth.EFW_RANGE_WEEKS, growth.efw_at_centile,
+                       {"mm": efw["grams"], "centile": efw["centile"]}))
+    if not charts:
+        raise ValueError("nothing to chart: no measurement with an INTERGROWTH-21st standard")
+    fig = _figure(3.2 * len(charts), 3.0)
+    axes = np.atleast_1d(fig.subplots(1, len(charts)))
+    for ax, (name, unit, span, line, entry) in zip(axes, charts):
+        weeks = np.linspace(*span, 105)
+        for c in growth.CHART_CENTILES:
+            ax.plot(weeks, [line(c, w) for w in weeks], color="0.2",
+                    lw=1.4 if c == 50 else 0.7, ls="-" if c in (3, 50, 97) else "--")
+            ax.annotate(f"{c}", (weeks[-1], line(c, weeks[-1])), fontsize=6,
+                        xytext=(2, 0), textcoords="offset points", va="center")
+        value = f"{entry['mm']:.0f} g" if unit == "g" else f"{entry['mm']:.1f} mm"
+        if entry["centile"] is not None:
+            ax.plot([panel["ga_weeks"]], [entry["mm"]], "o", color="tab:red", ms=5)
+            ax.set_title(f"{name} {value}: centile {entry['centile']:.0f}", fontsize=8)
+        else:
+            ax.set_title(f"{name} {value}: not charted", fontsize=8)
+        ax.set(xlabel="gestational age (weeks)", ylabel=f"{name} ({unit})")
+        ax.grid(alpha=0.3)
+    return fig
+
+
 def bland_altman(measured: np.ndarray, true: np.ndarray, agreement: Mapping | None,
                  title: str = ""):
     """Bland-Altman plot of measured against true AC: difference against mean, in mm and in %.
 
     ``agreement`` holds ``bias_mm``, ``loa_mm`` (low, high), ``bias_percent``, ``loa_percent``
-    (see :func:`fetal_biometry.evaluation.agreement`); drawn as the bias and the 95 % limits.
+    (see :func:`fetal_biometry.evaluation.scans.agreement`); drawn as the bias and the 95 % limits.
     The percent panel is the difference as a share of the pair's mean, Bland and Altman's own
     form for errors that grow with size.
     """
@@ -513,7 +560,7 @@ def net_diagram(net, out: str | os.PathLike, rankdir: str = "LR") -> pathlib.Pat
 
 def sweep_scores(record: dict, title: str = ""):
     """The landmark score over a sweep's frames, the measured frames' plane scores (green:
-    accepted) and the chosen frame (:func:`fetal_biometry.sweep.analyse`'s record)."""
+    accepted) and the chosen frame (:func:`fetal_biometry.measure.sweeps.analyse`'s record)."""
     frames = record["frames"]
     x = [f["frame"] for f in frames]
     fig = _figure(8, 3)
@@ -531,3 +578,36 @@ def sweep_scores(record: dict, title: str = ""):
     ax.set(xlabel="frame", ylabel="score", ylim=(0, 1.05), title=title or "plane scores")
     ax.legend(fontsize=7, loc="upper right", ncol=2)
     return fig
+
+
+def annotate_video(draft: str | os.PathLike, out: str | os.PathLike, result: SweepResult,
+                   fps: float) -> None:
+    """Copy the classified frames of ``draft`` into ``out``, the measured frames with their
+    ellipse and the chosen one with its AC; ``draft`` is removed."""
+    source = cv2.VideoCapture(str(draft))
+    measured = {c.index: c for c in result.candidates}
+    chosen = result.chosen.index if result.chosen else None
+    writer = None
+    try:
+        index = 0
+        while True:
+            ok, bgr = source.read()
+            if not ok:
+                break
+            rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            if writer is None:
+                writer = VideoWriter(out, fps, rgb.shape[:2])
+            if index in measured:
+                c = measured[index]
+                rgb = sweep_measured(rgb, c.measured, c.plane["plane_score"], index == chosen)
+            writer.write(rgb)
+            index += 1
+    except BaseException:
+        if writer is not None:
+            writer.close(keep=False)
+        raise
+    finally:
+        source.release()
+        pathlib.Path(draft).unlink(missing_ok=True)
+    if writer is not None:
+        writer.close()

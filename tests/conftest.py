@@ -15,7 +15,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="session")
 def mnist_lmdbs(tmp_path_factory) -> dict[str, pathlib.Path]:
     """Small MNIST LMDBs (images and one-hot targets): 640 training and 200 test records."""
-    from fetal_biometry import mnist
+    from fetal_biometry.tutorial import mnist
 
     folder = tmp_path_factory.mktemp("mnist")
     paths = {}
@@ -29,7 +29,7 @@ def mnist_lmdbs(tmp_path_factory) -> dict[str, pathlib.Path]:
 @pytest.fixture
 def tutorial_solver(tmp_path, mnist_lmdbs):
     """Write a solver (Adam unless ``kind`` says otherwise) for the tutorial CNN on the small LMDBs; returns a factory."""
-    from fetal_biometry import nets, solvers
+    from fetal_biometry.nets import solvers, spec as nets
 
     def make(loss: str = "softmax", max_iter: int = 20, base_lr: float = 1e-3,
              kind: str = "adam", **fields) -> pathlib.Path:
@@ -56,7 +56,8 @@ def fetal_data(tmp_path_factory) -> pathlib.Path:
     The first round's appearance (NARROW): the tests that use them were written on these
     scans (e.g. the fan of the first one is found from the image alone).
     """
-    from fetal_biometry import dataset, simulator
+    from fetal_biometry import simulator
+    from fetal_biometry.io import dataset
 
     path = tmp_path_factory.mktemp("fetal") / "sim"
     narrow = simulator.NARROW
@@ -68,7 +69,8 @@ def fetal_data(tmp_path_factory) -> pathlib.Path:
 @pytest.fixture(scope="session")
 def fetal_model(tmp_path_factory, fetal_data) -> pathlib.Path:
     """A model folder (channels encoding) trained for a few iterations on ``fetal_data``."""
-    from fetal_biometry import nets, patch_records, solvers, training
+    from fetal_biometry.nets import solvers, spec as nets, training
+    from fetal_biometry.patches import records as patch_records
 
     folder = tmp_path_factory.mktemp("model")
     lmdbs = folder / "lmdb"

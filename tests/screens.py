@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from fetal_biometry import geometry as geom
+from fetal_biometry.geometry import probe as geom
 
 SCREEN = (480, 640)  # rows, columns
 REGION = (150, 40, 600, 460)  # x0, y0, x1, y1 (x1, y1 exclusive) of the 2D tissue region

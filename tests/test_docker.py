@@ -111,7 +111,7 @@ def _podman_run(image: str, data: pathlib.Path, out: pathlib.Path, *args: str,
 def mounts(tmp_path):
     """A small MNIST dataset where the checked-in prototxt look (data/mnist/...) and an output
     folder owned by the image's user, as `docker run -v` would mount them."""
-    from fetal_biometry import mnist
+    from fetal_biometry.tutorial import mnist
 
     data, out = tmp_path / "data", tmp_path / "out"
     for split, limit in (("train", 640), ("val", 200)):

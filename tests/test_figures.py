@@ -3,8 +3,11 @@ import cv2
 import numpy as np
 import pytest
 
-from fetal_biometry import biometry, ellipse as el, evaluation, figures, nets, simulator
+from fetal_biometry import figures, simulator
+from fetal_biometry.evaluation import scans as evaluation
 from fetal_biometry.labels import BACKGROUND, FLUID, STOMACH
+from fetal_biometry.measure import biometry, ellipse as el
+from fetal_biometry.nets import spec as nets
 
 SHAPE = (160, 160)
 
@@ -63,7 +66,7 @@ def test_beam_picture_colours_the_fan_by_angle():
 
 
 def test_augmentation_sheet_shows_the_scan_then_seeded_versions_of_it():
-    from fetal_biometry import geometry as geom
+    from fetal_biometry.geometry import probe as geom
 
     probe = geom.ConvexProbe((32.0, -20.0), 25.0, 90.0, (-30.0, 30.0))
     directions = geom.beam_directions(probe, (64, 64))
@@ -145,9 +148,26 @@ def test_net_diagram_draws_a_net_and_names_a_bad_file(tmp_path):
 
 
 def test_docs_net_diagrams_are_there():
-    from fetal_biometry import catalog
+    from fetal_biometry.nets import catalog
 
     from conftest import ROOT
 
     for relative in catalog.DIAGRAMS:
         assert _coloured(_decode((ROOT / relative).read_bytes())) > 1000, relative
+
+
+def test_centile_charts_draw_each_charted_measurement():
+    from fetal_biometry.measure import growth
+
+    panel = growth.panel({"HC": 278.4, "FL": 55.5, "BPD_OI": 77.0}, ga_weeks=30)
+    fig = figures.centile_charts(panel)
+    axes = fig.get_axes()
+    assert len(axes) == 2  # BPD outer-to-inner has no INTERGROWTH-21st chart
+    assert "centile 50" in axes[0].get_title() and len(axes[0].lines) == 6  # 5 centiles + the point
+    undated = figures.centile_charts(growth.panel({"HC": 278.4}))
+    assert "not charted" in undated.get_axes()[0].get_title() and len(undated.get_axes()[0].lines) == 5
+    weighed = figures.centile_charts(growth.panel({"HC": 278.4, "AC": 253.8, "FL": 55.5}, ga_weeks=30))
+    assert "EFW" in weighed.get_axes()[-1].get_title() and len(weighed.get_axes()) == 4
+    assert figures.figure_png(fig)[:4] == b"\x89PNG"
+    with pytest.raises(ValueError, match="nothing to chart"):
+        figures.centile_charts(growth.panel({"BPD_OI": 77.0}))

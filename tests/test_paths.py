@@ -17,8 +17,10 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from fetal_biometry import dataset, geometry as geom, importers, paths, simulator, stacks, sweep
-from fetal_biometry import model as model_folder
+from fetal_biometry import importers, paths, simulator
+from fetal_biometry.geometry import probe as geom
+from fetal_biometry.io import dataset, sequences as sweep
+from fetal_biometry.nets import model as model_folder
 
 SHAPE = (160, 160)
 

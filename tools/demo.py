@@ -19,7 +19,8 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fetal_biometry import demo, training  # noqa: E402
+from fetal_biometry.experiments import demo  # noqa: E402
+from fetal_biometry.nets import training  # noqa: E402
 
 
 def main(argv=None) -> int:

@@ -17,8 +17,8 @@ Datasets are simulated first into data/experiments/ (about a minute each, once).
                   group of simulator.Appearance left out, no augmentation;
                   on the foreign set                                groups + 3 trainings
   thresholds      the ablation's nets on the two VALIDATION sets; chooses the
-                  AC trust limits and plane thresholds (fetal_biometry.thresholds)
-                  to copy into fetal_biometry/biometry.py       the ablation's 9
+                  AC trust limits and plane thresholds (fetal_biometry.measure.thresholds)
+                  to copy into fetal_biometry/measure/biometry.py       the ablation's 9
 
 Every evaluation keeps its class maps: once new limits are in biometry.py, running a command
 again measures its evaluations anew from those maps (seconds, no Caffe) and rewrites its tables.
@@ -36,7 +36,9 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fetal_biometry import atomic, cli, experiments, figures, training  # noqa: E402
+from fetal_biometry import atomic, cli, experiments, figures  # noqa: E402
+from fetal_biometry.nets import catalog, training  # noqa: E402
+from fetal_biometry.patches import encoding as patches  # noqa: E402
 
 __doc__ = __doc__.format(minutes=experiments.JOB_MINUTES, per_hour=2 * 60 / experiments.JOB_MINUTES)
 
@@ -75,7 +77,7 @@ def parser() -> argparse.ArgumentParser:
         sub.add_argument("--dry-run", action="store_true", help="list the jobs and their cost, run nothing")
         sub.add_argument("--finished", action="store_true",
                          help="report the jobs finished so far (listing the others), run nothing")
-        sub.add_argument("--iterations", type=cli.at_least_one, default=experiments.catalog.FETAL_ITERATIONS,
+        sub.add_argument("--iterations", type=cli.at_least_one, default=catalog.FETAL_ITERATIONS,
                          help="Adam iterations per training (default %(default)s, as make demo)")
         sub.add_argument("--augment", type=int, default=experiments.AUGMENT,
                          help="augmented copies per patch in the LMDBs (default %(default)s; 0: none)")
@@ -83,7 +85,7 @@ def parser() -> argparse.ArgumentParser:
             sub.add_argument("--seeds", type=int, nargs="+", default=[0],
                              help="training seeds (default 0); the rule averages over them")
         else:
-            sub.add_argument("--patch", type=cli.at_least_one, default=experiments.patches.SIZE,
+            sub.add_argument("--patch", type=cli.at_least_one, default=patches.SIZE,
                              help="patch side in px (default %(default)s, patches.SIZE)")
         if name in ("ablation", "learning-curve", "thresholds"):
             sub.add_argument("--seeds", type=int, nargs="+", default=list(experiments.SEEDS),

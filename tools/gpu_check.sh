@@ -50,7 +50,8 @@ gpus=$(nvidia-smi -L | grep -c '^GPU ')
 step "3. CPU and GPU agree on a forward pass"
 "$py" - <<'EOF' | tee -a "$summary" >&2
 import numpy as np
-from fetal_biometry import caffe_env, checks
+from fetal_biometry import caffe_env
+from fetal_biometry.nets import checks
 deploy = "prototxt/fetal_channels/deploy.prototxt"
 outputs = {}
 for mode in ("cpu", "gpu"):
@@ -76,7 +77,7 @@ cpu_ms=$(forward_ms); gpu_ms=$(forward_ms --gpu=0)
 say "caffe time fetal_channels deploy: CPU $cpu_ms ms, GPU $gpu_ms ms per forward pass: $(awk "BEGIN{printf \"%.1f\", $cpu_ms/$gpu_ms}")x"
 
 step "5. tools/train.py, tutorial CNN, $iterations iterations"
-"$py" -c 'from fetal_biometry import demo; demo.mnist_lmdbs()'
+"$py" -c 'from fetal_biometry.experiments import demo; demo.mnist_lmdbs()'
 train_s() {  # wall seconds of one training run
   local start=$SECONDS
   "$py" tools/train.py prototxt/tutorial_cnn/solver.prototxt --out "$out/train_$1" --max-iter "$iterations" \

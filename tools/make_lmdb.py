@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Turn an annotated dataset into Caffe LMDBs of patches that carry the beam direction.
 
-DATASET is a folder in the project's dataset format (see fetal_biometry/dataset.py; made by
+DATASET is a folder in the project's dataset format (see fetal_biometry/io/dataset.py; made by
 tools/simulate.py or filled with your own scans). OUT receives
 
   train_lmdb/ val_lmdb/ test_lmdb/   Caffe Datum records: uint8 patches, classifier label
@@ -22,7 +22,7 @@ removed by the next one.
 Augmentation (--augment K): Caffe's Data layer only crops and mirrors, so variety is baked
 into the training LMDB. Each training scan gives K more versions of itself, each independently
 rotated (up to 10 degrees, the beam directions turned with it) and scaled (up to 10 %), with
-gain, contrast, gamma, blur and noise changed (ranges in fetal_biometry/augment.py, recorded in
+gain, contrast, gamma, blur and noise changed (ranges in fetal_biometry/patches/augment.py, recorded in
 the manifest), and the same number of patches per class is sampled on each: the training LMDB
 grows (1 + K) times. Validation and test stay clean; --augment 0 (the default) writes exactly
 what it did before. Seeded like everything else: the same seed gives the same bytes.
@@ -46,8 +46,10 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fetal_biometry import atomic, dataset, patch_records, patches  # noqa: E402
+from fetal_biometry import atomic  # noqa: E402
+from fetal_biometry.io import dataset, limits  # noqa: E402
 from fetal_biometry.labels import CLASSIFIER_CLASSES  # noqa: E402
+from fetal_biometry.patches import encoding as patches, records as patch_records  # noqa: E402
 
 
 def per_class(text: str) -> dict[int, int]:
@@ -69,7 +71,7 @@ def fractions(text: str) -> tuple[float, float, float]:
 def main(argv=None) -> int:
     from tqdm import tqdm
 
-    parser = argparse.ArgumentParser(description=__doc__,
+    parser = argparse.ArgumentParser(description=__doc__, epilog=limits.HELP,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("dataset", help="dataset folder (dataset.json, images/, labels/, cases/)")
     parser.add_argument("out", help="output folder for the LMDBs, mean file and manifest")
@@ -101,7 +103,7 @@ def main(argv=None) -> int:
     try:
         patch_records.check_arguments(args.patch, args.per_class, args.splits, args.seed,
                                       args.spacing_mm, args.augment)
-        for path in atomic.claim_output(args.out, "manifest.json", [source], args.overwrite, "OUT"):
+        for path in atomic.claim_output(args.out, patch_records.TOOL, [source], args.overwrite, "OUT"):
             print(f"make_lmdb: removed {path}, left by an interrupted run", file=sys.stderr)
         scans = list(tqdm(patch_records.dataset_scans(source), desc="read", unit="scan"))
         index = (source / "dataset.json").read_bytes()

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""Regenerate every checked-in prototxt under prototxt/ from fetal_biometry.catalog, and the
+"""Regenerate every checked-in prototxt under prototxt/ from fetal_biometry.nets.catalog, and the
 net diagrams under docs/ (caffe.draw; needs graphviz).
 
-Nets come from caffe.NetSpec (fetal_biometry.nets) and solvers from caffe_pb2.SolverParameter
-(fetal_biometry.solvers); never edit the files by hand. Paths inside them are relative to the
+Nets come from caffe.NetSpec (fetal_biometry.nets.spec) and solvers from caffe_pb2.SolverParameter
+(fetal_biometry.nets.solvers); never edit the files by hand. Paths inside them are relative to the
 repository root, so run Caffe from there, e.g.
 
     caffe train --solver prototxt/tutorial_cnn/solver.prototxt
@@ -15,7 +15,8 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fetal_biometry import atomic, catalog, figures  # noqa: E402
+from fetal_biometry import atomic, figures  # noqa: E402
+from fetal_biometry.nets import catalog  # noqa: E402
 
 
 def diagrams(generated: dict[str, str]) -> list[str]:

@@ -23,8 +23,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from fetal_biometry import mnist  # noqa: E402
-from fetal_biometry.tutorial import adaboost, backprop, rbm  # noqa: E402
+from fetal_biometry.tutorial import adaboost, backprop, mnist, rbm  # noqa: E402
 
 SOURCE_RBM_ACCURACY = 0.5927  # "At 10000 iteration with learning coefficient 0.01, ... 59.27%"
 

@@ -44,7 +44,7 @@ Params = dict[str, np.ndarray]
 NAMES = ("w1", "b1", "w3", "b3", "w5", "b5", "w6", "b6")
 SHAPES = {"w1": (32, 5, 5), "b1": (32,), "w3": (64, 32, 5, 5), "b3": (64,),
           "w5": (256, 64, 4, 4), "b5": (256,), "w6": (10, 256), "b6": (10,)}
-# Where each parameter lives in the Caffe net of fetal_biometry.nets: (layer, blob index).
+# Where each parameter lives in the Caffe net of fetal_biometry.nets.spec: (layer, blob index).
 CAFFE_PARAMS = {"w1": ("c1", 0), "b1": ("c1", 1), "w3": ("c3", 0), "b3": ("c3", 1),
                 "w5": ("f5", 0), "b5": ("f5", 1), "w6": ("out", 0), "b6": ("out", 1)}
 # The activations that Caffe's blobs of the same name hold after a forward pass.
@@ -400,7 +400,7 @@ def descend(params: Params, grads: Params, eta: float) -> Params:
 def initialize(rng: np.random.Generator, dtype=np.float32) -> Params:
     """Caffe's "xavier" filler (uniform, variance 1 / fan-in) for weights, zero biases.
 
-    The same fillers as the Caffe net in :mod:`fetal_biometry.nets`.
+    The same fillers as the Caffe net in :mod:`fetal_biometry.nets.spec`.
     """
     params = {}
     for name in NAMES:
@@ -531,11 +531,11 @@ def random_params(rng: np.random.Generator, bias_scale: float = 0.1) -> Params:
 
 
 def caffe_net(batch_size: int, folder):
-    """The Caffe net of :func:`fetal_biometry.nets.tutorial_cnn_inputs` (squared error), in
+    """The Caffe net of :func:`fetal_biometry.nets.spec.tutorial_cnn_inputs` (squared error), in
     TRAIN phase, its prototxt written into ``folder``."""
     import pathlib
 
-    from fetal_biometry import checks, nets
+    from fetal_biometry.nets import checks, spec as nets
 
     path = nets.save(nets.tutorial_cnn_inputs(batch_size, "euclidean"),
                      pathlib.Path(folder) / "tutorial_cnn.prototxt")
@@ -575,7 +575,7 @@ def caffe_sgd_step(params: Params, x: np.ndarray, T: np.ndarray, base_lr: float,
     """
     import pathlib
 
-    from fetal_biometry import checks, nets, solvers
+    from fetal_biometry.nets import checks, solvers, spec as nets
 
     folder = pathlib.Path(folder)
     net_path = nets.save(nets.tutorial_cnn_inputs(len(x), "euclidean"),

@@ -2,8 +2,7 @@
 import numpy as np
 import pytest
 
-from fetal_biometry import mnist
-from fetal_biometry.tutorial import backprop
+from fetal_biometry.tutorial import backprop, mnist
 
 BATCH = 8
 

@@ -2,8 +2,7 @@
 import numpy as np
 import pytest
 
-from fetal_biometry import mnist
-from fetal_biometry.tutorial import rbm
+from fetal_biometry.tutorial import mnist, rbm
 
 
 def tiny_rbm(seed=0, n_visible=6, n_hidden=4):

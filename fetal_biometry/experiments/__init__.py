@@ -1,0 +1,21 @@
+"""The experiments and the demo: simulated datasets and jobs that train and evaluate one net each
+(:mod:`~fetal_biometry.experiments.jobs`), the plans and their aggregation
+(:mod:`~fetal_biometry.experiments.plans`), and ``make demo``'s main job
+(:mod:`~fetal_biometry.experiments.demo`).
+"""
+from fetal_biometry._exports import lazy
+
+__getattr__, __dir__, __all__ = lazy(__name__, {
+    "jobs": ("TOOL", "SUMMARY", "MODEL", "SEEDS", "SCANS", "PATCH_SIZES", "AUGMENT",
+             "VAL_CASES", "TIE", "JOB_MINUTES", "EVALUATION_MINUTES", "GENERATOR",
+             "ExperimentError", "Recipe", "RECIPES", "HALVES", "groups", "appearance",
+             "generator", "holds", "simulated", "Job", "Setup", "training_scans", "read_record",
+             "done", "trained", "minutes", "run_job", "job_from_spec", "datasets", "prepare",
+             "run"),
+    "plans": ("Plan", "patch_size_plan", "ablation_plan", "learning_curve_plan",
+              "thresholds_plan", "variants", "randomisations_plan", "HEADINGS", "METRICS",
+              "PERCENT", "mean_sd", "aggregate", "cell", "table", "PANELS", "STYLES", "curves",
+              "choose_patch", "choose_limits", "report", "differences"),
+    "demo": ("mnist_lmdbs", "test_accuracy", "run_mnist", "train_and_evaluate", "SETS",
+             "run_fetal"),
+})

@@ -1,0 +1,154 @@
+"""The main job of ``make demo``, stage by stage (run from the repository root).
+
+1. the tutorial's CNN on real MNIST (Adam, pycaffe driver), test accuracy;
+2. the fetal pipeline on simulated scans: simulate a training and a held-out dataset (other
+   seed, convex and linear probes) and the foreign check set (simulator settings outside the
+   training ranges, other pixel spacings), make the patch LMDBs for each beam encoding, train
+   the patch classifier on each and classify the held-out and foreign scans densely (the
+   three nets in parallel, one process each), measure the AC and judge the plane, and print the
+   ablation table of each set.
+
+Every stage reuses what an earlier run left (datasets, LMDBs, final snapshots), so a second
+run only re-evaluates; ``retrain=True`` trains again.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import json
+import multiprocessing
+import os
+import pathlib
+import time
+
+from fetal_biometry import atomic, paths
+from fetal_biometry.caffe_env import proto
+from fetal_biometry.evaluation import scans as evaluation
+from fetal_biometry.experiments import jobs as experiments
+from fetal_biometry.nets import checks, model as model_folder, training
+from fetal_biometry.patches import encoding as patches, records as patch_records
+from fetal_biometry.tutorial import mnist
+
+
+def mnist_lmdbs(root: pathlib.Path = paths.MNIST) -> None:
+    """Write the MNIST LMDBs the checked-in nets read, unless they are there already."""
+    for split in mnist.SPLITS:
+        images = pathlib.Path(root, f"{split}_lmdb")
+        targets = pathlib.Path(root, f"{split}_targets_lmdb")
+        if not (images / "data.mdb").is_file() or not (targets / "data.mdb").is_file():
+            count = mnist.write_lmdb(split, images, targets)
+            print(f"wrote {count} MNIST {split} records to {images}")
+
+
+def test_accuracy(weights: pathlib.Path, net_path: str, batches: int) -> float:
+    """Accuracy of ``weights`` over ``batches`` batches of the test net at ``net_path``."""
+    net = checks.net(net_path, weights, kind="train")
+    param = training.read_prototxt(net_path, proto().NetParameter)
+    return training.validate(net, param, batches)["accuracy"]
+
+
+def run_mnist(iterations: int = 2000, gpu: int | None = None, retrain: bool = False) -> float:
+    """Train the tutorial CNN on MNIST and print its test accuracy."""
+    mnist_lmdbs()
+    start = time.perf_counter()
+    folder = paths.prototxt_dir("tutorial_cnn")
+    weights = training.trained(str(folder / "solver.prototxt"), paths.run_dir("tutorial_cnn"),
+                       retrain, gpu=gpu, max_iter=iterations)
+    accuracy = test_accuracy(weights, str(folder / "test.prototxt"), 100)
+    print(f"tutorial CNN, Adam, {iterations} iterations of 64 images "
+          f"({time.perf_counter() - start:.0f} s): MNIST test accuracy {accuracy:.2%} "
+          f"on 10,000 images; weights {weights}")
+    return accuracy
+
+
+def _current(lmdbs: pathlib.Path, encoding: str, generator: dict) -> bool:
+    """Whether the LMDBs at ``lmdbs`` were made with this encoding, today's patch size and
+    format, from the training scans the simulator makes today (``generator``)."""
+    manifest = lmdbs / "manifest.json"
+    if not manifest.is_file():
+        return False
+    made = json.loads(manifest.read_text())
+    return (made.get("encoding") == encoding and made.get("patch") == patches.SIZE
+            and made.get("version") == patch_records.VERSION
+            and made.get("sources", {}).get("generator") == generator)
+
+
+def _train_and_evaluate(encoding: str, retrain: bool, gpu: int | None,
+                        position: int) -> tuple[str, dict[str, dict]]:
+    """Train (or reuse) one encoding's net and evaluate it on :data:`SETS`; runs in a worker
+    process of :func:`train_and_evaluate`. Returns the model's name and its summaries by set."""
+    from tqdm import tqdm
+
+    name = paths.fetal_name(encoding)
+    training.trained(str(paths.prototxt_dir(name) / "solver.prototxt"), paths.run_dir(name),
+                     retrain, gpu=gpu, label=f"train {encoding}", position=position)
+    model = model_folder.load(paths.run_dir(name))
+    return model.name, {set_name: evaluation.evaluate(
+        model, data, out, progress=lambda it, desc: tqdm(it, desc=f"{set_name} {desc}",
+                                                         position=position))
+        for set_name, (data, out, _) in SETS.items()}
+
+
+def train_and_evaluate(retrain: dict[str, bool], gpu: int | None = None) -> dict[str, dict[str, dict]]:
+    """Train (``retrain[encoding]``: afresh) or reuse each encoding's net and evaluate it, all
+    nets at once (one process each, OpenBLAS on one thread): the cores are shared and none
+    idles, so on 2 cores the three nets take about one and a half trainings' time (two at a time
+    would leave one core idle while the third trains). Returns the summaries per set and model."""
+    # OpenBLAS threads beside other processes collapse (README, Training).
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    # spawn: a fresh interpreter per worker; Caffe's state does not survive a fork.
+    context = multiprocessing.get_context("spawn")
+    summaries: dict[str, dict[str, dict]] = {name: {} for name in SETS}
+    with concurrent.futures.ProcessPoolExecutor(len(retrain), mp_context=context) as pool:
+        futures = [pool.submit(_train_and_evaluate, encoding, again, gpu, index)
+                   for index, (encoding, again) in enumerate(retrain.items())]
+        for future in futures:  # in the encodings' order, for the tables
+            name, by_set = future.result()
+            for set_name, summary in by_set.items():
+                summaries[set_name][name] = summary
+    return summaries
+
+
+#: What the demo evaluates on: (folder, report folder, title).
+SETS = {"heldout": (paths.SIM_HELDOUT, paths.EVALUATION, "held-out evaluation ({n} simulated "
+                    "scans, seed 1, convex and linear probes, the training scans' settings)"),
+        "foreign": (paths.SIM_FOREIGN, paths.EVALUATION_FOREIGN, "foreign check set ({n} "
+                    "simulated scans, seed 3, simulator settings outside the training ranges, a "
+                    "third each at 256, 384 and 512 px: about 0.65, 0.43, 0.33 mm per pixel)")}
+
+
+def run_fetal(cases: int = 100, heldout: int = 30, gpu: int | None = None,
+              retrain: bool = False) -> dict[str, dict[str, dict]]:
+    """The fetal pipeline end to end; returns the evaluation summaries per set and beam encoding.
+
+    Datasets follow :data:`fetal_biometry.experiments.RECIPES` (the training pool with ``cases``
+    scans, the held-out set with ``heldout``, the foreign check set) and are simulated again
+    when the simulator would now write them differently; the LMDBs and nets then follow.
+    """
+    recipes = {"train": dataclasses.replace(experiments.RECIPES["pool"], count=cases),
+               "heldout": dataclasses.replace(experiments.RECIPES["heldout"], count=heldout),
+               "foreign": experiments.RECIPES["foreign"]}
+    for name, folder in (("train", paths.SIM_TRAIN), *((n, SETS[n][0]) for n in SETS)):
+        experiments.simulated(folder, recipes[name])
+    trained_on = experiments.generator(recipes["train"])
+    scans = None
+    again = {}  # encoding -> train afresh
+    for encoding in patches.ENCODINGS:
+        lmdbs = paths.patch_lmdbs(encoding)
+        fresh = not _current(lmdbs, encoding, trained_on)
+        again[encoding] = retrain or fresh
+        if fresh:
+            scans = scans or list(patch_records.dataset_scans(paths.SIM_TRAIN))
+            patch_records.build(scans, lmdbs, encoding, seed=0,
+                                sources={"dataset": str(paths.SIM_TRAIN), "generator": trained_on})
+    for _, out, _ in SETS.values():  # held here; the workers evaluate into them
+        atomic.claim_output(out, evaluation.TOOL, overwrite=True)
+        atomic.mark(out, evaluation.TOOL)
+    summaries = train_and_evaluate(again, gpu)
+    print(f"\nmodels: {', '.join(str(p) for p in paths.demo_models())}, trained on {cases} "
+          "simulated scans (seed 0, convex and linear probes)")
+    for set_name, (_, out, title) in SETS.items():
+        table = evaluation.write_report(summaries[set_name], out)
+        print(f"\n{title.format(n=recipes[set_name].count)}:\n\n{table}\n\nper-case results, "
+              f"figures and overlays in {out}/; the report: {pathlib.Path(out, 'report.html').resolve()}")
+    return summaries

@@ -1,0 +1,200 @@
+"""A trained model is a folder that describes itself (in the spirit of nnU-Net's ``plans.json``).
+
+Training a patch classifier (:func:`fetal_biometry.nets.training.train` on nets that read the patch
+LMDBs of :mod:`fetal_biometry.patches.records`) leaves its run folder usable as a model::
+
+    MODEL/model.json          what the model is (below)
+    MODEL/deploy.prototxt     the deploy net: Input (1, channels, patch, patch) -> prob
+    MODEL/net.png             its diagram (caffe.draw)
+    MODEL/snapshots/...       the weights model.json names: the last good snapshot
+
+``model.json``::
+
+    {
+      "format": "fetal-biometry-model", "version": 1,
+      "encoding": "channels",              beam encoding (fetal_biometry.patches.encoding)
+      "channels": 3,                       input planes
+      "patch": {"px": 40, "mm": 26.9},     patch side
+      "spacing_mm": 0.672,                 target spacing: scans are resampled to it
+      "classes": ["background", ...],      output order (fetal_biometry.labels)
+      "input": {"scale": 0.00390625, "mean": null},   uint8 planes times scale, no mean
+      "deploy": "deploy.prototxt",
+      "weights": "snapshots/net_iter_1500.caffemodel",
+      "data": {"manifest_sha256": "...", "records": {"train": n, ...},
+               "per_class": {...}, "sources": {...}},
+      "training": {"solver": "...", "iterations": 1500, "trained_at": "2026-...Z",
+                   "validation": {"accuracy": ..., "per_class_accuracy": [...]}},
+      "versions": {"fetal_biometry": "0.1.0", "caffe": "1.0.0"}
+    }
+
+Paths are relative to the folder, so it can be copied, archived or handed to a colleague.
+:func:`load` checks all of it before Caffe sees a file: the deploy net's input against the
+encoding and patch, and the weights against the net (:mod:`fetal_biometry.nets.checks`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import hashlib
+import json
+import math
+import os
+import pathlib
+import sys
+
+from fetal_biometry import __version__, atomic, figures, paths
+from fetal_biometry.labels import CLASSIFIER_CLASSES
+from fetal_biometry.nets import spec as nets
+from fetal_biometry.patches import encoding as patches, records as patch_records
+
+FORMAT, VERSION = "fetal-biometry-model", 1
+FILE = "model.json"
+
+
+class ModelError(ValueError):
+    """A model folder that cannot be used; the message names the folder and the problem."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Model:
+    """A loaded model folder: what the net expects and where its files are."""
+
+    root: pathlib.Path
+    encoding: str
+    channels: int
+    patch: int
+    spacing_mm: float
+    scale: float
+    classes: tuple[str, ...]
+    deploy: pathlib.Path
+    weights: pathlib.Path
+    record: dict
+
+    @property
+    def name(self) -> str:
+        """A short label for tables: the encoding, or the folder's name when they differ."""
+        return self.encoding if self.root.name.endswith(self.encoding) else self.root.name
+
+
+def patch_manifest(net_param) -> tuple[pathlib.Path, dict] | None:
+    """The patch-LMDB manifest behind a train net's Data layer, or None if it reads none."""
+    for layer in net_param.layer:
+        if layer.type == "Data":
+            path = pathlib.Path(layer.data_param.source).parent / "manifest.json"
+            try:
+                manifest = json.loads(path.read_text())
+            except (OSError, ValueError):
+                return None
+            if manifest.get("format") == patch_records.FORMAT:
+                return path, manifest
+            return None
+    return None
+
+
+def write(out: str | os.PathLike, manifest_path: pathlib.Path, weights: pathlib.Path,
+          training: dict) -> pathlib.Path:
+    """Make the run folder ``out`` a model folder: ``deploy.prototxt`` and ``model.json``.
+
+    ``weights`` (inside ``out``) is the snapshot the model uses; ``training`` records how it
+    was made (solver, iterations, validation).
+    """
+    out = pathlib.Path(out)
+    manifest = json.loads(manifest_path.read_text())
+    if manifest.get("version") != patch_records.VERSION:
+        raise ModelError(f"{manifest_path}: patch LMDBs of version {manifest.get('version')}; "
+                         f"remake them with tools/make_lmdb.py (version {patch_records.VERSION} "
+                         "records the target spacing)")
+    encoding, patch, classes = manifest["encoding"], manifest["patch"], manifest["classes"]
+    deploy = nets.save(nets.patch_classifier_deploy(patches.channels(encoding), patch, len(classes)),
+                       out / "deploy.prototxt")
+    try:
+        figures.net_diagram(deploy, out / "net.png")
+    except RuntimeError as error:  # no graphviz or pydot: the model works without its picture
+        print(f"model: {out / 'net.png'} not drawn: {error}", file=sys.stderr)
+    record = {
+        "format": FORMAT, "version": VERSION, "encoding": encoding,
+        "channels": patches.channels(encoding),
+        "patch": {"px": patch, "mm": manifest["patch_mm"]}, "spacing_mm": manifest["spacing_mm"],
+        "classes": classes, "input": {"scale": manifest["input_scale"], "mean": None},
+        "deploy": "deploy.prototxt",
+        "weights": weights.resolve().relative_to(out.resolve()).as_posix(),
+        "data": {"manifest_sha256": hashlib.sha256(manifest_path.read_bytes()).hexdigest(),
+                 "records": {s: v["records"] for s, v in manifest["splits"].items()},
+                 "per_class": {s: v["per_class"] for s, v in manifest["splits"].items()},
+                 "spacing_source": manifest["spacing_source"], "sources": manifest["sources"],
+                 "augment": manifest.get("augment", {"copies": 0})},
+        "training": {**training, "trained_at": datetime.datetime.now(datetime.timezone.utc)
+                     .isoformat(timespec="seconds").replace("+00:00", "Z")},
+        "versions": {"fetal_biometry": __version__, "caffe": _caffe_version()},
+    }
+    return atomic.write_text(out / FILE, json.dumps(record, indent=2) + "\n")
+
+
+def _caffe_version() -> str:
+    from fetal_biometry.caffe_env import caffe
+    return str(getattr(caffe(), "__version__", "unknown"))
+
+
+def _positive(record: dict, *keys: str) -> float:
+    value = record
+    for key in keys:
+        value = value.get(key) if isinstance(value, dict) else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{'.'.join(keys)} must be a positive number, got {value!r}")
+    return float(value)
+
+
+def load(path: str | os.PathLike) -> Model:
+    """Read and check the model folder at ``path``; :class:`ModelError` says what is wrong."""
+    root = pathlib.Path(path)
+    where = root / FILE
+    if not where.is_file():
+        hint = (" (a .caffemodel: give the run folder that holds model.json)"
+                if root.suffix == ".caffemodel" else "")
+        raise ModelError(f"{root}: not a model folder, no {FILE}{hint}; train with "
+                         "tools/train.py on LMDBs from tools/make_lmdb.py to make one")
+    try:
+        record = json.loads(where.read_text())
+        if record.get("format") != FORMAT or record.get("version") != VERSION:
+            raise ValueError(f"format {record.get('format')!r} version {record.get('version')!r}; "
+                             f"this reader knows {FORMAT!r} version {VERSION}")
+        encoding = record.get("encoding")
+        if encoding not in patches.ENCODINGS:
+            raise ValueError(f"unknown encoding {encoding!r}")
+        patch, channels = int(_positive(record, "patch", "px")), int(_positive(record, "channels"))
+        if channels != patches.channels(encoding):
+            raise ValueError(f"channels {channels} do not fit the {encoding!r} encoding")
+        if tuple(record.get("classes", ())) != CLASSIFIER_CLASSES:
+            raise ValueError(f"classes {record.get('classes')} are not this version's {CLASSIFIER_CLASSES}")
+        spacing, scale = _positive(record, "spacing_mm"), _positive(record, "input", "scale")
+        names = {key: record.get(key) for key in ("deploy", "weights")}
+        if not all(isinstance(name, str) and name for name in names.values()):
+            raise ValueError(f"'deploy' and 'weights' must name files in the folder, got {names}")
+    except (ValueError, TypeError, AttributeError) as error:  # JSONDecodeError is a ValueError
+        raise ModelError(f"{where}: {error}") from None
+    try:  # the model's files lie in its folder: no '..', absolute path or symlink out
+        deploy, weights = (paths.inside(root, name, where, "the model's files") for name in names.values())
+    except paths.OutsideFolder as error:
+        raise ModelError(str(error)) from None
+    for name, file in zip(names.values(), (deploy, weights)):
+        if not file.is_file():
+            raise ModelError(f"{where} names {name}, which is missing")
+    _check_files(where, deploy, weights, channels, patch, len(CLASSIFIER_CLASSES))
+    return Model(root, encoding, channels, patch, spacing, scale, CLASSIFIER_CLASSES,
+                 deploy, weights, record)
+
+
+def _check_files(where: pathlib.Path, deploy: pathlib.Path, weights: pathlib.Path,
+                 channels: int, patch: int, classes: int) -> None:
+    """The deploy net takes (1, channels, patch, patch) and the weights fit it."""
+    from fetal_biometry.nets import checks
+
+    try:
+        param = checks.check_net_file(deploy, "deploy")  # layer types before Caffe sees it
+    except checks.CheckError as error:
+        raise ModelError(str(error)) from None
+    dims = [list(layer.input_param.shape[0].dim) for layer in param.layer
+            if layer.type == "Input" and layer.input_param.shape]
+    if dims != [[1, channels, patch, patch]]:
+        raise ModelError(f"{deploy}: input {dims} does not match {where}'s "
+                         f"(1, {channels}, {patch}, {patch})")
