@@ -175,11 +175,12 @@ def test_tool_takes_the_geometry_from_a_case_record(tmp_path):
     cv2.imwrite(str(tmp_path / "case.png"), case.image)
     record = {"pixel_spacing_mm": 0.5, "probe": geom.to_dict(case.geometry)}
     (tmp_path / "case.json").write_text(json.dumps(record))
-    run = _tool(tmp_path / "case.png", "--geometry", tmp_path / "case.json", "--out", tmp_path)
+    run = _tool(tmp_path / "case.png", "--geometry", tmp_path / "case.json", "--out", tmp_path / "out")
     assert run.returncode == 0, run.stderr
     report = json.loads(run.stdout)
     assert report["confidence"] == 1.0 and report["probe"] == "linear" and report["apex"] is None
-    np.testing.assert_array_equal(np.load(tmp_path / "case_beam.npy"),
+    assert report["fan"] == "given"
+    np.testing.assert_array_equal(np.load(tmp_path / "out" / "case_beam.npy"),
                                   geom.beam_directions(case.geometry, (96, 128)))
 
 
