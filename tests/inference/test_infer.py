@@ -160,14 +160,15 @@ def _fanless(tmp_path):
     return tmp_path / "nofan.png"
 
 
-def test_without_a_fan_only_an_encoding_without_directions_classifies(fetal_model, none_model, tmp_path):
+def test_without_a_fan_only_an_encoding_without_directions_classifies(fetal_model, none_model, case, tmp_path):
     image = _fanless(tmp_path)
-    result = _infer(fetal_model, image, "--out", tmp_path / "a", "--spacing", "0.3")
+    spacing = f"{case.spacing_mm:.4g}"  # the training scans' spacing
+    result = _infer(fetal_model, image, "--out", tmp_path / "a", "--spacing", spacing)
     assert result.returncode == 1
     assert "fan: not found (" in result.stderr and "encoding 'channels' needs beam directions" in result.stderr
-    assert "pixel spacing 0.3 mm (given)" in result.stderr
+    assert f"pixel spacing {spacing} mm (given)" in result.stderr
     assert "--geometry FILE, --accept-fan-below C" in result.stderr
-    result = _infer(none_model, image, "--out", tmp_path / "b", "--spacing", "0.3")
+    result = _infer(none_model, image, "--out", tmp_path / "b", "--spacing", spacing)
     assert result.returncode == 0, result.stderr
     record = json.loads((tmp_path / "b" / "nofan.json").read_text())
     assert record["geometry"] is None and record["encoding"] == "none"
