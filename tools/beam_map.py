@@ -11,7 +11,7 @@ Without --geometry the fan is found in the image (fetal_biometry.geometry.fan: t
 the black background, its straight side edges, apex and arcs; text panels, calipers, colour
 bars and colour Doppler boxes are ignored). A DICOM's TransducerType and its region's
 ReferencePixelX0/Y0 are priors (probe kind, a sector's apex), named in "geometry_source".
-Below the confidence threshold (fetal_biometry.fan.MIN_CONFIDENCE) there is no fan, unless
+Below the confidence threshold (fetal_biometry.geometry.fan.MIN_CONFIDENCE) there is no fan, unless
 --accept-fan-below C accepts fans down to C (then reported as low confidence). A scan
 without a fan is still reported, with its spacing, its source and its region, and
 "fan": "not found (reason)"; no beam files are written for it and the exit status is 1.
