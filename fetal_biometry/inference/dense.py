@@ -191,20 +191,22 @@ class DenseClassifier:
         labels[np.isnan(directions[..., 0])] = OUTSIDE
         return probs, labels
 
-    def classify_scan(self, image: np.ndarray, probe: geom.Geometry,
+    def classify_scan(self, image: np.ndarray, probe: geom.Geometry | None,
                       spacing_mm: float) -> tuple[np.ndarray, np.ndarray]:
         """Classify a scan at the model's spacing; maps back on the scan's own grid.
 
         The scan (``spacing_mm`` per pixel) is resampled to :attr:`spacing_mm` with its probe
         geometry, classified there, and its probabilities brought back bilinearly; the label map
-        is their argmax (255 outside the scan's fan).
+        is their argmax (255 outside the scan's fan). Without a probe (no fan found) the whole
+        image is classified, which only an encoding without directions can do
+        (:func:`beam_directions`).
         """
         scale = 1.0 if self.spacing_mm is None else resample.scale_factor(spacing_mm, self.spacing_mm)
         self.check_size(resample.shape(image.shape, scale), spacing_mm)  # before allocating it
         small = resample.image(image, scale)
-        directions = geom.beam_directions(resample.geometry(probe, scale), small.shape)
+        directions, _ = beam_directions(probe, scale, small.shape, self.encoding)
         probs = resample.back(self.probabilities(small, directions), image.shape, scale)
-        outside = ~geom.fan_mask(probe, image.shape)
+        outside = np.zeros(image.shape, bool) if probe is None else ~geom.fan_mask(probe, image.shape)
         probs[:, outside] = 0
         labels = probs.argmax(axis=0).astype(np.uint8)
         labels[outside] = OUTSIDE
@@ -212,9 +214,9 @@ class DenseClassifier:
 
 
 def engine(model, at_model_spacing: bool = True):
-    """The dense classifier of a model folder of either kind (:func:`fetal_biometry.model.load`):
+    """The dense classifier of a model folder of either kind (:func:`fetal_biometry.nets.model.load`):
     a :class:`DenseClassifier` for a patch classifier, a
-    :class:`fetal_biometry.segmentation.Segmenter` for a segmenter; both ``classify_scan``."""
+    :class:`fetal_biometry.inference.segmentation.Segmenter` for a segmenter; both ``classify_scan``."""
     from fetal_biometry.inference import segmentation
     from fetal_biometry.nets import model as model_folder
 
@@ -226,13 +228,34 @@ def engine(model, at_model_spacing: bool = True):
     return classifier
 
 
-def infer_scan(classifier, image: np.ndarray, probe: geom.Geometry,
+NO_FAN_ENCODING = "none"  # the one encoding that needs no beam directions
+
+
+def beam_directions(probe: geom.Geometry | None, scale: float, shape: tuple[int, int],
+                    encoding: str) -> tuple[np.ndarray, np.ndarray]:
+    """Beam directions of ``probe`` resampled by ``scale`` on a grid of ``shape``, and the mask
+    of pixels outside its fan. Without a probe (no fan found) every pixel is inside, its
+    direction unknown: only the encoding 'none' can use that (ValueError otherwise)."""
+    if probe is not None:
+        scaled = resample.geometry(probe, scale)
+        directions = geom.beam_directions(scaled, shape)
+        return directions, np.isnan(directions[..., 0])
+    if encoding != NO_FAN_ENCODING:
+        raise ValueError(f"no fan found and the model's encoding {encoding!r} needs the beam "
+                         "directions: pass --geometry FILE, --accept-fan-below C, or use a model "
+                         f"of encoding {NO_FAN_ENCODING!r}")
+    directions = np.zeros((*shape, 2), np.float32)
+    directions[..., 1] = 1.0  # a placeholder: 'none' reads only which pixels are inside
+    return directions, np.zeros(shape, bool)
+
+
+def infer_scan(classifier, image: np.ndarray, probe: geom.Geometry | None,
                spacing_mm: float, measure: bool = True) -> tuple[dict, np.ndarray, np.ndarray, object]:
     """Classify one scan at the model's spacing and, with ``measure``, measure its AC in mm.
 
     ``classifier`` is a :class:`DenseClassifier` (the AC from the fluid boundary) or a
-    :class:`fetal_biometry.segmentation.Segmenter` (the AC from the segmented abdomen, the fluid
-    boundary as second opinion: :mod:`fetal_biometry.abdomen`).
+    :class:`fetal_biometry.inference.segmentation.Segmenter` (the AC from the segmented abdomen,
+    the fluid boundary as second opinion: :mod:`fetal_biometry.measure.abdomen`).
 
     ``spacing_mm`` is the scan's own spacing (mm per pixel); ``measure=False`` when it is only
     assumed (no AC is then reported). Returns the record (encoding, spacing, AC, ellipse, plane

@@ -89,8 +89,12 @@ class Segmenter:
                      spacing_mm: float) -> tuple[np.ndarray, np.ndarray]:
         """Probabilities (K, H, W) and label map (H, W) of a scan on its own grid.
 
-        ``spacing_mm`` is the scan's own spacing; ``probe`` its geometry on its own grid.
+        ``spacing_mm`` is the scan's own spacing; ``probe`` its geometry on its own grid
+        (ValueError when there is none: every encoding of the segmenter needs the fan).
         """
+        if probe is None:
+            raise ValueError("no fan found, and the segmenter needs the probe geometry (its fan "
+                             "and beams): pass --geometry FILE or --accept-fan-below C")
         scale = resample.scale_factor(spacing_mm, self.spacing_mm)
         small, small_probe = resample.image(image, scale), resample.geometry(probe, scale)
         probs = self.maps(self.run(self.planes(small, small_probe)), small_probe, small.shape)
