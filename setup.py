@@ -8,7 +8,8 @@ that setup maps onto that folder, so both doors open the same ``main``.
 from setuptools import find_packages, setup
 
 TOOLS = ("simulate", "import_dataset", "make_lmdb", "train", "infer", "evaluate", "beam_map",
-         "demo", "make_prototxt", "tutorial", "sweep", "choose_thresholds", "experiments", "pacs")
+         "demo", "make_prototxt", "tutorial", "sweep", "choose_thresholds", "experiments", "pacs",
+         "make_segment_records")
 
 setup(
     name="fetal-biometry",
