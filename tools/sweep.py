@@ -41,7 +41,6 @@ from tqdm import tqdm  # noqa: E402
 from fetal_biometry import atomic, caffe_env, cli, figures  # noqa: E402
 from fetal_biometry.geometry import fan, probe as geom  # noqa: E402
 from fetal_biometry.inference import dense as inference  # noqa: E402
-from fetal_biometry.inference import sequences as sequence_inference  # noqa: E402
 from fetal_biometry.io import sequences  # noqa: E402
 from fetal_biometry.measure import sweeps  # noqa: E402
 from fetal_biometry.nets import model as model_folder  # noqa: E402
@@ -62,8 +61,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="probe geometry: case JSON, sweep truth.json or probe object "
                              "(default: estimated from the first frame)")
     parser.add_argument("--region", type=int, metavar="K", help="the K-th calibrated region of a DICOM")
-    parser.add_argument("--batch", type=cli.at_least_one, default=sequence_inference.BATCH, metavar="N",
-                        help=f"frames per Caffe forward pass (default {sequence_inference.BATCH})")
+    parser.add_argument("--batch", type=cli.at_least_one, default=inference.BATCH, metavar="N",
+                        help=f"frames per Caffe forward pass (default {inference.BATCH})")
     parser.add_argument("--candidates", type=cli.at_least_one, default=sweeps.CANDIDATES, metavar="K",
                         help=f"frames measured in full (default {sweeps.CANDIDATES})")
     parser.add_argument("--fps", type=float, metavar="F",
@@ -94,8 +93,8 @@ def run(args) -> dict:
     probe, geometry_source = _geometry(args, sequence)
     atomic.claim_output(args.out, MARKER, inputs=[args.model, args.sequence], overwrite=args.overwrite)
     caffe_env.set_device(args.gpu)
-    classifier = sequence_inference.SequenceClassifier(inference.DenseClassifier.from_model(model), probe,
-                                                       sequence.shape, sequence.spacing_mm, args.batch)
+    classifier = inference.SequenceClassifier(inference.DenseClassifier.from_model(model), probe,
+                                              sequence.shape, sequence.spacing_mm, args.batch)
     name, out = sequence.name, args.out
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)

@@ -11,8 +11,7 @@ import numpy as np
 
 from fetal_biometry.evaluation.metrics import combined, dice, nae, wfss
 from fetal_biometry.geometry import probe as geom
-from fetal_biometry.inference.dense import DenseClassifier
-from fetal_biometry.inference.sequences import BATCH, SequenceClassifier
+from fetal_biometry.inference.dense import BATCH, DenseClassifier, SequenceClassifier
 from fetal_biometry.io.sequences import SequenceError, open_sequence
 from fetal_biometry.measure.sweeps import CANDIDATES, analyse, predicted_mask
 
