@@ -63,7 +63,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="only the K-th calibrated region of a multi-region DICOM")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an earlier infer output folder")
-    parser.add_argument("--gpu", type=int, default=None, help="GPU id (default: CPU)")
+    parser.add_argument("--gpu", type=int, default=None, help="GPU id (default: CPU, Caffe backend)")
+    cli.add_inference_options(parser)
     return parser
 
 
@@ -139,12 +140,14 @@ def _summary_line(stem: str, record: dict) -> str:
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     try:
+        cli.inference_setup(args)
         if args.gpu is not None:
             caffe_env.check_device(args.gpu)  # first: no CUDA, no device, no output folder
         model = model_folder.load(args.model)
         atomic.claim_output(args.out, MARKER, inputs=[args.model, *args.scans], overwrite=args.overwrite)
-        caffe_env.set_device(args.gpu)
-        classifier = inference.DenseClassifier.from_model(model)
+        if args.backend == "caffe":  # OpenCV needs no Caffe
+            caffe_env.set_device(args.gpu)
+        classifier = inference.DenseClassifier.from_model(model, args.backend)
     except (ValueError, OSError, RuntimeError) as err:
         print(f"infer: error: {err}", file=sys.stderr)
         return 1

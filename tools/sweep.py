@@ -62,14 +62,15 @@ def _parser() -> argparse.ArgumentParser:
                              "(default: estimated from the first frame)")
     parser.add_argument("--region", type=int, metavar="K", help="the K-th calibrated region of a DICOM")
     parser.add_argument("--batch", type=cli.at_least_one, default=inference.BATCH, metavar="N",
-                        help=f"frames per Caffe forward pass (default {inference.BATCH})")
+                        help=f"frames per forward pass (default {inference.BATCH})")
     parser.add_argument("--candidates", type=cli.at_least_one, default=sweeps.CANDIDATES, metavar="K",
                         help=f"frames measured in full (default {sweeps.CANDIDATES})")
     parser.add_argument("--fps", type=float, metavar="F",
                         help="frame rate of the overlay video (default: the sequence's, else 10)")
     parser.add_argument("--no-video", action="store_true", help="skip the overlay video")
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier sweep output folder")
-    parser.add_argument("--gpu", type=int, default=None, help="GPU id (default: CPU)")
+    parser.add_argument("--gpu", type=int, default=None, help="GPU id (default: CPU, Caffe backend)")
+    cli.add_inference_options(parser)
     return parser
 
 
@@ -86,14 +87,16 @@ def _geometry(args, sequence: sequences.Sequence) -> tuple[geom.Geometry, str]:
 
 def run(args) -> dict:
     """Analyse one sequence into args.out; returns the record written as NAME.json."""
+    cli.inference_setup(args)  # before anything is written
     model = model_folder.load(args.model)
     sequence = sequences.open_sequence(args.sequence, args.spacing, args.region)
     if sequence.spacing_mm is None:
         raise ValueError(f"{sequence.path}: no pixel spacing in the file; pass --spacing MM")
     probe, geometry_source = _geometry(args, sequence)
     atomic.claim_output(args.out, MARKER, inputs=[args.model, args.sequence], overwrite=args.overwrite)
-    caffe_env.set_device(args.gpu)
-    classifier = inference.SequenceClassifier(inference.DenseClassifier.from_model(model), probe,
+    if args.backend == "caffe":  # OpenCV needs no Caffe
+        caffe_env.set_device(args.gpu)
+    classifier = inference.SequenceClassifier(inference.DenseClassifier.from_model(model, args.backend), probe,
                                               sequence.shape, sequence.spacing_mm, args.batch)
     name, out = sequence.name, args.out
     created = not out.exists()

@@ -64,6 +64,9 @@ class OpenCVNet:
         from fetal_biometry.nets import checks
 
         checks.check_net_file(deploy, "deploy")  # the allow-list guards OpenCV's loader too
+        if not hasattr(cv2.dnn, "readNetFromCaffe"):
+            raise ValueError(f"OpenCV {cv2.__version__} cannot read Caffe nets (OpenCV 5 removed the "
+                             "importer); install the opencv-python-headless of requirements.txt (4.x)")
         if not pathlib.Path(weights).is_file():
             raise ValueError(f"{weights}: no such weights file")
         try:

@@ -137,10 +137,15 @@ class DenseClassifier:
     def from_model(cls, model, backend: str = "caffe", **kwargs) -> "DenseClassifier":
         """The classifier of a model folder (:func:`fetal_biometry.nets.model.load`), from the
         twin saved in it when there is one."""
-        twin = (model.root / TWIN_DEPLOY, model.root / TWIN_WEIGHTS)
-        found = all(path.is_file() and not path.is_symlink() for path in twin)
+        from fetal_biometry import paths
+
+        twin = [model.root / name for name in (TWIN_DEPLOY, TWIN_WEIGHTS)]
+        if not all(path.is_file() for path in twin):  # a folder trained before twins were saved
+            twin = None
+        else:  # held to the model folder's rule: no link out of it
+            twin = [paths.inside(model.root, path.name, model.root, "the model's files") for path in twin]
         return cls(model.deploy, model.weights, model.encoding, model.spacing_mm, model.scale,
-                   backend=backend, twin=twin if found else None, **kwargs)
+                   backend=backend, twin=twin, **kwargs)
 
     def padded(self, planes: np.ndarray) -> np.ndarray:
         """(C, h, w) planes zero-padded so that grid point (i, j), pixel (4i, 4j), is the centre

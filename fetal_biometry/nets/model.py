@@ -6,6 +6,9 @@ LMDBs of :mod:`fetal_biometry.patches.records`) leaves its run folder usable as 
     MODEL/model.json          what the model is (below)
     MODEL/deploy.prototxt     the deploy net: Input (1, channels, patch, patch) -> prob
     MODEL/net.png             its diagram (caffe.draw)
+    MODEL/dense.prototxt      the fully convolutional twin of the deploy net, and its weights
+    MODEL/dense.caffemodel    (fetal_biometry.inference.dense.make_twin): what dense inference
+                              runs, on Caffe or on OpenCV's dnn without Caffe
     MODEL/snapshots/...       the weights model.json names: the last good snapshot
 
 ``model.json``::
@@ -111,6 +114,9 @@ def write(out: str | os.PathLike, manifest_path: pathlib.Path, weights: pathlib.
         figures.net_diagram(deploy, out / "net.png")
     except RuntimeError as error:  # no graphviz or pydot: the model works without its picture
         print(f"model: {out / 'net.png'} not drawn: {error}", file=sys.stderr)
+    from fetal_biometry.inference import dense
+
+    dense.make_twin(deploy, weights, out)
     record = {
         "format": FORMAT, "version": VERSION, "encoding": encoding,
         "channels": patches.channels(encoding),
