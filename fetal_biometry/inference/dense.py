@@ -95,6 +95,27 @@ def make_twin(deploy: str | os.PathLike, weights: str | os.PathLike,
     return twin_deploy, folder / TWIN_WEIGHTS
 
 
+def _saved_twin(model) -> tuple[pathlib.Path, pathlib.Path] | None:
+    """The twin files model.json names, if they exist and were made from the model's weights."""
+    import hashlib
+
+    from fetal_biometry import paths
+
+    named = model.record.get("dense")
+    if not isinstance(named, dict) or not all(isinstance(named.get(k), str) for k in ("deploy", "weights")):
+        return None
+    where = model.root / "model.json"
+    try:  # held to the model folder's rule: no '..', absolute path or link out of it
+        twin = tuple(paths.inside(model.root, named[k], where, "the model's files") for k in ("deploy", "weights"))
+    except paths.OutsideFolder as error:
+        raise ValueError(str(error)) from None
+    if not all(path.is_file() for path in twin):
+        return None
+    if named.get("made_from_sha256") != hashlib.sha256(model.weights.read_bytes()).hexdigest():
+        return None  # the weights changed since: the twin is stale
+    return twin
+
+
 class DenseClassifier:
     """A trained patch classifier applied densely to scans of any size.
 
@@ -127,6 +148,13 @@ class DenseClassifier:
                              f"{encoding!r} encoding gives {patches.channels(encoding)}")
         self.half = self.patch // 2
         if twin is None:
+            try:
+                from fetal_biometry.caffe_env import caffe
+                caffe()
+            except ImportError as error:
+                raise ValueError(f"{deploy}: no dense twin made from {weights} beside it, and "
+                                 f"without Caffe ({error}) none can be made; run it once with "
+                                 "Caffe, or retrain") from None
             # pycaffe builds nets from files only; a temporary folder keeps read-only installs working.
             with tempfile.TemporaryDirectory() as folder:
                 self.net = backends.open_net(*make_twin(deploy, weights, folder), backend)
@@ -136,16 +164,10 @@ class DenseClassifier:
     @classmethod
     def from_model(cls, model, backend: str = "caffe", **kwargs) -> "DenseClassifier":
         """The classifier of a model folder (:func:`fetal_biometry.nets.model.load`), from the
-        twin saved in it when there is one."""
-        from fetal_biometry import paths
-
-        twin = [model.root / name for name in (TWIN_DEPLOY, TWIN_WEIGHTS)]
-        if not all(path.is_file() for path in twin):  # a folder trained before twins were saved
-            twin = None
-        else:  # held to the model folder's rule: no link out of it
-            twin = [paths.inside(model.root, path.name, model.root, "the model's files") for path in twin]
+        twin saved in it when it was made from the folder's weights as they are now; else the
+        twin is made here, with Caffe (folders trained before twins were saved)."""
         return cls(model.deploy, model.weights, model.encoding, model.spacing_mm, model.scale,
-                   backend=backend, twin=twin, **kwargs)
+                   backend=backend, twin=_saved_twin(model), **kwargs)
 
     def padded(self, planes: np.ndarray) -> np.ndarray:
         """(C, h, w) planes zero-padded so that grid point (i, j), pixel (4i, 4j), is the centre

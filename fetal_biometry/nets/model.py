@@ -23,6 +23,8 @@ LMDBs of :mod:`fetal_biometry.patches.records`) leaves its run folder usable as 
       "input": {"scale": 0.00390625, "mean": null},   uint8 planes times scale, no mean
       "deploy": "deploy.prototxt",
       "weights": "snapshots/net_iter_1500.caffemodel",
+      "dense": {"deploy": "dense.prototxt", "weights": "dense.caffemodel",
+                "made_from_sha256": "..."},   the twin and the weights it was made from
       "data": {"manifest_sha256": "...", "records": {"train": n, ...},
                "per_class": {...}, "sources": {...}},
       "training": {"solver": "...", "iterations": 1500, "trained_at": "2026-...Z",
@@ -116,7 +118,7 @@ def write(out: str | os.PathLike, manifest_path: pathlib.Path, weights: pathlib.
         print(f"model: {out / 'net.png'} not drawn: {error}", file=sys.stderr)
     from fetal_biometry.inference import dense
 
-    dense.make_twin(deploy, weights, out)
+    twin = dense.make_twin(deploy, weights, out)
     record = {
         "format": FORMAT, "version": VERSION, "encoding": encoding,
         "channels": patches.channels(encoding),
@@ -124,6 +126,8 @@ def write(out: str | os.PathLike, manifest_path: pathlib.Path, weights: pathlib.
         "classes": classes, "input": {"scale": manifest["input_scale"], "mean": None},
         "deploy": "deploy.prototxt",
         "weights": weights.resolve().relative_to(out.resolve()).as_posix(),
+        "dense": {"deploy": twin[0].name, "weights": twin[1].name,
+                  "made_from_sha256": hashlib.sha256(weights.read_bytes()).hexdigest()},
         "data": {"manifest_sha256": hashlib.sha256(manifest_path.read_bytes()).hexdigest(),
                  "records": {s: v["records"] for s, v in manifest["splits"].items()},
                  "per_class": {s: v["per_class"] for s, v in manifest["splits"].items()},

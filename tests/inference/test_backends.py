@@ -1,4 +1,5 @@
 """OpenCV's dnn runs the project's Caffe nets as Caffe does, and a model folder needs no Caffe."""
+import json
 import pathlib
 import subprocess
 import sys
@@ -82,6 +83,9 @@ def test_an_older_folder_without_its_twin_gets_one_made_with_caffe(tmp_path, fet
     shutil.copytree(fetal_model, folder)
     for name in (dense.TWIN_DEPLOY, dense.TWIN_WEIGHTS):
         (folder / name).unlink()
+    record = json.loads((folder / model_folder.FILE).read_text())
+    del record["dense"]  # as written before twins were saved
+    (folder / model_folder.FILE).write_text(json.dumps(record))
     model = model_folder.load(folder)
     scan = np.random.default_rng(0).integers(0, 255, (80, 90), np.uint8)
     directions = np.broadcast_to(np.array([0.0, 1.0]), (80, 90, 2)).copy()
@@ -110,6 +114,18 @@ directions = np.broadcast_to(np.array([0.0, 1.0]), (80, 90, 2)).copy()
 np.save(sys.argv[2], dense.DenseClassifier.from_model(model, "opencv").probabilities(scan, directions))
 assert not any(name == "caffe._caffe" and module for name, module in sys.modules.items())
 """
+
+
+def test_a_twin_older_than_the_weights_is_not_used(tmp_path, fetal_model):
+    import shutil
+
+    folder = shutil.copytree(fetal_model, tmp_path / "m")
+    model = model_folder.load(folder)
+    assert dense._saved_twin(model) is not None
+    retrained = checks.net(model.deploy, model.weights)
+    retrained.params["out"][1].data[...] += 1.0
+    retrained.save(str(model.weights))
+    assert dense._saved_twin(model) is None
 
 
 def test_a_model_folder_classifies_without_caffe(tmp_path, fetal_model):
