@@ -92,10 +92,8 @@ def _write(out: pathlib.Path, stem: str, gray: np.ndarray, directions: np.ndarra
 
 def _probe(scan: scans.ScanImage, given: pathlib.Path | None) -> tuple[geom.Geometry, float, str]:
     """The scan's probe: from the --geometry file, else estimated from its RGB pixels."""
-    if given:
-        return geom.read_file(given, scan.gray.shape), 1.0, "given"
-    probe, confidence = fan.estimate_geometry(scan.rgb)
-    return probe, confidence, "estimated"
+    probe, confidence, how = fan.given_or_estimated(scan.rgb, given)
+    return probe, confidence, how.split(" ")[0]  # "given" or "estimated"
 
 
 def main(argv=None) -> int:

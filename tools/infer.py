@@ -98,14 +98,10 @@ def _case(data: dataset.Dataset, name: str):
 def _images(path: pathlib.Path, args):
     found = []
     for scan in scans.read_scans(path, frame=args.frame, region=args.region, spacing=args.spacing):
-        if args.geometry is not None:
-            probe, how = geom.read_file(args.geometry, scan.gray.shape), "given"
-        else:
-            try:
-                probe, confidence = fan.estimate_geometry(scan.rgb)
-            except fan.FanNotFound as error:
-                raise ValueError(f"no fan found ({error}); pass --geometry FILE") from None
-            how = f"estimated from the image (confidence {confidence:.2f})"
+        try:
+            probe, _, how = fan.given_or_estimated(scan.rgb, args.geometry)
+        except fan.FanNotFound as error:
+            raise ValueError(f"no fan found ({error}); pass --geometry FILE") from None
         record = {"source": str(path), "frame": args.frame, "region": scan.region,
                   "spacing_mm": scan.spacing_mm, "spacing_source": scan.spacing_source,
                   "geometry_source": how, "warnings": list(scan.warnings)}

@@ -75,14 +75,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _geometry(args, sequence: sequences.Sequence) -> tuple[geom.Geometry, str]:
-    if args.geometry is not None:
-        return geom.read_file(args.geometry, sequence.shape), f"given ({args.geometry})"
     try:
-        probe, confidence = fan.estimate_geometry(sequence.first_rgb())
+        probe, _, how = fan.given_or_estimated(sequence.first_rgb(), args.geometry)
     except fan.FanNotFound as error:
         raise ValueError(f"{sequence.path}: no fan found in the first frame ({error}); "
                          "pass --geometry FILE") from None
-    return probe, f"estimated from the first frame (confidence {confidence:.2f})"
+    return probe, how.replace("the image", "the first frame")
 
 
 def run(args) -> dict:

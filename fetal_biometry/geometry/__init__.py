@@ -11,6 +11,6 @@ __getattr__, __dir__, __all__ = lazy(__name__, {
               "problems", "to_dict", "from_dict", "read_file"),
     "fan": ("PARALLEL_DEG", "MAX_EDGE_DEG", "MAX_INWARD_DEG", "MAX_CHROMA", "MIN_FILL",
             "MIN_CONFIDENCE", "MAX_SIDE", "FanNotFound", "detect_fan", "Line",
-            "estimate_geometry"),
+            "estimate_geometry", "given_or_estimated"),
     "resample": ("scale_factor", "shape", "geometry", "image", "labels", "back"),
 })

@@ -360,6 +360,19 @@ def _rim(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.stack([xs, ys], axis=1).astype(float), cut
 
 
+def given_or_estimated(rgb: np.ndarray, given=None) -> tuple[geom.Geometry, float, str]:
+    """The probe of an image: read from the file ``given`` (a case JSON or a probe object,
+    checked against the image) when there is one, else estimated from the image's fan.
+
+    The one home of that rule for the tools. Returns (probe, confidence (1 when given), how it
+    was found, in words); :class:`FanNotFound` when no fan is found, ValueError for a bad file.
+    """
+    if given is not None:
+        return geom.read_file(given, rgb.shape[:2]), 1.0, f"given ({given})"
+    probe, confidence = estimate_geometry(rgb)
+    return probe, confidence, f"estimated from the image (confidence {confidence:.2f})"
+
+
 def estimate_geometry(image: np.ndarray, threshold: int = 8, min_texture: float = 6.0,
                       region: tuple[int, int, int, int] | None = None,
                       min_confidence: float = MIN_CONFIDENCE) -> tuple[geom.Geometry, float]:
