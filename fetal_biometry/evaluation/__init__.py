@@ -8,7 +8,7 @@ __getattr__, __dir__, __all__ = lazy(__name__, {
     "metrics": ("wfss", "nae", "dice", "combined"),
     "scans": ("TYPICAL", "OFF_PERCENT", "provenance", "case_result", "maps_file",
               "stored_results", "remeasure", "case_results", "case_picture", "pick_cases",
-              "agreement", "plane_outcomes", "rejection_reasons", "ac_errors"),
+              "agreement", "hc_errors", "plane_outcomes", "rejection_reasons", "ac_errors"),
     "sweeps": ("sweep_metrics", "evaluate_sweep"),
     "report": ("STYLE", "FIGURES", "model_figures", "SUMMARY_COLUMNS", "summary_row",
                "summary_table", "model_section", "comparison_section", "read_records", "write"),

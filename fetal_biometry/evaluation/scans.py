@@ -75,6 +75,10 @@ def case_result(case: dataset.Case, predicted: np.ndarray, limits: dict[str, flo
     return result, measured
 
 
+TOOL = "evaluate"  # the output marker of evaluation folders (fetal_biometry.atomic.mark)
+RESERVED = {"summary", "table", "report"}  # the report's own files: no model may be named so
+
+
 def evaluate(model: model_folder.Model, data: str | os.PathLike, out: str | os.PathLike | None = None,
              progress=None, overlays: int = 4, at_model_spacing: bool = True,
              backend: str = "caffe") -> dict:
@@ -89,6 +93,9 @@ def evaluate(model: model_folder.Model, data: str | os.PathLike, out: str | os.P
     classifies on each scan's own pixels instead (what the nets did before target spacings; a
     baseline).
     """
+    if out is not None and model.name in RESERVED:
+        raise ValueError(f"{model.root}: a model named {model.name!r} would overwrite the report's "
+                         f"{model.name} file in {out}; rename the model folder")
     opened = dataset.open(data)
     results, maps = case_results(model, opened, progress, at_model_spacing, backend=backend)
     summary = summarize(results)
@@ -238,6 +245,22 @@ def agreement(measured: np.ndarray, true: np.ndarray) -> dict | None:
     return result
 
 
+def hc_errors(measured: np.ndarray, true: np.ndarray) -> dict | None:
+    """Head circumference errors as HC18 reports them (van den Heuvel et al. 2018): the mean
+    difference (DF) and mean absolute difference (ADF) in mm, with the median, 90th percentile
+    and largest absolute error in percent of the true HC; None without pairs."""
+    measured, true = np.asarray(measured, float), np.asarray(true, float)
+    if len(measured) == 0:
+        return None
+    difference = measured - true
+    percent = np.abs(100 * difference / true)
+    return {"n": int(len(measured)), "mean_difference_mm": float(difference.mean()),
+            "mean_absolute_difference_mm": float(np.abs(difference).mean()),
+            "median_absolute_percent": float(np.median(percent)),
+            "p90_absolute_percent": float(np.percentile(percent, 90)),
+            "max_absolute_percent": float(percent.max())}
+
+
 def plane_outcomes(results: list[dict]) -> dict[str, int]:
     """Counts of true/false accept/reject against the true verdicts."""
     counts = dict.fromkeys(figures.PLANE_OUTCOMES, 0)
@@ -323,7 +346,9 @@ def write_report(summaries: dict[str, dict], out: str | os.PathLike) -> str:
     from fetal_biometry.evaluation import report
 
     text = table(summaries)
+    # The slow report (figures, then the page) first, the two quick files right after it: a
+    # run killed while drawing leaves the three files of the earlier report, not a mix.
+    report.write(out, list(summaries))
     atomic.write_text(pathlib.Path(out, "table.md"), text + "\n")
     atomic.write_text(pathlib.Path(out, "summary.json"), json.dumps(summaries, indent=1) + "\n")
-    report.write(out, list(summaries))
     return text

@@ -53,6 +53,7 @@ STRIDE = nets.STRIDE  # two 2x2 poolings
 TILE = 128  # grid points per tile side: bounds memory (about 0.3 GB a frame) whatever the scan size
 #: Largest scan, at the model's spacing, whose probability maps are kept (5 float32 maps).
 MAX_PIXELS = 4096 * 4096
+MIN_SIDE = 16  # px at the model's spacing: a smaller scan is a wrong spacing, not a scan
 BATCH = 8  # frames per forward pass of a sequence
 #: The twin's files in a model folder (:func:`make_twin`).
 TWIN_DEPLOY, TWIN_WEIGHTS = "dense.prototxt", "dense.caffemodel"
@@ -184,6 +185,18 @@ class DenseClassifier:
         return padded[:, STRIDE * r0:STRIDE * (r1 - 1) + self.patch,
                       STRIDE * c0:STRIDE * (c1 - 1) + self.patch]
 
+    def check_size(self, shape: tuple[int, int], spacing_mm: float | None = None) -> None:
+        """Refuse a scan of ``shape`` (H, W) at the model's spacing over :data:`MAX_PIXELS`, or
+        under :data:`MIN_SIDE` pixels a side (a spacing ``spacing_mm`` that cannot be the scan's)."""
+        given = "" if spacing_mm is None else f" (from a spacing of {spacing_mm:g} mm per pixel)"
+        if shape[0] * shape[1] > MAX_PIXELS:
+            raise ValueError(f"scan of {shape[1]}x{shape[0]} px at the model's spacing{given} "
+                             f"exceeds the limit of {MAX_PIXELS / 1e6:.0f} megapixels; crop it, "
+                             "or check the spacing")
+        if min(shape) < MIN_SIDE:
+            raise ValueError(f"scan of {shape[1]}x{shape[0]} px at the model's spacing{given}: "
+                             f"under {MIN_SIDE} px a side there is nothing to classify; check the spacing")
+
     def probabilities(self, image: np.ndarray, directions: np.ndarray) -> np.ndarray:
         """Per-class probability maps (K, H, W) of one scan already at the model's spacing, given
         its beam directions; zero outside the fan."""
@@ -223,9 +236,7 @@ class Plan:
 
     def __init__(self, classifier: DenseClassifier, directions: np.ndarray):
         self.classifier, self.shape = classifier, directions.shape[:2]
-        if self.shape[0] * self.shape[1] > MAX_PIXELS:
-            raise ValueError(f"scan of {self.shape[1]}x{self.shape[0]} px at the model's spacing "
-                             f"exceeds the limit of {MAX_PIXELS / 1e6:.0f} megapixels; crop it")
+        classifier.check_size(self.shape)
         self.inside = ~np.isnan(directions[..., 0])
         if not self.inside.any():
             raise ValueError("the probe geometry leaves no pixel of the scan inside the fan")
@@ -329,9 +340,7 @@ class SequenceClassifier:
         self.scale = (1.0 if classifier.spacing_mm is None
                       else resample.scale_factor(spacing_mm, classifier.spacing_mm))
         small = resample.shape(self.shape, self.scale)
-        if small[0] * small[1] > MAX_PIXELS:
-            raise ValueError(f"frames of {small[1]}x{small[0]} px at the model's spacing exceed "
-                             f"{MAX_PIXELS / 1e6:.0f} megapixels; crop them")
+        classifier.check_size(small, spacing_mm)  # before allocating anything of that size
         self.plan = Plan(classifier, geom.beam_directions(resample.geometry(probe, self.scale), small))
         self.outside = ~geom.fan_mask(probe, self.shape)
 
