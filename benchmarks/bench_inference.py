@@ -15,7 +15,8 @@ planned windows and tiles, batches) on each backend. Columns:
   load       1-minute load average when the row was measured
 
 --memory N classifies N frames of 744x562 in a child process per backend and prints its peak
-resident memory after a tenth, half and all of them: flat when nothing grows per frame.
+resident memory (VmHWM, reset once the model is loaded and the frames simulated) before the
+first frame and after a tenth, half and all of them: flat when nothing grows per frame.
 
     python benchmarks/bench_inference.py [--model runs/fetal_channels] [--frames 8] [--memory 400]
 
@@ -76,7 +77,7 @@ def bench(model: pathlib.Path, frames: int, threads: list[int], blas) -> None:
 
 
 MEMORY = """
-import resource, sys
+import sys
 sys.path.insert(0, {root!r})
 from benchmarks.bench_sweep import classifier_for
 from fetal_biometry.inference import dense as inference
@@ -86,10 +87,15 @@ count, backend = int(sys.argv[1]), sys.argv[2]
 sim = sweep_simulator.simulate_sweep(9, 0, frames=4, shape=(562, 744))
 classifier = classifier_for(pathlib.Path(sys.argv[3]), "channels", backend)[0]
 seq = inference.SequenceClassifier(classifier, sim.geometry, (562, 744), sim.spacing_mm)
+def peak_mb():
+    status = pathlib.Path("/proc/self/status").read_text().split("\\n")
+    return next(int(line.split()[1]) for line in status if line.startswith("VmHWM")) / 1024
+pathlib.Path("/proc/self/clear_refs").write_text("5")  # the peak from here on: the simulation's is not inference's
+print(0, peak_mb(), flush=True)
 marks = {{max(1, count // 10), count // 2, count}}
 for k, _ in enumerate(seq.classify(sim.frames[i % 4] for i in range(count)), 1):
     if k in marks:
-        print(k, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, flush=True)
+        print(k, peak_mb(), flush=True)
 """
 
 
@@ -102,6 +108,8 @@ def memory(model: pathlib.Path, count: int) -> None:
         marks = [line.split() for line in done.stdout.split("\n") if line.strip()]
         print(f"{backend}: peak RSS over {count} frames of 744x562: "
               + ", ".join(f"{float(mb):.0f} MB after {k}" for k, mb in marks))
+        print(f"{backend}: growth from frame {marks[1][0]} to {count}: "
+              f"{(float(marks[-1][1]) - float(marks[1][1])) / (count - int(marks[1][0])) * 1024:.1f} kB a frame")
 
 
 def main() -> None:
