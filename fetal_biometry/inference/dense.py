@@ -66,6 +66,15 @@ def transplant(source, target) -> None:
             dst.data[...] = src.data.reshape(dst.data.shape)
 
 
+def input_dims(deploy: str | os.PathLike) -> list[int]:
+    """The (N, C, H, W) of a deploy net's one Input layer, read from its file (no Caffe)."""
+    param = checks.check_net_file(deploy, "deploy")
+    dims = [list(layer.input_param.shape[0].dim) for layer in param.layer if layer.type == "Input"]
+    if len(dims) != 1 or len(dims[0]) != 4:
+        raise ValueError(f"{deploy}: not a deploy net with one 4-d Input layer")
+    return dims[0]
+
+
 def _input_shape(deploy: str | os.PathLike) -> tuple[int, int, int]:
     """(channels, patch, classes) of a patch-classifier deploy net, read from its file."""
     param = checks.check_net_file(deploy, "deploy")
@@ -164,9 +173,13 @@ class DenseClassifier:
 
     @classmethod
     def from_model(cls, model, backend: str = "caffe", **kwargs) -> "DenseClassifier":
-        """The classifier of a model folder (:func:`fetal_biometry.nets.model.load`), from the
-        twin saved in it when it was made from the folder's weights as they are now; else the
-        twin is made here, with Caffe (folders trained before twins were saved)."""
+        """The classifier of a model folder (:func:`fetal_biometry.nets.model.load`) of a patch
+        classifier (ValueError for a segmenter: :func:`engine` takes either), from the twin saved
+        in it when it was made from the folder's weights as they are now; else the twin is made
+        here, with Caffe (folders trained before twins were saved)."""
+        if model.kind != "patch_classifier":
+            raise ValueError(f"{model.root}: a {model.kind}, not a patch classifier; sweeps take "
+                             "patch classifiers for now (infer and evaluate take either)")
         return cls(model.deploy, model.weights, model.encoding, model.spacing_mm, model.scale,
                    backend=backend, twin=_saved_twin(model), **kwargs)
 
@@ -367,22 +380,44 @@ class SequenceClassifier:
             yield probs, labels
 
 
-def infer_scan(classifier: DenseClassifier, image: np.ndarray, probe: geom.Geometry,
+def engine(model, at_model_spacing: bool = True, backend: str = "caffe"):
+    """The dense classifier of a model folder of either kind (:func:`fetal_biometry.model.load`):
+    a :class:`DenseClassifier` for a patch classifier, a
+    :class:`fetal_biometry.segmentation.Segmenter` for a segmenter; both ``classify_scan``, on
+    ``backend`` (:mod:`fetal_biometry.inference.backends`)."""
+    from fetal_biometry.inference import segmentation
+    from fetal_biometry.nets import model as model_folder
+
+    if model.kind == model_folder.SEGMENTER:
+        return segmentation.Segmenter.from_model(model, backend)
+    classifier = DenseClassifier.from_model(model, backend)
+    if not at_model_spacing:
+        classifier.spacing_mm = None
+    return classifier
+
+
+def infer_scan(classifier, image: np.ndarray, probe: geom.Geometry,
                spacing_mm: float, measure: bool = True) -> tuple[dict, np.ndarray, np.ndarray, object]:
     """Classify one scan at the model's spacing and, with ``measure``, measure its AC in mm.
+
+    ``classifier`` is a :class:`DenseClassifier` (the AC from the fluid boundary) or a
+    :class:`fetal_biometry.segmentation.Segmenter` (the AC from the segmented abdomen, the fluid
+    boundary as second opinion: :mod:`fetal_biometry.abdomen`).
 
     ``spacing_mm`` is the scan's own spacing (mm per pixel); ``measure=False`` when it is only
     assumed (no AC is then reported). Returns the record (encoding, spacing, AC, ellipse, plane
     verdict and reasons), the probabilities (K, H, W), the label map and the
     :class:`fetal_biometry.measure.biometry.Measurement` (None without ``measure``).
     """
-    from fetal_biometry.measure import biometry
+    from fetal_biometry.inference import segmentation
+    from fetal_biometry.measure import abdomen, biometry
 
     probs, labels = classifier.classify_scan(image, probe, spacing_mm)
     record: dict = {"encoding": classifier.encoding, "model_spacing_mm": classifier.spacing_mm}
     measured = None
     if measure:
-        measured = biometry.measure(labels, spacing_mm)
+        method = abdomen if isinstance(classifier, segmentation.Segmenter) else biometry
+        measured = method.measure(labels, spacing_mm)
         e = measured.ellipse
         record.update(ac_mm=measured.ac_mm, plane_acceptable=measured.accepted,
                       reasons=list(measured.reasons),

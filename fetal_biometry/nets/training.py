@@ -215,8 +215,17 @@ def _loss(net) -> float:
 
 
 def validate(net, net_param, iterations: int) -> dict:
-    """Run a test net ``iterations`` times: mean outputs, accuracy, per-class accuracy, confusion."""
+    """Run a test net ``iterations`` times: mean outputs, accuracy, per-class accuracy, confusion.
+
+    Dense nets (scores (N, K, H, W), one label per pixel) are scored pixel by pixel, the
+    Accuracy layer's ``ignore_label`` left out, and get per-class Dice
+    (``2 TP / (true + predicted)``) beside per-class accuracy (the share of each true class's
+    pixels found).
+    """
     accuracy = next((l for l in net_param.layer if l.type == "Accuracy"), None)
+    ignore = accuracy.accuracy_param.ignore_label \
+        if accuracy is not None and accuracy.accuracy_param.HasField("ignore_label") else None
+    dense = False
     sums: dict[str, float] = {}
     confusion = None
     for _ in range(iterations):
@@ -228,6 +237,10 @@ def validate(net, net_param, iterations: int) -> dict:
             predicted = scores.argmax(axis=1).ravel()
             truth = labels.astype(int).ravel()
             classes = scores.shape[1]
+            dense = scores.ndim > 2
+            if ignore is not None:
+                counted = truth != ignore
+                predicted, truth = predicted[counted], truth[counted]
             counts = np.bincount(truth * classes + predicted, minlength=classes * classes)
             confusion = counts.reshape(classes, classes) + (0 if confusion is None else confusion)
     result = {name: total / iterations for name, total in sums.items()}
@@ -236,6 +249,10 @@ def validate(net, net_param, iterations: int) -> dict:
         result["per_class_accuracy"] = [float(c / s) if s else None
                                         for c, s in zip(np.diag(confusion), seen)]
         result["confusion"] = confusion.tolist()
+        if dense:
+            predicted = confusion.sum(axis=0)
+            result["per_class_dice"] = [float(2 * c / (s + p)) if s + p else None
+                                        for c, s, p in zip(np.diag(confusion), seen, predicted)]
     return result
 
 
@@ -630,15 +647,16 @@ def _plot_if_room(history: list[dict], path: pathlib.Path) -> None:
 
 def _write_model(out: pathlib.Path, solver_path, train_param, iterations: int,
                  state: pathlib.Path | None, validation: dict | None) -> None:
-    """Make the run folder a model folder when the net learnt from patch LMDBs."""
+    """Make the run folder a model folder when the net learnt from patch LMDBs or segmenter records."""
     from fetal_biometry.nets import model
 
-    found = model.patch_manifest(train_param)
+    found = model.records_manifest(train_param)
     if found is None or state is None:
         return
     summary = {k: v for k, v in (validation or {}).items() if k != "confusion"}
     model.write(out, found[0], state.with_suffix(".caffemodel"),
-                {"solver": str(solver_path), "iterations": iterations, "validation": summary})
+                {"solver": str(solver_path), "iterations": iterations, "validation": summary},
+                train_param)
 
 
 def _validate_all(solver, test_params, test_iters) -> dict:

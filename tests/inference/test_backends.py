@@ -76,6 +76,16 @@ def test_a_trained_model_folder_classifies_alike_on_both_backends(patch_models, 
     np.testing.assert_allclose(on["opencv"][0], on["caffe"][0], atol=TOLERANCE, rtol=0)
 
 
+def test_a_trained_segmenter_folder_classifies_alike_on_both_backends(segmenter_model):
+    from fetal_biometry.simulator import cases as simulator
+
+    model = model_folder.load(segmenter_model)
+    case = simulator.simulate_case(0, 1, probe="mixed")
+    on = {b: dense.engine(model, backend=b).classify_scan(case.image, case.geometry, case.spacing_mm)
+          for b in backends.BACKENDS}
+    np.testing.assert_allclose(on["opencv"][0], on["caffe"][0], atol=TOLERANCE, rtol=0)
+
+
 def test_an_older_folder_without_its_twin_gets_one_made_with_caffe(tmp_path, fetal_model):
     import shutil
 
