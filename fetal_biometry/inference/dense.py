@@ -210,6 +210,10 @@ class DenseClassifier:
             raise ValueError(f"scan of {shape[1]}x{shape[0]} px at the model's spacing{given}: "
                              f"under {MIN_SIDE} px a side there is nothing to classify; check the spacing")
 
+    def plan(self, probe: geom.Geometry, shape: tuple[int, int]) -> "Plan":
+        """The :class:`Plan` for frames of ``shape`` with ``probe`` (both at the model's spacing)."""
+        return Plan(self, geom.beam_directions(probe, shape))
+
     def probabilities(self, image: np.ndarray, directions: np.ndarray) -> np.ndarray:
         """Per-class probability maps (K, H, W) of one scan already at the model's spacing, given
         its beam directions; zero outside the fan."""
@@ -336,25 +340,27 @@ class Plan:
 
 class SequenceClassifier:
     """Dense class maps for every frame of a sequence of one probe geometry, in batches: the
-    resampling, beam directions, fan and :class:`Plan` are made once for the whole sequence.
+    resampling, fan and the classifier's plan (:meth:`DenseClassifier.plan`,
+    :meth:`fetal_biometry.inference.segmentation.Segmenter.plan`) are made once for the whole
+    sequence. Both kinds classify single scans through it too (``classify_scan``, batches of one).
 
     Parameters
     ----------
-    classifier : DenseClassifier
+    classifier : DenseClassifier or Segmenter
     probe : the frames' probe geometry (pixels of the frames)
     shape : (H, W) of the frames
     spacing_mm : the frames' pixel spacing
     batch : frames per forward pass
     """
 
-    def __init__(self, classifier: DenseClassifier, probe: geom.Geometry, shape: tuple[int, int],
+    def __init__(self, classifier, probe: geom.Geometry, shape: tuple[int, int],
                  spacing_mm: float, batch: int = BATCH):
         self.classifier, self.shape, self.batch = classifier, tuple(shape), batch
         self.scale = (1.0 if classifier.spacing_mm is None
                       else resample.scale_factor(spacing_mm, classifier.spacing_mm))
         small = resample.shape(self.shape, self.scale)
         classifier.check_size(small, spacing_mm)  # before allocating anything of that size
-        self.plan = Plan(classifier, geom.beam_directions(resample.geometry(probe, self.scale), small))
+        self.plan = classifier.plan(resample.geometry(probe, self.scale), small)
         self.outside = ~geom.fan_mask(probe, self.shape)
 
     def classify(self, frames: Iterable[np.ndarray]) -> Iterator[tuple[np.ndarray, np.ndarray]]:

@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from fetal_biometry.geometry import probe as geom, resample
+from fetal_biometry.geometry import probe as geom
 from fetal_biometry.inference import backends
 from fetal_biometry.nets import spec as nets
 from fetal_biometry.patches import scan_encoding
-from fetal_biometry.labels import OUTSIDE
 
 #: Largest encoded scan (pixels at the model's spacing) run in one pass: a 8-channel U-Net at
 #: 2048 x 2048 holds about 1.5 GB of blobs.
@@ -67,6 +66,18 @@ class Segmenter:
         return cls(model.deploy, model.weights, model.encoding, model.spacing_mm,
                    model.unet["depth"], model.scale, backend)
 
+    def check_size(self, shape: tuple[int, int], spacing_mm: float | None = None) -> None:
+        """Refuse a scan of ``shape`` (H, W) at the model's spacing over :data:`MAX_PIXELS`."""
+        if shape[0] * shape[1] > MAX_PIXELS:
+            given = "" if spacing_mm is None else f" (from a spacing of {spacing_mm:g} mm per pixel)"
+            raise ValueError(f"scan of {shape[1]}x{shape[0]} px at the model's spacing{given} exceeds "
+                             f"the limit of {MAX_PIXELS / 1e6:.1f} megapixels; crop it, or check the spacing")
+
+    def plan(self, probe: geom.Geometry, shape: tuple[int, int]) -> "_Plan":
+        """What :class:`fetal_biometry.inference.dense.SequenceClassifier` runs over frames of
+        ``shape`` with ``probe`` (both at the model's spacing)."""
+        return _Plan(self, probe, tuple(shape))
+
     def planes(self, image: np.ndarray, probe: geom.Geometry) -> np.ndarray:
         """Encoded input planes (C, h, w) uint8 of a scan already at the model's spacing."""
         planes = scan_encoding.encode(image, self.encoding, probe)
@@ -93,12 +104,17 @@ class Segmenter:
 
         ``spacing_mm`` is the scan's own spacing; ``probe`` its geometry on its own grid.
         """
-        scale = resample.scale_factor(spacing_mm, self.spacing_mm)
-        small, small_probe = resample.image(image, scale), resample.geometry(probe, scale)
-        probs = self.maps(self.run(self.planes(small, small_probe)), small_probe, small.shape)
-        probs = resample.back(probs, image.shape, scale)
-        outside = ~geom.fan_mask(probe, image.shape)
-        probs[:, outside] = 0
-        labels = probs.argmax(axis=0).astype(np.uint8)
-        labels[outside] = OUTSIDE
-        return probs, labels
+        from fetal_biometry.inference.dense import SequenceClassifier
+
+        return next(SequenceClassifier(self, probe, image.shape, spacing_mm, 1).classify([image]))
+
+
+class _Plan:
+    """Frames of one probe and size at the model's spacing: encode, one padded pass, decode."""
+
+    def __init__(self, segmenter: Segmenter, probe: geom.Geometry, shape: tuple[int, int]):
+        self.segmenter, self.probe, self.shape = segmenter, probe, shape
+
+    def run(self, grays: list[np.ndarray]) -> list[np.ndarray]:
+        s = self.segmenter
+        return [s.maps(s.run(s.planes(gray, self.probe)), self.probe, self.shape) for gray in grays]

@@ -84,6 +84,13 @@ def test_a_trained_segmenter_folder_classifies_alike_on_both_backends(segmenter_
     on = {b: dense.engine(model, backend=b).classify_scan(case.image, case.geometry, case.spacing_mm)
           for b in backends.BACKENDS}
     np.testing.assert_allclose(on["opencv"][0], on["caffe"][0], atol=TOLERANCE, rtol=0)
+    # The one engine runs it over a sequence too: frames in batches, the maps of single scans.
+    segmenter = dense.engine(model)
+    frames = [case.image, case.image[::-1].copy(), case.image]
+    batched = dense.SequenceClassifier(segmenter, case.geometry, case.image.shape, case.spacing_mm, 2)
+    for frame, (probs, _) in zip(frames, batched.classify(iter(frames)), strict=True):
+        want = segmenter.classify_scan(frame, case.geometry, case.spacing_mm)[0]
+        np.testing.assert_allclose(probs, want, atol=1e-6)
 
 
 def test_an_older_folder_without_its_twin_gets_one_made_with_caffe(tmp_path, fetal_model):
