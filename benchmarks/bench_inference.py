@@ -3,8 +3,8 @@
 256x256 and 744x562, each against this machine's SGEMM rate measured in the same run; and peak
 memory over many frames.
 
-For each model kind (the patch classifier's dense twin; the segmenter once it is merged) a
-simulated sweep's frames (4 distinct, cycled) run through the one engine
+For each model kind (the patch classifier's dense twin at the demo's 0.672 mm; the segmenter, the
+checked-in channels U-Net: depth 4, 8 base channels, at make demo's 1.0 mm) a simulated sweep's frames (4 distinct, cycled) run through the one engine
 (:class:`fetal_biometry.inference.dense.SequenceClassifier`: resampling to the model's spacing,
 planned windows and tiles, batches) on each backend. Columns:
 
@@ -20,7 +20,8 @@ first frame and after a tenth, half and all of them: flat when nothing grows per
 
     python benchmarks/bench_inference.py [--model runs/fetal_channels] [--frames 8] [--memory 400]
 
-Without a model folder the nets carry untrained weights at the demo's spacing: enough to time.
+Without a model folder the patch classifier carries untrained weights; the segmenter always does
+(weights do not change the cost).
 """
 import argparse
 import os
@@ -38,7 +39,11 @@ sys.path.insert(0, str(ROOT))
 from benchmarks import roofline  # noqa: E402
 from benchmarks.bench_sweep import DEMO_SPACING_MM, SIZES, classifier_for, sequence_macs  # noqa: E402
 from fetal_biometry import paths  # noqa: E402
-from fetal_biometry.inference import backends, dense as inference  # noqa: E402
+from fetal_biometry.inference import backends, dense as inference, segmentation  # noqa: E402
+from fetal_biometry.nets import checks  # noqa: E402
+
+SEGMENTER = ROOT / "prototxt" / "segmenter_channels" / "deploy.prototxt"
+SEGMENTER_SPACING_MM = 1.0
 from fetal_biometry.simulator import sweeps as sweep_simulator  # noqa: E402
 
 
@@ -52,6 +57,22 @@ def frames_per_second(seq, loop: list[np.ndarray], repeats: int = 2) -> float:
     return len(loop) / best
 
 
+def segmenter_for(backend: str) -> segmentation.Segmenter:
+    """The checked-in channels U-Net with random weights (saved once)."""
+    weights = pathlib.Path(tempfile.gettempdir(), "bench_segmenter.caffemodel")
+    if not weights.is_file():
+        checks.net(SEGMENTER).save(str(weights))
+    return segmentation.Segmenter(SEGMENTER, weights, "channels", SEGMENTER_SPACING_MM, backend=backend)
+
+
+def segmenter_macs(seq: inference.SequenceClassifier) -> int:
+    """Multiply-adds per frame of the U-Net over the padded encoded frame."""
+    s, plan = seq.classifier, seq.plan
+    height, width = plan.shape  # the channels encoding keeps the frame's grid
+    padded = [-(-side // s.multiple) * s.multiple for side in (height, width)]
+    return roofline.multiply_adds(SEGMENTER, (1, s.channels, *padded))
+
+
 def bench(model: pathlib.Path, frames: int, threads: list[int], blas) -> None:
     print(f"{'kind':<16} {'size':>8} {'backend':>7} {'threads':>7} {'fps':>7} {'GMAC/f':>7} "
           f"{'SGEMM':>6} {'roof':>5} {'load':>5}")
@@ -62,18 +83,23 @@ def bench(model: pathlib.Path, frames: int, threads: list[int], blas) -> None:
     for shape in SIZES:
         sim = sweep_simulator.simulate_sweep(9, 0, frames=4, shape=shape)
         loop = [sim.frames[k % 4] for k in range(frames)]
-        for backend in backends.BACKENDS:
-            classifier, twin, label = classifier_for(model, "channels", backend)
-            seq = inference.SequenceClassifier(classifier, sim.geometry, shape, sim.spacing_mm)
-            macs = sequence_macs(seq, twin)
+        for kind, backend in [(k, b) for k in ("patch classifier", "segmenter") for b in backends.BACKENDS]:
+            if kind == "segmenter":
+                seq = inference.SequenceClassifier(segmenter_for(backend), sim.geometry, shape, sim.spacing_mm)
+                macs = segmenter_macs(seq)
+            else:
+                classifier, twin, label = classifier_for(model, "channels", backend)
+                seq = inference.SequenceClassifier(classifier, sim.geometry, shape, sim.spacing_mm)
+                macs = sequence_macs(seq, twin)
             for n in threads:
                 backends.set_threads(n)
                 list(seq.classify(iter(loop[:seq.batch])))  # warm-up
                 fps = frames_per_second(seq, loop)
-                print(f"{'patch classifier':<16} {shape[1]:>4}x{shape[0]:<3} {backend:>7} {n:>7} "
+                print(f"{kind:<16} {shape[1]:>4}x{shape[0]:<3} {backend:>7} {n:>7} "
                       f"{fps:>7.2f} {macs / 1e9:>7.2f} {rates[n] / 1e9:>6.1f} "
                       f"{fps * macs / rates[n]:>5.0%} {os.getloadavg()[0]:>5.1f}")
-    print(f"model: {label}")
+    print(f"patch classifier: {label}; segmenter: {SEGMENTER.relative_to(ROOT)}, random weights, "
+          f"at {SEGMENTER_SPACING_MM} mm")
 
 
 MEMORY = """
