@@ -44,7 +44,8 @@ def add_inference_options(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--backend", choices=backends.BACKENDS, default="caffe",
                         help="what runs the nets: Caffe, or OpenCV's dnn module (no Caffe build "
-                             "needed, usually faster on CPUs; default caffe)")
+                             "needed; the segmenter runs about twice as fast on it, the patch "
+                             "classifier no faster: docs/speed.md; default caffe)")
     parser.add_argument("--threads", type=at_least_one, metavar="N",
                         help="CPU cores inference uses, for either backend (default: "
                              "OPENBLAS_NUM_THREADS for Caffe, all cores for OpenCV)")
