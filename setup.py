@@ -8,7 +8,7 @@ that setup maps onto that folder, so both doors open the same ``main``.
 from setuptools import find_packages, setup
 
 TOOLS = ("simulate", "import_dataset", "make_lmdb", "train", "infer", "evaluate", "beam_map",
-         "demo", "make_prototxt", "tutorial", "sweep", "choose_thresholds", "experiments")
+         "demo", "make_prototxt", "tutorial", "sweep", "choose_thresholds", "experiments", "pacs")
 
 setup(
     name="fetal-biometry",
@@ -22,5 +22,6 @@ setup(
     install_requires=[
         "numpy>=2", "scipy", "scikit-image", "protobuf>=4.21,<5", "six", "lmdb",
         "opencv-python-headless", "h5py", "threadpoolctl", "tqdm", "matplotlib", "pydicom", "pydot", "SimpleITK", "pillow",
+        "highdicom", "dicomweb-client", "requests",
     ],
 )

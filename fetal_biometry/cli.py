@@ -26,6 +26,17 @@ def spacing_mm(text: str) -> float:
     return value
 
 
+def confidence(text: str) -> float:
+    """A fan confidence: a number in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"a fan confidence is a number from 0 to 1, got {text}")
+    return value
+
+
 def at_least_one(text: str) -> int:
     """A count of at least 1."""
     try:

@@ -14,12 +14,24 @@ fluid, 2 stomach bubble, 3 umbilical vein, 4 shadow, and from a segmenter 5 abdo
 probe geometry and its source, AC, ellipse, plane verdict with reasons); OUT/infer.json lists
 every scan and every failure.
 
+With --dicom-out, each scan read from a DICOM file also gets, in OUT/dicom, NAME_sr.dcm (its
+measurements as a DICOM Comprehensive SR, OB-GYN template TID 5000), NAME_seg.dcm (its class
+map as a DICOM SEG) and, for a cine loop, NAME_frame.dcm (the measured frame as an image of its
+own, which the SEG references); they carry the source's patient and study (docs/pacs.md).
+With --nrrd: NAME_scan.nrrd, NAME_labels.nrrd and NAME_probs.nrrd with the scan's spacing and
+origin, for 3D Slicer or ITK-SNAP.
+
 SCAN is an image (PNG, JPEG or DICOM) or a dataset folder (every case; geometry and spacing
 from its case records). For images:
   spacing   from the file (DICOM ultrasound region, PixelSpacing, ...) or --spacing; without
             one the scan is refused, unless --assume-spacing MM classifies it at an assumed
             spacing (then no AC is reported, and the JSON says so)
   geometry  from --geometry (a case JSON or a bare probe object), else estimated from the
+            image's fan, in colour, with a DICOM's transducer and reference pixel as priors
+            (tools/beam_map.py shows the estimate). A fan below the confidence threshold is
+            used only with --accept-fan-below C (marked low-confidence). Without a fan, a
+            model of encoding 'none' (no beam directions) classifies the whole image and
+            says so in NAME.json ("geometry_source"); other encodings refuse the scan
             image's fan, in colour (tools/beam_map.py shows the estimate)
 The scans given together are one exam: OUT/infer.json carries its panel (fetal_biometry.measure.growth):
 each measurement (the mean over the scans whose plane was accepted) with the gestational age it
@@ -36,6 +48,7 @@ Limits: scans up to 16 megapixels at the model's spacing (memory about 0.5 GB).
 example:
   python tools/infer.py runs/fetal_channels data/fetal/heldout --out runs/infer
   python tools/infer.py runs/fetal_channels exam.dcm --frame 12 --out runs/infer
+  python tools/infer.py runs/fetal_channels exam.dcm --dicom-out --nrrd --out runs/infer
   python tools/infer.py runs/fetal_channels exam/ --ga 31.4 --out runs/exam
 """
 import argparse
@@ -57,6 +70,7 @@ from tqdm import tqdm  # noqa: E402
 TOOL = "infer"  # the output marker of its folders (fetal_biometry.atomic.mark)
 INDEX = "infer.json"  # every scan and failure of the run; no scan is named "infer" (see _unique)
 CHARTS = "centiles.png"  # the exam's centile charts; no scan is named "centiles" either
+EXAM = "exam"  # --dicom-out's SR of the exam's panel: dicom/exam_sr.dcm
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -68,6 +82,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="output folder (created; a folder of anything else is refused)")
     parser.add_argument("--geometry", type=pathlib.Path, metavar="FILE",
                         help="probe geometry for image files: case JSON or probe object")
+    parser.add_argument("--accept-fan-below", type=cli.confidence, metavar="C",
+                        help=f"use an estimated fan whose confidence is below the threshold "
+                             f"({fan.MIN_CONFIDENCE:g}) but at least C (marked low-confidence)")
     parser.add_argument("--spacing", type=cli.spacing_mm, metavar="MM",
                         help="pixel spacing of image files, mm per pixel (checked against a "
                              "DICOM's own calibration)")
@@ -77,6 +94,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--frame", type=int, metavar="N", help="frame of a multi-frame DICOM (0-based)")
     parser.add_argument("--region", type=int, metavar="K",
                         help="only the K-th calibrated region of a multi-region DICOM")
+    parser.add_argument("--dicom-out", action="store_true",
+                        help="also write a DICOM SR of the measurements and a DICOM SEG of the class "
+                             "map (OUT/dicom) for scans read from DICOM files")
+    parser.add_argument("--nrrd", action="store_true",
+                        help="also write scan, class map and probabilities as NRRD (spacing, origin)")
     parser.add_argument("--ga", type=float, metavar="WEEKS",
                         help="gestational age known from dates or an early scan (14-40): the "
                              "exam's measurements get their INTERGROWTH-21st centiles at it")
@@ -106,7 +128,7 @@ def _unique(stem: str, taken: set[str]) -> str:
     return name
 
 
-def _inputs(items: list[str], args):
+def _inputs(items: list[str], args, encoding: str):
     """(label, loader) per scan; a loader returns (stem, image, rgb, probe, spacing, record)."""
     for item in map(pathlib.Path, items):
         if item.is_dir():
@@ -114,7 +136,7 @@ def _inputs(items: list[str], args):
             for name in data.cases:
                 yield f"{item}/{name}", lambda data=data, name=name: _case(data, name)
         else:
-            yield str(item), lambda item=item: _images(item, args)
+            yield str(item), lambda item=item: _images(item, args, encoding)
 
 
 def _case(data: dataset.Dataset, name: str):
@@ -124,15 +146,29 @@ def _case(data: dataset.Dataset, name: str):
     return [(name, case.image, case.geometry, case.spacing_mm, record)]
 
 
-def _images(path: pathlib.Path, args):
+def _images(path: pathlib.Path, args, encoding: str):
     found = []
     hidden = dicom.is_dicom(path) and not args.keep_names  # the file name may be the patient's
     for scan in scans.read_scans(path, frame=args.frame, region=args.region, spacing=args.spacing,
                                  keep_name=args.keep_names):
-        try:
-            probe, _, how = fan.given_or_estimated(scan.rgb, args.geometry)
-        except fan.FanNotFound as error:
-            raise ValueError(f"no fan found ({error}); pass --geometry FILE") from None
+        if args.geometry is not None:
+            probe, how = geom.read_file(args.geometry, scan.gray.shape), f"given ({args.geometry})"
+        else:
+            estimate = fan.estimate_scan(scan.rgb, fan.priors_from(scan.transducer, scan.reference_pixel),
+                                         args.accept_fan_below)
+            probe, how = estimate.geometry, estimate.source
+            if probe is None:
+                if encoding != inference.NO_FAN_ENCODING:
+                    spacing = ("unknown" if scan.spacing_mm is None
+                               else f"{scan.spacing_mm:.4g} mm ({scan.spacing_source})")
+                    raise ValueError(f"{estimate.source}; pixel spacing {spacing}; the model's "
+                                     f"encoding {encoding!r} needs "
+                                     "beam directions: pass --geometry FILE, --accept-fan-below C, "
+                                     f"or use a model of encoding {inference.NO_FAN_ENCODING!r}")
+                how += (f"; classified over the whole image with encoding "
+                        f"{inference.NO_FAN_ENCODING!r}, which needs no beam directions")
+            elif estimate.low_confidence:
+                tqdm.write(f"infer: warning: {path}: {estimate.source}", file=sys.stderr)
         record = {"source": scan.name if hidden else str(path), "frame": args.frame, "region": scan.region,
                   "spacing_mm": scan.spacing_mm, "spacing_source": scan.spacing_source,
                   "geometry_source": how, "warnings": list(scan.warnings)}
@@ -151,8 +187,50 @@ def _infer_one(classifier, image, probe, spacing, record, assume) -> tuple[dict,
                       ac_note="AC not measured: the pixel spacing is unknown (classified at an "
                               "assumed spacing)")
     result, probs, labels, measured = inference.infer_scan(classifier, image, probe, spacing, measure)
-    record.update(result, geometry=geom.to_dict(probe))
+    record.update(result, geometry=None if probe is None else geom.to_dict(probe))
     return record, (probs, labels, measured)
+
+
+def _dicom_objects(args, source: str, record: dict, labels, model, algorithm) -> dict:
+    """The DICOM objects of one scan (none without --dicom-out), built before anything of the
+    scan is written: a source they cannot reference fails the scan whole."""
+    if not args.dicom_out:
+        return {}
+    from fetal_biometry.exchange import scan as dicom_out  # pydicom and highdicom: only here
+
+    if not dicom.is_dicom(source):
+        raise ValueError("--dicom-out: not read from a DICOM file (no study to report into); "
+                         "leave out --dicom-out for it")
+    try:
+        return dicom_out.scan_objects(source, record.get("frame"), record.get("region"), labels,
+                                      record, model.classes, algorithm)
+    except ValueError as error:  # SourceError: a file the objects cannot reference
+        raise ValueError(f"--dicom-out: {error}") from None
+
+
+def _write_extras(args, stem: str, image, probs, labels, record: dict, objects: dict, classes) -> None:
+    """Write the DICOM objects and, with --nrrd, the NRRD files; their names go in the record."""
+    from fetal_biometry.exchange import nrrd, scan as dicom_out
+
+    if objects:
+        record["dicom"] = dicom_out.write_objects(args.out, stem, objects)
+    if args.nrrd:
+        spacing = record.get("spacing_mm") or record["assumed_spacing_mm"]
+        origin = nrrd.origin_mm(record.get("region"), labels.shape, spacing)
+        record["nrrd"] = nrrd.write_nrrd(args.out, stem, image, labels, probs, spacing, origin, classes)
+
+
+def _exam_report(args, sources: list, panel: dict, algorithm) -> list[str]:
+    """Write the SR of the exam's panel (dicom/exam_sr.dcm) when the scans are of one study;
+    its name, or none with a note saying why."""
+    from fetal_biometry.exchange import scan as dicom_out
+
+    try:
+        objects = dicom_out.exam_objects(sources, panel, algorithm)
+    except ValueError as error:
+        tqdm.write(f"infer: no SR of the exam: {error}", file=sys.stderr)
+        return []
+    return dicom_out.write_objects(args.out, EXAM, objects)
 
 
 def _summary_line(stem: str, record: dict) -> str:
@@ -205,13 +283,19 @@ def main(argv=None) -> int:
         if args.backend == "caffe":  # OpenCV needs no Caffe
             caffe_env.set_device(args.gpu)
         classifier = inference.engine(model, backend=args.backend)
+        algorithm = None
+        if args.dicom_out:
+            from fetal_biometry.exchange.algorithm import Algorithm
+
+            algorithm = Algorithm.from_model(model)
     except (ValueError, OSError, RuntimeError) as err:
         print(paths.printable(f"infer: error: {err}"), file=sys.stderr)
         return 1
-    done, failed, taken = [], [], {pathlib.Path(INDEX).stem, pathlib.Path(CHARTS).stem}
+    done, failed, taken = [], [], {pathlib.Path(INDEX).stem, pathlib.Path(CHARTS).stem, EXAM}
+    exam_sources = []  # (path, frame) of the scans --dicom-out reports on
     atomic.mark(args.out, TOOL)
     try:
-        inputs = list(_inputs(args.scans, args))
+        inputs = list(_inputs(args.scans, args, model.encoding))
     except (ValueError, OSError) as err:  # a dataset folder that does not validate
         print(f"infer: error: {err}", file=sys.stderr)
         return 1
@@ -222,6 +306,10 @@ def main(argv=None) -> int:
                 record, (probs, labels, measured) = _infer_one(classifier, image, probe, spacing,
                                                                {"scan": stem, **record}, args.assume_spacing)
                 record["model"] = str(model.root)
+                objects = _dicom_objects(args, label, record, labels, model, algorithm)
+                if objects:
+                    exam_sources.append((label, record.get("frame")))
+                _write_extras(args, stem, image, probs, labels, record, objects, model.classes)
                 inference.write_outputs(args.out, stem, image, probs, labels, measured, record)
                 done.append(record)
                 tqdm.write(_summary_line(stem, record))
@@ -236,8 +324,10 @@ def main(argv=None) -> int:
     tqdm.write(_panel_line(panel))
     if any(k in growth.STANDARDS for k in panel["measurements"]):
         atomic.write_bytes(args.out / CHARTS, figures.figure_png(figures.centile_charts(panel)))
-    atomic.write_text(args.out / INDEX, json.dumps({"model": str(model.root), "scans": done,
-                                                     "failed": failed, "panel": panel}, indent=1) + "\n")
+    index = {"model": str(model.root), "scans": done, "failed": failed, "panel": panel}
+    if exam_sources:
+        index["dicom"] = _exam_report(args, exam_sources, panel, algorithm)
+    atomic.write_text(args.out / INDEX, json.dumps(index, indent=1) + "\n")
     if failed:
         print(f"infer: {len(failed)} of {len(inputs)} input(s) failed (listed in {args.out / INDEX})",
               file=sys.stderr)

@@ -9,7 +9,9 @@ MODEL_DIR is a model folder (made by tools/train.py). SEQUENCE is one of
                          several calibrated regions needs --region K
 The sequence is streamed (never held decoded whole). The probe geometry, shared by every frame,
 comes from --geometry FILE (a case JSON, a sweep's truth.json, a probe object) or is estimated
-from the first frame. Every frame is classified densely and scored by its landmarks (stomach
+from the first frame; a fan below the confidence threshold is used only with
+--accept-fan-below C. Without a fan, a model of encoding 'none' classifies the whole frames
+(NAME.json's geometry_source says so); other encodings refuse the sequence. Every frame is classified densely and scored by its landmarks (stomach
 bubble, umbilical vein: their confidence); the best --candidates frames are measured (ellipse,
 support, residual, landmarks inside the abdomen) and the best plane is chosen.
 
@@ -19,11 +21,15 @@ Outputs in DIR:
   NAME_scores.png    the scores over the frames, the chosen frame marked
   NAME_overlay.mp4   the sequence with its class map, measured frames with their ellipse
   NAME_best.png      the chosen frame (or the best candidate): classes beside the measurement
+  dicom/NAME_*.dcm   with --dicom-out, for a DICOM loop: the chosen frame (or the best candidate)
+                     as an image of its own, the SEG of its class map over it, and the SR of the
+                     AC (TID 5000; "measurement failure" with the reasons when no frame was fit)
 
 example:
   python tools/sweep.py runs/fetal_channels data/sweeps/sweep00000/frames.mha \\
       --geometry data/sweeps/sweep00000/truth.json --out runs/sweep
   python tools/sweep.py runs/fetal_channels loop.dcm --out runs/sweep
+  python tools/sweep.py runs/fetal_channels loop.dcm --dicom-out --out runs/sweep
   python tools/sweep.py runs/fetal_channels loop.mp4 --spacing 0.28 --out runs/sweep
 """
 import argparse
@@ -62,6 +68,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="probe geometry: case JSON, sweep truth.json or probe object "
                              "(default: estimated from the first frame)")
     parser.add_argument("--region", type=int, metavar="K", help="the K-th calibrated region of a DICOM")
+    parser.add_argument("--accept-fan-below", type=cli.confidence, metavar="C",
+                        help=f"use an estimated fan whose confidence is below the threshold "
+                             f"({fan.MIN_CONFIDENCE:g}) but at least C (marked low-confidence)")
     parser.add_argument("--batch", type=cli.at_least_one, default=inference.BATCH, metavar="N",
                         help=f"frames per forward pass (default {inference.BATCH})")
     parser.add_argument("--candidates", type=cli.at_least_one, default=sweeps.CANDIDATES, metavar="K",
@@ -69,6 +78,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--fps", type=float, metavar="F",
                         help="frame rate of the overlay video (default: the sequence's, else 10)")
     parser.add_argument("--no-video", action="store_true", help="skip the overlay video")
+    parser.add_argument("--dicom-out", action="store_true",
+                        help="also write the chosen frame, a DICOM SEG of its class map and a DICOM "
+                             "SR of its AC (OUT/dicom; DICOM loops only)")
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier sweep output folder")
     parser.add_argument("--keep-names", action="store_true",
                         help="name a DICOM loop's outputs after the file and record its path "
@@ -79,13 +91,21 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _geometry(args, sequence: sequences.Sequence) -> tuple[geom.Geometry, str]:
-    try:
-        probe, _, how = fan.given_or_estimated(sequence.first_rgb(), args.geometry)
-    except fan.FanNotFound as error:
-        raise ValueError(f"{sequence.path}: no fan found in the first frame ({error}); "
-                         "pass --geometry FILE") from None
-    return probe, how.replace("the image", "the first frame")
+def _geometry(args, sequence: sequences.Sequence, encoding: str) -> tuple[geom.Geometry | None, str]:
+    if args.geometry is not None:
+        return geom.read_file(args.geometry, sequence.shape), f"given ({args.geometry})"
+    estimate = fan.estimate_scan(sequence.first_rgb(), accept_below=args.accept_fan_below)
+    source = f"first frame: {estimate.source}"
+    if estimate.geometry is None:
+        if encoding != inference.NO_FAN_ENCODING:
+            raise ValueError(f"{sequence.path}: {source}; the model's encoding {encoding!r} needs "
+                             "beam directions: pass --geometry FILE, --accept-fan-below C, or use "
+                             f"a model of encoding {inference.NO_FAN_ENCODING!r}")
+        source += (f"; whole frames classified with encoding {inference.NO_FAN_ENCODING!r}, "
+                   "which needs no beam directions")
+    elif estimate.low_confidence:
+        print(f"sweep: warning: {sequence.path}: {source}", file=sys.stderr)
+    return estimate.geometry, source
 
 
 def run(args) -> dict:
@@ -95,7 +115,16 @@ def run(args) -> dict:
     sequence = sequences.open_sequence(args.sequence, args.spacing, args.region)
     if sequence.spacing_mm is None:
         raise ValueError(f"{sequence.path}: no pixel spacing in the file; pass --spacing MM")
-    probe, geometry_source = _geometry(args, sequence)
+    if args.dicom_out and sequence.kind != "dicom":
+        raise ValueError(f"{sequence.path}: --dicom-out needs a DICOM loop (no study to report into)")
+    if args.dicom_out:  # before any work: a file the objects cannot reference
+        from fetal_biometry.exchange import source  # pydicom and highdicom: only with --dicom-out
+
+        try:
+            source.read_source(sequence.path)
+        except source.SourceError as error:
+            raise ValueError(f"{sequence.path}: {error}") from None
+    probe, geometry_source = _geometry(args, sequence, model.encoding)
     for path in atomic.claim_output(args.out, TOOL, inputs=[args.model, args.sequence],
                                     overwrite=args.overwrite, option="--out"):
         print(f"sweep: removed {path}, left by an interrupted run", file=sys.stderr)
@@ -138,11 +167,19 @@ def run(args) -> dict:
     record = {"sequence": name if hidden else str(sequence.path), "kind": sequence.kind, "frame_count": frames,
               "shape": list(sequence.shape), "spacing_mm": sequence.spacing_mm,
               "spacing_source": sequence.spacing_source, "geometry_source": geometry_source,
-              "geometry": geom.to_dict(probe), "model": str(model.root), "encoding": model.encoding,
+              "geometry": None if probe is None else geom.to_dict(probe),
+              "model": str(model.root), "encoding": model.encoding,
               "warnings": list(sequence.warnings),
               "timing": {"seconds": round(seconds, 2), "frames_per_second": round(frames / seconds, 2)},
               **result.record}
     shown = result.chosen or result.best
+    if args.dicom_out:
+        from fetal_biometry.exchange import scan as dicom_out
+        from fetal_biometry.exchange.algorithm import Algorithm
+
+        objects = dicom_out.scan_objects(sequence.path, shown.index, sequence.region, shown.labels,
+                                         record, model.classes, Algorithm.from_model(model))
+        record["dicom"] = dicom_out.write_objects(out, name, objects)
     picture = np.hstack([figures.class_overlay(shown.frame, shown.labels),
                          figures.draw_measurement(shown.frame, shown.measured)])
     atomic.write_bytes(out / f"{name}_best.png", figures.png(picture))

@@ -210,22 +210,26 @@ class DenseClassifier:
             raise ValueError(f"scan of {shape[1]}x{shape[0]} px at the model's spacing{given}: "
                              f"under {MIN_SIDE} px a side there is nothing to classify; check the spacing")
 
-    def plan(self, probe: geom.Geometry, shape: tuple[int, int]) -> "Plan":
-        """The :class:`Plan` for frames of ``shape`` with ``probe`` (both at the model's spacing)."""
-        return Plan(self, geom.beam_directions(probe, shape))
+    def plan(self, probe: geom.Geometry | None, shape: tuple[int, int]) -> "Plan":
+        """The :class:`Plan` for frames of ``shape`` with ``probe`` (both at the model's spacing);
+        no probe (no fan found): the whole frames, which only an encoding without directions can
+        classify (:func:`beam_directions`)."""
+        return Plan(self, beam_directions(probe, 1.0, shape, self.encoding)[0])
 
     def probabilities(self, image: np.ndarray, directions: np.ndarray) -> np.ndarray:
         """Per-class probability maps (K, H, W) of one scan already at the model's spacing, given
         its beam directions; zero outside the fan."""
         return Plan(self, directions).run([image])[0]
 
-    def classify_scan(self, image: np.ndarray, probe: geom.Geometry,
+    def classify_scan(self, image: np.ndarray, probe: geom.Geometry | None,
                       spacing_mm: float) -> tuple[np.ndarray, np.ndarray]:
         """Classify a scan at the model's spacing; maps back on the scan's own grid.
 
         The scan (``spacing_mm`` per pixel) is resampled to :attr:`spacing_mm` with its probe
         geometry, classified there, and its probabilities brought back bilinearly; the label map
-        is their argmax (255 outside the scan's fan).
+        is their argmax (255 outside the scan's fan). Without a probe (no fan found) the whole
+        image is classified, which only an encoding without directions can do
+        (:func:`beam_directions`).
         """
         return next(SequenceClassifier(self, probe, image.shape, spacing_mm, 1).classify([image]))
 
@@ -347,21 +351,22 @@ class SequenceClassifier:
     Parameters
     ----------
     classifier : DenseClassifier or Segmenter
-    probe : the frames' probe geometry (pixels of the frames)
+    probe : the frames' probe geometry (pixels of the frames); None: no fan, the whole frames
+        are classified (the patch classifier's encoding 'none' only)
     shape : (H, W) of the frames
     spacing_mm : the frames' pixel spacing
     batch : frames per forward pass
     """
 
-    def __init__(self, classifier, probe: geom.Geometry, shape: tuple[int, int],
+    def __init__(self, classifier, probe: geom.Geometry | None, shape: tuple[int, int],
                  spacing_mm: float, batch: int = BATCH):
         self.classifier, self.shape, self.batch = classifier, tuple(shape), batch
         self.scale = (1.0 if classifier.spacing_mm is None
                       else resample.scale_factor(spacing_mm, classifier.spacing_mm))
         small = resample.shape(self.shape, self.scale)
         classifier.check_size(small, spacing_mm)  # before allocating anything of that size
-        self.plan = classifier.plan(resample.geometry(probe, self.scale), small)
-        self.outside = ~geom.fan_mask(probe, self.shape)
+        self.plan = classifier.plan(None if probe is None else resample.geometry(probe, self.scale), small)
+        self.outside = np.zeros(self.shape, bool) if probe is None else ~geom.fan_mask(probe, self.shape)
 
     def classify(self, frames: Iterable[np.ndarray]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """(probabilities (K, H, W), labels (H, W) uint8, 255 outside the fan) per frame, in order."""
@@ -387,9 +392,9 @@ class SequenceClassifier:
 
 
 def engine(model, at_model_spacing: bool = True, backend: str = "caffe"):
-    """The dense classifier of a model folder of either kind (:func:`fetal_biometry.model.load`):
+    """The dense classifier of a model folder of either kind (:func:`fetal_biometry.nets.model.load`):
     a :class:`DenseClassifier` for a patch classifier, a
-    :class:`fetal_biometry.segmentation.Segmenter` for a segmenter; both ``classify_scan``, on
+    :class:`fetal_biometry.inference.segmentation.Segmenter` for a segmenter; both ``classify_scan``, on
     ``backend`` (:mod:`fetal_biometry.inference.backends`)."""
     from fetal_biometry.inference import segmentation
     from fetal_biometry.nets import model as model_folder
@@ -402,13 +407,34 @@ def engine(model, at_model_spacing: bool = True, backend: str = "caffe"):
     return classifier
 
 
-def infer_scan(classifier, image: np.ndarray, probe: geom.Geometry,
+NO_FAN_ENCODING = "none"  # the one encoding that needs no beam directions
+
+
+def beam_directions(probe: geom.Geometry | None, scale: float, shape: tuple[int, int],
+                    encoding: str) -> tuple[np.ndarray, np.ndarray]:
+    """Beam directions of ``probe`` resampled by ``scale`` on a grid of ``shape``, and the mask
+    of pixels outside its fan. Without a probe (no fan found) every pixel is inside, its
+    direction unknown: only the encoding 'none' can use that (ValueError otherwise)."""
+    if probe is not None:
+        scaled = resample.geometry(probe, scale)
+        directions = geom.beam_directions(scaled, shape)
+        return directions, np.isnan(directions[..., 0])
+    if encoding != NO_FAN_ENCODING:
+        raise ValueError(f"no fan found and the model's encoding {encoding!r} needs the beam "
+                         "directions: pass --geometry FILE, --accept-fan-below C, or use a model "
+                         f"of encoding {NO_FAN_ENCODING!r}")
+    directions = np.zeros((*shape, 2), np.float32)
+    directions[..., 1] = 1.0  # a placeholder: 'none' reads only which pixels are inside
+    return directions, np.zeros(shape, bool)
+
+
+def infer_scan(classifier, image: np.ndarray, probe: geom.Geometry | None,
                spacing_mm: float, measure: bool = True) -> tuple[dict, np.ndarray, np.ndarray, object]:
     """Classify one scan at the model's spacing and, with ``measure``, measure its AC in mm.
 
     ``classifier`` is a :class:`DenseClassifier` (the AC from the fluid boundary) or a
-    :class:`fetal_biometry.segmentation.Segmenter` (the AC from the segmented abdomen, the fluid
-    boundary as second opinion: :mod:`fetal_biometry.abdomen`).
+    :class:`fetal_biometry.inference.segmentation.Segmenter` (the AC from the segmented abdomen,
+    the fluid boundary as second opinion: :mod:`fetal_biometry.measure.abdomen`).
 
     ``spacing_mm`` is the scan's own spacing (mm per pixel); ``measure=False`` when it is only
     assumed (no AC is then reported). Returns the record (encoding, spacing, AC, ellipse, plane

@@ -75,7 +75,11 @@ class Segmenter:
 
     def plan(self, probe: geom.Geometry, shape: tuple[int, int]) -> "_Plan":
         """What :class:`fetal_biometry.inference.dense.SequenceClassifier` runs over frames of
-        ``shape`` with ``probe`` (both at the model's spacing)."""
+        ``shape`` with ``probe`` (both at the model's spacing); ValueError without a probe: every
+        encoding of the segmenter needs the fan."""
+        if probe is None:
+            raise ValueError("no fan found, and the segmenter needs the probe geometry (its fan "
+                             "and beams): pass --geometry FILE or --accept-fan-below C")
         return _Plan(self, probe, tuple(shape))
 
     def planes(self, image: np.ndarray, probe: geom.Geometry) -> np.ndarray:
@@ -102,7 +106,8 @@ class Segmenter:
                      spacing_mm: float) -> tuple[np.ndarray, np.ndarray]:
         """Probabilities (K, H, W) and label map (H, W) of a scan on its own grid.
 
-        ``spacing_mm`` is the scan's own spacing; ``probe`` its geometry on its own grid.
+        ``spacing_mm`` is the scan's own spacing; ``probe`` its geometry on its own grid
+        (ValueError when there is none: every encoding of the segmenter needs the fan).
         """
         from fetal_biometry.inference.dense import SequenceClassifier
 
