@@ -1,17 +1,32 @@
 #!/usr/bin/env python3
-"""Dense inference (net surgery) against the naive sliding window, on the same simulated scan.
+"""Frames per second of dense inference: Caffe against OpenCV's dnn, one and two threads, at
+256x256 and 744x562, each against this machine's SGEMM rate measured in the same run; and peak
+memory over many frames.
 
-The sliding window classifies the patch around every pixel inside the fan with the patch net
-(batches of 256 patches, kinder to it than one forward pass per patch); the dense net does one
-forward pass over the scan and interpolates between its stride-4 grid. Prints seconds per scan
-of each, their ratio, and how far the two class maps agree (exactly, on the grid).
+For each model kind (the patch classifier's dense twin at the demo's 0.672 mm; the segmenter, the
+checked-in channels U-Net: depth 4, 8 base channels, at make demo's 1.0 mm) a simulated sweep's frames (4 distinct, cycled) run through the one engine
+(:class:`fetal_biometry.inference.dense.SequenceClassifier`: resampling to the model's spacing,
+planned windows and tiles, batches) on each backend. Columns:
 
-    python benchmarks/bench_inference.py [--model runs/fetal_channels]
+  fps        frames per second, best of 2 (the machine is shared)
+  GMAC/f     multiply-adds per frame of the tiles the net runs
+  SGEMM      the BLAS Caffe links, GMAC/s at this thread count (benchmarks/roofline.py)
+  roof       share of the SGEMM rate reached: fps x GMAC/f / SGEMM
+  load       1-minute load average when the row was measured
 
-Both run on the scan's own pixels (no resampling), so they time the same work.
+--memory N classifies N frames of 744x562 in a child process per backend and prints its peak
+resident memory (VmHWM, reset once the model is loaded and the frames simulated) before the
+first frame and after a tenth, half and all of them: flat when nothing grows per frame.
+
+    python benchmarks/bench_inference.py [--model runs/fetal_channels] [--frames 8] [--memory 400]
+
+Without a model folder the patch classifier carries untrained weights; the segmenter always does
+(weights do not change the cost).
 """
 import argparse
+import os
 import pathlib
+import subprocess
 import sys
 import tempfile
 import time
@@ -21,64 +36,121 @@ import numpy as np
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fetal_biometry import paths, simulator  # noqa: E402
-from fetal_biometry.caffe_env import caffe  # noqa: E402
-from fetal_biometry.geometry import probe as geometry  # noqa: E402
-from fetal_biometry.inference import dense as inference  # noqa: E402
-from fetal_biometry.labels import OUTSIDE  # noqa: E402
-from fetal_biometry.nets import model as model_folder, spec as nets  # noqa: E402
-from fetal_biometry.patches import encoding as patches  # noqa: E402
+from benchmarks import roofline  # noqa: E402
+from benchmarks.bench_sweep import DEMO_SPACING_MM, SIZES, classifier_for, sequence_macs  # noqa: E402
+from fetal_biometry import paths  # noqa: E402
+from fetal_biometry.inference import backends, dense as inference, segmentation  # noqa: E402
+from fetal_biometry.nets import checks  # noqa: E402
+
+SEGMENTER = ROOT / "prototxt" / "segmenter_channels" / "deploy.prototxt"
+SEGMENTER_SPACING_MM = 1.0
+from fetal_biometry.simulator import sweeps as sweep_simulator  # noqa: E402
 
 
-def sliding_window(net, planes, directions, batch=256) -> np.ndarray:
-    inside = np.argwhere(~np.isnan(directions[..., 0]))
-    labels = np.full(directions.shape[:2], OUTSIDE, np.uint8)
-    net.blobs["data"].reshape(batch, *net.blobs["data"].data.shape[1:])
-    for start in range(0, len(inside), batch):
-        centers = [tuple(p) for p in inside[start:start + batch]]
-        data = patches.extract(planes, directions, centers, patches.SIZE, "channels") / np.float32(256)
-        net.blobs["data"].reshape(*data.shape)
-        probs = net.forward(data=data)["prob"]
-        labels[tuple(np.array(centers).T)] = probs.argmax(axis=1)
-    return labels
+def frames_per_second(seq, loop: list[np.ndarray], repeats: int = 2) -> float:
+    best = np.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in seq.classify(iter(loop)):
+            pass
+        best = min(best, time.perf_counter() - start)
+    return len(loop) / best
+
+
+def segmenter_for(backend: str) -> segmentation.Segmenter:
+    """The checked-in channels U-Net with random weights (saved once)."""
+    weights = pathlib.Path(tempfile.gettempdir(), "bench_segmenter.caffemodel")
+    if not weights.is_file():
+        checks.net(SEGMENTER).save(str(weights))
+    return segmentation.Segmenter(SEGMENTER, weights, "channels", SEGMENTER_SPACING_MM, backend=backend)
+
+
+def segmenter_macs(seq: inference.SequenceClassifier) -> int:
+    """Multiply-adds per frame of the U-Net over the padded encoded frame."""
+    s, plan = seq.classifier, seq.plan
+    height, width = plan.shape  # the channels encoding keeps the frame's grid
+    padded = [-(-side // s.multiple) * s.multiple for side in (height, width)]
+    return roofline.multiply_adds(SEGMENTER, (1, s.channels, *padded))
+
+
+def bench(model: pathlib.Path, frames: int, threads: list[int], blas) -> None:
+    print(f"{'kind':<16} {'size':>8} {'backend':>7} {'threads':>7} {'fps':>7} {'GMAC/f':>7} "
+          f"{'SGEMM':>6} {'roof':>5} {'load':>5}")
+    rates = {}
+    for n in threads:
+        backends.set_threads(n)
+        rates[n] = roofline.sgemm_rate(blas)
+    for shape in SIZES:
+        sim = sweep_simulator.simulate_sweep(9, 0, frames=4, shape=shape)
+        loop = [sim.frames[k % 4] for k in range(frames)]
+        for kind, backend in [(k, b) for k in ("patch classifier", "segmenter") for b in backends.BACKENDS]:
+            if kind == "segmenter":
+                seq = inference.SequenceClassifier(segmenter_for(backend), sim.geometry, shape, sim.spacing_mm)
+                macs = segmenter_macs(seq)
+            else:
+                classifier, twin, label = classifier_for(model, "channels", backend)
+                seq = inference.SequenceClassifier(classifier, sim.geometry, shape, sim.spacing_mm)
+                macs = sequence_macs(seq, twin)
+            for n in threads:
+                backends.set_threads(n)
+                list(seq.classify(iter(loop[:seq.batch])))  # warm-up
+                fps = frames_per_second(seq, loop)
+                print(f"{kind:<16} {shape[1]:>4}x{shape[0]:<3} {backend:>7} {n:>7} "
+                      f"{fps:>7.2f} {macs / 1e9:>7.2f} {rates[n] / 1e9:>6.1f} "
+                      f"{fps * macs / rates[n]:>5.0%} {os.getloadavg()[0]:>5.1f}")
+    print(f"patch classifier: {label}; segmenter: {SEGMENTER.relative_to(ROOT)}, random weights, "
+          f"at {SEGMENTER_SPACING_MM} mm")
+
+
+MEMORY = """
+import sys
+sys.path.insert(0, {root!r})
+from benchmarks.bench_sweep import classifier_for
+from fetal_biometry.inference import dense as inference
+from fetal_biometry.simulator import sweeps as sweep_simulator
+import pathlib
+count, backend = int(sys.argv[1]), sys.argv[2]
+sim = sweep_simulator.simulate_sweep(9, 0, frames=4, shape=(562, 744))
+classifier = classifier_for(pathlib.Path(sys.argv[3]), "channels", backend)[0]
+seq = inference.SequenceClassifier(classifier, sim.geometry, (562, 744), sim.spacing_mm)
+def peak_mb():
+    status = pathlib.Path("/proc/self/status").read_text().split("\\n")
+    return next(int(line.split()[1]) for line in status if line.startswith("VmHWM")) / 1024
+pathlib.Path("/proc/self/clear_refs").write_text("5")  # the peak from here on: the simulation's is not inference's
+print(0, peak_mb(), flush=True)
+marks = {{max(1, count // 10), count // 2, count}}
+for k, _ in enumerate(seq.classify(sim.frames[i % 4] for i in range(count)), 1):
+    if k in marks:
+        print(k, peak_mb(), flush=True)
+"""
+
+
+def memory(model: pathlib.Path, count: int) -> None:
+    for backend in backends.BACKENDS:
+        done = subprocess.run([sys.executable, "-c", MEMORY.format(root=str(ROOT)), str(count), backend,
+                               str(model)], cwd=ROOT, capture_output=True, text=True)
+        if done.returncode:
+            raise RuntimeError(done.stderr[-2000:])
+        marks = [line.split() for line in done.stdout.split("\n") if line.strip()]
+        print(f"{backend}: peak RSS over {count} frames of 744x562: "
+              + ", ".join(f"{float(mb):.0f} MB after {k}" for k, mb in marks))
+        print(f"{backend}: growth from frame {marks[1][0]} to {count}: "
+              f"{(float(marks[-1][1]) - float(marks[1][1])) / (count - int(marks[1][0])) * 1024:.1f} kB a frame")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    default = ROOT / paths.run_dir("fetal_channels")
-    parser.add_argument("--model", type=pathlib.Path, default=default,
-                        help="a channels-encoding model folder (default: make demo's; untrained "
-                             "weights when there is none: enough to time it)")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=pathlib.Path, default=ROOT / paths.run_dir("fetal_channels"),
+                        help="a patch classifier's model folder (default: make demo's channels model; "
+                             f"untrained weights at {DEMO_SPACING_MM} mm without one)")
+    parser.add_argument("--frames", type=int, default=8, help="frames per timed run (default 8)")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="threads (default 1 2)")
+    parser.add_argument("--memory", type=int, default=0, metavar="N",
+                        help="also the peak memory over N frames of 744x562, per backend")
     args = parser.parse_args()
-    if (args.model / model_folder.FILE).is_file():
-        model = model_folder.load(args.model)
-        deploy, weights = model.deploy, model.weights
-    else:
-        deploy = pathlib.Path(tempfile.mkdtemp()) / "deploy.prototxt"
-        nets.save(nets.patch_classifier_deploy(3), deploy)
-        weights = deploy.with_suffix(".caffemodel")
-        caffe().Net(str(deploy), caffe().TEST).save(str(weights))
-    case = simulator.simulate_case(seed=3, index=0)
-    directions = geometry.beam_directions(case.geometry, case.image.shape)
-    dense = inference.DenseClassifier(deploy, weights, "channels")
-    dense.classify(case.image, directions)  # warm-up
-    start = time.perf_counter()
-    _, dense_labels = dense.classify(case.image, directions)
-    dense_s = time.perf_counter() - start
-    net = caffe().Net(str(deploy), str(weights), caffe().TEST)
-    start = time.perf_counter()
-    window = sliding_window(net, patches.encode(case.image, directions, "channels"), directions)
-    window_s = time.perf_counter() - start
-    inside = window != OUTSIDE
-    grid = np.zeros_like(inside)
-    grid[::inference.STRIDE, ::inference.STRIDE] = True
-    print(f"scan {case.image.shape[1]}x{case.image.shape[0]}, {inside.sum()} pixels in the fan")
-    print(f"sliding window: {window_s:7.2f} s/scan")
-    print(f"dense (FCN)   : {dense_s:7.3f} s/scan")
-    print(f"ratio window/dense: {window_s / dense_s:.0f}x")
-    print(f"same class on the stride-4 grid: {np.mean(window[grid & inside] == dense_labels[grid & inside]):.4f}; "
-          f"everywhere: {np.mean(window[inside] == dense_labels[inside]):.4f}")
+    bench(args.model, args.frames, args.threads, roofline.caffe_blas())
+    if args.memory:
+        memory(args.model, args.memory)
 
 
 if __name__ == "__main__":

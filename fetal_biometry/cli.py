@@ -48,6 +48,32 @@ def at_least_one(text: str) -> int:
     return value
 
 
+def add_inference_options(parser: argparse.ArgumentParser) -> None:
+    """``--backend`` and ``--threads``, alike for every tool that runs a model
+    (:func:`inference_setup` applies them)."""
+    from fetal_biometry.inference import backends
+
+    parser.add_argument("--backend", choices=backends.BACKENDS, default="caffe",
+                        help="what runs the nets: Caffe, or OpenCV's dnn module (no Caffe build "
+                             "needed; the segmenter runs about twice as fast on it, the patch "
+                             "classifier no faster: docs/speed.md; default caffe)")
+    parser.add_argument("--threads", type=at_least_one, metavar="N",
+                        help="CPU cores inference uses, for either backend (default: "
+                             "OPENBLAS_NUM_THREADS for Caffe, all cores for OpenCV)")
+
+
+def inference_setup(args: argparse.Namespace) -> None:
+    """Apply :func:`add_inference_options`' ``--threads``: one setting for Caffe's BLAS and OpenCV.
+    A ``--gpu`` with the OpenCV backend is refused (it runs on CPUs here)."""
+    if getattr(args, "gpu", None) is not None and args.backend != "caffe":
+        raise ValueError(f"--gpu runs Caffe on a GPU; the {args.backend} backend runs on CPUs "
+                         "(drop --gpu or use --backend caffe)")
+    if args.threads is not None:
+        from fetal_biometry.inference import backends
+
+        backends.set_threads(args.threads)
+
+
 def fractions(text: str) -> tuple[float, float, float]:
     """Three shares of cases (train, val, test) that sum to 1, e.g. ``0.7,0.15,0.15``."""
     try:

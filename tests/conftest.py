@@ -66,15 +66,13 @@ def fetal_data(tmp_path_factory) -> pathlib.Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def fetal_model(tmp_path_factory, fetal_data) -> pathlib.Path:
-    """A model folder (channels encoding) trained for a few iterations on ``fetal_data``."""
+def train_patch_model(folder: pathlib.Path, data: pathlib.Path, encoding: str) -> pathlib.Path:
+    """A model folder of ``encoding`` trained for a few iterations on ``data``, in ``folder``/run."""
     from fetal_biometry.nets import solvers, spec as nets, training
     from fetal_biometry.patches import records as patch_records
 
-    folder = tmp_path_factory.mktemp("model")
     lmdbs = folder / "lmdb"
-    patch_records.build(patch_records.dataset_scans(fetal_data), lmdbs, "channels",
+    patch_records.build(patch_records.dataset_scans(data), lmdbs, encoding,
                         per_class={c: 4 for c in range(5)}, fractions=(0.5, 0.25, 0.25), seed=0)
     train = nets.save(nets.patch_classifier(str(lmdbs / "train_lmdb"), 16), folder / "train.prototxt")
     val = nets.save(nets.patch_classifier(str(lmdbs / "val_lmdb"), 8), folder / "val.prototxt")
@@ -84,6 +82,12 @@ def fetal_model(tmp_path_factory, fetal_data) -> pathlib.Path:
                           folder / "solver.prototxt")
     training.train(solver, folder / "run", progress=False, plot=False)
     return folder / "run"
+
+
+@pytest.fixture(scope="session")
+def fetal_model(tmp_path_factory, fetal_data) -> pathlib.Path:
+    """A model folder (channels encoding) trained for a few iterations on ``fetal_data``."""
+    return train_patch_model(tmp_path_factory.mktemp("model"), fetal_data, "channels")
 
 
 @pytest.fixture(scope="session")

@@ -49,8 +49,10 @@ def main(argv=None) -> int:
     parser.add_argument("--overlays", type=int, default=4,
                         help="overlays per model of the largest AC errors, and as many more of "
                              "wrong plane verdicts, beside 2 typical cases (default 4)")
+    cli.add_inference_options(parser)
     args = parser.parse_args(argv)
     try:
+        cli.inference_setup(args)
         models = cli.models(args.model, ROOT)
         # A folder of the user's, or another tool's, is never written into; this tool's own
         # folder gathers the results of several runs (one model's files replaced by its next).
@@ -60,12 +62,13 @@ def main(argv=None) -> int:
         atomic.mark(args.out, evaluation.TOOL)
         if sweep_simulator.is_sweeps(args.dataset):  # sweeps: the benchmark's metrics
             summaries = {m.name: sweep.evaluate(m, args.dataset, args.out,
-                                                lambda it, desc: tqdm(it, desc=desc))
+                                                lambda it, desc: tqdm(it, desc=desc), args.backend)
                          for m in models}
             print(sweep.write_report(summaries, args.out))
             return 0
         summaries = {m.name: evaluation.evaluate(m, args.dataset, args.out,
-                                                     lambda it, desc: tqdm(it, desc=desc), args.overlays)
+                                                     lambda it, desc: tqdm(it, desc=desc), args.overlays,
+                                                     backend=args.backend)
                      for m in models}
     except (ValueError, OSError, dataset.DatasetError) as err:
         print(f"evaluate: error: {err}", file=sys.stderr)

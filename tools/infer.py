@@ -112,7 +112,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="name a DICOM file's outputs after the file and record its path "
                              "(default: after a hash of its SOP Instance UID, as a scanner's file "
                              "name may be the patient's)")
-    parser.add_argument("--gpu", type=int, default=None, help="GPU id (default: CPU)")
+    parser.add_argument("--gpu", type=int, default=None, help="GPU id (default: CPU, Caffe backend)")
+    cli.add_inference_options(parser)
     return parser
 
 
@@ -268,6 +269,7 @@ def _panel_line(panel: dict) -> str:
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     try:
+        cli.inference_setup(args)
         ga_weeks = growth.ga_argument(args.ga, args.lmp, args.exam_date)
     except ValueError as err:
         print(f"infer: error: {err}", file=sys.stderr)
@@ -278,8 +280,9 @@ def main(argv=None) -> int:
         model = model_folder.load(args.model)
         atomic.claim_output(args.out, TOOL, inputs=[args.model, *args.scans], overwrite=args.overwrite,
                             option="--out")
-        caffe_env.set_device(args.gpu)
-        classifier = inference.engine(model)
+        if args.backend == "caffe":  # OpenCV needs no Caffe
+            caffe_env.set_device(args.gpu)
+        classifier = inference.engine(model, backend=args.backend)
         algorithm = None
         if args.dicom_out:
             from fetal_biometry.exchange.algorithm import Algorithm

@@ -47,7 +47,6 @@ from tqdm import tqdm  # noqa: E402
 from fetal_biometry import atomic, caffe_env, cli, figures, paths  # noqa: E402
 from fetal_biometry.geometry import fan, probe as geom  # noqa: E402
 from fetal_biometry.inference import dense as inference  # noqa: E402
-from fetal_biometry.inference import sequences as sequence_inference  # noqa: E402
 from fetal_biometry.io import dicom, limits, sequences  # noqa: E402
 from fetal_biometry.measure import sweeps  # noqa: E402
 from fetal_biometry.nets import model as model_folder  # noqa: E402
@@ -72,8 +71,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--accept-fan-below", type=cli.confidence, metavar="C",
                         help=f"use an estimated fan whose confidence is below the threshold "
                              f"({fan.MIN_CONFIDENCE:g}) but at least C (marked low-confidence)")
-    parser.add_argument("--batch", type=cli.at_least_one, default=sequence_inference.BATCH, metavar="N",
-                        help=f"frames per Caffe forward pass (default {sequence_inference.BATCH})")
+    parser.add_argument("--batch", type=cli.at_least_one, default=inference.BATCH, metavar="N",
+                        help=f"frames per forward pass (default {inference.BATCH})")
     parser.add_argument("--candidates", type=cli.at_least_one, default=sweeps.CANDIDATES, metavar="K",
                         help=f"frames measured in full (default {sweeps.CANDIDATES})")
     parser.add_argument("--fps", type=float, metavar="F",
@@ -87,7 +86,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="name a DICOM loop's outputs after the file and record its path "
                              "(default: after a hash of its SOP Instance UID, as a scanner's file "
                              "name may be the patient's)")
-    parser.add_argument("--gpu", type=int, default=None, help="GPU id (default: CPU)")
+    parser.add_argument("--gpu", type=int, default=None, help="GPU id (default: CPU, Caffe backend)")
+    cli.add_inference_options(parser)
     return parser
 
 
@@ -110,6 +110,7 @@ def _geometry(args, sequence: sequences.Sequence, encoding: str) -> tuple[geom.G
 
 def run(args) -> dict:
     """Analyse one sequence into args.out; returns the record written as NAME.json."""
+    cli.inference_setup(args)  # before anything is written
     model = model_folder.load(args.model)
     sequence = sequences.open_sequence(args.sequence, args.spacing, args.region)
     if sequence.spacing_mm is None:
@@ -127,9 +128,10 @@ def run(args) -> dict:
     for path in atomic.claim_output(args.out, TOOL, inputs=[args.model, args.sequence],
                                     overwrite=args.overwrite, option="--out"):
         print(f"sweep: removed {path}, left by an interrupted run", file=sys.stderr)
-    caffe_env.set_device(args.gpu)
-    classifier = sequence_inference.SequenceClassifier(inference.DenseClassifier.from_model(model), probe,
-                                                       sequence.shape, sequence.spacing_mm, args.batch)
+    if args.backend == "caffe":  # OpenCV needs no Caffe
+        caffe_env.set_device(args.gpu)
+    classifier = inference.SequenceClassifier(inference.DenseClassifier.from_model(model, args.backend), probe,
+                                              sequence.shape, sequence.spacing_mm, args.batch)
     hidden = sequence.kind == "dicom" and not args.keep_names  # the file name may be the patient's
     name = (dicom.read_header(sequence.path).scan_name() if hidden
             else paths.safe_name(sequence.name, "sequence"))

@@ -110,7 +110,8 @@ RESERVED = {"summary", "table", "report"}  # the report's own files: no model ma
 
 
 def evaluate(model: model_folder.Model, data: str | os.PathLike, out: str | os.PathLike | None = None,
-             progress=None, overlays: int = 4, at_model_spacing: bool = True) -> dict:
+             progress=None, overlays: int = 4, at_model_spacing: bool = True,
+             backend: str = "caffe") -> dict:
     """Evaluate ``model`` on every case of the dataset at ``data``; returns the summary.
 
     Each case is classified at the model's spacing and measured on its own grid. With ``out``,
@@ -126,7 +127,7 @@ def evaluate(model: model_folder.Model, data: str | os.PathLike, out: str | os.P
         raise ValueError(f"{model.root}: a model named {model.name!r} would overwrite the report's "
                          f"{model.name} file in {out}; rename the model folder")
     opened = dataset.open(data)
-    results, maps = case_results(model, opened, progress, at_model_spacing)
+    results, maps = case_results(model, opened, progress, at_model_spacing, backend=backend)
     summary = summarize(results)
     if out is not None:
         out = pathlib.Path(out)
@@ -206,13 +207,13 @@ def remeasure(record: str | os.PathLike) -> dict:
 
 def case_results(model: model_folder.Model, opened: dataset.Dataset, progress=None,
                  at_model_spacing: bool = True, limits: dict[str, float] | None = None,
-                 ) -> tuple[list[dict], dict[str, bytes]]:
+                 backend: str = "caffe") -> tuple[list[dict], dict[str, bytes]]:
     """Classify and measure every case of an opened dataset: the per-case results
     (:func:`case_result`) and each predicted label map as PNG bytes, by case name."""
     if opened.structures() != {"abdomen"}:
         raise dataset.DatasetError(f"{opened.root}: holds head planes; the evaluation measures "
                                    f"the AC of abdominal planes")
-    classifier = inference.engine(model, at_model_spacing)
+    classifier = inference.engine(model, at_model_spacing, backend)
     results, maps = [], {}
     cases = opened.iter_cases()
     for case in progress(cases, desc=model.name) if progress else cases:

@@ -11,8 +11,7 @@ import numpy as np
 
 from fetal_biometry.evaluation.metrics import combined, dice, nae, wfss
 from fetal_biometry.geometry import probe as geom
-from fetal_biometry.inference.dense import DenseClassifier
-from fetal_biometry.inference.sequences import BATCH, SequenceClassifier
+from fetal_biometry.inference.dense import BATCH, DenseClassifier, SequenceClassifier
 from fetal_biometry.io.sequences import SequenceError, open_sequence
 from fetal_biometry.measure.sweeps import CANDIDATES, analyse, predicted_mask
 
@@ -79,13 +78,13 @@ def evaluate_sweep(classifier: DenseClassifier, folder: pathlib.Path, batch: int
 
 
 def evaluate(model, root: str | os.PathLike, out: str | os.PathLike | None = None,
-             progress: Callable = lambda items, desc: items) -> dict:
+             progress: Callable = lambda items, desc: items, backend: str = "caffe") -> dict:
     """Every sweep of ``root`` analysed with ``model`` (a loaded model folder); the summary,
     with the per-sweep results under ``"sweeps"`` (also OUT/NAME_sweeps.json when ``out``)."""
     from fetal_biometry import atomic
     from fetal_biometry.simulator import sweeps as sweep_simulator
 
-    classifier = DenseClassifier.from_model(model)
+    classifier = DenseClassifier.from_model(model, backend)
     results = [evaluate_sweep(classifier, folder)
                for folder in progress(sweep_simulator.open_sweeps(root), f"sweeps ({model.name})")]
     summary = {**summarize(results), "sweeps_detail": results}

@@ -1,14 +1,15 @@
-"""Dense inference: a trained patch classifier run over whole scans
-(:mod:`~fetal_biometry.inference.dense`), the segmenter's U-Net over whole scans
-(:mod:`~fetal_biometry.inference.segmentation`; :func:`~fetal_biometry.inference.dense.engine`
-picks either by the model's kind) and over every frame of a sweep or cine loop in
-batches (:mod:`~fetal_biometry.inference.sequences`), giving class maps.
+"""Dense inference: class maps from a trained model over whole scans and over every frame of a
+sweep or cine loop, by one engine (:mod:`~fetal_biometry.inference.dense`: plan once per geometry,
+run one net in batches, merge) for the patch classifier, and the segmenter's U-Net
+(:mod:`~fetal_biometry.inference.segmentation`); :func:`~fetal_biometry.inference.dense.engine`
+picks either by the model's kind. Nets run on Caffe or OpenCV's dnn
+(:mod:`~fetal_biometry.inference.backends`).
 """
 from fetal_biometry._exports import lazy
 
 __getattr__, __dir__, __all__ = lazy(__name__, {
-    "dense": ("STRIDE", "TILE", "MAX_PIXELS", "transplant", "DenseClassifier", "engine",
-              "infer_scan", "write_outputs"),
+    "backends": ("BACKENDS", "open_net", "set_threads"),
+    "dense": ("STRIDE", "TILE", "MAX_PIXELS", "BATCH", "transplant", "make_twin", "DenseClassifier",
+              "Plan", "SequenceClassifier", "engine", "infer_scan", "write_outputs"),
     "segmentation": ("Segmenter",),
-    "sequences": ("BATCH", "SequenceClassifier"),
 })

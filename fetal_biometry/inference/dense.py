@@ -7,9 +7,17 @@ forward pass and scores a patch every 4 pixels (the two 2x2 poolings). Scores on
 what the patch-wise net gives for patches centred on the grid points, exactly; between grid points
 the class probabilities are interpolated bilinearly.
 
-Scans are classified at the model's spacing (:meth:`DenseClassifier.classify_scan` resamples
-them, :mod:`fetal_biometry.geometry.resample`) and their maps brought back to their own grid; large
-scans are scored tile by tile, so memory stays bounded.
+Scans are classified at the model's spacing (:mod:`fetal_biometry.geometry.resample`) and their
+maps brought back to their own grid. One engine serves single scans and sequences alike (split ->
+net -> merge, as MONAI's sliding-window inferer): a :class:`Plan` is made once per probe geometry
+and frame size (beam directions, the input planes they fix, the windows around the fan cut into
+tiles of at most :data:`TILE` grid points); frames then run through ONE net
+(:mod:`fetal_biometry.inference.backends`: Caffe or OpenCV's dnn, reshaped to each tile) in
+batches, and their maps are merged. Memory is flat in the number and the size of scans.
+
+The net is the patch classifier's fully convolutional twin (:func:`make_twin`), saved into the
+model folder at training time (``dense.prototxt``, ``dense.caffemodel``) so that OpenCV needs no
+Caffe; for older folders it is made on demand, with Caffe.
 
 The beam direction is applied consistently with training:
 
@@ -18,29 +26,37 @@ The beam direction is applied consistently with training:
 - ``rotate``: patches were turned so the beam runs down. Densely, the scan is cut into sectors of
   nearly equal beam angle (``angle_step`` degrees wide); each sector is scored by one pass over the
   whole scan rotated by its mean angle, so every pixel is classified in a frame within half a step
-  of its own beam direction.
+  of its own beam direction; only the window around the sector is scored.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+import os
 import pathlib
 import tempfile
+from typing import Iterable, Iterator
 
 import cv2
 import numpy as np
 from scipy import ndimage
 
+from fetal_biometry import atomic
 from fetal_biometry.geometry import probe as geom, resample
+from fetal_biometry.inference import backends
 from fetal_biometry.labels import OUTSIDE
 from fetal_biometry.nets import checks, spec as nets
 from fetal_biometry.patches import encoding as patches
 
 STRIDE = nets.STRIDE  # two 2x2 poolings
-TILE = 128  # grid points per tile side: bounds memory (about 0.3 GB) whatever the scan size
+TILE = 128  # grid points per tile side: bounds memory (about 0.3 GB a frame) whatever the scan size
 #: Largest scan, at the model's spacing, whose probability maps are kept (5 float32 maps).
 MAX_PIXELS = 4096 * 4096
 MIN_SIDE = 16  # px at the model's spacing: a smaller scan is a wrong spacing, not a scan
+BATCH = 8  # frames per forward pass of a sequence
+#: The twin's files in a model folder (:func:`make_twin`).
+TWIN_DEPLOY, TWIN_WEIGHTS = "dense.prototxt", "dense.caffemodel"
 
 
 def transplant(source, target) -> None:
@@ -48,6 +64,66 @@ def transplant(source, target) -> None:
     for name, blobs in source.params.items():
         for src, dst in zip(blobs, target.params[name]):
             dst.data[...] = src.data.reshape(dst.data.shape)
+
+
+def input_dims(deploy: str | os.PathLike) -> list[int]:
+    """The (N, C, H, W) of a deploy net's one Input layer, read from its file (no Caffe)."""
+    param = checks.check_net_file(deploy, "deploy")
+    dims = [list(layer.input_param.shape[0].dim) for layer in param.layer if layer.type == "Input"]
+    if len(dims) != 1 or len(dims[0]) != 4:
+        raise ValueError(f"{deploy}: not a deploy net with one 4-d Input layer")
+    return dims[0]
+
+
+def _input_shape(deploy: str | os.PathLike) -> tuple[int, int, int]:
+    """(channels, patch, classes) of a patch-classifier deploy net, read from its file."""
+    param = checks.check_net_file(deploy, "deploy")
+    dims = [list(layer.input_param.shape[0].dim) for layer in param.layer if layer.type == "Input"]
+    outputs = [layer for layer in param.layer if layer.name == "out"]
+    if len(dims) != 1 or len(dims[0]) != 4 or dims[0][2] != dims[0][3] or len(outputs) != 1:
+        raise ValueError(f"{deploy}: not a patch classifier deploy net (one square Input, an 'out' layer)")
+    out = outputs[0]
+    classes = (out.inner_product_param if out.type == "InnerProduct" else out.convolution_param).num_output
+    return dims[0][1], dims[0][2], classes
+
+
+def make_twin(deploy: str | os.PathLike, weights: str | os.PathLike,
+              folder: str | os.PathLike) -> tuple[pathlib.Path, pathlib.Path]:
+    """Write the fully convolutional twin of a patch classifier into ``folder`` (needs Caffe):
+    :data:`TWIN_DEPLOY` (input one patch; any larger input scores a grid) and
+    :data:`TWIN_WEIGHTS` (the same values, reshaped by :func:`transplant`)."""
+    channels, patch, classes = _input_shape(deploy)
+    checks.check_weights(deploy, weights)  # Caffe would abort on weights of another net
+    source = checks.net(deploy, weights)
+    folder = pathlib.Path(folder)
+    twin_deploy = nets.save(nets.patch_classifier_dense(channels, patch, patch, patch, classes),
+                            folder / TWIN_DEPLOY)
+    twin = checks.net(twin_deploy)
+    transplant(source, twin)
+    with atomic.staged_file(folder / TWIN_WEIGHTS) as tmp:
+        twin.save(str(tmp))
+    return twin_deploy, folder / TWIN_WEIGHTS
+
+
+def _saved_twin(model) -> tuple[pathlib.Path, pathlib.Path] | None:
+    """The twin files model.json names, if they exist and were made from the model's weights."""
+    import hashlib
+
+    from fetal_biometry import paths
+
+    named = model.record.get("dense")
+    if not isinstance(named, dict) or not all(isinstance(named.get(k), str) for k in ("deploy", "weights")):
+        return None
+    where = model.root / "model.json"
+    try:  # held to the model folder's rule: no '..', absolute path or link out of it
+        twin = tuple(paths.inside(model.root, named[k], where, "the model's files") for k in ("deploy", "weights"))
+    except paths.OutsideFolder as error:
+        raise ValueError(str(error)) from None
+    if not all(path.is_file() for path in twin):
+        return None
+    if named.get("made_from_sha256") != hashlib.sha256(model.weights.read_bytes()).hexdigest():
+        return None  # the weights changed since: the twin is stale
+    return twin
 
 
 class DenseClassifier:
@@ -64,61 +140,48 @@ class DenseClassifier:
         every scan to it. None: scans are classified on their own grid.
     scale : float
         Input normalisation the net was trained with (uint8 planes times ``scale``).
+    backend : {'caffe', 'opencv'}
+        What runs the net (:mod:`fetal_biometry.inference.backends`).
+    twin : (deploy, weights), optional
+        The fully convolutional twin's files (:func:`make_twin`); without them it is made here,
+        with Caffe.
     """
 
     def __init__(self, deploy, weights, encoding: str, spacing_mm: float | None = None,
-                 scale: float = nets.INPUT_SCALE, angle_step: float = 10.0):
+                 scale: float = nets.INPUT_SCALE, angle_step: float = 10.0, backend: str = "caffe",
+                 twin: tuple[pathlib.Path, pathlib.Path] | None = None):
         self.encoding, self.angle_step = encoding, angle_step
         self.spacing_mm, self.scale = spacing_mm, scale
-        checks.check_weights(deploy, weights)  # Caffe would abort on weights of another net
-        self.patch_net = checks.net(deploy, weights)
-        self.channels, self.patch = self.patch_net.blobs["data"].data.shape[1:3]
-        self.classes = self.patch_net.blobs["prob"].data.shape[1]
+        self.channels, self.patch, self.classes = _input_shape(deploy)
         if self.channels != patches.channels(encoding):
             raise ValueError(f"{deploy}: the net takes {self.channels} input channel(s), but the "
                              f"{encoding!r} encoding gives {patches.channels(encoding)}")
         self.half = self.patch // 2
-        self._nets: dict[tuple[int, int, int], object] = {}
+        if twin is None:
+            try:
+                from fetal_biometry.caffe_env import caffe
+                caffe()
+            except ImportError as error:
+                raise ValueError(f"{deploy}: no dense twin made from {weights} beside it, and "
+                                 f"without Caffe ({error}) none can be made; run it once with "
+                                 "Caffe, or retrain") from None
+            # pycaffe builds nets from files only; a temporary folder keeps read-only installs working.
+            with tempfile.TemporaryDirectory() as folder:
+                self.net = backends.open_net(*make_twin(deploy, weights, folder), backend)
+        else:
+            self.net = backends.open_net(*twin, backend)
 
     @classmethod
-    def from_model(cls, model, **kwargs) -> "DenseClassifier":
+    def from_model(cls, model, backend: str = "caffe", **kwargs) -> "DenseClassifier":
         """The classifier of a model folder (:func:`fetal_biometry.nets.model.load`) of a patch
-        classifier; ValueError for a segmenter (:func:`engine` takes either)."""
+        classifier (ValueError for a segmenter: :func:`engine` takes either), from the twin saved
+        in it when it was made from the folder's weights as they are now; else the twin is made
+        here, with Caffe (folders trained before twins were saved)."""
         if model.kind != "patch_classifier":
             raise ValueError(f"{model.root}: a {model.kind}, not a patch classifier; sweeps take "
                              "patch classifiers for now (infer and evaluate take either)")
-        return cls(model.deploy, model.weights, model.encoding, model.spacing_mm, model.scale, **kwargs)
-
-    def net(self, shape: tuple[int, int], batch: int = 1):
-        """The fully convolutional twin for ``batch`` inputs of ``shape`` (padded tiles), built
-        once per size (:mod:`fetal_biometry.measure.sweeps` runs frames of a sequence in batches)."""
-        key = (*shape, batch)
-        if key not in self._nets:
-            fcn = nets.patch_classifier_dense(self.channels, *shape, self.patch, self.classes, batch)
-            # pycaffe builds nets from files only; a temporary one keeps read-only installs working.
-            with tempfile.TemporaryDirectory() as folder:
-                net = checks.net(nets.save(fcn, pathlib.Path(folder, "fcn.prototxt")))
-            transplant(self.patch_net, net)
-            self._nets[key] = net
-        return self._nets[key]
-
-    def _grid_probabilities(self, planes: np.ndarray) -> np.ndarray:
-        """Class probabilities of the patches centred on every 4th pixel: (K, ceil(h/4), ceil(w/4)).
-
-        The padded scan is cut into tiles of :data:`TILE` grid points (overlapping by the
-        patch), so memory stays bounded; every grid point is still scored by its own patch.
-        """
-        grid = [math.ceil(side / STRIDE) for side in planes.shape[1:]]
-        padded = self.padded(planes) * self.scale  # zero padding, as extract() pads patches
-        probs = np.empty((self.classes, *grid), np.float32)
-        for r0 in range(0, grid[0], TILE):
-            for c0 in range(0, grid[1], TILE):
-                r1, c1 = min(r0 + TILE, grid[0]), min(c0 + TILE, grid[1])
-                tile = self.window(padded, (r0, r1), (c0, c1))
-                net = self.net(tile.shape[1:])
-                net.blobs["data"].data[0] = tile
-                probs[:, r0:r1, c0:c1] = net.forward()["prob"][0]
-        return probs
+        return cls(model.deploy, model.weights, model.encoding, model.spacing_mm, model.scale,
+                   backend=backend, twin=_saved_twin(model), **kwargs)
 
     def padded(self, planes: np.ndarray) -> np.ndarray:
         """(C, h, w) planes zero-padded so that grid point (i, j), pixel (4i, 4j), is the centre
@@ -135,12 +198,6 @@ class DenseClassifier:
         return padded[:, STRIDE * r0:STRIDE * (r1 - 1) + self.patch,
                       STRIDE * c0:STRIDE * (c1 - 1) + self.patch]
 
-    @staticmethod
-    def _upsample(grid: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-        ys, xs = np.mgrid[0:shape[0], 0:shape[1]] / STRIDE
-        return np.stack([ndimage.map_coordinates(g, [ys, xs], order=1, mode="nearest")
-                         for g in grid])
-
     def check_size(self, shape: tuple[int, int], spacing_mm: float | None = None) -> None:
         """Refuse a scan of ``shape`` (H, W) at the model's spacing over :data:`MAX_PIXELS`, or
         under :data:`MIN_SIDE` pixels a side (a spacing ``spacing_mm`` that cannot be the scan's)."""
@@ -153,43 +210,16 @@ class DenseClassifier:
             raise ValueError(f"scan of {shape[1]}x{shape[0]} px at the model's spacing{given}: "
                              f"under {MIN_SIDE} px a side there is nothing to classify; check the spacing")
 
+    def plan(self, probe: geom.Geometry | None, shape: tuple[int, int]) -> "Plan":
+        """The :class:`Plan` for frames of ``shape`` with ``probe`` (both at the model's spacing);
+        no probe (no fan found): the whole frames, which only an encoding without directions can
+        classify (:func:`beam_directions`)."""
+        return Plan(self, beam_directions(probe, 1.0, shape, self.encoding)[0])
+
     def probabilities(self, image: np.ndarray, directions: np.ndarray) -> np.ndarray:
-        """Per-class probability maps (K, H, W) of one scan on its own grid; zero outside the fan."""
-        self.check_size(image.shape)
-        planes = patches.encode(image, directions, self.encoding).astype(np.float32)
-        if self.encoding != "rotate":
-            probs = self._upsample(self._grid_probabilities(planes), image.shape)
-        else:
-            probs = self._rotated(planes[0], directions)
-        probs[:, np.isnan(directions[..., 0])] = 0
-        return probs
-
-    def _rotated(self, gray: np.ndarray, directions: np.ndarray) -> np.ndarray:
-        angles = np.degrees(np.arctan2(-directions[..., 0], directions[..., 1]))  # 0 = straight down
-        inside = ~np.isnan(angles)
-        bins = np.round(np.where(inside, angles, 0) / self.angle_step).astype(int)
-        shape = gray.shape
-        probs = np.zeros((self.classes, *shape), np.float32)
-        centre = ((shape[1] - 1) / 2, (shape[0] - 1) / 2)
-        for b in np.unique(bins[inside]):
-            members = inside & (bins == b)
-            angle = float(angles[members].mean())
-            # Rotate the scan so this sector's beam runs down, classify, rotate the maps back.
-            forward = cv2.getRotationMatrix2D(centre, angle, 1.0)
-            turned = cv2.warpAffine(gray, forward, shape[::-1], flags=cv2.INTER_LINEAR)
-            maps = self._upsample(self._grid_probabilities(turned[None]), shape)
-            back = cv2.invertAffineTransform(forward)
-            for k, m in enumerate(maps):
-                restored = cv2.warpAffine(m, back, shape[::-1], flags=cv2.INTER_LINEAR)
-                probs[k][members] = restored[members]
-        return probs
-
-    def classify(self, image: np.ndarray, directions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Probability maps and the label map (argmax; 255 outside the fan) on the scan's grid."""
-        probs = self.probabilities(image, directions)
-        labels = probs.argmax(axis=0).astype(np.uint8)
-        labels[np.isnan(directions[..., 0])] = OUTSIDE
-        return probs, labels
+        """Per-class probability maps (K, H, W) of one scan already at the model's spacing, given
+        its beam directions; zero outside the fan."""
+        return Plan(self, directions).run([image])[0]
 
     def classify_scan(self, image: np.ndarray, probe: geom.Geometry | None,
                       spacing_mm: float) -> tuple[np.ndarray, np.ndarray]:
@@ -201,28 +231,177 @@ class DenseClassifier:
         image is classified, which only an encoding without directions can do
         (:func:`beam_directions`).
         """
-        scale = 1.0 if self.spacing_mm is None else resample.scale_factor(spacing_mm, self.spacing_mm)
-        self.check_size(resample.shape(image.shape, scale), spacing_mm)  # before allocating it
-        small = resample.image(image, scale)
-        directions, _ = beam_directions(probe, scale, small.shape, self.encoding)
-        probs = resample.back(self.probabilities(small, directions), image.shape, scale)
-        outside = np.zeros(image.shape, bool) if probe is None else ~geom.fan_mask(probe, image.shape)
-        probs[:, outside] = 0
-        labels = probs.argmax(axis=0).astype(np.uint8)
-        labels[outside] = OUTSIDE
-        return probs, labels
+        return next(SequenceClassifier(self, probe, image.shape, spacing_mm, 1).classify([image]))
 
 
-def engine(model, at_model_spacing: bool = True):
+@dataclasses.dataclass(frozen=True)
+class _Pass:
+    """One window of grid points scored over a frame, optionally rotated, in tiles."""
+
+    rows: tuple[int, int]  # grid rows [r0, r1)
+    cols: tuple[int, int]
+    forward: np.ndarray | None = None  # rotation (2x3) taking the frame to the pass's frame
+    members: np.ndarray | None = None  # pixels this pass classifies (None: all)
+
+    def tiles(self) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+        """Grid rows and columns of the tiles, at most :data:`TILE` points a side."""
+        (r0, r1), (c0, c1) = self.rows, self.cols
+        return [((r, min(r + TILE, r1)), (c, min(c + TILE, c1)))
+                for r in range(r0, r1, TILE) for c in range(c0, c1, TILE)]
+
+
+class Plan:
+    """Where the net runs over frames of one size with the given beam directions (at the model's
+    spacing): the windows (one per ``rotate`` sector, else one around the fan), cut into tiles, and
+    the input planes that the geometry fixes. Made once; :meth:`run` takes any number of frames."""
+
+    def __init__(self, classifier: DenseClassifier, directions: np.ndarray):
+        self.classifier, self.shape = classifier, directions.shape[:2]
+        classifier.check_size(self.shape)
+        self.inside = ~np.isnan(directions[..., 0])
+        if not self.inside.any():
+            raise ValueError("the probe geometry leaves no pixel of the scan inside the fan")
+        # Every input plane but the gray one is fixed by the geometry: encode them once.
+        planes = patches.encode(np.zeros(self.shape, np.uint8), directions, classifier.encoding)
+        self.planes = planes.astype(np.float32) * classifier.scale
+        self.grid = tuple(math.ceil(side / STRIDE) for side in self.shape)
+        self.passes = (self._sectors(directions) if classifier.encoding == "rotate"
+                       else [self._window(self.inside)])
+
+    def _window(self, where: np.ndarray, forward=None, members=None) -> _Pass:
+        """The pass over the grid points around the pixels ``where`` (one point of margin)."""
+        ys, xs = np.nonzero(where)
+        rows = (max(0, ys.min() // STRIDE - 1), min(self.grid[0], ys.max() // STRIDE + 2))
+        cols = (max(0, xs.min() // STRIDE - 1), min(self.grid[1], xs.max() // STRIDE + 2))
+        return _Pass(rows, cols, forward, members)
+
+    def _sectors(self, directions: np.ndarray) -> list[_Pass]:
+        """The ``rotate`` encoding's sectors of nearly equal beam angle, each in its own window."""
+        angles = np.degrees(np.arctan2(-directions[..., 0], directions[..., 1]))  # 0 = straight down
+        bins = np.round(np.where(self.inside, angles, 0) / self.classifier.angle_step).astype(int)
+        centre = ((self.shape[1] - 1) / 2, (self.shape[0] - 1) / 2)
+        passes = []
+        for b in np.unique(bins[self.inside]):
+            members = self.inside & (bins == b)
+            forward = cv2.getRotationMatrix2D(centre, float(angles[members].mean()), 1.0)
+            # Where the members land in the rotated frame (bilinear warps read 1 px around).
+            landed = cv2.warpAffine(members.astype(np.uint8), forward, self.shape[::-1],
+                                    flags=cv2.INTER_LINEAR) > 0
+            landed = ndimage.binary_dilation(landed, iterations=2) if landed.any() else members
+            passes.append(self._window(landed, forward, members))
+        return passes
+
+    def _maps(self, grid: np.ndarray, window: _Pass) -> np.ndarray:
+        """Grid probabilities of a window, interpolated onto the frame (zero elsewhere)."""
+        (r0, r1), (c0, c1) = window.rows, window.cols
+        # Beyond the last grid point of the frame the maps hold their edge values ("nearest").
+        y0, y1 = STRIDE * r0, self.shape[0] if r1 == self.grid[0] else STRIDE * (r1 - 1) + 1
+        x0, x1 = STRIDE * c0, self.shape[1] if c1 == self.grid[1] else STRIDE * (c1 - 1) + 1
+        ys, xs = np.mgrid[y0:y1, x0:x1] / STRIDE
+        ys, xs = ys - r0, xs - c0
+        maps = np.zeros((grid.shape[0], *self.shape), np.float32)
+        for k, g in enumerate(grid):
+            maps[k, y0:y1, x0:x1] = ndimage.map_coordinates(g, [ys, xs], order=1, mode="nearest")
+        return maps
+
+    def _scores(self, padded: list[np.ndarray], window: _Pass) -> list[np.ndarray]:
+        """The window's grid probabilities (K, rows, cols) per padded frame, tile by tile."""
+        c = self.classifier
+        (r0, r1), (c0, c1) = window.rows, window.cols
+        grids = [np.empty((c.classes, r1 - r0, c1 - c0), np.float32) for _ in padded]
+        for rows, cols in window.tiles():
+            probs = c.net.run(np.stack([c.window(p, rows, cols) for p in padded]))
+            for grid, prob in zip(grids, probs):
+                grid[:, rows[0] - r0:rows[1] - r0, cols[0] - c0:cols[1] - c0] = prob
+        return grids
+
+    def run(self, grays: list[np.ndarray]) -> list[np.ndarray]:
+        """Probabilities (K, h, w) for each frame (uint8 or float, at the model's spacing) of a batch."""
+        c = self.classifier
+        grays = [np.where(self.inside, g, 0).astype(np.float32) * c.scale for g in grays]
+        out = [np.zeros((c.classes, *self.shape), np.float32) for _ in grays]
+        for window in self.passes:
+            padded = []
+            for gray in grays:
+                if window.forward is not None:
+                    gray = cv2.warpAffine(gray, window.forward, self.shape[::-1], flags=cv2.INTER_LINEAR)
+                planes = self.planes.copy()
+                planes[0] = gray
+                padded.append(c.padded(planes))
+            for k, grid in enumerate(self._scores(padded, window)):
+                maps = self._maps(grid, window)
+                if window.forward is None:
+                    out[k] = maps
+                    continue
+                back = cv2.invertAffineTransform(window.forward)
+                for j, m in enumerate(maps):
+                    restored = cv2.warpAffine(m, back, self.shape[::-1], flags=cv2.INTER_LINEAR)
+                    out[k][j][window.members] = restored[window.members]
+        for maps in out:
+            maps[:, ~self.inside] = 0
+        return out
+
+
+class SequenceClassifier:
+    """Dense class maps for every frame of a sequence of one probe geometry, in batches: the
+    resampling, fan and the classifier's plan (:meth:`DenseClassifier.plan`,
+    :meth:`fetal_biometry.inference.segmentation.Segmenter.plan`) are made once for the whole
+    sequence. Both kinds classify single scans through it too (``classify_scan``, batches of one).
+
+    Parameters
+    ----------
+    classifier : DenseClassifier or Segmenter
+    probe : the frames' probe geometry (pixels of the frames); None: no fan, the whole frames
+        are classified (the patch classifier's encoding 'none' only)
+    shape : (H, W) of the frames
+    spacing_mm : the frames' pixel spacing
+    batch : frames per forward pass
+    """
+
+    def __init__(self, classifier, probe: geom.Geometry | None, shape: tuple[int, int],
+                 spacing_mm: float, batch: int = BATCH):
+        self.classifier, self.shape, self.batch = classifier, tuple(shape), batch
+        self.scale = (1.0 if classifier.spacing_mm is None
+                      else resample.scale_factor(spacing_mm, classifier.spacing_mm))
+        small = resample.shape(self.shape, self.scale)
+        classifier.check_size(small, spacing_mm)  # before allocating anything of that size
+        self.plan = classifier.plan(None if probe is None else resample.geometry(probe, self.scale), small)
+        self.outside = np.zeros(self.shape, bool) if probe is None else ~geom.fan_mask(probe, self.shape)
+
+    def classify(self, frames: Iterable[np.ndarray]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(probabilities (K, H, W), labels (H, W) uint8, 255 outside the fan) per frame, in order."""
+        pending: list[np.ndarray] = []
+        for frame in frames:
+            if frame.shape != self.shape:
+                raise ValueError(f"a frame of {frame.shape[1]}x{frame.shape[0]} px in a sequence of "
+                                 f"{self.shape[1]}x{self.shape[0]}")
+            pending.append(frame)
+            if len(pending) == self.batch:
+                yield from self._finish(pending)
+                pending = []
+        if pending:
+            yield from self._finish(pending)
+
+    def _finish(self, frames: list[np.ndarray]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for small in self.plan.run([resample.image(f, self.scale) for f in frames]):
+            probs = resample.back(small, self.shape, self.scale)
+            probs[:, self.outside] = 0
+            labels = probs.argmax(axis=0).astype(np.uint8)
+            labels[self.outside] = OUTSIDE
+            yield probs, labels
+
+
+def engine(model, at_model_spacing: bool = True, backend: str = "caffe"):
     """The dense classifier of a model folder of either kind (:func:`fetal_biometry.nets.model.load`):
     a :class:`DenseClassifier` for a patch classifier, a
-    :class:`fetal_biometry.inference.segmentation.Segmenter` for a segmenter; both ``classify_scan``."""
+    :class:`fetal_biometry.inference.segmentation.Segmenter` for a segmenter; both ``classify_scan``, on
+    ``backend`` (:mod:`fetal_biometry.inference.backends`)."""
     from fetal_biometry.inference import segmentation
     from fetal_biometry.nets import model as model_folder
 
     if model.kind == model_folder.SEGMENTER:
-        return segmentation.Segmenter.from_model(model)
-    classifier = DenseClassifier.from_model(model)
+        return segmentation.Segmenter.from_model(model, backend)
+    classifier = DenseClassifier.from_model(model, backend)
     if not at_model_spacing:
         classifier.spacing_mm = None
     return classifier
@@ -284,7 +463,7 @@ def write_outputs(out: str | pathlib.Path, stem: str, image: np.ndarray, probs: 
     """Write one scan's ``STEM_probs.npy`` (K, H, W float16), ``STEM_labels.png`` (classes, 255
     outside the fan), ``STEM_overlay.png`` (classes over the scan, beside the ellipse and AC when
     measured) and ``STEM.json`` (the record), each atomically."""
-    from fetal_biometry import atomic, figures
+    from fetal_biometry import figures
 
     out = pathlib.Path(out)
     picture = figures.class_overlay(image, labels)

@@ -43,7 +43,7 @@ from fetal_biometry.measure import biometry
 from fetal_biometry.measure.ellipse import Ellipse, ellipse_mask, normalized_radius
 
 if TYPE_CHECKING:  # only a type here: measuring needs no Caffe
-    from fetal_biometry.inference.sequences import SequenceClassifier
+    from fetal_biometry.inference.dense import SequenceClassifier
 
 
 CANDIDATES = 8  # frames measured in full

@@ -10,6 +10,9 @@ classifier**) or the dense label records of :mod:`fetal_biometry.patches.segment
                               segmenter's Input (1, channels, tile, tile) -> prob (K, tile, tile),
                               reshaped to each scan
     MODEL/net.png             its diagram (caffe.draw)
+    MODEL/dense.prototxt      the fully convolutional twin of the deploy net, and its weights
+    MODEL/dense.caffemodel    (fetal_biometry.inference.dense.make_twin): what dense inference
+                              runs, on Caffe or on OpenCV's dnn without Caffe
     MODEL/snapshots/...       the weights model.json names: the last good snapshot
 
 ``model.json``::
@@ -27,6 +30,8 @@ classifier**) or the dense label records of :mod:`fetal_biometry.patches.segment
       "input": {"scale": 0.00390625, "mean": null},   uint8 planes times scale, no mean
       "deploy": "deploy.prototxt",
       "weights": "snapshots/net_iter_1500.caffemodel",
+      "dense": {"deploy": "dense.prototxt", "weights": "dense.caffemodel",
+                "made_from_sha256": "..."},   the twin and the weights it was made from
       "data": {"manifest_sha256": "...", "records": {"train": n, ...},
                "per_class": {...}, "sources": {...}},
       "training": {"solver": "...", "iterations": 1500, "trained_at": "2026-...Z",
@@ -140,6 +145,9 @@ def write(out: str | os.PathLike, manifest_path: pathlib.Path, weights: pathlib.
         figures.net_diagram(deploy, out / "net.png")
     except RuntimeError as error:  # no graphviz or pydot: the model works without its picture
         print(f"model: {out / 'net.png'} not drawn: {error}", file=sys.stderr)
+    from fetal_biometry.inference import dense
+
+    twin = dense.make_twin(deploy, weights, out)
     record = {
         "format": FORMAT, "version": VERSION, "kind": PATCH_CLASSIFIER, "encoding": encoding,
         "channels": patches.channels(encoding),
@@ -147,6 +155,8 @@ def write(out: str | os.PathLike, manifest_path: pathlib.Path, weights: pathlib.
         "classes": classes, "input": {"scale": manifest["input_scale"], "mean": None},
         "deploy": "deploy.prototxt",
         "weights": weights.resolve().relative_to(out.resolve()).as_posix(),
+        "dense": {"deploy": twin[0].name, "weights": twin[1].name,
+                  "made_from_sha256": hashlib.sha256(weights.read_bytes()).hexdigest()},
         "data": {"manifest_sha256": hashlib.sha256(manifest_path.read_bytes()).hexdigest(),
                  "records": {s: v["records"] for s, v in manifest["splits"].items()},
                  "per_class": {s: v["per_class"] for s, v in manifest["splits"].items()},

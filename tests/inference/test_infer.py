@@ -41,6 +41,20 @@ def test_a_dataset_folder_is_classified_and_measured(fetal_model, fetal_data, tm
     assert len(summary["scans"]) == 4 and summary["failed"] == []
 
 
+def test_the_opencv_backend_gives_caffes_maps_and_refuses_a_gpu(fetal_model, fetal_data, tmp_path):
+    caffe_run = _infer(fetal_model, fetal_data, "--out", tmp_path / "caffe")
+    opencv_run = _infer(fetal_model, fetal_data, "--out", tmp_path / "opencv", "--backend", "opencv",
+                        "--threads", "1")
+    assert caffe_run.returncode == 0 and opencv_run.returncode == 0, opencv_run.stderr
+    for name in dataset.open(fetal_data).cases:
+        np.testing.assert_allclose(np.load(tmp_path / "opencv" / f"{name}_probs.npy").astype(np.float32),
+                                   np.load(tmp_path / "caffe" / f"{name}_probs.npy").astype(np.float32),
+                                   atol=1e-3)  # float16 files
+    refused = _infer(fetal_model, fetal_data, "--out", tmp_path / "gpu", "--backend", "opencv", "--gpu", "0")
+    assert refused.returncode == 1 and "--gpu runs Caffe" in refused.stderr
+    assert not (tmp_path / "gpu").exists()
+
+
 def test_an_image_without_spacing_is_refused_unless_assumed(fetal_model, fetal_data, case, tmp_path):
     image = fetal_data / "images" / f"{case.name}.png"
     result = _infer(fetal_model, image, "--out", tmp_path / "a")

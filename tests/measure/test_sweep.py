@@ -12,7 +12,7 @@ from fetal_biometry import atomic
 from fetal_biometry.caffe_env import caffe
 from fetal_biometry.evaluation import metrics
 from fetal_biometry.geometry import probe as geom
-from fetal_biometry.inference import dense as inference, sequences as sequence_inference
+from fetal_biometry.inference import dense as inference
 from fetal_biometry.io import sequences
 from fetal_biometry.measure import sweeps
 from fetal_biometry.nets import spec as nets
@@ -49,7 +49,7 @@ def test_batched_fan_confined_maps_equal_the_one_frame_path(tmp_path, small_swee
     # Another spacing than the frames': the resampling is part of what must agree.
     dense = _random_classifier(tmp_path, encoding, small_sweep.spacing_mm * 1.3)
     frames = small_sweep.frames[:5]
-    batched = sequence_inference.SequenceClassifier(dense, small_sweep.geometry, frames.shape[1:],
+    batched = inference.SequenceClassifier(dense, small_sweep.geometry, frames.shape[1:],
                                                     small_sweep.spacing_mm, batch=3)  # a partial last batch
     for frame, (probs, labels) in zip(frames, batched.classify(iter(frames)), strict=True):
         want_probs, want_labels = dense.classify_scan(frame, small_sweep.geometry, small_sweep.spacing_mm)
@@ -144,7 +144,7 @@ def test_analyse_scores_every_frame_and_measures_the_candidates(fetal_model, sma
     from fetal_biometry.nets import model as model_folder
 
     dense = inference.DenseClassifier.from_model(model_folder.load(fetal_model))
-    classifier = sequence_inference.SequenceClassifier(dense, small_sweep.geometry, (96, 96), small_sweep.spacing_mm, 4)
+    classifier = inference.SequenceClassifier(dense, small_sweep.geometry, (96, 96), small_sweep.spacing_mm, 4)
     seen = []
     result = sweeps.analyse(classifier, iter(small_sweep.frames), small_sweep.spacing_mm, 10,
                             lambda index, *rest: seen.append(index), candidates=3)
