@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from fetal_biometry import figures, simulator
-from fetal_biometry.evaluation import scans as evaluation
+from fetal_biometry.evaluation import metrics
 from fetal_biometry.labels import BACKGROUND, FLUID, STOMACH
 from fetal_biometry.measure import biometry, ellipse as el
 from fetal_biometry.nets import spec as nets
@@ -102,7 +102,7 @@ def test_training_plot_draws_loss_and_accuracy():
 def test_bland_altman_draws_bias_and_limits_where_the_numbers_say():
     true = np.array([200.0, 250, 300, 280, 220])
     measured = true + np.array([2.0, -1, 4, 0, 1])
-    agreement = evaluation.agreement(measured, true)
+    agreement = metrics.agreement(measured, true)
     fig = figures.bland_altman(measured, true, agreement)
     mm = fig.axes[0]
     levels = sorted(line.get_ydata()[0] for line in mm.lines)

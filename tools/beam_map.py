@@ -87,7 +87,7 @@ def _write(out: pathlib.Path, stem: str, gray: np.ndarray, directions: np.ndarra
     buffer = io.BytesIO()
     np.save(buffer, directions)
     atomic.write_bytes(out / f"{stem}_beam.npy", buffer.getvalue())
-    atomic.write_bytes(out / f"{stem}_beam.png", figures.png(figures.beam_picture(gray, directions)))
+    atomic.write_bytes(out / f"{stem}_beam.png", scans.encode_png(figures.beam_picture(gray, directions)))
 
 
 def _probe(scan: scans.ScanImage, given: pathlib.Path | None) -> tuple[geom.Geometry, float, str]:

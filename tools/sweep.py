@@ -42,7 +42,7 @@ from fetal_biometry import atomic, caffe_env, cli, figures  # noqa: E402
 from fetal_biometry.geometry import fan, probe as geom  # noqa: E402
 from fetal_biometry.inference import dense as inference  # noqa: E402
 from fetal_biometry.inference import sequences as sequence_inference  # noqa: E402
-from fetal_biometry.io import sequences  # noqa: E402
+from fetal_biometry.io import scans, sequences  # noqa: E402
 from fetal_biometry.measure import sweeps  # noqa: E402
 from fetal_biometry.nets import model as model_folder  # noqa: E402
 
@@ -132,7 +132,7 @@ def run(args) -> dict:
     shown = result.chosen or result.best
     picture = np.hstack([figures.class_overlay(shown.frame, shown.labels),
                          figures.draw_measurement(shown.frame, shown.measured)])
-    atomic.write_bytes(out / f"{name}_best.png", figures.png(picture))
+    atomic.write_bytes(out / f"{name}_best.png", scans.encode_png(picture))
     atomic.write_bytes(out / f"{name}_scores.png",
                        figures.figure_png(figures.sweep_scores(record, f"{name} ({model.name})")))
     if draft is not None:

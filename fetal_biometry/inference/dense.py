@@ -66,7 +66,7 @@ class DenseClassifier:
     """
 
     def __init__(self, deploy, weights, encoding: str, spacing_mm: float | None = None,
-                 scale: float = nets.INPUT_SCALE, angle_step: float = 10.0):
+                 scale: float = patches.INPUT_SCALE, angle_step: float = 10.0):
         self.encoding, self.angle_step = encoding, angle_step
         self.spacing_mm, self.scale = spacing_mm, scale
         checks.check_weights(deploy, weights)  # Caffe would abort on weights of another net
@@ -225,6 +225,7 @@ def write_outputs(out: str | pathlib.Path, stem: str, image: np.ndarray, probs: 
     outside the fan), ``STEM_overlay.png`` (classes over the scan, beside the ellipse and AC when
     measured) and ``STEM.json`` (the record), each atomically."""
     from fetal_biometry import atomic, figures
+    from fetal_biometry.io import scans
 
     out = pathlib.Path(out)
     picture = figures.class_overlay(image, labels)
@@ -233,6 +234,6 @@ def write_outputs(out: str | pathlib.Path, stem: str, image: np.ndarray, probs: 
     with atomic.staged_file(out / f"{stem}_probs.npy") as tmp:
         with open(tmp, "wb") as f:
             np.save(f, probs.astype(np.float16))
-    atomic.write_bytes(out / f"{stem}_labels.png", figures.png(labels))
-    atomic.write_bytes(out / f"{stem}_overlay.png", figures.png(picture))
+    atomic.write_bytes(out / f"{stem}_labels.png", scans.encode_png(labels))
+    atomic.write_bytes(out / f"{stem}_overlay.png", scans.encode_png(picture))
     atomic.write_text(out / f"{stem}.json", json.dumps(record, indent=1) + "\n")

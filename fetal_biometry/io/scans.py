@@ -187,6 +187,19 @@ def read_frame(path: str | os.PathLike, frame: int | None = None) -> np.ndarray:
     return _read_image(pathlib.Path(path))
 
 
+def encode_png(array: np.ndarray) -> bytes:
+    """PNG bytes of an RGB or gray uint8 array (a scan, a class map, a picture)."""
+    ok, data = cv2.imencode(".png", cv2.cvtColor(array, cv2.COLOR_RGB2BGR) if array.ndim == 3 else array)
+    if not ok:
+        raise OSError("could not encode the PNG")
+    return data.tobytes()
+
+
+def decode_png(data: bytes) -> np.ndarray:
+    """The array of :func:`encode_png`'s bytes, as stored (gray stays gray, colour is BGR)."""
+    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+
+
 def _read_image(path: pathlib.Path) -> np.ndarray:
     if not path.is_file():
         raise FileNotFoundError(f"no such file: {path}")

@@ -9,7 +9,7 @@ from fetal_biometry._exports import lazy
 __getattr__, __dir__, __all__ = lazy(__name__, {
     "ellipse": ("Ellipse", "ellipse_perimeter", "ellipse_frame", "normalized_radius",
                 "ellipse_mask", "ellipse_points", "direct_fit", "conic_params", "from_params",
-                "fit"),
+                "record", "Conditioned", "sampson", "fit"),
     "biometry": ("BODY_CLASSES", "EDGE_MARGIN_PX", "MIN_BOUNDARY_POINTS", "SEMI_AXES_MM",
                  "MIN_AXIS_RATIO", "MIN_BODY_MM2", "INLIER_MM", "COVERAGE_BINS",
                  "REFINED_HYPOTHESES", "MIN_STOMACH_MM2", "MIN_VEIN_MM2", "MAX_STOMACH_SHARE",
@@ -24,5 +24,5 @@ __getattr__, __dir__, __all__ = lazy(__name__, {
                    "MIN_PLANE_GAIN", "LOOSEST", "PLANE_RULES", "Choice", "goal_met",
                    "choose_trust", "choose_plane", "costs", "outcome", "constants", "report"),
     "sweeps": ("CANDIDATES", "enclosed_bodies", "landmark_score", "plane_score", "Candidate",
-               "ellipse_record", "SweepResult", "analyse", "predicted_mask"),
+               "SweepResult", "analyse", "predicted_mask"),
 })

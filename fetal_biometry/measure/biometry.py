@@ -58,8 +58,9 @@ from skimage import measure as skmeasure, morphology
 
 from fetal_biometry.labels import (BACKGROUND, CLASSIFIER_VALUES as CLASS_VALUES, FLUID, OUTSIDE,
                                    SHADOW, STOMACH, VEIN)
-from fetal_biometry.measure.ellipse import (Ellipse, conic_params, direct_fit, ellipse_frame,
-                                            ellipse_mask, ellipse_perimeter, normalized_radius)
+from fetal_biometry.measure.ellipse import (Conditioned, Ellipse, conic_params, direct_fit,
+                                            ellipse_frame, ellipse_mask, ellipse_perimeter,
+                                            normalized_radius, sampson)
 
 BODY_CLASSES = (BACKGROUND, STOMACH, VEIN)
 
@@ -316,13 +317,9 @@ def _distance(conic: np.ndarray, x: np.ndarray, y: np.ndarray,
     Infinite where a point's ``outward`` normal (n, 2) points into the ellipse: the body wall
     has fluid outside, so such an edge (tissue across a fluid pocket) is never on the abdomen.
     """
-    a_, b_, c_, d_, e_, f_ = (conic[:, i, None] for i in range(6))
-    value = a_ * x * x + b_ * x * y + c_ * y * y + d_ * x + e_ * y + f_
-    gx, gy = 2 * a_ * x + b_ * y + d_, b_ * x + 2 * c_ * y + e_
-    with np.errstate(divide="ignore", invalid="ignore"):
-        distance = np.abs(value) / np.hypot(gx, gy)
+    distance, gradient = sampson(conic, x, y)
     if outward is not None:
-        distance[gx * outward[:, 0] + gy * outward[:, 1] <= 0] = np.inf
+        distance[(gradient * outward).sum(axis=-1) <= 0] = np.inf
     return distance
 
 
@@ -373,24 +370,17 @@ def fit_ellipse(points: np.ndarray, spacing_mm: float, outward: np.ndarray | Non
     inliers = np.zeros(len(points), bool)
     if len(points) < MIN_BOUNDARY_POINTS:
         return None, inliers, f"{NO_BOUNDARY} (only {len(points)} boundary points)"
-    # Centred, unit-scale coordinates keep the conic systems well conditioned.
-    origin, scale = points.mean(axis=0), points.std()
-    x, y = ((points - origin) / scale).T
+    frame = Conditioned.of(points)
+    x, y, scale = frame.x, frame.y, frame.scale
     threshold = inlier_mm / spacing_mm / scale
     limits = (semi_axes_mm[0] / spacing_mm / scale, semi_axes_mm[1] / spacing_mm / scale)
-
-    def to_pixels(conic: np.ndarray) -> np.ndarray:
-        params = conic_params(conic)
-        params[:2] = params[:2] * scale + origin
-        params[2:4] *= scale
-        return params
 
     rng = np.random.default_rng(rng_seed)
     samples = np.argpartition(rng.random((iterations, len(points))), 5, axis=1)[:, :5]
     conics = direct_fit(x[samples], y[samples])
     conics = conics[~_implausible(conic_params(conics), limits, min_axis_ratio)]
     if len(conics) == 0:
-        return None, inliers, _rejection(to_pixels(direct_fit(x, y)), spacing_mm,
+        return None, inliers, _rejection(frame.to_pixels(direct_fit(x, y)), spacing_mm,
                                          semi_axes_mm, min_axis_ratio)
     cost = _msac(_distance(conics, x, y, outward), threshold)
     # Local optimisation: when the inlier share is low (fluid-facing tissue beyond the fluid)
@@ -400,7 +390,7 @@ def fit_ellipse(points: np.ndarray, spacing_mm: float, outward: np.ndarray | Non
                for start in conics[np.argsort(cost)[:REFINED_HYPOTHESES]]]
     conic = min(refined, key=lambda c: _msac(_distance(c[None], x, y, outward), threshold)[0])
     inliers = _distance(conic[None], x, y, outward)[0] < threshold
-    params = to_pixels(conic)
+    params = frame.to_pixels(conic)
     if _implausible(params, (semi_axes_mm[0] / spacing_mm, semi_axes_mm[1] / spacing_mm),
                     min_axis_ratio):
         return None, inliers, _rejection(params, spacing_mm, semi_axes_mm, min_axis_ratio)

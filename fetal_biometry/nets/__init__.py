@@ -8,7 +8,7 @@ __getattr__, __dir__, __all__ = lazy(__name__, {
     "spec": ("LOSSES", "TUTORIAL_PARAMETERS", "KERNEL", "POOL", "STRIDE", "pooled_side",
              "tutorial_cnn_inputs", "tutorial_cnn", "tutorial_cnn_deploy",
              "patch_classifier_deploy", "patch_classifier_dense", "count_parameters"),
-    "solvers": ("adam", "sgd"),
+    "solvers": ("adam", "sgd", "snapshot_iteration"),
     "catalog": ("FETAL_ITERATIONS", "DIAGRAMS", "generate"),
     "checks": ("INT_MAX", "CheckError", "COMPUTE_LAYERS", "TRAINING_LAYERS", "ALLOWED_LAYERS",
                "check_layer_types", "check_net_file", "check_solver_file", "net",

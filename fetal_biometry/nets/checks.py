@@ -32,7 +32,6 @@ import json
 import math
 import os
 import pathlib
-import re
 import subprocess
 import sys
 import tempfile
@@ -40,6 +39,7 @@ import tempfile
 from google.protobuf import message, text_format
 
 from fetal_biometry.caffe_env import package_dir, proto
+from fetal_biometry.nets.solvers import snapshot_iteration
 
 #: Largest element count of one Caffe blob (``Blob::Reshape`` checks count <= INT_MAX).
 INT_MAX = 2**31 - 1
@@ -497,10 +497,10 @@ def check_solverstate(state_path: str | os.PathLike, solver_param):
     path = pathlib.Path(state_path)
     state = read_solverstate(path)
     weights = _resolve_learned_net(path, state)
-    match = re.search(r"_iter_(\d+)\.caffemodel$", weights.name)
-    if match and int(match.group(1)) != state.iter:
+    iteration = snapshot_iteration(weights) if weights.suffix == ".caffemodel" else None
+    if iteration is not None and iteration != state.iter:
         raise CheckError(f"{path}: the state is at iteration {state.iter} but its weights "
-                         f"{weights} are from iteration {match.group(1)}")
+                         f"{weights} are from iteration {iteration}")
     train = _train_net(solver_param)
     check_weights(train, weights, phase="train")
     _check_history(path, state, solver_param, blob_shapes(train, "train"))

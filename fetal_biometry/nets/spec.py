@@ -20,7 +20,6 @@ import pathlib
 from fetal_biometry import atomic
 from fetal_biometry.caffe_env import caffe
 from fetal_biometry.patches import encoding as patches
-from fetal_biometry.patches.encoding import INPUT_SCALE
 
 LOSSES = ("softmax", "euclidean")
 
@@ -161,7 +160,7 @@ def patch_classifier(lmdb: str, batch_size: int = 64, classes: int = 5):
     shadowing artifact.
     """
     n = caffe().NetSpec()
-    n.data, n.label = _lmdb_data(lmdb, batch_size, INPUT_SCALE, 2)
+    n.data, n.label = _lmdb_data(lmdb, batch_size, patches.INPUT_SCALE, 2)
     _cnn_body(n, n.data, classes)
     n.loss = caffe().layers.SoftmaxWithLoss(n.out, n.label)
     n.accuracy = caffe().layers.Accuracy(n.out, n.label)

@@ -38,7 +38,6 @@ import json
 import math
 import os
 import pathlib
-import re
 import resource
 import shutil
 import signal
@@ -51,6 +50,7 @@ from google.protobuf import text_format
 from fetal_biometry import atomic
 from fetal_biometry.caffe_env import caffe, proto, set_device
 from fetal_biometry.nets import checks
+from fetal_biometry.nets.solvers import snapshot_iteration
 
 DATA_LAYERS = {"Data", "ImageData", "HDF5Data", "WindowData", "MemoryData", "Input", "DummyData"}
 MARKER = "metrics.jsonl"  # every run folder holds it from the start
@@ -330,10 +330,6 @@ class SnapshotError(TrainingError):
     """A snapshot could not be written whole (disk full, file size limit); the previous stays."""
 
 
-def _iteration(path: pathlib.Path) -> int:
-    return int(path.stem.rsplit("_iter_", 1)[1])
-
-
 def _room(folder: pathlib.Path, solver) -> None:
     """Refuse a snapshot that cannot fit: Caffe aborts the process on a failed write."""
     values = sum(b.count for blobs in solver.net.params.values() for b in blobs)
@@ -399,8 +395,8 @@ def snapshot(solver, solver_param, out: pathlib.Path, staging: pathlib.Path) -> 
 def latest_snapshot(out: str | os.PathLike) -> pathlib.Path | None:
     """The ``.solverstate`` with the highest iteration in ``OUT/snapshots`` whose weights are there too."""
     states = [p for p in pathlib.Path(out, "snapshots").glob("*_iter_*.solverstate")
-              if re.fullmatch(r".*_iter_\d+", p.stem) and p.with_suffix(".caffemodel").is_file()]
-    return max(states, key=_iteration, default=None)
+              if snapshot_iteration(p) is not None and p.with_suffix(".caffemodel").is_file()]
+    return max(states, key=snapshot_iteration, default=None)
 
 
 def _set_aside(out: pathlib.Path, after: int) -> list[pathlib.Path]:
@@ -408,7 +404,7 @@ def _set_aside(out: pathlib.Path, after: int) -> list[pathlib.Path]:
     folder = out / "snapshots"
     moved = []
     for path in sorted(folder.glob("*_iter_*.*")):
-        if re.fullmatch(r".*_iter_\d+", path.stem) and _iteration(path) > after:
+        if (iteration := snapshot_iteration(path)) is not None and iteration > after:
             (folder / "diverged").mkdir(exist_ok=True)
             os.replace(path, folder / "diverged" / path.name)
             moved.append(path)
@@ -581,15 +577,16 @@ def trained(solver_path: str | os.PathLike, out: str | os.PathLike, retrain: boo
     """
     max_iter = kwargs.get("max_iter") or read_prototxt(solver_path, proto().SolverParameter).max_iter
     state = latest_snapshot(out)
-    if state is not None and not retrain and state.stem.endswith(f"_iter_{max_iter}"):
+    done = None if state is None else snapshot_iteration(state)
+    if done == max_iter and not retrain:
         print(f"reusing {state.with_suffix('.caffemodel')} (retrain to train again)")
-    elif state is not None and not retrain and _iteration(state) < max_iter:
-        print(f"resuming {state} (interrupted at iteration {_iteration(state)} of {max_iter})")
+    elif done is not None and not retrain and done < max_iter:
+        print(f"resuming {state} (interrupted at iteration {done} of {max_iter})")
         state = train(solver_path, out, resume=state, **kwargs).snapshot
     else:
         state = train(solver_path, out, overwrite=True, **kwargs).snapshot
-    if _iteration(state) < max_iter:
-        raise TrainingError(f"{out}: training stopped by a signal at iteration {_iteration(state)} "
+    if (done := snapshot_iteration(state)) < max_iter:
+        raise TrainingError(f"{out}: training stopped by a signal at iteration {done} "
                             f"of {max_iter}; run the same command again to resume from {state}")
     return state.with_suffix(".caffemodel")
 

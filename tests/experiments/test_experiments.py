@@ -120,10 +120,10 @@ def test_the_randomisation_table_shows_what_leaving_each_out_changes():
         records.append(record)
     text, numbers = experiments.report("randomisations", Setup(), records, ("foreign",))
     assert list(numbers["foreign"]) == ["all randomisations, augmented x2",
-                                        "none (the ranges before issue 14), no augmentation",
+                                        "none (the first round's narrow ranges), no augmentation",
                                         "all randomisations, no augmentation"]
     change = text.split("Change from *all randomisations, augmented x2*")[1]
-    assert "| none (the ranges before issue 14), no augmentation | -0.150 |" in change
+    assert "| none (the first round's narrow ranges), no augmentation | -0.150 |" in change
     assert "| +2.5 % |" in change and "| all randomisations, no augmentation | -0.030 |" in change
 
 

@@ -179,3 +179,10 @@ def test_beam_map_frames_spacing_and_no_fan(tmp_path):
     run = _tool(text, "--out", tmp_path / "text_out")
     assert run.returncode == 1 and "text.dcm: no fan found" in run.stderr
     assert not (tmp_path / "text_out").exists()
+
+
+def test_png_bytes_round_trip_gray_and_colour():
+    gray = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    colour = np.dstack([gray, gray[::-1], np.zeros_like(gray)])
+    assert np.array_equal(scans.decode_png(scans.encode_png(gray)), gray)
+    assert np.array_equal(scans.decode_png(scans.encode_png(colour))[..., ::-1], colour)

@@ -1,4 +1,4 @@
-"""Checks before Caffe: each bad file or size of issue 16.2 aborts Caffe (shown in a child
+"""Checks before Caffe: each bad net, weights file, solver state or input size here aborts Caffe (shown in a child
 process, so this suite survives it) and gets a clear CheckError here instead."""
 import hashlib
 import pathlib

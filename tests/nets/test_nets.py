@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from fetal_biometry.caffe_env import caffe
-from fetal_biometry.nets import catalog, spec as nets
+from fetal_biometry.nets import catalog, solvers, spec as nets
 
 from conftest import ROOT
 
@@ -51,3 +51,12 @@ def test_checked_in_prototxt_match_the_generator():
         assert path.is_file(), f"{relative} missing: run python tools/make_prototxt.py"
         assert path.read_text() == text, f"{relative} is stale: run python tools/make_prototxt.py"
 
+
+
+@pytest.mark.parametrize("name, iteration", [("net_iter_1500.caffemodel", 1500),
+                                             ("a_iter_b_iter_7.solverstate", 7),
+                                             ("net_iter_.caffemodel", None),
+                                             ("net_iter_12x.caffemodel", None),
+                                             ("net.caffemodel", None)])
+def test_snapshot_iteration_reads_caffe_snapshot_names(name, iteration):
+    assert solvers.snapshot_iteration(name) == iteration

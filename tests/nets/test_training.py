@@ -170,7 +170,7 @@ def test_fetal_patch_classifier_trains_on_simulated_lmdbs(tmp_path):
     assert len(result.validation["per_class_accuracy"]) == 5
 
 
-# ----------------------------------------------------------------------------- issue 16
+# ------------------------------------------------ bad solvers, divergence, killed and full runs
 
 def _checksums(folder):
     import hashlib
@@ -206,7 +206,7 @@ def test_divergence_rules_on_synthetic_runs():
 
 
 def test_adam_at_huge_lr_stops_with_the_last_good_snapshot(tutorial_solver, tmp_path):
-    # Issue 16.3: Adam at base_lr 1000 ran to "done"; the softmax loss saturates, never 1000x.
+    # Adam at base_lr 1000 ran to "done"; the softmax loss saturates, never 1000x.
     out = tmp_path / "run"
     training.train(tutorial_solver(max_iter=6), out, progress=False, plot=False)
     good = training.latest_snapshot(out)
@@ -285,7 +285,7 @@ def test_resume_from_the_wrong_file_is_a_clear_error(tutorial_solver, tmp_path):
 
 
 def test_a_killed_snapshot_never_counts_and_its_leftovers_go(tutorial_solver, tmp_path, capfd):
-    # Issue 16.4: kill -9 of the trainer, many times in the middle of a snapshot.
+    # kill -9 of the trainer, many times in the middle of a snapshot.
     solver = tutorial_solver(max_iter=100000, snapshot=1)
     out = tmp_path / "run"
     code = ("import sys; from fetal_biometry.nets import training;"
@@ -304,15 +304,11 @@ def test_a_killed_snapshot_never_counts_and_its_leftovers_go(tutorial_solver, tm
     (staging / "snap_iter_999.caffemodel").write_bytes(b"half")
     (out / "snapshots/snap_iter_998.caffemodel").write_bytes(b"weights without their state")
     last = training.latest_snapshot(out)
-    assert last.with_suffix(".caffemodel").is_file() and _iteration(last) < 998
-    result = training.train(solver, out, resume=last, max_iter=_iteration(last) + 1,
+    assert last.with_suffix(".caffemodel").is_file() and solvers.snapshot_iteration(last) < 998
+    result = training.train(solver, out, resume=last, max_iter=solvers.snapshot_iteration(last) + 1,
                             progress=False, plot=False)
-    assert result.iterations == _iteration(last) + 1
+    assert result.iterations == solvers.snapshot_iteration(last) + 1
     assert "removed" in capfd.readouterr().err and not list(out.glob("snapshots/.staging*"))
-
-
-def _iteration(state):
-    return int(state.stem.rsplit("_iter_", 1)[1])
 
 
 def test_a_file_size_limit_is_a_clear_error_and_the_last_snapshot_stays(tutorial_solver, tmp_path):
