@@ -26,7 +26,7 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fetal_biometry import atomic, cli  # noqa: E402
+from fetal_biometry import atomic, cli, paths  # noqa: E402
 from fetal_biometry.evaluation import scans as evaluation  # noqa: E402
 from fetal_biometry.io import dataset  # noqa: E402
 from fetal_biometry.measure import thresholds  # noqa: E402
@@ -45,7 +45,7 @@ def main(argv=None) -> int:
                         help="also write the choice, the steps and the per-case results as JSON")
     args = parser.parse_args(argv)
     try:
-        loaded = cli.models(args.model, ROOT)
+        loaded = cli.models(args.model, paths.root())
         groups = {}
         for data in args.datasets:
             opened = dataset.open(data)

@@ -19,6 +19,7 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from fetal_biometry import paths  # noqa: E402
 from fetal_biometry.experiments import demo  # noqa: E402
 from fetal_biometry.nets import training  # noqa: E402
 
@@ -34,7 +35,7 @@ def main(argv=None) -> int:
     parser.add_argument("--retrain", action="store_true", help="train again even if weights exist")
     parser.add_argument("--gpu", type=int, default=None, help="GPU id (default: CPU)")
     args = parser.parse_args(argv)
-    os.chdir(ROOT)  # prototxt paths are relative to the repository root, as in Caffe's examples
+    os.chdir(paths.root())  # prototxt paths are relative to it, as in Caffe's examples
     try:
         if not args.skip_mnist:
             demo.run_mnist(args.iterations, args.gpu, args.retrain)

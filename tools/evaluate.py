@@ -28,7 +28,7 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fetal_biometry import cli  # noqa: E402
+from fetal_biometry import cli, paths  # noqa: E402
 from fetal_biometry.evaluation import scans as evaluation, sweeps as sweep  # noqa: E402
 from fetal_biometry.io import dataset  # noqa: E402
 from fetal_biometry.simulator import sweeps as sweep_simulator  # noqa: E402
@@ -51,12 +51,12 @@ def main(argv=None) -> int:
         if sweep_simulator.is_sweeps(args.dataset):  # sweeps: the benchmark's metrics
             summaries = {m.name: sweep.evaluate(m, args.dataset, args.out,
                                                 lambda it, desc: tqdm(it, desc=desc))
-                         for m in cli.models(args.model, ROOT)}
+                         for m in cli.models(args.model, paths.root())}
             print(sweep.write_report(summaries, args.out))
             return 0
         summaries = {m.name: evaluation.evaluate(m, args.dataset, args.out,
                                                      lambda it, desc: tqdm(it, desc=desc), args.overlays)
-                     for m in cli.models(args.model, ROOT)}
+                     for m in cli.models(args.model, paths.root())}
     except (ValueError, OSError, dataset.DatasetError) as err:
         print(f"evaluate: error: {err}", file=sys.stderr)
         return 1

@@ -1,7 +1,9 @@
 """The experiments: which scans a seed trains on, datasets kept or simulated again, skipping
 done jobs, mean +- sd tables, the learning curve, and one tiny job trained with real Caffe."""
 import dataclasses
+import importlib.util
 import json
+import shlex
 
 import numpy as np
 import pytest
@@ -14,6 +16,12 @@ from fetal_biometry.labels import CLASSIFIER_CLASSES
 from fetal_biometry.measure import biometry, thresholds
 from fetal_biometry.nets import model as model_folder
 from fetal_biometry.patches import encoding as patches
+
+from conftest import ROOT
+
+_SPEC = importlib.util.spec_from_file_location("experiments_tool", ROOT / "tools" / "experiments.py")
+tool = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(tool)
 
 NAMES = [f"sim{i:05d}" for i in range(100)]
 
@@ -236,13 +244,28 @@ def test_finished_jobs_are_not_run_again_and_report_mean_and_sd(tiny):
 
 
 def test_the_tool_refuses_more_training_scans_than_the_pool_holds(capsys):
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("experiments_tool", experiments.TOOL)
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
     with pytest.raises(SystemExit) as exit_:
         tool.main(["learning-curve", "--scans", "500", "--dry-run"])
     assert exit_.value.code == 2 and "pool holds 100 scans" in capsys.readouterr().err
+
+
+def test_a_plan_prints_one_standalone_command_per_job(capsys):
+    argv = ["ablation", "--seeds", "0", "2", "--jobs", "3", "--print-jobs", "--iterations=40"]
+    assert tool.main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    jobs, sets = experiments.ablation_plan((0, 2), iterations=40)
+    assert len(lines) == len(jobs) == 6
+    for index, line in enumerate(lines):
+        words = shlex.split(line)
+        assert words[:3] == ["fetal-experiments", "job", "ablation"] and "--jobs" not in words
+        args = tool.parser().parse_args(words[1:])
+        assert args.index == index and tool.plan(args) == (jobs, sets)
+        assert tool.plan(args)[0][args.index] == jobs[index]
+
+
+def test_a_job_index_outside_the_plan_is_an_error_naming_the_count(capsys):
+    assert tool.main(["job", "thresholds", "--seeds", "0", "--index", "3"]) == 1
+    assert "--index 3: the thresholds plan has 3 job(s), 0 to 2" in capsys.readouterr().err
 
 
 def test_evaluations_under_other_limits_are_measured_again_from_their_maps(tiny):
