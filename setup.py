@@ -21,6 +21,6 @@ setup(
     python_requires=">=3.11",
     install_requires=[
         "numpy>=2", "scipy", "scikit-image", "protobuf>=4.21,<5", "six", "lmdb",
-        "opencv-python-headless", "h5py", "tqdm", "matplotlib", "pydicom", "pydot", "SimpleITK",
+        "opencv-python-headless", "h5py", "tqdm", "matplotlib", "pydicom", "pydot", "SimpleITK", "pillow",
     ],
 )

@@ -7,6 +7,9 @@ Prints rates for the same cases, so the physics' cost can be judged:
   narrow     the same with NARROW ranges (the first round's simulator: no clutter, haze,
              reverberation or TGC errors): the reference the widened physics is judged by
   foreign    the same with FOREIGN ranges (the out-of-training check set)
+  head       transthalamic head planes (TRAINING ranges): the same physics, a skull that
+             reverberates
+  femur      femur planes (TRAINING ranges)
   labels     anatomy and label maps only (beam grid, shadow mask, labels; no echoes)
   load       reading the written case back (PNG decode, JSON, validation checks)
 
@@ -43,8 +46,9 @@ def _rates(count: int, runs: dict) -> dict:
     return {name: count / seconds for name, seconds in spent.items()}
 
 
-def _simulate(seed: int, shape: tuple[int, int], probe: str, appearance: simulator.Appearance):
-    return lambda i: simulator.simulate_case(seed, i, shape, probe, appearance=appearance)
+def _simulate(seed: int, shape: tuple[int, int], probe: str, appearance: simulator.Appearance,
+              plane: str = "abdomen"):
+    return lambda i: simulator.simulate_case(seed, i, shape, probe, appearance=appearance, plane=plane)
 
 
 def _labels_only(seed: int, index: int, shape: tuple[int, int], probe: str) -> None:
@@ -72,6 +76,8 @@ def main(argv=None) -> int:
             "training": _simulate(args.seed, shape, args.probe, simulator.TRAINING),
             "narrow": _simulate(args.seed, shape, args.probe, simulator.NARROW),
             "foreign": _simulate(args.seed, shape, args.probe, simulator.FOREIGN),
+            "head": _simulate(args.seed, shape, args.probe, simulator.TRAINING, "head"),
+            "femur": _simulate(args.seed, shape, args.probe, simulator.TRAINING, "femur"),
             "labels": lambda i: _labels_only(args.seed, i, shape, args.probe),
             "load": lambda i: data.read(data.cases[i])})
     full, narrow, foreign, labels, load = (rate[k] for k in ("training", "narrow", "foreign", "labels", "load"))
@@ -79,6 +85,8 @@ def main(argv=None) -> int:
     print(f"  simulate  {full:7.1f} scans/s  ({1000 / full:6.1f} ms per scan; training ranges)")
     print(f"  narrow    {narrow:7.1f} scans/s  (training ranges cost {narrow / full:.2f} narrow scans)")
     print(f"  foreign   {foreign:7.1f} scans/s  (foreign ranges cost {narrow / foreign:.2f} narrow scans)")
+    print(f"  head      {rate['head']:7.1f} scans/s  (a head costs {full / rate['head']:.2f} abdomen scans)")
+    print(f"  femur     {rate['femur']:7.1f} scans/s  (a femur costs {full / rate['femur']:.2f} abdomen scans)")
     print(f"  labels    {labels:7.1f} scans/s  (physics takes {1 - full / labels:.0%} of a scan)")
     print(f"  load      {load:7.1f} scans/s  (simulating costs {load / full:.1f} loads)")
     return 0

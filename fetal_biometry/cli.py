@@ -6,17 +6,23 @@ import math
 import pathlib
 
 from fetal_biometry import paths
+from fetal_biometry.io import limits
 from fetal_biometry.nets import model as model_folder
 
 
 def spacing_mm(text: str) -> float:
-    """A pixel spacing: a positive, finite number of mm per pixel (0, inf and nan are no spacing)."""
+    """A pixel spacing: a positive, finite number of mm per pixel (0, inf and nan are no spacing)
+    within :data:`fetal_biometry.limits.SPACING_MM`."""
     try:
         value = float(text)
     except ValueError:
         value = math.nan
     if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"a pixel spacing is a positive number of mm, got {text}")
+    try:
+        limits.check_spacing(value)
+    except limits.BudgetError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
     return value
 
 

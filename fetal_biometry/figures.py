@@ -23,6 +23,7 @@ import math
 import os
 import pathlib
 import shutil
+import textwrap
 from typing import TYPE_CHECKING, Mapping, Sequence
 
 import cv2
@@ -31,7 +32,7 @@ import numpy as np
 from fetal_biometry import atomic
 from fetal_biometry.evaluation.metrics import PLANE_OUTCOMES
 from fetal_biometry.io.sequences import VideoWriter
-from fetal_biometry.labels import CLASSES, CLASSIFIER_CLASSES, COLOURS, STOMACH, VEIN
+from fetal_biometry.labels import CLASSIFIER_CLASSES, COLOURS, DATASET_CLASSES, STOMACH, VEIN
 from fetal_biometry.measure.ellipse import Ellipse, ellipse_points
 
 if TYPE_CHECKING:
@@ -203,8 +204,11 @@ def _case_title(case) -> str:
     bio = case.biometry
     age = "" if bio.gestational_age_weeks is None else f", GA {bio.gestational_age_weeks:.1f} wk"
     verdict = "plane OK" if bio.plane_acceptable else bio.plane_reason
-    what = "AC" if bio.structure == "abdomen" else "HC"
-    return f"{case.name}: {what} {bio.circumference_mm:.0f} mm{age}\n{verdict}"
+    if bio.structure == "femur":
+        size = f"FL {bio.measurements['FL']:.0f} mm" if bio.measurements else "femur"
+    else:
+        size = f"{'AC' if bio.structure == 'abdomen' else 'HC'} {bio.circumference_mm:.0f} mm"
+    return f"{case.name}: {size}{age}\n{textwrap.shorten(verdict, 75)}"
 
 
 def dataset_sheet(path, count: int = 8) -> bytes:
@@ -233,9 +237,10 @@ def contact_sheet(cases: Sequence, columns: int = 2):
         left.set_title(_case_title(case), fontsize=6.5, loc="left")
         right.imshow(overlay(case.image, case.labels))
         e = case.biometry.ellipse
-        right.add_patch(EllipsePatch((e.cx, e.cy), 2 * e.a, 2 * e.b, angle=e.angle, fill=False,
-                                     color="white", linewidth=0.7, linestyle="--"))
-    handles = [Patch(color=np.array(COLOURS[v]) / 255, label=_name(CLASSES[v])) for v in COLOURS]
+        if e is not None:  # a femur plane has none
+            right.add_patch(EllipsePatch((e.cx, e.cy), 2 * e.a, 2 * e.b, angle=e.angle, fill=False,
+                                         color="white", linewidth=0.7, linestyle="--"))
+    handles = [Patch(color=np.array(COLOURS[v]) / 255, label=_name(DATASET_CLASSES[v])) for v in COLOURS]
     handles.append(Patch(facecolor="white", edgecolor="black", linestyle="--",
                          label="measured ellipse (AC or HC)"))
     fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=7, frameon=False)
@@ -279,6 +284,44 @@ def _limits(ax, agreement: Mapping, unit: str, key: str) -> None:
         ax.annotate(f"{label} {value:+.2f} {unit}", (1, value), xycoords=("axes fraction", "data"),
                     xytext=(-3, 2), textcoords="offset points", ha="right", va="bottom", fontsize=7)
     ax.axhline(0, color="black", lw=0.5)
+
+
+def centile_charts(panel: Mapping):
+    """Each charted measurement of a panel (:func:`fetal_biometry.measure.growth.panel`) on its
+    INTERGROWTH-21st chart: the 3rd, 10th, 50th, 90th and 97th centiles over the standard's
+    weeks, the measurement drawn at the gestational age given (none without one: a centile needs
+    it); the estimated fetal weight too when its formula is the one its standard was built on."""
+    from fetal_biometry.measure import growth
+
+    charts = []  # (name, unit, weeks, centile line function, entry)
+    for key, entry in panel["measurements"].items():
+        if key in growth.STANDARDS:
+            charts.append((key, "mm", growth.GA_RANGE_WEEKS,
+                           lambda c, w, key=key: growth.value_at_centile(key, c, w), entry))
+    efw = panel.get("efw")
+    if efw and efw["formula"] == growth.EFW_CHARTED_FORMULA:
+        charts.append(("EFW", "g", growth.EFW_RANGE_WEEKS, growth.efw_at_centile,
+                       {"mm": efw["grams"], "centile": efw["centile"]}))
+    if not charts:
+        raise ValueError("nothing to chart: no measurement with an INTERGROWTH-21st standard")
+    fig = _figure(3.2 * len(charts), 3.0)
+    axes = np.atleast_1d(fig.subplots(1, len(charts)))
+    for ax, (name, unit, span, line, entry) in zip(axes, charts):
+        weeks = np.linspace(*span, 105)
+        for c in growth.CHART_CENTILES:
+            ax.plot(weeks, [line(c, w) for w in weeks], color="0.2",
+                    lw=1.4 if c == 50 else 0.7, ls="-" if c in (3, 50, 97) else "--")
+            ax.annotate(f"{c}", (weeks[-1], line(c, weeks[-1])), fontsize=6,
+                        xytext=(2, 0), textcoords="offset points", va="center")
+        value = f"{entry['mm']:.0f} g" if unit == "g" else f"{entry['mm']:.1f} mm"
+        if entry["centile"] is not None:
+            ax.plot([panel["ga_weeks"]], [entry["mm"]], "o", color="tab:red", ms=5)
+            ax.set_title(f"{name} {value}: centile {entry['centile']:.0f}", fontsize=8)
+        else:
+            ax.set_title(f"{name} {value}: not charted", fontsize=8)
+        ax.set(xlabel="gestational age (weeks)", ylabel=f"{name} ({unit})")
+        ax.grid(alpha=0.3)
+    return fig
 
 
 def bland_altman(measured: np.ndarray, true: np.ndarray, agreement: Mapping | None,

@@ -37,3 +37,23 @@ def classifier_labels(labels: np.ndarray) -> np.ndarray:
     for label, cls in LABEL_TO_CLASS.items():
         lut[label] = cls
     return lut[labels]
+
+
+# --------------------------------------------------------------------------- head and femur planes
+
+#: The classes of head and femur planes (issue 26): the skull's bone, the brain inside it, the
+#: midline echo (falx), the femur's ossified diaphysis, and the head's plane landmarks as ISUOG
+#: names them (the transthalamic plane shows the thalami and the cavum septi pellucidi, not the
+#: cerebellum, which the transcerebellar plane shows). The patch classifier sees them as background.
+HEAD_FEMUR_CLASSES = {8: "skull", 9: "brain", 10: "midline", 11: "femur", 12: "thalamus",
+                      13: "cavum_septi_pellucidi", 14: "cerebellum"}
+SKULL, BRAIN, MIDLINE, FEMUR, THALAMUS, CAVUM, CEREBELLUM = HEAD_FEMUR_CLASSES
+#: Everything inside the skull's outer border in a head plane's map.
+HEAD_REGION = (SKULL, BRAIN, MIDLINE, THALAMUS, CAVUM, CEREBELLUM)
+#: Every value a dataset's label map may hold (besides :data:`OUTSIDE`) -> name: the dataset
+#: format's class table, abdominal planes' classes first.
+DATASET_CLASSES = {**CLASSES, **HEAD_FEMUR_CLASSES}
+LABEL_TO_CLASS.update(dict.fromkeys(HEAD_FEMUR_CLASSES, BACKGROUND))
+COLOURS.update({SKULL: (210, 210, 210), BRAIN: (255, 120, 200), MIDLINE: (120, 255, 120),
+                FEMUR: (255, 190, 120), THALAMUS: (170, 90, 40), CAVUM: (0, 120, 160),
+                CEREBELLUM: (200, 200, 60)})

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import re
 
 MNIST = pathlib.Path("data/mnist")  # MNIST LMDBs of the tutorial CNN
 FETAL = pathlib.Path("data/fetal")  # simulated datasets and patch LMDBs
@@ -32,6 +33,21 @@ def root() -> pathlib.Path:
     if (checkout / "setup.py").is_file() and (checkout / PROTOTXT).is_dir():
         return checkout
     return pathlib.Path.cwd()
+
+
+def safe_name(text: str, prefix: str = "scan") -> str:
+    """``text`` as the name of output files: characters other than [A-Za-z0-9._-] (control
+    characters, path separators, spaces) as '_', starting with a letter or digit (else
+    ``prefix`` comes first), so that no name can be a path, forge a line of output, or start
+    like a tool's own files ('_', '.')."""
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", text)
+    return name if re.match(r"^[A-Za-z0-9]", name) else f"{prefix}{name}"
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters (newlines, escapes, ...) written as escapes, for one
+    line of terminal output that a file name cannot break or forge."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
 
 
 class OutsideFolder(ValueError):

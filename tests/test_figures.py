@@ -154,3 +154,20 @@ def test_docs_net_diagrams_are_there():
 
     for relative in catalog.DIAGRAMS:
         assert _coloured(_decode((ROOT / relative).read_bytes())) > 1000, relative
+
+
+def test_centile_charts_draw_each_charted_measurement():
+    from fetal_biometry.measure import growth
+
+    panel = growth.panel({"HC": 278.4, "FL": 55.5, "BPD_OI": 77.0}, ga_weeks=30)
+    fig = figures.centile_charts(panel)
+    axes = fig.get_axes()
+    assert len(axes) == 2  # BPD outer-to-inner has no INTERGROWTH-21st chart
+    assert "centile 50" in axes[0].get_title() and len(axes[0].lines) == 6  # 5 centiles + the point
+    undated = figures.centile_charts(growth.panel({"HC": 278.4}))
+    assert "not charted" in undated.get_axes()[0].get_title() and len(undated.get_axes()[0].lines) == 5
+    weighed = figures.centile_charts(growth.panel({"HC": 278.4, "AC": 253.8, "FL": 55.5}, ga_weeks=30))
+    assert "EFW" in weighed.get_axes()[-1].get_title() and len(weighed.get_axes()) == 4
+    assert figures.figure_png(fig)[:4] == b"\x89PNG"
+    with pytest.raises(ValueError, match="nothing to chart"):
+        figures.centile_charts(growth.panel({"BPD_OI": 77.0}))

@@ -19,7 +19,7 @@ import SimpleITK as sitk
 
 from fetal_biometry import importers, paths, simulator
 from fetal_biometry.geometry import probe as geom
-from fetal_biometry.io import dataset, sequences as sweep, stacks
+from fetal_biometry.io import dataset, sequences as sweep
 from fetal_biometry.nets import model as model_folder
 
 SHAPE = (160, 160)

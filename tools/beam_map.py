@@ -23,6 +23,8 @@ non-square pixels, weak calibration) go to stderr. No patient, institution or op
 attribute of a DICOM is read. Writes into DIR, for each scan NAME:
   NAME_beam.npy   (H, W, 2) float32 unit vectors (dx, dy) of sound travel, NaN outside the fan
   NAME_beam.png   the directions as colours (hue: beam angle) over the image, with arrows
+DIR may hold the maps of other scans (from earlier runs of this tool); a folder of anything
+else is refused, and a scan's earlier maps are replaced only with --overwrite.
 
 examples:
   python tools/beam_map.py scan.png --out runs/beams
@@ -45,11 +47,13 @@ import numpy as np  # noqa: E402
 
 from fetal_biometry import atomic, cli, figures  # noqa: E402
 from fetal_biometry.geometry import fan, probe as geom  # noqa: E402
-from fetal_biometry.io import scans  # noqa: E402
+from fetal_biometry.io import limits, scans  # noqa: E402
+
+TOOL = "beam_map"  # the output marker of its folders (fetal_biometry.atomic.mark)
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__,
+    parser = argparse.ArgumentParser(description=__doc__, epilog=limits.HELP,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("image", type=pathlib.Path, metavar="IMAGE",
                         help="the scan: PNG, JPEG, ... (gray or colour) or DICOM")
@@ -57,7 +61,13 @@ def _parser() -> argparse.ArgumentParser:
                         help="probe geometry JSON (case record or bare probe); "
                              "default: estimate it from the image")
     parser.add_argument("--out", type=pathlib.Path, required=True, metavar="DIR",
-                        help="folder for NAME_beam.npy and NAME_beam.png (created)")
+                        help="folder for NAME_beam.npy and NAME_beam.png (created; maps of "
+                             "other scans may be there already)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace a scan's maps written by an earlier run")
+    parser.add_argument("--keep-names", action="store_true",
+                        help="name a DICOM file's maps after the file (default: after a hash of "
+                             "its SOP Instance UID, as a scanner's file name may be the patient's)")
     parser.add_argument("--frame", type=int, metavar="N",
                         help="frame of a DICOM cine loop, from 0 (required for loops)")
     parser.add_argument("--region", type=int, metavar="K",
@@ -83,7 +93,7 @@ def summary(scan: scans.ScanImage, probe: geom.Geometry, confidence: float, sour
 
 
 def _write(out: pathlib.Path, stem: str, gray: np.ndarray, directions: np.ndarray) -> None:
-    out.mkdir(parents=True, exist_ok=True)
+    atomic.mark(out, TOOL)
     buffer = io.BytesIO()
     np.save(buffer, directions)
     atomic.write_bytes(out / f"{stem}_beam.npy", buffer.getvalue())
@@ -101,10 +111,20 @@ def _probe(scan: scans.ScanImage, given: pathlib.Path | None) -> tuple[geom.Geom
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     try:
-        found = scans.read_scans(args.image, args.frame, args.region, args.spacing)
+        atomic.claim_output(args.out, TOOL, [args.image] + ([args.geometry] if args.geometry else []),
+                            overwrite=True, option="--out")  # a folder of its maps may grow
+        found = scans.read_scans(args.image, args.frame, args.region, args.spacing, args.keep_names)
+    except atomic.OutputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     except scans.ScanError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    earlier = [f"{scan.name}_beam.png" for scan in found if (args.out / f"{scan.name}_beam.png").exists()]
+    if earlier and not args.overwrite:
+        print(f"error: {args.out}: holds {', '.join(earlier)} from an earlier run; pass --overwrite "
+              "to replace, or choose another --out", file=sys.stderr)
+        return 1
     results = []
     for scan in found:
         where = args.image if len(found) == 1 else f"{args.image} ({scan.name})"

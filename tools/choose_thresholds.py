@@ -31,6 +31,8 @@ from fetal_biometry.evaluation import scans as evaluation  # noqa: E402
 from fetal_biometry.io import dataset  # noqa: E402
 from fetal_biometry.measure import thresholds  # noqa: E402
 
+TOOL = "choose_thresholds"
+
 
 def main(argv=None) -> int:
     from tqdm import tqdm
@@ -46,6 +48,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         loaded = cli.models(args.model, paths.root())
+        if args.out:  # before the work: an input, or a file of the user's, is never replaced
+            atomic.claim_file(args.out, TOOL, [*args.datasets, *(m.root for m in loaded)], "--out")
         groups = {}
         for data in args.datasets:
             opened = dataset.open(data)
@@ -64,7 +68,7 @@ def main(argv=None) -> int:
     print()
     print(text)
     if args.out:
-        record = {"limits": choice.limits, "thresholds": choice.thresholds,
+        record = {"output_of": atomic.signature(TOOL), "limits": choice.limits, "thresholds": choice.thresholds,
                   "steps": choice.steps, "datasets": args.datasets,
                   "models": [str(m.root) for m in loaded], "table": text, "cases": groups}
         atomic.write_text(args.out, json.dumps(record, indent=1) + "\n")

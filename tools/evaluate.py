@@ -28,7 +28,7 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fetal_biometry import cli, paths  # noqa: E402
+from fetal_biometry import atomic, cli, paths  # noqa: E402
 from fetal_biometry.evaluation import scans as evaluation, sweeps as sweep  # noqa: E402
 from fetal_biometry.io import dataset  # noqa: E402
 from fetal_biometry.simulator import sweeps as sweep_simulator  # noqa: E402
@@ -48,15 +48,22 @@ def main(argv=None) -> int:
                              "wrong plane verdicts, beside 2 typical cases (default 4)")
     args = parser.parse_args(argv)
     try:
+        models = cli.models(args.model, paths.root())
+        # A folder of the user's, or another tool's, is never written into; this tool's own
+        # folder gathers the results of several runs (one model's files replaced by its next).
+        for path in atomic.claim_output(args.out, evaluation.TOOL, [args.dataset, *(m.root for m in models)],
+                                        overwrite=True, option="--out"):
+            print(f"evaluate: removed {path}, left by an interrupted run", file=sys.stderr)
+        atomic.mark(args.out, evaluation.TOOL)
         if sweep_simulator.is_sweeps(args.dataset):  # sweeps: the benchmark's metrics
             summaries = {m.name: sweep.evaluate(m, args.dataset, args.out,
                                                 lambda it, desc: tqdm(it, desc=desc))
-                         for m in cli.models(args.model, paths.root())}
+                         for m in models}
             print(sweep.write_report(summaries, args.out))
             return 0
         summaries = {m.name: evaluation.evaluate(m, args.dataset, args.out,
                                                      lambda it, desc: tqdm(it, desc=desc), args.overlays)
-                     for m in cli.models(args.model, paths.root())}
+                     for m in models}
     except (ValueError, OSError, dataset.DatasetError) as err:
         print(f"evaluate: error: {err}", file=sys.stderr)
         return 1

@@ -56,11 +56,11 @@ sys.path.insert(0, str(ROOT))
 from tqdm import tqdm  # noqa: E402
 
 from fetal_biometry import atomic, cli, figures, importers  # noqa: E402
-from fetal_biometry.io import dataset  # noqa: E402
+from fetal_biometry.io import dataset, limits  # noqa: E402
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__,
+    parser = argparse.ArgumentParser(description=__doc__, epilog=limits.HELP,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("format", choices=importers.FORMATS, help="the annotations' format")
     parser.add_argument("annotations", type=pathlib.Path,
@@ -107,6 +107,9 @@ def main(argv=None) -> int:
                                 frame=args.frame, overwrite=args.overwrite)
     start = time.perf_counter()
     try:
+        if args.contact_sheet:  # before the work: a user's file of that name is never replaced
+            atomic.claim_file(args.contact_sheet, importers.TOOL, [args.annotations, args.out],
+                              "--contact-sheet")
         out, warnings = importers.import_dataset(
             args.format, args.annotations, args.out, options,
             progress=lambda items: tqdm(items, desc=f"import {args.format}", unit="image"))
@@ -115,8 +118,8 @@ def main(argv=None) -> int:
         seconds = time.perf_counter() - start
         count = len(dataset.open(out).cases)
         if args.contact_sheet:
-            atomic.write_bytes(args.contact_sheet, figures.dataset_sheet(out))
-    except (importers.AnnotationError, dataset.DatasetError, OSError) as error:
+            atomic.write_bytes(args.contact_sheet, atomic.signed_png(figures.dataset_sheet(out), importers.TOOL))
+    except (importers.AnnotationError, dataset.DatasetError, atomic.OutputError, OSError) as error:
         print(f"import_dataset: error: {error}", file=sys.stderr)
         return 1
     print(f"wrote {count} cases to {out} ({count / seconds:.1f} images/s)"

@@ -18,12 +18,22 @@ from its case records). For images:
             spacing (then no AC is reported, and the JSON says so)
   geometry  from --geometry (a case JSON or a bare probe object), else estimated from the
             image's fan, in colour (tools/beam_map.py shows the estimate)
+The scans given together are one exam: OUT/infer.json carries its panel (fetal_biometry.measure.growth):
+each measurement (the mean over the scans whose plane was accepted) with the gestational age it
+suggests (an estimate: INTERGROWTH-21st from HC, Hadlock from FL, AC, BPD), Hadlock's estimated
+fetal weight when AC and FL were both measured, and, only with the age given by --ga WEEKS or
+--lmp DATE --exam-date DATE, each measurement's centile and z-score on the INTERGROWTH-21st fetal
+growth standards (14-40 weeks) and the weight's on the INTERGROWTH-21st standard for Hadlock's
+HC, AC and FL estimate (18-41 weeks). A centile at an age estimated from the same measurement would be
+meaningless, so none is given without a stated age. OUT/centiles.png draws each measurement on
+its INTERGROWTH-21st chart (3rd, 10th, 50th, 90th, 97th centiles) when the exam measured one.
 A bad scan is reported with its file and skipped; the exit status is 1 if any failed.
 Limits: scans up to 16 megapixels at the model's spacing (memory about 0.5 GB).
 
 example:
   python tools/infer.py runs/fetal_channels data/fetal/heldout --out runs/infer
   python tools/infer.py runs/fetal_channels exam.dcm --frame 12 --out runs/infer
+  python tools/infer.py runs/fetal_channels exam/ --ga 31.4 --out runs/exam
 """
 import argparse
 import json
@@ -33,18 +43,21 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fetal_biometry import atomic, caffe_env, cli
+from fetal_biometry import atomic, caffe_env, cli, figures, paths
 from fetal_biometry.geometry import fan, probe as geom
 from fetal_biometry.inference import dense as inference
-from fetal_biometry.io import dataset, scans
+from fetal_biometry.io import dataset, dicom, limits, scans
+from fetal_biometry.measure import growth
 from fetal_biometry.nets import model as model_folder
 from tqdm import tqdm  # noqa: E402
 
-MARKER = "infer.json"
+TOOL = "infer"  # the output marker of its folders (fetal_biometry.atomic.mark)
+INDEX = "infer.json"  # every scan and failure of the run; no scan is named "infer" (see _unique)
+CHARTS = "centiles.png"  # the exam's centile charts; no scan is named "centiles" either
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__,
+    parser = argparse.ArgumentParser(description=__doc__, epilog=limits.HELP,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", metavar="MODEL_DIR", help="model folder (holds model.json)")
     parser.add_argument("scans", nargs="+", metavar="SCAN", help="image files or dataset folders")
@@ -61,14 +74,27 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--frame", type=int, metavar="N", help="frame of a multi-frame DICOM (0-based)")
     parser.add_argument("--region", type=int, metavar="K",
                         help="only the K-th calibrated region of a multi-region DICOM")
+    parser.add_argument("--ga", type=float, metavar="WEEKS",
+                        help="gestational age known from dates or an early scan (14-40): the "
+                             "exam's measurements get their INTERGROWTH-21st centiles at it")
+    parser.add_argument("--lmp", metavar="YYYY-MM-DD",
+                        help="first day of the last menstrual period (with --exam-date): the "
+                             "gestational age for the centiles")
+    parser.add_argument("--exam-date", metavar="YYYY-MM-DD", help="the exam's date (with --lmp)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an earlier infer output folder")
+    parser.add_argument("--keep-names", action="store_true",
+                        help="name a DICOM file's outputs after the file and record its path "
+                             "(default: after a hash of its SOP Instance UID, as a scanner's file "
+                             "name may be the patient's)")
     parser.add_argument("--gpu", type=int, default=None, help="GPU id (default: CPU)")
     return parser
 
 
 def _unique(stem: str, taken: set[str]) -> str:
-    """``stem``, or ``stem-2``, ``stem-3``... when an earlier scan of this run took it."""
+    """``stem`` as a safe file name (:func:`fetal_biometry.paths.safe_name`), or ``NAME-2``,
+    ``NAME-3``... when an earlier scan of this run (or the index) took it."""
+    stem = paths.safe_name(stem)
     name, k = stem, 2
     while name in taken:
         name, k = f"{stem}-{k}", k + 1
@@ -96,7 +122,9 @@ def _case(data: dataset.Dataset, name: str):
 
 def _images(path: pathlib.Path, args):
     found = []
-    for scan in scans.read_scans(path, frame=args.frame, region=args.region, spacing=args.spacing):
+    hidden = dicom.is_dicom(path) and not args.keep_names  # the file name may be the patient's
+    for scan in scans.read_scans(path, frame=args.frame, region=args.region, spacing=args.spacing,
+                                 keep_name=args.keep_names):
         if args.geometry is not None:
             probe, how = geom.read_file(args.geometry, scan.gray.shape), "given"
         else:
@@ -105,7 +133,7 @@ def _images(path: pathlib.Path, args):
             except fan.FanNotFound as error:
                 raise ValueError(f"no fan found ({error}); pass --geometry FILE") from None
             how = f"estimated from the image (confidence {confidence:.2f})"
-        record = {"source": str(path), "frame": args.frame, "region": scan.region,
+        record = {"source": scan.name if hidden else str(path), "frame": args.frame, "region": scan.region,
                   "spacing_mm": scan.spacing_mm, "spacing_source": scan.spacing_source,
                   "geometry_source": how, "warnings": list(scan.warnings)}
         found.append((scan.name, scan.gray, probe, scan.spacing_mm, record))
@@ -136,19 +164,50 @@ def _summary_line(stem: str, record: dict) -> str:
     return f"{stem}: " + (f"AC {ac:.1f} mm" if ac else "no abdomen measured") + f", {verdict}"
 
 
+def exam_panel(records: list[dict], ga_weeks: float | None) -> dict:
+    """The exam's panel (:func:`fetal_biometry.measure.growth.panel`) from its scans' records: each
+    measurement averaged over the scans whose plane was accepted."""
+    accepted = [{"AC": r["ac_mm"]} for r in records if r.get("plane_acceptable") and r.get("ac_mm")]
+    means, counts = growth.exam_measurements(accepted)
+    return growth.panel(means, ga_weeks, counts)
+
+
+def _panel_line(panel: dict) -> str:
+    parts = []
+    for key, m in panel["measurements"].items():
+        text = f"{key} {m['mm']:.1f} mm"
+        if m["ga_estimate"]:
+            text += f" (suggests {m['ga_estimate']['weeks']:.1f} wk)"
+        if m["centile"] is not None:
+            text += f", centile {m['centile']:.0f} at {panel['ga_weeks']:.1f} wk"
+        parts.append(text)
+    efw = panel["efw"]
+    if efw:
+        centile = "" if efw["centile"] is None else f", centile {efw['centile']:.0f}"
+        parts.append(f"EFW {efw['grams']:.0f} g ({efw['formula']}{centile})")
+    return "exam: " + ("; ".join(parts) if parts else "nothing measured on an accepted plane")
+
+
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
+    try:
+        ga_weeks = growth.ga_argument(args.ga, args.lmp, args.exam_date)
+    except ValueError as err:
+        print(f"infer: error: {err}", file=sys.stderr)
+        return 1
     try:
         if args.gpu is not None:
             caffe_env.check_device(args.gpu)  # first: no CUDA, no device, no output folder
         model = model_folder.load(args.model)
-        atomic.claim_output(args.out, MARKER, inputs=[args.model, *args.scans], overwrite=args.overwrite)
+        atomic.claim_output(args.out, TOOL, inputs=[args.model, *args.scans], overwrite=args.overwrite,
+                            option="--out")
         caffe_env.set_device(args.gpu)
         classifier = inference.DenseClassifier.from_model(model)
     except (ValueError, OSError, RuntimeError) as err:
-        print(f"infer: error: {err}", file=sys.stderr)
+        print(paths.printable(f"infer: error: {err}"), file=sys.stderr)
         return 1
-    done, failed, taken = [], [], set()
+    done, failed, taken = [], [], {pathlib.Path(INDEX).stem, pathlib.Path(CHARTS).stem}
+    atomic.mark(args.out, TOOL)
     try:
         inputs = list(_inputs(args.scans, args))
     except (ValueError, OSError) as err:  # a dataset folder that does not validate
@@ -165,12 +224,20 @@ def main(argv=None) -> int:
                 done.append(record)
                 tqdm.write(_summary_line(stem, record))
         except (ValueError, OSError) as err:
-            failed.append({"scan": label, "error": str(err)})
-            tqdm.write(f"infer: error: {label}: {err}", file=sys.stderr)
-    atomic.write_text(args.out / MARKER, json.dumps({"model": str(model.root), "scans": done,
-                                                     "failed": failed}, indent=1) + "\n")
+            said = str(err) if str(err).startswith(label) else f"{label}: {err}"  # the path once
+            # The index is shared: a DICOM file's path (often the patient's name) stays out of it.
+            hidden = dicom.is_dicom(label) and not args.keep_names
+            failed.append({"scan": "a DICOM file (--keep-names records its path)" if hidden else label,
+                           "error": str(err).replace(label, "(the file)") if hidden else str(err)})
+            tqdm.write(paths.printable(f"infer: error: {said}"), file=sys.stderr)
+    panel = exam_panel(done, ga_weeks)
+    tqdm.write(_panel_line(panel))
+    if any(k in growth.STANDARDS for k in panel["measurements"]):
+        atomic.write_bytes(args.out / CHARTS, figures.figure_png(figures.centile_charts(panel)))
+    atomic.write_text(args.out / INDEX, json.dumps({"model": str(model.root), "scans": done,
+                                                     "failed": failed, "panel": panel}, indent=1) + "\n")
     if failed:
-        print(f"infer: {len(failed)} of {len(inputs)} input(s) failed (listed in {args.out / MARKER})",
+        print(f"infer: {len(failed)} of {len(inputs)} input(s) failed (listed in {args.out / INDEX})",
               file=sys.stderr)
         return 1
     return 0

@@ -47,7 +47,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from fetal_biometry import atomic  # noqa: E402
-from fetal_biometry.io import dataset  # noqa: E402
+from fetal_biometry.io import dataset, limits  # noqa: E402
 from fetal_biometry.labels import CLASSIFIER_CLASSES  # noqa: E402
 from fetal_biometry.patches import encoding as patches, records as patch_records  # noqa: E402
 
@@ -71,7 +71,7 @@ def fractions(text: str) -> tuple[float, float, float]:
 def main(argv=None) -> int:
     from tqdm import tqdm
 
-    parser = argparse.ArgumentParser(description=__doc__,
+    parser = argparse.ArgumentParser(description=__doc__, epilog=limits.HELP,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("dataset", help="dataset folder (dataset.json, images/, labels/, cases/)")
     parser.add_argument("out", help="output folder for the LMDBs, mean file and manifest")
@@ -103,7 +103,7 @@ def main(argv=None) -> int:
     try:
         patch_records.check_arguments(args.patch, args.per_class, args.splits, args.seed,
                                       args.spacing_mm, args.augment)
-        for path in atomic.claim_output(args.out, "manifest.json", [source], args.overwrite, "OUT"):
+        for path in atomic.claim_output(args.out, patch_records.TOOL, [source], args.overwrite, "OUT"):
             print(f"make_lmdb: removed {path}, left by an interrupted run", file=sys.stderr)
         scans = list(tqdm(patch_records.dataset_scans(source), desc="read", unit="scan"))
         index = (source / "dataset.json").read_bytes()

@@ -1,10 +1,22 @@
 #!/usr/bin/env python3
-"""Simulate a dataset of B-mode scans of fetal abdominal cross-sections, with ground truth.
+"""Simulate a dataset of B-mode scans of fetal planes (abdomen, head, femur), with ground truth.
 
 Writes OUT in the dataset format of fetal_biometry.io.dataset (dataset.json, images/, labels/,
 cases/): the folder appears only once every case is written and the dataset validates.
 The same --seed and options give the same dataset, byte for byte; case i does not depend on
 --cases.
+
+--plane chooses what the scans show: abdomen (the default: the AC plane, or an unfit one),
+head (the transthalamic plane where HC and BPD are measured; unfit: transcerebellar or
+oblique), femur (the femur along its length; unfit: foreshortened) or mixed (a third of
+each). Head and femur cases carry the classes skull, brain, midline and femur and their exact
+HC, OFD, BPD (outer-to-outer, outer-to-inner) or FL in cases/<case>.json
+(fetal_biometry.simulator.planes).
+
+--layout hc18 writes the heads (--plane head) in HC18's layout instead of the dataset format:
+training_set/NNN_HC.png beside NNN_HC_Annotation.png (the skull's ellipse as a ring),
+training_set_pixel_size_and_HC.csv and geometry/NNN_HC.json (fetal_biometry.simulator.hc18),
+to test tools/import_dataset.py --format hc18 where HC18 itself is not reachable.
 
 --appearance chooses the ranges each scan's physics and anatomy are drawn from
 (fetal_biometry.simulator.appearance; recorded in dataset.json): training (the default:
@@ -27,6 +39,7 @@ sinus; heart and lungs high), the probe tilting and shifting a little, with per-
 
 examples:
   python tools/simulate.py --cases 100 --out data/fetal/sim --seed 0 --contact-sheet sheet.png
+  python tools/simulate.py --cases 60 --plane mixed --out data/fetal/mixed --contact-sheet mixed.png
   python tools/simulate.py --sweeps 6 --frames 140 --out data/fetal/sweeps --seed 3
 """
 import argparse
@@ -41,7 +54,7 @@ from tqdm import tqdm  # noqa: E402
 
 from fetal_biometry import atomic, figures, simulator  # noqa: E402
 from fetal_biometry.io import dataset  # noqa: E402
-from fetal_biometry.simulator import sweeps as sweep_simulator  # noqa: E402
+from fetal_biometry.simulator import hc18, sweeps as sweep_simulator  # noqa: E402
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -62,8 +75,16 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--size", type=int, nargs=2, default=(256, 256), metavar=("H", "W"),
                         help="image height and width in pixels (default 256 256; at least 64)")
     parser.add_argument("--unacceptable-share", type=float, default=0.3, metavar="P",
-                        help="probability that a plane is unsuitable for AC: stomach or "
-                             "umbilical vein missing, or renal level (default 0.3)")
+                        help="probability that a plane is unfit for its measurement: for AC "
+                             "stomach or umbilical vein missing, wrong level, oblique...; for a "
+                             "head transcerebellar or oblique; a foreshortened femur (default 0.3)")
+    parser.add_argument("--plane", choices=simulator.PLANE_KINDS, default="abdomen",
+                        help="what the scans show: abdomen (default), head (transthalamic), femur "
+                             "or mixed (a third of each); unfit planes of each kind by "
+                             "--unacceptable-share")
+    parser.add_argument("--layout", choices=("dataset", "hc18"), default="dataset",
+                        help="dataset (the project's format, default) or hc18 (HC18's layout; "
+                             "with --plane head)")
     parser.add_argument("--appearance", choices=tuple(simulator.PRESETS), default="training",
                         help="ranges the scans' appearance is drawn from: training (default; "
                              "widened: several scanners, presets, operators), narrow (the first "
@@ -87,23 +108,38 @@ def main(argv=None) -> int:
         parser.error("--frames must be >= 2")
     if not 0 <= args.unacceptable_share <= 1:
         parser.error("--unacceptable-share must lie in [0, 1]")
-    if args.out.exists() and not args.overwrite:
-        print(f"error: {args.out} exists; choose another --out or pass --overwrite", file=sys.stderr)
+    try:  # a folder (or sheet) of the user's, or one another tool wrote, is never replaced
+        for path in atomic.claim_output(args.out, simulator.TOOL, overwrite=args.overwrite, option="--out"):
+            print(f"simulate: removed {path}, left by an interrupted run", file=sys.stderr)
+        if args.contact_sheet:
+            atomic.claim_file(args.contact_sheet, simulator.TOOL, [args.out], "--contact-sheet")
+    except atomic.OutputError as error:
+        print(f"simulate: error: {error}", file=sys.stderr)
         return 1
+    if args.layout == "hc18" and (args.plane != "head" or args.sweeps or args.contact_sheet):
+        parser.error("--layout hc18 writes heads: give --plane head (no --sweeps, no --contact-sheet)")
+    if args.sweeps and args.plane != "abdomen":
+        parser.error("--sweeps simulates abdomen sweeps only; leave out --plane")
     if args.sweeps:
         sweep_simulator.write(args.out, args.sweeps, args.seed, args.frames, tuple(args.size), args.probe,
                               functools.partial(tqdm, total=args.sweeps, desc="simulating", unit="sweep"))
         print(f"wrote {args.sweeps} sweeps of {args.frames} frames to {args.out}")
         return 0
+    progress = functools.partial(tqdm, total=args.cases, desc="simulating", unit="scan")
+    appearance = simulator.PRESETS[args.appearance]
     try:
+        if args.layout == "hc18":
+            hc18.write(args.out, progress(simulator.simulate(args.cases, args.seed, tuple(args.size), args.probe,
+                                                             args.unacceptable_share, appearance, "head")))
+            print(f"wrote {args.cases} heads in HC18's layout to {args.out}")
+            return 0
         simulator.write(args.out, args.cases, args.seed, tuple(args.size), args.probe,
-                        args.unacceptable_share,
-                        functools.partial(tqdm, total=args.cases, desc="simulating", unit="scan"),
-                        simulator.PRESETS[args.appearance])
+                        args.unacceptable_share, progress, appearance, args.plane)
         if args.contact_sheet:
-            atomic.write_bytes(args.contact_sheet, figures.dataset_sheet(args.out, args.sheet_cases))
+            atomic.write_bytes(args.contact_sheet,
+                               atomic.signed_png(figures.dataset_sheet(args.out, args.sheet_cases), simulator.TOOL))
     except (dataset.DatasetError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"simulate: error: {error}", file=sys.stderr)
         return 1
     print(f"wrote {args.cases} cases to {args.out}"
           + (f", contact sheet {args.contact_sheet}" if args.contact_sheet else ""))

@@ -38,19 +38,20 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from fetal_biometry import atomic, caffe_env, cli, figures  # noqa: E402
+from fetal_biometry import atomic, caffe_env, cli, figures, paths  # noqa: E402
 from fetal_biometry.geometry import fan, probe as geom  # noqa: E402
 from fetal_biometry.inference import dense as inference  # noqa: E402
 from fetal_biometry.inference import sequences as sequence_inference  # noqa: E402
-from fetal_biometry.io import scans, sequences  # noqa: E402
+from fetal_biometry.io import dicom, limits, scans, sequences  # noqa: E402
 from fetal_biometry.measure import sweeps  # noqa: E402
 from fetal_biometry.nets import model as model_folder  # noqa: E402
 
-MARKER = "sweep.json"
+TOOL = "sweep"  # the output marker of its folders (fetal_biometry.atomic.mark)
+INDEX = "sweep.json"  # what the folder holds; a sequence named "sweep" is written as "sweep-2"
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__,
+    parser = argparse.ArgumentParser(description=__doc__, epilog=limits.HELP,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", metavar="MODEL_DIR", help="model folder (holds model.json)")
     parser.add_argument("sequence", metavar="SEQUENCE", help=".mha/.nrrd stack, video or DICOM cine loop")
@@ -70,6 +71,10 @@ def _parser() -> argparse.ArgumentParser:
                         help="frame rate of the overlay video (default: the sequence's, else 10)")
     parser.add_argument("--no-video", action="store_true", help="skip the overlay video")
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier sweep output folder")
+    parser.add_argument("--keep-names", action="store_true",
+                        help="name a DICOM loop's outputs after the file and record its path "
+                             "(default: after a hash of its SOP Instance UID, as a scanner's file "
+                             "name may be the patient's)")
     parser.add_argument("--gpu", type=int, default=None, help="GPU id (default: CPU)")
     return parser
 
@@ -92,13 +97,20 @@ def run(args) -> dict:
     if sequence.spacing_mm is None:
         raise ValueError(f"{sequence.path}: no pixel spacing in the file; pass --spacing MM")
     probe, geometry_source = _geometry(args, sequence)
-    atomic.claim_output(args.out, MARKER, inputs=[args.model, args.sequence], overwrite=args.overwrite)
+    for path in atomic.claim_output(args.out, TOOL, inputs=[args.model, args.sequence],
+                                    overwrite=args.overwrite, option="--out"):
+        print(f"sweep: removed {path}, left by an interrupted run", file=sys.stderr)
     caffe_env.set_device(args.gpu)
     classifier = sequence_inference.SequenceClassifier(inference.DenseClassifier.from_model(model), probe,
                                                        sequence.shape, sequence.spacing_mm, args.batch)
-    name, out = sequence.name, args.out
+    hidden = sequence.kind == "dicom" and not args.keep_names  # the file name may be the patient's
+    name = (dicom.read_header(sequence.path).scan_name() if hidden
+            else paths.safe_name(sequence.name, "sequence"))
+    out = args.out
+    if name == pathlib.Path(INDEX).stem:
+        name += "-2"
     created = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
+    atomic.mark(out, TOOL)
     fps = args.fps or sequence.fps or 10.0
     draft = None if args.no_video else sequences.VideoWriter(out / f".{name}_draft.mp4", fps, sequence.shape)
     bar = tqdm(total=sequence.count, desc="frames", unit="frame")
@@ -115,14 +127,15 @@ def run(args) -> dict:
     except BaseException:
         if draft is not None:
             draft.close(keep=False)
-        if created and not any(out.iterdir()):
+        if created and [p.name for p in out.iterdir()] == [atomic.OUTPUT_MARKER]:
+            (out / atomic.OUTPUT_MARKER).unlink()
             out.rmdir()  # a failed run leaves no folder it made
         raise
     finally:
         bar.close()
     seconds = time.perf_counter() - start
     frames = len(result.record["frames"])
-    record = {"sequence": str(sequence.path), "kind": sequence.kind, "frame_count": frames,
+    record = {"sequence": name if hidden else str(sequence.path), "kind": sequence.kind, "frame_count": frames,
               "shape": list(sequence.shape), "spacing_mm": sequence.spacing_mm,
               "spacing_source": sequence.spacing_source, "geometry_source": geometry_source,
               "geometry": geom.to_dict(probe), "model": str(model.root), "encoding": model.encoding,
@@ -139,7 +152,7 @@ def run(args) -> dict:
         draft.close()
         figures.annotate_video(draft.path, out / f"{name}_overlay.mp4", result, fps)
     atomic.write_text(out / f"{name}.json", json.dumps(record, indent=1) + "\n")
-    atomic.write_text(out / MARKER, json.dumps({"model": str(model.root), "sequences": [name]}) + "\n")
+    atomic.write_text(out / INDEX, json.dumps({"model": str(model.root), "sequences": [name]}) + "\n")
     return record
 
 
@@ -148,15 +161,16 @@ def main(argv=None) -> int:
     try:
         record = run(args)
     except (ValueError, OSError, RuntimeError) as err:
-        print(f"sweep: error: {err}", file=sys.stderr)
+        print(paths.printable(f"sweep: error: {err}"), file=sys.stderr)
         return 1
+    shown = paths.printable(record["sequence"])
     if record["best_frame"] < 0:
-        print(f"{record['sequence']}: no frame fit to measure; the best candidate (frame "
+        print(f"{shown}: no frame fit to measure; the best candidate (frame "
               f"{record['best_candidate']}): {'; '.join(record['reasons'][1:])}")
     else:
         verdict = ("plane acceptable" if record["plane_acceptable"]
                    else f"plane not accepted: {'; '.join(record['reasons'])}")
-        print(f"{record['sequence']}: frame {record['best_frame']} of {record['frame_count']}, "
+        print(f"{shown}: frame {record['best_frame']} of {record['frame_count']}, "
               f"AC {record['ac_mm']:.1f} mm, {verdict} "
               f"({record['timing']['frames_per_second']:.1f} frames/s)")
     return 0

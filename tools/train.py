@@ -43,12 +43,8 @@ def main(argv=None) -> int:
                         help="delete the earlier run in OUT and train afresh")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
-    resume = args.resume
-    if resume == "last":
-        resume = training.latest_snapshot(args.out)
-        if resume is None:
-            parser.error(f"--resume last: no snapshot in {args.out}/snapshots")
     try:
+        resume = training.last_state(args.out) if args.resume == "last" else args.resume
         if args.gpu is not None:
             caffe_env.check_device(args.gpu)  # before OUT is made: no CUDA, no device, no output
         result = training.train(args.solver, args.out, gpu=args.gpu, max_iter=args.max_iter,

@@ -5,7 +5,7 @@ and of simulated sweeps (:mod:`~fetal_biometry.evaluation.sweeps`), every metric
 from fetal_biometry._exports import lazy
 
 __getattr__, __dir__, __all__ = lazy(__name__, {
-    "metrics": ("OFF_PERCENT", "PLANE_OUTCOMES", "agreement", "plane_outcomes",
+    "metrics": ("OFF_PERCENT", "PLANE_OUTCOMES", "agreement", "hc_errors", "plane_outcomes",
                 "rejection_reasons", "ac_errors", "wfss", "nae", "dice", "combined"),
     "scans": ("TYPICAL", "provenance", "case_result", "maps_file",
               "stored_results", "remeasure", "case_results", "case_picture", "pick_cases"),

@@ -43,6 +43,22 @@ def agreement(measured: np.ndarray, true: np.ndarray) -> dict | None:
     return result
 
 
+def hc_errors(measured: np.ndarray, true: np.ndarray) -> dict | None:
+    """Head circumference errors as HC18 reports them (van den Heuvel et al. 2018): the mean
+    difference (DF) and mean absolute difference (ADF) in mm, with the median, 90th percentile
+    and largest absolute error in percent of the true HC; None without pairs."""
+    measured, true = np.asarray(measured, float), np.asarray(true, float)
+    if len(measured) == 0:
+        return None
+    difference = measured - true
+    percent = np.abs(100 * difference / true)
+    return {"n": int(len(measured)), "mean_difference_mm": float(difference.mean()),
+            "mean_absolute_difference_mm": float(np.abs(difference).mean()),
+            "median_absolute_percent": float(np.median(percent)),
+            "p90_absolute_percent": float(np.percentile(percent, 90)),
+            "max_absolute_percent": float(percent.max())}
+
+
 def plane_outcomes(results: list[dict]) -> dict[str, int]:
     """Counts of true/false accept/reject against the true verdicts."""
     counts = dict.fromkeys(PLANE_OUTCOMES, 0)

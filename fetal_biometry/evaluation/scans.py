@@ -73,6 +73,10 @@ def case_result(case: dataset.Case, predicted: np.ndarray, limits: dict[str, flo
     return result, measured
 
 
+TOOL = "evaluate"  # the output marker of evaluation folders (fetal_biometry.atomic.mark)
+RESERVED = {"summary", "table", "report"}  # the report's own files: no model may be named so
+
+
 def evaluate(model: model_folder.Model, data: str | os.PathLike, out: str | os.PathLike | None = None,
              progress=None, overlays: int = 4, at_model_spacing: bool = True) -> dict:
     """Evaluate ``model`` on every case of the dataset at ``data``; returns the summary.
@@ -86,6 +90,9 @@ def evaluate(model: model_folder.Model, data: str | os.PathLike, out: str | os.P
     classifies on each scan's own pixels instead (what the nets did before target spacings; a
     baseline).
     """
+    if out is not None and model.name in RESERVED:
+        raise ValueError(f"{model.root}: a model named {model.name!r} would overwrite the report's "
+                         f"{model.name} file in {out}; rename the model folder")
     opened = dataset.open(data)
     results, maps = case_results(model, opened, progress, at_model_spacing)
     summary = summarize(results)
@@ -93,7 +100,7 @@ def evaluate(model: model_folder.Model, data: str | os.PathLike, out: str | os.P
         out = pathlib.Path(out)
         chosen = pick_cases(results, overlays, TYPICAL if overlays else 0)
         for pick in chosen:
-            predicted = scans.decode_png(maps[pick["case"]])
+            predicted = scans.imread(maps[pick["case"]])
             pick["file"] = f"{model.name}_{pick['case']}.png"
             picture = case_picture(opened.read(pick["case"]), predicted)
             atomic.write_bytes(out / pick["file"], scans.encode_png(picture))
@@ -115,7 +122,7 @@ def maps_file(record: str | os.PathLike) -> pathlib.Path:
 def _npz(maps: dict[str, bytes]) -> bytes:
     """The PNG-encoded maps as one compressed NumPy archive of uint8 arrays, by case name."""
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, **{name: scans.decode_png(png) for name, png in maps.items()})
+    np.savez_compressed(buffer, **{name: scans.imread(png) for name, png in maps.items()})
     return buffer.getvalue()
 
 

@@ -21,7 +21,7 @@ import os
 import pathlib
 import time
 
-from fetal_biometry import paths
+from fetal_biometry import atomic, paths
 from fetal_biometry.caffe_env import proto
 from fetal_biometry.evaluation import scans as evaluation
 from fetal_biometry.experiments import jobs as experiments
@@ -141,6 +141,9 @@ def run_fetal(cases: int = 100, heldout: int = 30, gpu: int | None = None,
             scans = scans or list(patch_records.dataset_scans(paths.SIM_TRAIN))
             patch_records.build(scans, lmdbs, encoding, seed=0,
                                 sources={"dataset": str(paths.SIM_TRAIN), "generator": trained_on})
+    for _, out, _ in SETS.values():  # held here; the workers evaluate into them
+        atomic.claim_output(out, evaluation.TOOL, overwrite=True)
+        atomic.mark(out, evaluation.TOOL)
     summaries = train_and_evaluate(again, gpu)
     print(f"\nmodels: {', '.join(str(p) for p in paths.demo_models())}, trained on {cases} "
           "simulated scans (seed 0, convex and linear probes)")

@@ -79,7 +79,7 @@ i.e. of the crop) comes from one JSON for all or a folder of ``STEM.json``, else
 from fetal_biometry._exports import lazy
 
 __getattr__, __dir__, __all__ = lazy(__name__, {
-    "annotation": ("FORMATS", "GENERATOR", "LAYERS", "FAN_TOLERANCE_PX", "IMAGE_TOLERANCE_PX",
+    "annotation": ("FORMATS", "GENERATOR", "TOOL", "LAYERS", "FAN_TOLERANCE_PX", "IMAGE_TOLERANCE_PX",
                    "ACCEPTABLE", "UNACCEPTABLE", "HC18_REASON", "IMAGE_SUFFIXES",
                    "AnnotationError", "Shape", "Annotation", "Read", "sha256"),
     "cvat": ("cvat_rle_decode", "read_cvat"),

@@ -19,6 +19,7 @@ FORMATS = ("cvat", "labelme", "coco", "masks", "hc18")
 #: Format constant: the generator name stored in dataset.json (and compared by the experiments).
 #: Frozen: it names the module as it was when the format began, not where the code lives now.
 GENERATOR = "fetal_biometry.importers"
+TOOL = "import_dataset"  # the output marker of imported datasets (fetal_biometry.atomic.mark)
 #: Painting order of overlapping regions: later ones on top.
 LAYERS = (BACKGROUND, FLUID, ABDOMEN, SHADOW, SPINE, RIB, STOMACH, VEIN)
 #: How far (px) an annotation may reach outside the probe's fan before it is an error.

@@ -7,12 +7,12 @@ import dataclasses
 import json
 import math
 import pathlib
-import re
 from typing import Callable
 
 import cv2
 import numpy as np
 
+from fetal_biometry import paths
 from fetal_biometry.geometry import probe as geom
 from fetal_biometry.importers.annotation import Annotation, LAYERS, Shape
 from fetal_biometry.importers.polygons import _shape_problems, edge_points, rasterize
@@ -208,5 +208,4 @@ def class_mapper(path: pathlib.Path | None) -> tuple[Callable[[str], int | None 
 
 def case_name(image: pathlib.Path) -> str:
     """The dataset case name of an image: its stem, characters other than [A-Za-z0-9._-] as '_'."""
-    name = re.sub(r"[^A-Za-z0-9._-]", "_", image.stem)
-    return name if re.match(r"^[A-Za-z0-9]", name) else f"case{name}"
+    return paths.safe_name(image.stem, "case")

@@ -2,7 +2,6 @@
 dataset written only when there are none."""
 from __future__ import annotations
 
-import json
 import math
 import os
 import pathlib
@@ -11,7 +10,7 @@ from typing import Iterable
 from fetal_biometry import __version__, atomic, paths
 from fetal_biometry.geometry import fan, probe as geom
 from fetal_biometry.importers.annotation import (Annotation, AnnotationError, FAN_TOLERANCE_PX,
-                                                 FORMATS, GENERATOR, sha256)
+                                                 FORMATS, GENERATOR, TOOL, sha256)
 from fetal_biometry.importers.build import Inputs, build_case, case_name, class_mapper
 from fetal_biometry.importers.hc18 import read_spacing_csv
 from fetal_biometry.importers.registry import Options, read_annotations
@@ -91,20 +90,12 @@ def _hashes(fmt: str, path: pathlib.Path, options: Options) -> dict[str, str]:
 
 
 def claim_output(out: pathlib.Path, inputs: Iterable[pathlib.Path], overwrite: bool) -> list[str]:
-    """Why ``out`` may not be written (:func:`fetal_biometry.atomic.claim_output`), and a
-    dataset made by something else than this importer (a simulated one, say) is never replaced."""
+    """Why ``out`` may not be written (:func:`fetal_biometry.atomic.claim_output`): a dataset
+    made by something else than this importer (a simulated one, say) is never replaced."""
     try:
-        atomic.claim_output(out, "dataset.json", inputs, overwrite, option="--out")
+        atomic.claim_output(out, TOOL, inputs, overwrite, option="--out")
     except atomic.OutputError as error:
         return [str(error)]
-    if (out / "dataset.json").is_file():
-        try:
-            made_by = json.loads((out / "dataset.json").read_text()).get("generator", {}).get("name")
-        except (OSError, ValueError, AttributeError):
-            made_by = None
-        if made_by != GENERATOR:
-            return [f"{out}: --out holds a dataset not made by the importer ({made_by or 'unknown'}); "
-                    "it is never replaced: choose another folder"]
     return []
 
 
@@ -118,7 +109,14 @@ def import_dataset(fmt: str, annotations: str | os.PathLike, out: str | os.PathL
     importer made (replaced atomically); never an input or a folder holding one. ``progress`` wraps the list of
     annotations (e.g. tqdm).
     """
-    path, out = pathlib.Path(annotations), pathlib.Path(out)
+    try:
+        return _import_dataset(fmt, pathlib.Path(annotations), pathlib.Path(out), options, progress)
+    finally:
+        atomic.release(out)  # the lock claim_output took on ``out``
+
+
+def _import_dataset(fmt: str, path: pathlib.Path, out: pathlib.Path, options: Options,
+                    progress) -> tuple[pathlib.Path, list[str]]:
     if fmt not in FORMATS:
         raise AnnotationError(f"unknown format {fmt!r}; one of {', '.join(FORMATS)}")
     if not path.exists():
@@ -162,5 +160,5 @@ def import_dataset(fmt: str, annotations: str | os.PathLike, out: str | os.PathL
                  "spacing": "csv" if spacing else f"{options.spacing_mm} mm" if options.spacing_mm else None,
                  "geometry": "given" if options.geometry else "estimated from each image"}
     source = {"format": fmt, "annotations": str(path), "sha256": _hashes(fmt, path, options)}
-    dataset.write_dataset(out, cases, generator, source)
+    dataset.write_dataset(out, cases, generator, source, tool=TOOL)
     return out, warnings

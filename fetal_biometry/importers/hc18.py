@@ -9,6 +9,7 @@ import re
 import cv2
 
 from fetal_biometry.importers.annotation import Annotation, HC18_REASON, Read, Shape, _find_image, _listed
+from fetal_biometry.io import scans
 
 
 def read_hc18(path: pathlib.Path, images: pathlib.Path | None = None) -> Read:
@@ -18,7 +19,11 @@ def read_hc18(path: pathlib.Path, images: pathlib.Path | None = None) -> Read:
         return [], problems or [f"{path}: no HC18 *_Annotation.png files"]
     found = []
     for file in files:
-        ring = cv2.imread(str(file), cv2.IMREAD_GRAYSCALE)
+        try:
+            ring = scans.imread(file, cv2.IMREAD_GRAYSCALE)
+        except ValueError as error:
+            problems.append(f"{file}: {error}")
+            continue
         if ring is None:
             problems.append(f"{file}: not a readable PNG")
             continue

@@ -5,20 +5,20 @@ import base64
 import json
 import pathlib
 
-import cv2
 import numpy as np
 
 from fetal_biometry.importers.annotation import (ACCEPTABLE, Annotation, Read, Shape, UNACCEPTABLE,
                                                  _corner, _finite, _listed, _plane_tag)
+from fetal_biometry.io import scans
 from fetal_biometry.measure.ellipse import Ellipse
 
 
 def _decode_png(data: str) -> np.ndarray:
     try:
-        image = cv2.imdecode(np.frombuffer(base64.b64decode(data, validate=True), np.uint8),
-                             cv2.IMREAD_UNCHANGED)
+        png = base64.b64decode(data, validate=True)
     except (ValueError, TypeError):
-        image = None
+        png = b""
+    image = scans.imread(png) if png else None  # ValueError for a PNG bomb
     if image is None:
         raise ValueError("'mask' is not a base64-encoded PNG")
     return image if image.ndim == 2 else image[..., 0]

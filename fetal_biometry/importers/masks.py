@@ -4,10 +4,10 @@ from __future__ import annotations
 import json
 import pathlib
 
-import cv2
 import numpy as np
 
 from fetal_biometry.importers.annotation import Annotation, Read, Shape, _find_image, _listed
+from fetal_biometry.io import scans
 from fetal_biometry.labels import CLASSES, OUTSIDE
 
 
@@ -39,7 +39,11 @@ def read_masks(path: pathlib.Path, images: pathlib.Path, values_file: pathlib.Pa
         return [], problems if more else problems + [f"{path}: no label-map .png files"]
     found = []
     for file in files:
-        labels = cv2.imread(str(file), cv2.IMREAD_UNCHANGED)
+        try:
+            labels = scans.imread(file)
+        except ValueError as error:
+            problems.append(f"{file}: {error}")
+            continue
         if labels is None or labels.ndim != 2 or labels.dtype != np.uint8:
             problems.append(f"{file}: not a single-channel 8-bit label-map PNG")
             continue

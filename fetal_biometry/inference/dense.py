@@ -40,6 +40,7 @@ STRIDE = nets.STRIDE  # two 2x2 poolings
 TILE = 128  # grid points per tile side: bounds memory (about 0.3 GB) whatever the scan size
 #: Largest scan, at the model's spacing, whose probability maps are kept (5 float32 maps).
 MAX_PIXELS = 4096 * 4096
+MIN_SIDE = 16  # px at the model's spacing: a smaller scan is a wrong spacing, not a scan
 
 
 def transplant(source, target) -> None:
@@ -136,11 +137,21 @@ class DenseClassifier:
         return np.stack([ndimage.map_coordinates(g, [ys, xs], order=1, mode="nearest")
                          for g in grid])
 
+    def check_size(self, shape: tuple[int, int], spacing_mm: float | None = None) -> None:
+        """Refuse a scan of ``shape`` (H, W) at the model's spacing over :data:`MAX_PIXELS`, or
+        under :data:`MIN_SIDE` pixels a side (a spacing ``spacing_mm`` that cannot be the scan's)."""
+        given = "" if spacing_mm is None else f" (from a spacing of {spacing_mm:g} mm per pixel)"
+        if shape[0] * shape[1] > MAX_PIXELS:
+            raise ValueError(f"scan of {shape[1]}x{shape[0]} px at the model's spacing{given} "
+                             f"exceeds the limit of {MAX_PIXELS / 1e6:.0f} megapixels; crop it, "
+                             "or check the spacing")
+        if min(shape) < MIN_SIDE:
+            raise ValueError(f"scan of {shape[1]}x{shape[0]} px at the model's spacing{given}: "
+                             f"under {MIN_SIDE} px a side there is nothing to classify; check the spacing")
+
     def probabilities(self, image: np.ndarray, directions: np.ndarray) -> np.ndarray:
         """Per-class probability maps (K, H, W) of one scan on its own grid; zero outside the fan."""
-        if image.size > MAX_PIXELS:
-            raise ValueError(f"scan of {image.shape[1]}x{image.shape[0]} px at the model's spacing "
-                             f"exceeds the limit of {MAX_PIXELS / 1e6:.0f} megapixels; crop it")
+        self.check_size(image.shape)
         planes = patches.encode(image, directions, self.encoding).astype(np.float32)
         if self.encoding != "rotate":
             probs = self._upsample(self._grid_probabilities(planes), image.shape)
@@ -185,6 +196,7 @@ class DenseClassifier:
         is their argmax (255 outside the scan's fan).
         """
         scale = 1.0 if self.spacing_mm is None else resample.scale_factor(spacing_mm, self.spacing_mm)
+        self.check_size(resample.shape(image.shape, scale), spacing_mm)  # before allocating it
         small = resample.image(image, scale)
         directions = geom.beam_directions(resample.geometry(probe, scale), small.shape)
         probs = resample.back(self.probabilities(small, directions), image.shape, scale)

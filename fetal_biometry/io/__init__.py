@@ -7,8 +7,7 @@ from fetal_biometry._exports import lazy
 __getattr__, __dir__, __all__ = lazy(__name__, {
     "dicom": ("CM", "TISSUE", "COLOUR_FLOW", "SPATIAL_2D", "PLUGINS", "DicomError", "Region",
               "is_dicom", "to_uint8"),
-    "scans": ("SOURCES", "ScanError", "ScanImage", "frame_count", "read_scans", "encode_png",
-              "decode_png"),
+    "scans": ("SOURCES", "ScanError", "ScanImage", "frame_count", "read_scans", "encode_png"),
     "dataset": ("FORMAT", "VERSION", "READABLE", "STRUCTURES", "FAN_TOLERANCE", "AC_TOLERANCE",
                 "Biometry", "Scan", "Case", "DatasetError", "read_image", "case_record",
                 "parse_case_record", "Record", "Dataset", "open", "validate", "write_case",

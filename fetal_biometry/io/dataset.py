@@ -29,7 +29,8 @@ of nnU-Net's ``dataset.json``::
                                   optional: the annotation files a dataset was imported from
     }
 
-The class table (:data:`fetal_biometry.labels.CLASSES`) is the same in versions 1 and 2:
+The class table (:data:`fetal_biometry.labels.DATASET_CLASSES`) is the same in versions 1 and 2
+(tables written before the head and femur classes, values 0-7 only, are read as they were):
 
 =====  ===============  ==================================================================
 value  name             meaning
@@ -42,6 +43,13 @@ value  name             meaning
 5      abdomen          fetal abdominal tissue inside the skin line (wall, liver, kidneys...)
 6      spine            vertebral ossification centres
 7      rib              ribs
+8      skull            the skull's bone (head planes)
+9      brain            inside the skull, but for the classes below
+10     midline          the midline echo (falx)
+11     femur            the femur's ossified diaphysis
+12     thalamus         the thalami (landmark of the transthalamic plane)
+13     cavum_septi_pellucidi  (landmark of the transthalamic plane)
+14     cerebellum       (seen in the transcerebellar plane, not the transthalamic one)
 255    (outside_fan)    pixels outside the imaged fan: ignored
 =====  ===============  ==================================================================
 
@@ -67,6 +75,11 @@ value  name             meaning
 
 Version 1 records hold ``"abdomen_ellipse"`` and ``"ac_mm"`` instead of ``structure``,
 ``ellipse``, ``circumference_mm`` and ``fit_rms_px``: every version 1 case is an abdomen.
+
+**Simulated head and femur planes** (:mod:`fetal_biometry.simulator.planes`) carry the classes
+8-14 below, and ``"measurements": {"HC": ..., "OFD": ..., "BPD_OO": ..., "BPD_OI": ...}`` or
+``{"FL": ...}`` (mm, exact) in their biometry; a femur plane's ``ellipse`` and
+``circumference_mm`` are null.
 
 **Head planes** (``"structure": "head"``, e.g. HC18) carry the skull's ellipse and the head
 circumference. Their label map holds only background (0) inside the fan and 255 outside: HC18
@@ -106,13 +119,13 @@ import numpy as np
 from fetal_biometry import atomic, paths
 from fetal_biometry.geometry import probe as geom
 from fetal_biometry.io import scans
-from fetal_biometry.labels import CLASSES, OUTSIDE
+from fetal_biometry.labels import CLASSES, DATASET_CLASSES, OUTSIDE
 from fetal_biometry.measure.ellipse import Ellipse, ellipse_perimeter, record as ellipse_record
 
 FORMAT = "fetal-biometry-dataset"
 VERSION = 2
 READABLE = (1, 2)
-STRUCTURES = ("abdomen", "head")
+STRUCTURES = ("abdomen", "head", "femur")
 
 FAN_TOLERANCE = 0.01  # share of the fan where labels may disagree with it (hand-drawn edges)
 AC_TOLERANCE = 0.01  # relative disagreement allowed between the circumference and the ellipse
@@ -125,15 +138,19 @@ class Biometry:
 
     ``fit_rms_px`` is the RMS distance of the annotated outline to the ellipse when the ellipse
     was fitted to it (polygon, mask outline, HC18 ring), None when it was drawn or simulated.
+    A femur plane has no ellipse nor circumference (both None). ``measurements`` holds the
+    exact measurements where they are known (simulated planes), in mm, by the keys of
+    :data:`fetal_biometry.measure.growth.MEASUREMENTS` (``HC``, ``OFD``, ``BPD_OO``, ``BPD_OI``, ``FL``).
     """
 
-    ellipse: Ellipse
-    circumference_mm: float
+    ellipse: Ellipse | None
+    circumference_mm: float | None
     plane_acceptable: bool
     plane_reason: str
     gestational_age_weeks: float | None
     structure: str = "abdomen"
     fit_rms_px: float | None = None
+    measurements: dict | None = None
 
     @property
     def ac_mm(self) -> float | None:
@@ -177,7 +194,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
 
 
 def _read_labels(path: pathlib.Path) -> np.ndarray:
-    labels = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    labels = scans.imread(path)
     if labels is None:
         raise ValueError("not a readable image")
     if labels.ndim != 2 or labels.dtype != np.uint8:
@@ -191,15 +208,18 @@ def _read_labels(path: pathlib.Path) -> np.ndarray:
 def case_record(case: Case) -> dict:
     """The JSON form (version 2) of a case's probe, spacing and biometry (``cases/<case>.json``)."""
     bio, e = case.biometry, case.biometry.ellipse
-    return {"pixel_spacing_mm": case.spacing_mm,
-            "probe": geom.to_dict(case.geometry),
-            "biometry": {"structure": bio.structure,
-                         "ellipse": ellipse_record(e),
-                         "circumference_mm": bio.circumference_mm,
-                         "fit_rms_px": bio.fit_rms_px,
-                         "plane_acceptable": bio.plane_acceptable,
-                         "plane_reason": bio.plane_reason,
-                         "gestational_age_weeks": bio.gestational_age_weeks}}
+    record = {"pixel_spacing_mm": case.spacing_mm,
+              "probe": geom.to_dict(case.geometry),
+              "biometry": {"structure": bio.structure,
+                           "ellipse": None if e is None else ellipse_record(e),
+                           "circumference_mm": bio.circumference_mm,
+                           "fit_rms_px": bio.fit_rms_px,
+                           "plane_acceptable": bio.plane_acceptable,
+                           "plane_reason": bio.plane_reason,
+                           "gestational_age_weeks": bio.gestational_age_weeks}}
+    if bio.measurements is not None:  # absent otherwise: older records are written as they were
+        record["biometry"]["measurements"] = dict(bio.measurements)
+    return record
 
 
 def _field(data: dict, key: str, kind: type | tuple, where: str):
@@ -254,17 +274,24 @@ def parse_case_record(data: dict, version: int = VERSION) -> tuple[geom.Geometry
         structure = _field(bio, "structure", str, "biometry")
         if structure not in STRUCTURES:
             raise ValueError(f"biometry.structure must be one of {STRUCTURES}, got {structure!r}")
-        ellipse = _ellipse(_field(bio, "ellipse", dict, "biometry"), "biometry.ellipse")
-        circumference = _positive(bio, "circumference_mm", "biometry")
+        if structure == "femur":  # a femur plane has no ellipse
+            ellipse, circumference = None, None
+        else:
+            ellipse = _ellipse(_field(bio, "ellipse", dict, "biometry"), "biometry.ellipse")
+            circumference = _positive(bio, "circumference_mm", "biometry")
         fit_rms = _field(bio, "fit_rms_px", (int, float, type(None)), "biometry")
         fit_rms = None if fit_rms is None else float(fit_rms)
     age = _field(bio, "gestational_age_weeks", (int, float, type(None)), "biometry")
+    measurements = None
+    if "measurements" in bio:
+        measurements = _field(bio, "measurements", dict, "biometry")
+        measurements = {k: _positive(measurements, k, "biometry.measurements") for k in measurements}
     return probe, spacing, Biometry(
         ellipse=ellipse, circumference_mm=circumference,
         plane_acceptable=_field(bio, "plane_acceptable", bool, "biometry"),
         plane_reason=_field(bio, "plane_reason", str, "biometry"),
         gestational_age_weeks=None if age is None else float(age),
-        structure=structure, fit_rms_px=fit_rms)
+        structure=structure, fit_rms_px=fit_rms, measurements=measurements)
 
 
 def _consistency(probe: geom.Geometry, spacing: float, bio: Biometry, image: np.ndarray,
@@ -274,9 +301,9 @@ def _consistency(probe: geom.Geometry, spacing: float, bio: Biometry, image: np.
         return [f"label map is {labels.shape[1]}x{labels.shape[0]} but the image is "
                 f"{image.shape[1]}x{image.shape[0]}"]
     found = []
-    unknown = sorted(set(np.unique(labels).tolist()) - set(CLASSES) - {OUTSIDE})
+    unknown = sorted(set(np.unique(labels).tolist()) - set(DATASET_CLASSES) - {OUTSIDE})
     if unknown:
-        found.append(f"unknown label values {unknown} (allowed: {sorted(CLASSES)} and {OUTSIDE})")
+        found.append(f"unknown label values {unknown} (allowed: {sorted(DATASET_CLASSES)} and {OUTSIDE})")
     geometry_problems = geom.problems(probe, image.shape)
     found += [f"probe: {p}" for p in geometry_problems]
     if not geometry_problems:
@@ -286,6 +313,8 @@ def _consistency(probe: geom.Geometry, spacing: float, bio: Biometry, image: np.
             found.append(f"labels disagree with the probe's fan in {wrong} pixels (label "
                          f"{OUTSIDE} must mark exactly the pixels outside the fan)")
     e = bio.ellipse
+    if e is None:  # a femur plane
+        return found
     if not (0 <= e.cx < image.shape[1] and 0 <= e.cy < image.shape[0]):
         found.append(f"{bio.structure} ellipse centre ({e.cx:.1f}, {e.cy:.1f}) lies outside the image")
     expected = ellipse_perimeter(e.a, e.b) * spacing
@@ -380,8 +409,11 @@ def _read_index(root: pathlib.Path) -> tuple[dict | None, list[str]]:
     if index.get("format") != FORMAT or index.get("version") not in READABLE:
         return None, [f"{path}: format {index.get('format')!r} version {index.get('version')!r}; "
                       f"this reader knows {FORMAT!r} versions {list(READABLE)}"]
-    if index.get("classes") != {str(k): v for k, v in CLASSES.items()}:
-        found.append(f"{path}: class table differs from the format's {CLASSES}")
+    table = index.get("classes")
+    # Tables written before the head and femur classes (the abdomen's eight) read as they were.
+    if table not in ({str(k): v for k, v in DATASET_CLASSES.items()},
+                     {str(k): v for k, v in CLASSES.items()}):
+        found.append(f"{path}: class table differs from the format's {DATASET_CLASSES}")
     cases = index.get("cases")
     if not isinstance(cases, list) or not all(isinstance(c, str) for c in cases):
         return None, found + [f"{path}: 'cases' must be a list of case names"]
@@ -506,16 +538,19 @@ def write_case(root: str | os.PathLike, case: Case) -> None:
 
 
 def write_dataset(out: str | os.PathLike, cases: Iterable[Case], generator: dict | None = None,
-                  source: dict | None = None) -> pathlib.Path:
+                  source: dict | None = None, tool: str | None = None) -> pathlib.Path:
     """Write ``cases`` as a dataset (version 2) at ``out``, replacing whatever was there.
 
-    ``generator`` and ``source`` go into dataset.json (see the module docstring). The dataset
+    ``generator`` and ``source`` go into dataset.json (see the module docstring); ``tool``
+    marks the dataset as its output (:func:`fetal_biometry.atomic.mark`). The dataset
     is written into a temporary folder beside ``out``, validated, and only then renamed into
     place: a crash or kill never leaves a half-written dataset under ``out``.
     :class:`DatasetError` (nothing written) if the result does not validate.
     """
     out = pathlib.Path(out)
     with atomic.staged_dir(out) as tmp:
+        if tool:
+            atomic.mark(tmp, tool)
         for folder in ("images", "labels", "cases"):
             (tmp / folder).mkdir()
         names = []
@@ -523,7 +558,7 @@ def write_dataset(out: str | os.PathLike, cases: Iterable[Case], generator: dict
             write_case(tmp, case)
             names.append(case.name)
         index = {"format": FORMAT, "version": VERSION,
-                 "classes": {str(k): v for k, v in CLASSES.items()}, "outside_fan": OUTSIDE,
+                 "classes": {str(k): v for k, v in DATASET_CLASSES.items()}, "outside_fan": OUTSIDE,
                  "cases": names, "generator": generator or {}}
         if source:
             index["source"] = source

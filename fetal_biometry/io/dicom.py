@@ -26,12 +26,15 @@ themselves may show a name.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import pathlib
 import warnings
 from typing import Iterable, Iterator
 
 import numpy as np
+
+from fetal_biometry.io import limits
 
 CM = 3  # PhysicalUnits code of centimetres
 TISSUE, COLOUR_FLOW = 1, 2  # RegionDataType
@@ -47,7 +50,7 @@ _PALETTE = [f"{colour}PaletteColorLookupTable{part}" for colour in ("Red", "Gree
 _TAGS = ["Rows", "Columns", "NumberOfFrames", "SamplesPerPixel", "PhotometricInterpretation",
          "BitsAllocated", "BitsStored", "HighBit", "PixelRepresentation", "PlanarConfiguration",
          "SequenceOfUltrasoundRegions", "PixelSpacing", "ImagerPixelSpacing",
-         "BurnedInAnnotation", *_PALETTE]
+         "BurnedInAnnotation", "SOPInstanceUID", *_PALETTE]
 
 
 class DicomError(ValueError):
@@ -101,11 +104,20 @@ class Header:
         return regions or [r for r in self.regions
                            if r.spatial_format == SPATIAL_2D and r.data_type == COLOUR_FLOW]
 
+    def scan_name(self) -> str:
+        """A name for this file's scans that reveals nothing of it: a hash of its SOP Instance
+        UID (scanners often name files after the patient; the UID identifies the image only)."""
+        uid = str(self.attributes.get("SOPInstanceUID", "")).strip()
+        return "dcm-" + hashlib.sha256(uid.encode()).hexdigest()[:16] if uid else "dcm-no-uid"
+
     def warnings(self) -> list[str]:
         found = []
         if self.burned_in:
             found.append("BurnedInAnnotation is YES: the pixels may show the patient's name or "
                          "other identifying text")
+        if self.bits_stored > 8:  # the scaling is by BitsStored, never by a frame's own range
+            found.append(f"{self.bits_stored}-bit pixels (BitsStored) scaled to 8 bits: finer "
+                         "grey levels are lost")
         return found
 
 
@@ -176,6 +188,12 @@ def read_header(path: str | os.PathLike) -> Header:
                 raise DicomError("unreadable DICOM: no transfer syntax in its file meta information")
             rows, columns = int(ds.Rows), int(ds.Columns)
             frames = int(ds.get("NumberOfFrames") or 1)
+            # Bytes of pixel data declared (YBR_FULL_422 keeps two samples a pixel natively).
+            samples = 2 if str(ds.get("PhotometricInterpretation", "")).strip() == "YBR_FULL_422" \
+                else int(ds.get("SamplesPerPixel") or 1)
+            declared = rows * columns * frames * samples * max(1, int(ds.get("BitsAllocated") or 8) // 8)
+            kind = pydicom.uid.UID(syntax)
+            compressed = not kind.is_transfer_syntax or kind.is_compressed or kind.is_deflated
             items = ds.get("SequenceOfUltrasoundRegions") or ()
             regions = tuple(_region(i, item) for i, item in enumerate(items))
             header = Header(rows, columns, frames, str(ds.PhotometricInterpretation).strip(),
@@ -190,6 +208,11 @@ def read_header(path: str | os.PathLike) -> Header:
         raise DicomError(f"unreadable DICOM: {error}") from None
     if min(rows, columns) < 1 or frames < 1:
         raise DicomError(f"unreadable DICOM: {columns}x{rows} pixels in {frames} frames")
+    try:  # budgets on the declared sizes, before any pixel is decoded
+        limits.check_frames(columns, rows, frames)
+        limits.check_bytes(declared, os.path.getsize(path), compressed)
+    except limits.BudgetError as error:
+        raise DicomError(f"{columns}x{rows} pixels in {frames:,} frame(s): {error}") from None
     return header
 
 
@@ -242,7 +265,7 @@ def iter_frames(path: str | os.PathLike, header: Header,
     import pydicom
     from pydicom.pixels import iter_pixels
 
-    indices = list(range(header.frames) if indices is None else indices)
+    indices = range(header.frames) if indices is None else list(indices)  # never a list of all
     for index in indices:
         if not 0 <= index < header.frames:
             raise DicomError(f"no frame {index}: the file has {header.frames} "

@@ -21,12 +21,13 @@ from __future__ import annotations
 import dataclasses
 import os
 import pathlib
+import struct
 from typing import Iterator
 
 import cv2
 import numpy as np
 
-from fetal_biometry.io import dicom
+from fetal_biometry.io import dicom, limits
 
 AGREEMENT = 0.01  # relative difference below which two spacings (or deltas) are the same
 SOURCES = ("ultrasound region", "PixelSpacing", "ImagerPixelSpacing", "given", "none")
@@ -42,7 +43,8 @@ class ScanImage:
 
     Attributes
     ----------
-    name : file stem, or ``STEM_rK`` for the K-th of several calibrated 2D tissue regions
+    name : file stem (a DICOM's: a hash of its SOP Instance UID unless the caller keeps file
+        names), or ``STEM_rK`` for the K-th of several calibrated 2D tissue regions
     rgb : (H, W, 3) uint8, as displayed
     gray : (H, W) uint8, ITU-R 601 luma of ``rgb``
     spacing_mm : mm per (square) pixel, or None when unknown
@@ -107,7 +109,18 @@ def _calibrate(delta: tuple[float, float] | None, source: str, given: float | No
     of ``source`` and the caller's ``given`` spacing (ValueError when they disagree)."""
     if delta is None:
         return given, "given" if given else "none", None, []
+    for value in delta:
+        try:
+            limits.check_spacing(value)
+        except limits.BudgetError as error:
+            raise ValueError(f"its {source} ({delta[0]:g} x {delta[1]:g} mm) is no ultrasound "
+                             f"calibration: {error}") from None
     spacing, size, notes = _square(delta, width, height)
+    if size is not None:
+        try:  # the square-pixel copy is made only within the budget
+            limits.check_frames(*size)
+        except limits.BudgetError as error:
+            raise ValueError(f"square pixels from its {source} would make it {error}") from None
     if given is None or _agree(given, spacing):
         if source == "ImagerPixelSpacing":
             notes.append("spacing from ImagerPixelSpacing, the detector's pixel size: less "
@@ -176,15 +189,15 @@ def _clip(bounds, width: int, height: int, what: str) -> tuple[tuple[int, int, i
 def read_frame(path: str | os.PathLike, frame: int | None = None) -> np.ndarray:
     """The whole frame of an image or DICOM file as displayed, (H, W, 3) uint8 RGB.
 
-    Image files (PNG, JPEG, TIFF, ...) deeper than 8 bits are scaled to 8; DICOM as
-    :func:`fetal_biometry.io.dicom.read_frame`. ValueError (not naming the file: the caller does)
-    if the file is unreadable, or is a cine loop and ``frame`` is not given.
+    Image files (PNG, JPEG, TIFF, ...) deeper than 8 bits are scaled to 8 (:func:`read_image`);
+    DICOM as :func:`fetal_biometry.io.dicom.read_frame`. ValueError (not naming the file: the
+    caller does) if the file is unreadable, or is a cine loop and ``frame`` is not given.
     """
     if dicom.is_dicom(path):
         return dicom.read_frame(path, frame)[0]
     if frame not in (None, 0):
         raise ValueError(f"no frame {frame}: an image file has one frame (0)")
-    return _read_image(pathlib.Path(path))
+    return read_image(pathlib.Path(path))[0]
 
 
 def encode_png(array: np.ndarray) -> bytes:
@@ -195,27 +208,103 @@ def encode_png(array: np.ndarray) -> bytes:
     return data.tobytes()
 
 
-def decode_png(data: bytes) -> np.ndarray:
-    """The array of :func:`encode_png`'s bytes, as stored (gray stays gray, colour is BGR)."""
-    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+def read_image(path: pathlib.Path) -> tuple[np.ndarray, list[str]]:
+    """An image file as displayed, (H, W, 3) uint8 RGB, and what was lost on the way.
 
-
-def _read_image(path: pathlib.Path) -> np.ndarray:
+    Its size is read from the header and held to :mod:`fetal_biometry.limits` before OpenCV
+    decodes it. Deeper pixels are scaled to 8 bits by their stored depth: the PNG's sBIT chunk
+    where present, else the full range of the type, with a warning where the data use only
+    a small part of it (never by the image's own range: a loop's frames would flicker).
+    """
     if not path.is_file():
         raise FileNotFoundError(f"no such file: {path}")
-    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    image = imread(path)
     if image is None:
         raise ValueError("not a readable image (PNG, JPEG, ...) nor a DICOM file")
-    image = dicom.to_uint8(image, 8 * image.dtype.itemsize)
+    notes = []
+    if image.dtype != np.uint8:
+        bits, notes = _stored_bits(path, image)
+        image = dicom.to_uint8(image, bits)
     if image.ndim == 2:
-        return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
-    return cv2.cvtColor(image[..., :3], cv2.COLOR_BGR2RGB)
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB), notes
+    return cv2.cvtColor(image[..., :3], cv2.COLOR_BGR2RGB), notes
 
 
-def _image_view(path: pathlib.Path, region: int | None, spacing: float | None) -> _View:
+def imread(source: pathlib.Path | bytes, flags: int = cv2.IMREAD_UNCHANGED) -> np.ndarray | None:
+    """OpenCV's ``imread`` of a file (``imdecode`` of bytes), once the size its header declares
+    is within :mod:`fetal_biometry.limits`; None where it is no image OpenCV reads. ValueError
+    (not naming the file: the caller does) for too large an image, or OpenCV's own error."""
+    _check_image_size(source)
+    try:
+        if isinstance(source, bytes):
+            return cv2.imdecode(np.frombuffer(source, np.uint8), flags)
+        return cv2.imread(str(source), flags)
+    except cv2.error as error:
+        raise ValueError(f"OpenCV cannot decode it ({str(error).strip().splitlines()[-1]})") from None
+
+
+def _check_image_size(source: pathlib.Path | bytes) -> None:
+    """The budget on the size an image's header declares, read without decoding (Pillow)."""
+    import io
+    import warnings
+
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow's own bomb warning: the budget speaks
+            with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
+                width, height = image.size
+    except Image.DecompressionBombError:
+        raise ValueError("a decompression bomb: it declares far more pixels than the limit of "
+                         f"{limits.MAX_FRAME_PIXELS / 1e6:.1f} megapixels") from None
+    except (OSError, ValueError, SyntaxError):
+        return  # not for Pillow: OpenCV tries it, and says so if it cannot
+    try:
+        limits.check_frames(width, height)
+    except limits.BudgetError as error:
+        raise ValueError(f"the image is {error}") from None
+
+
+def _stored_bits(path: pathlib.Path, image: np.ndarray) -> tuple[int, list[str]]:
+    """Significant bits of a deeper-than-8-bit image and the warnings its scaling earns."""
+    if not np.issubdtype(image.dtype, np.integer):
+        raise ValueError(f"pixel type {image.dtype} is not supported")
+    full = 8 * image.dtype.itemsize
+    bits = _png_sbit(path)
+    if bits is not None and 8 < bits <= full:
+        return bits, [f"{bits}-bit pixels (the PNG's sBIT) scaled to 8 bits: finer grey levels are lost"]
+    used = int(image.max()).bit_length()
+    notes = [f"{full}-bit pixels scaled to 8 bits over the type's full range: finer grey levels are lost"]
+    if used <= full - 4:
+        notes.append(f"the pixels use only {used} of {full} bits (largest value {int(image.max())}) "
+                     f"and the file does not say how many are significant (no PNG sBIT chunk): "
+                     "the image comes out dark; convert it to 8 bits, or add sBIT")
+    return full, notes
+
+
+def _png_sbit(path: pathlib.Path) -> int | None:
+    """The significant bits a PNG's sBIT chunk gives (the largest of its channels), or None."""
+    with open(path, "rb") as file:
+        if file.read(8) != b"\x89PNG\r\n\x1a\n":
+            return None
+        while True:
+            head = file.read(8)
+            if len(head) < 8:
+                return None
+            length, kind = struct.unpack(">I4s", head)
+            if kind == b"sBIT":
+                return max(file.read(length)) if length else None
+            if kind in (b"IDAT", b"IEND") or length > 1 << 20:
+                return None  # sBIT comes before the image data
+            file.seek(length + 4, os.SEEK_CUR)
+
+
+def _image_view(path: pathlib.Path, region: int | None, spacing: float | None,
+                notes: list[str]) -> _View:
     if region is not None:
         raise ValueError(f"no region {region}: an image file has no calibrated regions")
-    return _View(path.stem, None, None, spacing, "given" if spacing else "none", ())
+    return _View(path.stem, None, None, spacing, "given" if spacing else "none", tuple(notes))
 
 
 def _check(path: pathlib.Path, spacing: float | None) -> None:
@@ -238,7 +327,7 @@ def frame_count(path: str | os.PathLike) -> int:
 
 
 def read_scans(path: str | os.PathLike, frame: int | None = None, region: int | None = None,
-               spacing: float | None = None) -> list[ScanImage]:
+               spacing: float | None = None, keep_name: bool = False) -> list[ScanImage]:
     """The scans in an image or DICOM file.
 
     Parameters
@@ -247,6 +336,9 @@ def read_scans(path: str | os.PathLike, frame: int | None = None, region: int | 
     frame : the frame of a cine loop (from 0); required when the file holds several
     region : the K-th calibrated 2D tissue region only (from 0); default: every one
     spacing : mm per pixel, for files without calibration (checked against theirs)
+    keep_name : name a DICOM file's scans after the file (default: after a hash of its SOP
+        Instance UID, :meth:`fetal_biometry.dicom.Header.scan_name`: a scanner's file name
+        may be the patient's)
 
     Returns
     -------
@@ -264,16 +356,19 @@ def read_scans(path: str | os.PathLike, frame: int | None = None, region: int | 
     _check(path, spacing)
     try:
         if not dicom.is_dicom(path):
-            view = _image_view(path, region, spacing)
-            return [view.cut(read_frame(path, frame))]
+            if frame not in (None, 0):
+                raise ValueError(f"no frame {frame}: an image file has one frame (0)")
+            image, notes = read_image(path)
+            return [_image_view(path, region, spacing, notes).cut(image)]
         image, header = dicom.read_frame(path, frame)
-        return [view.cut(image) for view in _views(path.stem, header, region, spacing)]
+        stem = path.stem if keep_name else header.scan_name()
+        return [view.cut(image) for view in _views(stem, header, region, spacing)]
     except ValueError as error:  # DicomError is one
         raise ScanError(f"{path}: {error}") from None
 
 
 def iter_frames(path: str | os.PathLike, region: int | None = None,
-                spacing: float | None = None) -> Iterator[ScanImage]:
+                spacing: float | None = None, keep_name: bool = False) -> Iterator[ScanImage]:
     """Every frame of a file, one by one (a cine loop is never decoded whole), as the scan of
     one region: ``region`` is required where the file has several calibrated regions.
 
@@ -286,10 +381,11 @@ def iter_frames(path: str | os.PathLike, region: int | None = None,
     _check(path, spacing)
     try:
         if not dicom.is_dicom(path):
-            yield _image_view(path, region, spacing).cut(_read_image(path))
+            image, notes = read_image(path)
+            yield _image_view(path, region, spacing, notes).cut(image)
             return
         header = dicom.read_header(path)
-        views = _views(path.stem, header, region, spacing)
+        views = _views(path.stem if keep_name else header.scan_name(), header, region, spacing)
         if len(views) > 1:
             raise ValueError(f"{len(views)} calibrated 2D tissue regions: choose one with "
                              f"--region K, 0 to {len(views) - 1}")

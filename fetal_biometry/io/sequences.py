@@ -13,7 +13,7 @@ from typing import Callable, Iterator
 import cv2
 import numpy as np
 
-from fetal_biometry.io import stacks
+from fetal_biometry.io import limits, stacks
 
 
 CHUNK_BYTES = 32 << 20  # a stack is read this much at a time
@@ -128,10 +128,17 @@ def _stack(path: pathlib.Path, spacing: float | None) -> Sequence:
 
 def _video(path: pathlib.Path, spacing: float | None) -> Sequence:
     capture = cv2.VideoCapture(str(path))
+    declared = [int(capture.get(p)) for p in (cv2.CAP_PROP_FRAME_WIDTH, cv2.CAP_PROP_FRAME_HEIGHT,
+                                              cv2.CAP_PROP_FRAME_COUNT)]
+    try:  # the container's sizes, before a frame is decoded
+        limits.check_frames(*declared)
+    except limits.BudgetError as error:
+        capture.release()
+        raise SequenceError(f"{path}: {error}") from None
     ok, frame = capture.read() if capture.isOpened() else (False, None)
     if not ok:
         raise SequenceError(f"{path}: OpenCV cannot decode this video")
-    count, fps = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)), capture.get(cv2.CAP_PROP_FPS)
+    count, fps = declared[2], capture.get(cv2.CAP_PROP_FPS)
     capture.release()
     spacing, _ = _given(path, None, spacing)
 
@@ -194,7 +201,8 @@ class VideoWriter:
     def __init__(self, path: str | os.PathLike, fps: float, shape: tuple[int, int]):
         self.path = pathlib.Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{self.path.stem}.tmp-", suffix=self.path.suffix,
+        # A staged name with the writer's pid: atomic.claim_output removes it once that pid is gone.
+        fd, name = tempfile.mkstemp(prefix=f".{self.path.name}.tmp-{os.getpid()}-", suffix=self.path.suffix,
                                     dir=self.path.parent)
         os.close(fd)
         self.tmp = pathlib.Path(name)

@@ -7,11 +7,9 @@ pattern); SimpleITK would read whatever they name and whatever size they declare
 (:func:`read_header`) every data file is held to :func:`fetal_biometry.paths.inside` the
 header's folder, and the declared size to the budget below, before any pixel is read:
 
-- a frame (one slice of the stack) holds at most :data:`MAX_FRAME_PIXELS` pixels;
-- a stack holds at most :data:`MAX_FRAMES` frames;
-- the declared bytes must be present: all of them for raw data, at least 1/:data:`MAX_RATIO`
-  of them for compressed data (zlib cannot compress better than about 1:1032), so a tiny
-  file cannot declare gigabytes.
+the frames and the bytes of :mod:`fetal_biometry.limits` (a frame up to 16 megapixels, a
+stack up to 100,000 frames, the declared bytes present in the file, or a plausible share of
+them for compressed data), so a tiny file cannot declare gigabytes.
 
 SimpleITK is then told which reader to use (:attr:`Header.image_io`), so it reads the format
 that was checked and no other.
@@ -27,10 +25,8 @@ import re
 import struct
 
 from fetal_biometry import paths
+from fetal_biometry.io import limits
 
-MAX_FRAME_PIXELS = 4096 * 4096
-MAX_FRAMES = 100_000
-MAX_RATIO = 1100  # declared bytes per byte of compressed data present, at most
 _HEADER_BYTES = 1 << 16  # a text header longer than this is no header
 
 _META_TYPES = {"MET_UCHAR": ("uint8", 1), "MET_CHAR": ("int8", 1), "MET_USHORT": ("uint16", 2),
@@ -104,7 +100,7 @@ def _pattern_names(path: pathlib.Path, field: str, words: list[str]) -> list[str
         first, last, step = (int(w) for w in words[1:4])
     except ValueError:
         raise StackError(f"{path}: {field} pattern {' '.join(words)!r}: min, max, step must be integers") from None
-    if step == 0 or (last - first) / step < 0 or abs((last - first) // step) >= MAX_FRAMES:
+    if step == 0 or (last - first) / step < 0 or abs((last - first) // step) >= limits.MAX_FRAMES:
         raise StackError(f"{path}: {field} pattern {' '.join(words)!r} names no or too many files")
     try:
         return [words[0] % index for index in range(first, last + (1 if step > 0 else -1), step)]
@@ -247,25 +243,19 @@ def _nifti(path: pathlib.Path) -> tuple[Header, int]:
 
 
 def _check_budget(header: Header, offset: int) -> None:
-    path, size = header.path, header.size
-    frame = math.prod(size[:2])
-    if frame > MAX_FRAME_PIXELS:
-        raise StackError(f"{path}: frames of {'x'.join(map(str, size[:2]))} pixels, over the limit "
-                         f"of {MAX_FRAME_PIXELS / 1e6:.0f} megapixels")
-    if math.prod(size[2:]) > MAX_FRAMES:
-        raise StackError(f"{path}: declares {math.prod(size[2:]):,} frames, over the limit of {MAX_FRAMES:,}")
-    declared = math.prod(size) * header.components * _bytes(header.dtype)
-    files = header.data_files or (path,)
+    size = header.size
+    files = header.data_files or (header.path,)
     missing = [f for f in files if not f.is_file()]
     if missing:
-        raise StackError(f"{path}: its data file {missing[0]} is missing")
+        raise StackError(f"{header.path}: its data file {missing[0]} is missing")
     present = sum(f.stat().st_size for f in files) - (0 if header.data_files else offset)
-    needed = declared if not header.compressed else math.ceil(declared / MAX_RATIO)
-    if present < needed:
-        raise StackError(f"{path}: declares {'x'.join(map(str, size))} x {header.components} "
-                         f"{header.dtype} ({declared:,} bytes) but holds "
-                         f"{max(present, 0):,} bytes of {'compressed ' if header.compressed else ''}"
-                         "data (truncated or forged)")
+    declared = math.prod(size) * header.components * _bytes(header.dtype)
+    try:
+        limits.check_frames(*size[:2], math.prod(size[2:]))
+        limits.check_bytes(declared, present, header.compressed)
+    except limits.BudgetError as error:
+        raise StackError(f"{header.path}: {'x'.join(map(str, size))} x {header.components} "
+                         f"{header.dtype}: {error}") from None
 
 
 def _bytes(dtype: str) -> int:

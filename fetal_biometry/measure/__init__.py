@@ -1,8 +1,11 @@
 """From class maps to measurements: the ellipse fit and its geometry
 (:mod:`~fetal_biometry.measure.ellipse`), the abdominal circumference and the plane verdict
 (:mod:`~fetal_biometry.measure.biometry`), the trust limits chosen on validation scans
-(:mod:`~fetal_biometry.measure.thresholds`), and the best plane of a sweep
-(:mod:`~fetal_biometry.measure.sweeps`).
+(:mod:`~fetal_biometry.measure.thresholds`), the best plane of a sweep
+(:mod:`~fetal_biometry.measure.sweeps`); the head's HC, OFD, BPD and cephalic index
+(:mod:`~fetal_biometry.measure.head`), the femur length (:mod:`~fetal_biometry.measure.femur`),
+which plane a map shows and what it allows measuring (:mod:`~fetal_biometry.measure.plane`), and
+the panel: centiles, age and weight (:mod:`~fetal_biometry.measure.growth`).
 """
 from fetal_biometry._exports import lazy
 
@@ -23,6 +26,13 @@ __getattr__, __dir__, __all__ = lazy(__name__, {
     "thresholds": ("MAX_ERROR_PERCENT", "MAX_P90_PERCENT", "MAX_COST_PER_ERROR",
                    "MIN_PLANE_GAIN", "LOOSEST", "PLANE_RULES", "Choice", "goal_met",
                    "choose_trust", "choose_plane", "costs", "outcome", "constants", "report"),
+    "growth": ("MEASUREMENTS", "STANDARDS", "Standard", "mean_sd", "zscore", "centile",
+               "value_at_centile", "efw_zscore", "efw_at_centile", "AgeEstimate", "ga_from_hc",
+               "ga_hadlock", "ga_from_dates", "ga_argument", "exam_measurements",
+               "estimated_weight", "age_estimate", "panel"),
+    "head": ("HeadMeasurement", "HeadSupport", "landmark_problems", "midline_problem"),
+    "femur": ("FemurMeasurement", "end_width_ratio"),
+    "plane": ("PLANE_TYPES", "PlaneResult", "plane_type", "measure_plane"),
     "sweeps": ("CANDIDATES", "enclosed_bodies", "landmark_score", "plane_score", "Candidate",
                "SweepResult", "analyse", "predicted_mask"),
 })

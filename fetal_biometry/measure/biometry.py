@@ -581,21 +581,24 @@ def hadlock_efw(ac_mm: float, fl_mm: float, hc_mm: float | None = None,
                 bpd_mm: float | None = None) -> float:
     """Estimated fetal weight in grams, Hadlock et al. (1985); measurements in mm.
 
-    With head circumference and biparietal diameter (all in cm inside the formula)::
+    ``bpd_mm`` is Hadlock's biparietal diameter, outer-to-inner. With whichever of head
+    circumference and biparietal diameter were measured (all in cm inside the formulas)::
 
-        log10 EFW = 1.3596 - 0.00386 AC FL + 0.0064 HC + 0.00061 BPD AC + 0.0424 AC + 0.174 FL
-
-    with abdomen and femur only::
-
-        log10 EFW = 1.304 + 0.05281 AC + 0.1938 FL - 0.004 AC FL
+        AC, FL, HC, BPD: log10 EFW = 1.3596 - 0.00386 AC FL + 0.0064 HC + 0.00061 BPD AC
+                                     + 0.0424 AC + 0.174 FL
+        AC, FL, HC:      log10 EFW = 1.326 - 0.00326 AC FL + 0.0107 HC + 0.0438 AC + 0.158 FL
+        AC, FL, BPD:     log10 EFW = 1.335 - 0.0034 AC FL + 0.0316 BPD + 0.0457 AC + 0.1623 FL
+        AC, FL:          log10 EFW = 1.304 + 0.05281 AC + 0.1938 FL - 0.004 AC FL
     """
-    if (hc_mm is None) != (bpd_mm is None):
-        raise ValueError("give both head circumference and biparietal diameter, or neither")
     ac, fl = ac_mm / 10, fl_mm / 10
-    if hc_mm is None:
-        log_weight = 1.304 + 0.05281 * ac + 0.1938 * fl - 0.004 * ac * fl
-    else:
+    if hc_mm is not None and bpd_mm is not None:
         hc, bpd = hc_mm / 10, bpd_mm / 10
         log_weight = (1.3596 - 0.00386 * ac * fl + 0.0064 * hc + 0.00061 * bpd * ac
                       + 0.0424 * ac + 0.174 * fl)
+    elif hc_mm is not None:
+        log_weight = 1.326 - 0.00326 * ac * fl + 0.0107 * hc_mm / 10 + 0.0438 * ac + 0.158 * fl
+    elif bpd_mm is not None:
+        log_weight = 1.335 - 0.0034 * ac * fl + 0.0316 * bpd_mm / 10 + 0.0457 * ac + 0.1623 * fl
+    else:
+        log_weight = 1.304 + 0.05281 * ac + 0.1938 * fl - 0.004 * ac * fl
     return 10 ** log_weight

@@ -14,7 +14,8 @@ handed is checked here first, reading files with ``caffe_pb2`` alone, and each p
   layer names and blob shapes fit the net, as ``Net::CopyTrainedLayersFrom`` demands, and which
   leaves none of the net's learnable layers at its random initial values (Caffe would, silently);
 - :func:`check_solverstate`: a ``.solverstate`` to resume from, its ``learned_net`` resolved
-  beside it (so a run folder copied or moved elsewhere restores its own weights), the
+  beside it only (so a run folder copied or moved elsewhere restores its own weights, and a
+  forged state reads nothing elsewhere), the
   iteration of state and weights agreeing, the weights fitting the solver's net and the
   history blobs the solver type's (as ``SGDSolver::RestoreSolverStateFromBinaryProto`` checks);
 - :func:`check_input_size`: no blob of a net over Caffe's ``INT_MAX`` elements per blob
@@ -38,6 +39,7 @@ import tempfile
 
 from google.protobuf import message, text_format
 
+from fetal_biometry import paths
 from fetal_biometry.caffe_env import package_dir, proto
 from fetal_biometry.nets.solvers import snapshot_iteration
 
@@ -486,9 +488,9 @@ def check_solverstate(state_path: str | os.PathLike, solver_param):
     """Check a ``.solverstate`` to resume ``solver_param`` from; returns it, weights resolved.
 
     ``solver_param`` is a SolverParameter or a solver prototxt path. The state's weights
-    (``learned_net``) are looked for beside the state first (Caffe records an absolute path,
-    which points into the old folder once a run is copied or moved), then at the recorded
-    path. The returned ``SolverState`` names the weights found, by absolute path: write it
+    (``learned_net``) are looked for beside the state only (Caffe records an absolute path,
+    which points into the old folder once a run is copied or moved, or anywhere in a forged
+    state; it is never read). The returned ``SolverState`` names the weights found, by absolute path: write it
     to a file and restore from that when it differs from the original.
     """
     if isinstance(solver_param, (str, os.PathLike)):
@@ -511,13 +513,18 @@ def check_solverstate(state_path: str | os.PathLike, solver_param):
 
 
 def _resolve_learned_net(path: pathlib.Path, state) -> pathlib.Path:
+    """The state's weights, beside it only: a state file never makes the project read a file
+    elsewhere (the absolute path Caffe recorded points anywhere once a run is moved or forged)."""
     recorded = pathlib.Path(state.learned_net)
-    beside = path.parent / recorded.name
-    for candidate in (beside, recorded):
-        if candidate.is_file():
-            return candidate
+    try:
+        beside = paths.inside(path.parent, recorded.name, path, "its weights")
+    except paths.OutsideFolder as error:  # a symlink beside it leading out
+        raise CheckError(str(error)) from None
+    if beside.is_file():
+        return beside
     raise CheckError(f"{path}: its weights {recorded.name} are missing: neither beside the state "
-                     f"({beside}) nor at the recorded path {recorded}")
+                     f"({path.parent / recorded.name}) nor anywhere else read (the recorded path "
+                     f"{recorded} is not)")
 
 
 def history_per_parameter(solver_param) -> int:

@@ -48,12 +48,13 @@ import numpy as np
 from google.protobuf import text_format
 
 from fetal_biometry import atomic
-from fetal_biometry.caffe_env import caffe, proto, set_device
+from fetal_biometry.caffe_env import proto, set_device
 from fetal_biometry.nets import checks
 from fetal_biometry.nets.solvers import snapshot_iteration
 
 DATA_LAYERS = {"Data", "ImageData", "HDF5Data", "WindowData", "MemoryData", "Input", "DummyData"}
-MARKER = "metrics.jsonl"  # every run folder holds it from the start
+METRICS = "metrics.jsonl"  # the run's loss and validation history, one JSON line each
+TOOL = "train"  # the output marker of run folders (fetal_biometry.atomic.mark)
 _DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
 
@@ -138,7 +139,7 @@ def _inputs(solver_path, solver_param) -> list[pathlib.Path]:
 
 def _used(out: pathlib.Path) -> bool:
     """Whether ``out`` holds an earlier run's metrics or snapshots."""
-    metrics = out / MARKER
+    metrics = out / METRICS
     return (metrics.is_file() and metrics.stat().st_size > 0) or \
         any(pathlib.Path(out, "snapshots").glob("*.caffemodel"))
 
@@ -147,27 +148,22 @@ def _claim(out: pathlib.Path, solver_path, solver_param, resume, overwrite: bool
     """Refuse an OUT that must not be trained into; clear a killed run's leftovers (returned)."""
     if resume is not None and overwrite:
         raise TrainingError("--resume continues the run in --out, --overwrite deletes it: give one")
+    try:
+        # A run folder, or a new or empty one; held by this process (a second training is refused).
+        removed = atomic.claim_output(out, TOOL, _inputs(solver_path, solver_param),
+                                      overwrite=True, option="--out")
+    except atomic.OutputError as err:
+        raise TrainingError(str(err)) from None
     if _used(out) and resume is None and not overwrite:
         last = latest_snapshot(out)
         raise TrainingError(f"{out}: holds an earlier run" + (f" (snapshot {last.name})" if last else "")
                             + "; continue it with --resume last, start it afresh with --overwrite "
                             "(deletes it), or choose another --out")
-    try:
-        removed = atomic.claim_output(out, MARKER, _inputs(solver_path, solver_param),
-                                      overwrite=True, option="--out")
-    except atomic.OutputError as err:
-        raise TrainingError(str(err)) from None
     snapshots = out / "snapshots"
-    busy = [p for p in snapshots.glob(".staging-*")
-            if (pid := atomic.leftover_pid(p.name, ".staging-")) and pid != os.getpid()
-            and atomic.writer_alive(pid)]
-    if busy:
-        raise TrainingError(f"{out}: another training (process {busy[0].name.split('-')[1]}) is "
-                            "writing into this folder; wait for it or choose another --out")
     if overwrite and out.is_dir():
-        shutil.rmtree(out)
+        shutil.rmtree(out)  # a run folder: claim_output found this tool's marker in it
         return removed
-    files = (MARKER, "solver.prototxt", "training.png")
+    files = (METRICS, "solver.prototxt", "training.png")
     removed += atomic.remove_leftovers(out, tuple(p for f in files for p in atomic.staged_prefixes(f)))
     removed += atomic.remove_leftovers(snapshots, (".staging-", ".staging"))
     return removed
@@ -399,6 +395,27 @@ def latest_snapshot(out: str | os.PathLike) -> pathlib.Path | None:
     return max(states, key=snapshot_iteration, default=None)
 
 
+def last_state(out: str | os.PathLike) -> pathlib.Path:
+    """The state ``--resume last`` continues from: the newest snapshot, whole.
+
+    Where the newest iteration's state or weights are missing (a kill while snapshotting, a
+    file deleted), that is an error, never a silent resume from an older snapshot; a damaged
+    newest state is named when it is checked (:func:`fetal_biometry.checks.check_solverstate`).
+    """
+    folder = pathlib.Path(out, "snapshots")
+    iterations = {_iteration(p) for p in folder.glob("*_iter_*.*")
+                  if re.fullmatch(r".*_iter_\d+", p.stem) and p.suffix in (".solverstate", ".caffemodel")}
+    if not iterations:
+        raise TrainingError(f"--resume last: no snapshot in {folder}")
+    state = latest_snapshot(out)
+    if state is None or _iteration(state) != max(iterations):
+        raise TrainingError(f"--resume last: the newest snapshot in {folder} (iteration "
+                            f"{max(iterations)}) is incomplete, its .solverstate or .caffemodel "
+                            "missing; resume from an earlier one by name (--resume PATH) or start "
+                            "afresh (--overwrite)")
+    return state
+
+
 def _set_aside(out: pathlib.Path, after: int) -> list[pathlib.Path]:
     """Move snapshots of iterations after ``after`` into ``OUT/snapshots/diverged``."""
     folder = out / "snapshots"
@@ -475,95 +492,99 @@ def train(solver_path: str | os.PathLike, out: str | os.PathLike, *, gpu: int | 
     out = pathlib.Path(out)
     original = read_prototxt(solver_path, proto().SolverParameter)
     removed = _claim(out, solver_path, original, resume, overwrite)
-    state = None if resume is None else _checked_state(resume, original)
-    for path in removed:
-        print(f"train: removed {path}, left by an interrupted run", file=sys.stderr)
-    staging = out / "snapshots" / f".staging-{os.getpid()}"
-    staging.mkdir(parents=True, exist_ok=True)
-    metrics_path = out / MARKER
-    if not metrics_path.is_file():
-        atomic.write_text(metrics_path, "")  # marks the folder as a run folder from the start
-    run = _runtime_solver(original, staging, gpu, max_iter)
-    run_path = atomic.write_text(out / "solver.prototxt", text_format.MessageToString(run))
-    state_path = None if state is None else _state_file(resume, state, staging)
-    precheck(run_path, state_path)
-    validate_every = original.test_interval if validate_every is None else validate_every
-    snapshot_every = original.snapshot if snapshot_every is None else snapshot_every
-    train_path, test_paths = solver_nets(original)
-    train_param = read_prototxt(train_path, proto().NetParameter)
-    test_params = [read_prototxt(p, proto().NetParameter) for p in test_paths]
-    test_iters = list(original.test_iter) or [1] * len(test_params)
+    try:  # the folder is held until this run ends (a second writer is refused meanwhile)
+        state = None if resume is None else _checked_state(resume, original)
+        for path in removed:
+            print(f"train: removed {path}, left by an interrupted run", file=sys.stderr)
+        staging = out / "snapshots" / f".staging-{os.getpid()}"
+        staging.mkdir(parents=True, exist_ok=True)
+        atomic.mark(out, TOOL)
+        metrics_path = out / METRICS
+        if not metrics_path.is_file():
+            atomic.write_text(metrics_path, "")
+        run = _runtime_solver(original, staging, gpu, max_iter)
+        run_path = atomic.write_text(out / "solver.prototxt", text_format.MessageToString(run))
+        state_path = None if state is None else _state_file(resume, state, staging)
+        precheck(run_path, state_path)
+        validate_every = original.test_interval if validate_every is None else validate_every
+        snapshot_every = original.snapshot if snapshot_every is None else snapshot_every
+        train_path, test_paths = solver_nets(original)
+        train_param = read_prototxt(train_path, proto().NetParameter)
+        test_params = [read_prototxt(p, proto().NetParameter) for p in test_paths]
+        test_iters = list(original.test_iter) or [1] * len(test_params)
 
-    set_device(gpu)
-    solver = checks.solver(run_path)
-    if state_path is not None:
-        solver.restore(str(state_path))
-        _skip_records(solver.net, train_param, solver.iter)
-    history = _read_history(metrics_path, solver.iter)
-    watch = Divergence.for_run(run.max_iter, divergence_ratio, start=solver.iter)
-    for earlier in history:  # a resumed run carries on with its own loss history
-        if earlier.get("phase") != "val":
-            watch.loss(earlier["iter"], earlier["loss"])
-    last_good = latest_snapshot(out)
-    validation = None
-    status = "done"
-    last_plot = time.monotonic()
-    # In a log file (CI, nohup) a redraw every 30 s instead of several per second.
-    bar = tqdm(total=run.max_iter, initial=solver.iter, disable=not progress, unit="it",
-               dynamic_ncols=True, desc=label, position=position,
-               mininterval=0.5 if sys.stderr.isatty() else 30)
-    try:
-        with _Stop() as stop, open(metrics_path, "a") as metrics:
-            while solver.iter < run.max_iter:
-                start = time.perf_counter()
-                solver.step(1)
-                loss = _loss(solver.net)
-                record = {"iter": solver.iter, "loss": loss, "lr": _learning_rate(solver, run),
-                          "seconds": time.perf_counter() - start}
-                history.append(record)
-                metrics.write(json.dumps(record) + "\n")
-                reason = watch.loss(solver.iter, loss)
-                if reason:
-                    raise _diverged(out, reason, watch.onset)
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss:.4g}", lr=f"{record['lr']:.3g}", refresh=False)
-                done = solver.iter >= run.max_iter
-                if test_params and (done or (validate_every and solver.iter % validate_every == 0)):
-                    validation = _validate_all(solver, test_params, test_iters)
-                    entry = {"iter": solver.iter, "phase": "val", **validation}
-                    history.append(entry)
-                    metrics.write(json.dumps(entry) + "\n")
-                    metrics.flush()
-                    bar.write(_describe(entry))
-                    reason = watch.validation(solver.iter, validation)
+        set_device(gpu)
+        solver = checks.solver(run_path)
+        if state_path is not None:
+            solver.restore(str(state_path))
+            _skip_records(solver.net, train_param, solver.iter)
+        history = _read_history(metrics_path, solver.iter)
+        watch = Divergence.for_run(run.max_iter, divergence_ratio, start=solver.iter)
+        for earlier in history:  # a resumed run carries on with its own loss history
+            if earlier.get("phase") != "val":
+                watch.loss(earlier["iter"], earlier["loss"])
+        last_good = latest_snapshot(out)
+        validation = None
+        status = "done"
+        last_plot = time.monotonic()
+        # In a log file (CI, nohup) a redraw every 30 s instead of several per second.
+        bar = tqdm(total=run.max_iter, initial=solver.iter, disable=not progress, unit="it",
+                   dynamic_ncols=True, desc=label, position=position,
+                   mininterval=0.5 if sys.stderr.isatty() else 30)
+        try:
+            with _Stop() as stop, open(metrics_path, "a") as metrics:
+                while solver.iter < run.max_iter:
+                    start = time.perf_counter()
+                    solver.step(1)
+                    loss = _loss(solver.net)
+                    record = {"iter": solver.iter, "loss": loss, "lr": _learning_rate(solver, run),
+                              "seconds": time.perf_counter() - start}
+                    history.append(record)
+                    metrics.write(json.dumps(record) + "\n")
+                    reason = watch.loss(solver.iter, loss)
                     if reason:
                         raise _diverged(out, reason, watch.onset)
-                    # Redraw during long runs, but at most once a minute: a plot costs ~0.5 s.
-                    if plot and time.monotonic() - last_plot > 60:
-                        _write_plot(history, out / "training.png")
-                        last_plot = time.monotonic()
-                if done or stop.signal or (snapshot_every and solver.iter % snapshot_every == 0):
-                    metrics.flush()
-                    last_good = snapshot(solver, run, out, staging)
-                if stop.signal:
-                    status = "interrupted"
-                    bar.write(f"stopped by signal {stop.signal} at iteration {solver.iter}; "
-                              f"resume with --resume {last_good}")
-                    break
-    except SnapshotError as err:
-        raise TrainingError(f"{err}. " + _last_good(last_good)) from None
-    except OSError as err:
-        if err.errno not in _DISK_FULL:
-            raise
-        raise TrainingError(f"{out}: cannot write ({err.strerror}): the disk is full or a file size "
-                            "limit was reached. " + _last_good(last_good)) from None
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{loss:.4g}", lr=f"{record['lr']:.3g}", refresh=False)
+                    done = solver.iter >= run.max_iter
+                    if test_params and (done or (validate_every and solver.iter % validate_every == 0)):
+                        validation = _validate_all(solver, test_params, test_iters)
+                        entry = {"iter": solver.iter, "phase": "val", **validation}
+                        history.append(entry)
+                        metrics.write(json.dumps(entry) + "\n")
+                        metrics.flush()
+                        bar.write(_describe(entry))
+                        reason = watch.validation(solver.iter, validation)
+                        if reason:
+                            raise _diverged(out, reason, watch.onset)
+                        # Redraw during long runs, but at most once a minute: a plot costs ~0.5 s.
+                        if plot and time.monotonic() - last_plot > 60:
+                            _write_plot(history, out / "training.png")
+                            last_plot = time.monotonic()
+                    if done or stop.signal or (snapshot_every and solver.iter % snapshot_every == 0):
+                        metrics.flush()
+                        last_good = snapshot(solver, run, out, staging)
+                    if stop.signal:
+                        status = "interrupted"
+                        bar.write(f"stopped by signal {stop.signal} at iteration {solver.iter}; "
+                                  f"resume with --resume {last_good}")
+                        break
+        except SnapshotError as err:
+            raise TrainingError(f"{err}. " + _last_good(last_good)) from None
+        except OSError as err:
+            if err.errno not in _DISK_FULL:
+                raise
+            raise TrainingError(f"{out}: cannot write ({err.strerror}): the disk is full or a file size "
+                                "limit was reached. " + _last_good(last_good)) from None
+        finally:
+            bar.close()
+            shutil.rmtree(staging, ignore_errors=True)
+            if plot and history:
+                _plot_if_room(history, out / "training.png")
+        _write_model(out, solver_path, train_param, solver.iter, last_good, validation)
+        return Result(solver.iter, status, last_good, validation)
     finally:
-        bar.close()
-        shutil.rmtree(staging, ignore_errors=True)
-        if plot and history:
-            _plot_if_room(history, out / "training.png")
-    _write_model(out, solver_path, train_param, solver.iter, last_good, validation)
-    return Result(solver.iter, status, last_good, validation)
+        atomic.release(out)
 
 
 def trained(solver_path: str | os.PathLike, out: str | os.PathLike, retrain: bool = False,

@@ -36,12 +36,13 @@ import numpy as np
 
 from fetal_biometry import atomic
 from fetal_biometry.geometry import probe as geom, resample
-from fetal_biometry.io import dataset, lmdb_writer
+from fetal_biometry.io import dataset, limits, lmdb_writer
 from fetal_biometry.io.dataset import Scan
 from fetal_biometry.labels import CLASSIFIER_CLASSES, LABEL_TO_CLASS, OUTSIDE, classifier_labels
 from fetal_biometry.patches import augment as augmentation, encoding as patches
 
 FORMAT, VERSION = "fetal-biometry-patches", 2  # version 2: resampled to a target spacing
+TOOL = "make_lmdb"  # the output marker of patch-LMDB folders (fetal_biometry.atomic.mark)
 SPLITS = ("train", "val", "test")
 
 
@@ -53,8 +54,8 @@ def dataset_scans(path: str | os.PathLike) -> Iterable[Scan]:
     data = dataset.open(path)
     if data.structures() != {"abdomen"}:
         heads = [n for n, (_, _, bio) in data.records.items() if bio.structure != "abdomen"]
-        raise RecordError(f"{path}: {len(heads)} case(s) are head planes (e.g. {heads[0]}); the "
-                          f"patch classifier learns abdominal classes: use an abdomen dataset")
+        raise RecordError(f"{path}: {len(heads)} case(s) are head or femur planes (e.g. {heads[0]}); "
+                          f"the patch classifier learns abdominal classes: use an abdomen dataset")
     yield from data.iter_cases()
 
 def at_spacing(scan: Scan, target_mm: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -119,9 +120,10 @@ def check_arguments(size: int, per_class: dict[int, int], fractions: tuple[float
                     seed: int, spacing_mm: float | None = None, augment: int = 0) -> None:
     """Refuse sampling parameters that would give empty or useless LMDBs (options named)."""
     problems = []
-    if spacing_mm is not None and not 0 < spacing_mm < float("inf"):
-        problems.append(f"target spacing {spacing_mm} (--spacing-mm): a positive number of mm "
-                        "per pixel, or leave it out for the training cases' median")
+    if spacing_mm is not None and not limits.SPACING_MM[0] <= spacing_mm <= limits.SPACING_MM[1]:
+        problems.append(f"target spacing {spacing_mm} (--spacing-mm): a number of mm per pixel from "
+                        f"{limits.SPACING_MM[0]} to {limits.SPACING_MM[1]:g}, or leave it out for "
+                        "the training cases' median")
     if size < MIN_PATCH:
         problems.append(f"patch size {size} (--patch): at least {MIN_PATCH} px")
     if any(n < 0 for n in per_class.values()) or not any(per_class.values()):
@@ -281,6 +283,7 @@ def build(scans: Iterable[Scan], out: str | os.PathLike, encoding: str = "channe
                 "classes": list(CLASSIFIER_CLASSES), "sources": sources or {},
                 "augment": _augment_record(augment), "splits": {}}
     with atomic.staged_dir(out) as tmp:
+        atomic.mark(tmp, TOOL)
         for name in SPLITS:
             chosen = [by_name[n] for n in split[name]]
             iterator = progress(chosen, desc=name) if progress else chosen

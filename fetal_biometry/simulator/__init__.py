@@ -1,5 +1,9 @@
 """B-mode ultrasound simulator of fetal abdominal cross-sections, with exact ground truth.
 
+Head (transthalamic) and femur planes are drawn beside the abdomen by
+:mod:`~fetal_biometry.simulator.planes`, sharing everything but the fetus (``plane=`` of
+:func:`simulate_case`: abdomen, head, femur or mixed).
+
 One case is made in three steps.
 
 1. **Anatomy** (:func:`draw_scene`). Gestational age 20-40 weeks gives the abdominal
@@ -51,26 +55,31 @@ from fetal_biometry._exports import lazy
 
 __getattr__, __dir__, __all__ = lazy(__name__, {
     "tissues": ("Tissue", "TISSUES", "TISSUE", "LABEL", "ECHO", "DENSITY", "ATTENUATION",
-                "IMPEDANCE", "BONE"),
+                "IMPEDANCE", "BONE", "REVERBERANT", "ABDOMEN_TISSUES"),
     "anatomy": ("PROBES", "CONVEX_SHARE_MIXED", "AC_RANGE_MM", "AC_SPREAD", "MIN_LAYER_MM",
                 "ACCEPTABLE", "NO_STOMACH", "NO_VEIN", "RENAL_LEVEL", "TOO_HIGH",
                 "CORD_INSERTION", "OBLIQUE", "VEIN_AT_SKIN", "UNFIT", "UNACCEPTABLE",
-                "JITTERED", "Blob", "Tube", "Band", "Boundary", "Scene", "hadlock_ac_mm",
+                "JITTERED", "EVERY_JITTERED", "Blob", "Tube", "Band", "Boundary", "Scene", "hadlock_ac_mm",
                 "thorax", "draw_organs", "draw_inner_distractors", "draw_fluid_distractors",
                 "draw_echo_scale", "fits", "draw_scene", "layer_tissue", "paint_fetus",
                 "normalised_lateral", "tissue_at", "abdomen_ellipse"),
     "physics": ("SOUND_SPEED", "SAMPLES_PER_PIXEL", "BEAM_PITCH_PX", "MIN_SIGMA_SAMPLES",
                 "SPECULAR_GAIN", "SPECULAR_POWER", "TGC_PERCENTILE", "TEXTURE_SIGMA",
                 "TEXTURE_CELL", "SHADOW_LEVEL", "TGC_SLIDERS", "REVERB_SOURCE_MM",
-                "REVERB_ORDERS", "SIDE_LOBE_WIDTH", "SOFT", "Settings", "check_ranges",
+                "REVERB_ORDERS", "SIDE_LOBE_WIDTH", "BONE_REVERB_MM", "BONE_REVERB_RATIO",
+                "BONE_REVERB_ORDERS", "SOFT", "Settings", "check_ranges",
                 "draw_settings", "FIRST_ROUND", "shadow_mask", "beam_envelope", "log_compress",
                 "texture", "draw_display"),
     "appearance": ("PhysicsRanges", "TRAINING_PHYSICS", "FOREIGN_PHYSICS", "PHYSICS_BOUNDS",
                    "AnatomyRanges", "Appearance", "ALL_UNFIT_KINDS", "TRAINING_ANATOMY",
                    "FOREIGN_ANATOMY", "NARROW", "TRAINING", "FOREIGN", "PRESETS"),
-    "cases": ("VISIBLE_SHARE", "MAX_ATTEMPTS", "GENERATOR", "PHYSICS_STREAM", "BeamGrid",
-              "beam_grid", "ground_truth", "hidden_reason", "scan_image", "simulate_case",
-              "simulate", "write", "generator_record"),
+    "cases": ("TOOL", "VISIBLE_SHARE", "MAX_ATTEMPTS", "GENERATOR", "PHYSICS_STREAM", "PLANE_STREAM",
+              "PLANE_KINDS", "BeamGrid", "beam_grid", "ground_truth", "hidden_reason",
+              "scan_image", "plane_kind", "simulate_plane", "simulate_case", "simulate", "write",
+              "generator_record"),
+    "planes": ("AGE_WEEKS", "MAX_Z", "HEAD_ACCEPTABLE", "TRANSCEREBELLAR", "OBLIQUE_HEAD",
+               "FEMUR_ACCEPTABLE", "FORESHORTENED", "HEAD_UNFIT", "FEMUR_UNFIT", "Skull", "Outside",
+               "Bar", "PlaneTruth", "draw_head", "head_truth", "draw_femur"),
     "sweeps": ("FORMAT", "VERSION", "INDEX", "PLANES", "OPTIMAL", "SUBOPTIMAL", "IRRELEVANT",
                "MAX_OPTIMAL_TILT_DEG", "MAX_TILT_DEG", "SWEEP_RANGE", "DIAPHRAGM", "PELVIS",
                "VEIN_HALF_MM", "FRAMES", "HOLD", "Anatomy", "organs_at", "Sweep",

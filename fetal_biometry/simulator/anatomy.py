@@ -37,7 +37,7 @@ import numpy as np
 from fetal_biometry.geometry import probe as geom
 from fetal_biometry.measure.ellipse import Ellipse, ellipse_perimeter
 from fetal_biometry.simulator.appearance import AnatomyRanges, TRAINING
-from fetal_biometry.simulator.tissues import BONE, ECHO, TISSUE, TISSUES
+from fetal_biometry.simulator.tissues import ABDOMEN_TISSUES, BONE, ECHO, TISSUE, TISSUES
 
 PROBES = ("convex", "linear", "mixed")
 CONVEX_SHARE_MIXED = 2 / 3  # fetal abdomens are scanned with convex probes; some linear ones
@@ -59,7 +59,8 @@ UNFIT = {"no_stomach": NO_STOMACH, "no_vein": NO_VEIN, "renal_level": RENAL_LEVE
 UNACCEPTABLE = tuple(UNFIT.values())
 _NO_STOMACH = (NO_STOMACH, RENAL_LEVEL, TOO_HIGH, CORD_INSERTION)  # reasons drawn without one
 _NO_VEIN = (NO_VEIN, RENAL_LEVEL, TOO_HIGH, CORD_INSERTION)
-JITTERED = np.flatnonzero((ECHO >= 0.1) & ~BONE)  # tissues whose echogenicity varies by case
+EVERY_JITTERED = np.flatnonzero((ECHO >= 0.1) & ~BONE)  # tissues whose echogenicity varies by case
+JITTERED = EVERY_JITTERED[EVERY_JITTERED < ABDOMEN_TISSUES]  # those an abdomen case draws
 
 
 # --------------------------------------------------------------------------- shapes (fetal frame, mm)
@@ -167,6 +168,7 @@ class Scene:
     outside: tuple[tuple[int, object], ...] = ()  # (tissue id, shape) in the fluid, fetal frame
     echo_scale: np.ndarray = dataclasses.field(  # per tissue id, multiplies its echogenicity
         default_factory=lambda: np.ones(len(TISSUES), np.float32))
+    interior: int = TISSUE["liver"]  # what fills the body ellipse under the organs (head: brain)
 
 
 def hadlock_ac_mm(ga_weeks: float) -> float:
@@ -437,12 +439,13 @@ def _elongate(rng: np.random.Generator, a: float, b: float, ratio: tuple[float, 
     return (major, major * r) if a >= b else (major * r, major)
 
 
-def draw_echo_scale(rng: np.random.Generator, jitter_db: tuple[float, float]) -> np.ndarray:
-    """Per tissue id, the case's echogenicity factor: :data:`JITTERED` tissues up or down by
-    a magnitude in ``jitter_db`` (dB), the others 1."""
+def draw_echo_scale(rng: np.random.Generator, jitter_db: tuple[float, float],
+                    jittered: np.ndarray = JITTERED) -> np.ndarray:
+    """Per tissue id, the case's echogenicity factor: ``jittered`` tissues (those of the
+    abdomen unless told) up or down by a magnitude in ``jitter_db`` (dB), the others 1."""
     scale = np.ones(len(TISSUES), np.float32)
-    db = rng.uniform(*jitter_db, JITTERED.size) * rng.choice([-1.0, 1.0], JITTERED.size)
-    scale[JITTERED] = 10 ** (db / 20)
+    db = rng.uniform(*jitter_db, jittered.size) * rng.choice([-1.0, 1.0], jittered.size)
+    scale[jittered] = 10 ** (db / 20)
     return scale
 
 
@@ -617,7 +620,7 @@ def paint_fetus(scene: Scene, tissue: np.ndarray, x: np.ndarray, y: np.ndarray) 
             outer[shape.contains(uf, vf)] = tissue_id
         tissue[fluid] = outer
     u, v = u[body], v[body]  # organs only need the points inside the skin line
-    inner = np.full(u.shape, TISSUE["liver"], np.uint8)
+    inner = np.full(u.shape, scene.interior, np.uint8)
     for tissue_id, shape in scene.organs:
         inner[shape.contains(u, v)] = tissue_id
     tissue[body] = inner

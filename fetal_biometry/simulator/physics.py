@@ -15,7 +15,8 @@ import cv2
 import numpy as np
 
 from fetal_biometry.simulator.appearance import NARROW, PHYSICS_BOUNDS, PhysicsRanges
-from fetal_biometry.simulator.tissues import ATTENUATION, BONE, DENSITY, ECHO, IMPEDANCE
+from fetal_biometry.simulator.tissues import (ABDOMEN_TISSUES, ATTENUATION, BONE, DENSITY, ECHO,
+                                              IMPEDANCE, REVERBERANT)
 
 # Physics constants (the randomised ones are ranges in appearance.PhysicsRanges).
 SOUND_SPEED = 1.54  # mm / us: wavelength (mm) = SOUND_SPEED / frequency (MHz)
@@ -32,6 +33,9 @@ TGC_SLIDERS = 8  # TGC error knots, evenly over the imaging depth, as a console'
 REVERB_SOURCE_MM = 25.0  # interfaces this close to the face reverberate (skin, fat, fascia)
 REVERB_ORDERS = (2, 3, 4)  # multiples drawn: the k-th at k times its interface's depth
 SIDE_LOBE_WIDTH = 6.0  # near side lobes spread haze over this many main-lobe widths
+BONE_REVERB_MM = 1.6  # multiples inside a reverberant bone's tables repeat this far apart
+BONE_REVERB_RATIO = 0.5  # each multiple this much of the one before
+BONE_REVERB_ORDERS = (1, 2, 3, 4)
 SOFT = (DENSITY >= 1) & ~BONE  # soft tissues: sub-resolution scatterers (fluid, vessels: sparse)
 
 
@@ -74,16 +78,20 @@ def draw_settings(ranges: PhysicsRanges, rng: np.random.Generator) -> Settings:
     """One case's :class:`Settings` from ``ranges`` (uniform; scatterer density log-uniform).
 
     Draws a fixed count of numbers whatever the ranges, so a case's settings depend only on
-    its stream and its ranges.
+    its stream and its ranges; the spread of the tissues added for head and femur planes is
+    drawn last, so an abdomen's settings are what they were before those tissues existed.
     """
     check_ranges(ranges)
     u = {f.name: rng.uniform(*getattr(ranges, f.name)) for f in dataclasses.fields(ranges)
          if f.name not in ("scatterer_density", "dynamic_range_db", "white_level_db")}
     low, high = ranges.scatterer_density
     soft = math.exp(rng.uniform(math.log(low), math.log(high)))
-    spread = np.exp(rng.normal(0, 1, len(DENSITY)) * u.pop("density_spread"))
-    density = np.where(SOFT, np.minimum(soft * spread, 1.0), DENSITY)
+    spread = rng.normal(0, 1, ABDOMEN_TISSUES)
+    spread_sd = u.pop("density_spread")
     tgc = rng.normal(0, 1, TGC_SLIDERS) * u.pop("tgc_error_db")
+    spread = np.exp(np.concatenate([spread, rng.normal(0, 1, len(DENSITY) - ABDOMEN_TISSUES)])
+                    * spread_sd)
+    density = np.where(SOFT, np.minimum(soft * spread, 1.0), DENSITY)
     return Settings(density=tuple(float(d) for d in density),
                     tgc_error_db=tuple(float(e) for e in tgc) if np.any(tgc) else (),
                     **{k: float(v) for k, v in u.items()})
@@ -196,6 +204,18 @@ def _reverberation(specular: np.ndarray, depth_mm: np.ndarray, ratio: float) -> 
     return out
 
 
+def _bone_reverberation(specular: np.ndarray, tissue: np.ndarray, dz_mm: float) -> np.ndarray:
+    """Multiples of the echoes from reverberant bone (the skull): each repeats
+    :data:`BONE_REVERB_MM` further along the beam, :data:`BONE_REVERB_RATIO` as strong as the
+    one before, bouncing between the bone's tables; it hides the near side of the brain."""
+    source = np.where(REVERBERANT[tissue], specular, 0)
+    step = max(1, round(BONE_REVERB_MM / dz_mm))
+    out = np.zeros_like(specular)
+    for k in BONE_REVERB_ORDERS:
+        out[k * step:] += BONE_REVERB_RATIO ** k * source[:-k * step]
+    return out
+
+
 def _haze(field: np.ndarray, depth_mm: np.ndarray, lateral: np.ndarray,
           settings: Settings) -> np.ndarray:
     """RMS amplitude of the incoherent clutter per sample: near-field haze fading with depth,
@@ -249,6 +269,8 @@ def beam_envelope(tissue: np.ndarray, depth_mm: np.ndarray, pitch_mm: np.ndarray
     specular = _specular(IMPEDANCE[tissue], dz, pitch_mm)
     if settings.reverberation > 0:
         specular = specular + _reverberation(specular, depth_mm, settings.reverberation)
+    if REVERBERANT[tissue].any():  # never in an abdomen: its scans stay as they were
+        specular = specular + _bone_reverberation(specular, tissue, dz)
     field[..., 0] += SPECULAR_GAIN * specular
     attenuation = ATTENUATION[tissue]
     loss = _two_way_loss_db(attenuation, dz, frequency_mhz)

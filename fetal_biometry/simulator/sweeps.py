@@ -291,6 +291,7 @@ def write_sweeps(out: str | os.PathLike, sweeps: Iterable[Sweep], generator: dic
     """Write ``sweeps`` in the layout of the module docstring at ``out``, aside then renamed."""
     out = pathlib.Path(out)
     with atomic.staged_dir(out) as tmp:
+        atomic.mark(tmp, sim.TOOL)
         names = []
         for sweep in sweeps:
             folder = tmp / sweep.name

@@ -13,7 +13,8 @@ import dataclasses
 
 import numpy as np
 
-from fetal_biometry.labels import ABDOMEN, BACKGROUND, FLUID, RIB, SPINE, STOMACH, VEIN
+from fetal_biometry.labels import (ABDOMEN, BACKGROUND, BRAIN, CAVUM, CEREBELLUM, FEMUR, FLUID,
+                                   MIDLINE, RIB, SKULL, SPINE, STOMACH, THALAMUS, VEIN)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,6 +28,7 @@ class Tissue:
     attenuation: float  # dB / cm / MHz, one way
     impedance: float  # MRayl
     bone: bool = False  # absorbs like bone: casts an acoustic shadow, is never itself shadow
+    reverberant: bool = False  # its echoes repeat just behind it (multiples between its tables)
 
 
 TISSUES = (
@@ -59,7 +61,23 @@ TISSUES = (
     Tissue("cord_vessel", BACKGROUND, 0.03, 0.003, 0.15, 1.60),  # its vein and two arteries
     Tissue("limb", BACKGROUND, 0.9, 1.0, 0.35, 1.65),  # an arm or leg cut across or along
     Tissue("limb_bone", BACKGROUND, 15.0, 1.0, 20.0, 5.0, bone=True),  # humerus, femur: shadows
+    # Head and femur planes (fetal_biometry.simulator.planes). The fetal skull is thin and
+    # not yet dense: it dims what lies behind it where the beam meets it head-on and shadows
+    # where the beam runs along it (the sides of the head); it reverberates (:attr:`reverberant`).
+    Tissue("scalp", BACKGROUND, 1.1, 1.0, 0.35, 1.66),
+    Tissue("skull", SKULL, 15.0, 1.0, 3.0, 4.0, bone=True, reverberant=True),
+    Tissue("brain", BRAIN, 0.3, 1.0, 0.3, 1.58),  # hypoechoic fetal brain
+    Tissue("cavum", CAVUM, 0.03, 0.003, 0.005, 1.52),  # cavum septi pellucidi: a fluid box
+    Tissue("thalamus", THALAMUS, 0.8, 1.0, 0.3, 1.60),
+    Tissue("falx", MIDLINE, 2.5, 1.0, 0.5, 1.75),  # the midline echo
+    Tissue("cerebellum", CEREBELLUM, 0.8, 1.0, 0.3, 1.60),  # transcerebellar planes only
+    Tissue("cisterna_magna", BRAIN, 0.03, 0.003, 0.005, 1.52),
+    Tissue("femur", FEMUR, 15.0, 1.0, 20.0, 5.0, bone=True),  # the ossified diaphysis
+    Tissue("cartilage", BACKGROUND, 0.12, 1.0, 0.3, 1.60),  # its unossified ends: hypoechoic
 )
+#: How many tissues the abdomen simulator had before the head and femur planes: the random
+#: draws of an abdomen case only ever involve these, so its scans stay byte for byte the same.
+ABDOMEN_TISSUES = TISSUES.index(next(t for t in TISSUES if t.name == "scalp"))
 TISSUE = {t.name: i for i, t in enumerate(TISSUES)}  # name -> tissue id
 LABEL = np.array([t.label for t in TISSUES], np.uint8)
 ECHO = np.array([t.echo for t in TISSUES], np.float32)
@@ -67,3 +85,4 @@ DENSITY = np.array([t.density for t in TISSUES], np.float32)
 ATTENUATION = np.array([t.attenuation for t in TISSUES], np.float32)
 IMPEDANCE = np.array([t.impedance for t in TISSUES], np.float32)
 BONE = np.array([t.bone for t in TISSUES], bool)
+REVERBERANT = np.array([t.reverberant for t in TISSUES], bool)

@@ -375,7 +375,7 @@ def test_hc18_ring_and_csv(cases, tmp_path):
         assert 0 < got.biometry.fit_rms_px < 1.5 and got.biometry.plane_acceptable
         assert set(np.unique(got.labels)) == {0, OUTSIDE}
     from fetal_biometry.patches import records as patch_records
-    with pytest.raises(patch_records.RecordError, match="head planes"):
+    with pytest.raises(patch_records.RecordError, match="head or femur planes"):
         list(patch_records.dataset_scans(out))
 
 
@@ -479,9 +479,11 @@ def test_output_guard(cases, scans, tmp_path):
     foreign = tmp_path / "mine"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("keep me")
-    simulated = dataset.write_dataset(tmp_path / "simulated", cases[:1], {"name": "fetal_biometry.simulator"})
+    simulated = dataset.write_dataset(tmp_path / "simulated", cases[:1], {"name": "fetal_biometry.simulator"},
+                                      tool=simulator.TOOL)
     for out, problem in [(foreign, "not made by this tool"), (scans / "images", "is the input"),
-                         (tmp_path, "holds the input"), (simulated, "not made by the importer")]:
+                         (tmp_path, "holds the input"),
+                         (simulated, "holds the output of tools/simulate.py; import_dataset never replaces it")]:
         with pytest.raises(importers.AnnotationError, match=problem):
             importers.import_dataset("cvat", tmp_path / "annotations.xml", out,
                                      _options(scans, overwrite=True))

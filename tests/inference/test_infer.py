@@ -87,7 +87,7 @@ def test_a_batch_goes_on_past_bad_scans_and_counts_them(fetal_model, fetal_data,
     result = _infer(fetal_model, good, junk, twin, "--out", tmp_path / "out", "--spacing", case.spacing_mm)
     assert result.returncode == 1
     assert str(junk) in result.stderr and "1 of 3 input(s) failed" in result.stderr
-    outputs = sorted(p.name for p in (tmp_path / "out").glob("*.json"))
+    outputs = sorted(p.name for p in (tmp_path / "out").glob("[!.]*.json"))
     assert outputs == sorted([f"{case.name}.json", f"{case.name}-2.json", "infer.json"])
 
 
@@ -130,3 +130,57 @@ def test_weights_of_another_model_are_refused(fetal_model, tmp_path, fetal_data)
     result = _infer(copy, fetal_data, "--out", tmp_path / "o")
     assert result.returncode == 1 and record["weights"].split("/")[-1] in result.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_names_from_files_forge_no_line_and_reveal_no_patient(fetal_model, fetal_data, case, tmp_path):
+    import dicom_files
+
+    image = fetal_data / "images" / f"{case.name}.png"
+    forged = tmp_path / "x\nsim00000: AC 999.9 mm, plane acceptable.png"  # a newline in a file name
+    forged.write_bytes(image.read_bytes())
+    patient = dicom_files.write(tmp_path / "DOE_JANE.dcm", case.image)  # named after the patient
+    broken = tmp_path / "DOE_JOHN.dcm"
+    broken.write_bytes(patient.read_bytes()[:600])  # cut short: it fails, and is listed as failed
+    result = _infer(fetal_model, forged, patient, broken, "--out", tmp_path / "out", "--spacing", case.spacing_mm)
+    assert result.returncode == 1 and str(broken) in result.stderr, result.stderr
+    assert not any(line.startswith("sim00000: AC 999.9") for line in result.stdout.splitlines())
+    names = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert all("\n" not in n and " " not in n for n in names)
+    index = (tmp_path / "out" / "infer.json").read_text()
+    assert "DOE" not in index and not any("DOE" in n for n in names)
+    assert json.loads(index)["scans"][1]["scan"].startswith("dcm-")
+
+
+def test_a_scan_named_like_the_index_keeps_its_result(fetal_model, fetal_data, case, tmp_path):
+    named = tmp_path / "infer.png"
+    named.write_bytes((fetal_data / "images" / f"{case.name}.png").read_bytes())
+    result = _infer(fetal_model, named, "--out", tmp_path / "out", "--spacing", case.spacing_mm)
+    assert result.returncode == 0, result.stderr
+    index = json.loads((tmp_path / "out" / "infer.json").read_text())
+    assert [s["scan"] for s in index["scans"]] == ["infer-2"]
+    assert json.loads((tmp_path / "out" / "infer-2.json").read_text())["source"] == str(named)
+
+
+def test_the_exam_panel_states_centiles_only_at_a_given_age(fetal_model, fetal_data, tmp_path):
+    result = _infer(fetal_model, fetal_data, "--out", tmp_path / "dated", "--ga", "30")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "dated/infer.json").read_text())
+    panel = summary["panel"]
+    assert panel["ga_weeks"] == 30 and "exam:" in result.stdout + result.stderr
+    accepted = [s["ac_mm"] for s in summary["scans"] if s.get("plane_acceptable") and s.get("ac_mm")]
+    if accepted:  # the few-iteration net may accept none
+        ac = panel["measurements"]["AC"]
+        assert ac["mm"] == pytest.approx(np.mean(accepted)) and ac["scans"] == len(accepted)
+        assert ac["centile"] is not None and ac["ga_estimate"]["formula"] == "Hadlock AC"
+    else:
+        assert panel["measurements"] == {} and panel["efw"] is None
+    assert (tmp_path / "dated/centiles.png").exists() == bool(accepted)
+
+
+def test_a_bad_age_is_refused_before_any_output(fetal_model, fetal_data, tmp_path):
+    for args, message in ((["--ga", "45"], "outside the INTERGROWTH-21st"),
+                          (["--lmp", "2026-01-05"], "go together"),
+                          (["--ga", "30", "--lmp", "2026-01-05", "--exam-date", "2026-06-01"], "not both")):
+        result = _infer(fetal_model, fetal_data, "--out", tmp_path / "never", *args)
+        assert result.returncode == 1 and message in result.stderr and "Traceback" not in result.stderr
+        assert not (tmp_path / "never").exists()

@@ -12,7 +12,7 @@ import pytest
 from fetal_biometry import simulator
 from fetal_biometry.geometry import probe as geom
 from fetal_biometry.io import dataset
-from fetal_biometry.labels import BACKGROUND, CLASSES, OUTSIDE
+from fetal_biometry.labels import BACKGROUND, DATASET_CLASSES, OUTSIDE
 
 SHAPE = (128, 128)
 
@@ -38,7 +38,7 @@ def test_written_dataset_validates_and_loads_back_unchanged(simulated):
     assert data.cases == tuple(c.name for c in cases) and data.generator == {"name": "test"}
     index = json.loads((root / "dataset.json").read_text())
     assert index["format"] == dataset.FORMAT and index["version"] == 2 == data.version
-    assert index["classes"] == {str(k): v for k, v in CLASSES.items()}
+    assert index["classes"] == {str(k): v for k, v in DATASET_CLASSES.items()}
     assert data.structures() == {"abdomen"} and "source" not in index
     for case, loaded in zip(cases, data.iter_cases(), strict=True):
         np.testing.assert_array_equal(loaded.image, case.image)
@@ -61,7 +61,7 @@ def test_validate_reports_every_problem_with_its_case(copy):
     cv2.imwrite(str(copy / "labels" / "sim00001.png"), labels[:64, :64])
     labels = cv2.imread(str(copy / "labels" / "sim00002.png"), cv2.IMREAD_UNCHANGED)
     ys, xs = np.nonzero(labels != OUTSIDE)
-    labels[ys[0], xs[0]] = 9
+    labels[ys[0], xs[0]] = 99
     cv2.imwrite(str(copy / "labels" / "sim00002.png"), labels)
 
     def off_image(record):
@@ -74,7 +74,7 @@ def test_validate_reports_every_problem_with_its_case(copy):
     problems = dataset.validate(copy)
     expected = [("sim00000", "missing images/sim00000.png"), ("sim00000", "not valid JSON"),
                 ("sim00001", "label map is 64x64 but the image is 128x128"),
-                ("sim00002", "unknown label values [9]"), ("sim00002", "entirely outside"),
+                ("sim00002", "unknown label values [99]"), ("sim00002", "entirely outside"),
                 ("sim00003", "disagrees with the ellipse"), ("stray.png", "not listed")]
     for case, message in expected:
         assert any(case in p and message in p for p in problems), (case, message, problems)
@@ -276,7 +276,7 @@ def test_head_planes_carry_their_structure(simulated, tmp_path):
     assert data.structures() == {"head"} and data.source == {"format": "hc18"}
     loaded = data.read(case.name)
     assert loaded.biometry == bio and loaded.biometry.ac_mm is None
-    _edit_record(root, case.name, lambda r: r["biometry"].update(structure="femur"))
+    _edit_record(root, case.name, lambda r: r["biometry"].update(structure="knee"))
     assert "structure must be one of" in dataset.validate(root)[0]
 
 
@@ -303,3 +303,14 @@ def test_patch_lmdbs_do_not_change_with_the_format_version(simulated, copy, tmp_
                   patch_records.dataset_scans(root), tmp_path / name, per_class=per_class)["splits"].items()}
               for root, name in ((simulated[0], "v2"), (copy, "v1"))]
     assert hashes[0] == hashes[1]
+
+
+def test_a_dataset_written_before_the_head_and_femur_classes_still_opens(simulated, tmp_path):
+    root = dataset.write_dataset(tmp_path / "old", simulated[1][:1])
+    index = json.loads((root / "dataset.json").read_text())
+    index["classes"] = {k: v for k, v in index["classes"].items() if int(k) < 8}
+    (root / "dataset.json").write_text(json.dumps(index))
+    assert dataset.validate(root) == []
+    index["classes"]["3"] = "vein"
+    (root / "dataset.json").write_text(json.dumps(index))
+    assert "class table differs" in dataset.validate(root)[0]

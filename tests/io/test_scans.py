@@ -1,11 +1,13 @@
 """Scan files -> ScanImage: calibration regions, spacing fallbacks, frames, images, and the
 DICOM path through tools/beam_map.py (privacy included)."""
+import hashlib
 import json
 import subprocess
 import sys
 
 import cv2
 import numpy as np
+import pydicom
 import pytest
 from pydicom import uid
 
@@ -23,7 +25,7 @@ STRIP = dicom_files.region((0, 110, 199, 119), (0.01, 0.2), spatial_format=3, da
 
 def test_one_tissue_region_is_cropped_and_calibrated(tmp_path):
     path = dicom_files.write(tmp_path / "one.dcm", FRAME, "RGB", regions=[LEFT, STRIP])
-    (scan,) = scans.read_scans(path)  # the Doppler strip is no scan
+    (scan,) = scans.read_scans(path, keep_name=True)  # the Doppler strip is no scan
     assert scan.name == "one" and scan.region == (0, 10, 100, 110)
     np.testing.assert_array_equal(scan.rgb, FRAME[10:110, 0:100])
     np.testing.assert_array_equal(scan.gray, cv2.cvtColor(scan.rgb, cv2.COLOR_RGB2GRAY))
@@ -33,11 +35,14 @@ def test_one_tissue_region_is_cropped_and_calibrated(tmp_path):
 
 def test_two_tissue_regions_are_two_scans(tmp_path):
     path = dicom_files.write(tmp_path / "dual.dcm", FRAME, "RGB", regions=[STRIP, LEFT, RIGHT])
-    left, right = scans.read_scans(path)
-    assert (left.name, right.name) == ("dual_r0", "dual_r1")
+    left, right = scans.read_scans(path)  # named after the UID, not the file (a patient's name?)
+    uid = pydicom.dcmread(path).SOPInstanceUID
+    name = "dcm-" + hashlib.sha256(uid.encode()).hexdigest()[:16]
+    assert (left.name, right.name) == (f"{name}_r0", f"{name}_r1")
+    assert [s.name for s in scans.read_scans(path, keep_name=True)] == ["dual_r0", "dual_r1"]
     assert (left.spacing_mm, right.spacing_mm) == pytest.approx((0.3, 0.45), rel=0.01)
     np.testing.assert_array_equal(right.rgb, FRAME[10:110, 100:200])
-    (chosen,) = scans.read_scans(path, region=1)
+    (chosen,) = scans.read_scans(path, region=1, keep_name=True)
     assert chosen.name == "dual_r1" and chosen.region == right.region
     with pytest.raises(scans.ScanError, match=r"dual.dcm: no region 2: the file has 2 .* \(0 to 1\)"):
         scans.read_scans(path, region=2)
@@ -146,7 +151,7 @@ def _screen_dicom(path, probes, **attributes):
 
 def test_beam_map_maps_each_region_and_leaks_no_identity(tmp_path):
     path = _screen_dicom(tmp_path / "dual.dcm", [screens.CONVEX, screens.SECTOR], BurnedInAnnotation="YES")
-    run = _tool(path, "--out", tmp_path / "out")
+    run = _tool(path, "--out", tmp_path / "out", "--keep-names")
     assert run.returncode == 0, run.stderr
     left, right = json.loads(run.stdout)
     assert (left["name"], right["name"]) == ("dual_r0", "dual_r1")
@@ -155,7 +160,7 @@ def test_beam_map_maps_each_region_and_leaks_no_identity(tmp_path):
     np.testing.assert_allclose(left["apex"], screens.CONVEX.apex, atol=20)
     np.testing.assert_allclose(right["edges_deg"], screens.SECTOR.angles, atol=3)
     assert "BurnedInAnnotation is YES" in run.stderr
-    written = sorted(p.name for p in (tmp_path / "out").iterdir())
+    written = sorted(p.name for p in (tmp_path / "out").glob("[!.]*"))
     assert written == ["dual_r0_beam.npy", "dual_r0_beam.png", "dual_r1_beam.npy", "dual_r1_beam.png"]
     everything = run.stdout + run.stderr + "".join(p.read_bytes().decode("latin-1")
                                                    for p in (tmp_path / "out").iterdir())
@@ -181,8 +186,51 @@ def test_beam_map_frames_spacing_and_no_fan(tmp_path):
     assert not (tmp_path / "text_out").exists()
 
 
+# ----------------------------------------------------------------------------- deeper pixels
+
+def _sbit(path, bits: int) -> None:
+    """Put an sBIT chunk (``bits`` significant bits, gray) right after a PNG's IHDR."""
+    import struct
+    import zlib
+    data = path.read_bytes()
+    chunk = struct.pack(">I", 1) + b"sBIT" + bytes([bits]) + struct.pack(">I", zlib.crc32(b"sBIT" + bytes([bits])))
+    path.write_bytes(data[:33] + chunk + data[33:])
+
+
+@pytest.mark.parametrize("store", ["png with sBIT", "png without sBIT", "dicom BitsStored"])
+def test_deep_pixels_are_scaled_by_their_stored_depth_never_their_range(store, tmp_path):
+    eight = FRAME[..., 0]
+    # A 12-bit loop in 16-bit storage; the second frame is half as bright: a per-frame range
+    # would stretch it to look like the first.
+    wide = eight.astype(np.uint32) * 4095
+    twelve = np.stack([wide // 255, wide // 510]).astype(np.uint16)
+    if store == "dicom BitsStored":
+        path = dicom_files.write(tmp_path / "deep.dcm", twelve, frames=2, bits=12)
+        frames = [s.gray for s in scans.iter_frames(path)]
+        warnings = scans.read_scans(path, frame=0)[0].warnings
+    else:
+        frames, warnings = [], ()
+        for k, frame in enumerate(twelve):
+            path = tmp_path / f"deep{k}.png"
+            cv2.imwrite(str(path), frame)
+            if store == "png with sBIT":
+                _sbit(path, 12)
+            scan, = scans.read_scans(path)
+            frames.append(scan.gray)
+            warnings = warnings or scan.warnings  # the first frame's
+    expected = 16 if store == "png without sBIT" else 1  # without sBIT: scaled from 16 bits
+    np.testing.assert_allclose(frames[0], eight / expected, atol=1)
+    np.testing.assert_allclose(frames[1], eight / expected / 2, atol=1)  # the same scaling
+    text = " ".join(warnings)
+    assert "scaled to 8 bits" in text  # a lossy rescale is always said
+    if store == "png without sBIT":
+        assert "use only 12 of 16 bits" in text and "no PNG sBIT chunk" in text
+    else:
+        assert "12-bit pixels" in text
+
+
 def test_png_bytes_round_trip_gray_and_colour():
     gray = np.arange(256, dtype=np.uint8).reshape(16, 16)
     colour = np.dstack([gray, gray[::-1], np.zeros_like(gray)])
-    assert np.array_equal(scans.decode_png(scans.encode_png(gray)), gray)
-    assert np.array_equal(scans.decode_png(scans.encode_png(colour))[..., ::-1], colour)
+    assert np.array_equal(scans.imread(scans.encode_png(gray)), gray)
+    assert np.array_equal(scans.imread(scans.encode_png(colour))[..., ::-1], colour)

@@ -198,9 +198,13 @@ def test_hadlock_abdomen_and_femur_only():
     assert bm.hadlock_efw(290, 63) == pytest.approx(2116.6, abs=0.5)
 
 
-def test_hadlock_needs_both_head_measurements():
-    with pytest.raises(ValueError, match="both"):
-        bm.hadlock_efw(290, 63, hc_mm=305)
+def test_hadlock_with_one_head_measurement():
+    # HC: 1.326 - 0.00326*182.7 + 0.0107*30.5 + 0.0438*29 + 0.158*6.3
+    #   = 1.326 - 0.595602 + 0.32635 + 1.2702 + 0.9954 = 3.322348 -> 2100.6 g
+    assert bm.hadlock_efw(290, 63, hc_mm=305) == pytest.approx(2100.6, abs=0.5)
+    # BPD: 1.335 - 0.0034*182.7 + 0.0316*8.4 + 0.0457*29 + 0.1623*6.3
+    #    = 1.335 - 0.62118 + 0.26544 + 1.3253 + 1.02249 = 3.32705 -> 2123.4 g
+    assert bm.hadlock_efw(290, 63, bpd_mm=84) == pytest.approx(2123.4, abs=0.5)
 
 
 def test_mostly_shadowed_boundary_is_too_incomplete():

@@ -1,11 +1,14 @@
 """fetal_biometry.measure.sweeps and tools/sweep.py: streamed sequences, batched classification, metrics."""
+import hashlib
 import json
 import subprocess
 import sys
 
 import numpy as np
+import pydicom
 import pytest
 
+from fetal_biometry import atomic
 from fetal_biometry.caffe_env import caffe
 from fetal_biometry.evaluation import metrics
 from fetal_biometry.geometry import probe as geom
@@ -173,7 +176,7 @@ def test_the_tool_writes_json_plot_video_and_best_frame(fetal_model, sweeps_dir,
     for name in ("frames_scores.png", "frames_overlay.mp4", "frames_best.png"):
         assert (out / name).stat().st_size > 0
     assert sequences.open_sequence(out / "frames_overlay.mp4", spacing=1).count == 10
-    assert not list(out.glob(".*"))  # no draft left behind
+    assert [p.name for p in out.glob(".*")] == [atomic.OUTPUT_MARKER]  # no draft left behind
     # A second run into the same folder needs --overwrite.
     again = _sweep_tool(fetal_model, folder / "frames.mha", "--geometry", folder / "truth.json",
                         "--out", out)
@@ -193,15 +196,22 @@ def test_the_tool_refuses_a_video_without_spacing_and_leaves_no_folder(fetal_mod
 def test_the_tool_measures_a_multiframe_dicom_with_an_estimated_fan(fetal_model, tmp_path, small_sweep):
     import dicom_files
 
-    path = dicom_files.write(tmp_path / "loop.dcm", small_sweep.frames, frames=10,
+    # Named like a scanner's export may be: after the patient.
+    path = dicom_files.write(tmp_path / "DOE_JANE_loop.dcm", small_sweep.frames, frames=10,
                              regions=[dicom_files.region((0, 0, 95, 95), (0.05, 0.05))])
     result = _sweep_tool(fetal_model, path, "--out", tmp_path / "out", "--candidates", "2", "--no-video")
     assert result.returncode == 0, result.stderr
-    record = json.loads((tmp_path / "out" / "loop.json").read_text())
+    name = "dcm-" + hashlib.sha256(pydicom.dcmread(path).SOPInstanceUID.encode()).hexdigest()[:16]
+    record = json.loads((tmp_path / "out" / f"{name}.json").read_text())
     assert record["kind"] == "dicom" and record["spacing_source"] == "ultrasound region"
     assert record["geometry_source"].startswith("estimated from the first frame")
-    assert len(record["frames"]) == 10 and (tmp_path / "out" / "loop_best.png").is_file()
-    assert not (tmp_path / "out" / "loop_overlay.mp4").exists()
+    assert len(record["frames"]) == 10 and (tmp_path / "out" / f"{name}_best.png").is_file()
+    assert not (tmp_path / "out" / f"{name}_overlay.mp4").exists()
+    written = result.stdout + "".join(p.read_text(errors="replace") for p in (tmp_path / "out").glob("*.json"))
+    assert "DOE" not in written and not list((tmp_path / "out").glob("DOE*"))
+    kept = _sweep_tool(fetal_model, path, "--out", tmp_path / "kept", "--candidates", "2", "--no-video",
+                       "--keep-names")
+    assert kept.returncode == 0 and (tmp_path / "kept" / "DOE_JANE_loop.json").is_file()
 
 
 def test_evaluate_reports_the_benchmark_metrics_on_a_sweeps_folder(fetal_model, sweeps_dir, tmp_path):

@@ -137,6 +137,15 @@ def test_a_copied_or_moved_run_folder_resumes_from_its_own_weights(run, tmp_path
     with pytest.raises(checks.CheckError, match="its weights net_iter_2.caffemodel are missing: "
                                                 "neither beside the state"):
         checks.check_solverstate(state, run["solver"])
+    # The recorded path is never read, even where the weights are (a forged state's aim), and
+    # a link beside the state leading out is refused.
+    recorded.learned_net = str(run["weights"])
+    state.write_bytes(recorded.SerializeToString())
+    with pytest.raises(checks.CheckError, match="the recorded path .* is not"):
+        checks.check_solverstate(state, run["solver"])
+    (copy / "snapshots" / run["weights"].name).symlink_to(run["weights"])
+    with pytest.raises(checks.CheckError, match=rf"{state}: names 'net_iter_2.caffemodel' .*outside"):
+        checks.check_solverstate(state, run["solver"])
 
 
 def test_a_state_whose_weights_are_from_another_iteration(run, tmp_path):

@@ -346,3 +346,21 @@ def test_a_full_disk_is_a_clear_error_and_the_last_snapshot_stays(tutorial_solve
     assert training.latest_snapshot(copy).name == "snap_iter_4.solverstate"
     assert sorted(p.name for p in (copy / "snapshots").iterdir()) == \
         ["snap_iter_4.caffemodel", "snap_iter_4.solverstate"]
+
+
+def test_resume_last_never_falls_back_to_an_older_snapshot(tutorial_solver, tmp_path):
+    solver = tutorial_solver(max_iter=8, snapshot=4)
+    out = tmp_path / "run"
+    training.train(solver, out, progress=False, plot=False)
+    newest = training.last_state(out)
+    assert newest.name.endswith("_iter_8.solverstate")
+    state = newest.read_bytes()
+    newest.write_bytes(state[:len(state) // 2])  # truncated (a disk that filled, a copy cut short)
+    result = subprocess.run([sys.executable, "tools/train.py", str(solver), "--out", str(out),
+                             "--resume", "last", "--no-progress", "--max-iter", "12"],
+                            cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert str(newest) in result.stderr and "iter_4" not in result.stderr
+    newest.with_suffix(".caffemodel").unlink()  # and the newest iteration incomplete
+    with pytest.raises(training.TrainingError, match=r"newest snapshot .* \(iteration 8\) is incomplete"):
+        training.last_state(out)

@@ -227,6 +227,8 @@ def test_simulate_tool(tmp_path):
     assert dataset.validate(out) == [] and sheet.stat().st_size > 0
     assert dataset.open(out).generator["seed"] == 4
     again = _tool("--cases", "2", "--out", str(out), "--seed", "4")
-    assert again.returncode == 1 and "exists" in again.stderr
+    assert again.returncode == 1 and "earlier output of this tool; pass --overwrite" in again.stderr
+    replaced = _tool("--cases", "2", "--out", str(out), "--seed", "5", "--overwrite")
+    assert replaced.returncode == 0 and dataset.open(out).generator["seed"] == 5
     assert _tool("--cases", "0", "--out", str(tmp_path / "x")).returncode == 2
     assert "--contact-sheet" in _tool("--help").stdout

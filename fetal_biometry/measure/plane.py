@@ -1,0 +1,78 @@
+"""Which plane a class map shows, and the measurements that plane allows.
+
+A scan nobody labelled may be an abdomen, a head or a femur: :func:`plane_type` tells them
+apart by the structures in its class map (dataset classes, :data:`fetal_biometry.labels.CLASSES`,
+as a segmenter of the head and femur classes gives them), and :func:`measure_plane` measures
+what that plane allows: the AC (:func:`fetal_biometry.measure.biometry.measure`, on the map reduced to
+the patch classifier's classes), HC, OFD, BPD and cephalic index
+(:func:`fetal_biometry.measure.head.measure`) or FL (:func:`fetal_biometry.measure.femur.measure`). The
+measurements come back as the plain dict :func:`fetal_biometry.measure.growth.panel` reads
+(``{"AC": mm}``, ``{"HC": mm, "OFD": mm, "BPD_OO": mm, "BPD_OI": mm}``, ``{"FL": mm}``).
+
+The rule, in order: a skull of at least :data:`MIN_SKULL_MM2` makes a head; else a femur of at
+least :data:`MIN_FEMUR_MM2` a femur; else amniotic fluid, a stomach bubble, an umbilical vein
+or abdominal tissue of at least :data:`MIN_ABDOMEN_MM2` an abdomen (the patch classifier's maps
+have no abdomen class: its AC is fitted where the body meets the fluid); else "none". A head plane
+may show a limb and an abdomen plane a limb's bone (labelled background, not femur), so the
+skull wins over the femur, and the femur class is only the femur measured.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from fetal_biometry.geometry import probe as geom
+from fetal_biometry.labels import ABDOMEN, FEMUR, FLUID, SKULL, STOMACH, VEIN, classifier_labels
+from fetal_biometry.measure import biometry, femur, head
+
+PLANE_TYPES = ("abdomen", "head", "femur", "none")
+MIN_SKULL_MM2 = 60.0  # a skull ring of ~100 mm HC and 1 mm thick at 14 weeks has ~100 mm^2
+MIN_FEMUR_MM2 = 8.0  # a 10 mm femur 1 mm wide at 14 weeks
+MIN_ABDOMEN_MM2 = 40.0
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class PlaneResult:
+    """The plane type, what it allowed measuring (mm, by :data:`fetal_biometry.measure.growth.MEASUREMENTS`
+    keys; empty when nothing was measured), the plane verdict with its reasons, and the
+    structure's own measurement object (:class:`~fetal_biometry.measure.biometry.Measurement`,
+    :class:`~fetal_biometry.measure.head.HeadMeasurement` or :class:`~fetal_biometry.measure.femur.FemurMeasurement`;
+    None for "none")."""
+
+    kind: str
+    measurements: dict
+    accepted: bool
+    reasons: tuple[str, ...]
+    detail: object = None
+
+
+def plane_type(class_map: np.ndarray, spacing_mm: float) -> str:
+    """``"head"``, ``"femur"``, ``"abdomen"`` or ``"none"`` by the structures the map shows."""
+    class_map = np.asarray(class_map)
+    if not spacing_mm > 0:
+        raise ValueError(f"pixel spacing must be positive, got {spacing_mm}")
+    pixel = spacing_mm ** 2
+    if np.count_nonzero(class_map == SKULL) * pixel >= MIN_SKULL_MM2:
+        return "head"
+    if np.count_nonzero(class_map == FEMUR) * pixel >= MIN_FEMUR_MM2:
+        return "femur"
+    if np.count_nonzero(np.isin(class_map, (FLUID, STOMACH, VEIN, ABDOMEN))) * pixel >= MIN_ABDOMEN_MM2:
+        return "abdomen"
+    return "none"
+
+
+def measure_plane(class_map: np.ndarray, spacing_mm: float,
+                  geometry: geom.Geometry | None = None) -> PlaneResult:
+    """The plane a class map shows and its measurements (see the module docstring)."""
+    kind = plane_type(class_map, spacing_mm)
+    if kind == "head":
+        m = head.measure(class_map, spacing_mm, geometry)
+        return PlaneResult(kind, m.as_measurements(), m.accepted, m.reasons, m)
+    if kind == "femur":
+        m = femur.measure(class_map, spacing_mm, geometry)
+        return PlaneResult(kind, m.as_measurements(), m.accepted, m.reasons, m)
+    if kind == "abdomen":
+        m = biometry.measure(classifier_labels(np.asarray(class_map)), spacing_mm)
+        return PlaneResult(kind, {} if m.ac_mm is None else {"AC": m.ac_mm}, m.accepted, m.reasons, m)
+    return PlaneResult(kind, {}, False, ("no abdomen, head or femur in the scan",))
