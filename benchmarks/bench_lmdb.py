@@ -29,7 +29,6 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import cv2  # noqa: E402
-import numpy as np  # noqa: E402
 
 from fetal_biometry import simulator  # noqa: E402
 from fetal_biometry.caffe_env import binary, caffe, proto  # noqa: E402

@@ -25,7 +25,7 @@ from fetal_biometry import atomic, paths
 from fetal_biometry.caffe_env import proto
 from fetal_biometry.evaluation import scans as evaluation
 from fetal_biometry.experiments import jobs as experiments
-from fetal_biometry.nets import checks, model as model_folder, training
+from fetal_biometry.nets import checks, model as model_folder, monitor, training
 from fetal_biometry.patches import encoding as patches, records as patch_records
 from fetal_biometry.tutorial import mnist
 
@@ -44,7 +44,7 @@ def test_accuracy(weights: pathlib.Path, net_path: str, batches: int) -> float:
     """Accuracy of ``weights`` over ``batches`` batches of the test net at ``net_path``."""
     net = checks.net(net_path, weights, kind="train")
     param = training.read_prototxt(net_path, proto().NetParameter)
-    return training.validate(net, param, batches)["accuracy"]
+    return monitor.validate(net, param, batches)["accuracy"]
 
 
 def run_mnist(iterations: int = 2000, gpu: int | None = None, retrain: bool = False) -> float:

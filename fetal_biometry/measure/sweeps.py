@@ -40,8 +40,7 @@ from scipy import ndimage
 
 from fetal_biometry.labels import OUTSIDE, STOMACH, VEIN
 from fetal_biometry.measure import biometry
-from fetal_biometry.measure.ellipse import (Ellipse, ellipse_mask, normalized_radius,
-                                            record as ellipse_record)
+from fetal_biometry.measure.ellipse import ellipse_mask, normalized_radius, record as ellipse_record
 
 if TYPE_CHECKING:  # only a type here: measuring needs no Caffe
     from fetal_biometry.inference.sequences import SequenceClassifier

@@ -246,7 +246,7 @@ def simulate_sweep(seed: int, index: int, frames: int = FRAMES, shape: tuple[int
         grid = sim.beam_grid(scene)
         label_map, tissue = sim.ground_truth(scene, shape, grid)
         ellipse = sim.abdomen_ellipse(scene)
-        fits = sim.anatomy.fits(scene.geometry, shape, scene.center, ellipse.a)
+        fits = sim.layout.fits(scene.geometry, shape, scene.center, ellipse.a)
         hidden = sim.cases.hidden_reason(label_map, tissue) if in_plane["stomach"] and in_plane["vein"] else None
         plane, reason = _classify(in_plane, z / R, tilt, fits, hidden)
         images.append(sim.scan_image(scene, grid, shape, rng, display))
