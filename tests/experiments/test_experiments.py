@@ -209,6 +209,7 @@ def tiny(tmp_path_factory):
     return setup, jobs, experiments.run(setup, jobs, ("heldout", "foreign"), workers=2)
 
 
+@pytest.mark.slow  # trains two nets in worker processes
 def test_a_tiny_job_trains_with_caffe_and_writes_its_summary(tiny):
     setup, jobs, records = tiny
     folder = setup.job_dir(jobs[0])
@@ -227,6 +228,7 @@ def test_a_tiny_job_trains_with_caffe_and_writes_its_summary(tiny):
     assert "random_seed: 0" in solver and "max_iter: 4" in solver
 
 
+@pytest.mark.slow  # trains two nets in worker processes
 def test_finished_jobs_are_not_run_again_and_report_mean_and_sd(tiny):
     setup, jobs, records = tiny
     stamps = [(setup.job_dir(j) / experiments.SUMMARY).stat().st_mtime_ns for j in jobs]
@@ -268,6 +270,7 @@ def test_a_job_index_outside_the_plan_is_an_error_naming_the_count(capsys):
     assert "--index 3: the thresholds plan has 3 job(s), 0 to 2" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # trains two nets in worker processes
 def test_evaluations_under_other_limits_are_measured_again_from_their_maps(tiny):
     setup, jobs, records = tiny
     summary_file = setup.job_dir(jobs[1]) / experiments.SUMMARY
@@ -284,6 +287,7 @@ def test_evaluations_under_other_limits_are_measured_again_from_their_maps(tiny)
     assert maps.stat().st_mtime_ns == stamp  # measured from the stored maps, not classified again
 
 
+@pytest.mark.slow  # trains two nets in worker processes
 def test_the_thresholds_plan_chooses_from_the_validation_maps(tiny):
     setup, jobs, _ = tiny
     records = experiments.run(setup, jobs, ("validation",), workers=2)
