@@ -12,7 +12,7 @@ from fetal_biometry.nets import model as model_folder
 
 def spacing_mm(text: str) -> float:
     """A pixel spacing: a positive, finite number of mm per pixel (0, inf and nan are no spacing)
-    within :data:`fetal_biometry.limits.SPACING_MM`."""
+    within :data:`fetal_biometry.io.limits.SPACING_MM`."""
     try:
         value = float(text)
     except ValueError:
@@ -23,6 +23,17 @@ def spacing_mm(text: str) -> float:
         limits.check_spacing(value)
     except limits.BudgetError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
+    return value
+
+
+def confidence(text: str) -> float:
+    """A fan confidence: a number in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"a fan confidence is a number from 0 to 1, got {text}")
     return value
 
 

@@ -9,7 +9,12 @@ region, PixelSpacing, ImagerPixelSpacing, --spacing or nowhere, and the JSON say
 
 Without --geometry the fan is found in the image (fetal_biometry.geometry.fan: the textured region on
 the black background, its straight side edges, apex and arcs; text panels, calipers, colour
-bars and colour Doppler boxes are ignored; below a confidence of 0.4 it says "no fan found").
+bars and colour Doppler boxes are ignored). A DICOM's TransducerType and its region's
+ReferencePixelX0/Y0 are priors (probe kind, a sector's apex), named in "geometry_source".
+Below the confidence threshold (fetal_biometry.geometry.fan.MIN_CONFIDENCE) there is no fan, unless
+--accept-fan-below C accepts fans down to C (then reported as low confidence). A scan
+without a fan is still reported, with its spacing, its source and its region, and
+"fan": "not found (reason)"; no beam files are written for it and the exit status is 1.
 With --geometry the probe comes from a file: a dataset case record (cases/<case>.json, probe
 under "probe") or a bare probe object, in the scan's pixels, such as
   {"type": "convex", "apex": [x, y], "start_depth": r0, "end_depth": r1, "angles": [l, r]}
@@ -73,23 +78,35 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--region", type=int, metavar="K",
                         help="only the K-th calibrated 2D tissue region of a DICOM, from 0 "
                              "(default: every one)")
+    parser.add_argument("--accept-fan-below", type=cli.confidence, metavar="C",
+                        help=f"use an estimated fan whose confidence is below the threshold "
+                             f"({fan.MIN_CONFIDENCE:g}) but at least C, marked low-confidence")
     parser.add_argument("--spacing", type=cli.spacing_mm, metavar="MM",
                         help="pixel spacing in mm, for files without calibration (an error "
                              "where it disagrees with the file's by more than 1%%)")
     return parser
 
 
-def summary(scan: scans.ScanImage, probe: geom.Geometry, confidence: float, source: str) -> dict:
-    """The printed JSON of one scan: its name, probe kind, apex, depths, edge angles,
-    confidence, full geometry, pixel spacing, its source and the scan's region."""
+def summary(scan: scans.ScanImage, found: fan.Estimate) -> dict:
+    """The printed JSON of one scan: its name, pixel spacing, its source and the scan's
+    region, always; the fan ("found", "low confidence", "given" or "not found (reason)"), its source and
+    confidence; where there is one, probe kind, apex, depths, edge angles and full geometry."""
+    probe = found.geometry
+    record = {"name": scan.name, "pixel_spacing_mm": scan.spacing_mm,
+              "spacing_source": scan.spacing_source,
+              "region": list(scan.region) if scan.region is not None else None,
+              "fan": f"not found ({found.reason})" if probe is None else
+              "given" if found.source.startswith("given") else
+              "low confidence" if found.low_confidence else "found",
+              "confidence": None if found.confidence is None else round(found.confidence, 4),
+              "geometry_source": found.source, "priors": found.priors}
+    if probe is None:
+        return record
     edges = list(probe.angles) if isinstance(probe, geom.ConvexProbe) else [probe.angle] * 2
-    return {"name": scan.name, "probe": "convex" if isinstance(probe, geom.ConvexProbe) else "linear",
+    return {**record, "probe": "convex" if isinstance(probe, geom.ConvexProbe) else "linear",
             "apex": list(probe.apex) if isinstance(probe, geom.ConvexProbe) else None,
             "start_depth": probe.start_depth, "end_depth": probe.end_depth,
-            "edges_deg": edges, "confidence": round(confidence, 4), "source": source,
-            "geometry": geom.to_dict(probe), "pixel_spacing_mm": scan.spacing_mm,
-            "spacing_source": scan.spacing_source,
-            "region": list(scan.region) if scan.region is not None else None}
+            "edges_deg": edges, "geometry": geom.to_dict(probe)}
 
 
 def _write(out: pathlib.Path, stem: str, gray: np.ndarray, directions: np.ndarray) -> None:
@@ -100,12 +117,14 @@ def _write(out: pathlib.Path, stem: str, gray: np.ndarray, directions: np.ndarra
     atomic.write_bytes(out / f"{stem}_beam.png", scans.encode_png(figures.beam_picture(gray, directions)))
 
 
-def _probe(scan: scans.ScanImage, given: pathlib.Path | None) -> tuple[geom.Geometry, float, str]:
-    """The scan's probe: from the --geometry file, else estimated from its RGB pixels."""
+def probe_of(scan: scans.ScanImage, given: pathlib.Path | None,
+             accept_below: float | None = None) -> fan.Estimate:
+    """The scan's probe: from the --geometry file (ValueError naming it), else estimated from
+    its RGB pixels with the file's priors (geometry None where no fan is found)."""
     if given:
-        return geom.read_file(given, scan.gray.shape), 1.0, "given"
-    probe, confidence = fan.estimate_geometry(scan.rgb)
-    return probe, confidence, "estimated"
+        return fan.Estimate(geom.read_file(given, scan.gray.shape), 1.0, f"given ({given})")
+    return fan.estimate_scan(scan.rgb, fan.priors_from(scan.transducer, scan.reference_pixel),
+                             accept_below)
 
 
 def main(argv=None) -> int:
@@ -127,22 +146,28 @@ def main(argv=None) -> int:
         return 1
     results = []
     for scan in found:
-        where = args.image if len(found) == 1 else f"{args.image} ({scan.name})"
         try:
-            results.append((scan, *_probe(scan, args.geometry)))
-        except fan.FanNotFound as error:
-            print(f"error: {where}: no fan found: {error}", file=sys.stderr)
-            return 1
+            results.append((scan, probe_of(scan, args.geometry, args.accept_fan_below)))
         except ValueError as error:  # the geometry file's problem, naming it
             print(f"error: {error}", file=sys.stderr)
             return 2
-    for scan, probe, confidence, source in results:  # every scan found a fan: now write
+    missing = 0
+    for scan, estimate in results:
+        where = args.image if len(found) == 1 else f"{args.image} ({scan.name})"
         for warning in scan.warnings:
             print(f"warning: {scan.name}: {warning}", file=sys.stderr)
-        _write(args.out, scan.name, scan.gray, geom.beam_directions(probe, scan.gray.shape))
+        if estimate.geometry is None:
+            missing += 1
+            print(f"error: {where}: no fan found: {estimate.reason}; the spacing "
+                  f"({scan.spacing_source}) is reported without it. Pass --geometry FILE, or "
+                  "--accept-fan-below C to use a weaker fan", file=sys.stderr)
+            continue
+        if estimate.low_confidence:
+            print(f"warning: {where}: {estimate.source}", file=sys.stderr)
+        _write(args.out, scan.name, scan.gray, geom.beam_directions(estimate.geometry, scan.gray.shape))
     report = [summary(*result) for result in results]
     print(json.dumps(report[0] if len(report) == 1 else report, indent=2))
-    return 0
+    return 1 if missing else 0
 
 
 if __name__ == "__main__":

@@ -32,7 +32,10 @@ absolute path or a symlink leading out of the folder is refused, naming the file
 
 Every problem of every image is listed at once (annotation file, image, shape) and nothing is
 written; the dataset is written aside and renamed into place, and OUT must be new, empty or
-(with --overwrite) a dataset this tool made.
+(with --overwrite) a dataset this tool made. With --skip-bad the images that import are
+written and each one left out is listed with its problems (on the terminal and in
+dataset.json, under source.skipped). Without --geometry the fan of each image is estimated;
+--accept-fan-below C also takes fans below the confidence threshold (a note names each).
 
 examples:
   python tools/import_dataset.py cvat export/annotations.xml --images export/images \\
@@ -89,6 +92,12 @@ def _parser() -> argparse.ArgumentParser:
                              "for drawn shapes, 2 px for masks)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace DIR if it holds a dataset this tool made earlier")
+    parser.add_argument("--skip-bad", action="store_true",
+                        help="write every image that imports; list each one left out, with its "
+                             "problems, in dataset.json (default: nothing written if any fails)")
+    parser.add_argument("--accept-fan-below", type=cli.confidence, metavar="C",
+                        help="use estimated fans whose confidence is below the threshold but at "
+                             "least C")
     parser.add_argument("--contact-sheet", type=pathlib.Path, metavar="PNG",
                         help="also draw the first scans beside their imported labels into PNG")
     return parser
@@ -104,7 +113,8 @@ def main(argv=None) -> int:
     options = importers.Options(images=args.images, classes=args.classes, values=args.values,
                                 spacing_csv=args.spacing_csv, spacing_mm=args.spacing,
                                 geometry=args.geometry, fan_tolerance_px=args.fan_tolerance,
-                                frame=args.frame, overwrite=args.overwrite)
+                                frame=args.frame, overwrite=args.overwrite, skip_bad=args.skip_bad,
+                                accept_fan_below=args.accept_fan_below)
     start = time.perf_counter()
     try:
         if args.contact_sheet:  # before the work: a user's file of that name is never replaced
@@ -122,7 +132,9 @@ def main(argv=None) -> int:
     except (importers.AnnotationError, dataset.DatasetError, atomic.OutputError, OSError) as error:
         print(f"import_dataset: error: {error}", file=sys.stderr)
         return 1
+    skipped = len(dataset.open(out).source.get("skipped", []))
     print(f"wrote {count} cases to {out} ({count / seconds:.1f} images/s)"
+          + (f"; {skipped} image(s) skipped, listed in {out / 'dataset.json'}" if skipped else "")
           + (f", contact sheet {args.contact_sheet}" if args.contact_sheet else ""))
     return 0
 

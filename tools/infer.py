@@ -17,6 +17,11 @@ from its case records). For images:
             one the scan is refused, unless --assume-spacing MM classifies it at an assumed
             spacing (then no AC is reported, and the JSON says so)
   geometry  from --geometry (a case JSON or a bare probe object), else estimated from the
+            image's fan, in colour, with a DICOM's transducer and reference pixel as priors
+            (tools/beam_map.py shows the estimate). A fan below the confidence threshold is
+            used only with --accept-fan-below C (marked low-confidence). Without a fan, a
+            model of encoding 'none' (no beam directions) classifies the whole image and
+            says so in NAME.json ("geometry_source"); other encodings refuse the scan
             image's fan, in colour (tools/beam_map.py shows the estimate)
 The scans given together are one exam: OUT/infer.json carries its panel (fetal_biometry.measure.growth):
 each measurement (the mean over the scans whose plane was accepted) with the gestational age it
@@ -65,6 +70,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="output folder (created; a folder of anything else is refused)")
     parser.add_argument("--geometry", type=pathlib.Path, metavar="FILE",
                         help="probe geometry for image files: case JSON or probe object")
+    parser.add_argument("--accept-fan-below", type=cli.confidence, metavar="C",
+                        help=f"use an estimated fan whose confidence is below the threshold "
+                             f"({fan.MIN_CONFIDENCE:g}) but at least C (marked low-confidence)")
     parser.add_argument("--spacing", type=cli.spacing_mm, metavar="MM",
                         help="pixel spacing of image files, mm per pixel (checked against a "
                              "DICOM's own calibration)")
@@ -102,7 +110,7 @@ def _unique(stem: str, taken: set[str]) -> str:
     return name
 
 
-def _inputs(items: list[str], args):
+def _inputs(items: list[str], args, encoding: str):
     """(label, loader) per scan; a loader returns (stem, image, rgb, probe, spacing, record)."""
     for item in map(pathlib.Path, items):
         if item.is_dir():
@@ -110,7 +118,7 @@ def _inputs(items: list[str], args):
             for name in data.cases:
                 yield f"{item}/{name}", lambda data=data, name=name: _case(data, name)
         else:
-            yield str(item), lambda item=item: _images(item, args)
+            yield str(item), lambda item=item: _images(item, args, encoding)
 
 
 def _case(data: dataset.Dataset, name: str):
@@ -120,19 +128,29 @@ def _case(data: dataset.Dataset, name: str):
     return [(name, case.image, case.geometry, case.spacing_mm, record)]
 
 
-def _images(path: pathlib.Path, args):
+def _images(path: pathlib.Path, args, encoding: str):
     found = []
     hidden = dicom.is_dicom(path) and not args.keep_names  # the file name may be the patient's
     for scan in scans.read_scans(path, frame=args.frame, region=args.region, spacing=args.spacing,
                                  keep_name=args.keep_names):
         if args.geometry is not None:
-            probe, how = geom.read_file(args.geometry, scan.gray.shape), "given"
+            probe, how = geom.read_file(args.geometry, scan.gray.shape), f"given ({args.geometry})"
         else:
-            try:
-                probe, confidence = fan.estimate_geometry(scan.rgb)
-            except fan.FanNotFound as error:
-                raise ValueError(f"no fan found ({error}); pass --geometry FILE") from None
-            how = f"estimated from the image (confidence {confidence:.2f})"
+            estimate = fan.estimate_scan(scan.rgb, fan.priors_from(scan.transducer, scan.reference_pixel),
+                                         args.accept_fan_below)
+            probe, how = estimate.geometry, estimate.source
+            if probe is None:
+                if encoding != inference.NO_FAN_ENCODING:
+                    spacing = ("unknown" if scan.spacing_mm is None
+                               else f"{scan.spacing_mm:.4g} mm ({scan.spacing_source})")
+                    raise ValueError(f"{estimate.source}; pixel spacing {spacing}; the model's "
+                                     f"encoding {encoding!r} needs "
+                                     "beam directions: pass --geometry FILE, --accept-fan-below C, "
+                                     f"or use a model of encoding {inference.NO_FAN_ENCODING!r}")
+                how += (f"; classified over the whole image with encoding "
+                        f"{inference.NO_FAN_ENCODING!r}, which needs no beam directions")
+            elif estimate.low_confidence:
+                tqdm.write(f"infer: warning: {path}: {estimate.source}", file=sys.stderr)
         record = {"source": scan.name if hidden else str(path), "frame": args.frame, "region": scan.region,
                   "spacing_mm": scan.spacing_mm, "spacing_source": scan.spacing_source,
                   "geometry_source": how, "warnings": list(scan.warnings)}
@@ -151,7 +169,7 @@ def _infer_one(classifier, image, probe, spacing, record, assume) -> tuple[dict,
                       ac_note="AC not measured: the pixel spacing is unknown (classified at an "
                               "assumed spacing)")
     result, probs, labels, measured = inference.infer_scan(classifier, image, probe, spacing, measure)
-    record.update(result, geometry=geom.to_dict(probe))
+    record.update(result, geometry=None if probe is None else geom.to_dict(probe))
     return record, (probs, labels, measured)
 
 
@@ -209,7 +227,7 @@ def main(argv=None) -> int:
     done, failed, taken = [], [], {pathlib.Path(INDEX).stem, pathlib.Path(CHARTS).stem}
     atomic.mark(args.out, TOOL)
     try:
-        inputs = list(_inputs(args.scans, args))
+        inputs = list(_inputs(args.scans, args, model.encoding))
     except (ValueError, OSError) as err:  # a dataset folder that does not validate
         print(f"infer: error: {err}", file=sys.stderr)
         return 1

@@ -9,7 +9,9 @@ MODEL_DIR is a model folder (made by tools/train.py). SEQUENCE is one of
                          several calibrated regions needs --region K
 The sequence is streamed (never held decoded whole). The probe geometry, shared by every frame,
 comes from --geometry FILE (a case JSON, a sweep's truth.json, a probe object) or is estimated
-from the first frame. Every frame is classified densely and scored by its landmarks (stomach
+from the first frame; a fan below the confidence threshold is used only with
+--accept-fan-below C. Without a fan, a model of encoding 'none' classifies the whole frames
+(NAME.json's geometry_source says so); other encodings refuse the sequence. Every frame is classified densely and scored by its landmarks (stomach
 bubble, umbilical vein: their confidence); the best --candidates frames are measured (ellipse,
 support, residual, landmarks inside the abdomen) and the best plane is chosen.
 
@@ -63,6 +65,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="probe geometry: case JSON, sweep truth.json or probe object "
                              "(default: estimated from the first frame)")
     parser.add_argument("--region", type=int, metavar="K", help="the K-th calibrated region of a DICOM")
+    parser.add_argument("--accept-fan-below", type=cli.confidence, metavar="C",
+                        help=f"use an estimated fan whose confidence is below the threshold "
+                             f"({fan.MIN_CONFIDENCE:g}) but at least C (marked low-confidence)")
     parser.add_argument("--batch", type=cli.at_least_one, default=sequence_inference.BATCH, metavar="N",
                         help=f"frames per Caffe forward pass (default {sequence_inference.BATCH})")
     parser.add_argument("--candidates", type=cli.at_least_one, default=sweeps.CANDIDATES, metavar="K",
@@ -79,15 +84,21 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _geometry(args, sequence: sequences.Sequence) -> tuple[geom.Geometry, str]:
+def _geometry(args, sequence: sequences.Sequence, encoding: str) -> tuple[geom.Geometry | None, str]:
     if args.geometry is not None:
         return geom.read_file(args.geometry, sequence.shape), f"given ({args.geometry})"
-    try:
-        probe, confidence = fan.estimate_geometry(sequence.first_rgb())
-    except fan.FanNotFound as error:
-        raise ValueError(f"{sequence.path}: no fan found in the first frame ({error}); "
-                         "pass --geometry FILE") from None
-    return probe, f"estimated from the first frame (confidence {confidence:.2f})"
+    estimate = fan.estimate_scan(sequence.first_rgb(), accept_below=args.accept_fan_below)
+    source = f"first frame: {estimate.source}"
+    if estimate.geometry is None:
+        if encoding != inference.NO_FAN_ENCODING:
+            raise ValueError(f"{sequence.path}: {source}; the model's encoding {encoding!r} needs "
+                             "beam directions: pass --geometry FILE, --accept-fan-below C, or use "
+                             f"a model of encoding {inference.NO_FAN_ENCODING!r}")
+        source += (f"; whole frames classified with encoding {inference.NO_FAN_ENCODING!r}, "
+                   "which needs no beam directions")
+    elif estimate.low_confidence:
+        print(f"sweep: warning: {sequence.path}: {source}", file=sys.stderr)
+    return estimate.geometry, source
 
 
 def run(args) -> dict:
@@ -96,7 +107,7 @@ def run(args) -> dict:
     sequence = sequences.open_sequence(args.sequence, args.spacing, args.region)
     if sequence.spacing_mm is None:
         raise ValueError(f"{sequence.path}: no pixel spacing in the file; pass --spacing MM")
-    probe, geometry_source = _geometry(args, sequence)
+    probe, geometry_source = _geometry(args, sequence, model.encoding)
     for path in atomic.claim_output(args.out, TOOL, inputs=[args.model, args.sequence],
                                     overwrite=args.overwrite, option="--out"):
         print(f"sweep: removed {path}, left by an interrupted run", file=sys.stderr)
@@ -138,7 +149,8 @@ def run(args) -> dict:
     record = {"sequence": name if hidden else str(sequence.path), "kind": sequence.kind, "frame_count": frames,
               "shape": list(sequence.shape), "spacing_mm": sequence.spacing_mm,
               "spacing_source": sequence.spacing_source, "geometry_source": geometry_source,
-              "geometry": geom.to_dict(probe), "model": str(model.root), "encoding": model.encoding,
+              "geometry": None if probe is None else geom.to_dict(probe),
+              "model": str(model.root), "encoding": model.encoding,
               "warnings": list(sequence.warnings),
               "timing": {"seconds": round(seconds, 2), "frames_per_second": round(frames / seconds, 2)},
               **result.record}

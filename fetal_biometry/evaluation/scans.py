@@ -275,7 +275,9 @@ def write_report(summaries: dict[str, dict], out: str | os.PathLike) -> str:
     from fetal_biometry.evaluation import report
 
     text = table(summaries)
+    # The slow report (figures, then the page) first, the two quick files right after it: a
+    # run killed while drawing leaves the three files of the earlier report, not a mix.
+    report.write(out, list(summaries))
     atomic.write_text(pathlib.Path(out, "table.md"), text + "\n")
     atomic.write_text(pathlib.Path(out, "summary.json"), json.dumps(summaries, indent=1) + "\n")
-    report.write(out, list(summaries))
     return text

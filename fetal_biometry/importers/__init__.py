@@ -74,7 +74,9 @@ with non-square pixels (resampled by the reader), is refused. The spacing comes 
 CSV (HC18's convention), else ``spacing_mm`` for all, either checked against a DICOM's own
 calibration, which serves when neither is given. The probe geometry (of the scan as read,
 i.e. of the crop) comes from one JSON for all or a folder of ``STEM.json``, else from
-:func:`fetal_biometry.fan.estimate_geometry` (a note says so, with its confidence).
+:func:`fetal_biometry.geometry.fan.estimate_scan` (a note says so, with its confidence; the
+file's transducer and reference pixel as priors; ``accept_fan_below`` takes weaker fans);
+``skip_bad`` writes the images that import and lists the others in ``source.skipped``.
 """
 from fetal_biometry._exports import lazy
 

@@ -63,12 +63,14 @@ def _inputs(annotation: Annotation, options: Options, spacing: dict[str, float],
         except ValueError as error:
             problems.append(f"{where}: probe geometry {error}")
     else:
-        try:
-            probe, confidence = fan.estimate_geometry(scan.rgb)
-            warnings.append(f"{image_file.name}: probe geometry estimated from the image "
-                            f"(confidence {confidence:.2f})")
-        except fan.FanNotFound as error:
-            problems.append(f"{where}: no fan found in the image ({error}); pass --geometry FILE")
+        estimate = fan.estimate_scan(scan.rgb, fan.priors_from(scan.transducer, scan.reference_pixel),
+                                     options.accept_fan_below)
+        probe = estimate.geometry
+        if probe is None:
+            problems.append(f"{where}: {estimate.source}; pass --geometry FILE or "
+                            "--accept-fan-below C")
+        else:
+            warnings.append(f"{image_file.name}: probe geometry {estimate.source}")
     if problems:
         return None, problems
     return Inputs(case_name(image_file), scan.gray, scan.spacing_mm, probe,
@@ -105,7 +107,11 @@ def import_dataset(fmt: str, annotations: str | os.PathLike, out: str | os.PathL
 
     Every image is read and built before anything is written; :class:`AnnotationError` lists
     every problem (each naming the annotation file, the image and the shape) and nothing is
-    written. ``out`` may be a new or empty folder or, with ``options.overwrite``, a dataset this
+    written. With ``options.skip_bad`` an image with problems (no fan, no spacing, a shape out
+    of the fan, ...) is left out instead and the others are written; dataset.json's
+    ``source.skipped`` lists each left-out image with its problems (problems of the whole
+    import, such as an unreadable class map, still stop it, as does nothing left to write).
+    ``out`` may be a new or empty folder or, with ``options.overwrite``, a dataset this
     importer made (replaced atomically); never an input or a folder holding one. ``progress`` wraps the list of
     annotations (e.g. tqdm).
     """
@@ -132,19 +138,22 @@ def _import_dataset(fmt: str, path: pathlib.Path, out: pathlib.Path, options: Op
     found, more = read_annotations(fmt, path, options)
     problems += more
     tolerance = FAN_TOLERANCE_PX[fmt] if options.fan_tolerance_px is None else options.fan_tolerance_px
-    warnings, cases, names = [], [], {}
+    warnings, cases, names, skipped = [], [], {}, []
     for annotation in (progress(found) if progress else found):
-        ready, more = _inputs(annotation, options, spacing, warnings)
-        problems += more
-        if ready is None:
+        ready, own = _inputs(annotation, options, spacing, warnings)
+        case = None
+        if ready is not None and ready.name in names:
+            own.append(f"{annotation.file}: image {annotation.image.name}: case name {ready.name!r} "
+                       f"also made from {names[ready.name]}: rename one image")
+        elif ready is not None:
+            names[ready.name] = annotation.image
+            case, more = build_case(annotation, ready, classes, tolerance)
+            own += more
+        if own and options.skip_bad:
+            skipped.append({"image": str(annotation.image), "annotations": str(annotation.file),
+                            "reasons": own})
             continue
-        if ready.name in names:
-            problems.append(f"{annotation.file}: image {annotation.image.name}: case name {ready.name!r} "
-                            f"also made from {names[ready.name]}: rename one image")
-            continue
-        names[ready.name] = annotation.image
-        case, more = build_case(annotation, ready, classes, tolerance)
-        problems += more
+        problems += own
         if case is not None:
             cases.append(case)
             listed = circumference.get(annotation.image.name)
@@ -153,6 +162,9 @@ def _import_dataset(fmt: str, path: pathlib.Path, out: pathlib.Path, options: Op
                                 f"differs from the CSV's {listed:.1f} mm")
     if not found and not problems:
         problems.append(f"{path}: no annotated images found")
+    if found and not cases and skipped and not problems:
+        problems.append(f"{path}: every image was skipped: " +
+                        "; ".join(r for item in skipped for r in item["reasons"]))
     if problems:
         raise AnnotationError(f"{len(problems)} problem(s), nothing written:\n  " + "\n  ".join(problems))
     generator = {"name": GENERATOR, "version": __version__, "format": fmt,
@@ -160,5 +172,8 @@ def _import_dataset(fmt: str, path: pathlib.Path, out: pathlib.Path, options: Op
                  "spacing": "csv" if spacing else f"{options.spacing_mm} mm" if options.spacing_mm else None,
                  "geometry": "given" if options.geometry else "estimated from each image"}
     source = {"format": fmt, "annotations": str(path), "sha256": _hashes(fmt, path, options)}
+    if options.skip_bad:
+        source["skipped"] = skipped
+        warnings += [f"skipped {item['image']}: " + "; ".join(item["reasons"]) for item in skipped]
     dataset.write_dataset(out, cases, generator, source, tool=TOOL)
     return out, warnings

@@ -26,6 +26,8 @@ class Options:
     fan_tolerance_px: float | None = None
     frame: int | None = None
     overwrite: bool = False
+    skip_bad: bool = False  # write the images that import; list the others in the provenance
+    accept_fan_below: float | None = None  # estimated fans down to this confidence are used
 
 
 def _cvat(path: pathlib.Path, options: Options) -> Read:

@@ -187,27 +187,50 @@ class DenseClassifier:
         labels[np.isnan(directions[..., 0])] = OUTSIDE
         return probs, labels
 
-    def classify_scan(self, image: np.ndarray, probe: geom.Geometry,
+    def classify_scan(self, image: np.ndarray, probe: geom.Geometry | None,
                       spacing_mm: float) -> tuple[np.ndarray, np.ndarray]:
         """Classify a scan at the model's spacing; maps back on the scan's own grid.
 
         The scan (``spacing_mm`` per pixel) is resampled to :attr:`spacing_mm` with its probe
         geometry, classified there, and its probabilities brought back bilinearly; the label map
-        is their argmax (255 outside the scan's fan).
+        is their argmax (255 outside the scan's fan). Without a probe (no fan found) the whole
+        image is classified, which only an encoding without directions can do
+        (:func:`beam_directions`).
         """
         scale = 1.0 if self.spacing_mm is None else resample.scale_factor(spacing_mm, self.spacing_mm)
         self.check_size(resample.shape(image.shape, scale), spacing_mm)  # before allocating it
         small = resample.image(image, scale)
-        directions = geom.beam_directions(resample.geometry(probe, scale), small.shape)
+        directions, _ = beam_directions(probe, scale, small.shape, self.encoding)
         probs = resample.back(self.probabilities(small, directions), image.shape, scale)
-        outside = ~geom.fan_mask(probe, image.shape)
+        outside = np.zeros(image.shape, bool) if probe is None else ~geom.fan_mask(probe, image.shape)
         probs[:, outside] = 0
         labels = probs.argmax(axis=0).astype(np.uint8)
         labels[outside] = OUTSIDE
         return probs, labels
 
 
-def infer_scan(classifier: DenseClassifier, image: np.ndarray, probe: geom.Geometry,
+NO_FAN_ENCODING = "none"  # the one encoding that needs no beam directions
+
+
+def beam_directions(probe: geom.Geometry | None, scale: float, shape: tuple[int, int],
+                    encoding: str) -> tuple[np.ndarray, np.ndarray]:
+    """Beam directions of ``probe`` resampled by ``scale`` on a grid of ``shape``, and the mask
+    of pixels outside its fan. Without a probe (no fan found) every pixel is inside, its
+    direction unknown: only the encoding 'none' can use that (ValueError otherwise)."""
+    if probe is not None:
+        scaled = resample.geometry(probe, scale)
+        directions = geom.beam_directions(scaled, shape)
+        return directions, np.isnan(directions[..., 0])
+    if encoding != NO_FAN_ENCODING:
+        raise ValueError(f"no fan found and the model's encoding {encoding!r} needs the beam "
+                         "directions: pass --geometry FILE, --accept-fan-below C, or use a model "
+                         f"of encoding {NO_FAN_ENCODING!r}")
+    directions = np.zeros((*shape, 2), np.float32)
+    directions[..., 1] = 1.0  # a placeholder: 'none' reads only which pixels are inside
+    return directions, np.zeros(shape, bool)
+
+
+def infer_scan(classifier: DenseClassifier, image: np.ndarray, probe: geom.Geometry | None,
                spacing_mm: float, measure: bool = True) -> tuple[dict, np.ndarray, np.ndarray, object]:
     """Classify one scan at the model's spacing and, with ``measure``, measure its AC in mm.
 

@@ -12,7 +12,7 @@ import numpy as np
 from scipy import ndimage
 
 from fetal_biometry.geometry import probe as geom, resample
-from fetal_biometry.inference.dense import DenseClassifier, MAX_PIXELS, STRIDE
+from fetal_biometry.inference.dense import DenseClassifier, MAX_PIXELS, STRIDE, beam_directions
 from fetal_biometry.labels import OUTSIDE
 from fetal_biometry.patches import encoding as patches
 
@@ -36,13 +36,14 @@ class SequenceClassifier:
     Parameters
     ----------
     classifier : DenseClassifier
-    probe : the frames' probe geometry (pixels of the frames)
+    probe : the frames' probe geometry (pixels of the frames); None: no fan, the whole frames
+        are classified (encoding 'none' only)
     shape : (H, W) of the frames
     spacing_mm : the frames' pixel spacing
     batch : frames per forward pass
     """
 
-    def __init__(self, classifier: DenseClassifier, probe: geom.Geometry, shape: tuple[int, int],
+    def __init__(self, classifier: DenseClassifier, probe: geom.Geometry | None, shape: tuple[int, int],
                  spacing_mm: float, batch: int = BATCH):
         self.classifier, self.shape, self.batch = classifier, tuple(shape), batch
         self.scale = (1.0 if classifier.spacing_mm is None
@@ -51,9 +52,10 @@ class SequenceClassifier:
         if small[0] * small[1] > MAX_PIXELS:
             raise ValueError(f"frames of {small[1]}x{small[0]} px at the model's spacing exceed "
                              f"{MAX_PIXELS / 1e6:.0f} megapixels; crop the sequence")
-        directions = geom.beam_directions(resample.geometry(probe, self.scale), small)
-        self.small, self.inside = small, ~np.isnan(directions[..., 0])
-        self.outside = ~geom.fan_mask(probe, self.shape)
+        directions, outside = beam_directions(probe, self.scale, small, classifier.encoding)
+        self.small, self.inside = small, ~outside
+        self.outside = (np.zeros(self.shape, bool) if probe is None
+                        else ~geom.fan_mask(probe, self.shape))
         if not self.inside.any():
             raise ValueError("the probe geometry leaves no pixel of the frames inside the fan")
         # Every input plane but the gray one is fixed by the geometry: encode them once.

@@ -50,7 +50,7 @@ _PALETTE = [f"{colour}PaletteColorLookupTable{part}" for colour in ("Red", "Gree
 _TAGS = ["Rows", "Columns", "NumberOfFrames", "SamplesPerPixel", "PhotometricInterpretation",
          "BitsAllocated", "BitsStored", "HighBit", "PixelRepresentation", "PlanarConfiguration",
          "SequenceOfUltrasoundRegions", "PixelSpacing", "ImagerPixelSpacing",
-         "BurnedInAnnotation", "SOPInstanceUID", *_PALETTE]
+         "BurnedInAnnotation", "SOPInstanceUID", "TransducerType", "TransducerData", *_PALETTE]
 
 
 class DicomError(ValueError):
@@ -63,6 +63,8 @@ class Region:
 
     ``bounds`` (x0, y0, x1, y1) in pixels, x1 and y1 exclusive (DICOM's RegionLocationMax + 1);
     ``delta_mm`` (x, y) mm per pixel where both directions are in cm, else None.
+    ``reference_pixel`` (ReferencePixelX0/Y0) is relative to the region's top-left corner: the
+    origin of its physical coordinates, for a sector scan often the transducer (the apex).
     """
 
     index: int
@@ -71,6 +73,7 @@ class Region:
     data_type: int
     units: tuple[int, int]
     delta_mm: tuple[float, float] | None
+    reference_pixel: tuple[float, float] | None = None  # ReferencePixelX0/Y0, in the region
 
     @property
     def tissue(self) -> bool:
@@ -95,6 +98,7 @@ class Header:
     pixel_spacing: tuple[float, float] | None  # (x, y) mm, from PixelSpacing
     imager_spacing: tuple[float, float] | None  # (x, y) mm, from ImagerPixelSpacing
     burned_in: bool
+    transducer: str | None  # TransducerType (e.g. SECTOR_PHASED, CURVED LINEAR, LINEAR), else TransducerData
     attributes: object = dataclasses.field(repr=False, compare=False)  # the pydicom subset read
 
     def tissue_regions(self) -> list[Region]:
@@ -163,9 +167,21 @@ def _region(index: int, item) -> Region:
     units = int(number("PhysicalUnitsXDirection")), int(number("PhysicalUnitsYDirection"))
     delta = abs(float(number("PhysicalDeltaX"))), abs(float(number("PhysicalDeltaY")))
     calibrated = units == (CM, CM) and min(delta) > 0 and all(np.isfinite(delta))
+    reference = item.get("ReferencePixelX0"), item.get("ReferencePixelY0")
     return Region(index, (bounds[0], bounds[1], bounds[2] + 1, bounds[3] + 1),
                   int(number("RegionSpatialFormat")), int(number("RegionDataType")), units,
-                  (delta[0] * 10, delta[1] * 10) if calibrated else None)
+                  (delta[0] * 10, delta[1] * 10) if calibrated else None,
+                  None if None in reference else (float(reference[0]), float(reference[1])))
+
+
+def _transducer(ds) -> str | None:
+    """TransducerType, else the first of TransducerData (free text), upper case; None if absent."""
+    value = ds.get("TransducerType") or ds.get("TransducerData")
+    if value is None:
+        return None
+    if not isinstance(value, str):  # a multi-valued element
+        value = next(iter(value), "")
+    return str(value).strip().upper() or None
 
 
 def read_header(path: str | os.PathLike) -> Header:
@@ -199,7 +215,8 @@ def read_header(path: str | os.PathLike) -> Header:
             header = Header(rows, columns, frames, str(ds.PhotometricInterpretation).strip(),
                             int(ds.BitsStored), pydicom.uid.UID(syntax).name, regions,
                             _pair(ds.get("PixelSpacing"), "yx"), _pair(ds.get("ImagerPixelSpacing"), "yx"),
-                            str(ds.get("BurnedInAnnotation", "")).strip().upper() == "YES", ds)
+                            str(ds.get("BurnedInAnnotation", "")).strip().upper() == "YES",
+                            _transducer(ds), ds)
     except DicomError:
         raise
     except AttributeError as error:

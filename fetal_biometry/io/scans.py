@@ -52,6 +52,9 @@ class ScanImage:
     region : (x0, y0, x1, y1) of the crop in the file's frame (x1, y1 exclusive), or None
         when the scan is the whole frame
     warnings : what the user should know (burned-in annotation, resampling, weak calibration)
+    reference_pixel : the region's ReferencePixelX0/Y0 in the scan's pixels (often a sector's
+        apex), or None
+    transducer : the file's TransducerType (or TransducerData), or None
     """
 
     name: str
@@ -61,6 +64,8 @@ class ScanImage:
     spacing_source: str
     region: tuple[int, int, int, int] | None
     warnings: tuple[str, ...]
+    reference_pixel: tuple[float, float] | None = None
+    transducer: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,17 +78,23 @@ class _View:
     spacing_mm: float | None
     spacing_source: str
     warnings: tuple[str, ...]
+    reference_pixel: tuple[float, float] | None = None  # in the region's pixels
+    transducer: str | None = None
 
     def cut(self, frame: np.ndarray) -> ScanImage:
         rgb = frame
         if self.region is not None:
             x0, y0, x1, y1 = self.region
             rgb = frame[y0:y1, x0:x1]
+        reference = self.reference_pixel
         if self.size is not None:
+            if reference is not None:  # resampled with the crop
+                reference = (reference[0] * self.size[0] / rgb.shape[1],
+                             reference[1] * self.size[1] / rgb.shape[0])
             rgb = cv2.resize(rgb, self.size, interpolation=cv2.INTER_LINEAR)
         rgb = np.ascontiguousarray(rgb)
         return ScanImage(self.name, rgb, cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), self.spacing_mm,
-                         self.spacing_source, self.region, self.warnings)
+                         self.spacing_source, self.region, self.warnings, reference, self.transducer)
 
 
 def _agree(a: float, b: float) -> bool:
@@ -157,7 +168,7 @@ def _views(stem: str, header: dicom.Header, region: int | None, spacing: float |
         if source == "none":
             more.append("no calibration in the file (no ultrasound region, PixelSpacing or "
                         "ImagerPixelSpacing): no measurement in mm without --spacing")
-        return [_View(stem, None, size, value, source, tuple(notes + more))]
+        return [_View(stem, None, size, value, source, tuple(notes + more), None, header.transducer)]
     views = []
     for item in chosen:
         bounds, own = _clip(item.bounds, header.columns, header.rows, item.describe())
@@ -171,7 +182,11 @@ def _views(stem: str, header: dicom.Header, region: int | None, spacing: float |
                            f"(units {item.units[0]}, {item.units[1]})")
         value, source, size, more = _calibrate(delta, source, spacing, width, height)
         name = stem if len(regions) == 1 else f"{stem}_r{regions.index(item)}"
-        views.append(_View(name, bounds, size, value, source, tuple(notes + own + more)))
+        reference = item.reference_pixel
+        if reference is not None:  # relative to the region's corner; the crop may be clipped
+            reference = (reference[0] + item.bounds[0] - bounds[0], reference[1] + item.bounds[1] - bounds[1])
+        views.append(_View(name, bounds, size, value, source, tuple(notes + own + more), reference,
+                           header.transducer))
     return views
 
 
@@ -211,7 +226,7 @@ def encode_png(array: np.ndarray) -> bytes:
 def read_image(path: pathlib.Path) -> tuple[np.ndarray, list[str]]:
     """An image file as displayed, (H, W, 3) uint8 RGB, and what was lost on the way.
 
-    Its size is read from the header and held to :mod:`fetal_biometry.limits` before OpenCV
+    Its size is read from the header and held to :mod:`fetal_biometry.io.limits` before OpenCV
     decodes it. Deeper pixels are scaled to 8 bits by their stored depth: the PNG's sBIT chunk
     where present, else the full range of the type, with a warning where the data use only
     a small part of it (never by the image's own range: a loop's frames would flicker).
@@ -232,7 +247,7 @@ def read_image(path: pathlib.Path) -> tuple[np.ndarray, list[str]]:
 
 def imread(source: pathlib.Path | bytes, flags: int = cv2.IMREAD_UNCHANGED) -> np.ndarray | None:
     """OpenCV's ``imread`` of a file (``imdecode`` of bytes), once the size its header declares
-    is within :mod:`fetal_biometry.limits`; None where it is no image OpenCV reads. ValueError
+    is within :mod:`fetal_biometry.io.limits`; None where it is no image OpenCV reads. ValueError
     (not naming the file: the caller does) for too large an image, or OpenCV's own error."""
     _check_image_size(source)
     try:
@@ -337,7 +352,7 @@ def read_scans(path: str | os.PathLike, frame: int | None = None, region: int | 
     region : the K-th calibrated 2D tissue region only (from 0); default: every one
     spacing : mm per pixel, for files without calibration (checked against theirs)
     keep_name : name a DICOM file's scans after the file (default: after a hash of its SOP
-        Instance UID, :meth:`fetal_biometry.dicom.Header.scan_name`: a scanner's file name
+        Instance UID, :meth:`fetal_biometry.io.dicom.Header.scan_name`: a scanner's file name
         may be the patient's)
 
     Returns

@@ -7,7 +7,7 @@ pattern); SimpleITK would read whatever they name and whatever size they declare
 (:func:`read_header`) every data file is held to :func:`fetal_biometry.paths.inside` the
 header's folder, and the declared size to the budget below, before any pixel is read:
 
-the frames and the bytes of :mod:`fetal_biometry.limits` (a frame up to 16 megapixels, a
+the frames and the bytes of :mod:`fetal_biometry.io.limits` (a frame up to 16 megapixels, a
 stack up to 100,000 frames, the declared bytes present in the file, or a plausible share of
 them for compressed data), so a tiny file cannot declare gigabytes.
 

@@ -98,8 +98,8 @@ def precheck(solver_path: str | os.PathLike, state: str | os.PathLike | None = N
 
     Checks, with the file and layer named in the error: that the net files parse, that every
     layer type is one the project's train nets use (no Python layer runs code, see
-    :func:`fetal_biometry.nets.checks.check_layer_types`), that Data layers' LMDBs exist, and then builds the solver
-    once in a child process (restoring ``state`` there when given), so shape mismatches and
+    :func:`fetal_biometry.nets.checks.check_layer_types`), that Data layers' LMDBs exist, and
+    then builds the solver once in a child process (restoring ``state`` there when given), so shape mismatches and
     other fatal checks surface as an error here instead of killing the caller.
     """
     try:
@@ -301,7 +301,7 @@ def last_state(out: str | os.PathLike) -> pathlib.Path:
 
     Where the newest iteration's state or weights are missing (a kill while snapshotting, a
     file deleted), that is an error, never a silent resume from an older snapshot; a damaged
-    newest state is named when it is checked (:func:`fetal_biometry.checks.check_solverstate`).
+    newest state is named when it is checked (:func:`fetal_biometry.nets.checks.check_solverstate`).
     """
     folder = pathlib.Path(out, "snapshots")
     iterations = {snapshot_iteration(p) for p in folder.glob("*_iter_*.*")

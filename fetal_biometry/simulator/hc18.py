@@ -28,6 +28,7 @@ import numpy as np
 from fetal_biometry import atomic
 from fetal_biometry.geometry import probe as geom
 from fetal_biometry.io import dataset, scans
+from fetal_biometry.simulator.cases import TOOL
 
 RING_PX = 2
 CSV_NAME = "training_set_pixel_size_and_HC.csv"
@@ -46,6 +47,7 @@ def write(out: str | os.PathLike, cases: Iterable[dataset.Case]) -> list[str]:
     """Write head cases in HC18's layout at ``out`` (written aside, then renamed); their names."""
     names = []
     with atomic.staged_dir(out) as tmp:
+        atomic.mark(tmp, TOOL)
         (tmp / "training_set").mkdir()
         (tmp / "geometry").mkdir()
         rows = [["filename", "pixel size(mm)", "head circumference (mm)"]]

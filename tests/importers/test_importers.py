@@ -13,6 +13,7 @@ import csv
 import dataclasses
 import importlib.util
 import json
+import pathlib
 import subprocess
 import sys
 import xml.etree.ElementTree as ElementTree
@@ -416,6 +417,38 @@ def test_every_problem_is_reported_and_nothing_written(cases, scans, tmp_path):
         assert any(xml in line and f"image {image}" in line and shape in line and problem in line
                    for line in message.splitlines()), (image, problem, message)
     assert not out.exists() and [p.name for p in tmp_path.iterdir()] == ["annotations.xml"]
+
+
+def test_skip_bad_writes_the_good_images_and_lists_the_others(cases, scans, tmp_path):
+    """--skip-bad: the images that import are written; each one left out is listed with its
+    problems in dataset.json (source.skipped); the default stays all-or-nothing."""
+    write_cvat(tmp_path / "annotations.xml", cases[:3])
+    tree = ElementTree.parse(tmp_path / "annotations.xml")
+    _, second, third = tree.getroot().findall("image")
+    for node in second.findall("ellipse"):
+        second.remove(node)
+    third.find("polygon").set("label", "liver")
+    tree.write(tmp_path / "annotations.xml")
+    with pytest.raises(importers.AnnotationError, match="2 problem"):
+        importers.import_dataset("cvat", tmp_path / "annotations.xml", tmp_path / "all", _options(scans))
+    assert not (tmp_path / "all").exists()
+    out, warnings = importers.import_dataset("cvat", tmp_path / "annotations.xml", tmp_path / "some",
+                                             _options(scans, skip_bad=True))
+    data = dataset.open(out)
+    assert list(data.cases) == [cases[0].name]
+    skipped = {pathlib.Path(item["image"]).stem: item["reasons"] for item in data.source["skipped"]}
+    assert set(skipped) == {cases[1].name, cases[2].name}
+    assert any("no abdomen annotated" in r for r in skipped[cases[1].name])
+    assert any("unknown label 'liver'" in r for r in skipped[cases[2].name])
+    assert sum(w.startswith("skipped ") for w in warnings) == 2
+    write_cvat(tmp_path / "bad.xml", cases[1:2])  # every image left out: an error, nothing written
+    tree = ElementTree.parse(tmp_path / "bad.xml")
+    for node in tree.getroot().find("image").findall("ellipse"):
+        tree.getroot().find("image").remove(node)
+    tree.write(tmp_path / "bad.xml")
+    with pytest.raises(importers.AnnotationError, match="every image was skipped"):
+        importers.import_dataset("cvat", tmp_path / "bad.xml", tmp_path / "none", _options(scans, skip_bad=True))
+    assert not (tmp_path / "none").exists()
 
 
 def test_ignored_labels_and_class_map(cases, scans, tmp_path):

@@ -132,6 +132,50 @@ def test_weights_of_another_model_are_refused(fetal_model, tmp_path, fetal_data)
     assert not (tmp_path / "o").exists()
 
 
+@pytest.fixture(scope="module")
+def none_model(tmp_path_factory, fetal_data):
+    """A model folder of encoding 'none' (no beam directions), trained for a few iterations."""
+    from fetal_biometry.nets import solvers, spec as nets, training
+    from fetal_biometry.patches import records as patch_records
+
+    folder = tmp_path_factory.mktemp("none_model")
+    lmdbs = folder / "lmdb"
+    patch_records.build(patch_records.dataset_scans(fetal_data), lmdbs, "none",
+                        per_class={c: 4 for c in range(5)}, fractions=(0.5, 0.25, 0.25), seed=0)
+    train = nets.save(nets.patch_classifier(str(lmdbs / "train_lmdb"), 16), folder / "train.prototxt")
+    val = nets.save(nets.patch_classifier(str(lmdbs / "val_lmdb"), 8), folder / "val.prototxt")
+    solver = solvers.save(solvers.adam(str(train), 1e-3, str(val), test_iter=[1], test_interval=4,
+                                       max_iter=4, random_seed=1,
+                                       snapshot_prefix=str(folder / "run/snapshots/net")),
+                          folder / "solver.prototxt")
+    training.train(solver, folder / "run", progress=False, plot=False)
+    return folder / "run"
+
+
+def _fanless(tmp_path):
+    """A scan with no fan to find: speckle over the whole frame (no dark background)."""
+    rng = np.random.default_rng(0)
+    image = np.clip(rng.rayleigh(50, (96, 96)), 0, 255).astype(np.uint8)
+    cv2.imwrite(str(tmp_path / "nofan.png"), image)
+    return tmp_path / "nofan.png"
+
+
+def test_without_a_fan_only_an_encoding_without_directions_classifies(fetal_model, none_model, case, tmp_path):
+    image = _fanless(tmp_path)
+    spacing = f"{case.spacing_mm:.4g}"  # the training scans' spacing
+    result = _infer(fetal_model, image, "--out", tmp_path / "a", "--spacing", spacing)
+    assert result.returncode == 1
+    assert "fan: not found (" in result.stderr and "encoding 'channels' needs beam directions" in result.stderr
+    assert f"pixel spacing {spacing} mm (given)" in result.stderr
+    assert "--geometry FILE, --accept-fan-below C" in result.stderr
+    result = _infer(none_model, image, "--out", tmp_path / "b", "--spacing", spacing)
+    assert result.returncode == 0, result.stderr
+    record = json.loads((tmp_path / "b" / "nofan.json").read_text())
+    assert record["geometry"] is None and record["encoding"] == "none"
+    assert record["geometry_source"].startswith("fan: not found (")
+    assert "classified over the whole image with encoding 'none'" in record["geometry_source"]
+    labels = cv2.imread(str(tmp_path / "b" / "nofan_labels.png"), cv2.IMREAD_UNCHANGED)
+    assert labels.shape == (96, 96) and (labels != 255).all()  # every pixel classified
 def test_names_from_files_forge_no_line_and_reveal_no_patient(fetal_model, fetal_data, case, tmp_path):
     import dicom_files
 

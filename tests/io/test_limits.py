@@ -1,4 +1,4 @@
-"""Budgets before allocation (fetal_biometry.limits): a file of a few kilobytes that declares
+"""Budgets before allocation (fetal_biometry.io.limits): a file of a few kilobytes that declares
 gigabytes (frames, pixels, voxels) is refused from its header, by every reader, with the file
 named; the tools say so without a traceback; the limits are in their --help."""
 from __future__ import annotations

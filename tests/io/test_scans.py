@@ -184,6 +184,30 @@ def test_beam_map_frames_spacing_and_no_fan(tmp_path):
     run = _tool(text, "--out", tmp_path / "text_out")
     assert run.returncode == 1 and "text.dcm: no fan found" in run.stderr
     assert not (tmp_path / "text_out").exists()
+    report = json.loads(run.stdout)  # a calibrated DICOM reports its spacing without a fan
+    assert report["fan"].startswith("not found (") and report["pixel_spacing_mm"] == pytest.approx(0.25)
+    assert report["spacing_source"] == "ultrasound region" and report["region"] == [150, 40, 600, 460]
+
+
+def test_beam_map_uses_the_transducer_and_reference_pixel_as_priors(tmp_path):
+    """TransducerType and a sector region's ReferencePixelX0/Y0 (relative to the region) are
+    priors, named in the geometry's source."""
+    x0, y0, x1, y1 = screens.REGION
+    apex = screens.SECTOR.apex
+    region = dicom_files.region((x0, y0, x1 - 1, y1 - 1), (0.02, 0.02), reference=(round(apex[0]), round(apex[1])))
+    path = dicom_files.write(tmp_path / "sector.dcm", screens.screen(screens.SECTOR, 1), "RGB",
+                             regions=[region], TransducerType="SECTOR_PHASED")
+    run = _tool(path, "--out", tmp_path / "out")
+    assert run.returncode == 0, run.stderr
+    report = json.loads(run.stdout)
+    assert report["priors"] == {"kind": "convex", "apex": [round(apex[0]), round(apex[1])]}
+    assert "priors from the file" in report["geometry_source"]
+    np.testing.assert_allclose(report["apex"], apex, atol=20)
+    linear = dicom_files.write(tmp_path / "linear.dcm", screens.screen(screens.SECTOR, 1), "RGB",
+                               regions=[region], TransducerType="LINEAR")
+    run = _tool(linear, "--out", tmp_path / "out2")  # a sector on a "linear" probe: no such fan
+    assert run.returncode == 1 and json.loads(run.stdout)["priors"] == {"kind": "linear"}
+    assert json.loads(run.stdout)["pixel_spacing_mm"] == pytest.approx(0.2)
 
 
 # ----------------------------------------------------------------------------- deeper pixels

@@ -204,7 +204,7 @@ def test_the_tool_measures_a_multiframe_dicom_with_an_estimated_fan(fetal_model,
     name = "dcm-" + hashlib.sha256(pydicom.dcmread(path).SOPInstanceUID.encode()).hexdigest()[:16]
     record = json.loads((tmp_path / "out" / f"{name}.json").read_text())
     assert record["kind"] == "dicom" and record["spacing_source"] == "ultrasound region"
-    assert record["geometry_source"].startswith("estimated from the first frame")
+    assert record["geometry_source"].startswith("first frame: estimated from the image (confidence ")
     assert len(record["frames"]) == 10 and (tmp_path / "out" / f"{name}_best.png").is_file()
     assert not (tmp_path / "out" / f"{name}_overlay.mp4").exists()
     written = result.stdout + "".join(p.read_text(errors="replace") for p in (tmp_path / "out").glob("*.json"))
@@ -212,6 +212,21 @@ def test_the_tool_measures_a_multiframe_dicom_with_an_estimated_fan(fetal_model,
     kept = _sweep_tool(fetal_model, path, "--out", tmp_path / "kept", "--candidates", "2", "--no-video",
                        "--keep-names")
     assert kept.returncode == 0 and (tmp_path / "kept" / "DOE_JANE_loop.json").is_file()
+
+
+def test_the_tool_without_a_fan_says_how_to_go_on(fetal_model, tmp_path, small_sweep):
+    """A loop whose first frame shows no fan: a model that needs beam directions refuses it,
+    naming --geometry, --accept-fan-below and the encoding 'none'; nothing is written."""
+    import dicom_files
+
+    rng = np.random.default_rng(0)
+    frames = np.clip(rng.rayleigh(50, small_sweep.frames.shape), 0, 255).astype(np.uint8)
+    path = dicom_files.write(tmp_path / "nofan.dcm", frames, frames=len(frames),
+                             regions=[dicom_files.region((0, 0, 95, 95), (0.05, 0.05))])
+    result = _sweep_tool(fetal_model, path, "--out", tmp_path / "out", "--no-video")
+    assert result.returncode == 1 and "first frame: fan: not found (" in result.stderr
+    assert "--geometry FILE, --accept-fan-below C, or use a model of encoding 'none'" in result.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def test_evaluate_reports_the_benchmark_metrics_on_a_sweeps_folder(fetal_model, sweeps_dir, tmp_path):

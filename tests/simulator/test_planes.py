@@ -132,6 +132,10 @@ def test_heads_in_hc18_layout_import_back_to_their_hc(tmp_path):
                           "head", "--layout", "hc18", "--seed", "4", "--out", str(out)],
                          capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
+    again = subprocess.run([sys.executable, str(ROOT / "tools" / "simulate.py"), "--cases", "5", "--plane",
+                            "head", "--layout", "hc18", "--seed", "4", "--out", str(out), "--overwrite"],
+                           capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr  # its own output, recognised by its marker
     imported, warnings = importers.import_dataset(
         "hc18", out / "training_set", tmp_path / "imported",
         importers.Options(spacing_csv=out / "training_set_pixel_size_and_HC.csv", geometry=out / "geometry"))
