@@ -1,7 +1,7 @@
 """fetal-biometry: a Caffe pipeline for automated fetal ultrasound biometry.
 
 Caffe itself is not on PyPI: tools/bootstrap.sh builds it from source and links it into the
-virtual environment (see README.md). The command-line tools in tools/ are installed as console
+virtual environment (see docs/docker-gpu.md). The command-line tools in tools/ are installed as console
 scripts (``fetal-infer`` runs ``tools/infer.py``, ...), from the package ``fetal_biometry.tools``
 that setup maps onto that folder, so both doors open the same ``main``.
 ``pip install .`` (not editable) works as well: the commands then take data/ and runs/ from the

@@ -23,7 +23,7 @@ Datasets are simulated first into data/experiments/ (about a minute each, once).
 Every evaluation keeps its class maps: once new limits are in biometry.py, running a command
 again measures its evaluations anew from those maps (seconds, no Caffe) and rewrites its tables.
 
-Results: runs/experiments/<command>.md (markdown tables to paste into the README) and .json;
+Results: runs/experiments/<command>.md (markdown tables to paste into docs/results.md) and .json;
 one folder per job under runs/experiments/jobs/ (model, evaluations, log.txt). --dry-run
 lists the jobs and the time they would take.
 

@@ -94,7 +94,7 @@ def train_and_evaluate(retrain: dict[str, bool], gpu: int | None = None) -> dict
     nets at once (one process each, OpenBLAS on one thread): the cores are shared and none
     idles, so on 2 cores the three nets take about one and a half trainings' time (two at a time
     would leave one core idle while the third trains). Returns the summaries per set and model."""
-    # OpenBLAS threads beside other processes collapse (README, Training).
+    # OpenBLAS threads beside other processes collapse (docs/pipeline.md, Training).
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     # spawn: a fresh interpreter per worker; Caffe's state does not survive a fork.
     context = multiprocessing.get_context("spawn")
