@@ -10,7 +10,7 @@ working directory (fetal_biometry.paths.root); tests/test_install.py checks it.
 from setuptools import find_packages, setup
 
 TOOLS = ("simulate", "import_dataset", "make_lmdb", "train", "infer", "evaluate", "beam_map",
-         "demo", "make_prototxt", "tutorial", "sweep", "choose_thresholds", "experiments")
+         "demo", "make_prototxt", "tutorial", "sweep", "choose_thresholds", "experiments", "pacs")
 
 setup(
     name="fetal-biometry",
@@ -24,6 +24,7 @@ setup(
     install_requires=[  # what the package imports (pycaffe: numpy, scipy, scikit-image, protobuf, six)
         "numpy>=2", "scipy", "scikit-image", "protobuf>=4.21,<5", "six", "lmdb",
         "opencv-python-headless", "h5py", "tqdm", "matplotlib", "pydicom", "pydot", "SimpleITK", "pillow",
+        "highdicom", "dicomweb-client", "requests",  # DICOM SR/SEG out, PACS (exchange)
         # pydicom's pixel plugins (io.dicom.PLUGINS): compressed DICOM transfer syntaxes
         "pylibjpeg", "pylibjpeg-libjpeg", "pylibjpeg-openjpeg", "pylibjpeg-rle", "pyjpegls",
     ],

@@ -22,6 +22,10 @@ IDENTITY = {"PatientName": "DOE^JANE", "PatientID": "PID-4711-0815", "PatientBir
             "ReferringPhysicianName": "GREEN^MARK", "PerformingPhysicianName": "WHITE^ROSE",
             "StationName": "US-ROOM-7", "AccessionNumber": "ACC99887766",
             "InstitutionAddress": "1 Hospital Road, Springfield"}
+# The rest of the patient, study, series and equipment modules of a scanner's file.
+EXAM = {"PatientSex": "F", "StudyDate": "20260314", "StudyTime": "093000", "StudyID": "4711",
+        "SeriesNumber": 1, "InstanceNumber": 1, "Manufacturer": "ACME Ultrasound",
+        "Laterality": "", "PatientOrientation": "", "ImageType": ["ORIGINAL", "PRIMARY"]}
 
 # Transfer syntax -> pydicom encoding plugin (None: written here, not by Dataset.compress).
 COMPRESSED = {uid.RLELossless: "pydicom", uid.JPEGLSLossless: "pyjpegls",
@@ -68,6 +72,9 @@ def write(path: pathlib.Path, pixels: np.ndarray, photometric: str = "MONOCHROME
     ds.Modality = "US"
     for keyword, value in IDENTITY.items():
         setattr(ds, keyword, value)
+    for keyword, value in EXAM.items():  # as scanners write them; ``attributes`` may override
+        setattr(ds, keyword, value)
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = uid.generate_uid(), uid.generate_uid()
     ds.Rows, ds.Columns = loop.shape[1:3]
     if frames:
         ds.NumberOfFrames = frames

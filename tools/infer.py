@@ -11,6 +11,13 @@ NAME_labels.png (0 background, 1 amniotic fluid, 2 stomach bubble, 3 umbilical v
 probe geometry and its source, AC, ellipse, plane verdict with reasons); OUT/infer.json lists
 every scan and every failure.
 
+With --dicom-out, each scan read from a DICOM file also gets, in OUT/dicom, NAME_sr.dcm (its
+measurements as a DICOM Comprehensive SR, OB-GYN template TID 5000), NAME_seg.dcm (its class
+map as a DICOM SEG) and, for a cine loop, NAME_frame.dcm (the measured frame as an image of its
+own, which the SEG references); they carry the source's patient and study (docs/pacs.md).
+With --nrrd: NAME_scan.nrrd, NAME_labels.nrrd and NAME_probs.nrrd with the scan's spacing and
+origin, for 3D Slicer or ITK-SNAP.
+
 SCAN is an image (PNG, JPEG or DICOM) or a dataset folder (every case; geometry and spacing
 from its case records). For images:
   spacing   from the file (DICOM ultrasound region, PixelSpacing, ...) or --spacing; without
@@ -38,6 +45,7 @@ Limits: scans up to 16 megapixels at the model's spacing (memory about 0.5 GB).
 example:
   python tools/infer.py runs/fetal_channels data/fetal/heldout --out runs/infer
   python tools/infer.py runs/fetal_channels exam.dcm --frame 12 --out runs/infer
+  python tools/infer.py runs/fetal_channels exam.dcm --dicom-out --nrrd --out runs/infer
   python tools/infer.py runs/fetal_channels exam/ --ga 31.4 --out runs/exam
 """
 import argparse
@@ -59,6 +67,7 @@ from tqdm import tqdm  # noqa: E402
 TOOL = "infer"  # the output marker of its folders (fetal_biometry.atomic.mark)
 INDEX = "infer.json"  # every scan and failure of the run; no scan is named "infer" (see _unique)
 CHARTS = "centiles.png"  # the exam's centile charts; no scan is named "centiles" either
+EXAM = "exam"  # --dicom-out's SR of the exam's panel: dicom/exam_sr.dcm
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -82,6 +91,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--frame", type=int, metavar="N", help="frame of a multi-frame DICOM (0-based)")
     parser.add_argument("--region", type=int, metavar="K",
                         help="only the K-th calibrated region of a multi-region DICOM")
+    parser.add_argument("--dicom-out", action="store_true",
+                        help="also write a DICOM SR of the measurements and a DICOM SEG of the class "
+                             "map (OUT/dicom) for scans read from DICOM files")
+    parser.add_argument("--nrrd", action="store_true",
+                        help="also write scan, class map and probabilities as NRRD (spacing, origin)")
     parser.add_argument("--ga", type=float, metavar="WEEKS",
                         help="gestational age known from dates or an early scan (14-40): the "
                              "exam's measurements get their INTERGROWTH-21st centiles at it")
@@ -173,6 +187,48 @@ def _infer_one(classifier, image, probe, spacing, record, assume) -> tuple[dict,
     return record, (probs, labels, measured)
 
 
+def _dicom_objects(args, source: str, record: dict, labels, model, algorithm) -> dict:
+    """The DICOM objects of one scan (none without --dicom-out), built before anything of the
+    scan is written: a source they cannot reference fails the scan whole."""
+    if not args.dicom_out:
+        return {}
+    from fetal_biometry.exchange import scan as dicom_out  # pydicom and highdicom: only here
+
+    if not dicom.is_dicom(source):
+        raise ValueError("--dicom-out: not read from a DICOM file (no study to report into); "
+                         "leave out --dicom-out for it")
+    try:
+        return dicom_out.scan_objects(source, record.get("frame"), record.get("region"), labels,
+                                      record, model.classes, algorithm)
+    except ValueError as error:  # SourceError: a file the objects cannot reference
+        raise ValueError(f"--dicom-out: {error}") from None
+
+
+def _write_extras(args, stem: str, image, probs, labels, record: dict, objects: dict, classes) -> None:
+    """Write the DICOM objects and, with --nrrd, the NRRD files; their names go in the record."""
+    from fetal_biometry.exchange import nrrd, scan as dicom_out
+
+    if objects:
+        record["dicom"] = dicom_out.write_objects(args.out, stem, objects)
+    if args.nrrd:
+        spacing = record.get("spacing_mm") or record["assumed_spacing_mm"]
+        origin = nrrd.origin_mm(record.get("region"), labels.shape, spacing)
+        record["nrrd"] = nrrd.write_nrrd(args.out, stem, image, labels, probs, spacing, origin, classes)
+
+
+def _exam_report(args, sources: list, panel: dict, algorithm) -> list[str]:
+    """Write the SR of the exam's panel (dicom/exam_sr.dcm) when the scans are of one study;
+    its name, or none with a note saying why."""
+    from fetal_biometry.exchange import scan as dicom_out
+
+    try:
+        objects = dicom_out.exam_objects(sources, panel, algorithm)
+    except ValueError as error:
+        tqdm.write(f"infer: no SR of the exam: {error}", file=sys.stderr)
+        return []
+    return dicom_out.write_objects(args.out, EXAM, objects)
+
+
 def _summary_line(stem: str, record: dict) -> str:
     if "ac_mm" not in record:
         return f"{stem}: AC not measured (pixel spacing unknown)"
@@ -221,10 +277,16 @@ def main(argv=None) -> int:
                             option="--out")
         caffe_env.set_device(args.gpu)
         classifier = inference.DenseClassifier.from_model(model)
+        algorithm = None
+        if args.dicom_out:
+            from fetal_biometry.exchange.algorithm import Algorithm
+
+            algorithm = Algorithm.from_model(model)
     except (ValueError, OSError, RuntimeError) as err:
         print(paths.printable(f"infer: error: {err}"), file=sys.stderr)
         return 1
-    done, failed, taken = [], [], {pathlib.Path(INDEX).stem, pathlib.Path(CHARTS).stem}
+    done, failed, taken = [], [], {pathlib.Path(INDEX).stem, pathlib.Path(CHARTS).stem, EXAM}
+    exam_sources = []  # (path, frame) of the scans --dicom-out reports on
     atomic.mark(args.out, TOOL)
     try:
         inputs = list(_inputs(args.scans, args, model.encoding))
@@ -238,6 +300,10 @@ def main(argv=None) -> int:
                 record, (probs, labels, measured) = _infer_one(classifier, image, probe, spacing,
                                                                {"scan": stem, **record}, args.assume_spacing)
                 record["model"] = str(model.root)
+                objects = _dicom_objects(args, label, record, labels, model, algorithm)
+                if objects:
+                    exam_sources.append((label, record.get("frame")))
+                _write_extras(args, stem, image, probs, labels, record, objects, model.classes)
                 inference.write_outputs(args.out, stem, image, probs, labels, measured, record)
                 done.append(record)
                 tqdm.write(_summary_line(stem, record))
@@ -252,8 +318,10 @@ def main(argv=None) -> int:
     tqdm.write(_panel_line(panel))
     if any(k in growth.STANDARDS for k in panel["measurements"]):
         atomic.write_bytes(args.out / CHARTS, figures.figure_png(figures.centile_charts(panel)))
-    atomic.write_text(args.out / INDEX, json.dumps({"model": str(model.root), "scans": done,
-                                                     "failed": failed, "panel": panel}, indent=1) + "\n")
+    index = {"model": str(model.root), "scans": done, "failed": failed, "panel": panel}
+    if exam_sources:
+        index["dicom"] = _exam_report(args, exam_sources, panel, algorithm)
+    atomic.write_text(args.out / INDEX, json.dumps(index, indent=1) + "\n")
     if failed:
         print(f"infer: {len(failed)} of {len(inputs)} input(s) failed (listed in {args.out / INDEX})",
               file=sys.stderr)

@@ -21,11 +21,15 @@ Outputs in DIR:
   NAME_scores.png    the scores over the frames, the chosen frame marked
   NAME_overlay.mp4   the sequence with its class map, measured frames with their ellipse
   NAME_best.png      the chosen frame (or the best candidate): classes beside the measurement
+  dicom/NAME_*.dcm   with --dicom-out, for a DICOM loop: the chosen frame (or the best candidate)
+                     as an image of its own, the SEG of its class map over it, and the SR of the
+                     AC (TID 5000; "measurement failure" with the reasons when no frame was fit)
 
 example:
   python tools/sweep.py runs/fetal_channels data/sweeps/sweep00000/frames.mha \\
       --geometry data/sweeps/sweep00000/truth.json --out runs/sweep
   python tools/sweep.py runs/fetal_channels loop.dcm --out runs/sweep
+  python tools/sweep.py runs/fetal_channels loop.dcm --dicom-out --out runs/sweep
   python tools/sweep.py runs/fetal_channels loop.mp4 --spacing 0.28 --out runs/sweep
 """
 import argparse
@@ -75,6 +79,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--fps", type=float, metavar="F",
                         help="frame rate of the overlay video (default: the sequence's, else 10)")
     parser.add_argument("--no-video", action="store_true", help="skip the overlay video")
+    parser.add_argument("--dicom-out", action="store_true",
+                        help="also write the chosen frame, a DICOM SEG of its class map and a DICOM "
+                             "SR of its AC (OUT/dicom; DICOM loops only)")
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier sweep output folder")
     parser.add_argument("--keep-names", action="store_true",
                         help="name a DICOM loop's outputs after the file and record its path "
@@ -107,6 +114,15 @@ def run(args) -> dict:
     sequence = sequences.open_sequence(args.sequence, args.spacing, args.region)
     if sequence.spacing_mm is None:
         raise ValueError(f"{sequence.path}: no pixel spacing in the file; pass --spacing MM")
+    if args.dicom_out and sequence.kind != "dicom":
+        raise ValueError(f"{sequence.path}: --dicom-out needs a DICOM loop (no study to report into)")
+    if args.dicom_out:  # before any work: a file the objects cannot reference
+        from fetal_biometry.exchange import source  # pydicom and highdicom: only with --dicom-out
+
+        try:
+            source.read_source(sequence.path)
+        except source.SourceError as error:
+            raise ValueError(f"{sequence.path}: {error}") from None
     probe, geometry_source = _geometry(args, sequence, model.encoding)
     for path in atomic.claim_output(args.out, TOOL, inputs=[args.model, args.sequence],
                                     overwrite=args.overwrite, option="--out"):
@@ -155,6 +171,13 @@ def run(args) -> dict:
               "timing": {"seconds": round(seconds, 2), "frames_per_second": round(frames / seconds, 2)},
               **result.record}
     shown = result.chosen or result.best
+    if args.dicom_out:
+        from fetal_biometry.exchange import scan as dicom_out
+        from fetal_biometry.exchange.algorithm import Algorithm
+
+        objects = dicom_out.scan_objects(sequence.path, shown.index, sequence.region, shown.labels,
+                                         record, model.classes, Algorithm.from_model(model))
+        record["dicom"] = dicom_out.write_objects(out, name, objects)
     picture = np.hstack([figures.class_overlay(shown.frame, shown.labels),
                          figures.draw_measurement(shown.frame, shown.measured)])
     atomic.write_bytes(out / f"{name}_best.png", scans.encode_png(picture))

@@ -46,6 +46,7 @@ class Sequence:
     warnings: tuple[str, ...]
     _frames: Callable[[], Iterator[np.ndarray]]
     _first: Callable[[], np.ndarray]
+    region: tuple[int, int, int, int] | None = None  # a DICOM's calibrated region, cut from each frame
 
     @property
     def name(self) -> str:
@@ -172,7 +173,7 @@ def _dicom(path: pathlib.Path, spacing: float | None, region: int | None) -> Seq
             yield scan.gray
 
     return Sequence(path, "dicom", count, first.gray.shape, first.spacing_mm, first.spacing_source,
-                    None, tuple(first.warnings), frames, lambda: first.rgb)
+                    None, tuple(first.warnings), frames, lambda: first.rgb, first.region)
 
 
 def open_sequence(path: str | os.PathLike, spacing: float | None = None,
