@@ -48,6 +48,17 @@ def at_least_one(text: str) -> int:
     return value
 
 
+def fractions(text: str) -> tuple[float, float, float]:
+    """Three shares of cases (train, val, test) that sum to 1, e.g. ``0.7,0.15,0.15``."""
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"three numbers, e.g. 0.7,0.15,0.15; got {text}") from None
+    if len(values) != 3 or abs(sum(values) - 1) > 1e-6 or min(values) < 0:
+        raise argparse.ArgumentTypeError("three shares that sum to 1, e.g. 0.7,0.15,0.15")
+    return values
+
+
 def models(folders: list[str] | None, root: pathlib.Path) -> list[model_folder.Model]:
     """The model folders named, or those `make demo` trains under ``root`` when there are any."""
     if not folders:

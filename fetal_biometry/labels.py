@@ -1,10 +1,21 @@
-"""The class tables: what a label value means in a dataset and in the patch classifier.
+"""The class tables: what a label value means in a dataset, the patch classifier and the segmenter.
 
 A dataset's label maps use the **dataset classes** (:data:`CLASSES`, fixed by the dataset
 format); the patch classifier predicts the first five of them (:data:`CLASSIFIER_CLASSES`):
 the four the source colours in its results, plus background for everything else (abdomen
-tissue, spine and ribs are background to the classifier). Pixels outside the imaged fan are
-:data:`OUTSIDE` in both. :data:`COLOURS` is the one colour table of every overlay.
+tissue, spine and ribs are background to the classifier). The segmenter predicts all eight
+(:data:`SEGMENTER_CLASSES`, values as in the dataset): the abdomen is a class at last. Pixels
+outside the imaged fan are :data:`OUTSIDE` in all. :data:`COLOURS` is the one colour table of
+every overlay.
+
+**The abdomen under shadow.** The dataset layers shadow over everything but bone, so where a
+rib or spine shadow crosses the body the abdomen's pixels read *shadow*. The segmenter learns
+the truth as it is drawn (one output per pixel, shadow winning): a pixel under shadow shows no
+tissue, and an annotator of real scans labels what is seen, so a second "abdomen behind the
+shadow" output would need a truth no real dataset has. The abdomen *region* is rebuilt where it
+is measured (:mod:`fetal_biometry.abdomen`): the union of :data:`ABDOMEN_REGION`, its holes
+(shadow inside the body) filled, and the ellipse fit bridging the stretches of outline that
+border shadow, which it never uses as wall.
 """
 from __future__ import annotations
 
@@ -25,6 +36,13 @@ CLASSIFIER_VALUES = (*range(len(CLASSIFIER_CLASSES)), OUTSIDE)
 #: background to the classifier.
 LABEL_TO_CLASS = {value: value if value < len(CLASSIFIER_CLASSES) else BACKGROUND
                   for value in CLASSES}
+
+#: The segmenter's classes, in the order of its outputs: the dataset's own table, values 0-7.
+SEGMENTER_CLASSES = tuple(CLASSES[value] for value in sorted(CLASSES))
+#: Every value a segmenter label map holds.
+SEGMENTER_VALUES = (*range(len(SEGMENTER_CLASSES)), OUTSIDE)
+#: Classes that make up the fetal abdomen as it is measured: its tissue and what lies inside it.
+ABDOMEN_REGION = (ABDOMEN, STOMACH, VEIN, SPINE, RIB)
 
 #: Overlay colours (RGB) per label value, shared by dataset and classifier maps.
 COLOURS = {1: (40, 120, 255), 2: (255, 220, 0), 3: (255, 40, 40), 4: (150, 60, 200),

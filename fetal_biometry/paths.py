@@ -87,6 +87,16 @@ def fetal_name(encoding: str) -> str:
     return f"fetal_{encoding}"
 
 
+def segmenter_name(encoding: str) -> str:
+    """Name of the segmenter's prototxt folder and run folder for an encoding."""
+    return f"segmenter_{encoding}"
+
+
+def segment_records(encoding: str) -> pathlib.Path:
+    """Folder of the segmenter's records (image and label LMDBs, manifest.json, class weights)."""
+    return FETAL / f"segment_{encoding}"
+
+
 def patch_lmdbs(encoding: str) -> pathlib.Path:
     """Folder of the patch LMDBs (train/val/test_lmdb, manifest.json) the fetal nets read."""
     return FETAL / encoding
@@ -103,8 +113,11 @@ def snapshot_prefix(name: str) -> str:
 
 
 def demo_models(root: pathlib.Path | None = None) -> list[pathlib.Path]:
-    """The model folders ``make demo`` trains, one per beam encoding."""
+    """The model folders ``make demo`` may train: a patch classifier per beam encoding, a
+    segmenter per encoding."""
     from fetal_biometry.patches.encoding import ENCODINGS
+    from fetal_biometry.patches.scan_encoding import ENCODINGS as SEGMENTER_ENCODINGS
 
     base = root or pathlib.Path()
-    return [base / run_dir(fetal_name(e)) for e in ENCODINGS]
+    return [base / run_dir(fetal_name(e)) for e in ENCODINGS] + \
+        [base / run_dir(segmenter_name(e)) for e in SEGMENTER_ENCODINGS]

@@ -106,3 +106,25 @@ def fetal_model(tmp_path_factory, fetal_data) -> pathlib.Path:
                           folder / "solver.prototxt")
     training.train(solver, folder / "run", progress=False, plot=False)
     return folder / "run"
+
+
+@pytest.fixture(scope="session")
+def segmenter_model(tmp_path_factory, fetal_data) -> pathlib.Path:
+    """A model folder of a small segmenter (U-Net depth 2, width 4, channels encoding, 32 px
+    tiles at 2 mm per pixel) trained for a few iterations on ``fetal_data``."""
+    from google.protobuf import text_format
+
+    from fetal_biometry.io import dataset
+    from fetal_biometry.nets import catalog, training
+    from fetal_biometry.patches import segment_records
+
+    folder = tmp_path_factory.mktemp("segmenter")
+    records = folder / "records"
+    segment_records.build(dataset.open(fetal_data), records, "channels", spacing_mm=2.0, tile=32,
+                          fractions=(0.5, 0.25, 0.25), seed=0)
+    files = catalog.segmenter(str(folder), str(records), str(folder / "segmenter_channels" / "snapshots" / "net"),
+                              max_iter=4, depth=2, width=4, batch=2, val_tiles=4)
+    for path, message in files.items():
+        pathlib.Path(path).write_text(text_format.MessageToString(message))
+    training.train(folder / "solver.prototxt", folder / "segmenter_channels", progress=False, plot=False)
+    return folder / "segmenter_channels"

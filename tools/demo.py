@@ -8,6 +8,9 @@
    held-out scans densely, fit the abdomen, measure the AC and judge the plane: the ablation
    table, with overlays in runs/evaluation/; and the same on the foreign check set (simulator
    settings outside the training ranges, three pixel spacings) in runs/evaluation/foreign/.
+   Beside the patch classifiers, the segmenter: a U-Net that outlines the whole scan's eight
+   classes at 1 mm per pixel and measures the AC from the abdomen it outlines (the fluid
+   boundary as a second opinion); its rows sit in the same tables.
 
 A second run reuses datasets, LMDBs and trained weights and only evaluates again.
 """
@@ -22,6 +25,18 @@ sys.path.insert(0, str(ROOT))
 from fetal_biometry import paths  # noqa: E402
 from fetal_biometry.experiments import demo  # noqa: E402
 from fetal_biometry.nets import training  # noqa: E402
+from fetal_biometry.patches import encoding as patches, scan_encoding  # noqa: E402
+
+
+def encodings(known: tuple[str, ...]):
+    """An argparse type: comma-separated encodings from ``known`` ('' for none)."""
+    def parse(text: str) -> tuple[str, ...]:
+        chosen = tuple(e for e in text.split(",") if e)
+        unknown = [e for e in chosen if e not in known]
+        if unknown:
+            raise argparse.ArgumentTypeError(f"unknown encoding(s) {unknown}; choose from {','.join(known)}")
+        return chosen
+    return parse
 
 
 def main(argv=None) -> int:
@@ -34,12 +49,22 @@ def main(argv=None) -> int:
     parser.add_argument("--skip-mnist", action="store_true", help="only the fetal pipeline")
     parser.add_argument("--retrain", action="store_true", help="train again even if weights exist")
     parser.add_argument("--gpu", type=int, default=None, help="GPU id (default: CPU)")
+    parser.add_argument("--patch-encodings", type=encodings(patches.ENCODINGS), default=demo.PATCH_ENCODINGS,
+                        help="patch classifiers to train, comma-separated (default "
+                             f"{','.join(demo.PATCH_ENCODINGS)}; '' for none)")
+    parser.add_argument("--segmenter-encodings", type=encodings(scan_encoding.ENCODINGS),
+                        default=demo.SEGMENTER_ENCODINGS,
+                        help=f"segmenters to train (default {','.join(demo.SEGMENTER_ENCODINGS)}; "
+                             f"of {','.join(scan_encoding.ENCODINGS)}; '' for none)")
     args = parser.parse_args(argv)
+    if not args.patch_encodings and not args.segmenter_encodings:
+        parser.error("--patch-encodings and --segmenter-encodings both empty: no net to train")
     os.chdir(paths.root())  # prototxt paths are relative to it, as in Caffe's examples
     try:
         if not args.skip_mnist:
             demo.run_mnist(args.iterations, args.gpu, args.retrain)
-        demo.run_fetal(args.cases, args.heldout, args.gpu, args.retrain)
+        demo.run_fetal(args.cases, args.heldout, args.gpu, args.retrain, args.patch_encodings,
+                       args.segmenter_encodings)
     except training.TrainingError as err:
         print(f"demo: error: {err}", file=sys.stderr)
         return 1

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Evaluate trained patch classifiers on held-out scans: class maps, AC and plane acceptance.
+"""Evaluate trained models on held-out scans: class maps, AC and plane acceptance.
 
 For each model, every case of DATASET is classified densely and measured against its ground
 truth: pixel and per-class accuracy with the confusion matrix (inside the fan), median AC error
@@ -8,9 +8,12 @@ OUT/table.md, OUT/summary.json, OUT/MODEL.json (per case), overlays of the worst
 typical cases, the figures as PNGs (bland_altman_MODEL.png, ...) and OUT/report.html, one
 page with all of it (open it in a browser; it needs no network).
 
-Models are model folders (made by tools/train.py: model.json, deploy.prototxt, weights); each
-scan is classified at its model's spacing. They default to the folders `make demo` trains
-(runs/fetal_rotate, runs/fetal_channels, runs/fetal_none); name others with --model DIR.
+Models are model folders (made by tools/train.py: model.json, deploy.prototxt, weights) of either
+kind, patch classifier or segmenter (a segmenter's maps are compared on all eight dataset classes,
+its abdomen region scored by Dice, its AC measured from the abdomen it outlines); each scan is
+classified at its model's spacing. They default to the folders `make demo` trains
+(runs/fetal_rotate, runs/fetal_channels, runs/fetal_none, runs/segmenter_channels, those that
+exist); name others with --model DIR.
 
 A folder of sweeps (tools/simulate.py --sweeps) is evaluated with the metrics of ACOUSLIC-AI
 instead: per model the weighted frame selection score (WFSS), the normalised AC error (NAE),

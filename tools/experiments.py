@@ -20,6 +20,17 @@ Datasets are simulated first into data/experiments/ (about a minute each, once).
                   AC trust limits and plane thresholds (fetal_biometry.measure.thresholds)
                   to copy into fetal_biometry/measure/biometry.py       the ablation's 9
 
+The segmenter (a U-Net over whole scans, fetal_biometry.segmentation; about {seg_minutes}
+minutes per job):
+
+  segmenter-size  channels, 100 scans, U-Net width 8/16 x spacing 1.0/1.5 mm, on the
+                  VALIDATION set; picks width and spacing by the rule written down
+                  before the run (experiments.choose_segmenter)          4 trainings
+  segmenter       none/channels/beam x 3 seeds at 100 scans, on validation,
+                  held-out and foreign                                   9 trainings
+  segmenter-curve 10/25/50/100 scans x 3 encodings x 3 seeds (the 100-scan
+                  jobs are the segmenter plan's)                        36 (27 new)
+
 Every evaluation keeps its class maps: once new limits are in biometry.py, running a command
 again measures its evaluations anew from those maps (seconds, no Caffe) and rewrites its tables.
 
@@ -44,10 +55,11 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from fetal_biometry import atomic, cli, experiments, figures, paths  # noqa: E402
-from fetal_biometry.nets import catalog, training  # noqa: E402
-from fetal_biometry.patches import encoding as patches  # noqa: E402
+from fetal_biometry.nets import catalog, spec as nets, training  # noqa: E402
+from fetal_biometry.patches import encoding as patches, segment_records  # noqa: E402
 
-__doc__ = __doc__.format(minutes=experiments.JOB_MINUTES, per_hour=2 * 60 / experiments.JOB_MINUTES)
+__doc__ = __doc__.format(minutes=experiments.JOB_MINUTES, per_hour=2 * 60 / experiments.JOB_MINUTES,
+                         seg_minutes=experiments.SEGMENTER_JOB_MINUTES)
 
 PLANS = {
     "patch-size": "choose the patch size on the validation set (4 trainings)",
@@ -57,7 +69,14 @@ PLANS = {
                       "all, none, no physics, no anatomy, no augmentation; --by-group: one per group)",
     "thresholds": "choose the AC trust limits and plane thresholds on the validation sets with "
                   "the ablation's nets",
+    "segmenter-size": "choose the segmenter's U-Net width and spacing on the validation set (4 trainings)",
+    "segmenter": "the segmenter's 3 encodings x 3 seeds at 100 scans, validation, held-out and foreign "
+                 "(9 trainings)",
+    "segmenter-curve": "the segmenter at 10/25/50/100 scans x 3 encodings x 3 seeds (36 trainings, 9 "
+                       "shared with segmenter)",
 }
+SEGMENTER_PLANS = ("segmenter-size", "segmenter", "segmenter-curve")
+FIGURES = {"learning-curve": "learning_curve.png", "segmenter-curve": "segmenter_learning_curve.png"}
 
 
 RUNNER_OPTIONS = {"--jobs": 1, "--dry-run": 0, "--finished": 0, "--print-jobs": 0}  # and their values
@@ -66,6 +85,13 @@ RUNNER_OPTIONS = {"--jobs": 1, "--dry-run": 0, "--finished": 0, "--print-jobs": 
 def plan(args) -> experiments.Plan:
     command = args.plan if args.command == "job" else args.command
     common = dict(augment=args.augment, iterations=args.iterations)
+    if command == "segmenter-size":
+        return experiments.segmenter_size_plan(args.widths, args.spacings, args.seeds, **common)
+    if command in ("segmenter", "segmenter-curve"):
+        common.update(width=args.width, spacing_mm=args.spacing_mm)
+        if command == "segmenter":
+            return experiments.segmenter_plan(args.seeds, **common)
+        return experiments.segmenter_curve_plan(args.scans, args.seeds, **common)
     if command == "patch-size":
         return experiments.patch_size_plan(args.sizes, args.seeds, **common)
     common["patch"] = args.patch
@@ -119,11 +145,33 @@ def parser() -> argparse.ArgumentParser:
 
 def _plan_options(sub: argparse.ArgumentParser, name: str) -> None:
     """The options that choose a plan's jobs."""
-    sub.add_argument("--iterations", type=cli.at_least_one, default=catalog.FETAL_ITERATIONS,
+    sub.add_argument("--iterations", type=cli.at_least_one,
+                     default=catalog.SEGMENTER_ITERATIONS if name in SEGMENTER_PLANS
+                     else catalog.FETAL_ITERATIONS,
                      help="Adam iterations per training (default %(default)s, as make demo)")
     sub.add_argument("--augment", type=int, default=experiments.AUGMENT,
                      help="augmented copies per patch in the LMDBs (default %(default)s; 0: none)")
-    if name == "patch-size":
+    if name in SEGMENTER_PLANS:
+        sub.add_argument("--seeds", type=int, nargs="+",
+                         default=[0] if name == "segmenter-size" else list(experiments.SEEDS),
+                         help="training seeds (default %(default)s)")
+        if name == "segmenter-size":
+            sub.add_argument("--widths", type=cli.at_least_one, nargs="+",
+                             default=list(experiments.SEGMENTER_WIDTHS), help="U-Net widths (default 8 16)")
+            sub.add_argument("--spacings", type=float, nargs="+",
+                             default=list(experiments.SEGMENTER_SPACINGS),
+                             help="model spacings, mm per pixel (default 1.0 1.5)")
+        else:
+            sub.add_argument("--width", type=cli.at_least_one, default=nets.UNET_WIDTH,
+                             help="U-Net width (default %(default)s)")
+            sub.add_argument("--spacing-mm", type=float, default=segment_records.SPACING_MM,
+                             help="model spacing, mm per pixel (default %(default)s)")
+        if name == "segmenter-curve":
+            sub.add_argument("--scans", type=cli.at_least_one, nargs="+", default=list(experiments.SCANS),
+                             help="training set sizes (default 10 25 50 100; the pool holds 100)")
+            sub.add_argument("--figure", type=pathlib.Path,
+                             help=f"where the learning curve goes (default docs/{FIGURES[name]})")
+    elif name == "patch-size":
         sub.add_argument("--seeds", type=int, nargs="+", default=[0],
                          help="training seeds (default 0); the rule averages over them")
     else:
@@ -136,7 +184,7 @@ def _plan_options(sub: argparse.ArgumentParser, name: str) -> None:
         sub.add_argument("--scans", type=cli.at_least_one, nargs="+", default=list(experiments.SCANS),
                          help="training set sizes (default 10 25 50 100; the pool holds 100)")
         sub.add_argument("--figure", type=pathlib.Path,
-                         help="where the learning curve goes (default docs/learning_curve.png)")
+                         help=f"where the learning curve goes (default docs/{FIGURES[name]})")
     if name == "randomisations":
         sub.add_argument("--by-group", action="store_true",
                          help="leave out each randomisation group in turn (8 trainings) instead of "
@@ -191,10 +239,10 @@ def main(argv=None) -> int:
         atomic.write_text(out.with_suffix(".md"), text)
         atomic.write_text(out.with_suffix(".json"), json.dumps(numbers, indent=1) + "\n")
         print("\n" + text + f"\nwritten to {out.with_suffix('.md')} and .json")
-        if args.command == "learning-curve":
+        if args.command in FIGURES:
             picture = figures.learning_curve(experiments.curves(records), experiments.PANELS,
                                              experiments.STYLES)
-            figure = figure or paths.root() / "docs" / "learning_curve.png"
+            figure = figure or paths.root() / "docs" / FIGURES[args.command]
             atomic.write_bytes(figure, figures.figure_png(picture))
             print(f"learning curve: {figure}")
     except (experiments.ExperimentError, training.TrainingError) as error:

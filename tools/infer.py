@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
 """Dense class maps, overlays and the abdominal circumference for whole scans.
 
-MODEL_DIR is a model folder (made by tools/train.py: model.json, deploy.prototxt, weights); it
-records the beam encoding and the spacing the net was trained at. Each scan is resampled to
-that spacing, classified densely (fully convolutional, tile by tile), and its maps brought
+MODEL_DIR is a model folder (made by tools/train.py: model.json, deploy.prototxt, weights) of
+either kind: a patch classifier or a segmenter; it records the beam encoding and the spacing the
+net was trained at. Each scan is resampled to that spacing, classified densely (the patch net
+fully convolutional, tile by tile; the segmenter's U-Net in one pass), and its maps brought
 back to the scan's own grid, where the abdomen is fitted and the AC measured in mm from the
-scan's own spacing. For each scan OUT gets NAME_probs.npy (class probabilities, float16),
-NAME_labels.png (0 background, 1 amniotic fluid, 2 stomach bubble, 3 umbilical vein,
-4 shadow, 255 outside the fan), NAME_overlay.png and NAME.json (spacing and its source,
+scan's own spacing (a patch classifier: from where the body meets amniotic fluid; a segmenter:
+from the abdomen it outlines, the fluid boundary as a second opinion). For each scan OUT gets
+NAME_probs.npy (class probabilities, float16), NAME_labels.png (0 background, 1 amniotic
+fluid, 2 stomach bubble, 3 umbilical vein, 4 shadow, and from a segmenter 5 abdomen, 6 spine,
+7 rib; 255 outside the fan), NAME_overlay.png and NAME.json (spacing and its source,
 probe geometry and its source, AC, ellipse, plane verdict with reasons); OUT/infer.json lists
 every scan and every failure.
 
@@ -276,7 +279,7 @@ def main(argv=None) -> int:
         atomic.claim_output(args.out, TOOL, inputs=[args.model, *args.scans], overwrite=args.overwrite,
                             option="--out")
         caffe_env.set_device(args.gpu)
-        classifier = inference.DenseClassifier.from_model(model)
+        classifier = inference.engine(model)
         algorithm = None
         if args.dicom_out:
             from fetal_biometry.exchange.algorithm import Algorithm

@@ -46,7 +46,7 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fetal_biometry import atomic  # noqa: E402
+from fetal_biometry import atomic, cli  # noqa: E402
 from fetal_biometry.io import dataset, limits  # noqa: E402
 from fetal_biometry.labels import CLASSIFIER_CLASSES  # noqa: E402
 from fetal_biometry.patches import encoding as patches, records as patch_records  # noqa: E402
@@ -59,13 +59,6 @@ def per_class(text: str) -> dict[int, int]:
             f"give one count or {len(CLASSIFIER_CLASSES)} comma-separated counts ({', '.join(CLASSIFIER_CLASSES)})")
     counts = counts * len(CLASSIFIER_CLASSES) if len(counts) == 1 else counts
     return dict(enumerate(counts))
-
-
-def fractions(text: str) -> tuple[float, float, float]:
-    values = tuple(float(v) for v in text.split(","))
-    if len(values) != 3 or abs(sum(values) - 1) > 1e-6 or min(values) < 0:
-        raise argparse.ArgumentTypeError("three shares that sum to 1, e.g. 0.7,0.15,0.15")
-    return values
 
 
 def main(argv=None) -> int:
@@ -84,7 +77,7 @@ def main(argv=None) -> int:
     parser.add_argument("--per-class", type=per_class, default=per_class("40"),
                         help="patches per scan for each class: one number, or five for "
                              "background,fluid,stomach,vein,shadow (default 40)")
-    parser.add_argument("--splits", type=fractions, default=(0.7, 0.15, 0.15),
+    parser.add_argument("--splits", type=cli.fractions, default=(0.7, 0.15, 0.15),
                         help="shares of cases for train,val,test (default 0.7,0.15,0.15)")
     parser.add_argument("--spacing-mm", type=float, metavar="MM",
                         help="target spacing every scan is resampled to, mm per pixel "

@@ -31,8 +31,9 @@ from fetal_biometry import atomic, figures
 from fetal_biometry.inference import dense as inference
 from fetal_biometry.evaluation import metrics
 from fetal_biometry.io import dataset, scans
-from fetal_biometry.labels import CLASSIFIER_CLASSES, OUTSIDE, classifier_labels
-from fetal_biometry.measure import biometry
+from fetal_biometry.labels import (ABDOMEN_REGION, CLASSIFIER_CLASSES, OUTSIDE, SEGMENTER_CLASSES,
+                                   classifier_labels)
+from fetal_biometry.measure import abdomen, biometry, thresholds
 from fetal_biometry.nets import model as model_folder
 
 TYPICAL = 2  # typical cases drawn beside the worst ones
@@ -45,21 +46,43 @@ def provenance(model: model_folder.Model) -> dict:
             "weights": str(pathlib.Path(model.weights).resolve())}
 
 
+def in_force(kind: str = model_folder.PATCH_CLASSIFIER) -> dict:
+    """The limits and thresholds a model of ``kind`` is measured under now (an evaluation records
+    them; one measured under others is measured again from its class maps)."""
+    return abdomen.in_force() if kind == model_folder.SEGMENTER else biometry.in_force()
+
+
+def measure(predicted: np.ndarray, spacing_mm: float, kind: str = model_folder.PATCH_CLASSIFIER,
+            limits: dict[str, float] | None = None,
+            plane: dict[str, float] | None = None) -> biometry.Measurement:
+    """The measurement of a predicted class map by the method of its model's ``kind``: the fluid
+    boundary (:mod:`fetal_biometry.biometry`) for a patch classifier, the segmented abdomen with
+    the fluid boundary as second opinion (:mod:`fetal_biometry.abdomen`) for a segmenter.
+    ``limits`` (the fluid method's trust limits) apply to the patch classifier's maps only."""
+    if kind == model_folder.SEGMENTER:
+        return abdomen.measure(predicted, spacing_mm, plane=plane)
+    return biometry.measure(predicted, spacing_mm, limits=limits, plane=plane)
+
+
 def case_result(case: dataset.Case, predicted: np.ndarray, limits: dict[str, float] | None = None,
-                plane: dict[str, float] | None = None) -> tuple[dict, biometry.Measurement]:
+                plane: dict[str, float] | None = None,
+                kind: str = model_folder.PATCH_CLASSIFIER) -> tuple[dict, biometry.Measurement]:
     """Compare one case's predicted class map and measurement with its ground truth.
 
     ``limits`` and ``plane`` replace the trust rules' limits and the plane thresholds (see
-    :func:`fetal_biometry.measure.biometry.measure`).
+    :func:`fetal_biometry.measure.biometry.measure`). ``kind``: the model's kind; a segmenter's map is
+    compared with all eight dataset classes, and its abdomen region (:data:`ABDOMEN_REGION`)
+    with the truth's (``abdomen_overlap``: pixels in both, in the truth, in the prediction).
     The record has the fit's ``support`` numbers (None when nothing fitted) and the umbilical
     vein's ``vein_wall_gap_mm`` beside the AC, its error and the plane verdict.
     """
-    truth = classifier_labels(case.labels)
+    segmenter = kind == model_folder.SEGMENTER
+    truth = case.labels if segmenter else classifier_labels(case.labels)
     inside = truth != OUTSIDE
-    classes = len(CLASSIFIER_CLASSES)
+    classes = len(SEGMENTER_CLASSES if segmenter else CLASSIFIER_CLASSES)
     confusion = np.bincount(truth[inside].astype(int) * classes + predicted[inside],
                             minlength=classes * classes).reshape(classes, classes)
-    measured = biometry.measure(predicted, case.spacing_mm, limits=limits, plane=plane)
+    measured = measure(predicted, case.spacing_mm, kind, limits, plane)
     support = measured.support
     result = {"case": case.name, "confusion": confusion.tolist(),
               "ac_true_mm": case.biometry.ac_mm, "ac_mm": measured.ac_mm,
@@ -67,6 +90,13 @@ def case_result(case: dataset.Case, predicted: np.ndarray, limits: dict[str, flo
               "reasons": list(measured.reasons),
               "support": None if support is None else dataclasses.asdict(support),
               "vein_wall_gap_mm": None if measured.vein is None else measured.vein.wall_gap_mm}
+    if segmenter:
+        true_region = np.isin(case.labels, ABDOMEN_REGION)
+        found_region = np.isin(predicted, ABDOMEN_REGION)
+        result["abdomen_overlap"] = [int(np.count_nonzero(true_region & found_region)),
+                                     int(np.count_nonzero(true_region)), int(np.count_nonzero(found_region))]
+        second = measured.second
+        result["fluid_method_ac_mm"] = None if second is None else second.ac_mm
     if measured.ac_mm is not None:
         result["ac_error_mm"] = measured.ac_mm - case.biometry.ac_mm
         result["ac_error_percent"] = 100 * result["ac_error_mm"] / case.biometry.ac_mm
@@ -102,12 +132,12 @@ def evaluate(model: model_folder.Model, data: str | os.PathLike, out: str | os.P
         for pick in chosen:
             predicted = scans.imread(maps[pick["case"]])
             pick["file"] = f"{model.name}_{pick['case']}.png"
-            picture = case_picture(opened.read(pick["case"]), predicted)
+            picture = case_picture(opened.read(pick["case"]), predicted, model.kind)
             atomic.write_bytes(out / pick["file"], scans.encode_png(picture))
         record = {"summary": summary, "model": provenance(model),
                   "dataset": {"path": str(data), "cases": len(opened.cases),
                               "generator": opened.generator},
-                  "measured_under": biometry.in_force(), "overlays": chosen, "cases": results}
+                  "measured_under": in_force(model.kind), "overlays": chosen, "cases": results}
         atomic.write_bytes(maps_file(out / f"{model.name}.json"), _npz(maps))
         atomic.write_text(out / f"{model.name}.json", json.dumps(record, indent=1) + "\n")
     return summary
@@ -154,7 +184,8 @@ def _stored_results(record: pathlib.Path, saved: dict, limits: dict[str, float] 
     except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
         raise ValueError(f"{maps_file(record)}: unreadable or incomplete class maps ({err}): "
                          f"evaluate the model again") from err
-    return [case_result(case, maps[case.name], limits, plane)[0] for case in opened.iter_cases()]
+    kind = saved.get("model", {}).get("kind", model_folder.PATCH_CLASSIFIER)
+    return [case_result(case, maps[case.name], limits, plane, kind)[0] for case in opened.iter_cases()]
 
 
 def remeasure(record: str | os.PathLike) -> dict:
@@ -163,7 +194,8 @@ def remeasure(record: str | os.PathLike) -> dict:
     and return its new summary."""
     saved = json.loads(pathlib.Path(record).read_text())
     results = _stored_results(pathlib.Path(record), saved, None, None)
-    saved.update(summary=summarize(results), measured_under=biometry.in_force(), cases=results)
+    kind = saved.get("model", {}).get("kind", model_folder.PATCH_CLASSIFIER)
+    saved.update(summary=summarize(results), measured_under=in_force(kind), cases=results)
     atomic.write_text(record, json.dumps(saved, indent=1) + "\n")
     return saved["summary"]
 
@@ -176,26 +208,26 @@ def case_results(model: model_folder.Model, opened: dataset.Dataset, progress=No
     if opened.structures() != {"abdomen"}:
         raise dataset.DatasetError(f"{opened.root}: holds head planes; the evaluation measures "
                                    f"the AC of abdominal planes")
-    classifier = inference.DenseClassifier.from_model(model)
-    if not at_model_spacing:
-        classifier.spacing_mm = None
+    classifier = inference.engine(model, at_model_spacing)
     results, maps = [], {}
     cases = opened.iter_cases()
     for case in progress(cases, desc=model.name) if progress else cases:
         _, predicted = classifier.classify_scan(case.image, case.geometry, case.spacing_mm)
-        results.append(case_result(case, predicted, limits)[0])
+        results.append(case_result(case, predicted, limits, kind=model.kind)[0])
         maps[case.name] = scans.encode_png(predicted)  # ~50x smaller as PNG: cheap to keep for pictures
     return results, maps
 
 
-def case_picture(case: dataset.Case, predicted: np.ndarray) -> np.ndarray:
+def case_picture(case: dataset.Case, predicted: np.ndarray,
+                 kind: str = model_folder.PATCH_CLASSIFIER) -> np.ndarray:
     """Truth (labels and true ellipse), the classified map and the measurement, side by side."""
-    truth = figures.overlay(case.image, classifier_labels(case.labels))
+    segmenter = kind == model_folder.SEGMENTER
+    truth = figures.overlay(case.image, case.labels if segmenter else classifier_labels(case.labels))
     figures.draw_ellipse(truth, case.biometry.ellipse)
     panels = [figures.caption(truth, "truth"),
               figures.caption(figures.class_overlay(case.image, predicted), "classified"),
               figures.caption(figures.draw_measurement(
-                  case.image, biometry.measure(predicted, case.spacing_mm)), "measured")]
+                  case.image, measure(predicted, case.spacing_mm, kind)), "measured")]
     gap = np.full((case.image.shape[0], 4, 3), 255, np.uint8)
     return np.hstack([panels[0], gap, panels[1], gap, panels[2]])
 
@@ -228,12 +260,17 @@ def summarize(results: list[dict]) -> dict:
     """Pixel / per-class accuracy, AC error and plane acceptance over all cases."""
     confusion = np.sum([r["confusion"] for r in results], axis=0)
     per_class = np.diag(confusion) / np.maximum(confusion.sum(axis=1), 1)
+    names = SEGMENTER_CLASSES if len(confusion) == len(SEGMENTER_CLASSES) else CLASSIFIER_CLASSES
+    dice = 2 * np.diag(confusion) / np.maximum(confusion.sum(axis=0) + confusion.sum(axis=1), 1)
+    overlap = np.sum([r["abdomen_overlap"] for r in results if "abdomen_overlap" in r], axis=0)
     agree = [r["accepted"] == r["accepted_true"] for r in results]
     pairs = [(r["ac_mm"], r["ac_true_mm"]) for r in results if r["ac_mm"] is not None]
     return {
         "cases": len(results),
         "pixel_accuracy": float(np.trace(confusion) / confusion.sum()),
-        "per_class_accuracy": {c: float(a) for c, a in zip(CLASSIFIER_CLASSES, per_class)},
+        "per_class_accuracy": {c: float(a) for c, a in zip(names, per_class)},
+        "per_class_dice": {c: float(d) for c, d in zip(names, dice)},
+        "abdomen_dice": float(2 * overlap[0] / max(1, overlap[1] + overlap[2])) if np.size(overlap) == 3 else None,
         "confusion": confusion.tolist(),
         **metrics.ac_errors(results),
         "ac_not_measured": metrics.rejection_reasons(results, f"{biometry.NOT_MEASURED}: "),
@@ -249,9 +286,9 @@ def table(summaries: dict[str, dict]) -> str:
 
     AC errors are absolute, over the measured ACs; "> 10 %" counts those off by more than
     :data:`~fetal_biometry.evaluation.metrics.OFF_PERCENT`."""
-    header = ("| model | pixel acc. | fluid | stomach | vein | shadow | background | "
+    header = ("| model | pixel acc. | fluid | stomach | vein | shadow | background | abdomen Dice | "
               "AC measured | median AC error | 90th pct. | max | > 10 % | plane acceptance |")
-    lines = [header, "|" + " --- |" * 13]
+    lines = [header, "|" + " --- |" * 14]
 
     def percent(value):
         return "-" if value is None else f"{value:.1f} %"
@@ -263,7 +300,9 @@ def table(summaries: dict[str, dict]) -> str:
         lines.append(
             f"| {name} | {s['pixel_accuracy']:.3f} | {acc['amniotic_fluid']:.3f} | "
             f"{acc['stomach_bubble']:.3f} | {acc['umbilical_vein']:.3f} | {acc['shadow']:.3f} | "
-            f"{acc['background']:.3f} | {s['ac_measured']}/{s['cases']} | {ac} | "
+            f"{acc['background']:.3f} | "
+            f"{'-' if s.get('abdomen_dice') is None else format(s['abdomen_dice'], '.3f')} | "
+            f"{s['ac_measured']}/{s['cases']} | {ac} | "
             f"{percent(s.get('ac_p90_error_percent'))} | {percent(s.get('ac_max_error_percent'))} | "
             f"{s.get('ac_off_count', '-')} | {s['plane_acceptance_accuracy']:.3f} |")
     return "\n".join(lines)

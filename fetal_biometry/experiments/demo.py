@@ -4,9 +4,11 @@
 2. the fetal pipeline on simulated scans: simulate a training and a held-out dataset (other
    seed, convex and linear probes) and the foreign check set (simulator settings outside the
    training ranges, other pixel spacings), make the patch LMDBs for each beam encoding, train
-   the patch classifier on each and classify the held-out and foreign scans densely (the
-   three nets in parallel, one process each), measure the AC and judge the plane, and print the
-   ablation table of each set.
+   the patch classifier on each and classify the held-out and foreign scans densely, measure
+   the AC and judge the plane; beside them, make the segmenter's dense label records and train
+   the segmenter (a U-Net, :mod:`fetal_biometry.segmentation`), which outlines the abdomen and
+   measures the AC from it (:mod:`fetal_biometry.abdomen`); all nets in parallel, one process
+   each; print one table per set, patch classifiers and segmenter side by side.
 
 Every stage reuses what an earlier run left (datasets, LMDBs, final snapshots), so a second
 run only re-evaluates; ``retrain=True`` trains again.
@@ -25,8 +27,9 @@ from fetal_biometry import atomic, paths
 from fetal_biometry.caffe_env import proto
 from fetal_biometry.evaluation import scans as evaluation
 from fetal_biometry.experiments import jobs as experiments
+from fetal_biometry.io import dataset
 from fetal_biometry.nets import checks, model as model_folder, monitor, training
-from fetal_biometry.patches import encoding as patches, records as patch_records
+from fetal_biometry.patches import encoding as patches, records as patch_records, segment_records
 from fetal_biometry.tutorial import mnist
 
 
@@ -73,15 +76,28 @@ def _current(lmdbs: pathlib.Path, encoding: str, generator: dict) -> bool:
             and made.get("sources", {}).get("generator") == generator)
 
 
-def _train_and_evaluate(encoding: str, retrain: bool, gpu: int | None,
+def _current_records(folder: pathlib.Path, encoding: str, generator: dict) -> bool:
+    """Whether the segmenter records at ``folder`` were made with this encoding, today's spacing,
+    tile and format, from the training scans the simulator makes today (``generator``)."""
+    try:
+        made = segment_records.read_manifest(folder)
+    except segment_records.RecordError:
+        return False
+    return (made["encoding"] == encoding and made["spacing_mm"] == segment_records.SPACING_MM
+            and made["tile"] == segment_records.TILE
+            and made.get("balance", {}).get("method") == segment_records.BALANCE
+            and made.get("sources", {}).get("generator") == generator)
+
+
+def _train_and_evaluate(name: str, retrain: bool, gpu: int | None,
                         position: int) -> tuple[str, dict[str, dict]]:
-    """Train (or reuse) one encoding's net and evaluate it on :data:`SETS`; runs in a worker
-    process of :func:`train_and_evaluate`. Returns the model's name and its summaries by set."""
+    """Train (or reuse) the net of the checked-in prototxt folder ``name`` (``fetal_<encoding>``
+    or ``segmenter_<encoding>``) and evaluate it on :data:`SETS`; runs in a worker process of
+    :func:`train_and_evaluate`. Returns the model's name and its summaries by set."""
     from tqdm import tqdm
 
-    name = paths.fetal_name(encoding)
     training.trained(str(paths.prototxt_dir(name) / "solver.prototxt"), paths.run_dir(name),
-                     retrain, gpu=gpu, label=f"train {encoding}", position=position)
+                     retrain, gpu=gpu, label=f"train {name}", position=position)
     model = model_folder.load(paths.run_dir(name))
     return model.name, {set_name: evaluation.evaluate(
         model, data, out, progress=lambda it, desc: tqdm(it, desc=f"{set_name} {desc}",
@@ -90,9 +106,9 @@ def _train_and_evaluate(encoding: str, retrain: bool, gpu: int | None,
 
 
 def train_and_evaluate(retrain: dict[str, bool], gpu: int | None = None) -> dict[str, dict[str, dict]]:
-    """Train (``retrain[encoding]``: afresh) or reuse each encoding's net and evaluate it, all
+    """Train (``retrain[name]``: afresh) or reuse each named net and evaluate it, all
     nets at once (one process each, OpenBLAS on one thread): the cores are shared and none
-    idles, so on 2 cores the three nets take about one and a half trainings' time (two at a time
+    idles (on 2 cores three patch nets took about one and a half trainings' time; two at a time
     would leave one core idle while the third trains). Returns the summaries per set and model."""
     # OpenBLAS threads beside other processes collapse (docs/pipeline.md, Training).
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -100,9 +116,9 @@ def train_and_evaluate(retrain: dict[str, bool], gpu: int | None = None) -> dict
     context = multiprocessing.get_context("spawn")
     summaries: dict[str, dict[str, dict]] = {name: {} for name in SETS}
     with concurrent.futures.ProcessPoolExecutor(len(retrain), mp_context=context) as pool:
-        futures = [pool.submit(_train_and_evaluate, encoding, again, gpu, index)
-                   for index, (encoding, again) in enumerate(retrain.items())]
-        for future in futures:  # in the encodings' order, for the tables
+        futures = [pool.submit(_train_and_evaluate, name, again, gpu, index)
+                   for index, (name, again) in enumerate(retrain.items())]
+        for future in futures:  # in the nets' order, for the tables
             name, by_set = future.result()
             for set_name, summary in by_set.items():
                 summaries[set_name][name] = summary
@@ -117,13 +133,22 @@ SETS = {"heldout": (paths.SIM_HELDOUT, paths.EVALUATION, "held-out evaluation ({
                     "third each at 256, 384 and 512 px: about 0.65, 0.43, 0.33 mm per pixel)")}
 
 
+#: The patch classifiers' encodings and the segmenter's encodings ``make demo`` trains.
+PATCH_ENCODINGS = patches.ENCODINGS
+#: The segmenter's encoding: beam, chosen on the validation scans (one seed; README, the segmenter).
+SEGMENTER_ENCODINGS = ("beam",)
+
+
 def run_fetal(cases: int = 100, heldout: int = 30, gpu: int | None = None,
-              retrain: bool = False) -> dict[str, dict[str, dict]]:
-    """The fetal pipeline end to end; returns the evaluation summaries per set and beam encoding.
+              retrain: bool = False, patch_encodings=PATCH_ENCODINGS,
+              segmenter_encodings=SEGMENTER_ENCODINGS) -> dict[str, dict[str, dict]]:
+    """The fetal pipeline end to end; returns the evaluation summaries per set and model.
 
     Datasets follow :data:`fetal_biometry.experiments.RECIPES` (the training pool with ``cases``
     scans, the held-out set with ``heldout``, the foreign check set) and are simulated again
-    when the simulator would now write them differently; the LMDBs and nets then follow.
+    when the simulator would now write them differently; the LMDBs, records and nets then follow.
+    A patch classifier is trained for each of ``patch_encodings``, a segmenter for each of
+    ``segmenter_encodings``.
     """
     recipes = {"train": dataclasses.replace(experiments.RECIPES["pool"], count=cases),
                "heldout": dataclasses.replace(experiments.RECIPES["heldout"], count=heldout),
@@ -132,20 +157,27 @@ def run_fetal(cases: int = 100, heldout: int = 30, gpu: int | None = None,
         experiments.simulated(folder, recipes[name])
     trained_on = experiments.generator(recipes["train"])
     scans = None
-    again = {}  # encoding -> train afresh
-    for encoding in patches.ENCODINGS:
+    again = {}  # net (prototxt folder name) -> train afresh
+    for encoding in patch_encodings:
         lmdbs = paths.patch_lmdbs(encoding)
         fresh = not _current(lmdbs, encoding, trained_on)
-        again[encoding] = retrain or fresh
+        again[paths.fetal_name(encoding)] = retrain or fresh
         if fresh:
             scans = scans or list(patch_records.dataset_scans(paths.SIM_TRAIN))
             patch_records.build(scans, lmdbs, encoding, seed=0,
                                 sources={"dataset": str(paths.SIM_TRAIN), "generator": trained_on})
+    for encoding in segmenter_encodings:
+        records = paths.segment_records(encoding)
+        fresh = not _current_records(records, encoding, trained_on)
+        again[paths.segmenter_name(encoding)] = retrain or fresh
+        if fresh:
+            segment_records.build(dataset.open(paths.SIM_TRAIN), records, encoding, seed=0,
+                                  sources={"dataset": str(paths.SIM_TRAIN), "generator": trained_on})
     for _, out, _ in SETS.values():  # held here; the workers evaluate into them
         atomic.claim_output(out, evaluation.TOOL, overwrite=True)
         atomic.mark(out, evaluation.TOOL)
     summaries = train_and_evaluate(again, gpu)
-    print(f"\nmodels: {', '.join(str(p) for p in paths.demo_models())}, trained on {cases} "
+    print(f"\nmodels: {', '.join(str(paths.run_dir(name)) for name in again)}, trained on {cases} "
           "simulated scans (seed 0, convex and linear probes)")
     for set_name, (_, out, title) in SETS.items():
         table = evaluation.write_report(summaries[set_name], out)

@@ -63,8 +63,9 @@ from fetal_biometry import atomic, paths, simulator
 from fetal_biometry.evaluation import scans as evaluation
 from fetal_biometry.io import dataset
 from fetal_biometry.measure import biometry
-from fetal_biometry.nets import catalog, model as model_folder, solvers, training
-from fetal_biometry.patches import encoding as patches, records as patch_records
+from fetal_biometry.nets import catalog, model as model_folder, solvers, spec as nets, training
+from fetal_biometry.patches import encoding as patches, records as patch_records, scan_encoding, \
+    segment_records
 
 
 SUMMARY = "summary.json"
@@ -80,6 +81,15 @@ TIE = 0.005  # patch sizes whose mean per-class accuracy is this close to the be
 #: project's 2-core machine. The tool's time estimates use it.
 JOB_MINUTES = 4.5
 EVALUATION_MINUTES = 0.5  # of those, one evaluation (30 scans); measuring again from maps: seconds
+#: Minutes one segmenter job takes on one core: 1500 iterations of 4 tiles of 128 x 128 at about
+#: 0.25 s (6.3 min, the machine shared), records of 110 scans with 2 augmented copies (10 s),
+#: three evaluations of 30 scans (about 20 s each).
+SEGMENTER_JOB_MINUTES = 7.5
+#: The segmenter's candidate widths and spacings (depth 4 fixed: the measured starting point;
+#: a fifth pooling would shrink a 128-px tile to 4 px) and the tie margin of its rule.
+SEGMENTER_WIDTHS = (8, 16)
+SEGMENTER_SPACINGS = (1.0, 1.5)
+SEGMENTER_TIE = 0.01
 
 #: Format constant: the name in the generator record of a dataset simulated at several sizes.
 #: Frozen: it names the module as it was when the format began, not where the code lives now.
@@ -192,11 +202,33 @@ class Job:
     patch: int = patches.SIZE
     augment: int = AUGMENT
     iterations: int = catalog.FETAL_ITERATIONS
+    kind: str = model_folder.PATCH_CLASSIFIER
+    #: The segmenter's U-Net width and spacing (mm per pixel); ignored for patch classifiers.
+    width: int = nets.UNET_WIDTH
+    spacing_mm: float = segment_records.SPACING_MM
+
+    @property
+    def segmenter(self) -> bool:
+        return self.kind == model_folder.SEGMENTER
 
     @property
     def name(self) -> str:
+        if self.segmenter:
+            return (f"segmenter-{self.encoding}-{self.scans}scans-seed{self.seed}-{self.variant}-"
+                    f"w{self.width}-{self.spacing_mm:g}mm-aug{self.augment}-it{self.iterations}")
         return (f"{self.encoding}-{self.scans}scans-seed{self.seed}-{self.variant}-"
                 f"patch{self.patch}-aug{self.augment}-it{self.iterations}")
+
+    def record(self) -> dict:
+        """The job as stored in its records: a patch classifier's without the segmenter's fields,
+        as before segmenters existed, so its earlier records stay current."""
+        fields = dataclasses.asdict(self)
+        if not self.segmenter:
+            for key in ("kind", "width", "spacing_mm"):
+                del fields[key]
+        else:
+            del fields["patch"]
+        return fields
 
 
 @dataclasses.dataclass(frozen=True)
@@ -274,7 +306,7 @@ def _current(setup: Setup, job: Job) -> dict:
     since are dropped."""
     record = read_record(setup.job_dir(job))
     if record is None or record.get("training") != _sources(setup, job):
-        return {"job": dataclasses.asdict(job), "training": _sources(setup, job), "evaluations": {},
+        return {"job": job.record(), "training": _sources(setup, job), "evaluations": {},
                 "datasets": {}, "seconds": 0.0}
     for name in list(record["evaluations"]):
         if name not in setup.recipes or record["datasets"].get(name) != generator(setup.recipes[name]):
@@ -287,7 +319,7 @@ def _missing(setup: Setup, job: Job, sets: Sequence[str]) -> tuple[dict, list[st
     record = _current(setup, job)
     under = record.get("measured_under", {})
     return record, [s for s in sets if s not in record["evaluations"]
-                    or under.get(s) != biometry.in_force()]
+                    or under.get(s) != evaluation.in_force(job.kind)]
 
 
 def done(setup: Setup, job: Job, sets: Sequence[str]) -> bool:
@@ -300,21 +332,54 @@ def _sources(setup: Setup, job: Job) -> dict:
     folder, recipe = setup.training_data(job.variant)
     # Resolved: a worker's Setup comes back from job.json with absolute paths, the command's
     # own may be relative; both must name the same pool.
-    return json.loads(json.dumps({"job": dataclasses.asdict(job), "pool": str(folder.resolve()),
+    return json.loads(json.dumps({"job": job.record(), "pool": str(folder.resolve()),
                                   "pool_generator": generator(recipe),
                                   "validation_generator": generator(setup.recipes["validation"])}))
 
 
+class _Scans:
+    """The job's training scans and the first validation scans as one readable set of cases
+    (what :func:`fetal_biometry.segment_records.build` reads: ``cases``, ``read``,
+    ``structures``, ``root``); the validation scans' names get a prefix (both datasets name
+    their cases sim00000...)."""
+
+    PREFIX = "validation:"
+
+    def __init__(self, pool: dataset.Dataset, chosen: Sequence[str], validation: dataset.Dataset,
+                 val_names: Sequence[str]):
+        self.pool, self.validation, self.root = pool, validation, pool.root
+        self.cases = (*chosen, *(self.PREFIX + n for n in val_names))
+
+    def structures(self) -> set[str]:
+        return self.pool.structures() | self.validation.structures()
+
+    def read(self, name: str) -> dataset.Case:
+        if name.startswith(self.PREFIX):
+            return dataclasses.replace(self.validation.read(name[len(self.PREFIX):]), name=name)
+        return self.pool.read(name)
+
+
 def _lmdbs(setup: Setup, job: Job, out: pathlib.Path) -> bool:
-    """The job's patch LMDBs: train = its training scans, val = the first validation scans.
-    False when ``out`` holds them already, True when they were made now."""
+    """The job's patch LMDBs or segmenter records: train = its training scans, val = the first
+    validation scans. False when ``out`` holds them already, True when they were made now."""
     sources = _sources(setup, job)
+    version = segment_records.VERSION if job.segmenter else patch_records.VERSION
     try:
         made = json.loads((out / "manifest.json").read_text())
-        if made.get("sources") == sources and made.get("version") == patch_records.VERSION:
+        if made.get("sources") == sources and made.get("version") == version and \
+                (not job.segmenter or made.get("balance", {}).get("method") == segment_records.BALANCE):
             return False
     except (OSError, ValueError):
         pass
+    if job.segmenter:
+        pool = dataset.open(setup.training_data(job.variant)[0])
+        validation = dataset.open(setup.evaluation_set("validation")[0])
+        chosen = training_scans(pool.cases, job.scans, job.seed)
+        scans = _Scans(pool, chosen, validation, validation.cases[:setup.val_cases])
+        segment_records.build(scans, out, job.encoding, job.spacing_mm, seed=job.seed, augment=job.augment,
+                              splits={"train": chosen, "val": list(scans.cases[len(chosen):])},
+                              sources=sources)
+        return True
     pool = dataset.open(setup.training_data(job.variant)[0])
     validation = dataset.open(setup.evaluation_set("validation")[0])
     chosen = training_scans(pool.cases, job.scans, job.seed)
@@ -348,7 +413,7 @@ def minutes(setup: Setup, jobs: Sequence[Job], sets: Sequence[str]) -> float:
     for job in jobs:
         record, missing = _missing(setup, job, sets)
         if missing and not trained(setup, job):
-            total += JOB_MINUTES - 2 * EVALUATION_MINUTES
+            total += (SEGMENTER_JOB_MINUTES if job.segmenter else JOB_MINUTES) - 2 * EVALUATION_MINUTES
         total += EVALUATION_MINUTES * sum(  # kept class maps are measured again in seconds
             s not in record["evaluations"]
             or not evaluation.maps_file(setup.evaluation_record(job, s)).exists() for s in missing)
@@ -362,8 +427,14 @@ def _train(setup: Setup, job: Job, folder: pathlib.Path) -> pathlib.Path:
         return run
     lmdbs = folder / "lmdb"
     rebuilt = _lmdbs(setup, job, lmdbs)
-    files = catalog.patch_classifier(str(folder / "net"), str(lmdbs), str(run / "snapshots" / "net"),
-                                     random_seed=job.seed, max_iter=job.iterations)
+    if job.segmenter:
+        files = catalog.segmenter(str(folder / "net"), str(lmdbs), str(run / "snapshots" / "net"),
+                                  random_seed=job.seed,
+                                  max_iter=job.iterations, width=job.width,
+                                  val_tiles=4 * setup.val_cases)
+    else:
+        files = catalog.patch_classifier(str(folder / "net"), str(lmdbs), str(run / "snapshots" / "net"),
+                                         random_seed=job.seed, max_iter=job.iterations)
     for path, message in files.items():
         atomic.write_text(path, text_format.MessageToString(message))
     # An interrupted training resumes on the LMDBs it began with; new LMDBs train afresh.
@@ -404,7 +475,7 @@ def run_job(setup: Setup, job: Job, sets: Sequence[str]) -> dict:
             summary = evaluation.evaluate(model, data, folder / f"evaluation_{name}", overlays=0)
         record["evaluations"][name] = summary
         record["datasets"][name] = generator(recipe)
-        record.setdefault("measured_under", {})[name] = biometry.in_force()
+        record.setdefault("measured_under", {})[name] = evaluation.in_force(job.kind)
     record["seconds"] += time.perf_counter() - start
     atomic.write_text(folder / SUMMARY, json.dumps(record, indent=1) + "\n")
     return record
@@ -413,7 +484,12 @@ def run_job(setup: Setup, job: Job, sets: Sequence[str]) -> dict:
 def job_from_spec(spec: str | os.PathLike) -> tuple[Setup, Job, list[str]]:
     """What a worker runs, from the job.json :func:`run` wrote."""
     record = json.loads(pathlib.Path(spec).read_text())
-    return Setup.from_dict(record["setup"]), Job(**record["job"]), list(record["sets"])
+    return Setup.from_dict(record["setup"]), job_of(record["job"]), list(record["sets"])
+
+
+def job_of(record: dict) -> Job:
+    """The :class:`Job` of a stored job record (:meth:`Job.record`)."""
+    return Job(**record)
 
 
 # ----------------------------------------------------------------------------- running jobs
@@ -461,7 +537,7 @@ def _write_spec(setup: Setup, job: Job, sets: Sequence[str]) -> pathlib.Path:
     folder = setup.job_dir(job)
     folder.mkdir(parents=True, exist_ok=True)
     return atomic.write_text(folder / "job.json", json.dumps(
-        {"job": dataclasses.asdict(job), "sets": list(sets), "setup": setup.to_dict()}, indent=1) + "\n")
+        {"job": job.record(), "sets": list(sets), "setup": setup.to_dict()}, indent=1) + "\n")
 
 
 def run_alone(setup: Setup, job: Job, sets: Sequence[str]) -> dict:

@@ -10,10 +10,11 @@ import numpy as np
 
 from fetal_biometry.evaluation import scans as evaluation
 from fetal_biometry.experiments.jobs import (AUGMENT, ExperimentError, HALVES, Job, PATCH_SIZES,
-                                             SCANS, SEEDS, Setup, TIE, appearance, groups)
+                                             SCANS, SEEDS, SEGMENTER_SPACINGS, SEGMENTER_TIE,
+                                             SEGMENTER_WIDTHS, Setup, TIE, appearance, groups, job_of)
 from fetal_biometry.measure import thresholds
-from fetal_biometry.nets import catalog
-from fetal_biometry.patches import encoding as patches
+from fetal_biometry.nets import catalog, model as model_folder, spec as nets
+from fetal_biometry.patches import encoding as patches, scan_encoding, segment_records
 
 
 # ----------------------------------------------------------------------------- plans
@@ -48,6 +49,59 @@ def thresholds_plan(seeds: Sequence[int] = SEEDS, augment: int = AUGMENT,
     return ablation_plan(seeds, augment, iterations, patch)[0], ("validation", "validation-sizes")
 
 
+SEGMENTER_SETS = ("validation", "heldout", "foreign")
+
+
+def segmenter_plan(seeds: Sequence[int] = SEEDS, augment: int = AUGMENT,
+                   iterations: int = catalog.SEGMENTER_ITERATIONS, width: int = nets.UNET_WIDTH,
+                   spacing_mm: float = segment_records.SPACING_MM) -> Plan:
+    """The segmenter's three encodings at 100 scans, one job per seed, on the validation,
+    held-out and foreign sets (beside the patch classifier's ablation)."""
+    return segmenter_curve_plan((100,), seeds, augment, iterations, width, spacing_mm)[0], SEGMENTER_SETS
+
+
+def segmenter_curve_plan(scans: Sequence[int] = SCANS, seeds: Sequence[int] = SEEDS,
+                         augment: int = AUGMENT, iterations: int = catalog.SEGMENTER_ITERATIONS,
+                         width: int = nets.UNET_WIDTH,
+                         spacing_mm: float = segment_records.SPACING_MM) -> Plan:
+    """The segmenter's learning curve: each encoding and number of training scans, one job per
+    seed (the 100-scan jobs are :func:`segmenter_plan`'s)."""
+    return [Job(e, n, s, augment=augment, iterations=iterations, kind=model_folder.SEGMENTER,
+                width=width, spacing_mm=spacing_mm)
+            for n in scans for e in scan_encoding.ENCODINGS for s in seeds], SEGMENTER_SETS
+
+
+def segmenter_size_plan(widths: Sequence[int] = SEGMENTER_WIDTHS,
+                        spacings: Sequence[float] = SEGMENTER_SPACINGS, seeds: Sequence[int] = (0,),
+                        augment: int = AUGMENT, iterations: int = catalog.SEGMENTER_ITERATIONS) -> Plan:
+    """Channels encoding, 100 scans: one job per U-Net width, spacing and seed, on the
+    validation set; :func:`choose_segmenter` picks by its stated rule."""
+    return [Job("channels", 100, s, augment=augment, iterations=iterations, kind=model_folder.SEGMENTER,
+                width=w, spacing_mm=sp) for w in widths for sp in spacings for s in seeds], ("validation",)
+
+
+def choose_segmenter(records: Sequence[dict]) -> tuple[tuple[int, float], str]:
+    """The segmenter's width and spacing by the rule written down before the run: the highest
+    mean per-class Dice over the eight classes on the validation set (averaged over seeds);
+    configurations within :data:`SEGMENTER_TIE` of it are tied, and among them the cheaper wins
+    (fewer multiply-adds per scan: the smaller width, then the coarser spacing)."""
+    by_config: dict[tuple[int, float], list[dict]] = {}
+    for record in records:
+        job = record["job"]
+        by_config.setdefault((job["width"], job["spacing_mm"]), []).append(record["evaluations"]["validation"])
+
+    def dice(config):
+        return float(np.mean([np.mean(list(s["per_class_dice"].values())) for s in by_config[config]]))
+
+    best = max(map(dice, by_config))
+    tied = [c for c in by_config if dice(c) >= best - SEGMENTER_TIE]
+    chosen = min(tied, key=lambda c: (c[0], -c[1]))
+    rule = (f"highest mean per-class Dice on the validation set (best {best:.3f}); configurations "
+            f"within {SEGMENTER_TIE} tied ({', '.join(f'width {w}, {sp:g} mm' for w, sp in tied)}), "
+            "the cheaper wins")
+    return chosen, rule
+
+
 def variants(by_group: bool = False) -> list[tuple[str, int | None]]:
     """The randomisation ablation's rows: (variant, augmentation copies or None for the default).
 
@@ -77,6 +131,7 @@ METRICS: dict[str, tuple[str, Callable[[dict], float | None]]] = {
     "pixel_accuracy": ("pixel acc.", lambda s: s["pixel_accuracy"]),
     **{c: (heading, lambda s, c=c: s["per_class_accuracy"][c]) for c, heading in HEADINGS.items()},
     "plane_acceptance": ("plane acceptance", lambda s: s["plane_acceptance_accuracy"]),
+    "abdomen_dice": ("abdomen Dice", lambda s: s.get("abdomen_dice")),
     "ac_measured": ("AC measured", lambda s: s["ac_measured"]),
     "ac_median": ("median AC error", lambda s: s["ac_median_error_percent"]),
     "ac_p90": ("90th pct. AC error", lambda s: s.get("ac_p90_error_percent")),
@@ -184,7 +239,7 @@ def choose_limits(setup: Setup, records: Sequence[dict], sets: Sequence[str],
     under :data:`~fetal_biometry.measure.thresholds.LOOSEST`; with the per-case results by set."""
     try:
         groups = {name: [r for record in records for r in evaluation.stored_results(
-            setup.evaluation_record(Job(**record["job"]), name), limits=thresholds.LOOSEST)]
+            setup.evaluation_record(job_of(record["job"]), name), limits=thresholds.LOOSEST)]
             for name in sets}
     except (ValueError, OSError) as err:  # e.g. --finished jobs evaluated before maps were kept
         raise ExperimentError(f"{err} (run the command without --finished)") from err
@@ -214,9 +269,14 @@ def report(plan: str, setup: Setup, records: Sequence[dict], sets: Sequence[str]
                            "encoding, training scans"),
         "randomisations": (lambda j: (j["variant"], j["augment"]), _variant_label, "training data"),
         "thresholds": (lambda j: j["encoding"], str, "encoding"),
+        "segmenter": (lambda j: j["encoding"], lambda k: f"segmenter, {k}", "model"),
+        "segmenter-curve": (lambda j: (j["encoding"], j["scans"]), lambda k: f"segmenter, {k[0]}, {k[1]} scans",
+                            "model, training scans"),
+        "segmenter-size": (lambda j: (j["width"], j["spacing_mm"]), lambda k: f"width {k[0]}, {k[1]:g} mm",
+                           "U-Net width, spacing"),
     }
     key, label, heading = labels[plan]
-    if plan == "learning-curve":
+    if plan in ("learning-curve", "segmenter-curve"):
         records = sorted(records, key=lambda r: (r["job"]["encoding"], r["job"]["scans"]))
     parts, numbers = [], {}
     for name in sets:
@@ -233,6 +293,10 @@ def report(plan: str, setup: Setup, records: Sequence[dict], sets: Sequence[str]
         chosen, rule = choose_patch(records)
         numbers["chosen"] = {"patch": chosen, "rule": rule}
         parts.append(f"Chosen: **{chosen} px** ({rule}).")
+    if plan == "segmenter-size":
+        (width, spacing), rule = choose_segmenter(records)
+        numbers["chosen"] = {"width": width, "spacing_mm": spacing, "rule": rule}
+        parts.append(f"Chosen: **width {width}, {spacing:g} mm per pixel** ({rule}).")
     if plan == "thresholds":
         choice, groups = choose_limits(setup, records, sets)
         numbers["chosen"] = dataclasses.asdict(choice)

@@ -216,6 +216,65 @@ def scan_convert(beam_image: np.ndarray, geometry: Geometry, shape: tuple[int, i
     return image
 
 
+def beam_shape(geometry: Geometry, step: float = 1.0) -> tuple[int, int]:
+    """A beam grid of about ``step`` pixels between samples: ``(n_depth, n_beams)``.
+
+    Depth is sampled every ``step`` pixels; beams ``step`` pixels apart at mid-depth for a
+    convex probe (closer above, wider below), along the face for a linear one. The simulator
+    samples its physics finer (:func:`fetal_biometry.simulator.beam_grid`); the segmenter's
+    ``beam`` encoding samples scans at this grid of the model's spacing.
+    """
+    lo, hi = lateral_range(geometry)
+    if isinstance(geometry, ConvexProbe):
+        across = (geometry.start_depth + geometry.end_depth) / 2 * math.radians(hi - lo)
+    else:
+        across = hi - lo
+    return (math.ceil((geometry.end_depth - geometry.start_depth) / step) + 1,
+            math.ceil(across / step) + 1)
+
+
+def to_beam(image: np.ndarray, geometry: Geometry, beam_shape: tuple[int, int],
+            nearest: bool = False, fill: float = 0) -> np.ndarray:
+    """Sample an image on a beam grid: the inverse of :func:`scan_convert`.
+
+    Each beam-grid sample ``(depth, lateral)`` (:func:`beam_samples`) reads the image at
+    :func:`beam_to_image` of it, bilinearly or (``nearest``, for label maps) the nearest pixel;
+    samples beyond the image, or outside a ``clip`` rectangle, are ``fill``. The simulator
+    evaluates its anatomy at the same points (:func:`fetal_biometry.simulator.beam_grid`), and
+    :func:`scan_convert` brings a beam image back: one pair of mappings serves both.
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W) or (C, H, W)
+    geometry : ConvexProbe or LinearProbe
+    beam_shape : (n_depth, n_beams)
+
+    Returns
+    -------
+    ndarray, shape (n_depth, n_beams) or (C, n_depth, n_beams), dtype of ``image``
+    """
+    image = np.asarray(image)
+    if image.ndim == 3:
+        return np.stack([to_beam(plane, geometry, beam_shape, nearest, fill) for plane in image])
+    x, y = _beam_points(geometry, tuple(beam_shape))
+    beam = cv2.remap(image, x, y, cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR,
+                     borderMode=cv2.BORDER_CONSTANT, borderValue=fill)
+    if geometry.clip is not None:
+        x0, y0, x1, y1 = geometry.clip
+        beam[(x < x0 - 0.5) | (x > x1 + 0.5) | (y < y0 - 0.5) | (y > y1 + 0.5)] = fill
+    return beam
+
+
+@functools.lru_cache(maxsize=8)
+def _beam_points(geometry: Geometry, beam_shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    depth, lateral = beam_samples(geometry, beam_shape)
+    x, y = np.broadcast_arrays(*beam_to_image(geometry, depth[:, None], lateral[None, :]))
+    x, y = x.astype(np.float32), y.astype(np.float32)  # a linear probe's y is one column: broadcast
+    for table in (x, y):
+        table.setflags(write=False)
+    return x, y
+
+
 def problems(geometry: Geometry, shape: tuple[int, int]) -> list[str]:
     """What is wrong with a geometry for an image of ``shape`` (empty list when nothing)."""
     found = []

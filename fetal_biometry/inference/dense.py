@@ -82,7 +82,11 @@ class DenseClassifier:
 
     @classmethod
     def from_model(cls, model, **kwargs) -> "DenseClassifier":
-        """The classifier of a model folder (:func:`fetal_biometry.nets.model.load`)."""
+        """The classifier of a model folder (:func:`fetal_biometry.nets.model.load`) of a patch
+        classifier; ValueError for a segmenter (:func:`engine` takes either)."""
+        if model.kind != "patch_classifier":
+            raise ValueError(f"{model.root}: a {model.kind}, not a patch classifier; sweeps take "
+                             "patch classifiers for now (infer and evaluate take either)")
         return cls(model.deploy, model.weights, model.encoding, model.spacing_mm, model.scale, **kwargs)
 
     def net(self, shape: tuple[int, int], batch: int = 1):
@@ -209,6 +213,21 @@ class DenseClassifier:
         return probs, labels
 
 
+def engine(model, at_model_spacing: bool = True):
+    """The dense classifier of a model folder of either kind (:func:`fetal_biometry.nets.model.load`):
+    a :class:`DenseClassifier` for a patch classifier, a
+    :class:`fetal_biometry.inference.segmentation.Segmenter` for a segmenter; both ``classify_scan``."""
+    from fetal_biometry.inference import segmentation
+    from fetal_biometry.nets import model as model_folder
+
+    if model.kind == model_folder.SEGMENTER:
+        return segmentation.Segmenter.from_model(model)
+    classifier = DenseClassifier.from_model(model)
+    if not at_model_spacing:
+        classifier.spacing_mm = None
+    return classifier
+
+
 NO_FAN_ENCODING = "none"  # the one encoding that needs no beam directions
 
 
@@ -230,22 +249,28 @@ def beam_directions(probe: geom.Geometry | None, scale: float, shape: tuple[int,
     return directions, np.zeros(shape, bool)
 
 
-def infer_scan(classifier: DenseClassifier, image: np.ndarray, probe: geom.Geometry | None,
+def infer_scan(classifier, image: np.ndarray, probe: geom.Geometry | None,
                spacing_mm: float, measure: bool = True) -> tuple[dict, np.ndarray, np.ndarray, object]:
     """Classify one scan at the model's spacing and, with ``measure``, measure its AC in mm.
+
+    ``classifier`` is a :class:`DenseClassifier` (the AC from the fluid boundary) or a
+    :class:`fetal_biometry.inference.segmentation.Segmenter` (the AC from the segmented abdomen,
+    the fluid boundary as second opinion: :mod:`fetal_biometry.measure.abdomen`).
 
     ``spacing_mm`` is the scan's own spacing (mm per pixel); ``measure=False`` when it is only
     assumed (no AC is then reported). Returns the record (encoding, spacing, AC, ellipse, plane
     verdict and reasons), the probabilities (K, H, W), the label map and the
     :class:`fetal_biometry.measure.biometry.Measurement` (None without ``measure``).
     """
-    from fetal_biometry.measure import biometry
+    from fetal_biometry.inference import segmentation
+    from fetal_biometry.measure import abdomen, biometry
 
     probs, labels = classifier.classify_scan(image, probe, spacing_mm)
     record: dict = {"encoding": classifier.encoding, "model_spacing_mm": classifier.spacing_mm}
     measured = None
     if measure:
-        measured = biometry.measure(labels, spacing_mm)
+        method = abdomen if isinstance(classifier, segmentation.Segmenter) else biometry
+        measured = method.measure(labels, spacing_mm)
         e = measured.ellipse
         record.update(ac_mm=measured.ac_mm, plane_acceptable=measured.accepted,
                       reasons=list(measured.reasons),

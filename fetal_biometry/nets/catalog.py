@@ -11,7 +11,7 @@ from google.protobuf import text_format
 
 from fetal_biometry import paths
 from fetal_biometry.nets import solvers, spec as nets
-from fetal_biometry.patches import encoding as patches
+from fetal_biometry.patches import encoding as patches, scan_encoding, segment_records
 
 def _tutorial_cnn(loss: str) -> dict[str, object]:
     name = "tutorial_cnn" + ("" if loss == "softmax" else "_euclidean")
@@ -72,12 +72,52 @@ def _patch_classifier(encoding: str) -> dict[str, object]:
     return files
 
 
+#: Adam iterations of the segmenter (make demo and the experiments train this long).
+SEGMENTER_ITERATIONS = 1500
+#: Tiles per iteration (4 tiles of 128 x 128 are one 256 x 256 scan's pixels).
+SEGMENTER_BATCH = 4
+
+
+def segmenter(folder: str, records: str, snapshot_prefix: str, random_seed: int = 1,
+              max_iter: int = SEGMENTER_ITERATIONS, depth: int = nets.UNET_DEPTH,
+              width: int = nets.UNET_WIDTH, balance: str = "infogain",
+              batch: int = SEGMENTER_BATCH, val_tiles: int = 64) -> dict[str, object]:
+    """The segmenter's train and val nets and its solver, as files of ``folder``.
+
+    ``records`` holds the image and label LMDBs and ``infogain.binaryproto`` of
+    :mod:`fetal_biometry.segment_records`; validation reads ``val_tiles`` tiles.
+    """
+    infogain = f"{records}/{segment_records.INFOGAIN}"
+    files = {f"{folder}/{split}.prototxt": nets.segmenter(
+        f"{records}/{split}_image_lmdb", f"{records}/{split}_label_lmdb",
+        len(segment_records.SEGMENTER_CLASSES), batch, depth, width, balance, infogain)
+        for split in ("train", "val")}
+    # Adam, as the patch classifier: the same driver, the same optimiser.
+    files[f"{folder}/solver.prototxt"] = solvers.adam(
+        f"{folder}/train.prototxt", 1e-3, test_net=f"{folder}/val.prototxt",
+        test_iter=[max(1, val_tiles // batch)], test_interval=250, max_iter=max_iter, snapshot=500,
+        random_seed=random_seed, snapshot_prefix=snapshot_prefix)
+    return files
+
+
+def _segmenter(encoding: str) -> dict[str, object]:
+    """The checked-in segmenter for one encoding, on tools/make_segment_records.py's records."""
+    name = paths.segmenter_name(encoding)
+    folder = str(paths.prototxt_dir(name))
+    channels = scan_encoding.channels(encoding)
+    files = segmenter(folder, str(paths.segment_records(encoding)), paths.snapshot_prefix(name))
+    tile = segment_records.TILE
+    files[f"{folder}/deploy.prototxt"] = nets.segmenter_deploy(channels, tile, tile)
+    return files
+
+
 def _deploy() -> dict[str, object]:
     return {f"{paths.prototxt_dir('tutorial_cnn')}/deploy.prototxt": nets.tutorial_cnn_deploy()}
 
 
 #: Net diagrams under docs/ (drawn by caffe.draw) -> the checked-in net each shows.
 DIAGRAMS = {"docs/net_patch_classifier.png": "prototxt/fetal_channels/train.prototxt",
+            "docs/net_segmenter.png": "prototxt/segmenter_channels/deploy.prototxt",
             "docs/net_tutorial_cnn.png": "prototxt/tutorial_cnn/train.prototxt"}
 
 
@@ -86,4 +126,6 @@ def generate() -> dict[str, str]:
     messages = {**_tutorial_cnn("softmax"), **_tutorial_cnn("euclidean"), **_deploy()}
     for encoding in patches.ENCODINGS:
         messages.update(_patch_classifier(encoding))
+    for encoding in scan_encoding.ENCODINGS:
+        messages.update(_segmenter(encoding))
     return {path: text_format.MessageToString(m) for path, m in messages.items()}

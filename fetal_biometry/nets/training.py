@@ -528,15 +528,16 @@ def _plot_if_room(history: list[dict], path: pathlib.Path) -> None:
 
 def _write_model(out: pathlib.Path, solver_path, train_param, iterations: int,
                  state: pathlib.Path | None, validation: dict | None) -> None:
-    """Make the run folder a model folder when the net learnt from patch LMDBs."""
+    """Make the run folder a model folder when the net learnt from patch LMDBs or segmenter records."""
     from fetal_biometry.nets import model
 
-    found = model.patch_manifest(train_param)
+    found = model.records_manifest(train_param)
     if found is None or state is None:
         return
     summary = {k: v for k, v in (validation or {}).items() if k != "confusion"}
     model.write(out, found[0], state.with_suffix(".caffemodel"),
-                {"solver": str(solver_path), "iterations": iterations, "validation": summary})
+                {"solver": str(solver_path), "iterations": iterations, "validation": summary},
+                train_param)
 
 
 def _validate_all(solver, test_params, test_iters) -> dict:

@@ -175,6 +175,24 @@ def warp(image: np.ndarray, labels: np.ndarray, directions: np.ndarray, scale: f
     return resample(image, cv2.INTER_LINEAR, 0), out_labels, vectors
 
 
+def scaled_geometry(probe, scale: float, centre: tuple[float, float]):
+    """The probe geometry after :func:`warp` with ``scale`` and no rotation about ``centre``
+    (:func:`fan_centre`): positions ``centre + scale (p - centre)``, depths and widths times
+    ``scale``, angles unchanged. The segmenter's ``beam`` encoding needs it: its beam grid
+    follows the probe, so a rotation of the whole scan leaves it unchanged (and is skipped there),
+    while a scale changes what a beam sample holds."""
+    from fetal_biometry.geometry import probe as geom
+
+    def moved(x: float, y: float) -> tuple[float, float]:
+        return centre[0] + scale * (x - centre[0]), centre[1] + scale * (y - centre[1])
+
+    clip = None if probe.clip is None else (*moved(*probe.clip[:2]), *moved(*probe.clip[2:]))
+    common = dict(start_depth=probe.start_depth * scale, end_depth=probe.end_depth * scale, clip=clip)
+    if isinstance(probe, geom.ConvexProbe):
+        return dataclasses.replace(probe, apex=moved(*probe.apex), **common)
+    return dataclasses.replace(probe, origin=moved(*probe.origin), width=probe.width * scale, **common)
+
+
 def intensity(image: np.ndarray, fan: np.ndarray, transform: Transform,
               rng: np.random.Generator) -> np.ndarray:
     """The gray image with the transform's noise, blur, gain, contrast and gamma: uint8.

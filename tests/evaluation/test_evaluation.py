@@ -9,7 +9,7 @@ import pytest
 
 from fetal_biometry.evaluation import metrics, scans as evaluation
 from fetal_biometry.io import dataset
-from fetal_biometry.labels import classifier_labels
+from fetal_biometry.labels import SEGMENTER_CLASSES, classifier_labels
 from fetal_biometry.measure import biometry
 from fetal_biometry.nets import model as model_folder
 
@@ -149,3 +149,27 @@ def test_make_lmdb_command_reports_a_bad_dataset(tmp_path):
                              str(tmp_path / "out")], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 1 and "not a folder" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_a_segmenter_is_evaluated_on_all_eight_classes_with_its_abdomen(segmenter_model, fetal_data, tmp_path):
+    model = model_folder.load(segmenter_model)
+    summary = evaluation.evaluate(model, fetal_data, tmp_path, overlays=1)
+    assert list(summary["per_class_accuracy"]) == list(SEGMENTER_CLASSES)
+    assert len(summary["per_class_dice"]) == 8 and 0 <= summary["abdomen_dice"] <= 1
+    record = json.loads((tmp_path / f"{model.name}.json").read_text())
+    assert record["model"]["kind"] == "segmenter"
+    assert all(len(case["abdomen_overlap"]) == 3 for case in record["cases"])
+    # Stored maps are measured again by the segmenter's method, without Caffe.
+    assert evaluation.remeasure(tmp_path / f"{model.name}.json")["abdomen_dice"] == summary["abdomen_dice"]
+    assert "| " + model.name + " |" in evaluation.table({model.name: summary})
+
+
+def test_one_report_holds_a_patch_classifier_and_a_segmenter_side_by_side(fetal_model, segmenter_model,
+                                                                         fetal_data, tmp_path):
+    models = [model_folder.load(fetal_model), model_folder.load(segmenter_model)]
+    summaries = {m.name: evaluation.evaluate(m, fetal_data, tmp_path, overlays=1) for m in models}
+    text = evaluation.write_report(summaries, tmp_path)
+    rows = text.splitlines()[2:]
+    assert [row.split(" | ")[0] for row in rows] == [f"| {models[0].name}", "| segmenter_channels"]
+    assert rows[0].split(" | ")[7] == "-" and rows[1].split(" | ")[7] != "-"  # abdomen Dice
+    assert (tmp_path / "report.html").is_file()

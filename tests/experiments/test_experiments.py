@@ -216,7 +216,7 @@ def test_a_tiny_job_trains_with_caffe_and_writes_its_summary(tiny):
     model = model_folder.load(folder / "model")
     assert model.record["training"]["iterations"] == 4 and model.patch == patches.SIZE
     train = json.loads((folder / "job.json").read_text())["job"]
-    assert train == dataclasses.asdict(jobs[0])
+    assert train == jobs[0].record() and "kind" not in train  # as stored before segmenters
     assert set(records[0]["evaluations"]) == {"heldout", "foreign"}
     assert records[0]["evaluations"]["foreign"]["cases"] == 2
     assert not (folder / "lmdb").exists()  # removed once the model is trained
@@ -297,3 +297,29 @@ def test_the_thresholds_plan_chooses_from_the_validation_maps(tiny):
     text, numbers = experiments.report("thresholds", setup, records, ("validation",))
     assert "MIN_COVERAGE = " in text and "VEIN_SKIN_MM = " in text and "| all |" in text
     assert numbers["chosen"]["limits"] == choice.limits
+
+
+def test_a_tiny_segmenter_job_trains_and_is_evaluated_on_its_sets(tiny):
+    setup = tiny[0]
+    job = Job("beam", 2, 0, augment=1, iterations=4, kind=model_folder.SEGMENTER, width=4, spacing_mm=2.0)
+    [record] = experiments.run(setup, [job], ("validation", "heldout"), workers=1)
+    folder = setup.job_dir(job)
+    assert folder.name.startswith("segmenter-beam-2scans-seed0-all-w4-2mm")
+    model = model_folder.load(folder / "model")
+    assert model.kind == model_folder.SEGMENTER and model.unet["width"] == 4 and model.spacing_mm == 2.0
+    assert record["job"]["kind"] == "segmenter" and "patch" not in record["job"]
+    assert 0 <= record["evaluations"]["heldout"]["abdomen_dice"] <= 1
+    text, _ = experiments.report("segmenter", setup, [record], ("heldout",))
+    assert "| segmenter, beam | 1 |" in text and "abdomen Dice" in text
+
+
+def test_segmenter_rule_takes_the_cheaper_of_tied_configurations():
+    def record(width, spacing, dice):
+        job = Job("channels", 100, 0, kind=model_folder.SEGMENTER, width=width, spacing_mm=spacing).record()
+        return {"job": job, "evaluations": {"validation": {"per_class_dice": {"a": dice, "b": dice}}}}
+
+    records = [record(8, 1.0, 0.800), record(8, 1.5, 0.795), record(16, 1.0, 0.830), record(16, 1.5, 0.70)]
+    assert experiments.choose_segmenter(records)[0] == (16, 1.0)
+    records[2] = record(16, 1.0, 0.805)  # within 0.01 of it: the cheaper wins
+    (width, spacing), rule = experiments.choose_segmenter(records)
+    assert (width, spacing) == (8, 1.5) and "the cheaper wins" in rule

@@ -228,3 +228,13 @@ def test_a_bad_age_is_refused_before_any_output(fetal_model, fetal_data, tmp_pat
         result = _infer(fetal_model, fetal_data, "--out", tmp_path / "never", *args)
         assert result.returncode == 1 and message in result.stderr and "Traceback" not in result.stderr
         assert not (tmp_path / "never").exists()
+
+
+def test_infer_runs_a_segmenter_model_folder(segmenter_model, fetal_data, tmp_path):
+    from tools import infer
+
+    assert infer.main([str(segmenter_model), str(fetal_data), "--out", str(tmp_path / "out")]) == 0
+    record = json.loads(next((tmp_path / "out").glob("sim*.json")).read_text())
+    assert "plane_acceptable" in record
+    probs = np.load(next((tmp_path / "out").glob("*_probs.npy")))
+    assert probs.shape[0] == 8

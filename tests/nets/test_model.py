@@ -56,3 +56,24 @@ def test_a_deploy_net_of_another_patch_size_is_refused(fetal_model, tmp_path):
     nets.save(nets.patch_classifier_deploy(3, 32), copy / "deploy.prototxt")
     with pytest.raises(model_folder.ModelError, match=r"input \[\[1, 3, 32, 32\]\] does not match"):
         model_folder.load(copy)
+
+
+def test_a_trained_segmenter_is_a_model_folder_of_its_kind(segmenter_model):
+    model = model_folder.load(segmenter_model)
+    assert model.kind == model_folder.SEGMENTER and model.encoding == "channels"
+    assert model.unet == {"depth": 2, "width": 4, "tile": 32} and model.spacing_mm == 2.0
+    assert len(model.classes) == 8 and model.classes[5] == "abdomen"
+    validation = model.record["training"]["validation"]
+    assert len(validation["per_class_dice"]) == 8 and len(validation["per_class_accuracy"]) == 8
+
+
+def test_a_version_1_model_folder_reads_as_a_patch_classifier(fetal_model, tmp_path):
+    record = json.loads((fetal_model / "model.json").read_text())
+    del record["kind"]
+    copy = _edited(fetal_model, tmp_path, **{**record, "version": 1})
+    assert model_folder.load(copy).kind == model_folder.PATCH_CLASSIFIER
+
+
+def test_an_unknown_kind_is_refused(fetal_model, tmp_path):
+    with pytest.raises(model_folder.ModelError, match="unknown kind 'detector'"):
+        model_folder.load(_edited(fetal_model, tmp_path, kind="detector"))

@@ -53,6 +53,47 @@ def test_checked_in_prototxt_match_the_generator():
 
 
 
+def test_segmenter_unet_keeps_the_input_side_and_doubles_channels_per_level(tmp_path):
+    path = nets.save(nets.segmenter_deploy(3, 64, 96, classes=8, depth=4, width=8), tmp_path / "d.prototxt")
+    net = caffe().Net(str(path), caffe().TEST)
+    shapes = {name: blob.data.shape[1:] for name, blob in net.blobs.items()}
+    assert shapes["data"] == (3, 64, 96)
+    for level in range(4):
+        side = (64 >> level, 96 >> level)
+        assert shapes[f"enc{level}b"] == (8 << level, *side)
+        assert shapes[f"pool{level}"] == (8 << level, side[0] // 2, side[1] // 2)
+        assert shapes[f"up{level}"] == (8 << level, *side)
+        assert shapes[f"cat{level}"] == (16 << level, *side)
+        assert shapes[f"dec{level}b"] == (8 << level, *side)
+    assert shapes["enc4b"] == (128, 4, 6)
+    assert shapes["prob"] == (8, 64, 96)
+    train = nets.segmenter("img", "lab", infogain="w.binaryproto")
+    types = {layer.type for param in (train, nets.segmenter_deploy(3, 64, 96)) for layer in param.layer}
+    assert types == set(nets.SEGMENTER_LAYER_TYPES) - {"SoftmaxWithLoss"}  # BVLC Caffe 1.0 layers
+    # Reshaped to another input, the same net runs: one net serves every scan size.
+    net.blobs["data"].reshape(1, 3, 32, 48)
+    net.reshape()
+    assert net.forward()["prob"].shape == (1, 8, 32, 48)
+    assert np.allclose(net.blobs["prob"].data.sum(axis=1), 1, atol=1e-5)
+
+
+def test_segmenter_sides_must_fit_its_poolings():
+    with pytest.raises(ValueError, match="multiples of 16"):
+        nets.segmenter_deploy(1, 100, 128)
+    with pytest.raises(ValueError, match="unknown class balance"):
+        nets.segmenter("a", "b", balance="focal")
+
+
+def test_segmenter_train_net_ignores_outside_and_normalises_by_valid_pixels():
+    net = nets.segmenter("img", "lab", infogain="w.binaryproto")
+    loss = next(layer for layer in net.layer if layer.name == "loss")
+    assert loss.type == "InfogainLoss" and loss.infogain_loss_param.source == "w.binaryproto"
+    assert loss.loss_param.ignore_label == 255
+    assert loss.loss_param.normalization == caffe().params.Loss.VALID
+    plain = nets.segmenter("img", "lab", balance="none")
+    assert next(layer for layer in plain.layer if layer.name == "loss").type == "SoftmaxWithLoss"
+
+
 @pytest.mark.parametrize("name, iteration", [("net_iter_1500.caffemodel", 1500),
                                              ("a_iter_b_iter_7.solverstate", 7),
                                              ("net_iter_.caffemodel", None),

@@ -1,5 +1,6 @@
 """The pycaffe training driver, on real Caffe with real LMDBs."""
 import json
+import pathlib
 import os
 import signal
 import subprocess
@@ -359,3 +360,34 @@ def test_resume_last_never_falls_back_to_an_older_snapshot(tutorial_solver, tmp_
     newest.with_suffix(".caffemodel").unlink()  # and the newest iteration incomplete
     with pytest.raises(training.TrainingError, match=r"newest snapshot .* \(iteration 8\) is incomplete"):
         training.last_state(out)
+
+
+def test_a_tiny_segmenter_trains_validates_densely_and_resumes_exactly(tmp_path, fetal_data):
+    from google.protobuf import text_format
+
+    from fetal_biometry.io import dataset
+    from fetal_biometry.nets import catalog
+    from fetal_biometry.patches import segment_records
+
+    records = tmp_path / "records"
+    segment_records.build(dataset.open(fetal_data), records, "beam", spacing_mm=2.0, tile=32,
+                          fractions=(0.5, 0.25, 0.25), seed=0, augment=1)
+    files = catalog.segmenter(str(tmp_path), str(records), str(tmp_path / "snap"),
+                              max_iter=6, depth=2, width=4, batch=2, val_tiles=4)
+    for path, message in files.items():
+        pathlib.Path(path).write_text(text_format.MessageToString(message))
+    solver = tmp_path / "solver.prototxt"
+    straight = training.train(solver, tmp_path / "straight", validate_every=3, progress=False, plot=False)
+    validation = straight.validation
+    assert len(validation["per_class_accuracy"]) == len(validation["per_class_dice"]) == 8
+    confusion = np.asarray(validation["confusion"])
+    assert confusion.shape == (8, 8) and confusion.sum() > 0  # pixels labelled 255 not counted
+    first = training.train(solver, tmp_path / "split", max_iter=3, progress=False, plot=False)
+    resumed = training.train(solver, tmp_path / "split", resume=first.snapshot, progress=False, plot=False)
+    a = caffe().Net(str(tmp_path / "straight" / "deploy.prototxt"),
+                    str(straight.snapshot.with_suffix(".caffemodel")), caffe().TEST)
+    b = caffe().Net(str(tmp_path / "split" / "deploy.prototxt"),
+                    str(resumed.snapshot.with_suffix(".caffemodel")), caffe().TEST)
+    for name in a.params:
+        for x, y in zip(a.params[name], b.params[name]):
+            assert np.array_equal(x.data, y.data), name
