@@ -7,7 +7,9 @@ from fetal_biometry._exports import lazy
 __getattr__, __dir__, __all__ = lazy(__name__, {
     "spec": ("LOSSES", "TUTORIAL_PARAMETERS", "KERNEL", "POOL", "STRIDE", "pooled_side",
              "tutorial_cnn_inputs", "tutorial_cnn", "tutorial_cnn_deploy",
-             "patch_classifier_deploy", "patch_classifier_dense", "count_parameters"),
+             "patch_classifier", "patch_classifier_deploy", "patch_classifier_dense",
+             "UNET_DEPTH", "UNET_WIDTH", "BALANCES", "unet_multiple", "segmenter", "segmenter_deploy",
+             "SEGMENTER_LAYER_TYPES", "count_parameters", "save"),
     "solvers": ("adam", "sgd", "snapshot_iteration"),
     "catalog": ("FETAL_ITERATIONS", "DIAGRAMS", "generate"),
     "checks": ("INT_MAX", "CheckError", "COMPUTE_LAYERS", "TRAINING_LAYERS", "ALLOWED_LAYERS",
@@ -20,6 +22,6 @@ __getattr__, __dir__, __all__ = lazy(__name__, {
                  "solver_nets", "precheck", "SnapshotError",
                  "snapshot", "latest_snapshot", "train", "trained"),
     "monitor": ("loss", "validate", "Divergence"),
-    "model": ("FORMAT", "VERSION", "FILE", "ModelError", "Model", "patch_manifest", "write",
-              "load"),
+    "model": ("FORMAT", "VERSION", "READABLE", "FILE", "PATCH_CLASSIFIER", "SEGMENTER", "KINDS",
+              "ModelError", "Model", "records_manifest", "unet_shape", "write", "load"),
 })
