@@ -10,7 +10,8 @@ working directory (fetal_biometry.paths.root); tests/test_install.py checks it.
 from setuptools import find_packages, setup
 
 TOOLS = ("simulate", "import_dataset", "make_lmdb", "train", "infer", "evaluate", "beam_map",
-         "demo", "make_prototxt", "tutorial", "sweep", "choose_thresholds", "experiments", "pacs")
+         "demo", "make_prototxt", "tutorial", "sweep", "choose_thresholds", "experiments", "pacs",
+         "make_segment_records")
 
 setup(
     name="fetal-biometry",
