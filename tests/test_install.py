@@ -5,6 +5,7 @@ The fresh environment sees the project's own environment for the dependencies an
 ``caffe.pth`` that tools/bootstrap.sh writes), after its own packages: nothing is downloaded
 and the installed copy, not the checkout, is what runs.
 """
+import importlib.util
 import json
 import os
 import pathlib
@@ -25,6 +26,8 @@ PACKAGED = ("setup.py", "fetal_biometry", "tools")  # what setup.py installs
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory) -> pathlib.Path:
     """The bin/ folder of a fresh venv holding a non-editable install of a copy of the checkout."""
+    assert importlib.util.find_spec("wheel"), \
+        "the wheel package is missing (setuptools < 70.1 needs it to build): tools/bootstrap.sh installs requirements.txt"
     root = tmp_path_factory.mktemp("install")
     source = root / "source"  # a copy: building writes build/ and egg-info beside setup.py
     source.mkdir()
