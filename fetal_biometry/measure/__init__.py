@@ -19,7 +19,7 @@ __getattr__, __dir__, __all__ = lazy(__name__, {
                  "MAX_VEIN_SHARE", "MIN_COVERAGE", "MAX_GAP", "MAX_RESIDUAL_MM",
                  "MAX_FLUID_SHARE", "MAX_OUTSIDE_SHARE", "MIN_PLANE_AXIS_RATIO", "VEIN_SKIN_MM",
                  "PLANE_THRESHOLDS", "NOT_MEASURED", "NO_BOUNDARY", "Landmark", "Support",
-                 "Rule", "TRUST_RULES", "in_force", "Measurement", "majority_filter",
+                 "Rule", "TRUST_RULES", "in_force", "Measurement", "check_map", "majority_filter",
                  "boundary_points", "fit_ellipse", "coverage", "largest_gap", "residual_mm",
                  "support", "untrusted", "find_landmark", "assess_plane", "measure",
                  "hadlock_efw"),

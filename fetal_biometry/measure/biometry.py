@@ -228,25 +228,28 @@ class Measurement:
 
 # --------------------------------------------------------------------------- boundary
 
-def _check_map(class_map: np.ndarray, spacing_mm: float) -> np.ndarray:
+def check_map(class_map: np.ndarray, spacing_mm: float, values=CLASS_VALUES) -> np.ndarray:
+    """A 2-D class map of the classes ``values`` (the patch classifier's unless given; None: any)
+    and a positive spacing, or ValueError saying which is wrong."""
     class_map = np.asarray(class_map)
     if class_map.ndim != 2:
         raise ValueError(f"a class map is 2-D, got shape {class_map.shape}")
-    unknown = np.setdiff1d(np.unique(class_map), CLASS_VALUES)
-    if unknown.size:
-        raise ValueError(f"unknown class values {unknown.tolist()}; expected {CLASS_VALUES}")
+    unknown = np.setdiff1d(np.unique(class_map), values) if values is not None else ()
+    if len(unknown):
+        raise ValueError(f"unknown class values {unknown.tolist()}; expected {values}")
     if not spacing_mm > 0:
         raise ValueError(f"pixel spacing must be positive, got {spacing_mm}")
     return class_map
 
 
-def majority_filter(class_map: np.ndarray) -> np.ndarray:
-    """Each pixel takes the most frequent class of its 3x3 neighbourhood; ties keep its own."""
+def majority_filter(class_map: np.ndarray, values=CLASS_VALUES) -> np.ndarray:
+    """Each pixel takes the most frequent class of its 3x3 neighbourhood (of the classes
+    ``values``); ties keep its own."""
     votes = np.stack([ndimage.uniform_filter((class_map == c).astype(np.float32), 3,
-                                             mode="nearest") for c in CLASS_VALUES])
-    own = np.stack([class_map == c for c in CLASS_VALUES])
+                                             mode="nearest") for c in values])
+    own = np.stack([class_map == c for c in values])
     winner = np.argmax(votes + 0.5 / 9 * own, axis=0)  # half a vote: ties go to the current class
-    return np.asarray(CLASS_VALUES, class_map.dtype)[winner]
+    return np.asarray(values, class_map.dtype)[winner]
 
 
 def _outline(region: np.ndarray, fluid: np.ndarray, near_shadow: np.ndarray,
@@ -283,7 +286,7 @@ def boundary_points(class_map: np.ndarray, spacing_mm: float,
     body into the fluid. See the module docstring for the rule that picks the abdomen among the
     body regions. Both are empty when no region of at least ``min_body_mm2`` borders fluid.
     """
-    labels = np.pad(majority_filter(_check_map(class_map, spacing_mm)), 1,
+    labels = np.pad(majority_filter(check_map(class_map, spacing_mm)), 1,
                     constant_values=OUTSIDE)
     margin = ndimage.generate_binary_structure(2, 1)
     near_shadow = ndimage.binary_dilation(labels == SHADOW, margin, EDGE_MARGIN_PX)
@@ -552,7 +555,7 @@ def measure(class_map: np.ndarray, spacing_mm: float, rng_seed: int = 0,
     their limits, field -> value); otherwise the first reason is ``"AC not measured: ..."``.
     ``plane`` replaces the plane thresholds (:func:`assess_plane`).
     """
-    class_map = _check_map(class_map, spacing_mm)
+    class_map = check_map(class_map, spacing_mm)
     points, outward = boundary_points(class_map, spacing_mm)
     # Landmarks and support on the majority-filtered map: isolated wrong pixels are no evidence.
     filtered = majority_filter(class_map)
