@@ -1,5 +1,5 @@
 # The two commands of the README. Both install what is missing first (tools/bootstrap.sh).
-# The CUDA build (README, Docker and GPUs): `make caffe-cuda` builds Caffe for GPUs from NVIDIA's
+# The CUDA build (docs/docker-gpu.md): `make caffe-cuda` builds Caffe for GPUs from NVIDIA's
 # PyPI toolchain (no GPU needed), `make test-gpu-build` builds it and checks what can be checked
 # without a GPU, `make gpu-check` runs it on a machine with a GPU.
 .PHONY: demo test bootstrap caffe-cuda test-gpu-build gpu-check

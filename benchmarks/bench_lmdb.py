@@ -29,12 +29,10 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import cv2  # noqa: E402
-import numpy as np  # noqa: E402
 
 from fetal_biometry import simulator  # noqa: E402
 from fetal_biometry.caffe_env import binary, caffe, proto  # noqa: E402
-from fetal_biometry.geometry import probe as geom  # noqa: E402
-from fetal_biometry.io import lmdb_writer  # noqa: E402
+from fetal_biometry.io import dataset, lmdb_writer  # noqa: E402
 from fetal_biometry.labels import CLASSIFIER_CLASSES  # noqa: E402
 from fetal_biometry.nets import spec as nets  # noqa: E402
 from fetal_biometry.patches import encoding as patches, records as patch_records  # noqa: E402
@@ -42,12 +40,8 @@ from fetal_biometry.patches import encoding as patches, records as patch_records
 SIZE = 32
 
 
-def _scans(count: int, seed: int) -> list[patch_records.Scan]:
-    scans = []
-    for case in simulator.simulate(count, seed, (256, 256), "convex"):
-        directions = geom.beam_directions(case.geometry, case.image.shape)
-        scans.append(patch_records.Scan(case.name, case.image, case.labels, directions))
-    return scans
+def _scans(count: int, seed: int) -> list[dataset.Scan]:
+    return list(simulator.simulate(count, seed, (256, 256), "convex"))  # each case is a scan
 
 
 def _ours(scans, out: pathlib.Path, encoding: str, per_class: int) -> tuple[int, float]:

@@ -30,6 +30,7 @@ import cv2
 import numpy as np
 
 from fetal_biometry import atomic
+from fetal_biometry.evaluation.metrics import PLANE_OUTCOMES
 from fetal_biometry.io.sequences import VideoWriter
 from fetal_biometry.labels import CLASSIFIER_CLASSES, COLOURS, DATASET_CLASSES, STOMACH, VEIN
 from fetal_biometry.measure.ellipse import Ellipse, ellipse_points
@@ -160,15 +161,6 @@ def augmentation_sheet(image: np.ndarray, labels: np.ndarray, directions: np.nda
                          f"gamma {transform.gamma:.2f} gain {transform.gain_db:+.1f} dB")
         columns.append(np.vstack([top, bottom]))
     return np.hstack(columns)
-
-
-def png(rgb: np.ndarray) -> bytes:
-    """PNG bytes of an RGB (or gray) uint8 array."""
-    array = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR) if rgb.ndim == 3 else rgb
-    ok, data = cv2.imencode(".png", array)
-    if not ok:
-        raise OSError("could not encode the PNG")
-    return data.tobytes()
 
 
 _MEASURED, _ACCEPTED = (255, 140, 0), (0, 230, 0)
@@ -337,7 +329,7 @@ def bland_altman(measured: np.ndarray, true: np.ndarray, agreement: Mapping | No
     """Bland-Altman plot of measured against true AC: difference against mean, in mm and in %.
 
     ``agreement`` holds ``bias_mm``, ``loa_mm`` (low, high), ``bias_percent``, ``loa_percent``
-    (see :func:`fetal_biometry.evaluation.scans.agreement`); drawn as the bias and the 95 % limits.
+    (see :func:`fetal_biometry.evaluation.metrics.agreement`); drawn as the bias and the 95 % limits.
     The percent panel is the difference as a share of the pair's mean, Bland and Altman's own
     form for errors that grow with size.
     """
@@ -419,7 +411,6 @@ def class_accuracy_bars(per_model: Mapping[str, Mapping[str, float]], title: str
     return fig
 
 
-PLANE_OUTCOMES = ("true accept", "false accept", "true reject", "false reject")
 
 
 def plane_acceptance(outcomes: Mapping[str, int], reasons: Mapping[str, int], title: str = ""):

@@ -59,7 +59,7 @@ def classifier_labels(labels: np.ndarray) -> np.ndarray:
 
 # --------------------------------------------------------------------------- head and femur planes
 
-#: The classes of head and femur planes (issue 26): the skull's bone, the brain inside it, the
+#: The classes of head and femur planes: the skull's bone, the brain inside it, the
 #: midline echo (falx), the femur's ossified diaphysis, and the head's plane landmarks as ISUOG
 #: names them (the transthalamic plane shows the thalami and the cavum septi pellucidi, not the
 #: cerebellum, which the transcerebellar plane shows). The patch classifier sees them as background.

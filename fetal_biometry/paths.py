@@ -1,9 +1,10 @@
 """Where things live: the project's run, data and prototxt conventions, in one place; and the
 one rule for a path that a file names (:func:`inside`).
 
-All paths are relative to the repository root, Caffe's own convention for its examples: the
-checked-in prototxt name LMDBs and snapshot prefixes this way, so tools and ``caffe train`` run
-from there. Pass ``root`` to get absolute paths.
+All paths are relative to :func:`root`, Caffe's own convention for its examples: the
+checked-in prototxt name LMDBs and snapshot prefixes this way, so the tools that use these
+paths (demo, experiments, evaluate and choose-thresholds without --model) and ``caffe train``
+run there. Pass ``root`` to get absolute paths.
 """
 from __future__ import annotations
 
@@ -22,6 +23,16 @@ EVALUATION = RUNS / "evaluation"
 EVALUATION_FOREIGN = EVALUATION / "foreign"
 EXPERIMENTS = RUNS / "experiments"  # the experiments' jobs and result tables
 PROTOTXT = pathlib.Path("prototxt")
+
+
+def root() -> pathlib.Path:
+    """The folder the paths above are relative to: the checkout this package sits in (a
+    development install), else the working directory (a package installed with pip, whose
+    user's project folder it is; never the installed package's own folder)."""
+    checkout = pathlib.Path(__file__).resolve().parents[1]
+    if (checkout / "setup.py").is_file() and (checkout / PROTOTXT).is_dir():
+        return checkout
+    return pathlib.Path.cwd()
 
 
 def safe_name(text: str, prefix: str = "scan") -> str:

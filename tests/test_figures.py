@@ -3,8 +3,9 @@ import cv2
 import numpy as np
 import pytest
 
-from fetal_biometry import figures, simulator
-from fetal_biometry.evaluation import scans as evaluation
+from fetal_biometry import figures
+from fetal_biometry.evaluation import metrics
+from fetal_biometry.io import dataset
 from fetal_biometry.labels import BACKGROUND, FLUID, STOMACH
 from fetal_biometry.measure import biometry, ellipse as el
 from fetal_biometry.nets import spec as nets
@@ -81,8 +82,8 @@ def test_augmentation_sheet_shows_the_scan_then_seeded_versions_of_it():
     np.testing.assert_array_equal(sheet, figures.augmentation_sheet(gray, labels, directions, count=2, seed=3))
 
 
-def test_contact_sheet_shows_scans_and_coloured_labels():
-    cases = list(simulator.simulate(2, seed=11, shape=(96, 96)))
+def test_contact_sheet_shows_scans_and_coloured_labels(simulated_dataset):
+    cases = list(dataset.open(simulated_dataset(2, 11, appearance="training")).iter_cases())
     picture = _decode(figures.figure_png(figures.contact_sheet(cases)))
     assert picture.shape[1] > picture.shape[0]  # one row of four panels
     assert _coloured(picture) > 1000
@@ -102,7 +103,7 @@ def test_training_plot_draws_loss_and_accuracy():
 def test_bland_altman_draws_bias_and_limits_where_the_numbers_say():
     true = np.array([200.0, 250, 300, 280, 220])
     measured = true + np.array([2.0, -1, 4, 0, 1])
-    agreement = evaluation.agreement(measured, true)
+    agreement = metrics.agreement(measured, true)
     fig = figures.bland_altman(measured, true, agreement)
     mm = fig.axes[0]
     levels = sorted(line.get_ydata()[0] for line in mm.lines)

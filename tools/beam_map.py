@@ -47,7 +47,6 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from fetal_biometry import atomic, cli, figures  # noqa: E402
@@ -114,7 +113,7 @@ def _write(out: pathlib.Path, stem: str, gray: np.ndarray, directions: np.ndarra
     buffer = io.BytesIO()
     np.save(buffer, directions)
     atomic.write_bytes(out / f"{stem}_beam.npy", buffer.getvalue())
-    atomic.write_bytes(out / f"{stem}_beam.png", figures.png(figures.beam_picture(gray, directions)))
+    atomic.write_bytes(out / f"{stem}_beam.png", scans.encode_png(figures.beam_picture(gray, directions)))
 
 
 def probe_of(scan: scans.ScanImage, given: pathlib.Path | None,

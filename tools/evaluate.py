@@ -31,7 +31,7 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fetal_biometry import atomic, cli  # noqa: E402
+from fetal_biometry import atomic, cli, paths  # noqa: E402
 from fetal_biometry.evaluation import scans as evaluation, sweeps as sweep  # noqa: E402
 from fetal_biometry.io import dataset  # noqa: E402
 from fetal_biometry.simulator import sweeps as sweep_simulator  # noqa: E402
@@ -53,7 +53,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         cli.inference_setup(args)
-        models = cli.models(args.model, ROOT)
+        models = cli.models(args.model, paths.root())
         # A folder of the user's, or another tool's, is never written into; this tool's own
         # folder gathers the results of several runs (one model's files replaced by its next).
         for path in atomic.claim_output(args.out, evaluation.TOOL, [args.dataset, *(m.root for m in models)],

@@ -15,7 +15,7 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fetal_biometry import atomic, figures  # noqa: E402
+from fetal_biometry import atomic, figures, paths  # noqa: E402
 from fetal_biometry.nets import catalog  # noqa: E402
 
 
@@ -27,7 +27,7 @@ def diagrams(generated: dict[str, str]) -> list[str]:
 
     changed = []
     for relative, net_file in catalog.DIAGRAMS.items():
-        path = ROOT / relative
+        path = paths.root() / relative
         before = path.read_bytes() if path.is_file() else None
         figures.net_diagram(text_format.Parse(generated[net_file], proto().NetParameter()), path)
         if path.read_bytes() != before:
@@ -44,7 +44,7 @@ def main(argv=None) -> int:
     stale = []
     generated = catalog.generate()
     for relative, text in generated.items():
-        path = ROOT / relative
+        path = paths.root() / relative
         if path.is_file() and path.read_text() == text:
             continue
         stale.append(relative)

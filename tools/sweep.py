@@ -47,7 +47,7 @@ from tqdm import tqdm  # noqa: E402
 from fetal_biometry import atomic, caffe_env, cli, figures, paths  # noqa: E402
 from fetal_biometry.geometry import fan, probe as geom  # noqa: E402
 from fetal_biometry.inference import dense as inference  # noqa: E402
-from fetal_biometry.io import dicom, limits, sequences  # noqa: E402
+from fetal_biometry.io import dicom, limits, scans, sequences  # noqa: E402
 from fetal_biometry.measure import sweeps  # noqa: E402
 from fetal_biometry.nets import model as model_folder  # noqa: E402
 
@@ -182,7 +182,7 @@ def run(args) -> dict:
         record["dicom"] = dicom_out.write_objects(out, name, objects)
     picture = np.hstack([figures.class_overlay(shown.frame, shown.labels),
                          figures.draw_measurement(shown.frame, shown.measured)])
-    atomic.write_bytes(out / f"{name}_best.png", figures.png(picture))
+    atomic.write_bytes(out / f"{name}_best.png", scans.encode_png(picture))
     atomic.write_bytes(out / f"{name}_scores.png",
                        figures.figure_png(figures.sweep_scores(record, f"{name} ({model.name})")))
     if draft is not None:

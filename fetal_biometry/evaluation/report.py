@@ -251,7 +251,7 @@ def _header(records: dict[str, dict]) -> str:
     generator = data.get("generator") or {}
     made = ", ".join(f"{k} {v}" for k, v in generator.items() if isinstance(v, (str, int, float)))
     when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    links = ([f'<a href="#comparison">side by side</a>'] if len(records) > 1 else []) + [
+    links = (['<a href="#comparison">side by side</a>'] if len(records) > 1 else []) + [
         f'<a href="#model-{_e(_slug(n))}">{_e(n)}</a>' for n in records]
     return "\n".join([
         "<h1>Held-out evaluation</h1>",

@@ -8,7 +8,7 @@ agreement, and plane acceptance with the rejection reasons. An AC the class map 
 support is reported as "AC not measured: <reason>" (:data:`fetal_biometry.measure.biometry.TRUST_RULES`),
 never as a number: the summary counts the measured ACs, tallies why the others were not, and
 gives the median, 90th-percentile and largest error of those measured and how many are off by
-more than :data:`OFF_PERCENT`. Each case records its fit's support numbers
+more than :data:`~fetal_biometry.evaluation.metrics.OFF_PERCENT`. Each case records its fit's support numbers
 (:class:`fetal_biometry.measure.biometry.Support`), which :mod:`fetal_biometry.measure.thresholds` chooses the
 trust limits from. An evaluation written to a folder keeps every case's predicted class map
 beside its record (``<model>_maps.npz``, a few KB a case) and the limits it was measured under,
@@ -18,7 +18,6 @@ report of :mod:`fetal_biometry.evaluation.report`.
 """
 from __future__ import annotations
 
-import collections
 import dataclasses
 import io
 import json
@@ -26,19 +25,18 @@ import os
 import pathlib
 import zipfile
 
-import cv2
 import numpy as np
 
 from fetal_biometry import atomic, figures
 from fetal_biometry.inference import dense as inference
-from fetal_biometry.io import dataset
+from fetal_biometry.evaluation import metrics
+from fetal_biometry.io import dataset, scans
 from fetal_biometry.labels import (ABDOMEN_REGION, CLASSIFIER_CLASSES, OUTSIDE, SEGMENTER_CLASSES,
                                    classifier_labels)
-from fetal_biometry.measure import abdomen, biometry, thresholds
+from fetal_biometry.measure import abdomen, biometry
 from fetal_biometry.nets import model as model_folder
 
 TYPICAL = 2  # typical cases drawn beside the worst ones
-OFF_PERCENT = thresholds.MAX_ERROR_PERCENT  # an AC off by more is a wrong number, not an imprecise one
 
 
 def provenance(model: model_folder.Model) -> dict:
@@ -133,10 +131,10 @@ def evaluate(model: model_folder.Model, data: str | os.PathLike, out: str | os.P
         out = pathlib.Path(out)
         chosen = pick_cases(results, overlays, TYPICAL if overlays else 0)
         for pick in chosen:
-            predicted = cv2.imdecode(np.frombuffer(maps[pick["case"]], np.uint8), cv2.IMREAD_UNCHANGED)
+            predicted = scans.imread(maps[pick["case"]])
             pick["file"] = f"{model.name}_{pick['case']}.png"
             picture = case_picture(opened.read(pick["case"]), predicted, model.kind)
-            atomic.write_bytes(out / pick["file"], figures.png(picture))
+            atomic.write_bytes(out / pick["file"], scans.encode_png(picture))
         record = {"summary": summary, "model": provenance(model),
                   "dataset": {"path": str(data), "cases": len(opened.cases),
                               "generator": opened.generator},
@@ -155,9 +153,7 @@ def maps_file(record: str | os.PathLike) -> pathlib.Path:
 def _npz(maps: dict[str, bytes]) -> bytes:
     """The PNG-encoded maps as one compressed NumPy archive of uint8 arrays, by case name."""
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, **{name: cv2.imdecode(np.frombuffer(png, np.uint8),
-                                                      cv2.IMREAD_UNCHANGED)
-                                   for name, png in maps.items()})
+    np.savez_compressed(buffer, **{name: scans.imread(png) for name, png in maps.items()})
     return buffer.getvalue()
 
 
@@ -219,7 +215,7 @@ def case_results(model: model_folder.Model, opened: dataset.Dataset, progress=No
     for case in progress(cases, desc=model.name) if progress else cases:
         _, predicted = classifier.classify_scan(case.image, case.geometry, case.spacing_mm)
         results.append(case_result(case, predicted, limits, kind=model.kind)[0])
-        maps[case.name] = figures.png(predicted)  # ~50x smaller as PNG: cheap to keep for pictures
+        maps[case.name] = scans.encode_png(predicted)  # ~50x smaller as PNG: cheap to keep for pictures
     return results, maps
 
 
@@ -261,72 +257,6 @@ def pick_cases(results: list[dict], worst: int, typical: int) -> list[dict]:
     return [{"case": name, "why": why} for name, why in chosen.items()]
 
 
-def agreement(measured: np.ndarray, true: np.ndarray) -> dict | None:
-    """Bland-Altman agreement of measured with true values: bias and 95 % limits (mean +- 1.96 SD
-    of the differences), in the unit of the values and as a percentage of each pair's mean.
-    None with fewer than two pairs."""
-    measured, true = np.asarray(measured, float), np.asarray(true, float)
-    if len(measured) < 2:
-        return None
-    result = {"n": int(len(measured))}
-    for key, difference in (("mm", measured - true),
-                            ("percent", 200 * (measured - true) / (measured + true))):
-        bias, sd = float(difference.mean()), float(difference.std(ddof=1))
-        result[f"bias_{key}"] = bias
-        result[f"loa_{key}"] = [bias - 1.96 * sd, bias + 1.96 * sd]
-    return result
-
-
-def hc_errors(measured: np.ndarray, true: np.ndarray) -> dict | None:
-    """Head circumference errors as HC18 reports them (van den Heuvel et al. 2018): the mean
-    difference (DF) and mean absolute difference (ADF) in mm, with the median, 90th percentile
-    and largest absolute error in percent of the true HC; None without pairs."""
-    measured, true = np.asarray(measured, float), np.asarray(true, float)
-    if len(measured) == 0:
-        return None
-    difference = measured - true
-    percent = np.abs(100 * difference / true)
-    return {"n": int(len(measured)), "mean_difference_mm": float(difference.mean()),
-            "mean_absolute_difference_mm": float(np.abs(difference).mean()),
-            "median_absolute_percent": float(np.median(percent)),
-            "p90_absolute_percent": float(np.percentile(percent, 90)),
-            "max_absolute_percent": float(percent.max())}
-
-
-def plane_outcomes(results: list[dict]) -> dict[str, int]:
-    """Counts of true/false accept/reject against the true verdicts."""
-    counts = dict.fromkeys(figures.PLANE_OUTCOMES, 0)
-    for r in results:
-        right = "true" if r["accepted"] == r["accepted_true"] else "false"
-        counts[f"{right} {'accept' if r['accepted'] else 'reject'}"] += 1
-    return counts
-
-
-def rejection_reasons(results: list[dict], prefix: str = "") -> dict[str, int]:
-    """Why planes were rejected (only the reasons starting with ``prefix``, which is dropped),
-    tallied, most frequent first; numbers in brackets dropped (``"AC not measured: abdomen fit
-    too small (semi-minor axis 12.1 mm < 15 mm)"`` counts as its part before the bracket)."""
-    tally = collections.Counter(reason[len(prefix):].split(" (")[0] for r in results
-                                for reason in r["reasons"] if reason.startswith(prefix))
-    return dict(tally.most_common())
-
-
-def ac_errors(results: list[dict]) -> dict:
-    """The measured ACs' absolute errors: how many were measured, median (percent and mm),
-    90th percentile, maximum, and how many are off by more than :data:`OFF_PERCENT`."""
-    errors = np.array([abs(r["ac_error_percent"]) for r in results if "ac_error_percent" in r])
-    errors_mm = np.array([abs(r["ac_error_mm"]) for r in results if "ac_error_mm" in r])
-    some = len(errors) > 0
-    return {
-        "ac_measured": int(len(errors)),
-        "ac_median_error_percent": float(np.median(errors)) if some else None,
-        "ac_median_error_mm": float(np.median(errors_mm)) if some else None,
-        "ac_p90_error_percent": float(np.percentile(errors, 90)) if some else None,
-        "ac_max_error_percent": float(errors.max()) if some else None,
-        "ac_off_count": int(np.count_nonzero(errors > OFF_PERCENT)),
-    }
-
-
 def summarize(results: list[dict]) -> dict:
     """Pixel / per-class accuracy, AC error and plane acceptance over all cases."""
     confusion = np.sum([r["confusion"] for r in results], axis=0)
@@ -343,12 +273,12 @@ def summarize(results: list[dict]) -> dict:
         "per_class_dice": {c: float(d) for c, d in zip(names, dice)},
         "abdomen_dice": float(2 * overlap[0] / max(1, overlap[1] + overlap[2])) if np.size(overlap) == 3 else None,
         "confusion": confusion.tolist(),
-        **ac_errors(results),
-        "ac_not_measured": rejection_reasons(results, f"{biometry.NOT_MEASURED}: "),
+        **metrics.ac_errors(results),
+        "ac_not_measured": metrics.rejection_reasons(results, f"{biometry.NOT_MEASURED}: "),
         "plane_acceptance_accuracy": float(np.mean(agree)) if agree else None,
-        "ac_agreement": agreement(*np.array(pairs).reshape(-1, 2).T),
-        "plane_outcomes": plane_outcomes(results),
-        "rejection_reasons": rejection_reasons(results),
+        "ac_agreement": metrics.agreement(*np.array(pairs).reshape(-1, 2).T),
+        "plane_outcomes": metrics.plane_outcomes(results),
+        "rejection_reasons": metrics.rejection_reasons(results),
     }
 
 
@@ -356,7 +286,7 @@ def table(summaries: dict[str, dict]) -> str:
     """The ablation as a markdown table: one row per model (beam encoding).
 
     AC errors are absolute, over the measured ACs; "> 10 %" counts those off by more than
-    :data:`OFF_PERCENT`."""
+    :data:`~fetal_biometry.evaluation.metrics.OFF_PERCENT`."""
     header = ("| model | pixel acc. | fluid | stomach | vein | shadow | background | abdomen Dice | "
               "AC measured | median AC error | 90th pct. | max | > 10 % | plane acceptance |")
     lines = [header, "|" + " --- |" * 14]

@@ -6,12 +6,12 @@
 from fetal_biometry._exports import lazy
 
 __getattr__, __dir__, __all__ = lazy(__name__, {
-    "jobs": ("TOOL", "SUMMARY", "MODEL", "SEEDS", "SCANS", "PATCH_SIZES", "AUGMENT",
+    "jobs": ("SUMMARY", "MODEL", "SEEDS", "SCANS", "PATCH_SIZES", "AUGMENT",
              "VAL_CASES", "TIE", "JOB_MINUTES", "EVALUATION_MINUTES", "GENERATOR",
              "ExperimentError", "Recipe", "RECIPES", "HALVES", "groups", "appearance",
              "generator", "holds", "simulated", "Job", "Setup", "training_scans", "read_record",
              "done", "trained", "minutes", "run_job", "job_from_spec", "datasets", "prepare",
-             "run", "SEGMENTER_JOB_MINUTES", "SEGMENTER_WIDTHS", "SEGMENTER_SPACINGS",
+             "run_alone", "run", "SEGMENTER_JOB_MINUTES", "SEGMENTER_WIDTHS", "SEGMENTER_SPACINGS",
              "SEGMENTER_TIE", "job_of"),
     "plans": ("Plan", "patch_size_plan", "ablation_plan", "learning_curve_plan",
               "thresholds_plan", "variants", "randomisations_plan", "HEADINGS", "METRICS",

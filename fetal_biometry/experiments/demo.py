@@ -27,8 +27,8 @@ from fetal_biometry import atomic, paths
 from fetal_biometry.caffe_env import proto
 from fetal_biometry.evaluation import scans as evaluation
 from fetal_biometry.experiments import jobs as experiments
-from fetal_biometry.nets import checks, model as model_folder, training
 from fetal_biometry.io import dataset
+from fetal_biometry.nets import checks, model as model_folder, monitor, training
 from fetal_biometry.patches import encoding as patches, records as patch_records, segment_records
 from fetal_biometry.tutorial import mnist
 
@@ -47,7 +47,7 @@ def test_accuracy(weights: pathlib.Path, net_path: str, batches: int) -> float:
     """Accuracy of ``weights`` over ``batches`` batches of the test net at ``net_path``."""
     net = checks.net(net_path, weights, kind="train")
     param = training.read_prototxt(net_path, proto().NetParameter)
-    return training.validate(net, param, batches)["accuracy"]
+    return monitor.validate(net, param, batches)["accuracy"]
 
 
 def run_mnist(iterations: int = 2000, gpu: int | None = None, retrain: bool = False) -> float:
@@ -110,7 +110,7 @@ def train_and_evaluate(retrain: dict[str, bool], gpu: int | None = None) -> dict
     nets at once (one process each, OpenBLAS on one thread): the cores are shared and none
     idles (on 2 cores three patch nets took about one and a half trainings' time; two at a time
     would leave one core idle while the third trains). Returns the summaries per set and model."""
-    # OpenBLAS threads beside other processes collapse (README, Training).
+    # OpenBLAS threads beside other processes collapse (docs/pipeline.md, Training).
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     # spawn: a fresh interpreter per worker; Caffe's state does not survive a fork.
     context = multiprocessing.get_context("spawn")

@@ -1,4 +1,4 @@
-"""The experiments of issue 14: several training seeds, a learning curve, what each of the
+"""The experiments: several training seeds, a learning curve, what each of the
 simulator's randomisations bought, and the patch size chosen on a validation split.
 
 **Datasets**, simulated once under ``data/experiments/`` (:data:`RECIPES`) and simulated again
@@ -44,7 +44,9 @@ over seeds, :func:`curves` the numbers of :func:`fetal_biometry.figures.learning
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import dataclasses
+import fcntl
 import json
 import os
 import pathlib
@@ -60,13 +62,11 @@ from google.protobuf import text_format
 from fetal_biometry import atomic, paths, simulator
 from fetal_biometry.evaluation import scans as evaluation
 from fetal_biometry.io import dataset
-from fetal_biometry.measure import biometry
-from fetal_biometry.nets import catalog, model as model_folder, spec as nets, training
-from fetal_biometry.patches import encoding as patches, records as patch_records, scan_encoding, \
+from fetal_biometry.nets import catalog, model as model_folder, solvers, spec as nets, training
+from fetal_biometry.patches import encoding as patches, records as patch_records, \
     segment_records
 
 
-TOOL = pathlib.Path(__file__).resolve().parents[2] / "tools" / "experiments.py"
 SUMMARY = "summary.json"
 MODEL = "model"  # the job's model folder, and so the name of its evaluation records
 SEEDS = (0, 1, 2)
@@ -190,7 +190,7 @@ class Job:
     """One training and its evaluation.
 
     ``variant`` is the training data: ``all`` (``simulator.TRAINING``), ``none``
-    (``simulator.NARROW``: the ranges from before issue 14) or ``no-GROUP`` (TRAINING with one
+    (``simulator.NARROW``: the first round's narrow ranges) or ``no-GROUP`` (TRAINING with one
     group of ``simulator.TRAINING.groups()`` at its narrow values).
     """
 
@@ -383,7 +383,7 @@ def _lmdbs(setup: Setup, job: Job, out: pathlib.Path) -> bool:
     validation = dataset.open(setup.evaluation_set("validation")[0])
     chosen = training_scans(pool.cases, job.scans, job.seed)
     # Both datasets name their cases sim00000...: the validation scans get a prefix.
-    scans = [patch_records.Scan(prefix + c.name, c.image, c.labels, c.geometry, c.spacing_mm)
+    scans = [dataset.Scan(prefix + c.name, c.image, c.labels, c.geometry, c.spacing_mm)
              for prefix, data, names in (("", pool, chosen),
                                          ("validation:", validation, validation.cases[:setup.val_cases]))
              for c in map(data.read, names)]
@@ -402,7 +402,7 @@ def trained(setup: Setup, job: Job) -> bool:
     except (OSError, ValueError, KeyError):
         return False
     return (learnt_from == _sources(setup, job) and state is not None
-            and state.stem.endswith(f"_iter_{job.iterations}"))
+            and solvers.snapshot_iteration(state) == job.iterations)
 
 
 def minutes(setup: Setup, jobs: Sequence[Job], sets: Sequence[str]) -> float:
@@ -442,7 +442,7 @@ def _train(setup: Setup, job: Job, folder: pathlib.Path) -> pathlib.Path:
     # folder keeps the final weights and the LMDBs' manifest hash.
     shutil.rmtree(lmdbs)
     for path in (run / "snapshots").glob("*_iter_*.*"):
-        if not path.stem.endswith(f"_iter_{job.iterations}"):
+        if solvers.snapshot_iteration(path) != job.iterations:
             path.unlink()
     return run
 
@@ -510,27 +510,52 @@ def prepare(setup: Setup, jobs: Sequence[Job], sets: Sequence[str], workers: int
     """Simulate the datasets the jobs need that are missing or stale, ``workers`` at a time."""
     from tqdm import tqdm
 
-    stale = [(p, r) for p, r in datasets(setup, jobs, sets).items() if not holds(p, r)]
-    if not stale:
-        return
-    with concurrent.futures.ProcessPoolExecutor(workers) as pool:
-        for _ in tqdm(pool.map(_simulate, stale), total=len(stale), desc="simulate datasets",
-                      unit="set"):
-            pass
+    with _simulating(setup):
+        stale = [(p, r) for p, r in datasets(setup, jobs, sets).items() if not holds(p, r)]
+        if not stale:
+            return
+        with concurrent.futures.ProcessPoolExecutor(workers) as pool:
+            for _ in tqdm(pool.map(_simulate, stale), total=len(stale), desc="simulate datasets",
+                          unit="set"):
+                pass
+
+
+@contextlib.contextmanager
+def _simulating(setup: Setup):
+    """Held while datasets are checked and simulated: jobs started side by side as separate
+    commands (a SLURM array, GNU parallel) simulate each dataset once, the others waiting."""
+    folder = pathlib.Path(setup.data)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".simulating.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _write_spec(setup: Setup, job: Job, sets: Sequence[str]) -> pathlib.Path:
+    """The job's job.json in its folder: what a worker runs (:func:`job_from_spec`)."""
+    folder = setup.job_dir(job)
+    folder.mkdir(parents=True, exist_ok=True)
+    return atomic.write_text(folder / "job.json", json.dumps(
+        {"job": job.record(), "sets": list(sets), "setup": setup.to_dict()}, indent=1) + "\n")
+
+
+def run_alone(setup: Setup, job: Job, sets: Sequence[str]) -> dict:
+    """One job as a command of its own (a task of a scheduler's array): simulates the datasets
+    it needs unless another job is doing so, then trains and evaluates here; returns its record."""
+    prepare(setup, [job], sets, workers=1)
+    return run_job(*job_from_spec(_write_spec(setup, job, sets)))
 
 
 def _worker(setup: Setup, job: Job, sets: Sequence[str]) -> tuple[Job, str | None]:
     """Run one job in its own process (log in its folder); returns the job and None or why it failed."""
-    folder = setup.job_dir(job)
-    folder.mkdir(parents=True, exist_ok=True)
-    spec = atomic.write_text(folder / "job.json", json.dumps(
-        {"job": job.record(), "sets": list(sets), "setup": setup.to_dict()}, indent=1) + "\n")
-    # One core per worker; the repository's package first, as the tools import it.
-    path = [str(TOOL.parents[1]), *filter(None, [os.environ.get("PYTHONPATH")])]
+    spec = _write_spec(setup, job, sets)
+    folder = spec.parent
+    # One core per worker; this very package (a checkout's or an installed one) first.
+    path = [str(pathlib.Path(__file__).resolve().parents[2]), *filter(None, [os.environ.get("PYTHONPATH")])]
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(path)}
     with open(folder / "log.txt", "a") as log:
-        code = subprocess.run([sys.executable, str(TOOL), "job", str(spec)], stdout=log,
-                              stderr=subprocess.STDOUT, env=env, cwd=TOOL.parents[1]).returncode
+        code = subprocess.run([sys.executable, "-m", "fetal_biometry.experiments.jobs", str(spec)], stdout=log,
+                              stderr=subprocess.STDOUT, env=env).returncode
     if code == 0:
         return job, None
     tail = (folder / "log.txt").read_text(errors="replace").strip().splitlines()[-3:]
@@ -569,3 +594,21 @@ def run(setup: Setup, jobs: Sequence[Job], sets: Sequence[str], workers: int = 2
         raise ExperimentError(f"{len(failed)} of {len(todo)} job(s) failed (run the command again "
                               "to retry them; finished jobs are kept):\n  " + "\n  ".join(failed))
     return [read_record(setup.job_dir(j)) for j in jobs]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """A worker of :func:`run`: ``python -m fetal_biometry.experiments.jobs JOB_JSON`` runs the
+    job its job.json describes; the output is the job's log."""
+    [spec] = sys.argv[1:] if argv is None else argv
+    try:
+        run_job(*job_from_spec(spec))
+    except (ExperimentError, training.TrainingError) as error:
+        print(f"experiments: error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":  # run by the module's own name, so that it is imported once
+    from fetal_biometry.experiments.jobs import main as worker
+
+    sys.exit(worker())

@@ -326,6 +326,6 @@ def differences(rows: Mapping[str, dict], reference: str, label: str) -> str:
 
 def _variant_label(key: tuple[str, int]) -> str:
     variant, augment = key
-    data = {"all": "all randomisations", "none": "none (the ranges before issue 14)"}.get(
+    data = {"all": "all randomisations", "none": "none (the first round's narrow ranges)"}.get(
         variant, f"without {variant[3:]}")
     return f"{data}, " + (f"augmented x{augment}" if augment else "no augmentation")

@@ -51,7 +51,7 @@ MAX_CHROMA = 40  # channel spread above which an RGB pixel is a coloured overlay
 MIN_FILL = 0.5  # share of echo pixels a region needs: speckle fills it, text strokes do not
 # Chosen together by benchmarks/fan_validation.py --real --choose on simulated validation scans
 # (seed 2) and the real images of split "choose" (tests/data/real/manifest.json): real screens
-# are smoother and their fans less cleanly outlined than the simulator's (issue 29).
+# are smoother and their fans less cleanly outlined than the simulator's.
 MIN_CONFIDENCE = 0.2  # below: "no fan found"
 MIN_TEXTURE = 2.0  # median local standard deviation a region needs to count as speckle
 MAX_SIDE = 1024  # larger images are estimated on a copy downscaled to this side, mapped back

@@ -148,7 +148,7 @@ class DenseClassifier:
     """
 
     def __init__(self, deploy, weights, encoding: str, spacing_mm: float | None = None,
-                 scale: float = nets.INPUT_SCALE, angle_step: float = 10.0, backend: str = "caffe",
+                 scale: float = patches.INPUT_SCALE, angle_step: float = 10.0, backend: str = "caffe",
                  twin: tuple[pathlib.Path, pathlib.Path] | None = None):
         self.encoding, self.angle_step = encoding, angle_step
         self.spacing_mm, self.scale = spacing_mm, scale
@@ -464,6 +464,7 @@ def write_outputs(out: str | pathlib.Path, stem: str, image: np.ndarray, probs: 
     outside the fan), ``STEM_overlay.png`` (classes over the scan, beside the ellipse and AC when
     measured) and ``STEM.json`` (the record), each atomically."""
     from fetal_biometry import figures
+    from fetal_biometry.io import scans
 
     out = pathlib.Path(out)
     picture = figures.class_overlay(image, labels)
@@ -472,6 +473,6 @@ def write_outputs(out: str | pathlib.Path, stem: str, image: np.ndarray, probs: 
     with atomic.staged_file(out / f"{stem}_probs.npy") as tmp:
         with open(tmp, "wb") as f:
             np.save(f, probs.astype(np.float16))
-    atomic.write_bytes(out / f"{stem}_labels.png", figures.png(labels))
-    atomic.write_bytes(out / f"{stem}_overlay.png", figures.png(picture))
+    atomic.write_bytes(out / f"{stem}_labels.png", scans.encode_png(labels))
+    atomic.write_bytes(out / f"{stem}_overlay.png", scans.encode_png(picture))
     atomic.write_text(out / f"{stem}.json", json.dumps(record, indent=1) + "\n")

@@ -19,7 +19,7 @@ import numpy as np
 from fetal_biometry.geometry import probe as geom
 from fetal_biometry.inference import backends
 from fetal_biometry.nets import spec as nets
-from fetal_biometry.patches import scan_encoding
+from fetal_biometry.patches import encoding as patches, scan_encoding
 
 #: Largest encoded scan (pixels at the model's spacing) run in one pass: a 8-channel U-Net at
 #: 2048 x 2048 holds about 1.5 GB of blobs.
@@ -45,7 +45,7 @@ class Segmenter:
     """
 
     def __init__(self, deploy, weights, encoding: str, spacing_mm: float, depth: int = nets.UNET_DEPTH,
-                 scale: float = nets.INPUT_SCALE, backend: str = "caffe"):
+                 scale: float = patches.INPUT_SCALE, backend: str = "caffe"):
         from fetal_biometry.inference.dense import input_dims
 
         scan_encoding.check(encoding)

@@ -120,7 +120,7 @@ from fetal_biometry import atomic, paths
 from fetal_biometry.geometry import probe as geom
 from fetal_biometry.io import scans
 from fetal_biometry.labels import CLASSES, DATASET_CLASSES, OUTSIDE
-from fetal_biometry.measure.ellipse import Ellipse, ellipse_perimeter
+from fetal_biometry.measure.ellipse import Ellipse, ellipse_perimeter, record as ellipse_record
 
 FORMAT = "fetal-biometry-dataset"
 VERSION = 2
@@ -159,14 +159,21 @@ class Biometry:
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class Case:
-    """One annotated scan: gray image and label map (H, W) uint8, probe, spacing, biometry."""
+class Scan:
+    """One labelled scan: gray image and label map (H, W) uint8, probe geometry, spacing (mm/px);
+    what the patch records are cut from (:mod:`fetal_biometry.patches.records`)."""
 
     name: str
     image: np.ndarray
     labels: np.ndarray
     geometry: geom.Geometry
     spacing_mm: float
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Case(Scan):
+    """One annotated scan of a dataset: a :class:`Scan` and its biometry."""
+
     biometry: Biometry
 
 
@@ -196,11 +203,6 @@ def _read_labels(path: pathlib.Path) -> np.ndarray:
     return labels
 
 
-def _write_png(path: pathlib.Path, array: np.ndarray) -> None:
-    if not cv2.imwrite(str(path), array):
-        raise OSError(f"{path}: could not write PNG")
-
-
 # --------------------------------------------------------------------------- case records
 
 def case_record(case: Case) -> dict:
@@ -209,8 +211,7 @@ def case_record(case: Case) -> dict:
     record = {"pixel_spacing_mm": case.spacing_mm,
               "probe": geom.to_dict(case.geometry),
               "biometry": {"structure": bio.structure,
-                           "ellipse": None if e is None else {
-                               "center": [e.cx, e.cy], "semi_axes": [e.a, e.b], "angle_deg": e.angle},
+                           "ellipse": None if e is None else ellipse_record(e),
                            "circumference_mm": bio.circumference_mm,
                            "fit_rms_px": bio.fit_rms_px,
                            "plane_acceptable": bio.plane_acceptable,
@@ -531,8 +532,8 @@ def validate(path: str | os.PathLike) -> list[str]:
 def write_case(root: str | os.PathLike, case: Case) -> None:
     """Write one case's image, labels and record under ``root`` (folders must exist)."""
     root = pathlib.Path(root)
-    _write_png(root / "images" / f"{case.name}.png", case.image)
-    _write_png(root / "labels" / f"{case.name}.png", case.labels)
+    (root / "images" / f"{case.name}.png").write_bytes(scans.encode_png(case.image))
+    (root / "labels" / f"{case.name}.png").write_bytes(scans.encode_png(case.labels))
     (root / "cases" / f"{case.name}.json").write_text(json.dumps(case_record(case), indent=2) + "\n")
 
 

@@ -215,6 +215,14 @@ def read_frame(path: str | os.PathLike, frame: int | None = None) -> np.ndarray:
     return read_image(pathlib.Path(path))[0]
 
 
+def encode_png(array: np.ndarray) -> bytes:
+    """PNG bytes of an RGB or gray uint8 array (a scan, a class map, a picture)."""
+    ok, data = cv2.imencode(".png", cv2.cvtColor(array, cv2.COLOR_RGB2BGR) if array.ndim == 3 else array)
+    if not ok:
+        raise OSError("could not encode the PNG")
+    return data.tobytes()
+
+
 def read_image(path: pathlib.Path) -> tuple[np.ndarray, list[str]]:
     """An image file as displayed, (H, W, 3) uint8 RGB, and what was lost on the way.
 

@@ -12,14 +12,14 @@ from fetal_biometry._exports import lazy
 __getattr__, __dir__, __all__ = lazy(__name__, {
     "ellipse": ("Ellipse", "ellipse_perimeter", "ellipse_frame", "normalized_radius",
                 "ellipse_mask", "ellipse_points", "direct_fit", "conic_params", "from_params",
-                "fit"),
+                "record", "Conditioned", "sampson", "fit"),
     "biometry": ("BODY_CLASSES", "EDGE_MARGIN_PX", "MIN_BOUNDARY_POINTS", "SEMI_AXES_MM",
                  "MIN_AXIS_RATIO", "MIN_BODY_MM2", "INLIER_MM", "COVERAGE_BINS",
                  "REFINED_HYPOTHESES", "MIN_STOMACH_MM2", "MIN_VEIN_MM2", "MAX_STOMACH_SHARE",
                  "MAX_VEIN_SHARE", "MIN_COVERAGE", "MAX_GAP", "MAX_RESIDUAL_MM",
                  "MAX_FLUID_SHARE", "MAX_OUTSIDE_SHARE", "MIN_PLANE_AXIS_RATIO", "VEIN_SKIN_MM",
                  "PLANE_THRESHOLDS", "NOT_MEASURED", "NO_BOUNDARY", "Landmark", "Support",
-                 "Rule", "TRUST_RULES", "in_force", "Measurement", "majority_filter",
+                 "Rule", "TRUST_RULES", "in_force", "Measurement", "check_map", "majority_filter",
                  "boundary_points", "fit_ellipse", "coverage", "largest_gap", "residual_mm",
                  "support", "untrusted", "find_landmark", "assess_plane", "measure",
                  "hadlock_efw"),
@@ -34,5 +34,5 @@ __getattr__, __dir__, __all__ = lazy(__name__, {
     "femur": ("FemurMeasurement", "end_width_ratio"),
     "plane": ("PLANE_TYPES", "PlaneResult", "plane_type", "measure_plane"),
     "sweeps": ("CANDIDATES", "enclosed_bodies", "landmark_score", "plane_score", "Candidate",
-               "ellipse_record", "SweepResult", "analyse", "predicted_mask"),
+               "SweepResult", "analyse", "predicted_mask"),
 })

@@ -105,26 +105,6 @@ class Measurement(biometry.Measurement):
     second: biometry.Measurement | None = None
 
 
-def _check_map(class_map: np.ndarray, spacing_mm: float) -> np.ndarray:
-    class_map = np.asarray(class_map)
-    if class_map.ndim != 2:
-        raise ValueError(f"a class map is 2-D, got shape {class_map.shape}")
-    unknown = np.setdiff1d(np.unique(class_map), SEGMENTER_VALUES)
-    if unknown.size:
-        raise ValueError(f"unknown class values {unknown.tolist()}; expected {SEGMENTER_VALUES}")
-    if not spacing_mm > 0:
-        raise ValueError(f"pixel spacing must be positive, got {spacing_mm}")
-    return class_map
-
-
-def majority_filter(class_map: np.ndarray) -> np.ndarray:
-    """Each pixel takes the most frequent class of its 3x3 neighbourhood; ties keep its own."""
-    votes = np.stack([ndimage.uniform_filter((class_map == c).astype(np.float32), 3, mode="nearest")
-                      for c in SEGMENTER_VALUES])
-    own = np.stack([class_map == c for c in SEGMENTER_VALUES])
-    return np.asarray(SEGMENTER_VALUES, class_map.dtype)[np.argmax(votes + 0.5 / 9 * own, axis=0)]
-
-
 def abdomen_region(class_map: np.ndarray) -> np.ndarray:
     """The largest 4-connected component of the abdomen's classes, holes filled: (H, W) bool."""
     region = ndimage.binary_fill_holes(np.isin(class_map, ABDOMEN_REGION))
@@ -206,7 +186,8 @@ def measure(class_map: np.ndarray, spacing_mm: float, rng_seed: int = 0,
     ``second_opinion`` runs the fluid-boundary method and refuses an AC the two methods disagree
     on by more than ``margin``.
     """
-    class_map = majority_filter(_check_map(class_map, spacing_mm))
+    class_map = biometry.majority_filter(biometry.check_map(class_map, spacing_mm, SEGMENTER_VALUES),
+                                        SEGMENTER_VALUES)
     region = abdomen_region(class_map)
     points, outward, visible = outline(region, class_map)
     fit, found, inliers = None, None, np.zeros(len(points), bool)

@@ -58,8 +58,9 @@ from skimage import measure as skmeasure, morphology
 
 from fetal_biometry.labels import (BACKGROUND, CLASSIFIER_VALUES as CLASS_VALUES, FLUID, OUTSIDE,
                                    SHADOW, STOMACH, VEIN)
-from fetal_biometry.measure.ellipse import (Ellipse, conic_params, direct_fit, ellipse_frame,
-                                            ellipse_mask, ellipse_perimeter, normalized_radius)
+from fetal_biometry.measure.ellipse import (Conditioned, Ellipse, conic_params, direct_fit,
+                                            ellipse_frame, ellipse_mask, ellipse_perimeter,
+                                            normalized_radius, sampson)
 
 BODY_CLASSES = (BACKGROUND, STOMACH, VEIN)
 
@@ -227,25 +228,28 @@ class Measurement:
 
 # --------------------------------------------------------------------------- boundary
 
-def _check_map(class_map: np.ndarray, spacing_mm: float) -> np.ndarray:
+def check_map(class_map: np.ndarray, spacing_mm: float, values=CLASS_VALUES) -> np.ndarray:
+    """A 2-D class map of the classes ``values`` (the patch classifier's unless given; None: any)
+    and a positive spacing, or ValueError saying which is wrong."""
     class_map = np.asarray(class_map)
     if class_map.ndim != 2:
         raise ValueError(f"a class map is 2-D, got shape {class_map.shape}")
-    unknown = np.setdiff1d(np.unique(class_map), CLASS_VALUES)
-    if unknown.size:
-        raise ValueError(f"unknown class values {unknown.tolist()}; expected {CLASS_VALUES}")
+    unknown = np.setdiff1d(np.unique(class_map), values) if values is not None else ()
+    if len(unknown):
+        raise ValueError(f"unknown class values {unknown.tolist()}; expected {values}")
     if not spacing_mm > 0:
         raise ValueError(f"pixel spacing must be positive, got {spacing_mm}")
     return class_map
 
 
-def majority_filter(class_map: np.ndarray) -> np.ndarray:
-    """Each pixel takes the most frequent class of its 3x3 neighbourhood; ties keep its own."""
+def majority_filter(class_map: np.ndarray, values=CLASS_VALUES) -> np.ndarray:
+    """Each pixel takes the most frequent class of its 3x3 neighbourhood (of the classes
+    ``values``); ties keep its own."""
     votes = np.stack([ndimage.uniform_filter((class_map == c).astype(np.float32), 3,
-                                             mode="nearest") for c in CLASS_VALUES])
-    own = np.stack([class_map == c for c in CLASS_VALUES])
+                                             mode="nearest") for c in values])
+    own = np.stack([class_map == c for c in values])
     winner = np.argmax(votes + 0.5 / 9 * own, axis=0)  # half a vote: ties go to the current class
-    return np.asarray(CLASS_VALUES, class_map.dtype)[winner]
+    return np.asarray(values, class_map.dtype)[winner]
 
 
 def _outline(region: np.ndarray, fluid: np.ndarray, near_shadow: np.ndarray,
@@ -282,7 +286,7 @@ def boundary_points(class_map: np.ndarray, spacing_mm: float,
     body into the fluid. See the module docstring for the rule that picks the abdomen among the
     body regions. Both are empty when no region of at least ``min_body_mm2`` borders fluid.
     """
-    labels = np.pad(majority_filter(_check_map(class_map, spacing_mm)), 1,
+    labels = np.pad(majority_filter(check_map(class_map, spacing_mm)), 1,
                     constant_values=OUTSIDE)
     margin = ndimage.generate_binary_structure(2, 1)
     near_shadow = ndimage.binary_dilation(labels == SHADOW, margin, EDGE_MARGIN_PX)
@@ -316,13 +320,9 @@ def _distance(conic: np.ndarray, x: np.ndarray, y: np.ndarray,
     Infinite where a point's ``outward`` normal (n, 2) points into the ellipse: the body wall
     has fluid outside, so such an edge (tissue across a fluid pocket) is never on the abdomen.
     """
-    a_, b_, c_, d_, e_, f_ = (conic[:, i, None] for i in range(6))
-    value = a_ * x * x + b_ * x * y + c_ * y * y + d_ * x + e_ * y + f_
-    gx, gy = 2 * a_ * x + b_ * y + d_, b_ * x + 2 * c_ * y + e_
-    with np.errstate(divide="ignore", invalid="ignore"):
-        distance = np.abs(value) / np.hypot(gx, gy)
+    distance, gradient = sampson(conic, x, y)
     if outward is not None:
-        distance[gx * outward[:, 0] + gy * outward[:, 1] <= 0] = np.inf
+        distance[(gradient * outward).sum(axis=-1) <= 0] = np.inf
     return distance
 
 
@@ -373,24 +373,17 @@ def fit_ellipse(points: np.ndarray, spacing_mm: float, outward: np.ndarray | Non
     inliers = np.zeros(len(points), bool)
     if len(points) < MIN_BOUNDARY_POINTS:
         return None, inliers, f"{NO_BOUNDARY} (only {len(points)} boundary points)"
-    # Centred, unit-scale coordinates keep the conic systems well conditioned.
-    origin, scale = points.mean(axis=0), points.std()
-    x, y = ((points - origin) / scale).T
+    frame = Conditioned.of(points)
+    x, y, scale = frame.x, frame.y, frame.scale
     threshold = inlier_mm / spacing_mm / scale
     limits = (semi_axes_mm[0] / spacing_mm / scale, semi_axes_mm[1] / spacing_mm / scale)
-
-    def to_pixels(conic: np.ndarray) -> np.ndarray:
-        params = conic_params(conic)
-        params[:2] = params[:2] * scale + origin
-        params[2:4] *= scale
-        return params
 
     rng = np.random.default_rng(rng_seed)
     samples = np.argpartition(rng.random((iterations, len(points))), 5, axis=1)[:, :5]
     conics = direct_fit(x[samples], y[samples])
     conics = conics[~_implausible(conic_params(conics), limits, min_axis_ratio)]
     if len(conics) == 0:
-        return None, inliers, _rejection(to_pixels(direct_fit(x, y)), spacing_mm,
+        return None, inliers, _rejection(frame.to_pixels(direct_fit(x, y)), spacing_mm,
                                          semi_axes_mm, min_axis_ratio)
     cost = _msac(_distance(conics, x, y, outward), threshold)
     # Local optimisation: when the inlier share is low (fluid-facing tissue beyond the fluid)
@@ -400,7 +393,7 @@ def fit_ellipse(points: np.ndarray, spacing_mm: float, outward: np.ndarray | Non
                for start in conics[np.argsort(cost)[:REFINED_HYPOTHESES]]]
     conic = min(refined, key=lambda c: _msac(_distance(c[None], x, y, outward), threshold)[0])
     inliers = _distance(conic[None], x, y, outward)[0] < threshold
-    params = to_pixels(conic)
+    params = frame.to_pixels(conic)
     if _implausible(params, (semi_axes_mm[0] / spacing_mm, semi_axes_mm[1] / spacing_mm),
                     min_axis_ratio):
         return None, inliers, _rejection(params, spacing_mm, semi_axes_mm, min_axis_ratio)
@@ -562,7 +555,7 @@ def measure(class_map: np.ndarray, spacing_mm: float, rng_seed: int = 0,
     their limits, field -> value); otherwise the first reason is ``"AC not measured: ..."``.
     ``plane`` replaces the plane thresholds (:func:`assess_plane`).
     """
-    class_map = _check_map(class_map, spacing_mm)
+    class_map = check_map(class_map, spacing_mm)
     points, outward = boundary_points(class_map, spacing_mm)
     # Landmarks and support on the majority-filtered map: isolated wrong pixels are no evidence.
     filtered = majority_filter(class_map)

@@ -123,6 +123,47 @@ def from_params(params: np.ndarray) -> Ellipse | None:
     return Ellipse(cx, cy, a, b, math.degrees(angle) % 180.0)
 
 
+def record(ellipse: Ellipse) -> dict:
+    """The JSON form of an ellipse stored in case records, sweeps and inference outputs."""
+    return {"center": [ellipse.cx, ellipse.cy], "semi_axes": [ellipse.a, ellipse.b],
+            "angle_deg": ellipse.angle}
+
+
+@dataclasses.dataclass(frozen=True)
+class Conditioned:
+    """Points moved to their mean and scaled to unit spread: the conic systems of
+    :func:`direct_fit` stay well conditioned whatever the image size."""
+
+    x: np.ndarray
+    y: np.ndarray
+    origin: np.ndarray
+    scale: float
+
+    @classmethod
+    def of(cls, points: np.ndarray) -> "Conditioned":
+        """Condition (N, 2) points (x, y)."""
+        origin, scale = points.mean(axis=0), float(points.std())
+        x, y = ((points - origin) / scale).T
+        return cls(x, y, origin, scale)
+
+    def to_pixels(self, conic: np.ndarray) -> np.ndarray:
+        """``(cx, cy, a, b, angle_rad)`` in pixels of a conic (6,) in conditioned coordinates."""
+        params = conic_params(conic)
+        params[:2] = params[:2] * self.scale + self.origin
+        params[2:4] *= self.scale
+        return params
+
+
+def sampson(conic: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sampson distances of points (n,) to conics (..., 6): (..., n), the first-order
+    approximation of the geometric distance, and the conics' gradients there (..., n, 2)."""
+    a_, b_, c_, d_, e_, f_ = (conic[..., i, None] for i in range(6))
+    value = a_ * x * x + b_ * x * y + c_ * y * y + d_ * x + e_ * y + f_
+    gradient = np.stack([2 * a_ * x + b_ * y + d_, b_ * x + 2 * c_ * y + e_], axis=-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.abs(value) / np.hypot(gradient[..., 0], gradient[..., 1]), gradient
+
+
 def fit(points: np.ndarray) -> tuple[Ellipse | None, float]:
     """Least-squares ellipse through points (x, y) (N >= 5) and the RMS distance to it (px).
 
@@ -132,16 +173,10 @@ def fit(points: np.ndarray) -> tuple[Ellipse | None, float]:
     points = np.asarray(points, float).reshape(-1, 2)
     if len(points) < 5:
         return None, math.inf
-    origin, scale = points.mean(axis=0), points.std()  # conditioning
-    x, y = ((points - origin) / scale).T
-    conic = direct_fit(x, y)
-    params = conic_params(conic)
+    frame = Conditioned.of(points)
+    conic = direct_fit(frame.x, frame.y)
+    params = frame.to_pixels(conic)
     if np.isnan(params).any():
         return None, math.inf
-    params[:2] = params[:2] * scale + origin
-    params[2:4] *= scale
-    a_, b_, c_, d_, e_, f_ = conic
-    value = a_ * x * x + b_ * x * y + c_ * y * y + d_ * x + e_ * y + f_
-    gradient = np.hypot(2 * a_ * x + b_ * y + d_, b_ * x + 2 * c_ * y + e_)
-    rms = float(np.sqrt(np.mean((value / gradient) ** 2)) * scale)
-    return from_params(params), rms
+    distance, _ = sampson(conic, frame.x, frame.y)
+    return from_params(params), float(np.sqrt(np.mean(distance ** 2)) * frame.scale)

@@ -40,7 +40,7 @@ from skimage import measure as skmeasure
 
 from fetal_biometry.geometry import probe as geom
 from fetal_biometry.labels import CAVUM, CEREBELLUM, HEAD_REGION, MIDLINE, OUTSIDE, SKULL, THALAMUS
-from fetal_biometry.measure.biometry import Rule
+from fetal_biometry.measure.biometry import Rule, check_map
 from fetal_biometry.measure.ellipse import (Ellipse, ellipse_frame, ellipse_mask, ellipse_perimeter,
                                             fit, normalized_radius)
 
@@ -110,15 +110,6 @@ class HeadMeasurement:
         values = {"HC": self.hc_mm, "OFD": self.ofd_mm, "BPD_OO": self.bpd_oo_mm,
                   "BPD_OI": self.bpd_oi_mm}
         return {k: v for k, v in values.items() if v is not None}
-
-
-def _check_map(class_map: np.ndarray, spacing_mm: float) -> np.ndarray:
-    class_map = np.asarray(class_map)
-    if class_map.ndim != 2:
-        raise ValueError(f"a class map is 2-D, got shape {class_map.shape}")
-    if not spacing_mm > 0:
-        raise ValueError(f"pixel spacing must be positive, got {spacing_mm}")
-    return class_map
 
 
 def head_region(class_map: np.ndarray, spacing_mm: float) -> np.ndarray | None:
@@ -288,7 +279,7 @@ def measure(class_map: np.ndarray, spacing_mm: float,
     ``geometry`` (the probe) tells near from far for the outer-to-inner BPD. Never raises on a
     poor map: what cannot be measured is None and the first reason says why.
     """
-    class_map = _check_map(class_map, spacing_mm)
+    class_map = check_map(class_map, spacing_mm, values=None)  # any dataset class
     empty = np.empty((0, 2))
     region = head_region(class_map, spacing_mm)
     if region is None:

@@ -40,7 +40,7 @@ from scipy import ndimage
 
 from fetal_biometry.labels import OUTSIDE, STOMACH, VEIN
 from fetal_biometry.measure import biometry
-from fetal_biometry.measure.ellipse import Ellipse, ellipse_mask, normalized_radius
+from fetal_biometry.measure.ellipse import ellipse_mask, normalized_radius, record as ellipse_record
 
 if TYPE_CHECKING:  # only a type here: measuring needs no Caffe
     from fetal_biometry.inference.dense import SequenceClassifier
@@ -123,10 +123,6 @@ def choose(candidates: list[Candidate]) -> tuple[Candidate | None, Candidate]:
     return (best if best.measured.ellipse is not None else None), best
 
 
-def ellipse_record(e: Ellipse | None) -> dict | None:
-    return None if e is None else {"center": [e.cx, e.cy], "semi_axes": [e.a, e.b], "angle_deg": e.angle}
-
-
 @dataclasses.dataclass(eq=False)
 class SweepResult:
     """What :func:`analyse` found: per-frame scores, the chosen frame and its measurement."""
@@ -177,7 +173,7 @@ def analyse(classifier: SequenceClassifier, sequence: Iterable[np.ndarray], spac
         "plane_acceptable": bool(chosen and m.accepted),
         "reasons": list(m.reasons) if chosen else ["no frame fit to measure"] + list(m.reasons),
         "best_candidate": best.index,
-        "ellipse": ellipse_record(m.ellipse) if chosen else None,
+        "ellipse": ellipse_record(m.ellipse) if chosen and m.ellipse is not None else None,
         "frames_measured": [c.index for c in chosen_from],
         "frames": scores,
     }

@@ -8,6 +8,7 @@ anything Caffe's solver knows (``stepsize``, ``gamma``, ``snapshot_format``, ...
 from __future__ import annotations
 
 import pathlib
+import re
 
 from fetal_biometry import atomic
 from fetal_biometry.caffe_env import proto
@@ -56,6 +57,13 @@ def adam(train_net: str, base_lr: float = 1e-3, test_net: str | None = None, **f
 def sgd(train_net: str, base_lr: float, test_net: str | None = None, **fields):
     """Gradient descent; with the default ``momentum=0`` exactly ``W <- W - base_lr * grad``."""
     return solver("SGD", train_net, base_lr, test_net, **{"momentum": 0.0, **fields})
+
+
+def snapshot_iteration(path: str | pathlib.Path) -> int | None:
+    """The iteration N of a snapshot Caffe's solver named ``PREFIX_iter_N.caffemodel`` (or
+    ``.solverstate``); None for any other name."""
+    match = re.fullmatch(r".*_iter_(\d+)", pathlib.Path(path).stem)
+    return None if match is None else int(match.group(1))
 
 
 def save(solver_param, path: str | pathlib.Path) -> pathlib.Path:

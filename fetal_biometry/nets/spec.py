@@ -20,7 +20,6 @@ import pathlib
 from fetal_biometry import atomic
 from fetal_biometry.caffe_env import caffe
 from fetal_biometry.patches import encoding as patches
-from fetal_biometry.patches.encoding import INPUT_SCALE
 
 LOSSES = ("softmax", "euclidean")
 
@@ -161,7 +160,7 @@ def patch_classifier(lmdb: str, batch_size: int = 64, classes: int = 5):
     shadowing artifact.
     """
     n = caffe().NetSpec()
-    n.data, n.label = _lmdb_data(lmdb, batch_size, INPUT_SCALE, 2)
+    n.data, n.label = _lmdb_data(lmdb, batch_size, patches.INPUT_SCALE, 2)
     _cnn_body(n, n.data, classes)
     n.loss = caffe().layers.SoftmaxWithLoss(n.out, n.label)
     n.accuracy = caffe().layers.Accuracy(n.out, n.label)
@@ -267,7 +266,7 @@ def segmenter(image_lmdb: str, label_lmdb: str, classes: int = 8,
         raise ValueError("the infogain balance needs the records' H matrix file")
     L = caffe().layers
     n = caffe().NetSpec()
-    n.data = _lmdb_data(image_lmdb, batch_size, INPUT_SCALE, 1)
+    n.data = _lmdb_data(image_lmdb, batch_size, patches.INPUT_SCALE, 1)
     n.label = _lmdb_data(label_lmdb, batch_size, 1.0, 1)
     _unet_body(n, n.data, classes, depth, width)
     loss = dict(ignore_label=255, normalization=caffe().params.Loss.VALID)

@@ -18,7 +18,7 @@ and a later run removes a killed run's staging folder (saying so). Before each s
 space and the file size limit are checked, since Caffe aborts on a failed write: a full disk is
 an error naming the folder, and the previous snapshot stays the good one.
 
-Ctrl-C or SIGTERM snapshot and stop cleanly. Divergence stops training (:class:`Divergence`): a
+Ctrl-C or SIGTERM snapshot and stop cleanly. Divergence stops training (:class:`fetal_biometry.nets.monitor.Divergence`): a
 NaN loss, the loss staying far above its running minimum, or validation accuracy at chance
 after warm-up; snapshots taken since it began are moved to ``snapshots/diverged/`` and the error
 names the last good one. A used OUT is never trained into afresh by accident: that needs
@@ -31,26 +31,23 @@ random crops or mirrors).
 """
 from __future__ import annotations
 
-import collections
 import dataclasses
 import errno
 import json
-import math
 import os
 import pathlib
-import re
 import resource
 import shutil
 import signal
 import sys
 import time
 
-import numpy as np
 from google.protobuf import text_format
 
 from fetal_biometry import atomic
 from fetal_biometry.caffe_env import proto, set_device
-from fetal_biometry.nets import checks
+from fetal_biometry.nets import checks, monitor
+from fetal_biometry.nets.solvers import snapshot_iteration
 
 DATA_LAYERS = {"Data", "ImageData", "HDF5Data", "WindowData", "MemoryData", "Input", "DummyData"}
 METRICS = "metrics.jsonl"  # the run's loss and validation history, one JSON line each
@@ -208,119 +205,6 @@ def _skip_records(net, net_param, iterations: int) -> None:
         net.forward(end=end)
 
 
-def _loss(net) -> float:
-    weights = net.blob_loss_weights
-    return float(sum(weights[name] * net.blobs[name].data.sum()
-                     for name in net.outputs if weights.get(name)))
-
-
-def validate(net, net_param, iterations: int) -> dict:
-    """Run a test net ``iterations`` times: mean outputs, accuracy, per-class accuracy, confusion.
-
-    Dense nets (scores (N, K, H, W), one label per pixel) are scored pixel by pixel, the
-    Accuracy layer's ``ignore_label`` left out, and get per-class Dice
-    (``2 TP / (true + predicted)``) beside per-class accuracy (the share of each true class's
-    pixels found).
-    """
-    accuracy = next((l for l in net_param.layer if l.type == "Accuracy"), None)
-    ignore = accuracy.accuracy_param.ignore_label \
-        if accuracy is not None and accuracy.accuracy_param.HasField("ignore_label") else None
-    dense = False
-    sums: dict[str, float] = {}
-    confusion = None
-    for _ in range(iterations):
-        outputs = net.forward()
-        for name, value in outputs.items():
-            sums[name] = sums.get(name, 0.0) + float(np.mean(value))
-        if accuracy is not None:
-            scores, labels = (net.blobs[b].data for b in accuracy.bottom[:2])
-            predicted = scores.argmax(axis=1).ravel()
-            truth = labels.astype(int).ravel()
-            classes = scores.shape[1]
-            dense = scores.ndim > 2
-            if ignore is not None:
-                counted = truth != ignore
-                predicted, truth = predicted[counted], truth[counted]
-            counts = np.bincount(truth * classes + predicted, minlength=classes * classes)
-            confusion = counts.reshape(classes, classes) + (0 if confusion is None else confusion)
-    result = {name: total / iterations for name, total in sums.items()}
-    if confusion is not None:
-        seen = confusion.sum(axis=1)
-        result["per_class_accuracy"] = [float(c / s) if s else None
-                                        for c, s in zip(np.diag(confusion), seen)]
-        result["confusion"] = confusion.tolist()
-        if dense:
-            predicted = confusion.sum(axis=0)
-            result["per_class_dice"] = [float(2 * c / (s + p)) if s + p else None
-                                        for c, s, p in zip(np.diag(confusion), seen, predicted)]
-    return result
-
-
-class Divergence:
-    """Tells divergence by what it is, from the losses and validations of a run.
-
-    - a loss that is not finite;
-    - the mean loss of the last ``window`` iterations staying above ``ratio`` times its lowest
-      value so far (the first loss included) for ``window`` more iterations (a softmax loss
-      saturates near 87, so a multiple of the first loss can miss a run gone to chance);
-    - validation accuracy no better than always answering the most frequent class (within
-      ``margin``), once ``warmup`` iterations are done.
-
-    :attr:`onset` is the iteration after which snapshots are suspect.
-    """
-
-    def __init__(self, window: int, warmup: int, ratio: float = 3.0, margin: float = 0.02,
-                 start: int = 0):
-        self.window, self.warmup, self.ratio, self.margin = window, warmup, ratio, margin
-        self._recent: collections.deque = collections.deque(maxlen=window)
-        self._lowest = math.inf
-        self._above_since: int | None = None
-        self._fine = start  # last iteration known good (the resumed-from state counts as good)
-        self.onset = start
-
-    @classmethod
-    def for_run(cls, max_iter: int, ratio: float = 3.0, start: int = 0) -> "Divergence":
-        """Window scaled to the run (5 to 50 iterations); warm-up 100 iterations or a tenth of the run."""
-        window = max(5, min(50, max_iter // 20))
-        return cls(window, max(100, max_iter // 10), ratio, start=start)
-
-    def loss(self, iteration: int, loss: float) -> str | None:
-        """Feed one iteration's loss; returns why training diverged, or None."""
-        if not math.isfinite(loss):
-            self.onset = self._fine
-            return f"the loss is {loss} at iteration {iteration}"
-        self._recent.append(loss)
-        # Early on the mean is over fewer iterations: the lowest then includes the first loss,
-        # so a loss that jumps within the first window still counts as rising.
-        mean = sum(self._recent) / len(self._recent)
-        self._lowest = min(self._lowest, mean)
-        if mean <= self.ratio * self._lowest:
-            self._above_since = None
-            self._fine = max(self._fine, iteration - self.window)
-            return None
-        self._above_since = self._above_since or iteration
-        if iteration - self._above_since < self.window:
-            return None
-        self.onset = self._fine
-        return (f"the mean loss of the last {self.window} iterations ({mean:.4g}) has stayed above "
-                f"{self.ratio:g}x its lowest ({self._lowest:.4g}) since iteration {self._above_since}")
-
-    def validation(self, iteration: int, result: dict) -> str | None:
-        """Feed one validation (:func:`validate`'s result); returns why training failed, or None."""
-        if "accuracy" not in result or "confusion" not in result:
-            return None
-        confusion = np.asarray(result["confusion"])
-        chance = confusion.sum(axis=1).max() / max(1, confusion.sum())
-        if result["accuracy"] > chance + self.margin:
-            self._fine = max(self._fine, iteration)
-            return None
-        if iteration < self.warmup:
-            return None
-        self.onset = self._fine
-        return (f"validation accuracy {result['accuracy']:.3f} at iteration {iteration} is at "
-                f"chance ({chance:.3f}: always the most frequent class)")
-
-
 class _Stop:
     """Turns SIGINT/SIGTERM into a flag the loop checks between iterations."""
 
@@ -341,10 +225,6 @@ class _Stop:
 
 class SnapshotError(TrainingError):
     """A snapshot could not be written whole (disk full, file size limit); the previous stays."""
-
-
-def _iteration(path: pathlib.Path) -> int:
-    return int(path.stem.rsplit("_iter_", 1)[1])
 
 
 def _room(folder: pathlib.Path, solver) -> None:
@@ -412,8 +292,8 @@ def snapshot(solver, solver_param, out: pathlib.Path, staging: pathlib.Path) -> 
 def latest_snapshot(out: str | os.PathLike) -> pathlib.Path | None:
     """The ``.solverstate`` with the highest iteration in ``OUT/snapshots`` whose weights are there too."""
     states = [p for p in pathlib.Path(out, "snapshots").glob("*_iter_*.solverstate")
-              if re.fullmatch(r".*_iter_\d+", p.stem) and p.with_suffix(".caffemodel").is_file()]
-    return max(states, key=_iteration, default=None)
+              if snapshot_iteration(p) is not None and p.with_suffix(".caffemodel").is_file()]
+    return max(states, key=snapshot_iteration, default=None)
 
 
 def last_state(out: str | os.PathLike) -> pathlib.Path:
@@ -424,12 +304,12 @@ def last_state(out: str | os.PathLike) -> pathlib.Path:
     newest state is named when it is checked (:func:`fetal_biometry.nets.checks.check_solverstate`).
     """
     folder = pathlib.Path(out, "snapshots")
-    iterations = {_iteration(p) for p in folder.glob("*_iter_*.*")
-                  if re.fullmatch(r".*_iter_\d+", p.stem) and p.suffix in (".solverstate", ".caffemodel")}
+    iterations = {snapshot_iteration(p) for p in folder.glob("*_iter_*.*")
+                  if p.suffix in (".solverstate", ".caffemodel")} - {None}
     if not iterations:
         raise TrainingError(f"--resume last: no snapshot in {folder}")
     state = latest_snapshot(out)
-    if state is None or _iteration(state) != max(iterations):
+    if state is None or snapshot_iteration(state) != max(iterations):
         raise TrainingError(f"--resume last: the newest snapshot in {folder} (iteration "
                             f"{max(iterations)}) is incomplete, its .solverstate or .caffemodel "
                             "missing; resume from an earlier one by name (--resume PATH) or start "
@@ -442,7 +322,7 @@ def _set_aside(out: pathlib.Path, after: int) -> list[pathlib.Path]:
     folder = out / "snapshots"
     moved = []
     for path in sorted(folder.glob("*_iter_*.*")):
-        if re.fullmatch(r".*_iter_\d+", path.stem) and _iteration(path) > after:
+        if (iteration := snapshot_iteration(path)) is not None and iteration > after:
             (folder / "diverged").mkdir(exist_ok=True)
             os.replace(path, folder / "diverged" / path.name)
             moved.append(path)
@@ -502,7 +382,7 @@ def train(solver_path: str | os.PathLike, out: str | os.PathLike, *, gpu: int | 
         Delete the earlier run in ``out`` and start afresh.
     divergence_ratio : float
         Stop when the windowed mean loss stays above this multiple of its lowest value
-        (:class:`Divergence`).
+        (:class:`~fetal_biometry.nets.monitor.Divergence`).
     progress, plot : bool
         Show a progress bar; write ``training.png``.
     label, position : str, int, optional
@@ -540,7 +420,7 @@ def train(solver_path: str | os.PathLike, out: str | os.PathLike, *, gpu: int | 
             solver.restore(str(state_path))
             _skip_records(solver.net, train_param, solver.iter)
         history = _read_history(metrics_path, solver.iter)
-        watch = Divergence.for_run(run.max_iter, divergence_ratio, start=solver.iter)
+        watch = monitor.Divergence.for_run(run.max_iter, divergence_ratio, start=solver.iter)
         for earlier in history:  # a resumed run carries on with its own loss history
             if earlier.get("phase") != "val":
                 watch.loss(earlier["iter"], earlier["loss"])
@@ -557,7 +437,7 @@ def train(solver_path: str | os.PathLike, out: str | os.PathLike, *, gpu: int | 
                 while solver.iter < run.max_iter:
                     start = time.perf_counter()
                     solver.step(1)
-                    loss = _loss(solver.net)
+                    loss = monitor.loss(solver.net)
                     record = {"iter": solver.iter, "loss": loss, "lr": _learning_rate(solver, run),
                               "seconds": time.perf_counter() - start}
                     history.append(record)
@@ -619,15 +499,16 @@ def trained(solver_path: str | os.PathLike, out: str | os.PathLike, retrain: boo
     """
     max_iter = kwargs.get("max_iter") or read_prototxt(solver_path, proto().SolverParameter).max_iter
     state = latest_snapshot(out)
-    if state is not None and not retrain and state.stem.endswith(f"_iter_{max_iter}"):
+    done = None if state is None else snapshot_iteration(state)
+    if done == max_iter and not retrain:
         print(f"reusing {state.with_suffix('.caffemodel')} (retrain to train again)")
-    elif state is not None and not retrain and _iteration(state) < max_iter:
-        print(f"resuming {state} (interrupted at iteration {_iteration(state)} of {max_iter})")
+    elif done is not None and not retrain and done < max_iter:
+        print(f"resuming {state} (interrupted at iteration {done} of {max_iter})")
         state = train(solver_path, out, resume=state, **kwargs).snapshot
     else:
         state = train(solver_path, out, overwrite=True, **kwargs).snapshot
-    if _iteration(state) < max_iter:
-        raise TrainingError(f"{out}: training stopped by a signal at iteration {_iteration(state)} "
+    if (done := snapshot_iteration(state)) < max_iter:
+        raise TrainingError(f"{out}: training stopped by a signal at iteration {done} "
                             f"of {max_iter}; run the same command again to resume from {state}")
     return state.with_suffix(".caffemodel")
 
@@ -664,7 +545,7 @@ def _validate_all(solver, test_params, test_iters) -> dict:
     results = {}
     for index, (net, param, iters) in enumerate(zip(solver.test_nets, test_params, test_iters)):
         net.share_with(solver.net)
-        result = validate(net, param, iters)
+        result = monitor.validate(net, param, iters)
         results.update(result if index == 0 else {f"test{index}/{k}": v for k, v in result.items()})
     return results
 

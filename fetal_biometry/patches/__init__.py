@@ -10,7 +10,7 @@ __getattr__, __dir__, __all__ = lazy(__name__, {
                  "extract"),
     "augment": ("GRAY_PER_DB", "Ranges", "RANGES", "Transform", "draw", "matrix", "fan_centre",
                 "warp", "intensity", "apply"),
-    "records": ("FORMAT", "VERSION", "SPLITS", "Scan", "dataset_scans", "at_spacing",
+    "records": ("FORMAT", "VERSION", "SPLITS", "dataset_scans", "at_spacing",
                 "target_spacing", "RecordError", "split_cases", "given_splits", "MIN_PATCH",
                 "MAX_AUGMENT", "check_arguments", "check", "scan_records", "augmented_records",
                 "build"),

@@ -36,7 +36,8 @@ import numpy as np
 
 from fetal_biometry import atomic
 from fetal_biometry.geometry import probe as geom, resample
-from fetal_biometry.io import limits, lmdb_writer
+from fetal_biometry.io import dataset, limits, lmdb_writer
+from fetal_biometry.io.dataset import Scan
 from fetal_biometry.labels import CLASSIFIER_CLASSES, LABEL_TO_CLASS, OUTSIDE, classifier_labels
 from fetal_biometry.patches import augment as augmentation, encoding as patches
 
@@ -45,31 +46,17 @@ TOOL = "make_lmdb"  # the output marker of patch-LMDB folders (fetal_biometry.at
 SPLITS = ("train", "val", "test")
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
-class Scan:
-    """One annotated scan: gray image, dataset label map, probe geometry, spacing (mm/px)."""
-
-    name: str
-    image: np.ndarray
-    labels: np.ndarray
-    geometry: geom.Geometry
-    spacing_mm: float
-
-
 def dataset_scans(path: str | os.PathLike) -> Iterable[Scan]:
-    """The cases of a dataset (fetal_biometry.io.dataset format) as scans.
+    """The cases of a dataset (fetal_biometry.io.dataset format), each a scan.
 
     RecordError for head planes: the classifier's classes are abdominal.
     """
-    from fetal_biometry.io import dataset
-
     data = dataset.open(path)
     if data.structures() != {"abdomen"}:
         heads = [n for n, (_, _, bio) in data.records.items() if bio.structure != "abdomen"]
         raise RecordError(f"{path}: {len(heads)} case(s) are head or femur planes (e.g. {heads[0]}); "
                           f"the patch classifier learns abdominal classes: use an abdomen dataset")
-    for case in data.iter_cases():
-        yield Scan(case.name, case.image, case.labels, case.geometry, case.spacing_mm)
+    yield from data.iter_cases()
 
 def at_spacing(scan: Scan, target_mm: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Image, label map and beam directions of ``scan`` resampled to ``target_mm`` per pixel.

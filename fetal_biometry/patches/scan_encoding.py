@@ -19,7 +19,7 @@ the model's spacing; how the beam direction reaches it is the encoding:
     come back by scan conversion (:func:`fetal_biometry.geometry.scan_convert`), the simulator's
     own. 1 channel.
 
-Planes are uint8, scaled by :data:`fetal_biometry.nets.INPUT_SCALE` on the way into the net.
+Planes are uint8, scaled by :data:`fetal_biometry.patches.encoding.INPUT_SCALE` on the way into the net.
 """
 from __future__ import annotations
 

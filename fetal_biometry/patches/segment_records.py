@@ -55,7 +55,8 @@ from fetal_biometry import atomic
 from fetal_biometry.geometry import probe as geom, resample
 from fetal_biometry.io import dataset, lmdb_writer
 from fetal_biometry.nets import spec as nets
-from fetal_biometry.patches import augment as augmentation, records as patch_records, scan_encoding
+from fetal_biometry.patches import (augment as augmentation, encoding as patches, records as patch_records,
+                                    scan_encoding)
 from fetal_biometry.labels import OUTSIDE, SEGMENTER_CLASSES
 
 FORMAT, VERSION = "fetal-biometry-segment-records", 1
@@ -167,16 +168,11 @@ def check_arguments(encoding: str, spacing_mm: float, tile: int, fractions, seed
         raise RecordError("; ".join(problems))
 
 
-def _scan(case: dataset.Case) -> patch_records.Scan:
-    return patch_records.Scan(case.name, case.image, case.labels, case.geometry, case.spacing_mm)
-
-
 def scan_tiles(case: dataset.Case, encoding: str, spacing_mm: float, tile: int, augment: int = 0,
                rng: np.random.Generator | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """The tiles of one case: its clean version, then ``augment`` augmented ones (drawn from ``rng``)."""
-    scan = _scan(case)
-    image, labels, directions = patch_records.at_spacing(scan, spacing_mm)
-    probe = resample.geometry(scan.geometry, resample.scale_factor(scan.spacing_mm, spacing_mm))
+    image, labels, directions = patch_records.at_spacing(case, spacing_mm)  # a case is a scan
+    probe = resample.geometry(case.geometry, resample.scale_factor(case.spacing_mm, spacing_mm))
     yield from tiles(*encoded(image, labels, directions, probe, encoding), tile)
     for _ in range(augment):
         yield from tiles(*augmented(image, labels, directions, probe, encoding, rng), tile)
@@ -230,7 +226,7 @@ def build(data: dataset.Dataset, out: str | os.PathLike, encoding: str = "channe
     augment_rng = np.random.default_rng([seed, 1])
     manifest = {"format": FORMAT, "version": VERSION, "encoding": encoding,
                 "channels": scan_encoding.channels(encoding), "spacing_mm": float(spacing_mm),
-                "tile": tile, "tile_mm": tile * spacing_mm, "input_scale": nets.INPUT_SCALE,
+                "tile": tile, "tile_mm": tile * spacing_mm, "input_scale": patches.INPUT_SCALE,
                 "classes": list(SEGMENTER_CLASSES), "ignore_label": OUTSIDE, "seed": seed,
                 "augment": _augment_record(augment, encoding), "sources": sources or {}, "splits": {}}
     with atomic.staged_dir(out) as tmp:

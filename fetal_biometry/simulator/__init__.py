@@ -46,7 +46,8 @@ Every case draws its random numbers from ``numpy.random.default_rng([seed, index
 dataset is byte-for-byte reproducible, and case ``i`` does not depend on how many are made.
 
 The package: :mod:`~fetal_biometry.simulator.tissues` (the tissue table),
-:mod:`~fetal_biometry.simulator.anatomy` (scene drawing), :mod:`~fetal_biometry.simulator.physics`
+:mod:`~fetal_biometry.simulator.anatomy` (scene drawing), :mod:`~fetal_biometry.simulator.layout`
+(maternal layers, probe and placement), :mod:`~fetal_biometry.simulator.physics`
 (beam-grid physics), :mod:`~fetal_biometry.simulator.appearance` (the randomised ranges:
 presets NARROW, TRAINING, FOREIGN) and :mod:`~fetal_biometry.simulator.cases` (whole cases and
 datasets).
@@ -56,13 +57,14 @@ from fetal_biometry._exports import lazy
 __getattr__, __dir__, __all__ = lazy(__name__, {
     "tissues": ("Tissue", "TISSUES", "TISSUE", "LABEL", "ECHO", "DENSITY", "ATTENUATION",
                 "IMPEDANCE", "BONE", "REVERBERANT", "ABDOMEN_TISSUES"),
-    "anatomy": ("PROBES", "CONVEX_SHARE_MIXED", "AC_RANGE_MM", "AC_SPREAD", "MIN_LAYER_MM",
+    "anatomy": ("PROBES", "CONVEX_SHARE_MIXED", "AC_RANGE_MM", "AC_SPREAD",
                 "ACCEPTABLE", "NO_STOMACH", "NO_VEIN", "RENAL_LEVEL", "TOO_HIGH",
                 "CORD_INSERTION", "OBLIQUE", "VEIN_AT_SKIN", "UNFIT", "UNACCEPTABLE",
-                "JITTERED", "EVERY_JITTERED", "Blob", "Tube", "Band", "Boundary", "Scene", "hadlock_ac_mm",
+                "JITTERED", "EVERY_JITTERED", "Blob", "Tube", "Band", "Scene", "hadlock_ac_mm",
                 "thorax", "draw_organs", "draw_inner_distractors", "draw_fluid_distractors",
-                "draw_echo_scale", "fits", "draw_scene", "layer_tissue", "paint_fetus",
+                "draw_echo_scale", "draw_scene", "layer_tissue", "paint_fetus",
                 "normalised_lateral", "tissue_at", "abdomen_ellipse"),
+    "layout": ("MIN_LAYER_MM", "Boundary", "fits", "probe_and_layers"),
     "physics": ("SOUND_SPEED", "SAMPLES_PER_PIXEL", "BEAM_PITCH_PX", "MIN_SIGMA_SAMPLES",
                 "SPECULAR_GAIN", "SPECULAR_POWER", "TGC_PERCENTILE", "TEXTURE_SIGMA",
                 "TEXTURE_CELL", "SHADOW_LEVEL", "TGC_SLIDERS", "REVERB_SOURCE_MM",

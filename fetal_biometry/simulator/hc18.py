@@ -12,7 +12,7 @@ simulated transthalamic heads the way HC18 lays them out, so that
 
 The CSV's HC is the exact one (HC18's is the annotators'); the ring is drawn as HC18's look,
 :data:`RING_PX` wide, so importing fits it back with a small error of its own
-(:func:`fetal_biometry.evaluation.scans.hc_errors` measures it).
+(:func:`fetal_biometry.evaluation.metrics.hc_errors` measures it).
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ import numpy as np
 
 from fetal_biometry import atomic
 from fetal_biometry.geometry import probe as geom
-from fetal_biometry.io import dataset
+from fetal_biometry.io import dataset, scans
 from fetal_biometry.simulator.cases import TOOL
 
 RING_PX = 2
@@ -55,8 +55,8 @@ def write(out: str | os.PathLike, cases: Iterable[dataset.Case]) -> list[str]:
             if case.biometry.structure != "head":
                 raise ValueError(f"{case.name}: HC18's layout holds head planes, not {case.biometry.structure}")
             name = f"{i:03d}_HC"
-            cv2.imwrite(str(tmp / "training_set" / f"{name}.png"), case.image)
-            cv2.imwrite(str(tmp / "training_set" / f"{name}_Annotation.png"), ring(case))
+            (tmp / "training_set" / f"{name}.png").write_bytes(scans.encode_png(case.image))
+            (tmp / "training_set" / f"{name}_Annotation.png").write_bytes(scans.encode_png(ring(case)))
             (tmp / "geometry" / f"{name}.json").write_text(json.dumps(geom.to_dict(case.geometry)))
             rows.append([f"{name}.png", f"{case.spacing_mm:.9f}", f"{case.biometry.circumference_mm:.2f}"])
             names.append(name)

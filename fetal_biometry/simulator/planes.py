@@ -44,8 +44,9 @@ from fetal_biometry.geometry import probe as geom
 from fetal_biometry.measure import growth
 from fetal_biometry.measure.ellipse import Ellipse, ellipse_perimeter
 from fetal_biometry.simulator.anatomy import (CONVEX_SHARE_MIXED, EVERY_JITTERED, PROBES, Blob,
-                                              Scene, Tube, _layers_above, _layers_below, _place,
-                                              _probe, draw_echo_scale, draw_fluid_distractors)
+                                              Scene, Tube, draw_echo_scale, draw_fluid_distractors,
+                                              turned)
+from fetal_biometry.simulator.layout import probe_and_layers
 from fetal_biometry.simulator.appearance import TRAINING, AnatomyRanges
 from fetal_biometry.simulator.tissues import TISSUE
 
@@ -119,9 +120,8 @@ class Bar:
     angle: float = 0.0
 
     def contains(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-        c, s = math.cos(math.radians(self.angle)), math.sin(math.radians(self.angle))
-        du, dv = u - self.u, v - self.v
-        return (np.abs(du * c + dv * s) <= self.half_length) & (np.abs(dv * c - du * s) <= self.half_width)
+        along, across = turned(u, v, self.u, self.v, self.angle)
+        return (np.abs(along) <= self.half_length) & (np.abs(across) <= self.half_width)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -204,23 +204,6 @@ def _skull(rng: np.random.Generator, age: float, hc: float, ratio: float) -> Sku
     return Skull(a, a * ratio, thickness, wobble, gaps)
 
 
-def _probe_and_layers(rng: np.random.Generator, shape: tuple[int, int], probe: str,
-                      ranges: AnatomyRanges, a: float, b: float) -> dict:
-    """Layers, probe, spacing and centre for a body with semi-axes a, b (as the abdomen's)."""
-    above, top, fluid_start = _layers_above(rng, ranges)
-    extent = max(a, b) * 1.04
-    center_depth = fluid_start + rng.uniform(3, 20) + extent
-    below, bottom = _layers_below(rng, center_depth + extent + rng.uniform(3, 25),
-                                  TISSUE["placenta"] not in above
-                                  and rng.random() < ranges.posterior_placenta_share, ranges.placenta_mm)
-    depth_mm = center_depth + extent + rng.uniform(12, 45)
-    g, spacing = _probe(rng, probe, shape, depth_mm, center_depth, extent)
-    return dict(geometry=g, spacing_mm=spacing,
-                frequency_mhz=float(np.clip(5.0 - 0.015 * (depth_mm - 80), 2.0, 5.0)),
-                layers=tuple(above + below), boundaries=tuple(top + bottom),
-                center=_place(rng, g, shape, center_depth / spacing, max(a, b) / spacing))
-
-
 def _to_image(scene: Scene, u: float, v: float) -> tuple[float, float]:
     """Fetal-frame point (mm) -> image coordinates (px): the inverse of the painting transform."""
     c, s = math.cos(math.radians(scene.angle)), math.sin(math.radians(scene.angle))
@@ -251,7 +234,7 @@ def draw_head(rng: np.random.Generator, shape: tuple[int, int] = (256, 256), pro
     scalp = rng.uniform(1.0, 2.0) + 0.06 * (age - AGE_WEEKS[0])
     a, b = skull.a + scalp, skull.b + scalp
     organs = _head_organs(rng, skull, reason)
-    scene = Scene(**_probe_and_layers(rng, shape, probe, ranges, a, b), semi_axes=(a, b),
+    scene = Scene(**probe_and_layers(rng, shape, probe, ranges, a, b), semi_axes=(a, b),
                   angle=rng.uniform(0, 360), mirrored=bool(rng.random() < 0.5), organs=tuple(organs),
                   gestational_age_weeks=age, plane_reason=reason,
                   outside=tuple(draw_fluid_distractors(child, a, b, ranges)),
@@ -296,7 +279,7 @@ def draw_femur(rng: np.random.Generator, shape: tuple[int, int] = (256, 256), pr
     organs = [(TISSUE["cartilage"], Blob(side * (seen / 2 + 0.7 * cartilage), 0.0, cartilage,
                                          half_width * rng.uniform(1.6, 2.2))) for side in (1, -1)]
     organs.append((TISSUE["femur"], bone))
-    layout = _probe_and_layers(rng, shape, probe, ranges, a, b)
+    layout = probe_and_layers(rng, shape, probe, ranges, a, b)
     # Held within 25 degrees of perpendicular to the beam, as ISUOG asks for a femur length.
     lateral = geom.image_to_beam(layout["geometry"], *map(np.float64, layout["center"]))[1]
     beam = float(lateral) if isinstance(layout["geometry"], geom.ConvexProbe) else \

@@ -64,7 +64,7 @@ import numpy as np
 from fetal_biometry import __version__, atomic, simulator as sim
 from fetal_biometry.geometry import probe as geom
 from fetal_biometry.labels import OUTSIDE
-from fetal_biometry.measure.ellipse import ellipse_mask, ellipse_perimeter
+from fetal_biometry.measure.ellipse import ellipse_mask, ellipse_perimeter, record as ellipse_record
 
 FORMAT, VERSION = "fetal-biometry-sweeps", 1
 #: Format constant: the generator name stored in dataset.json (and compared by the experiments).
@@ -215,10 +215,6 @@ def _classify(in_plane: dict, z: float, tilt: float, fits: bool, hidden: str | N
     return OPTIMAL, sim.ACCEPTABLE
 
 
-def _ellipse_record(e) -> dict:
-    return {"center": [e.cx, e.cy], "semi_axes": [e.a, e.b], "angle_deg": e.angle}
-
-
 def simulate_sweep(seed: int, index: int, frames: int = FRAMES, shape: tuple[int, int] = (256, 256),
                    probe: str = "convex") -> Sweep:
     """Sweep ``index`` of the set with ``seed`` (random numbers from ``default_rng([seed, index])``)."""
@@ -250,7 +246,7 @@ def simulate_sweep(seed: int, index: int, frames: int = FRAMES, shape: tuple[int
         grid = sim.beam_grid(scene)
         label_map, tissue = sim.ground_truth(scene, shape, grid)
         ellipse = sim.abdomen_ellipse(scene)
-        fits = sim.anatomy.fits(scene.geometry, shape, scene.center, ellipse.a)
+        fits = sim.layout.fits(scene.geometry, shape, scene.center, ellipse.a)
         hidden = sim.cases.hidden_reason(label_map, tissue) if in_plane["stomach"] and in_plane["vein"] else None
         plane, reason = _classify(in_plane, z / R, tilt, fits, hidden)
         images.append(sim.scan_image(scene, grid, shape, rng, display))
@@ -261,7 +257,7 @@ def simulate_sweep(seed: int, index: int, frames: int = FRAMES, shape: tuple[int
                      else mask.astype(np.uint8) * PLANES.index(plane))
         truth.append({"plane": plane, "reason": reason,
                       "ac_mm": ellipse_perimeter(ellipse.a, ellipse.b) * scene.spacing_mm if annotated else None,
-                      "abdomen_ellipse": _ellipse_record(ellipse) if annotated else None,
+                      "abdomen_ellipse": ellipse_record(ellipse) if annotated else None,
                       "level_mm": round(float(z), 3), "tilt_deg": round(tilt, 2)})
     return Sweep(f"sweep{index:05d}", np.stack(images), np.stack(labels), np.stack(masks),
                  base.geometry, base.spacing_mm, truth)

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from fetal_biometry.evaluation import scans as evaluation
+from fetal_biometry.evaluation import metrics, scans as evaluation
 from fetal_biometry.io import dataset
 from fetal_biometry.labels import SEGMENTER_CLASSES, classifier_labels
 from fetal_biometry.measure import biometry
@@ -91,13 +91,13 @@ def _result(name, ac, true=200.0, accepted=True, accepted_true=True, reasons=())
 
 def test_agreement_is_bias_and_limits_of_the_differences():
     measured, true = np.array([202.0, 199, 205, 200]), np.full(4, 200.0)
-    a = evaluation.agreement(measured, true)
+    a = metrics.agreement(measured, true)
     differences = measured - true
     assert a["n"] == 4 and a["bias_mm"] == pytest.approx(1.5)
     assert a["loa_mm"] == pytest.approx([1.5 - 1.96 * differences.std(ddof=1),
                                          1.5 + 1.96 * differences.std(ddof=1)])
     assert a["bias_percent"] == pytest.approx(np.mean(differences / ((measured + true) / 2)) * 100)
-    assert evaluation.agreement([200.0], [201.0]) is None
+    assert metrics.agreement([200.0], [201.0]) is None
 
 
 def test_worst_cases_wrong_verdicts_and_typical_ones_are_picked():

@@ -1,25 +1,22 @@
 """The evaluation report from a real tiny evaluation: every image resolves, every number in the
 summary tables is summary.json's, and headless Chromium shows the page with no broken image."""
-import base64
 import html.parser
 import json
-import os
 import pathlib
 import re
-import shutil
-import subprocess
 
 import cv2
 import numpy as np
 import pytest
 
-from fetal_biometry import simulator
 from fetal_biometry.caffe_env import caffe
 from fetal_biometry.evaluation import report, scans as evaluation
 from fetal_biometry.io import dataset
 from fetal_biometry.labels import CLASSIFIER_CLASSES
 from fetal_biometry.nets import model as model_folder, spec as nets
 from fetal_biometry.patches import encoding as patches
+
+import browser
 
 
 def _model_folder(folder: pathlib.Path, net, encoding: str, spacing_mm: float):
@@ -65,14 +62,12 @@ def untrained_net(folder: pathlib.Path, spacing_mm: float) -> model_folder.Model
 
 
 @pytest.fixture(scope="module")
-def evaluated(tmp_path_factory):
+def evaluated(tmp_path_factory, simulated_dataset):
     """OUT of a two-model evaluation of three simulated scans, report written."""
     root = tmp_path_factory.mktemp("report")
-    narrow = simulator.NARROW  # the first round's scans, on which the hand-set net measures every AC
-    cases = list(simulator.simulate(3, seed=7, shape=(128, 128), appearance=narrow))
-    data = dataset.write_dataset(root / "sim", cases,
-                                 generator=simulator.generator_record(7, (128, 128), "convex", 0.3, narrow))
-    spacing = float(np.median([c.spacing_mm for c in cases]))
+    # The first round's scans (NARROW), on which the hand-set net measures every AC.
+    data = simulated_dataset(3, 7, (128, 128))
+    spacing = float(np.median([c.spacing_mm for c in dataset.open(data).iter_cases()]))
     out = root / "out"
     models = (brightness_net(root / "fetal_channels", spacing), untrained_net(root / "fetal_none", spacing))
     summaries = {m.name: evaluation.evaluate(m, data, out, overlays=1) for m in models}
@@ -175,97 +170,17 @@ def test_report_shows_the_model_json_as_provenance(evaluated, tmp_path):
 
 @pytest.fixture(scope="module")
 def chromium():
-    """Debian's chromium, installed here when missing (as root, with apt-get)."""
-    found = shutil.which("chromium")
-    if found is None and os.geteuid() == 0 and shutil.which("apt-get"):
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium"],
-                       env=env, capture_output=True)
-        found = shutil.which("chromium")
+    found = browser.find_chromium()
     if found is None:
         pytest.skip("Debian's chromium is not installed and could not be installed "
                     "(needs root and apt-get): apt-get install chromium")
     return found
 
 
-class DevTools:
-    """Chromium's DevTools protocol over --remote-debugging-pipe (fd 3 in, fd 4 out)."""
-
-    def __init__(self, binary: str, profile: pathlib.Path):
-        to_chrome, self._write = os.pipe()
-        self._read, from_chrome = os.pipe()
-
-        def plumb():
-            os.dup2(to_chrome, 3)
-            os.dup2(from_chrome, 4)
-
-        self.process = subprocess.Popen(
-            [binary, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-             "--remote-debugging-pipe", f"--user-data-dir={profile}", "--no-first-run",
-             "about:blank"], preexec_fn=plumb, close_fds=False,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        os.close(to_chrome)
-        os.close(from_chrome)
-        self._buffer, self._id = b"", 0
-
-    def send(self, method: str, session: str | None = None, **params) -> dict:
-        self._id += 1
-        message = {"id": self._id, "method": method, "params": params}
-        if session:
-            message["sessionId"] = session
-        os.write(self._write, json.dumps(message).encode() + b"\0")
-        while True:
-            while b"\0" not in self._buffer:
-                chunk = os.read(self._read, 1 << 20)
-                if not chunk:
-                    raise RuntimeError("chromium closed the DevTools pipe")
-                self._buffer += chunk
-            raw, self._buffer = self._buffer.split(b"\0", 1)
-            reply = json.loads(raw)
-            if reply.get("id") == self._id:
-                if "error" in reply:
-                    raise RuntimeError(f"{method}: {reply['error']}")
-                return reply["result"]
-
-    def close(self):
-        os.close(self._write)
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        os.close(self._read)
-
-
-def show(tools: DevTools, page: pathlib.Path, width: int = 1280, height: int = 2400,
-         timeout_s: float = 60) -> tuple[np.ndarray, list[str]]:
-    """Load ``page`` in a new tab: its screenshot (BGR) and the sources of its broken images."""
-    import time
-
-    target = tools.send("Target.createTarget", url="about:blank")["targetId"]
-    session = tools.send("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
-    tools.send("Emulation.setDeviceMetricsOverride", session, width=width, height=height,
-               deviceScaleFactor=1, mobile=False)
-    tools.send("Page.navigate", session, url=page.resolve().as_uri())
-    deadline = time.monotonic() + timeout_s
-    probe = ("document.readyState === 'complete' && "
-             "Array.from(document.images).every(i => i.complete)")
-    while not tools.send("Runtime.evaluate", session, expression=probe)["result"]["value"]:
-        assert time.monotonic() < deadline, f"{page} did not finish loading"
-        time.sleep(0.2)
-    broken = tools.send("Runtime.evaluate", session, returnByValue=True, expression=(
-        "Array.from(document.images).filter(i => i.naturalWidth === 0)"
-        ".map(i => i.getAttribute('src'))"))["result"]["value"]
-    shot = tools.send("Page.captureScreenshot", session, format="png")["data"]
-    tools.send("Target.closeTarget", targetId=target)
-    return cv2.imdecode(np.frombuffer(base64.b64decode(shot), np.uint8), cv2.IMREAD_COLOR), broken
-
-
 def test_report_renders_in_headless_chromium(evaluated, chromium, tmp_path):
-    tools = DevTools(chromium, tmp_path / "profile")
+    tools = browser.DevTools(chromium, tmp_path / "profile")
     try:
-        shot, broken = show(tools, evaluated / "report.html")
+        shot, broken = browser.show(tools, evaluated / "report.html")
         assert broken == []
         assert shot.shape[:2] == (2400, 1280)
         assert shot.std() > 20  # not blank: text, tables and plots
@@ -273,7 +188,7 @@ def test_report_renders_in_headless_chromium(evaluated, chromium, tmp_path):
         # The same page with one image gone shows it as broken: the check can fail.
         (evaluated / "scatter_none.png").rename(tmp_path / "away.png")
         try:
-            _, broken = show(tools, evaluated / "report.html")
+            _, broken = browser.show(tools, evaluated / "report.html")
         finally:
             (tmp_path / "away.png").rename(evaluated / "scatter_none.png")
         assert broken == ["scatter_none.png"]

@@ -1,7 +1,9 @@
 """The experiments: which scans a seed trains on, datasets kept or simulated again, skipping
 done jobs, mean +- sd tables, the learning curve, and one tiny job trained with real Caffe."""
 import dataclasses
+import importlib.util
 import json
+import shlex
 
 import numpy as np
 import pytest
@@ -14,6 +16,12 @@ from fetal_biometry.labels import CLASSIFIER_CLASSES
 from fetal_biometry.measure import biometry, thresholds
 from fetal_biometry.nets import model as model_folder
 from fetal_biometry.patches import encoding as patches
+
+from conftest import ROOT
+
+_SPEC = importlib.util.spec_from_file_location("experiments_tool", ROOT / "tools" / "experiments.py")
+tool = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(tool)
 
 NAMES = [f"sim{i:05d}" for i in range(100)]
 
@@ -120,10 +128,10 @@ def test_the_randomisation_table_shows_what_leaving_each_out_changes():
         records.append(record)
     text, numbers = experiments.report("randomisations", Setup(), records, ("foreign",))
     assert list(numbers["foreign"]) == ["all randomisations, augmented x2",
-                                        "none (the ranges before issue 14), no augmentation",
+                                        "none (the first round's narrow ranges), no augmentation",
                                         "all randomisations, no augmentation"]
     change = text.split("Change from *all randomisations, augmented x2*")[1]
-    assert "| none (the ranges before issue 14), no augmentation | -0.150 |" in change
+    assert "| none (the first round's narrow ranges), no augmentation | -0.150 |" in change
     assert "| +2.5 % |" in change and "| all randomisations, no augmentation | -0.030 |" in change
 
 
@@ -201,6 +209,7 @@ def tiny(tmp_path_factory):
     return setup, jobs, experiments.run(setup, jobs, ("heldout", "foreign"), workers=2)
 
 
+@pytest.mark.slow  # trains two nets in worker processes
 def test_a_tiny_job_trains_with_caffe_and_writes_its_summary(tiny):
     setup, jobs, records = tiny
     folder = setup.job_dir(jobs[0])
@@ -219,6 +228,7 @@ def test_a_tiny_job_trains_with_caffe_and_writes_its_summary(tiny):
     assert "random_seed: 0" in solver and "max_iter: 4" in solver
 
 
+@pytest.mark.slow  # trains two nets in worker processes
 def test_finished_jobs_are_not_run_again_and_report_mean_and_sd(tiny):
     setup, jobs, records = tiny
     stamps = [(setup.job_dir(j) / experiments.SUMMARY).stat().st_mtime_ns for j in jobs]
@@ -236,15 +246,31 @@ def test_finished_jobs_are_not_run_again_and_report_mean_and_sd(tiny):
 
 
 def test_the_tool_refuses_more_training_scans_than_the_pool_holds(capsys):
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("experiments_tool", experiments.TOOL)
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
     with pytest.raises(SystemExit) as exit_:
         tool.main(["learning-curve", "--scans", "500", "--dry-run"])
     assert exit_.value.code == 2 and "pool holds 100 scans" in capsys.readouterr().err
 
 
+def test_a_plan_prints_one_standalone_command_per_job(capsys):
+    argv = ["ablation", "--seeds", "0", "2", "--jobs", "3", "--print-jobs", "--iterations=40"]
+    assert tool.main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    jobs, sets = experiments.ablation_plan((0, 2), iterations=40)
+    assert len(lines) == len(jobs) == 6
+    for index, line in enumerate(lines):
+        words = shlex.split(line)
+        assert words[:3] == ["fetal-experiments", "job", "ablation"] and "--jobs" not in words
+        args = tool.parser().parse_args(words[1:])
+        assert args.index == index and tool.plan(args) == (jobs, sets)
+        assert tool.plan(args)[0][args.index] == jobs[index]
+
+
+def test_a_job_index_outside_the_plan_is_an_error_naming_the_count(capsys):
+    assert tool.main(["job", "thresholds", "--seeds", "0", "--index", "3"]) == 1
+    assert "--index 3: the thresholds plan has 3 job(s), 0 to 2" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # trains two nets in worker processes
 def test_evaluations_under_other_limits_are_measured_again_from_their_maps(tiny):
     setup, jobs, records = tiny
     summary_file = setup.job_dir(jobs[1]) / experiments.SUMMARY
@@ -261,6 +287,7 @@ def test_evaluations_under_other_limits_are_measured_again_from_their_maps(tiny)
     assert maps.stat().st_mtime_ns == stamp  # measured from the stored maps, not classified again
 
 
+@pytest.mark.slow  # trains two nets in worker processes
 def test_the_thresholds_plan_chooses_from_the_validation_maps(tiny):
     setup, jobs, _ = tiny
     records = experiments.run(setup, jobs, ("validation",), workers=2)

@@ -3,7 +3,6 @@ fan on text panels and blank frames, and the real fans it finds (fetched ones wh
 import json
 import math
 
-import numpy as np
 import pytest
 
 from fetal_biometry.geometry import fan, fan_reference as fr, probe as geom

@@ -47,7 +47,7 @@ def test_dense_output_equals_patchwise_output_on_the_grid(tmp_path, scan, encodi
     planes = patches.encode(scan, directions, encoding)
     centers = [(y, x) for y in range(8, H, 4 * 5) for x in range(4, W, 4 * 4)]
     for (y, x), patch in zip(centers, patches.extract(planes, directions, centers, patches.SIZE, encoding)):
-        data = patch.astype(np.float32) * nets.INPUT_SCALE
+        data = patch.astype(np.float32) * patches.INPUT_SCALE
         expected = patch_net.forward(data=data[None])["prob"][0]
         np.testing.assert_allclose(probs[:, y, x], expected, atol=2e-5)
 

@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
+import dicom_files
 from fetal_biometry import simulator
 from fetal_biometry.geometry import probe as geom
 from fetal_biometry.io import dataset
@@ -161,52 +162,26 @@ def test_write_dataset_refuses_invalid_cases(tmp_path):
 
 # --------------------------------------------------------------------------- DICOM
 
-def _write_dicom(path, pixels: np.ndarray, photometric: str, bits: int = 8, lut=None) -> None:
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, UltrasoundImageStorage, generate_uid
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = UltrasoundImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
-    ds.Rows, ds.Columns = pixels.shape[:2]
-    ds.SamplesPerPixel = 3 if pixels.ndim == 3 else 1
-    if pixels.ndim == 3:
-        ds.PlanarConfiguration = 0
-    ds.PhotometricInterpretation = photometric
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 8 * pixels.itemsize, bits, bits - 1
-    ds.PixelRepresentation = 0  # unsigned
-    if lut is not None:  # (256, 3) 16-bit palette
-        for channel, colour in enumerate(("Red", "Green", "Blue")):
-            setattr(ds, f"{colour}PaletteColorLookupTableDescriptor", [256, 0, 16])
-            setattr(ds, f"{colour}PaletteColorLookupTableData", lut[:, channel].astype("<u2").tobytes())
-    ds.PixelData = pixels.tobytes()
-    ds.save_as(path, enforce_file_format=True)
-
-
 GRAY = np.random.default_rng(3).integers(0, 256, (24, 32)).astype(np.uint8)
 
 
 def test_dicom_gray_16_bit_monochrome1_rgb_and_palette(tmp_path):
-    _write_dicom(tmp_path / "m2.dcm", GRAY, "MONOCHROME2")
+    dicom_files.write(tmp_path / "m2.dcm", GRAY, "MONOCHROME2")
     np.testing.assert_array_equal(dataset.read_image(tmp_path / "m2.dcm"), GRAY)
 
     twelve = (GRAY.astype(np.uint16) * 16)  # 12 bits stored
-    _write_dicom(tmp_path / "m1.dcm", twelve, "MONOCHROME1", bits=12)
+    dicom_files.write(tmp_path / "m1.dcm", twelve, "MONOCHROME1", bits=12)
     expected = 255 - np.rint(twelve.astype(float) * 255 / 4095).astype(np.uint8)
     np.testing.assert_array_equal(dataset.read_image(tmp_path / "m1.dcm"), expected)
 
     rgb = np.stack([GRAY, 255 - GRAY, np.full_like(GRAY, 100)], axis=-1)
-    _write_dicom(tmp_path / "rgb.dcm", rgb, "RGB")
+    dicom_files.write(tmp_path / "rgb.dcm", rgb, "RGB")
     luma = np.rint(rgb @ np.array([0.299, 0.587, 0.114]))
     np.testing.assert_allclose(dataset.read_image(tmp_path / "rgb.dcm"), luma, atol=1)
 
     index = np.arange(256)
-    lut = np.stack([index, 255 - index, np.full(256, 100)], axis=1) * 257
-    _write_dicom(tmp_path / "pal.dcm", GRAY, "PALETTE COLOR", lut=lut)
+    lut = (np.stack([index, 255 - index, np.full(256, 100)], axis=1) * 257).astype(np.uint16)
+    dicom_files.write(tmp_path / "pal.dcm", GRAY, "PALETTE COLOR", lut=lut)
     np.testing.assert_allclose(dataset.read_image(tmp_path / "pal.dcm"), luma, atol=1)
 
 
@@ -214,11 +189,7 @@ def test_unreadable_and_multiframe_dicom_are_reported(tmp_path):
     (tmp_path / "junk.dcm").write_bytes(b"not dicom at all")
     with pytest.raises(ValueError, match="unreadable DICOM"):
         dataset.read_image(tmp_path / "junk.dcm")
-    from pydicom import dcmread
-    _write_dicom(tmp_path / "cine.dcm", np.concatenate([GRAY, GRAY]), "MONOCHROME2")
-    ds = dcmread(tmp_path / "cine.dcm")
-    ds.Rows, ds.NumberOfFrames = GRAY.shape[0], 2
-    ds.save_as(tmp_path / "cine.dcm")
+    dicom_files.write(tmp_path / "cine.dcm", np.stack([GRAY, GRAY]), frames=2)
     with pytest.raises(ValueError, match="2 frames"):
         dataset.read_image(tmp_path / "cine.dcm")
 
@@ -226,7 +197,7 @@ def test_unreadable_and_multiframe_dicom_are_reported(tmp_path):
 def test_a_case_may_hold_a_dicom_image(copy):
     image = cv2.imread(str(copy / "images" / "sim00002.png"), cv2.IMREAD_UNCHANGED)
     (copy / "images" / "sim00002.png").unlink()
-    _write_dicom(copy / "images" / "sim00002.dcm", image, "MONOCHROME2")
+    dicom_files.write(copy / "images" / "sim00002.dcm", image)
     assert dataset.validate(copy) == []
     np.testing.assert_array_equal(dataset.open(copy).read("sim00002").image, image)
     cv2.imwrite(str(copy / "images" / "sim00002.png"), image)

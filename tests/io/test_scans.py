@@ -251,3 +251,10 @@ def test_deep_pixels_are_scaled_by_their_stored_depth_never_their_range(store, t
         assert "use only 12 of 16 bits" in text and "no PNG sBIT chunk" in text
     else:
         assert "12-bit pixels" in text
+
+
+def test_png_bytes_round_trip_gray_and_colour():
+    gray = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    colour = np.dstack([gray, gray[::-1], np.zeros_like(gray)])
+    assert np.array_equal(scans.imread(scans.encode_png(gray)), gray)
+    assert np.array_equal(scans.imread(scans.encode_png(colour))[..., ::-1], colour)

@@ -304,3 +304,22 @@ def test_a_map_without_fluid_or_body_outline_is_not_measured_and_does_not_crash(
     # filling the map, whose only "hole" is the padding ring.
     measured = bm.measure(np.zeros((256, 256), np.uint8), 0.5)
     assert measured.ac_mm is None and measured.reasons
+
+
+def test_sampson_distance_of_points_off_a_circle_is_their_radial_offset():
+    # x^2 + y^2 - 1 = 0, the unit circle: points at radius 1.01 are 0.01 away (to first order).
+    conic = np.array([1.0, 0.0, 1.0, 0.0, 0.0, -1.0])
+    angles = np.linspace(0, 2 * np.pi, 12, endpoint=False)
+    distance, gradient = el.sampson(conic, 1.01 * np.cos(angles), 1.01 * np.sin(angles))
+    np.testing.assert_allclose(distance, 0.01, rtol=0.01)
+    assert gradient.shape == (12, 2)
+
+
+def test_plain_fit_of_an_outline_recovers_the_ellipse_and_its_record():
+    truth = el.Ellipse(120.0, 90.0, 60.0, 40.0, 30.0)
+    found, rms = el.fit(el.ellipse_points(truth, 90))
+    assert rms < 1e-6
+    record = el.record(found)
+    np.testing.assert_allclose(record["center"], [120, 90], atol=1e-6)
+    np.testing.assert_allclose(record["semi_axes"], [60, 40], atol=1e-6)
+    assert record["angle_deg"] == pytest.approx(30, abs=1e-6)

@@ -11,7 +11,6 @@ import pytest
 from fetal_biometry import atomic
 from fetal_biometry.caffe_env import caffe
 from fetal_biometry.evaluation import metrics
-from fetal_biometry.geometry import probe as geom
 from fetal_biometry.inference import dense as inference
 from fetal_biometry.io import sequences
 from fetal_biometry.measure import sweeps

@@ -1,4 +1,4 @@
-"""Checks before Caffe: each bad file or size of issue 16.2 aborts Caffe (shown in a child
+"""Checks before Caffe: each bad net, weights file, solver state or input size here aborts Caffe (shown in a child
 process, so this suite survives it) and gets a clear CheckError here instead."""
 import hashlib
 import pathlib
@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from fetal_biometry.caffe_env import package_dir
-from fetal_biometry.nets import checks, model as model_folder, solvers, spec as nets, training
+from fetal_biometry.nets import checks, model as model_folder, sizes, solvers, spec as nets, training
 
 from conftest import ROOT
 
@@ -165,9 +165,9 @@ def test_an_input_over_int_max_aborts_caffe_and_gets_a_limit_here(tmp_path):
     fcn = nets.patch_classifier_dense(3, 8000, 8000)
     with pytest.raises(checks.CheckError, match=r"input 1x3x8000x8000 is too large for Caffe: blob "
                                                 r"'f5 \(im2col buffer\)'.*up to 2616x2616"):
-        checks.check_input_size((1, 3, 8000, 8000), fcn)
+        sizes.check_input_size((1, 3, 8000, 8000), fcn)
     # The limit is Caffe's own, to the pixel: 2616 sets up, 2617 aborts.
-    checks.check_input_size((1, 3, 2616, 2616), fcn)
+    sizes.check_input_size((1, 3, 2616, 2616), fcn)
     too_big = nets.save(nets.patch_classifier_dense(3, 2617, 2617), tmp_path / "fcn.prototxt")
     assert "blob size exceeds INT_MAX" in _caffe_aborts("caffe.Net(sys.argv[1], caffe.TEST)", too_big)
     fits = nets.save(nets.patch_classifier_dense(3, 2616, 2616), tmp_path / "fits.prototxt")
@@ -180,7 +180,7 @@ def test_blob_counts_agree_with_caffe(tmp_path):
             "print(json.dumps({k: v.count for k, v in net.blobs.items()}))")
     import json
     caffe_counts = json.loads(checks.run_caffe_child(code, fcn).strip().splitlines()[-1])
-    counts = checks.blob_counts(fcn, (1, 3, 203, 257))
+    counts = sizes.blob_counts(fcn, (1, 3, 203, 257))
     assert {k: counts[k] for k in caffe_counts} == caffe_counts
 
 

@@ -16,7 +16,7 @@ def test_training_writes_a_model_folder_that_loads(fetal_model):
     assert model.weights.is_file() and model.weights.parent.name == "snapshots"
     assert record["data"]["records"]["train"] > 0 and len(record["data"]["manifest_sha256"]) == 64
     assert record["training"]["iterations"] == 4 and record["versions"]["caffe"]
-    assert record["input"] == {"scale": nets.INPUT_SCALE, "mean": None}
+    assert record["input"] == {"scale": patches.INPUT_SCALE, "mean": None}
     assert (fetal_model / "net.png").read_bytes()[:4] == b"\x89PNG"  # the deploy net's diagram
 
 

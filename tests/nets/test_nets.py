@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from fetal_biometry.caffe_env import caffe
-from fetal_biometry.nets import catalog, spec as nets
+from fetal_biometry.nets import catalog, solvers, spec as nets
 
 from conftest import ROOT
 
@@ -92,3 +92,12 @@ def test_segmenter_train_net_ignores_outside_and_normalises_by_valid_pixels():
     assert loss.loss_param.normalization == caffe().params.Loss.VALID
     plain = nets.segmenter("img", "lab", balance="none")
     assert next(layer for layer in plain.layer if layer.name == "loss").type == "SoftmaxWithLoss"
+
+
+@pytest.mark.parametrize("name, iteration", [("net_iter_1500.caffemodel", 1500),
+                                             ("a_iter_b_iter_7.solverstate", 7),
+                                             ("net_iter_.caffemodel", None),
+                                             ("net_iter_12x.caffemodel", None),
+                                             ("net.caffemodel", None)])
+def test_snapshot_iteration_reads_caffe_snapshot_names(name, iteration):
+    assert solvers.snapshot_iteration(name) == iteration

@@ -1,7 +1,6 @@
 """The pycaffe training driver, on real Caffe with real LMDBs."""
 import json
 import pathlib
-import os
 import signal
 import subprocess
 import sys
@@ -11,7 +10,7 @@ import numpy as np
 import pytest
 
 from fetal_biometry.caffe_env import caffe
-from fetal_biometry.nets import solvers, spec as nets, training
+from fetal_biometry.nets import monitor, solvers, spec as nets, training
 
 from conftest import ROOT
 
@@ -148,15 +147,10 @@ def test_a_broken_solver_file_is_named(tmp_path):
         training.precheck(path)
 
 
-def test_fetal_patch_classifier_trains_on_simulated_lmdbs(tmp_path):
-    from fetal_biometry import simulator
-    from fetal_biometry.io import dataset
+def test_fetal_patch_classifier_trains_on_simulated_lmdbs(tmp_path, simulated_dataset):
     from fetal_biometry.patches import records as patch_records
 
-    data = tmp_path / "sim"
-    narrow = simulator.NARROW  # the first round's scans: 80 iterations on 6 of them must learn
-    dataset.write_dataset(data, simulator.simulate(6, seed=11, shape=(128, 128), appearance=narrow),
-                          generator=simulator.generator_record(11, (128, 128), "convex", 0.3, narrow))
+    data = simulated_dataset(6, 11, (128, 128))  # the first round's scans: 80 iterations must learn
     patch_records.build(patch_records.dataset_scans(data), tmp_path / "lmdb", "channels",
                         per_class={c: 30 for c in range(5)}, fractions=(0.67, 0.33, 0.0), seed=0)
     train = nets.save(nets.patch_classifier(str(tmp_path / "lmdb/train_lmdb"), 32), tmp_path / "t.prototxt")
@@ -171,7 +165,7 @@ def test_fetal_patch_classifier_trains_on_simulated_lmdbs(tmp_path):
     assert len(result.validation["per_class_accuracy"]) == 5
 
 
-# ----------------------------------------------------------------------------- issue 16
+# ------------------------------------------------ bad solvers, divergence, killed and full runs
 
 def _checksums(folder):
     import hashlib
@@ -188,18 +182,18 @@ def _dead_pid():
 def test_divergence_rules_on_synthetic_runs():
     rng = np.random.default_rng(0)
     healthy = 2.3 * np.exp(-np.arange(400) / 60) + 0.05 + 0.3 * rng.random(400)
-    watch = training.Divergence(window=20, warmup=100)
+    watch = monitor.Divergence(window=20, warmup=100)
     assert not any(watch.loss(i + 1, l) for i, l in enumerate(healthy))
     # The Adam-at-base_lr-1000 shape: 1.6, then up to ~70 and staying there.
     rising = np.r_[np.linspace(1.6, 1.2, 60), np.linspace(1.2, 70, 40), np.full(100, 70.0)]
-    watch = training.Divergence(window=20, warmup=100)
+    watch = monitor.Divergence(window=20, warmup=100)
     reasons = [watch.loss(i + 1, l) for i, l in enumerate(rising)]
     fired = next(i + 1 for i, r in enumerate(reasons) if r)
     assert 60 < fired < 120 and watch.onset <= 62 and "stayed above 3x" in reasons[fired - 1]
-    watch = training.Divergence(window=20, warmup=100)
+    watch = monitor.Divergence(window=20, warmup=100)
     assert "nan" in watch.loss(1, float("nan"))
     chance = {"accuracy": 0.2, "confusion": [[10, 0], [40, 0]]}  # always class 1 would score 0.8
-    watch = training.Divergence(window=20, warmup=100)
+    watch = monitor.Divergence(window=20, warmup=100)
     assert watch.validation(150, {"accuracy": 0.79, "confusion": [[10, 0], [40, 0]]})
     assert watch.validation(50, chance) is None  # still warming up
     fine = {"accuracy": 0.9, "confusion": [[9, 1], [4, 36]]}
@@ -207,7 +201,7 @@ def test_divergence_rules_on_synthetic_runs():
 
 
 def test_adam_at_huge_lr_stops_with_the_last_good_snapshot(tutorial_solver, tmp_path):
-    # Issue 16.3: Adam at base_lr 1000 ran to "done"; the softmax loss saturates, never 1000x.
+    # Adam at base_lr 1000 ran to "done"; the softmax loss saturates, never 1000x.
     out = tmp_path / "run"
     training.train(tutorial_solver(max_iter=6), out, progress=False, plot=False)
     good = training.latest_snapshot(out)
@@ -286,7 +280,7 @@ def test_resume_from_the_wrong_file_is_a_clear_error(tutorial_solver, tmp_path):
 
 
 def test_a_killed_snapshot_never_counts_and_its_leftovers_go(tutorial_solver, tmp_path, capfd):
-    # Issue 16.4: kill -9 of the trainer, many times in the middle of a snapshot.
+    # kill -9 of the trainer, many times in the middle of a snapshot.
     solver = tutorial_solver(max_iter=100000, snapshot=1)
     out = tmp_path / "run"
     code = ("import sys; from fetal_biometry.nets import training;"
@@ -305,15 +299,11 @@ def test_a_killed_snapshot_never_counts_and_its_leftovers_go(tutorial_solver, tm
     (staging / "snap_iter_999.caffemodel").write_bytes(b"half")
     (out / "snapshots/snap_iter_998.caffemodel").write_bytes(b"weights without their state")
     last = training.latest_snapshot(out)
-    assert last.with_suffix(".caffemodel").is_file() and _iteration(last) < 998
-    result = training.train(solver, out, resume=last, max_iter=_iteration(last) + 1,
+    assert last.with_suffix(".caffemodel").is_file() and solvers.snapshot_iteration(last) < 998
+    result = training.train(solver, out, resume=last, max_iter=solvers.snapshot_iteration(last) + 1,
                             progress=False, plot=False)
-    assert result.iterations == _iteration(last) + 1
+    assert result.iterations == solvers.snapshot_iteration(last) + 1
     assert "removed" in capfd.readouterr().err and not list(out.glob("snapshots/.staging*"))
-
-
-def _iteration(state):
-    return int(state.stem.rsplit("_iter_", 1)[1])
 
 
 def test_a_file_size_limit_is_a_clear_error_and_the_last_snapshot_stays(tutorial_solver, tmp_path):

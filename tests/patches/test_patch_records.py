@@ -8,7 +8,7 @@ import pytest
 
 from fetal_biometry.caffe_env import caffe
 from fetal_biometry.geometry import probe as geom
-from fetal_biometry.io import lmdb_writer
+from fetal_biometry.io import dataset, lmdb_writer
 from fetal_biometry.labels import OUTSIDE
 from fetal_biometry.nets import spec as nets
 from fetal_biometry.patches import encoding as patches, records as patch_records
@@ -28,7 +28,7 @@ def _scan(name, seed, spacing=0.5):
     labels[50:56, 20:30] = 3
     labels[60:75, 40:60] = 4
     labels[~geom.fan_mask(PROBE, (H, W))] = OUTSIDE
-    return patch_records.Scan(name, image, labels, PROBE, spacing)
+    return dataset.Scan(name, image, labels, PROBE, spacing)
 
 
 SCANS = [_scan(f"case{i:02d}", i) for i in range(10)]
@@ -96,7 +96,7 @@ def test_scans_at_other_spacings_give_patches_of_the_same_anatomy(tmp_path):
     fine_image = cv2.resize(coarse.image, None, fx=2, fy=2, interpolation=cv2.INTER_LINEAR)
     fine_labels = cv2.resize(coarse.labels, None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST)
     fine_probe = geom.ConvexProbe((2 * 36.0 + 0.5, 2 * -40.0 + 0.5), 0.0, 400.0, (-35.0, 35.0))
-    fine = patch_records.Scan("fine", fine_image, fine_labels, fine_probe, 0.25)
+    fine = dataset.Scan("fine", fine_image, fine_labels, fine_probe, 0.25)
     image_c, labels_c, dirs_c = patch_records.at_spacing(coarse, 0.5)
     image_f, labels_f, dirs_f = patch_records.at_spacing(fine, 0.5)
     assert image_f.shape == image_c.shape
@@ -121,13 +121,13 @@ def test_bad_inputs_are_all_reported_and_nothing_is_written(tmp_path):
     patch_records.build(SCANS, tmp_path / "out", "none", 16, PER_CLASS, seed=1)
     before = (tmp_path / "out/train_lmdb/data.mdb").read_bytes()
     bad = list(SCANS)
-    bad[2] = patch_records.Scan("case02", SCANS[2].image, SCANS[2].labels[:-1], PROBE, 0.5)
+    bad[2] = dataset.Scan("case02", SCANS[2].image, SCANS[2].labels[:-1], PROBE, 0.5)
     labels = SCANS[3].labels.copy()
     labels[0, 0] = 42
-    bad[3] = patch_records.Scan("case03", SCANS[3].image, labels, PROBE, 0.5)
+    bad[3] = dataset.Scan("case03", SCANS[3].image, labels, PROBE, 0.5)
     labels = SCANS[4].labels.copy()
     labels[labels == 3] = 5
-    bad[4] = patch_records.Scan("case04", SCANS[4].image, labels, PROBE, 0.5)
+    bad[4] = dataset.Scan("case04", SCANS[4].image, labels, PROBE, 0.5)
     with pytest.raises(patch_records.RecordError) as err:
         patch_records.build(bad, tmp_path / "out", "none", 16, PER_CLASS, seed=1, require_all=True)
     message = str(err.value)
@@ -153,10 +153,10 @@ def test_bad_inputs_are_all_reported_and_nothing_is_written(tmp_path):
           strip_shadow=True), "have no pixels of the classes asked for"),
 ])
 def test_arguments_that_would_give_empty_or_useless_lmdbs_are_refused(tmp_path, kwargs, message):
-    # Issue 16.6: these exited 0 with empty LMDBs or 0x0 patches, or gave a traceback.
+    # These once exited 0 with empty LMDBs or 0x0 patches, or gave a traceback.
     scans = kwargs.pop("scans", SCANS)
     if kwargs.pop("strip_shadow", False):
-        scans = [patch_records.Scan(s.name, s.image, np.where(s.labels == 4, 5, s.labels).astype(np.uint8),
+        scans = [dataset.Scan(s.name, s.image, np.where(s.labels == 4, 5, s.labels).astype(np.uint8),
                                     s.geometry, s.spacing_mm) for s in scans]
     args = dict(encoding="none", size=16, per_class=PER_CLASS, seed=1)
     args.update(kwargs)
@@ -166,7 +166,7 @@ def test_arguments_that_would_give_empty_or_useless_lmdbs_are_refused(tmp_path, 
 
 
 def test_memory_per_scan_is_bounded():
-    # Issue 16.7: make_lmdb peaked at 4.7 GB on one 8000x8000 scan: whole-scan float64
+    # make_lmdb once peaked at 4.7 GB on one 8000x8000 scan: whole-scan float64
     # temporaries (~72 bytes per pixel for the beam map, ~26 more for the patches).
     import tracemalloc
 
@@ -184,11 +184,11 @@ def test_memory_per_scan_is_bounded():
         del directions
         tracemalloc.reset_peak()
         kept = tracemalloc.get_traced_memory()[0]
-        patch_records.scan_records(patch_records.Scan("big", image, labels, probe, 0.5), "channels",
+        patch_records.scan_records(dataset.Scan("big", image, labels, probe, 0.5), "channels",
                                    40, PER_CLASS, rng, 0.5)
         records_peak = tracemalloc.get_traced_memory()[1] - kept
         tracemalloc.reset_peak()
-        patch_records.augmented_records(patch_records.Scan("big", image, labels, probe, 0.5), "channels",
+        patch_records.augmented_records(dataset.Scan("big", image, labels, probe, 0.5), "channels",
                                         40, PER_CLASS, rng, 0.5, copies=1)
         augmented_peak = tracemalloc.get_traced_memory()[1] - kept
     finally:

@@ -125,7 +125,7 @@ def test_simulate_tool_writes_mixed_planes(tmp_path):
 
 def test_heads_in_hc18_layout_import_back_to_their_hc(tmp_path):
     from fetal_biometry import importers
-    from fetal_biometry.evaluation import scans as evaluation
+    from fetal_biometry.evaluation import metrics
 
     out = tmp_path / "hc18"
     run = subprocess.run([sys.executable, str(ROOT / "tools" / "simulate.py"), "--cases", "5", "--plane",
@@ -142,7 +142,7 @@ def test_heads_in_hc18_layout_import_back_to_their_hc(tmp_path):
     assert warnings == []
     truth = [cases.simulate_case(4, i, (256, 256), plane="head").biometry.circumference_mm for i in range(5)]
     got = [c.biometry.circumference_mm for c in dataset.open(imported).iter_cases()]
-    errors = evaluation.hc_errors(got, truth)
+    errors = metrics.hc_errors(got, truth)
     assert errors["n"] == 5 and errors["mean_absolute_difference_mm"] < 1.5  # the ring's own error
     assert errors["max_absolute_percent"] < 1.0
     bad = subprocess.run([sys.executable, str(ROOT / "tools" / "simulate.py"), "--cases", "2",
