@@ -10,7 +10,7 @@ import pytest
 
 from fetal_biometry.io import dataset
 
-from conftest import ROOT
+from conftest import ROOT, train_patch_model
 
 
 def _infer(*args, cwd=ROOT):
@@ -149,21 +149,7 @@ def test_weights_of_another_model_are_refused(fetal_model, tmp_path, fetal_data)
 @pytest.fixture(scope="module")
 def none_model(tmp_path_factory, fetal_data):
     """A model folder of encoding 'none' (no beam directions), trained for a few iterations."""
-    from fetal_biometry.nets import solvers, spec as nets, training
-    from fetal_biometry.patches import records as patch_records
-
-    folder = tmp_path_factory.mktemp("none_model")
-    lmdbs = folder / "lmdb"
-    patch_records.build(patch_records.dataset_scans(fetal_data), lmdbs, "none",
-                        per_class={c: 4 for c in range(5)}, fractions=(0.5, 0.25, 0.25), seed=0)
-    train = nets.save(nets.patch_classifier(str(lmdbs / "train_lmdb"), 16), folder / "train.prototxt")
-    val = nets.save(nets.patch_classifier(str(lmdbs / "val_lmdb"), 8), folder / "val.prototxt")
-    solver = solvers.save(solvers.adam(str(train), 1e-3, str(val), test_iter=[1], test_interval=4,
-                                       max_iter=4, random_seed=1,
-                                       snapshot_prefix=str(folder / "run/snapshots/net")),
-                          folder / "solver.prototxt")
-    training.train(solver, folder / "run", progress=False, plot=False)
-    return folder / "run"
+    return train_patch_model(tmp_path_factory.mktemp("none_model"), fetal_data, "none")
 
 
 def _fanless(tmp_path):
