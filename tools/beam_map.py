@@ -116,16 +116,6 @@ def _write(out: pathlib.Path, stem: str, gray: np.ndarray, directions: np.ndarra
     atomic.write_bytes(out / f"{stem}_beam.png", scans.encode_png(figures.beam_picture(gray, directions)))
 
 
-def probe_of(scan: scans.ScanImage, given: pathlib.Path | None,
-             accept_below: float | None = None) -> fan.Estimate:
-    """The scan's probe: from the --geometry file (ValueError naming it), else estimated from
-    its RGB pixels with the file's priors (geometry None where no fan is found)."""
-    if given:
-        return fan.Estimate(geom.read_file(given, scan.gray.shape), 1.0, f"given ({given})")
-    return fan.estimate_scan(scan.rgb, fan.priors_from(scan.transducer, scan.reference_pixel),
-                             accept_below)
-
-
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -146,7 +136,7 @@ def main(argv=None) -> int:
     results = []
     for scan in found:
         try:
-            results.append((scan, probe_of(scan, args.geometry, args.accept_fan_below)))
+            results.append((scan, fan.probe_of(scan, args.geometry, args.accept_fan_below)))
         except ValueError as error:  # the geometry file's problem, naming it
             print(f"error: {error}", file=sys.stderr)
             return 2

@@ -151,24 +151,20 @@ def _images(path: pathlib.Path, args, encoding: str):
     hidden = dicom.is_dicom(path) and not args.keep_names  # the file name may be the patient's
     for scan in scans.read_scans(path, frame=args.frame, region=args.region, spacing=args.spacing,
                                  keep_name=args.keep_names):
-        if args.geometry is not None:
-            probe, how = geom.read_file(args.geometry, scan.gray.shape), f"given ({args.geometry})"
-        else:
-            estimate = fan.estimate_scan(scan.rgb, fan.priors_from(scan.transducer, scan.reference_pixel),
-                                         args.accept_fan_below)
-            probe, how = estimate.geometry, estimate.source
-            if probe is None:
-                if encoding != inference.NO_FAN_ENCODING:
-                    spacing = ("unknown" if scan.spacing_mm is None
-                               else f"{scan.spacing_mm:.4g} mm ({scan.spacing_source})")
-                    raise ValueError(f"{estimate.source}; pixel spacing {spacing}; the model's "
-                                     f"encoding {encoding!r} needs "
-                                     "beam directions: pass --geometry FILE, --accept-fan-below C, "
-                                     f"or use a model of encoding {inference.NO_FAN_ENCODING!r}")
-                how += (f"; classified over the whole image with encoding "
-                        f"{inference.NO_FAN_ENCODING!r}, which needs no beam directions")
-            elif estimate.low_confidence:
-                tqdm.write(f"infer: warning: {path}: {estimate.source}", file=sys.stderr)
+        estimate = fan.probe_of(scan, args.geometry, args.accept_fan_below)
+        probe, how = estimate.geometry, estimate.source
+        if probe is None:
+            if encoding != inference.NO_FAN_ENCODING:
+                spacing = ("unknown" if scan.spacing_mm is None
+                           else f"{scan.spacing_mm:.4g} mm ({scan.spacing_source})")
+                raise ValueError(f"{estimate.source}; pixel spacing {spacing}; the model's "
+                                 f"encoding {encoding!r} needs "
+                                 "beam directions: pass --geometry FILE, --accept-fan-below C, "
+                                 f"or use a model of encoding {inference.NO_FAN_ENCODING!r}")
+            how += (f"; classified over the whole image with encoding "
+                    f"{inference.NO_FAN_ENCODING!r}, which needs no beam directions")
+        elif estimate.low_confidence:
+            tqdm.write(f"infer: warning: {path}: {estimate.source}", file=sys.stderr)
         record = {"source": scan.name if hidden else str(path), "frame": args.frame, "region": scan.region,
                   "spacing_mm": scan.spacing_mm, "spacing_source": scan.spacing_source,
                   "geometry_source": how, "warnings": list(scan.warnings)}

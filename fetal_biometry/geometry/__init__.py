@@ -12,7 +12,7 @@ __getattr__, __dir__, __all__ = lazy(__name__, {
               "problems", "to_dict", "from_dict", "read_file"),
     "fan": ("PARALLEL_DEG", "MAX_EDGE_DEG", "MAX_INWARD_DEG", "MAX_CHROMA", "MIN_FILL",
             "MIN_CONFIDENCE", "MIN_TEXTURE", "MAX_SIDE", "FanNotFound", "detect_fan", "Line",
-            "estimate_geometry", "Priors", "priors_from", "Estimate", "estimate_scan"),
+            "estimate_geometry", "Priors", "priors_from", "Estimate", "estimate_scan", "probe_of"),
     "fan_reference": ("Reference", "read_manifest", "read_image", "score", "text_panel",
                       "blank_frame", "negatives"),
     "resample": ("scale_factor", "shape", "geometry", "image", "labels", "back"),

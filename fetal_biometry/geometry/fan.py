@@ -146,6 +146,19 @@ def estimate_scan(rgb: np.ndarray, priors: Priors = Priors(),
                                        f"threshold {MIN_CONFIDENCE:.3f}){with_priors}", priors=used)
 
 
+def probe_of(scan, given=None, accept_below: float | None = None) -> Estimate:
+    """The rule every tool follows for a scan's probe: the ``--geometry`` file when given
+    (ValueError naming it), else estimated from the scan's RGB pixels with the priors its file
+    states (:func:`estimate_scan`: geometry None where no fan is found).
+
+    ``scan`` is a :class:`fetal_biometry.io.scans.ScanImage` (rgb, gray, transducer,
+    reference_pixel).
+    """
+    if given:
+        return Estimate(geom.read_file(given, scan.gray.shape), 1.0, f"given ({given})")
+    return estimate_scan(scan.rgb, priors_from(scan.transducer, scan.reference_pixel), accept_below)
+
+
 def _gray(image: np.ndarray) -> np.ndarray:
     """8-bit gray; in an RGB image, coloured pixels (overlays: calipers, measurement text,
     colour bars) become background, for B-mode echoes are gray."""
