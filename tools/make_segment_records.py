@@ -55,13 +55,17 @@ def main(argv=None) -> int:
     parser.add_argument("--augment", type=int, default=0, metavar="K",
                         help=f"augmented versions of each training scan, 0 to {segment_records.MAX_AUGMENT}")
     parser.add_argument("--seed", type=int, default=0, help="split, key order and augmentation seed")
+    parser.add_argument("--weighting", choices=tuple(segment_records.WEIGHTINGS),
+                        default=segment_records.WEIGHTING,
+                        help="class weights: sqrt = max(1, sqrt(median freq / freq)) (default), "
+                             "full = min(10, max(1, median freq / freq)); docs/segmenter.md")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace OUT if it holds records this tool wrote before")
     args = parser.parse_args(argv)
     source = pathlib.Path(args.dataset)
     try:
         segment_records.check_arguments(args.encoding, args.spacing_mm, args.tile, args.splits,
-                                        args.seed, args.augment)
+                                        args.seed, args.augment, args.weighting)
         for path in atomic.claim_output(args.out, segment_records.TOOL, [source], args.overwrite, "OUT"):
             print(f"make_segment_records: removed {path}, left by an interrupted run", file=sys.stderr)
         data = dataset.open(source)
@@ -69,7 +73,8 @@ def main(argv=None) -> int:
             data, args.out, args.encoding, args.spacing_mm, args.tile, args.splits, args.seed,
             args.augment, progress=lambda it, desc: tqdm(it, desc=desc, unit="scan"),
             sources={"dataset": str(source.resolve()), "generator": data.generator,
-                     "dataset_json_sha256": hashlib.sha256((source / "dataset.json").read_bytes()).hexdigest()})
+                     "dataset_json_sha256": hashlib.sha256((source / "dataset.json").read_bytes()).hexdigest()},
+            weighting=args.weighting)
     except (dataset.DatasetError, segment_records.RecordError, atomic.OutputError, OSError) as err:
         print(f"make_segment_records: error: {err}", file=sys.stderr)
         return 1

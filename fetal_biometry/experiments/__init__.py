@@ -12,7 +12,7 @@ __getattr__, __dir__, __all__ = lazy(__name__, {
              "generator", "holds", "simulated", "Job", "Setup", "training_scans", "read_record",
              "done", "trained", "minutes", "run_job", "job_from_spec", "datasets", "prepare",
              "run_alone", "run", "SEGMENTER_JOB_MINUTES", "SEGMENTER_WIDTHS", "SEGMENTER_SPACINGS",
-             "SEGMENTER_TIE", "job_of"),
+             "SEGMENTER_WEIGHTINGS", "SEGMENTER_SIZE_ENCODING", "SEGMENTER_TIE", "job_of"),
     "plans": ("Plan", "patch_size_plan", "ablation_plan", "learning_curve_plan",
               "thresholds_plan", "variants", "randomisations_plan", "HEADINGS", "METRICS",
               "PERCENT", "mean_sd", "aggregate", "cell", "table", "PANELS", "STYLES", "curves",

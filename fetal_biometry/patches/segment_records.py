@@ -36,7 +36,10 @@ lifted about 3-4x; the large ones (background, fluid, shadow, abdomen) keep one 
 them, because a weight tilts every boundary towards the heavier class: with the full weights
 (fluid 0.66, abdomen 1.13) the abdomen's outline moved outwards and the AC of the first
 segmenter read +1.5 % (median, validation scans) where dividing its probabilities by the weights
-gave +0.9 %. ``infogain.binaryproto`` holds ``diag(w)`` for Caffe's InfogainLoss
+gave +0.9 %. ``weighting="full"`` drops the square root and caps the weight instead:
+``w_c = min(FULL_CAP, max(1, median(f) / f_c))`` (the rare classes about 8-10x, the large ones
+still one weight): the candidate tried for the small classes (docs/segmenter.md).
+``infogain.binaryproto`` holds ``diag(w)`` for Caffe's InfogainLoss
 (:func:`fetal_biometry.nets.segmenter`).
 """
 from __future__ import annotations
@@ -114,20 +117,31 @@ def augmented(image: np.ndarray, labels: np.ndarray, directions: np.ndarray, pro
     return encoded(image, labels, directions, probe, encoding)
 
 
-#: How the class weights are made (the manifest records it; records made otherwise are stale).
-BALANCE = "InfogainLoss, diag H = max(1, sqrt(median frequency / frequency)), mean weight of a training pixel 1"
+#: How the class weights are made, by weighting (the manifest records it; records made
+#: otherwise are stale). ``sqrt`` is the default.
+WEIGHTINGS = {
+    "sqrt": "InfogainLoss, diag H = max(1, sqrt(median frequency / frequency)), mean weight of a "
+            "training pixel 1",
+    "full": "InfogainLoss, diag H = min(10, max(1, median frequency / frequency)), mean weight of a "
+            "training pixel 1",
+}
+WEIGHTING = "sqrt"
+BALANCE = WEIGHTINGS[WEIGHTING]
+FULL_CAP = 10.0  # the largest weight of ``full`` relative to the large classes'
 
 
-def class_weights(pixels: Sequence[int]) -> list[float]:
-    """Softened median-frequency weights, never below the large classes' (module doc), from
-    training pixels per class; a class without pixels gets weight 1 (it never contributes)."""
+def class_weights(pixels: Sequence[int], weighting: str = WEIGHTING) -> list[float]:
+    """Median-frequency weights, never below the large classes' (module doc), from training
+    pixels per class: softened by a square root (``sqrt``) or capped at :data:`FULL_CAP`
+    (``full``); a class without pixels gets weight 1 (it never contributes)."""
     counts = np.asarray(pixels, float)
     seen = counts > 0
     if not seen.any():
         return [1.0] * len(counts)
     freq = counts / counts.sum()
+    ratio = np.median(freq[seen]) / freq[seen]
     weights = np.ones(len(counts))
-    weights[seen] = np.maximum(1.0, np.sqrt(np.median(freq[seen]) / freq[seen]))
+    weights[seen] = np.maximum(1.0, np.sqrt(ratio) if weighting == "sqrt" else np.minimum(FULL_CAP, ratio))
     weights[seen] /= float((freq * weights).sum())
     return [float(w) for w in weights]
 
@@ -144,7 +158,7 @@ def infogain_blob(weights: Sequence[float]) -> bytes:
 
 
 def check_arguments(encoding: str, spacing_mm: float, tile: int, fractions, seed: int,
-                    augment: int, depth: int = nets.UNET_DEPTH) -> None:
+                    augment: int, weighting: str = WEIGHTING, depth: int = nets.UNET_DEPTH) -> None:
     """Refuse parameters that would give useless records (options named)."""
     problems = []
     if encoding not in scan_encoding.ENCODINGS:
@@ -164,6 +178,8 @@ def check_arguments(encoding: str, spacing_mm: float, tile: int, fractions, seed
     if isinstance(augment, bool) or not isinstance(augment, (int, np.integer)) \
             or not 0 <= augment <= MAX_AUGMENT:
         problems.append(f"augmented copies {augment!r} (--augment): 0 to {MAX_AUGMENT}")
+    if weighting not in WEIGHTINGS:
+        problems.append(f"class weighting {weighting!r} (--weighting): one of {tuple(WEIGHTINGS)}")
     if problems:
         raise RecordError("; ".join(problems))
 
@@ -208,14 +224,15 @@ def build(data: dataset.Dataset, out: str | os.PathLike, encoding: str = "channe
           spacing_mm: float = SPACING_MM, tile: int = TILE,
           fractions: tuple[float, float, float] = (0.7, 0.15, 0.15), seed: int = 0,
           augment: int = 0, splits: dict[str, list[str]] | None = None,
-          sources: dict | None = None, progress=None) -> dict:
+          sources: dict | None = None, progress=None, weighting: str = WEIGHTING) -> dict:
     """Write the segmenter's records of the opened dataset ``data`` into ``out``; the manifest.
 
     ``out`` is written aside and renamed into place when complete (callers claim it first with
     :func:`fetal_biometry.atomic.claim_output`). ``splits`` names each split's cases instead of
     a seeded draw by ``fractions``. Head planes are refused: the classes are abdominal.
+    ``weighting`` (:data:`WEIGHTINGS`) makes the class weights.
     """
-    check_arguments(encoding, spacing_mm, tile, fractions, seed, augment)
+    check_arguments(encoding, spacing_mm, tile, fractions, seed, augment, weighting)
     if data.structures() != {"abdomen"}:
         raise RecordError(f"{data.root}: head planes; the segmenter learns abdominal classes")
     if not data.cases:
@@ -238,8 +255,9 @@ def build(data: dataset.Dataset, out: str | os.PathLike, encoding: str = "channe
                 data, split[name], tmp, name, encoding, spacing_mm, tile,
                 augment if name == "train" else 0, keys, augment_rng, progress)
         train = manifest["splits"]["train"]["pixels"]
-        weights = class_weights([train[c] for c in SEGMENTER_CLASSES])
-        manifest["balance"] = {"method": BALANCE, "weights": dict(zip(SEGMENTER_CLASSES, weights))}
+        weights = class_weights([train[c] for c in SEGMENTER_CLASSES], weighting)
+        manifest["balance"] = {"method": WEIGHTINGS[weighting],
+                               "weights": dict(zip(SEGMENTER_CLASSES, weights))}
         atomic.write_bytes(tmp / INFOGAIN, infogain_blob(weights))
         atomic.write_text(tmp / MANIFEST, json.dumps(manifest, indent=2) + "\n")
     return manifest

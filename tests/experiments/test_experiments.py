@@ -314,12 +314,27 @@ def test_a_tiny_segmenter_job_trains_and_is_evaluated_on_its_sets(tiny):
 
 
 def test_segmenter_rule_takes_the_cheaper_of_tied_configurations():
-    def record(width, spacing, dice):
-        job = Job("channels", 100, 0, kind=model_folder.SEGMENTER, width=width, spacing_mm=spacing).record()
-        return {"job": job, "evaluations": {"validation": {"per_class_dice": {"a": dice, "b": dice}}}}
+    def record(width, spacing, dice, weighting="sqrt", ac=1.0):
+        job = Job("beam", 100, 0, kind=model_folder.SEGMENTER, width=width, spacing_mm=spacing,
+                  weighting=weighting).record()
+        return {"job": job, "evaluations": {"validation": {"per_class_dice": {"a": dice, "b": dice},
+                                                           "ac_median_error_percent": ac}}}
 
     records = [record(8, 1.0, 0.800), record(8, 1.5, 0.795), record(16, 1.0, 0.830), record(16, 1.5, 0.70)]
-    assert experiments.choose_segmenter(records)[0] == (16, 1.0)
+    assert experiments.choose_segmenter(records)[0] == (16, 1.0, "sqrt")
     records[2] = record(16, 1.0, 0.805)  # within 0.01 of it: the cheaper wins
-    (width, spacing), rule = experiments.choose_segmenter(records)
+    (width, spacing, weighting), rule = experiments.choose_segmenter(records)
     assert (width, spacing) == (8, 1.5) and "the cheaper wins" in rule
+    # Weightings cost the same: among tied ones the smaller median AC error wins.
+    records = [record(8, 1.0, 0.800, "sqrt", ac=1.2), record(8, 1.0, 0.805, "full", ac=0.9)]
+    assert experiments.choose_segmenter(records)[0] == (8, 1.0, "full")
+    records[1] = record(8, 1.0, 0.805, "full", ac=1.5)
+    assert experiments.choose_segmenter(records)[0] == (8, 1.0, "sqrt")
+
+
+def test_the_default_weighting_keeps_a_segmenter_job_as_it_was():
+    plain = Job("beam", 100, 0, kind=model_folder.SEGMENTER)
+    full = Job("beam", 100, 0, kind=model_folder.SEGMENTER, weighting="full")
+    assert "weighting" not in plain.record() and plain.name.endswith("-it1500")
+    assert full.record()["weighting"] == "full" and full.name == plain.name + "-full"
+    assert experiments.job_of(full.record()) == full and experiments.job_of(plain.record()) == plain
