@@ -58,9 +58,10 @@ def measure(predicted: np.ndarray, spacing_mm: float, kind: str = model_folder.P
     """The measurement of a predicted class map by the method of its model's ``kind``: the fluid
     boundary (:mod:`fetal_biometry.biometry`) for a patch classifier, the segmented abdomen with
     the fluid boundary as second opinion (:mod:`fetal_biometry.abdomen`) for a segmenter.
-    ``limits`` (the fluid method's trust limits) apply to the patch classifier's maps only."""
+    ``limits`` replace the trust limits of the kind's method (the fluid method's by support
+    field, the segmented abdomen's by constant name, :mod:`fetal_biometry.measure.thresholds`)."""
     if kind == model_folder.SEGMENTER:
-        return abdomen.measure(predicted, spacing_mm, plane=plane)
+        return abdomen.measure(predicted, spacing_mm, limits=limits, plane=plane)
     return biometry.measure(predicted, spacing_mm, limits=limits, plane=plane)
 
 

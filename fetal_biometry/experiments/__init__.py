@@ -16,7 +16,7 @@ __getattr__, __dir__, __all__ = lazy(__name__, {
     "plans": ("Plan", "patch_size_plan", "ablation_plan", "learning_curve_plan",
               "thresholds_plan", "variants", "randomisations_plan", "HEADINGS", "METRICS",
               "PERCENT", "mean_sd", "aggregate", "cell", "table", "PANELS", "STYLES", "curves",
-              "choose_patch", "choose_limits", "report", "differences", "SEGMENTER_SETS",
+              "choose_patch", "limits_method", "choose_limits", "report", "differences", "SEGMENTER_SETS",
               "segmenter_plan", "segmenter_curve_plan", "segmenter_size_plan", "choose_segmenter"),
     "demo": ("mnist_lmdbs", "test_accuracy", "run_mnist", "train_and_evaluate", "SETS",
              "run_fetal"),

@@ -249,18 +249,29 @@ def choose_patch(records: Sequence[dict]) -> tuple[int, str]:
     return chosen, rule
 
 
+def limits_method(records: Sequence[dict]) -> thresholds.Method:
+    """How the records' nets measure the AC: the segmented abdomen for segmenters, the fluid
+    boundary for patch classifiers (ExperimentError for a mixture: their limits differ)."""
+    kinds = {job_of(r["job"]).kind for r in records}
+    if len(kinds) != 1:
+        raise ExperimentError(f"trust limits are chosen for one kind of model at a time, not {sorted(kinds)}")
+    return thresholds.SEGMENTED if kinds == {model_folder.SEGMENTER} else thresholds.FLUID
+
+
 def choose_limits(setup: Setup, records: Sequence[dict], sets: Sequence[str],
                   ) -> tuple[thresholds.Choice, dict[str, list[dict]]]:
     """Trust limits and plane thresholds (:func:`fetal_biometry.measure.thresholds.choose`) from the
     records' evaluations on ``sets`` (validation sets only), measured again from their class maps
-    under :data:`~fetal_biometry.measure.thresholds.LOOSEST`; with the per-case results by set."""
+    under the loosest limits of their kind's method (:func:`limits_method`); with the per-case
+    results by set."""
+    method = limits_method(records)
     try:
         groups = {name: [r for record in records for r in evaluation.stored_results(
-            setup.evaluation_record(job_of(record["job"]), name), limits=thresholds.LOOSEST)]
+            setup.evaluation_record(job_of(record["job"]), name), limits=method.loosest)]
             for name in sets}
     except (ValueError, OSError) as err:  # e.g. --finished jobs evaluated before maps were kept
         raise ExperimentError(f"{err} (run the command without --finished)") from err
-    return thresholds.choose([r for results in groups.values() for r in results]), groups
+    return thresholds.choose([r for results in groups.values() for r in results], method), groups
 
 
 def _rows(records, name, key, label) -> dict[str, dict]:
@@ -314,12 +325,15 @@ def report(plan: str, setup: Setup, records: Sequence[dict], sets: Sequence[str]
         (width, spacing, weighting), rule = choose_segmenter(records)
         numbers["chosen"] = {"width": width, "spacing_mm": spacing, "weighting": weighting, "rule": rule}
         parts.append(f"Chosen: **width {width}, {spacing:g} mm per pixel, {weighting} class weights** ({rule}).")
-    if plan == "thresholds":
-        choice, groups = choose_limits(setup, records, sets)
+    if plan == "thresholds" or (plan == "segmenter" and "validation" in sets):
+        chosen_on = [s for s in sets if s.startswith("validation")]  # never the reported sets
+        choice, groups = choose_limits(setup, records, chosen_on)
+        method = limits_method(records)
         numbers["chosen"] = dataclasses.asdict(choice)
-        parts.append(f"Chosen on {', '.join(sets)} ({len(records)} nets; copy into "
-                     f"fetal_biometry/measure/biometry.py):\n\n```\n{thresholds.constants(choice)}\n```\n\n"
-                     + thresholds.report(choice, groups))
+        parts.append(f"Trust limits and plane thresholds chosen on {', '.join(chosen_on)} "
+                     f"({len(records)} nets; copy into {method.home}):\n\n"
+                     f"```\n{thresholds.constants(choice, method)}\n```\n\n"
+                     + thresholds.report(choice, groups, method))
     numbers["jobs"] = [r["job"] for r in records]
     return "\n\n".join(parts) + "\n", numbers
 
