@@ -19,5 +19,6 @@ __getattr__, __dir__, __all__ = lazy(__name__, {
               "choose_patch", "limits_method", "choose_limits", "report", "differences", "SEGMENTER_SETS",
               "segmenter_plan", "segmenter_curve_plan", "segmenter_size_plan", "choose_segmenter"),
     "demo": ("mnist_lmdbs", "test_accuracy", "run_mnist", "train_and_evaluate", "SETS",
-             "run_fetal"),
+             "PATCH_ENCODINGS", "SEGMENTER_ENCODINGS", "simulate_sets", "patch_lmdbs",
+             "segmenter_records", "print_tables", "run_fetal"),
 })
