@@ -27,7 +27,10 @@ minutes per job):
                   weights sqrt/full, on the VALIDATION set; picks by the rule
                   written down before the run (experiments.choose_segmenter)  8 trainings
   segmenter       none/channels/beam x 3 seeds at 100 scans, on validation,
-                  held-out and foreign                                   9 trainings
+                  held-out and foreign; chooses the segmented abdomen's trust
+                  limits, disagreement margin and plane thresholds on the
+                  VALIDATION set (to copy into fetal_biometry/measure/abdomen.py)
+                  (--weighting: the class weights segmenter-size chose)  9 trainings
   segmenter-curve 10/25/50/100 scans x 3 encodings x 3 seeds (the 100-scan
                   jobs are the segmenter plan's)                        36 (27 new)
 
