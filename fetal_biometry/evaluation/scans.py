@@ -266,6 +266,7 @@ def summarize(results: list[dict]) -> dict:
     dice = 2 * np.diag(confusion) / np.maximum(confusion.sum(axis=0) + confusion.sum(axis=1), 1)
     overlap = np.sum([r["abdomen_overlap"] for r in results if "abdomen_overlap" in r], axis=0)
     agree = [r["accepted"] == r["accepted_true"] for r in results]
+    acceptable = [r["ac_mm"] is not None for r in results if r["accepted_true"]]
     pairs = [(r["ac_mm"], r["ac_true_mm"]) for r in results if r["ac_mm"] is not None]
     return {
         "cases": len(results),
@@ -275,6 +276,8 @@ def summarize(results: list[dict]) -> dict:
         "abdomen_dice": float(2 * overlap[0] / max(1, overlap[1] + overlap[2])) if np.size(overlap) == 3 else None,
         "confusion": confusion.tolist(),
         **metrics.ac_errors(results),
+        # The coverage goal: the share of the truly acceptable planes given an AC.
+        "ac_measured_acceptable": float(np.mean(acceptable)) if acceptable else None,
         "ac_not_measured": metrics.rejection_reasons(results, f"{biometry.NOT_MEASURED}: "),
         "plane_acceptance_accuracy": float(np.mean(agree)) if agree else None,
         "ac_agreement": metrics.agreement(*np.array(pairs).reshape(-1, 2).T),

@@ -150,9 +150,11 @@ METRICS: dict[str, tuple[str, Callable[[dict], float | None]]] = {
     "plane_acceptance": ("plane acceptance", lambda s: s["plane_acceptance_accuracy"]),
     "abdomen_dice": ("abdomen Dice", lambda s: s.get("abdomen_dice")),
     "ac_measured": ("AC measured", lambda s: s["ac_measured"]),
+    "ac_acceptable": ("AC on acceptable planes", lambda s: s.get("ac_measured_acceptable")),
     "ac_median": ("median AC error", lambda s: s["ac_median_error_percent"]),
     "ac_p90": ("90th pct. AC error", lambda s: s.get("ac_p90_error_percent")),
     "ac_max": ("max AC error", lambda s: s.get("ac_max_error_percent")),
+    "ac_off": ("> 10 %", lambda s: s.get("ac_off_count")),
 }
 PERCENT = ("ac_median", "ac_p90", "ac_max")
 
@@ -182,7 +184,7 @@ def cell(metric: str, value: dict, seeds: int, cases: int) -> str:
     value, and ``(n of k)`` when only n of the k seeds gave one."""
     if value["mean"] is None:
         return "-"
-    digits = 1 if metric in PERCENT or metric == "ac_measured" else 3
+    digits = 1 if metric in PERCENT or metric in ("ac_measured", "ac_off") else 3
     text = f"{value['mean']:.{digits}f}" + ("" if value["sd"] is None else f" ± {value['sd']:.{digits}f}")
     text += " %" if metric in PERCENT else f" / {cases}" if metric == "ac_measured" else ""
     return text + (f" ({value['n']} of {seeds})" if value["n"] < seeds else "")
@@ -348,7 +350,7 @@ def differences(rows: Mapping[str, dict], reference: str, label: str) -> str:
         cells = []
         for metric in METRICS:
             a, b = row[metric]["mean"], rows[reference][metric]["mean"]
-            digits = 1 if metric in PERCENT or metric == "ac_measured" else 3
+            digits = 1 if metric in PERCENT or metric in ("ac_measured", "ac_off") else 3
             cells.append("-" if a is None or b is None else
                          f"{a - b:+.{digits}f}" + (" %" if metric in PERCENT else ""))
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
