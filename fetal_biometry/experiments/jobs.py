@@ -92,6 +92,9 @@ SEGMENTER_SPACINGS = (1.0, 1.5)
 SEGMENTER_WEIGHTINGS = tuple(segment_records.WEIGHTINGS)
 SEGMENTER_SIZE_ENCODING = "beam"
 SEGMENTER_TIE = 0.01
+#: The class weighting of segmenter jobs from before weightings were chosen: their names and
+#: records name none, and stay so (the default, chosen since, is named).
+UNNAMED_WEIGHTING = "sqrt"
 
 #: Format constant: the name in the generator record of a dataset simulated at several sizes.
 #: Frozen: it names the module as it was when the format began, not where the code lives now.
@@ -218,7 +221,7 @@ class Job:
     @property
     def name(self) -> str:
         if self.segmenter:
-            weighting = "" if self.weighting == segment_records.WEIGHTING else f"-{self.weighting}"
+            weighting = "" if self.weighting == UNNAMED_WEIGHTING else f"-{self.weighting}"
             return (f"segmenter-{self.encoding}-{self.scans}scans-seed{self.seed}-{self.variant}-"
                     f"w{self.width}-{self.spacing_mm:g}mm-aug{self.augment}-it{self.iterations}{weighting}")
         return (f"{self.encoding}-{self.scans}scans-seed{self.seed}-{self.variant}-"
@@ -226,15 +229,15 @@ class Job:
 
     def record(self) -> dict:
         """The job as stored in its records: a patch classifier's without the segmenter's fields,
-        as before segmenters existed, and a segmenter's without the default weighting, as before
-        weightings were chosen, so their earlier records stay current."""
+        as before segmenters existed, and a segmenter's without :data:`UNNAMED_WEIGHTING`, as
+        before weightings were chosen, so their earlier records stay current."""
         fields = dataclasses.asdict(self)
         if not self.segmenter:
             for key in ("kind", "width", "spacing_mm", "weighting"):
                 del fields[key]
         else:
             del fields["patch"]
-            if self.weighting == segment_records.WEIGHTING:
+            if self.weighting == UNNAMED_WEIGHTING:
                 del fields["weighting"]
         return fields
 
@@ -497,7 +500,10 @@ def job_from_spec(spec: str | os.PathLike) -> tuple[Setup, Job, list[str]]:
 
 
 def job_of(record: dict) -> Job:
-    """The :class:`Job` of a stored job record (:meth:`Job.record`)."""
+    """The :class:`Job` of a stored job record (:meth:`Job.record`): a segmenter's that names
+    no weighting has :data:`UNNAMED_WEIGHTING`."""
+    if record.get("kind") == model_folder.SEGMENTER:
+        record = {"weighting": UNNAMED_WEIGHTING, **record}
     return Job(**record)
 
 

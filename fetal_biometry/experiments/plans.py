@@ -12,7 +12,8 @@ from fetal_biometry.evaluation import scans as evaluation
 from fetal_biometry.experiments.jobs import (AUGMENT, ExperimentError, HALVES, Job, PATCH_SIZES,
                                              SCANS, SEEDS, SEGMENTER_SIZE_ENCODING,
                                              SEGMENTER_SPACINGS, SEGMENTER_TIE, SEGMENTER_WEIGHTINGS,
-                                             SEGMENTER_WIDTHS, Setup, TIE, appearance, groups, job_of)
+                                             SEGMENTER_WIDTHS, Setup, TIE, UNNAMED_WEIGHTING, appearance,
+                                             groups, job_of)
 from fetal_biometry.measure import thresholds
 from fetal_biometry.nets import catalog, model as model_folder, spec as nets
 from fetal_biometry.patches import encoding as patches, scan_encoding, segment_records
@@ -90,7 +91,7 @@ def segmenter_size_plan(widths: Sequence[int] = SEGMENTER_WIDTHS,
 
 def _config(job: dict) -> tuple[int, float, str]:
     """A segmenter job record's (width, spacing, weighting)."""
-    return job["width"], job["spacing_mm"], job.get("weighting", segment_records.WEIGHTING)
+    return job["width"], job["spacing_mm"], job.get("weighting", UNNAMED_WEIGHTING)
 
 
 def choose_segmenter(records: Sequence[dict]) -> tuple[tuple[int, float, str], str]:

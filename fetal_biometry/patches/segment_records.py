@@ -29,16 +29,16 @@ rotation of the whole scan is the identity there; the scale is applied to the pr
 (:func:`fetal_biometry.augment.scaled_geometry`).
 
 **Class balance.** The training tiles' pixels per class give frequencies ``f_c``; each class is
-weighted ``w_c = max(1, sqrt(median(f) / f_c))`` (median-frequency balancing, Eigen and Fergus
-2015, softened by the square root and never below 1), then scaled so that the average weight of
-a training pixel is 1 (the loss keeps its size). Rare classes (stomach, vein, spine, ribs) are
-lifted about 3-4x; the large ones (background, fluid, shadow, abdomen) keep one weight between
-them, because a weight tilts every boundary towards the heavier class: with the full weights
-(fluid 0.66, abdomen 1.13) the abdomen's outline moved outwards and the AC of the first
-segmenter read +1.5 % (median, validation scans) where dividing its probabilities by the weights
-gave +0.9 %. ``weighting="full"`` drops the square root and caps the weight instead:
-``w_c = min(FULL_CAP, max(1, median(f) / f_c))`` (the rare classes about 8-10x, the large ones
-still one weight): the candidate tried for the small classes (docs/segmenter.md).
+weighted ``w_c = min(FULL_CAP, max(1, median(f) / f_c))`` (``weighting="full"``, the default:
+median-frequency balancing, Eigen and Fergus 2015, capped at 10 and never below 1), then scaled
+so that the average weight of a training pixel is 1 (the loss keeps its size). Rare classes
+(stomach, vein, spine, ribs) are lifted about 8-10x; the large ones (background, fluid, shadow,
+abdomen) keep one weight between them, because a weight tilts every boundary towards the
+heavier class: with unfloored weights (fluid 0.66, abdomen 1.13) the abdomen's outline moved
+outwards and the AC of the first segmenter read +1.5 % (median, validation scans).
+``weighting="sqrt"`` softens the lift by a square root, ``max(1, sqrt(median(f) / f_c))``
+(about 3-4x): the weighting before the choice on validation, where its nets never learnt the
+spine and ribs (docs/segmenter.md).
 ``infogain.binaryproto`` holds ``diag(w)`` for Caffe's InfogainLoss
 (:func:`fetal_biometry.nets.segmenter`).
 """
@@ -118,14 +118,14 @@ def augmented(image: np.ndarray, labels: np.ndarray, directions: np.ndarray, pro
 
 
 #: How the class weights are made, by weighting (the manifest records it; records made
-#: otherwise are stale). ``sqrt`` is the default.
+#: otherwise are stale). ``full`` is the default, chosen on validation (docs/segmenter.md).
 WEIGHTINGS = {
     "sqrt": "InfogainLoss, diag H = max(1, sqrt(median frequency / frequency)), mean weight of a "
             "training pixel 1",
     "full": "InfogainLoss, diag H = min(10, max(1, median frequency / frequency)), mean weight of a "
             "training pixel 1",
 }
-WEIGHTING = "sqrt"
+WEIGHTING = "full"
 BALANCE = WEIGHTINGS[WEIGHTING]
 FULL_CAP = 10.0  # the largest weight of ``full`` relative to the large classes'
 

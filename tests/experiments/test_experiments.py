@@ -332,9 +332,9 @@ def test_segmenter_rule_takes_the_cheaper_of_tied_configurations():
     assert experiments.choose_segmenter(records)[0] == (8, 1.0, "sqrt")
 
 
-def test_the_default_weighting_keeps_a_segmenter_job_as_it_was():
-    plain = Job("beam", 100, 0, kind=model_folder.SEGMENTER)
-    full = Job("beam", 100, 0, kind=model_folder.SEGMENTER, weighting="full")
+def test_jobs_from_before_weightings_were_chosen_keep_their_names_and_records():
+    plain = Job("beam", 100, 0, kind=model_folder.SEGMENTER, weighting="sqrt")
+    full = Job("beam", 100, 0, kind=model_folder.SEGMENTER)  # the chosen default
     assert "weighting" not in plain.record() and plain.name.endswith("-it1500")
     assert full.record()["weighting"] == "full" and full.name == plain.name + "-full"
     assert experiments.job_of(full.record()) == full and experiments.job_of(plain.record()) == plain
