@@ -311,6 +311,10 @@ def test_a_tiny_segmenter_job_trains_and_is_evaluated_on_its_sets(tiny):
     assert 0 <= record["evaluations"]["heldout"]["abdomen_dice"] <= 1
     text, _ = experiments.report("segmenter", setup, [record], ("heldout",))
     assert "| segmenter, beam | 1 |" in text and "abdomen Dice" in text
+    # With the validation set the segmented abdomen's limits and margin are chosen on it alone.
+    text, numbers = experiments.report("segmenter", setup, [record], ("validation", "heldout"))
+    assert "chosen on validation (1 nets; copy into fetal_biometry/measure/abdomen.py)" in text
+    assert "DISAGREEMENT = " in text and set(numbers["chosen"]["limits"]) == set(thresholds.SEGMENTER_LOOSEST)
 
 
 def test_segmenter_rule_takes_the_cheaper_of_tied_configurations():
