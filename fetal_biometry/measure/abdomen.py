@@ -65,7 +65,7 @@ MAX_OUTSIDE_SHARE = 0.500  # share of the ellipse's area outside the fan: all in
 DISAGREEMENT = 0.092
 #: The plane rules' thresholds for segmented maps (:func:`fetal_biometry.biometry.assess_plane`),
 #: chosen on validation with the segmenter's nets (the fluid method's are biometry's).
-PLANE_THRESHOLDS = {"MIN_PLANE_AXIS_RATIO": 0.769, "VEIN_SKIN_MM": 2.599}
+PLANE_THRESHOLDS = {"MIN_PLANE_AXIS_RATIO": 0.760, "VEIN_SKIN_MM": 2.599}
 MIN_SPINE_MM2 = 10.0  # an ossification centre of about 3 x 3 mm
 DISAGREE = "the two methods disagree"
 
