@@ -11,9 +11,9 @@ import numpy as np
 
 from fetal_biometry.evaluation.metrics import combined, dice, nae, wfss
 from fetal_biometry.geometry import probe as geom
-from fetal_biometry.inference.dense import BATCH, DenseClassifier, SequenceClassifier
+from fetal_biometry.inference.dense import BATCH, SequenceClassifier, engine
 from fetal_biometry.io.sequences import SequenceError, open_sequence
-from fetal_biometry.measure.sweeps import CANDIDATES, analyse, predicted_mask
+from fetal_biometry.measure.sweeps import CANDIDATES, SMOOTHING, STRIDE, analyse_sequence, predicted_mask
 
 
 def sweep_metrics(record: dict, predicted: np.ndarray, truth: dict, truth_mask: np.ndarray) -> dict:
@@ -56,18 +56,20 @@ def _frame(path: pathlib.Path, index: int) -> np.ndarray:
     raise SequenceError(f"{path}: no frame {index}")
 
 
-def evaluate_sweep(classifier: DenseClassifier, folder: pathlib.Path, batch: int = BATCH,
-                   candidates: int = CANDIDATES) -> dict:
-    """Analyse one simulated sweep (the layout of :mod:`fetal_biometry.simulator.sweeps`) and
-    score the choice with the benchmark's metrics."""
+def evaluate_sweep(classifier, folder: pathlib.Path, batch: int = BATCH,
+                   candidates: int = CANDIDATES, stride: int = STRIDE,
+                   smoothing: tuple[float, ...] = SMOOTHING) -> dict:
+    """Analyse one simulated sweep (the layout of :mod:`fetal_biometry.simulator.sweeps`) with
+    a patch classifier or a segmenter (:func:`fetal_biometry.inference.dense.engine`) and score
+    the choice with the benchmark's metrics."""
     from fetal_biometry.simulator import sweeps as sweep_simulator
 
     truth = sweep_simulator.read_truth(folder)
     sequence = open_sequence(folder / "frames.mha")
     probe = geom.from_dict(truth["probe"])
     frames = SequenceClassifier(classifier, probe, sequence.shape, sequence.spacing_mm, batch)
-    result = analyse(frames, sequence.frames(), sequence.spacing_mm, sequence.count,
-                     candidates=candidates)
+    result = analyse_sequence(frames, sequence.frames, sequence.spacing_mm, sequence.count,
+                              candidates=candidates, stride=stride, smoothing=smoothing)
     chosen = result.record["best_frame"]
     annotated = (_frame(folder / "masks.mha", chosen) > 0 if chosen >= 0
                  else np.zeros(sequence.shape, bool))
@@ -84,7 +86,7 @@ def evaluate(model, root: str | os.PathLike, out: str | os.PathLike | None = Non
     from fetal_biometry import atomic
     from fetal_biometry.simulator import sweeps as sweep_simulator
 
-    classifier = DenseClassifier.from_model(model, backend)
+    classifier = engine(model, backend=backend)
     results = [evaluate_sweep(classifier, folder)
                for folder in progress(sweep_simulator.open_sweeps(root), f"sweeps ({model.name})")]
     summary = {**summarize(results), "sweeps_detail": results}
