@@ -25,26 +25,31 @@ def sweep_metrics(record: dict, predicted: np.ndarray, truth: dict, truth_mask: 
               "dice": dice(predicted, truth_mask)}
     values["score"] = combined(values["nae"], values["dice"], values["wfss"])
     return {"best_frame": chosen, "chosen_plane": planes[chosen] if chosen >= 0 else None,
+            "chosen_reason": truth["frames"][chosen]["reason"] if chosen >= 0 else None,
             "ac_mm": record["ac_mm"], "true_ac_mm": truth["ac_mm"], **values}
 
 
 def summarize(results: list[dict]) -> dict:
-    """Means of the sweep metrics, and how often each kind of frame was chosen."""
+    """Means of the sweep metrics, how often each kind of frame was chosen, and how often a
+    thorax frame (heart and lungs in plane)."""
+    from fetal_biometry.simulator.sweeps import THORAX
+
     summary = {k: float(np.mean([r[k] for r in results])) for k in ("wfss", "nae", "dice", "score")}
     chosen = [r["chosen_plane"] or "none" for r in results]
-    summary.update(sweeps=len(results), chosen={k: chosen.count(k) for k in sorted(set(chosen))})
+    summary.update(sweeps=len(results), chosen={k: chosen.count(k) for k in sorted(set(chosen))},
+                   thorax=sum((r.get("chosen_reason") or "").startswith(THORAX) for r in results))
     return summary
 
 
 def table(summaries: dict[str, dict]) -> str:
     """The sweep metrics per model as a markdown table."""
-    lines = ["| model | sweeps | WFSS | NAE | Dice | score | chosen frames (optimal / suboptimal / irrelevant / none) |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| model | sweeps | WFSS | NAE | Dice | score | chosen frames (optimal / suboptimal / irrelevant / none) "
+             "| thorax frames chosen |", "|---|---|---|---|---|---|---|---|"]
     for name, s in summaries.items():
         c = s["chosen"]
         counts = " / ".join(str(c.get(k, 0)) for k in ("optimal", "suboptimal", "irrelevant", "none"))
         lines.append(f"| {name} | {s['sweeps']} | {s['wfss']:.3f} | {s['nae']:.3f} | {s['dice']:.3f} | "
-                     f"{s['score']:.3f} | {counts} |")
+                     f"{s['score']:.3f} | {counts} | {s.get('thorax', 0)} |")
     return "\n".join(lines)
 
 

@@ -77,6 +77,7 @@ MAX_OPTIMAL_TILT_DEG = 12.0
 MAX_TILT_DEG = 25.0
 SWEEP_RANGE = (-1.0, 0.9)  # levels covered, in units of R
 DIAPHRAGM, PELVIS = 0.4, -0.8  # abdominal levels lie between (units of R)
+THORAX = "thorax"  # how the reason of a frame above the diaphragm begins
 VEIN_HALF_MM = 3.0  # half the height of the portal-sinus segment, times the size scale s
 FRAMES = 48
 HOLD = 0.92  # how much of the last frame's tilt, shift and turn the next one keeps
@@ -198,7 +199,7 @@ class Sweep:
 def _classify(in_plane: dict, z: float, tilt: float, fits: bool, hidden: str | None) -> tuple[str, str]:
     """The frame's plane class and the reason, as an annotator would give them."""
     if z > DIAPHRAGM:
-        return IRRELEVANT, "thorax: heart and lungs in plane"
+        return IRRELEVANT, f"{THORAX}: heart and lungs in plane"
     if z < PELVIS:
         return IRRELEVANT, "pelvis: below the kidneys"
     if not fits:

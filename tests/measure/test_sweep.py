@@ -239,3 +239,117 @@ def test_evaluate_reports_the_benchmark_metrics_on_a_sweeps_folder(fetal_model, 
     detail = json.loads((tmp_path / "eval" / f"{name}_sweeps.json").read_text())["sweeps_detail"][0]
     assert detail["sweep"] == "sweep00001"
     assert values["score"] == pytest.approx(metrics.combined(detail["nae"], detail["dice"], detail["wfss"]))
+
+
+# --------------------------------------------------------------------------- the segmenter's frame choice
+
+def _one_hot(labels: np.ndarray, classes: int = 8) -> np.ndarray:
+    """Probabilities (K, H, W) a sure segmenter gives for ``labels`` (0 outside the fan)."""
+    probs = (np.arange(classes)[:, None, None] == labels[None]).astype(np.float32)
+    return probs
+
+
+def _drawn(a: float = 30, b: float = 30, vein: bool = True) -> np.ndarray:
+    """A 96x96 map at 1 mm per pixel: an abdomen ellipse in fluid, stomach and vein inside."""
+    from fetal_biometry.labels import ABDOMEN, FLUID, STOMACH, VEIN
+
+    rows, cols = np.mgrid[:96, :96]
+    labels = np.full((96, 96), FLUID, np.uint8)
+    labels[((cols - 48) / a) ** 2 + ((rows - 48) / b) ** 2 <= 1] = ABDOMEN
+    labels[(cols - 40) ** 2 + (rows - 45) ** 2 <= 25] = STOMACH
+    if vein:
+        labels[50:54, 50:60] = VEIN
+    return labels
+
+
+def test_the_frame_score_reads_outline_roundness_and_landmarks_from_a_map():
+    from fetal_biometry.labels import OUTSIDE
+
+    whole = sweeps.frame_score(_drawn(), _one_hot(_drawn()), 1.0)
+    assert whole["complete"] == 1.0 and whole["axis_ratio"] > 0.97 and whole["score"] == pytest.approx(1.0)
+    cut = _drawn()
+    cut[:, 72:] = OUTSIDE  # the fan's edge cuts the abdomen
+    assert sweeps.frame_score(cut, _one_hot(cut), 1.0)["score"] < 0.9
+    oblique = _drawn(38, 19)
+    assert sweeps.frame_score(oblique, _one_hot(oblique), 1.0)["score"] < 0.8
+    no_vein = _drawn(vein=False)
+    assert sweeps.frame_score(no_vein, _one_hot(no_vein), 1.0)["score"] == pytest.approx(2 / 3, abs=1e-3)
+    assert sweeps.frame_score(np.zeros((96, 96), np.uint8), _one_hot(np.zeros((96, 96))), 1.0)["score"] == 0
+
+
+def test_a_wrong_level_class_inside_the_abdomen_rules_the_frame_out():
+    from fetal_biometry.labels import ABDOMEN
+
+    heart = 8  # an output class beyond the eight, part of the abdomen's region
+    labels = _drawn()
+    labels[30:45, 45:65] = heart
+    score = sweeps.frame_score(labels, _one_hot(labels, 9), 1.0, wrong_level=(heart,), parents={heart: ABDOMEN})
+    assert score["complete"] == 1.0 and score["wrong_level"] > sweeps.WRONG_LEVEL_SHARE and score["score"] == 0
+    # Without the rule the same map is a perfect plane: the class alone tells it apart.
+    assert sweeps.frame_score(labels, _one_hot(labels, 9), 1.0, parents={heart: ABDOMEN})["score"] > 0.99
+
+
+def test_smoothing_lets_no_single_frame_win_and_skips_frames_not_scored():
+    spike_then_plateau = [0, 0, 0, 1.0, 0, 0, 0.8, 0.85, 0.8, 0]
+    assert int(np.argmax(spike_then_plateau)) == 3
+    assert int(np.argmax(sweeps.smooth(spike_then_plateau))) == 7
+    np.testing.assert_allclose(sweeps.smooth([1.0, np.nan, 0.0]), [1.0, 0.5, 0.0])
+
+
+def test_the_frame_choice_on_a_tiny_sweep_passes_over_a_noisy_thorax_frame():
+    """Truth maps of a simulated sweep (a sure segmenter) through the scoring functions: the
+    best smoothed frame is optimal; a thorax frame where heart chambers read as a stomach bubble
+    and a vein (drawn in) scores high alone, and loses once smoothed."""
+    from fetal_biometry.labels import ABDOMEN, STOMACH, VEIN
+
+    sweep = sweep_simulator.simulate_sweep(0, 2, frames=24, shape=(96, 96))
+    planes = [f["plane"] for f in sweep.truth]
+    thorax = max(k for k, f in enumerate(sweep.truth) if f["reason"].startswith(sweep_simulator.THORAX))
+    labels = sweep.labels.copy()
+    body = np.argwhere(labels[thorax] == ABDOMEN).mean(axis=0).astype(int)
+    labels[thorax][body[0] - 3:body[0] + 3, body[1] - 5:body[1] + 3] = STOMACH
+    labels[thorax][body[0] + 4:body[0] + 7, body[1] - 2:body[1] + 6] = VEIN
+    raw = np.array([sweeps.frame_score(m, _one_hot(m), sweep.spacing_mm)["score"] for m in labels])
+    chosen = int(np.argmax(sweeps.smooth(raw)))
+    assert planes[chosen] == "optimal"
+    assert raw[thorax] >= raw[chosen]  # alone, the noisy thorax frame would have won (or tied)
+
+
+def test_the_segmenters_two_passes_score_every_frame_they_segment(segmenter_model, small_sweep):
+    from fetal_biometry.nets import model as model_folder
+
+    segmenter = inference.engine(model_folder.load(segmenter_model))
+    classifier = inference.SequenceClassifier(segmenter, small_sweep.geometry, (96, 96), small_sweep.spacing_mm, 3)
+    seen = []
+    result = sweeps.analyse_sequence(classifier, lambda: iter(small_sweep.frames), small_sweep.spacing_mm,
+                                     on_frame=lambda k, frame, labels, score: seen.append((k, labels is None)),
+                                     candidates=2, stride=3)
+    assert [k for k, _ in seen] == list(range(10))  # the first pass shows every frame, in order
+    assert [k for k, skipped in seen if not skipped] == [0, 3, 6, 9]
+    record = result.record
+    assert len(record["frames"]) == 10 and len(record["frames_measured"]) == 2
+    assert all(record["frames"][k]["score"] is not None for k in (0, 3, 6, 9, *record["frames_measured"]))
+    assert all("smoothed" in record["frames"][k] for k in record["frames_measured"])
+    assert record["best_frame"] in (-1, *record["frames_measured"])
+
+
+def test_the_segmenters_memory_does_not_grow_with_the_frames(segmenter_model, small_sweep):
+    """Peak traced memory over 300 frames against 30: what grows is each frame's score record
+    (a few kB), never a frame or its maps (96x96 frame and labels 18 kB, probabilities 295 kB)."""
+    import tracemalloc
+
+    from fetal_biometry.nets import model as model_folder
+
+    segmenter = inference.engine(model_folder.load(segmenter_model))
+    classifier = inference.SequenceClassifier(segmenter, small_sweep.geometry, (96, 96), small_sweep.spacing_mm, 4)
+
+    def peak(count: int) -> int:
+        frames = lambda: (small_sweep.frames[k % 10].copy() for k in range(count))  # noqa: E731
+        tracemalloc.start()
+        sweeps.analyse_sequence(classifier, frames, small_sweep.spacing_mm, candidates=2)
+        _, top = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        return top
+
+    peak(10)  # warm up
+    assert (peak(300) - peak(30)) / 270 < 8_000
