@@ -75,3 +75,28 @@ LABEL_TO_CLASS.update(dict.fromkeys(HEAD_FEMUR_CLASSES, BACKGROUND))
 COLOURS.update({SKULL: (210, 210, 210), BRAIN: (255, 120, 200), MIDLINE: (120, 255, 120),
                 FEMUR: (255, 190, 120), THALAMUS: (170, 90, 40), CAVUM: (0, 120, 160),
                 CEREBELLUM: (200, 200, 60)})
+
+
+# --------------------------------------------------------------------------- levels a sweep passes
+
+#: The classes of the levels a sweep passes that must never be chosen for the AC: the thorax
+#: (heart, lungs) and the renal level (kidneys, with their sinus). Until they had classes of their
+#: own they were drawn as abdomen tissue; in the abdomen's eight classes they still are (the
+#: abdomen segmenter's records stay what they were). The heart's chambers are drawn as vessel
+#: (abdomen), as the aorta's lumen is.
+SWEEP_CLASSES = {15: "heart", 16: "lung", 17: "kidney"}
+HEART, LUNG, KIDNEY = SWEEP_CLASSES
+DATASET_CLASSES.update(SWEEP_CLASSES)
+LABEL_TO_CLASS.update(dict.fromkeys(SWEEP_CLASSES, BACKGROUND))
+#: The class these are in a table without them: all lie inside the fetal body.
+SWEEP_PARENT = ABDOMEN
+ABDOMEN_REGION = ABDOMEN_REGION + tuple(SWEEP_CLASSES)
+COLOURS.update({HEART: (200, 0, 80), LUNG: (150, 200, 255), KIDNEY: (120, 80, 0)})
+
+
+def abdomen_labels(labels: np.ndarray) -> np.ndarray:
+    """A map with the sweep's levels (:data:`SWEEP_CLASSES`) as the abdomen they lie in: the
+    map the abdomen's measurement reads; other values unchanged."""
+    lut = np.arange(256, dtype=np.uint8)
+    lut[list(SWEEP_CLASSES)] = SWEEP_PARENT
+    return lut[labels]

@@ -28,7 +28,7 @@ that for a whole sequence, streamed frame by frame (memory does not grow with it
 **With a segmenter** (:func:`analyse_segmented`) the map names the abdomen, so every frame gets
 a plane score from its segmentation alone (:func:`frame_score`: the abdomen outline complete
 inside the fan, its axis ratio, the stomach bubble and the umbilical vein inside it, and none of
-the classes that mark a wrong level, such as heart and lungs, when the model has them), smoothed
+the classes that mark a wrong level, heart, lungs and kidneys, when the model has them), smoothed
 over neighbouring frames (:func:`smooth`) so that one noisy frame does not win. A first pass
 segments every ``stride``-th frame; a second pass segments the frames around the best of them;
 the ``candidates`` best frames by smoothed score are measured in full
@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 import numpy as np
 from scipy import ndimage
 
-from fetal_biometry.labels import OUTSIDE, STOMACH, VEIN
+from fetal_biometry.labels import HEART, KIDNEY, LUNG, OUTSIDE, STOMACH, VEIN
 from fetal_biometry.measure import abdomen, biometry
 from fetal_biometry.measure.ellipse import ellipse_mask, normalized_radius, record as ellipse_record
 
@@ -60,7 +60,9 @@ CANDIDATES = 8  # frames measured in full
 #: The segmenter's frame choice, chosen on validation sweeps (simulator seed 302, see docs/sweeps.md):
 STRIDE = 2  # the first pass segments every STRIDE-th frame
 SMOOTHING = (0.25, 0.5, 0.25)  # weights of the frames before, at and after a frame
-#: Share of the abdomen's region in heart, lung or kidney classes at which a frame scores 0.
+#: Classes of levels never chosen (a segmenter whose table lacks them never shows them), and
+#: the share of the abdomen's region in them at which a frame scores 0.
+WRONG_LEVEL = (HEART, LUNG, KIDNEY)
 WRONG_LEVEL_SHARE = 0.1
 
 
@@ -235,27 +237,22 @@ def outline_complete(region: np.ndarray, labels: np.ndarray) -> float:
 
 
 def frame_score(labels: np.ndarray, probs: np.ndarray, spacing_mm: float,
-                wrong_level: tuple[int, ...] = (), parents: dict[int, int] | None = None) -> dict:
+                wrong_level: tuple[int, ...] = WRONG_LEVEL) -> dict:
     """The plane score (0..1) of one segmented frame, with its terms.
 
-    ``labels`` (H, W) and ``probs`` (K, H, W) are a segmenter's output (output index = class);
-    ``wrong_level`` the output classes that mark a frame never to choose (heart, lungs,
-    kidneys), ``parents`` maps such classes to the dataset class they belong to (ABDOMEN) for
-    the abdomen's region. The score is ``complete * roundness * (1 + stomach + vein) / 3 *
-    (1 - wrong)``: ``complete`` the outline's share away from the view's edge
-    (:func:`outline_complete`), ``roundness`` the axis ratio over
+    ``labels`` (H, W) is a segmenter's map in dataset values, ``probs`` (K, H, W) its
+    probabilities in the order of its class table (every table begins with the abdomen's eight,
+    so the stomach bubble and the vein are at their values); ``wrong_level`` the classes that
+    mark a level never to choose. The score is ``complete * roundness * (1 + stomach + vein) / 3
+    * (1 - wrong)``: ``complete`` the abdomen outline's share away from the view's edge
+    (:func:`outline_complete`; the region is :func:`fetal_biometry.measure.abdomen.abdomen_region`),
+    ``roundness`` its axis ratio over
     :data:`~fetal_biometry.measure.biometry.MIN_PLANE_AXIS_RATIO` (at most 1), ``stomach`` and
     ``vein`` the mean probability of each landmark inside the abdomen (0 under its smallest
-    credible area), ``wrong`` the share of the abdomen's region in ``wrong_level`` classes over
+    credible area), ``wrong`` the share of the region in ``wrong_level`` classes over
     :data:`WRONG_LEVEL_SHARE` (at most 1). Zero when no abdomen of a plausible size is seen.
     """
-    mapped = labels
-    if parents:
-        lut = np.arange(256, dtype=np.uint8)
-        for cls, parent in parents.items():
-            lut[cls] = parent
-        mapped = lut[labels]
-    region = abdomen.abdomen_region(mapped)
+    region = abdomen.abdomen_region(labels)
     pixel = spacing_mm ** 2
     terms = {"complete": 0.0, "axis_ratio": 0.0, "stomach": 0.0, "vein": 0.0, "wrong_level": 0.0}
     if np.count_nonzero(region) * pixel >= biometry.MIN_BODY_MM2:
@@ -316,23 +313,19 @@ def _segment_stream(segmenter: SequenceClassifier, frames: Iterable[np.ndarray],
 def analyse_segmented(segmenter: SequenceClassifier, frames: Callable[[], Iterable[np.ndarray]],
                       spacing_mm: float, on_frame: Callable | None = None,
                       candidates: int = CANDIDATES, stride: int = STRIDE,
-                      wrong_level: tuple[int, ...] = (), parents: dict[int, int] | None = None,
-                      to_dataset: Callable[[np.ndarray], np.ndarray] | None = None,
                       smoothing: tuple[float, ...] = SMOOTHING) -> SweepResult:
     """The segmenter's frame choice over a sequence (see the module docstring).
 
     ``segmenter`` segments the sequence's frames (a :class:`SequenceClassifier` of a
     segmenter); ``frames()`` streams the sequence afresh (it is read twice);
     ``on_frame(index, frame, labels, score)`` is called for every frame of the first pass
-    (``labels`` and ``score`` None for a frame it skips); ``wrong_level`` and ``parents`` as
-    :func:`frame_score`; ``to_dataset`` maps an output class map to the dataset's abdomen
-    classes for measuring (None: it holds them already); ``smoothing`` the weights of
+    (``labels`` and ``score`` None for a frame it skips); ``smoothing`` the weights of
     :func:`smooth`. Memory holds one batch and the
     second pass's frames, whatever the sequence's length.
     """
     scores: list[dict | None] = []
     for k, frame, probs, labels in _segment_stream(segmenter, frames(), lambda k: k % stride == 0):
-        score = None if labels is None else frame_score(labels, probs, spacing_mm, wrong_level, parents)
+        score = None if labels is None else frame_score(labels, probs, spacing_mm)
         scores.append(None if score is None else {"frame": k, **score})
         if on_frame is not None:
             on_frame(k, frame, labels, score)
@@ -343,7 +336,7 @@ def analyse_segmented(segmenter: SequenceClassifier, frames: Callable[[], Iterab
     second = []
     for k, frame, probs, labels in _segment_stream(segmenter, frames(), wanted.__contains__):
         if labels is not None:
-            score = frame_score(labels, probs, spacing_mm, wrong_level, parents)
+            score = frame_score(labels, probs, spacing_mm)
             scores[k] = {"frame": k, **score}
             second.append(Candidate(k, frame, labels, score))
     smoothed = smooth(np.array([np.nan if s is None else s["score"] for s in scores]), smoothing)
@@ -351,8 +344,7 @@ def analyse_segmented(segmenter: SequenceClassifier, frames: Callable[[], Iterab
         c.landmarks = {**c.landmarks, "smoothed": round(float(smoothed[c.index]), 4)}
     kept = sorted(sorted(second, key=lambda c: -c.landmarks["smoothed"])[:candidates], key=lambda c: c.index)
     for c in kept:
-        labels = c.labels if to_dataset is None else to_dataset(c.labels)
-        c.measured = abdomen.measure(labels, spacing_mm)
+        c.measured = abdomen.measure(c.labels, spacing_mm)
         plane = plane_score(c.measured, c.landmarks)
         c.plane = {**plane, "plane_score": round(plane["plane_score"] * c.landmarks["smoothed"], 4)}
         c.landmarks = {**c.landmarks, "score": c.landmarks["smoothed"]}
