@@ -144,7 +144,7 @@ def test_panel_records_hold_the_head_and_femur_classes_and_the_abdomen_table_ref
                                      fractions=(0.5, 0.25, 0.25), seed=1, classes="panel")
     table = SEGMENTER_TABLES["panel"]
     assert manifest["classes"] == list(table) and manifest["class_table"] == "panel"
-    assert manifest["learnt_as"] == {}
+    assert manifest["learnt_as"] == {"heart": "abdomen", "lung": "abdomen", "kidney": "abdomen"}
     pixels = {name: 0 for name in table}
     for split in ("train", "val", "test"):
         for _, _, labels in segment_records.read_records(tmp_path / "panel", split):
