@@ -182,6 +182,18 @@ def test_the_tool_writes_json_plot_video_and_best_frame(fetal_model, sweeps_dir,
     assert again.returncode == 1 and "--overwrite" in again.stderr
 
 
+def test_the_tool_with_a_segmenter_uses_its_frame_choice(segmenter_model, sweeps_dir, tmp_path):
+    folder = sweeps_dir / "sweep00001"
+    result = _sweep_tool(segmenter_model, folder / "frames.mha", "--geometry", folder / "truth.json",
+                         "--out", tmp_path / "out", "--candidates", "2", "--stride", "3", "--backend", "opencv")
+    assert result.returncode == 0, result.stderr
+    record = json.loads((tmp_path / "out" / "frames.json").read_text())
+    frames = record["frames"]
+    assert len(frames) == 10 and all(frames[k]["score"] is not None for k in (0, 3, 6, 9))
+    assert all("complete" in frames[k] and "smoothed" in frames[k] for k in record["frames_measured"])
+    assert sequences.open_sequence(tmp_path / "out" / "frames_overlay.mp4", spacing=1).count == 10
+
+
 def test_the_tool_refuses_a_video_without_spacing_and_leaves_no_folder(fetal_model, tmp_path, small_sweep):
     writer = sequences.VideoWriter(tmp_path / "loop.mp4", 10, (96, 96))
     for frame in small_sweep.frames[:3]:
@@ -296,22 +308,27 @@ def test_smoothing_lets_no_single_frame_win_and_skips_frames_not_scored():
 
 
 def test_the_frame_choice_on_a_tiny_sweep_passes_over_a_noisy_thorax_frame():
-    """Truth maps of a simulated sweep (a sure segmenter) through the scoring functions: the
-    best smoothed frame is optimal; a thorax frame where heart chambers read as a stomach bubble
-    and a vein (drawn in) scores high alone, and loses once smoothed."""
-    from fetal_biometry.labels import ABDOMEN, STOMACH, VEIN
+    """Truth maps of a simulated sweep (a sure segmenter) through the scoring functions, with
+    a thorax frame where heart chambers read as a stomach bubble and a vein (drawn in). Read in
+    the abdomen's eight classes (heart and lungs as abdomen) it scores high alone and loses once
+    smoothed; with the heart and lung classes it scores 0."""
+    from fetal_biometry.labels import ABDOMEN, HEART, STOMACH, VEIN, abdomen_labels
 
     sweep = sweep_simulator.simulate_sweep(0, 2, frames=24, shape=(96, 96))
     planes = [f["plane"] for f in sweep.truth]
     thorax = max(k for k, f in enumerate(sweep.truth) if f["reason"].startswith(sweep_simulator.THORAX))
     labels = sweep.labels.copy()
-    body = np.argwhere(labels[thorax] == ABDOMEN).mean(axis=0).astype(int)
+    assert HEART in labels[thorax]
+    body = np.argwhere(np.isin(labels[thorax], (ABDOMEN, HEART))).mean(axis=0).astype(int)
     labels[thorax][body[0] - 3:body[0] + 3, body[1] - 5:body[1] + 3] = STOMACH
     labels[thorax][body[0] + 4:body[0] + 7, body[1] - 2:body[1] + 6] = VEIN
-    raw = np.array([sweeps.frame_score(m, _one_hot(m), sweep.spacing_mm)["score"] for m in labels])
+    eight = abdomen_labels(labels)
+    raw = np.array([sweeps.frame_score(m, _one_hot(m), sweep.spacing_mm)["score"] for m in eight])
     chosen = int(np.argmax(sweeps.smooth(raw)))
     assert planes[chosen] == "optimal"
     assert raw[thorax] >= raw[chosen]  # alone, the noisy thorax frame would have won (or tied)
+    own = sweeps.frame_score(labels[thorax], _one_hot(labels[thorax], 18), sweep.spacing_mm)
+    assert own["wrong_level"] > sweeps.WRONG_LEVEL_SHARE and own["score"] == 0
 
 
 def test_the_segmenters_two_passes_score_every_frame_they_segment(segmenter_model, small_sweep):
