@@ -291,9 +291,10 @@ def _neighbourhoods(scores: np.ndarray, stride: int, count: int, keep: int,
 
 
 def _segment_stream(segmenter: SequenceClassifier, frames: Iterable[np.ndarray],
-                    take: Callable[[int], bool]) -> Iterator[tuple]:
-    """(index, frame, probs, labels) of every frame in order; probs and labels None for a frame
-    ``take`` skips. At most one batch of frames (and those skipped between them) is held."""
+                    take: Callable[[int], bool], skipped: bool = True) -> Iterator[tuple]:
+    """(index, frame, probs, labels) of every frame in order (only those ``take`` takes unless
+    ``skipped``); probs and labels None for a frame ``take`` skips. At most one batch of frames
+    (and, with ``skipped``, those skipped between them) is held."""
     held: list[tuple[int, np.ndarray]] = []
 
     def flush():
@@ -304,7 +305,8 @@ def _segment_stream(segmenter: SequenceClassifier, frames: Iterable[np.ndarray],
         held.clear()
 
     for k, frame in enumerate(frames):
-        held.append((k, frame))
+        if skipped or take(k):
+            held.append((k, frame))
         if take(k) and sum(take(j) for j, _ in held) == segmenter.batch:
             yield from flush()
     yield from flush()
@@ -334,7 +336,7 @@ def analyse_segmented(segmenter: SequenceClassifier, frames: Callable[[], Iterab
     first = np.array([np.nan if s is None else s["score"] for s in scores])
     wanted = _neighbourhoods(first, stride, len(scores), candidates, smoothing)
     second = []
-    for k, frame, probs, labels in _segment_stream(segmenter, frames(), wanted.__contains__):
+    for k, frame, probs, labels in _segment_stream(segmenter, frames(), wanted.__contains__, skipped=False):
         if labels is not None:
             score = frame_score(labels, probs, spacing_mm)
             scores[k] = {"frame": k, **score}
