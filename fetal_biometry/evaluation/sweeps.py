@@ -13,7 +13,7 @@ from fetal_biometry.evaluation.metrics import combined, dice, nae, wfss
 from fetal_biometry.geometry import probe as geom
 from fetal_biometry.inference.dense import BATCH, SequenceClassifier, engine
 from fetal_biometry.io.sequences import SequenceError, open_sequence
-from fetal_biometry.measure.sweeps import CANDIDATES, SMOOTHING, STRIDE, analyse_sequence, predicted_mask
+from fetal_biometry.measure.sweeps import CANDIDATES, STRIDE, analyse_sequence, predicted_mask
 
 
 def sweep_metrics(record: dict, predicted: np.ndarray, truth: dict, truth_mask: np.ndarray) -> dict:
@@ -62,11 +62,11 @@ def _frame(path: pathlib.Path, index: int) -> np.ndarray:
 
 
 def evaluate_sweep(classifier, folder: pathlib.Path, batch: int = BATCH,
-                   candidates: int = CANDIDATES, stride: int = STRIDE,
-                   smoothing: tuple[float, ...] = SMOOTHING) -> dict:
+                   candidates: int = CANDIDATES, stride: int = STRIDE, **choice) -> dict:
     """Analyse one simulated sweep (the layout of :mod:`fetal_biometry.simulator.sweeps`) with
     a patch classifier or a segmenter (:func:`fetal_biometry.inference.dense.engine`) and score
-    the choice with the benchmark's metrics."""
+    the choice with the benchmark's metrics; ``choice`` as
+    :func:`fetal_biometry.measure.sweeps.analyse_sequence`'s."""
     from fetal_biometry.simulator import sweeps as sweep_simulator
 
     truth = sweep_simulator.read_truth(folder)
@@ -74,7 +74,7 @@ def evaluate_sweep(classifier, folder: pathlib.Path, batch: int = BATCH,
     probe = geom.from_dict(truth["probe"])
     frames = SequenceClassifier(classifier, probe, sequence.shape, sequence.spacing_mm, batch)
     result = analyse_sequence(frames, sequence.frames, sequence.spacing_mm, sequence.count,
-                              candidates=candidates, stride=stride, smoothing=smoothing)
+                              candidates=candidates, stride=stride, **choice)
     chosen = result.record["best_frame"]
     annotated = (_frame(folder / "masks.mha", chosen) > 0 if chosen >= 0
                  else np.zeros(sequence.shape, bool))

@@ -315,19 +315,20 @@ def _segment_stream(segmenter: SequenceClassifier, frames: Iterable[np.ndarray],
 def analyse_segmented(segmenter: SequenceClassifier, frames: Callable[[], Iterable[np.ndarray]],
                       spacing_mm: float, on_frame: Callable | None = None,
                       candidates: int = CANDIDATES, stride: int = STRIDE,
-                      smoothing: tuple[float, ...] = SMOOTHING) -> SweepResult:
+                      smoothing: tuple[float, ...] = SMOOTHING,
+                      wrong_level: tuple[int, ...] = WRONG_LEVEL) -> SweepResult:
     """The segmenter's frame choice over a sequence (see the module docstring).
 
     ``segmenter`` segments the sequence's frames (a :class:`SequenceClassifier` of a
     segmenter); ``frames()`` streams the sequence afresh (it is read twice);
     ``on_frame(index, frame, labels, score)`` is called for every frame of the first pass
     (``labels`` and ``score`` None for a frame it skips); ``smoothing`` the weights of
-    :func:`smooth`. Memory holds one batch and the
+    :func:`smooth`, ``wrong_level`` as :func:`frame_score`'s. Memory holds one batch and the
     second pass's frames, whatever the sequence's length.
     """
     scores: list[dict | None] = []
     for k, frame, probs, labels in _segment_stream(segmenter, frames(), lambda k: k % stride == 0):
-        score = None if labels is None else frame_score(labels, probs, spacing_mm)
+        score = None if labels is None else frame_score(labels, probs, spacing_mm, wrong_level)
         scores.append(None if score is None else {"frame": k, **score})
         if on_frame is not None:
             on_frame(k, frame, labels, score)
@@ -338,7 +339,7 @@ def analyse_segmented(segmenter: SequenceClassifier, frames: Callable[[], Iterab
     second = []
     for k, frame, probs, labels in _segment_stream(segmenter, frames(), wanted.__contains__, skipped=False):
         if labels is not None:
-            score = frame_score(labels, probs, spacing_mm)
+            score = frame_score(labels, probs, spacing_mm, wrong_level)
             scores[k] = {"frame": k, **score}
             second.append(Candidate(k, frame, labels, score))
     smoothed = smooth(np.array([np.nan if s is None else s["score"] for s in scores]), smoothing)
@@ -375,12 +376,10 @@ def _result(measured: list[Candidate], scores: list[dict]) -> SweepResult:
 
 def analyse_sequence(classifier: SequenceClassifier, frames: Callable[[], Iterable[np.ndarray]],
                      spacing_mm: float, count: int | None = None, on_frame: Callable | None = None,
-                     candidates: int = CANDIDATES, stride: int = STRIDE,
-                     smoothing: tuple[float, ...] = SMOOTHING) -> SweepResult:
-    """The frame choice of ``classifier``'s kind: :func:`analyse_segmented` for a segmenter,
-    :func:`analyse` (one pass, landmark scores; ``stride`` and ``smoothing`` unused) for a
-    patch classifier."""
+                     candidates: int = CANDIDATES, stride: int = STRIDE, **choice) -> SweepResult:
+    """The frame choice of ``classifier``'s kind: :func:`analyse_segmented` for a segmenter
+    (``choice``: its ``smoothing`` and ``wrong_level``), :func:`analyse` (one pass, landmark
+    scores; ``stride`` and ``choice`` unused) for a patch classifier."""
     if classifier.segmenter:
-        return analyse_segmented(classifier, frames, spacing_mm, on_frame, candidates, stride,
-                                 smoothing=smoothing)
+        return analyse_segmented(classifier, frames, spacing_mm, on_frame, candidates, stride, **choice)
     return analyse(classifier, frames(), spacing_mm, count, on_frame, candidates)
