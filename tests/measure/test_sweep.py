@@ -303,8 +303,10 @@ def test_a_wrong_level_class_inside_the_abdomen_rules_the_frame_out():
 def test_smoothing_lets_no_single_frame_win_and_skips_frames_not_scored():
     spike_then_plateau = [0, 0, 0, 1.0, 0, 0, 0.8, 0.85, 0.8, 0]
     assert int(np.argmax(spike_then_plateau)) == 3
-    assert int(np.argmax(sweeps.smooth(spike_then_plateau))) == 7
-    np.testing.assert_allclose(sweeps.smooth([1.0, np.nan, 0.0]), [1.0, 0.5, 0.0])
+    window = (0.25, 0.5, 0.25)
+    assert int(np.argmax(sweeps.smooth(spike_then_plateau, window))) == 7
+    np.testing.assert_allclose(sweeps.smooth([1.0, np.nan, 0.0], window), [1.0, 0.5, 0.0])
+    assert sweeps.smooth(spike_then_plateau, (1.0,)).tolist() == spike_then_plateau  # the default: off
 
 
 def test_the_frame_choice_on_a_tiny_sweep_passes_over_a_noisy_thorax_frame():
@@ -324,7 +326,7 @@ def test_the_frame_choice_on_a_tiny_sweep_passes_over_a_noisy_thorax_frame():
     labels[thorax][body[0] + 4:body[0] + 7, body[1] - 2:body[1] + 6] = VEIN
     eight = abdomen_labels(labels)
     raw = np.array([sweeps.frame_score(m, _one_hot(m), sweep.spacing_mm)["score"] for m in eight])
-    chosen = int(np.argmax(sweeps.smooth(raw)))
+    chosen = int(np.argmax(sweeps.smooth(raw, (0.25, 0.5, 0.25))))
     assert planes[chosen] == "optimal"
     assert raw[thorax] >= raw[chosen]  # alone, the noisy thorax frame would have won (or tied)
     own = sweeps.frame_score(labels[thorax], _one_hot(labels[thorax], 18), sweep.spacing_mm)
