@@ -2,7 +2,8 @@
 # The CUDA Caffe as one small tarball for a GPU machine that has CUDA 13 but not this project
 # (`make gpu-bundle`); prints the tarball's path.
 #
-#   tools/gpu_bundle.sh [--out FILE]     build it from the CUDA build (make caffe-cuda), once
+#   tools/gpu_bundle.sh [--out FILE]     build it from the CUDA build (make caffe-cuda): once,
+#                                        or again with --out
 #   tools/gpu_bundle.sh --print          print where it goes, build nothing
 #
 # The tarball (xz, at most 40 MiB) unpacks to fetal-caffe-gpu/:
@@ -15,13 +16,14 @@
 # CUDA's own libraries (cudart, cuBLAS, cuRAND, NCCL) are not in it: a machine with PyTorch or
 # JAX holds them in its Python's site-packages/nvidia/*/lib, which the launcher finds (or
 # $CUDA_HOME, or this project's toolkit cache). Default FILE: next to the CUDA build in the
-# cache, keyed by it, so a rebuilt Caffe gets a new bundle. Written aside and renamed into place.
+# cache, caffe-<key>-cuda-bundle-<hash>.tar.xz, hash = this script and the launcher: a rebuilt
+# Caffe or a changed recipe gets a new bundle. Written aside and renamed into place.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 max_mib=40
 die() { echo "gpu_bundle: error: $*" >&2; exit 1; }
-usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 
 out="" print_only=0
 while [ $# -gt 0 ]; do
@@ -33,7 +35,9 @@ while [ $# -gt 0 ]; do
   esac
 done
 prefix=$("$root/tools/caffe_cuda.sh" --print)
-out=$(realpath -m "${out:-$prefix-bundle.tar.xz}")
+recipe=$(cat "$root/tools/gpu_bundle.sh" "$root/tools/gpu_bundle_launcher.sh" | sha256sum | cut -c1-8)
+[ -n "$out" ] || { out="$prefix-bundle-$recipe.tar.xz"; [ "$print_only" = 1 ] || [ ! -f "$out" ] || { echo "$out"; exit 0; }; }
+out=$(realpath -m "$out")
 if [ "$print_only" = 1 ]; then echo "$out"; exit 0; fi
 [ -x "$prefix/bin/caffe" ] || die "no CUDA build at $prefix: run make caffe-cuda first (28 CPU-minutes)"
 venv=${FETAL_VENV:-$root/.venv}

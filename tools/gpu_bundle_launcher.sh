@@ -65,7 +65,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   say "error: CUDA 13 libraries not found: ${missing[*]}. Install them into any Python on this machine:"
   say "  pip install nvidia-cuda-runtime==13.* nvidia-cublas==13.* nvidia-curand==10.* nvidia-nccl-cu13"
   say "or set CUDA_HOME to a CUDA 13 toolkit, or FETAL_CUDA_LIB to the folders holding them."
-  say "Looked in: $(printf '%s\n' ${candidates[@]+"${candidates[@]}"} | sort -u | tr '\n' ' ')"
+  looked=$(for c in ${candidates[@]+"${candidates[@]}"}; do [ -d "$c" ] && echo "$c"; done | sort -u | tr '\n' ' ')
+  say "Looked in: ${looked:-no such folder here (no site-packages/nvidia/*/lib in any Python, no CUDA_HOME, no /usr/local/cuda)}"
   exit 1
 fi
 path=$(IFS=:; echo "${found[*]}")

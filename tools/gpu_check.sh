@@ -3,7 +3,8 @@
 # (`make gpu-check` here; on a GPU machine, this repository's prototxt/ and tools/ beside the
 # bundle and the small LMDBs).
 #
-#   tools/gpu_check.sh [--bundle FILE|DIR] [--data DIR] [--out DIR] [--iterations N] [--cpu-only]
+#   tools/gpu_check.sh [--bundle FILE|DIR] [--data DIR] [--out DIR] [--iterations N]
+#                      [--cpu-only [--cpu-caffe BIN]]
 #
 #   --bundle      the tarball of tools/gpu_bundle.sh, or its unpacked fetal-caffe-gpu/ folder
 #                 (default: tools/gpu_bundle.sh --print, this machine's bundle)
@@ -12,6 +13,10 @@
 #   --iterations  training iterations per run, the same on CPU and GPU (default 200)
 #   --cpu-only    the CPU half only, for a machine without a GPU (checks the script and the
 #                 bundle; device_query must then be the one-sentence refusal)
+#   --cpu-caffe   with --cpu-only: the caffe that trains and tests (default the bundle's). Where
+#                 no NVIDIA driver is loaded the CUDA Caffe cannot train even on the CPU: its
+#                 data-prefetch thread asks the driver for the current device and aborts; give
+#                 the project's CPU build (.venv's Caffe prefix, bin/caffe) there
 #
 # Steps, each writing its log under --out and its numbers into summary.txt:
 #   1. the bundle's launcher: which CUDA libraries, which driver (nvidia-smi where present);
@@ -30,10 +35,10 @@ set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
-bundle="" data="data/gpu_check" out="runs/gpu_check" iterations=200 cpu_only=0
+bundle="" data="data/gpu_check" out="runs/gpu_check" iterations=200 cpu_only=0 cpu_caffe=""
 die() { echo "gpu_check: error: $*" >&2; exit 1; }
 step() { printf '\n=== %s\n' "$*" >&2; }
-usage() { sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,33p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 while [ $# -gt 0 ]; do
   case "$1" in
     -h|--help) usage 0 ;;
@@ -42,9 +47,12 @@ while [ $# -gt 0 ]; do
     --out) out=$2; shift 2 ;;
     --iterations) iterations=$2; shift 2 ;;
     --cpu-only) cpu_only=1; shift ;;
+    --cpu-caffe) cpu_caffe=$2; shift 2 ;;
     *) echo "gpu_check: unknown option $1" >&2; usage 2 ;;
   esac
 done
+[ -z "$cpu_caffe" ] || [ "$cpu_only" = 1 ] || die "--cpu-caffe goes with --cpu-only (on a GPU machine the bundle's caffe does both halves)"
+[ -z "$cpu_caffe" ] || [ -x "$cpu_caffe" ] || die "--cpu-caffe $cpu_caffe: not an executable"
 [[ $iterations =~ ^[1-9][0-9]*$ ]] || die "--iterations must be a positive whole number, not '$iterations'"
 [ -n "$bundle" ] || bundle=$(tools/gpu_bundle.sh --print)
 [ -e "$bundle" ] || die "$bundle: no GPU bundle there (make gpu-bundle makes it)"
@@ -62,7 +70,8 @@ out=$(cd "$out" && pwd) data=$(cd "$data" && pwd)
 summary="$out/summary.txt"
 say() { echo "$*" | tee -a "$summary" >&2; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf (b > 0 ? "%.1fx" : "-"), a / b }'; }
-export GLOG_logtostderr=1 OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-$(nproc)}
+# caffe time/train/test speak through glog INFO lines, which this script reads.
+export GLOG_logtostderr=1 GLOG_minloglevel=0 OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-$(nproc)}
 
 step "1. the bundle and the machine"
 if [ -d "$bundle" ]; then caffe="$(cd "$bundle" && pwd)/caffe"
@@ -71,10 +80,12 @@ else
   caffe="$out/fetal-caffe-gpu/caffe"
 fi
 [ -x "$caffe" ] || die "$bundle holds no fetal-caffe-gpu/caffe launcher"
+trainer=${cpu_caffe:-$caffe}  # the caffe of steps 4 and 5
 "$caffe" --bundle-info > "$out/bundle_info.log" 2>&1 || { cat "$out/bundle_info.log" >&2; die "the bundle's launcher failed (above)"; }
 say "gpu_check $(date -u +%Y-%m-%dT%H:%MZ) on $(hostname), $(nproc) CPU cores, OpenBLAS $OPENBLAS_NUM_THREADS thread(s)"
 say "$(sed -n 's/^caffe (fetal-biometry GPU bundle): //p' "$out/bundle_info.log")"
 say "bundle: $(sed -n 's/^build: //p' "$out/bundle_info.log"); glibc here $(sed -n 's/^glibc here: //p' "$out/bundle_info.log")"
+[ -z "$cpu_caffe" ] || say "training and testing (steps 4, 5) with $cpu_caffe"
 gpus=0
 if [ "$cpu_only" = 0 ]; then
   command -v nvidia-smi >/dev/null || die "nvidia-smi not found: no NVIDIA driver here (--cpu-only runs the CPU half)"
@@ -106,10 +117,12 @@ time_net() {  # NAME BATCH MODE: "forward_ms backward_ms" of caffe time
 }
 for spec in tutorial_cnn:64 fetal_channels:64 segmenter_channels:4; do
   name=${spec%:*} batch=${spec#*:}
-  read -r cpu_f cpu_b <<< "$(time_net "$name" "$batch" cpu)"
+  times=$(time_net "$name" "$batch" cpu) || exit 1
+  read -r cpu_f cpu_b <<< "$times"
   line="caffe time $name, batch $batch: CPU forward $cpu_f ms, backward $cpu_b ms"
   if [ "$cpu_only" = 0 ]; then
-    read -r gpu_f gpu_b <<< "$(time_net "$name" "$batch" gpu)"
+    times=$(time_net "$name" "$batch" gpu) || exit 1
+    read -r gpu_f gpu_b <<< "$times"
     line+="; GPU forward $gpu_f ms ($(ratio "$cpu_f" "$gpu_f")), backward $gpu_b ms ($(ratio "$cpu_b" "$gpu_b"))"
   fi
   say "$line"
@@ -139,7 +152,7 @@ train_run() {  # NAME MODE -> "iterations/s accuracy"; the log and the final wei
   [ "$2" = gpu ] && flags=(--gpu 0)
   sed "s#^snapshot_prefix: .*#snapshot_prefix: \"$dir/$2/net\"#" "$dir/solver.prototxt" > "$dir/solver_$2.prototxt"
   mkdir -p "$dir/$2"
-  "$caffe" train --solver="$dir/solver_$2.prototxt" ${flags[@]+"${flags[@]}"} > "$dir/$2/train.log" 2>&1 \
+  "$trainer" train --solver="$dir/solver_$2.prototxt" ${flags[@]+"${flags[@]}"} > "$dir/$2/train.log" 2>&1 \
     && grep -q "Optimization Done" "$dir/$2/train.log" || die "caffe train $1 on $2 failed (see $dir/$2/train.log)"
   # Rate between the first and the last "Iteration N" display lines, from glog's timestamps.
   awk '/\] Iteration [0-9]+ \(/ || /\] Iteration [0-9]+, loss/ {
@@ -153,11 +166,13 @@ declare -A weights
 for spec in tutorial_cnn:mnist:1000 fetal_channels:fetal_channels:400; do
   IFS=: read -r name lmdbs val <<< "$spec"
   make_solver "$name" "$lmdbs" "$val" > /dev/null
-  read -r cpu_rate cpu_acc <<< "$(train_run "$name" cpu)"
+  result=$(train_run "$name" cpu) || exit 1
+  read -r cpu_rate cpu_acc <<< "$result"
   weights[$name]="$out/nets/$name/cpu/net_iter_$iterations.caffemodel"
   line="caffe train $name, $iterations iterations: CPU $cpu_rate it/s, accuracy $cpu_acc"
   if [ "$cpu_only" = 0 ]; then
-    read -r gpu_rate gpu_acc <<< "$(train_run "$name" gpu)"
+    result=$(train_run "$name" gpu) || exit 1
+    read -r gpu_rate gpu_acc <<< "$result"
     line+="; GPU $gpu_rate it/s ($(ratio "$gpu_rate" "$cpu_rate")), accuracy $gpu_acc"
   fi
   say "$line"
@@ -167,19 +182,19 @@ step "5. CPU and GPU agree: caffe test of the CPU-trained weights"
 test_run() {  # NAME MODE -> the log; per-batch outputs in it
   local dir="$out/nets/$1" flags=() log="$out/nets/$1/test_$2.log"
   [ "$2" = gpu ] && flags=(--gpu 0)
-  "$caffe" test --model="$dir/val.prototxt" --weights="${weights[$1]}" --iterations=4 \
+  "$trainer" test --model="$dir/val.prototxt" --weights="${weights[$1]}" --iterations=4 \
     ${flags[@]+"${flags[@]}"} > "$log" 2>&1 || die "caffe test $1 on $2 failed (see $log)"
   grep -q '\] Batch 0, ' "$log" || die "caffe test $1 on $2 printed no batch outputs (see $log)"
   echo "$log"
 }
 disagree=0
 for name in tutorial_cnn fetal_channels; do
-  cpu_log=$(test_run "$name" cpu)
+  cpu_log=$(test_run "$name" cpu) || exit 1
   if [ "$cpu_only" = 1 ]; then
     say "caffe test $name on CPU, batch 0: $(grep '\] Batch 0, ' "$cpu_log" | sed 's/.*\] Batch 0, //' | paste -sd ',' - | sed 's/,/, /g') (GPU side not run)"
     continue
   fi
-  gpu_log=$(test_run "$name" gpu)
+  gpu_log=$(test_run "$name" gpu) || exit 1
   worst=$(paste <(grep '\] Batch [0-9]*, ' "$cpu_log" | sed 's/.*= //') <(grep '\] Batch [0-9]*, ' "$gpu_log" | sed 's/.*= //') \
     | awk '{ d = $1 - $2; d = d < 0 ? -d : d; m = ($1 < 0 ? -$1 : $1); r = d / (m > 1e-6 ? m : 1e-6); if (r > w) w = r }
            END { printf "%.1e\n", w }')
