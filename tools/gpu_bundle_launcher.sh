@@ -27,6 +27,13 @@ if [ -n "$have_glibc" ] && [ "$(printf '%s\n%s\n' "$need_glibc" "$have_glibc" | 
   say "error: this machine's glibc is $have_glibc; the bundle needs $need_glibc or later (Debian 12, Ubuntu 22.04, RHEL 9 and later have it)"
   exit 1
 fi
+# Debian 12's C++ runtime where glibc is new enough for it, else the machine's (which must then
+# be GCC 12's or later: the dynamic linker names a missing GLIBCXX_ version otherwise).
+cxx_glibc=$(field 'glibc for lib\/cxx')
+cxx_line="the machine's C++ runtime"
+if [ -n "$have_glibc" ] && [ "$(printf '%s\n%s\n' "$cxx_glibc" "$have_glibc" | sort -V | head -1)" = "$cxx_glibc" ]; then
+  cxx_dir="$here/lib/cxx" cxx_line="the bundle's C++ runtime"
+fi
 
 candidates=()
 IFS=: read -r -a explicit <<< "${FETAL_CUDA_LIB:-}"
@@ -65,16 +72,16 @@ if [ ${#missing[@]} -gt 0 ]; then
   say "error: CUDA 13 libraries not found: ${missing[*]}. Install them into any Python on this machine:"
   say "  pip install nvidia-cuda-runtime==13.* nvidia-cublas==13.* nvidia-curand==10.* nvidia-nccl-cu13"
   say "or set CUDA_HOME to a CUDA 13 toolkit, or FETAL_CUDA_LIB to the folders holding them."
-  looked=$(for c in ${candidates[@]+"${candidates[@]}"}; do [ -d "$c" ] && echo "$c"; done | sort -u | tr '\n' ' ')
+  looked=$(for c in ${candidates[@]+"${candidates[@]}"}; do if [ -d "$c" ]; then echo "$c"; fi; done | sort -u | tr '\n' ' ')
   say "Looked in: ${looked:-no such folder here (no site-packages/nvidia/*/lib in any Python, no CUDA_HOME, no /usr/local/cuda)}"
   exit 1
 fi
 path=$(IFS=:; echo "${found[*]}")
-export LD_LIBRARY_PATH="$path${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export LD_LIBRARY_PATH="${cxx_dir:+$cxx_dir:}$path${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 
 driver=$( { ldconfig -p 2>/dev/null || true; } | awk '/libcuda\.so\.1 /{print $NF; exit}')
 driver_line=${driver:+NVIDIA driver library $driver}
-say "CUDA libraries from ${found[*]}; ${driver_line:-no NVIDIA driver library (libcuda.so.1): CPU only}"
+say "CUDA libraries from ${found[*]}; ${driver_line:-no NVIDIA driver library (libcuda.so.1): CPU only}; $cxx_line"
 
 if [ "${1:-}" = "--bundle-info" ]; then
   cat "$here/MANIFEST"
