@@ -187,6 +187,13 @@ test_run() {  # NAME MODE -> the log; per-batch outputs in it
   grep -q '\] Batch 0, ' "$log" || die "caffe test $1 on $2 printed no batch outputs (see $log)"
   echo "$log"
 }
+differences() {  # OUTPUT CPU_LOG GPU_LOG -> "worst relative, worst absolute" difference per batch
+  paste <(sed -n "s/.*\] Batch [0-9]*, $1 = //p" "$2") <(sed -n "s/.*\] Batch [0-9]*, $1 = //p" "$3") \
+    | awk '{ d = $1 - $2; d = d < 0 ? -d : d; m = $1 < 0 ? -$1 : $1; r = d / (m > 1e-6 ? m : 1e-6)
+             if (r > wr) wr = r; if (d > wa) wa = d; n++ }
+           END { if (n == 0) exit 1; printf "%.1e %.2g\n", wr, wa }' \
+    || die "no '$1' per batch in $2 and $3"
+}
 disagree=0
 for name in tutorial_cnn fetal_channels; do
   cpu_log=$(test_run "$name" cpu) || exit 1
@@ -195,11 +202,14 @@ for name in tutorial_cnn fetal_channels; do
     continue
   fi
   gpu_log=$(test_run "$name" gpu) || exit 1
-  worst=$(paste <(grep '\] Batch [0-9]*, ' "$cpu_log" | sed 's/.*= //') <(grep '\] Batch [0-9]*, ' "$gpu_log" | sed 's/.*= //') \
-    | awk '{ d = $1 - $2; d = d < 0 ? -d : d; m = ($1 < 0 ? -$1 : $1); r = d / (m > 1e-6 ? m : 1e-6); if (r > w) w = r }
-           END { printf "%.1e\n", w }')
-  verdict=agree; awk -v w="$worst" 'BEGIN { exit !(w < 1e-4) }' || { verdict=DISAGREE; disagree=1; }
-  say "caffe test $name, 4 batches of 100, CPU vs GPU: worst relative difference of loss and accuracy $worst: $verdict"
+  # Loss within 1e-4 relative; accuracy within 0.01, one image of a batch of 100, since a
+  # prediction on the boundary may fall either way under a different summation order.
+  loss=$(differences loss "$cpu_log" "$gpu_log") || exit 1
+  accuracy=$(differences accuracy "$cpu_log" "$gpu_log") || exit 1
+  read -r loss_rel _ <<< "$loss"; read -r _ accuracy_abs <<< "$accuracy"
+  verdict=agree
+  awk -v r="$loss_rel" -v a="$accuracy_abs" 'BEGIN { exit !(r < 1e-4 && a <= 0.0100001) }' || { verdict=DISAGREE; disagree=1; }
+  say "caffe test $name, 4 batches of 100, CPU vs GPU: loss within $loss_rel (relative), accuracy within $accuracy_abs: $verdict"
 done
 
 step "6. NCCL"
