@@ -48,7 +48,8 @@ import numpy as np
 from scipy import ndimage
 
 from fetal_biometry.geometry import probe as geom
-from fetal_biometry.geometry.fan_edges import MAX_EDGE_DEG, MAX_INWARD_DEG, Line, angle, rim, side_edges
+from fetal_biometry.geometry.fan_edges import (MAX_EDGE_DEG, MAX_INWARD_DEG, Line, angle, normal_towards,
+                                               refined, rim, side_edges)
 from fetal_biometry.geometry.fan_region import (MAX_CHROMA, MIN_FILL, MIN_TEXTURE, FanNotFound,
                                                 checked_hull, detect, detect_fan, disk, gray_of,
                                                 hull_mask)
@@ -63,6 +64,11 @@ PARALLEL_DEG = 1.5  # side edges closer than this in angle are parallel: a linea
 # are smoother and their fans less cleanly outlined than the simulator's.
 MIN_CONFIDENCE = 0.2  # below: "no fan found"
 MAX_SIDE = 1024  # larger images are estimated on a copy downscaled to this side, mapped back
+# Side edges are refined (fan_edges.refined) on images larger than this: on the simulated
+# validation scans (128 and 256 px; benchmarks/fan_validation.py) refinement made 29 more
+# fans wrong (their edges fade into dark fluid), on the real 'choose' split it made none worse.
+_REFINE_MIN_SIDE = 256
+_REFINE_BAND = 0.03  # how far across an edge its refinement looks, share of the longer side
 _BINS = 32  # lateral bins over which the depths of the arcs (or faces) are medians
 
 
@@ -345,7 +351,7 @@ def _estimate(gray: np.ndarray, threshold: int, min_texture: float,
               priors: Priors) -> tuple[geom.Geometry, float]:
     """The best fan of an 8-bit gray image and its confidence (:func:`estimate_geometry`)."""
     echoes, hull, bright = detect(gray, threshold, min_texture)
-    first = _best_fan(gray, echoes, hull, priors)
+    first = _best_fan(gray, echoes, hull, threshold, priors)
     # Where dark fluid lies against the edges, the echoes end before the fan does: the hull
     # stops at the fetus and only the top of each edge is seen. The echoes beyond the fluid
     # (a posterior wall as thin as a text line, dim sparse speckle at depth) cannot be told
@@ -358,7 +364,7 @@ def _estimate(gray: np.ndarray, threshold: int, min_texture: float,
         return first
     echoes = echoes | deeper
     try:
-        second = _best_fan(gray, echoes, checked_hull(gray, echoes, threshold), priors)
+        second = _best_fan(gray, echoes, checked_hull(gray, echoes, threshold), threshold, priors)
     except FanNotFound:
         return first
     return max(first, second, key=lambda fit: fit[1])
@@ -392,7 +398,7 @@ def _with_priors(fits: list[geom.Geometry], priors: Priors, width: int) -> list[
     return fits
 
 
-def _best_fan(gray: np.ndarray, echoes: np.ndarray, hull: np.ndarray,
+def _best_fan(gray: np.ndarray, echoes: np.ndarray, hull: np.ndarray, threshold: int,
               priors: Priors = Priors()) -> tuple[geom.Geometry, float]:
     """The fan whose outline the rim of ``echoes`` (and of their ``hull``) follows best, and
     its confidence."""
@@ -415,4 +421,34 @@ def _best_fan(gray: np.ndarray, echoes: np.ndarray, hull: np.ndarray,
     # The outline's support ranks the pairs cheaply; the IoU decides among the best few.
     confidence, best = max(((support * _iou(hull_mask(geom.fan_mask(g, gray.shape)), hull), g)
                             for support, g in supported[:3]), key=lambda item: item[0])
+    if max(gray.shape) > _REFINE_MIN_SIDE:
+        fine = _refined(gray, best, threshold, echo_rim, hull_rim)
+        if fine is not best:  # the better supported of the two, as for the second look
+            refined_confidence = _outline_support(fine, distance) * _iou(
+                hull_mask(geom.fan_mask(fine, gray.shape)), hull)
+            if refined_confidence > confidence:
+                return fine, float(refined_confidence)
     return best, float(confidence)
+
+
+def _refined(gray: np.ndarray, probe: geom.Geometry, threshold: int, echo_rim,
+             hull_rim) -> geom.Geometry:
+    """``probe`` with both side edges moved onto where the echoes end along them
+    (:func:`fan_edges.refined`), or ``probe`` itself where an edge cannot be refined or the
+    refined edges make no fan of the same kind."""
+    band = max(4.0, _REFINE_BAND * max(gray.shape))
+    lines = []
+    for side, lateral in zip((-1, 1), geom.lateral_range(probe)):
+        x, y = geom.beam_to_image(probe, np.array([probe.start_depth, probe.end_depth]),
+                                  np.array([lateral, lateral]))
+        start, end = np.array([x[0], y[0]]), np.array([x[1], y[1]])
+        along = (end - start) / np.linalg.norm(end - start)
+        outward = normal_towards(along, np.array([float(side), 0.0]))
+        line = refined(gray, start, end, outward, band, threshold)
+        if line is None:
+            return probe
+        lines.append(line)
+    fine = _geometry(lines[0], lines[1], echo_rim, hull_rim)
+    if fine is None or type(fine) is not type(probe) or geom.problems(fine, gray.shape):
+        return probe
+    return fine

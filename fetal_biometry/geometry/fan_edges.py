@@ -17,6 +17,8 @@ _CANDIDATES = 8  # best supported lines tried per side
 _HOUGH_MIN_SIDE = 256  # larger images also try the rim's long straight runs as side edges
 INLIER_PX = 1.5
 _WIDE_BAND = 0.004  # first refit band, share of the longer side (chosen on the real "choose" split)
+_MIN_STEPS = 10  # points across an edge a refinement needs
+_PAIRS = 300  # pairs of points tried for the line most of them lie on
 
 Line = tuple[np.ndarray, np.ndarray]  # a point and the unit direction pointing down (+y)
 
@@ -39,7 +41,7 @@ def _hull_edges(hull: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return starts, ends, normals * np.sign(outward)[:, None]
 
 
-def _fit_line(points: np.ndarray) -> Line:
+def fit_line(points: np.ndarray) -> Line:
     """Total least squares line through ``points`` (x, y)."""
     centre = points.mean(axis=0)
     direction = np.linalg.svd(points - centre, full_matrices=False)[2][0]
@@ -55,7 +57,7 @@ def _offsets(points: np.ndarray, line: Line, normal: np.ndarray) -> np.ndarray:
     return (points - line[0]) @ normal
 
 
-def _normal(direction: np.ndarray, towards: np.ndarray) -> np.ndarray:
+def normal_towards(direction: np.ndarray, towards: np.ndarray) -> np.ndarray:
     """Unit normal of ``direction`` on the side of ``towards``."""
     normal = np.array([direction[1], -direction[0]])
     return normal if normal @ towards >= 0 else -normal
@@ -82,8 +84,8 @@ def _refit(line: Line, normal: np.ndarray, rim: np.ndarray, size: int) -> tuple[
         points = rim[np.abs(_offsets(rim, line, normal)) < band]
         if len(points) < 3:
             return line, len(points)
-        line = _fit_line(points)
-        normal = _normal(line[1], normal)
+        line = fit_line(points)
+        normal = normal_towards(line[1], normal)
     return (line[0] + _offsets(points, line, normal).max() * normal, line[1]), len(points)
 
 
@@ -112,7 +114,7 @@ def _hull_edges_and_rim_lines(hull: np.ndarray, rim: np.ndarray):
     for x0, y0, x1, y1 in segments.reshape(-1, 4).astype(float):
         start, end = np.array([x0, y0]), np.array([x1, y1])
         direction = (end - start) / np.linalg.norm(end - start)
-        yield start, end, _normal(direction, (start + end) / 2 - centre)
+        yield start, end, normal_towards(direction, (start + end) / 2 - centre)
 
 
 def side_edges(hull: np.ndarray, rim: np.ndarray, side: int) -> list[Line]:
@@ -125,13 +127,13 @@ def side_edges(hull: np.ndarray, rim: np.ndarray, side: int) -> list[Line]:
     """
     found = []
     for start, end, normal in _hull_edges_and_rim_lines(hull, rim):
-        line = _fit_line(np.stack([start, end]))
+        line = fit_line(np.stack([start, end]))
         if side * normal[0] <= 0 or not _upright(line, side):
             continue
         fit, support = _refit(line, normal, rim, max(hull.shape))
         if support >= 3 and _upright(fit, side) and not any(
                 abs(angle(fit[1]) - angle(other[1])) < 0.5
-                and abs(_offsets(fit[0][None], other, _normal(other[1], normal))[0]) < INLIER_PX
+                and abs(_offsets(fit[0][None], other, normal_towards(other[1], normal))[0]) < INLIER_PX
                 for _, other in found):
             found.append((support, fit))
     return [line for _, line in sorted(found, key=lambda item: -item[0])[:_CANDIDATES]]
@@ -146,3 +148,75 @@ def rim(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     height, width = mask.shape
     cut = (xs == 0) | (ys == 0) | (xs == width - 1) | (ys == height - 1)
     return np.stack([xs, ys], axis=1).astype(float), cut
+
+
+def refined(gray: np.ndarray, start: np.ndarray, end: np.ndarray, outward: np.ndarray,
+            band: float, threshold: float) -> Line | None:
+    """The side edge from ``start`` to ``end`` moved onto where the echoes end along it.
+
+    Every 2 px along the edge, the lightly smoothed image is sampled across it (``band`` px
+    either side, every half pixel) and, coming in from ``outward``, the first place where it
+    rises above ``threshold`` is taken (interpolated between samples); a line is fitted to
+    the points most of which it passes (:func:`_consensus_line`). Depth ticks, text or a drawn
+    arc that join the fan move a few points outward, a shadow a stretch of them inward, not
+    the line, whereas a hull edge or a refit moved out to the outermost rim pixel follows
+    them. None where no line gathers enough points.
+    """
+    height, width = gray.shape
+    length = float(np.linalg.norm(end - start))
+    if length < 2 * _MIN_STEPS:
+        return None
+    along = (end - start) / length
+    points = start + np.arange(0.0, length, 2.0)[:, None] * along  # (T, 2)
+    s = np.arange(band, -band - 0.25, -0.5)  # from outside in
+    xs = points[:, None, 0] + s[None, :] * outward[0]
+    ys = points[:, None, 1] + s[None, :] * outward[1]
+    inside = ((xs.min(axis=1) >= 0) & (xs.max(axis=1) <= width - 1)
+              & (ys.min(axis=1) >= 0) & (ys.max(axis=1) <= height - 1))
+    if inside.sum() < _MIN_STEPS:
+        return None
+    smooth = cv2.GaussianBlur(gray.astype(np.float32), (0, 0), 1.0)
+    profiles = cv2.remap(smooth, xs[inside].astype(np.float32), ys[inside].astype(np.float32),
+                         cv2.INTER_LINEAR)
+    above = profiles > threshold
+    k = above.argmax(axis=1)  # first sample above, coming in
+    seen = above.any(axis=1) & (k > 0)  # background outside, echoes inside
+    rows = np.flatnonzero(seen)
+    k = k[seen]
+    before, after = profiles[rows, k - 1], profiles[rows, k]
+    fraction = (threshold - before) / np.maximum(after - before, 1e-6)
+    offset = s[k - 1] - 0.5 * fraction
+    found = points[inside][seen] + offset[:, None] * outward
+    if len(found) < _MIN_STEPS:
+        return None
+    return _consensus_line(found, length)
+
+
+def _consensus_line(points: np.ndarray, length: float) -> Line | None:
+    """The line most of ``points`` lie on (within :data:`INLIER_PX`), refitted to them: pairs
+    of points at least a quarter of the edge apart are tried (a fixed seed: the same answer
+    every run) and the line through the pair with the most points near it wins. Points off
+    the edge (where the echoes end early in a shadow, or late at a tick or text) scatter, the
+    edge's own points line up. None where fewer than :data:`_MIN_STEPS` points, or a quarter
+    of them, agree."""
+    rng = np.random.default_rng(0)
+    pairs = rng.integers(0, len(points), (_PAIRS, 2))
+    first, second = points[pairs[:, 0]], points[pairs[:, 1]]
+    span = np.linalg.norm(second - first, axis=1)
+    usable = span >= 0.25 * length
+    if not usable.any():
+        return None
+    first, direction = first[usable], (second - first)[usable] / span[usable, None]
+    normals = np.stack([direction[:, 1], -direction[:, 0]], axis=1)
+    residual = np.abs(np.einsum("pk,nk->pn", normals, points) - np.sum(normals * first, axis=1)[:, None])
+    inliers = residual[np.argmax((residual <= INLIER_PX).sum(axis=1))] <= INLIER_PX
+    if inliers.sum() < max(_MIN_STEPS, 0.25 * len(points)):
+        return None
+    line = fit_line(points[inliers])
+    for _ in range(2):  # the refitted line gathers its points again
+        normal = np.array([line[1][1], -line[1][0]])
+        near = np.abs((points - line[0]) @ normal) <= INLIER_PX
+        if near.sum() < _MIN_STEPS:
+            break
+        line = fit_line(points[near])
+    return line

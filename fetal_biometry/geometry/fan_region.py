@@ -12,6 +12,8 @@ from scipy import ndimage
 
 MAX_CHROMA = 40  # channel spread above which an RGB pixel is a coloured overlay
 MIN_FILL = 0.5  # share of echo pixels a region needs: speckle fills it, text strokes do not
+FLAT_RANGE = 1  # gray levels within which a 5 x 5 window is flat: a panel, not speckle
+_FLAT_WINDOWS = ((5, 5), (1, 7), (7, 1))  # a panel; a gray bar's rows or a column
 # Chosen by benchmarks/fan_validation.py --real --choose (see fan.MIN_CONFIDENCE).
 MIN_TEXTURE = 2.0  # median local standard deviation a region needs to count as speckle
 
@@ -29,16 +31,25 @@ class FanNotFound(ValueError):
 
 
 def gray_of(image: np.ndarray) -> np.ndarray:
-    """8-bit gray; in an RGB image, coloured pixels (overlays: calipers, measurement text,
-    colour bars) become background, for B-mode echoes are gray."""
+    """8-bit gray in which what cannot be an echo is background (0): in an RGB image, coloured
+    pixels (overlays: calipers, measurement text, colour bars), for B-mode echoes are gray;
+    and flat areas, for echoes are speckle: a viewer's or scanner's gray panel around the
+    scan (a uniform 5 x 5 window) and a gray bar (uniform along a row or column of 7 pixels),
+    uniform meaning within :data:`FLAT_RANGE` gray levels."""
     image = np.asarray(image)
     if image.dtype != np.uint8 or image.ndim not in (2, 3):
         raise ValueError(f"expected an 8-bit gray or RGB image, got {image.dtype} {image.shape}")
     if image.ndim == 2:
-        return image
-    rgb = image[..., :3]
-    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-    gray[rgb.max(axis=2).astype(np.int16) - rgb.min(axis=2) > MAX_CHROMA] = 0
+        gray = image.copy()
+    else:
+        rgb = image[..., :3]
+        gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+        gray[rgb.max(axis=2).astype(np.int16) - rgb.min(axis=2) > MAX_CHROMA] = 0
+    flat = np.zeros(gray.shape, np.uint8)
+    for window in (np.ones(shape, np.uint8) for shape in _FLAT_WINDOWS):
+        uniform = cv2.dilate(gray, window).astype(np.int16) - cv2.erode(gray, window) <= FLAT_RANGE
+        flat |= cv2.dilate(uniform.astype(np.uint8), window)  # every pixel of a uniform window
+    gray[flat.astype(bool)] = 0
     return gray
 
 
