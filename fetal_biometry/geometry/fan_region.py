@@ -14,6 +14,7 @@ MAX_CHROMA = 40  # channel spread above which an RGB pixel is a coloured overlay
 MIN_FILL = 0.5  # share of echo pixels a region needs: speckle fills it, text strokes do not
 FLAT_RANGE = 1  # gray levels within which a 5 x 5 window is flat: a panel, not speckle
 _FLAT_WINDOWS = ((5, 5), (1, 7), (7, 1))  # a panel; a gray bar's rows or a column
+SATURATED = 250  # flat areas this bright are saturated echoes, not a panel
 # Chosen by benchmarks/fan_validation.py --real --choose (see fan.MIN_CONFIDENCE).
 MIN_TEXTURE = 2.0  # median local standard deviation a region needs to count as speckle
 
@@ -35,7 +36,8 @@ def gray_of(image: np.ndarray) -> np.ndarray:
     pixels (overlays: calipers, measurement text, colour bars), for B-mode echoes are gray;
     and flat areas, for echoes are speckle: a viewer's or scanner's gray panel around the
     scan (a uniform 5 x 5 window) and a gray bar (uniform along a row or column of 7 pixels),
-    uniform meaning within :data:`FLAT_RANGE` gray levels."""
+    uniform meaning within :data:`FLAT_RANGE` gray levels; saturated echoes (from
+    :data:`SATURATED` up) stay."""
     image = np.asarray(image)
     if image.dtype != np.uint8 or image.ndim not in (2, 3):
         raise ValueError(f"expected an 8-bit gray or RGB image, got {image.dtype} {image.shape}")
@@ -49,7 +51,7 @@ def gray_of(image: np.ndarray) -> np.ndarray:
     for window in (np.ones(shape, np.uint8) for shape in _FLAT_WINDOWS):
         uniform = cv2.dilate(gray, window).astype(np.int16) - cv2.erode(gray, window) <= FLAT_RANGE
         flat |= cv2.dilate(uniform.astype(np.uint8), window)  # every pixel of a uniform window
-    gray[flat.astype(bool)] = 0
+    gray[flat.astype(bool) & (gray < SATURATED)] = 0  # a saturated echo is white, a panel gray
     return gray
 
 
