@@ -4,7 +4,8 @@ A dataset's label maps use the **dataset classes** (:data:`CLASSES`, fixed by th
 format); the patch classifier predicts the first five of them (:data:`CLASSIFIER_CLASSES`):
 the four the source colours in its results, plus background for everything else (abdomen
 tissue, spine and ribs are background to the classifier). The segmenter predicts all eight
-(:data:`SEGMENTER_CLASSES`, values as in the dataset): the abdomen is a class at last. Pixels
+(:data:`SEGMENTER_CLASSES`, values as in the dataset): the abdomen is a class at last; a
+segmenter of the head and femur too learns a longer table (:data:`SEGMENTER_TABLES`). Pixels
 outside the imaged fan are :data:`OUTSIDE` in all. :data:`COLOURS` is the one colour table of
 every overlay.
 
@@ -37,7 +38,8 @@ CLASSIFIER_VALUES = (*range(len(CLASSIFIER_CLASSES)), OUTSIDE)
 LABEL_TO_CLASS = {value: value if value < len(CLASSIFIER_CLASSES) else BACKGROUND
                   for value in CLASSES}
 
-#: The segmenter's classes, in the order of its outputs: the dataset's own table, values 0-7.
+#: The abdomen segmenter's classes, in the order of its outputs: the dataset's own table, values
+#: 0-7 (the class table "abdomen", :data:`SEGMENTER_TABLES`).
 SEGMENTER_CLASSES = tuple(CLASSES[value] for value in sorted(CLASSES))
 #: Every value a segmenter label map holds.
 SEGMENTER_VALUES = (*range(len(SEGMENTER_CLASSES)), OUTSIDE)
@@ -75,3 +77,83 @@ LABEL_TO_CLASS.update(dict.fromkeys(HEAD_FEMUR_CLASSES, BACKGROUND))
 COLOURS.update({SKULL: (210, 210, 210), BRAIN: (255, 120, 200), MIDLINE: (120, 255, 120),
                 FEMUR: (255, 190, 120), THALAMUS: (170, 90, 40), CAVUM: (0, 120, 160),
                 CEREBELLUM: (200, 200, 60)})
+
+
+# --------------------------------------------------------------------------- segmenter class tables
+
+#: The segmenter's class tables by name: ordered tuples of dataset class names
+#: (:data:`DATASET_CLASSES` values); output ``i`` of a segmenter is class ``i`` of its table, and
+#: its model folder records the table it learnt (``classes`` in model.json). "abdomen" is the
+#: abdominal plane's eight classes (:data:`SEGMENTER_CLASSES`); "panel" adds the head's and the
+#: femur's: every class the head's plane rules read (thalami, cavum and cerebellum tell a
+#: transthalamic from a transcerebellar plane, :mod:`fetal_biometry.measure.head`).
+SEGMENTER_TABLES = {
+    "abdomen": SEGMENTER_CLASSES,
+    "panel": SEGMENTER_CLASSES + tuple(HEAD_FEMUR_CLASSES[v] for v in sorted(HEAD_FEMUR_CLASSES)),
+}
+#: The class a dataset class is learnt as by a table that lacks it, climbed until the table has
+#: one (background, in every table, ends each chain): the head's landmarks are brain, the rest
+#: background. Classes not named here are background.
+PARENTS = {"midline": "brain", "thalamus": "brain", "cavum_septi_pellucidi": "brain",
+           "cerebellum": "brain"}
+#: The class each plane structure (:data:`fetal_biometry.io.dataset.STRUCTURES`) is measured on:
+#: a table without it cannot learn that structure's planes.
+STRUCTURE_CLASSES = {"abdomen": "abdomen", "head": "skull", "femur": "femur"}
+
+
+def check_table(classes) -> tuple[str, ...]:
+    """A segmenter's class table as a tuple, or ValueError: distinct dataset class names,
+    background first."""
+    known = set(DATASET_CLASSES.values())
+    table = tuple(classes) if isinstance(classes, (list, tuple)) else ()
+    if not table or table[0] != "background" or len(set(table)) != len(table) \
+            or not all(isinstance(name, str) and name in known for name in table):
+        raise ValueError(f"classes {classes!r} are no segmenter class table: distinct dataset class "
+                         f"names ({', '.join(DATASET_CLASSES.values())}), background first")
+    return table
+
+
+def table_of(name: str) -> tuple[str, ...]:
+    """The named class table (:data:`SEGMENTER_TABLES`), or ValueError naming the known ones."""
+    if name not in SEGMENTER_TABLES:
+        raise ValueError(f"unknown class table {name!r}; known: {', '.join(SEGMENTER_TABLES)}")
+    return SEGMENTER_TABLES[name]
+
+
+def learnt_as(name: str, classes: tuple[str, ...]) -> str:
+    """The class of ``classes`` that dataset class ``name`` is learnt as: itself, else its
+    parent's (:data:`PARENTS`), else background."""
+    while name not in classes:
+        name = PARENTS.get(name, "background")
+    return name
+
+
+def segmenter_lut(classes: tuple[str, ...]) -> np.ndarray:
+    """Dataset label value -> output index of the table ``classes`` (int16, 256 entries):
+    :data:`OUTSIDE` stays outside, a value no dataset class has is -1."""
+    table = check_table(classes)
+    lut = np.full(256, -1, np.int16)
+    lut[OUTSIDE] = OUTSIDE
+    for value, name in DATASET_CLASSES.items():
+        lut[value] = table.index(learnt_as(name, table))
+    return lut
+
+
+def segmenter_labels(labels: np.ndarray, classes: tuple[str, ...]) -> np.ndarray:
+    """A dataset label map as the output indices of the table ``classes`` (uint8, :data:`OUTSIDE`
+    outside); ValueError for a value that is no dataset class."""
+    mapped = segmenter_lut(classes)[labels]
+    if (mapped < 0).any():
+        unknown = sorted(set(np.unique(labels[mapped < 0]).tolist()))
+        raise ValueError(f"label values {unknown} are no dataset class ({sorted(DATASET_CLASSES)})")
+    return mapped.astype(np.uint8)
+
+
+def table_values(classes: tuple[str, ...]) -> np.ndarray:
+    """Output index -> dataset label value of the table ``classes`` (uint8, 256 entries:
+    :data:`OUTSIDE` stays outside): a segmenter's argmax as a dataset map, which the measurements
+    read."""
+    values = {name: value for value, name in DATASET_CLASSES.items()}
+    lut = np.full(256, OUTSIDE, np.uint8)
+    lut[:len(classes)] = [values[name] for name in check_table(classes)]
+    return lut

@@ -57,7 +57,8 @@ def simulated_dataset(tmp_path_factory) -> Callable[..., pathlib.Path]:
     its folder. Shared between tests: copy it before changing anything in it.
 
     ``appearance`` names a preset of :data:`fetal_biometry.simulator.PRESETS` (default narrow, the first
-    round's scans, on which most tests were written).
+    round's scans, on which most tests were written); ``plane`` what the scans show
+    (:data:`fetal_biometry.simulator.PLANE_KINDS`).
     """
     from fetal_biometry import simulator
     from fetal_biometry.io import dataset
@@ -65,13 +66,13 @@ def simulated_dataset(tmp_path_factory) -> Callable[..., pathlib.Path]:
     made: dict[tuple, pathlib.Path] = {}
 
     def make(count: int, seed: int, shape: tuple[int, int] = (96, 96), probe: str = "convex",
-             appearance: str = "narrow") -> pathlib.Path:
-        key = (count, seed, tuple(shape), probe, appearance)
+             appearance: str = "narrow", plane: str = "abdomen") -> pathlib.Path:
+        key = (count, seed, tuple(shape), probe, appearance, plane)
         if key not in made:
             look = simulator.PRESETS[appearance]
             path = tmp_path_factory.mktemp("simulated") / "sim"
-            dataset.write_dataset(path, simulator.simulate(count, seed, shape, probe, appearance=look),
-                                  generator=simulator.generator_record(seed, shape, probe, 0.3, look))
+            dataset.write_dataset(path, simulator.simulate(count, seed, shape, probe, appearance=look, plane=plane),
+                                  generator=simulator.generator_record(seed, shape, probe, 0.3, look, plane))
             made[key] = path
         return made[key]
 
@@ -112,23 +113,41 @@ def fetal_model(tmp_path_factory, fetal_data) -> pathlib.Path:
     return train_patch_model(tmp_path_factory.mktemp("model"), fetal_data, "channels")
 
 
-@pytest.fixture(scope="session")
-def segmenter_model(tmp_path_factory, fetal_data) -> pathlib.Path:
-    """A model folder of a small segmenter (U-Net depth 2, width 4, channels encoding, 32 px
-    tiles at 2 mm per pixel) trained for a few iterations on ``fetal_data``."""
+def train_segmenter(folder: pathlib.Path, data: pathlib.Path, classes: str = "abdomen") -> pathlib.Path:
+    """A model folder of a small segmenter of the class table ``classes`` (U-Net depth 2, width 4,
+    channels encoding, 32 px tiles at 2 mm per pixel) trained for a few iterations on ``data``,
+    in ``folder``/segmenter_channels."""
     from google.protobuf import text_format
 
     from fetal_biometry.io import dataset
     from fetal_biometry.nets import catalog, training
     from fetal_biometry.patches import segment_records
 
-    folder = tmp_path_factory.mktemp("segmenter")
     records = folder / "records"
-    segment_records.build(dataset.open(fetal_data), records, "channels", spacing_mm=2.0, tile=32,
-                          fractions=(0.5, 0.25, 0.25), seed=0)
+    manifest = segment_records.build(dataset.open(data), records, "channels", spacing_mm=2.0, tile=32,
+                                     fractions=(0.5, 0.25, 0.25), seed=0, classes=classes)
     files = catalog.segmenter(str(folder), str(records), str(folder / "segmenter_channels" / "snapshots" / "net"),
-                              max_iter=4, depth=2, width=4, batch=2, val_tiles=4)
+                              max_iter=4, depth=2, width=4, batch=2, val_tiles=4,
+                              classes=len(manifest["classes"]))
     for path, message in files.items():
         pathlib.Path(path).write_text(text_format.MessageToString(message))
     training.train(folder / "solver.prototxt", folder / "segmenter_channels", progress=False, plot=False)
     return folder / "segmenter_channels"
+
+
+@pytest.fixture(scope="session")
+def segmenter_model(tmp_path_factory, fetal_data) -> pathlib.Path:
+    """A small abdomen segmenter (:func:`train_segmenter`) trained on ``fetal_data``."""
+    return train_segmenter(tmp_path_factory.mktemp("segmenter"), fetal_data)
+
+
+@pytest.fixture(scope="session")
+def mixed_data(simulated_dataset) -> pathlib.Path:
+    """Six small simulated planes (96x96, convex), two each of abdomen, head and femur."""
+    return simulated_dataset(6, 3, plane="mixed")
+
+
+@pytest.fixture(scope="session")
+def panel_segmenter_model(tmp_path_factory, mixed_data) -> pathlib.Path:
+    """A small segmenter of the class table 'panel' (:func:`train_segmenter`) trained on ``mixed_data``."""
+    return train_segmenter(tmp_path_factory.mktemp("panel"), mixed_data, "panel")

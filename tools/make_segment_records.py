@@ -12,8 +12,13 @@ tools/simulate.py or tools/import_dataset.py). OUT receives
 Every scan is resampled to --spacing-mm (default 1.0 mm per pixel), encoded (--encoding: 'none'
 the gray scan, 'channels' with the beam-direction planes, 'beam' the probe's own depth x beam
 grid) and cut into --tile x --tile tiles that cover it (overlapping, padded with label 255,
-which the loss ignores like the pixels outside the fan). Labels are the dataset's eight classes:
-background, amniotic fluid, stomach bubble, umbilical vein, shadow, abdomen, spine, rib.
+which the loss ignores like the pixels outside the fan). Labels are the output indices of the
+class table --classes (fetal_biometry/labels.py): 'abdomen' (default) the dataset's eight abdominal
+classes (background, amniotic fluid, stomach bubble, umbilical vein, shadow, abdomen, spine, rib);
+'panel' these and the head's and femur's (skull, brain, midline, femur, thalamus, cavum septi
+pellucidi, cerebellum), for mixed planes (tools/simulate.py --plane mixed). A class the table
+lacks is learnt as its parent (head classes are background to 'abdomen'); a dataset with planes
+the table cannot learn (head planes for 'abdomen') is refused.
 
 Cases are split by case, never by tile. --augment K adds K transformed versions of each
 training scan (rotation, scale, gain, contrast, gamma, blur, noise: fetal_biometry/augment.py),
@@ -23,6 +28,7 @@ wrote before; it is written aside and renamed into place when complete.
 
 example:
   python tools/make_segment_records.py data/fetal/sim data/fetal/segment_channels --encoding channels
+  python tools/make_segment_records.py data/mixed data/segment_panel --classes panel
 """
 import argparse
 import hashlib
@@ -34,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 
 from fetal_biometry import atomic, cli  # noqa: E402
 from fetal_biometry.io import dataset  # noqa: E402
+from fetal_biometry.labels import SEGMENTER_TABLES  # noqa: E402
 from fetal_biometry.patches import scan_encoding, segment_records  # noqa: E402
 
 
@@ -55,19 +62,22 @@ def main(argv=None) -> int:
     parser.add_argument("--augment", type=int, default=0, metavar="K",
                         help=f"augmented versions of each training scan, 0 to {segment_records.MAX_AUGMENT}")
     parser.add_argument("--seed", type=int, default=0, help="split, key order and augmentation seed")
+    parser.add_argument("--classes", choices=tuple(SEGMENTER_TABLES), default="abdomen",
+                        help="the class table the segmenter learns: abdomen (8 abdominal classes) or "
+                             "panel (abdomen, head and femur: mixed planes); default abdomen")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace OUT if it holds records this tool wrote before")
     args = parser.parse_args(argv)
     source = pathlib.Path(args.dataset)
     try:
         segment_records.check_arguments(args.encoding, args.spacing_mm, args.tile, args.splits,
-                                        args.seed, args.augment)
+                                        args.seed, args.augment, classes=args.classes)
         for path in atomic.claim_output(args.out, segment_records.TOOL, [source], args.overwrite, "OUT"):
             print(f"make_segment_records: removed {path}, left by an interrupted run", file=sys.stderr)
         data = dataset.open(source)
         manifest = segment_records.build(
             data, args.out, args.encoding, args.spacing_mm, args.tile, args.splits, args.seed,
-            args.augment, progress=lambda it, desc: tqdm(it, desc=desc, unit="scan"),
+            args.augment, progress=lambda it, desc: tqdm(it, desc=desc, unit="scan"), classes=args.classes,
             sources={"dataset": str(source.resolve()), "generator": data.generator,
                      "dataset_json_sha256": hashlib.sha256((source / "dataset.json").read_bytes()).hexdigest()})
     except (dataset.DatasetError, segment_records.RecordError, atomic.OutputError, OSError) as err:

@@ -430,7 +430,8 @@ def _train(setup: Setup, job: Job, folder: pathlib.Path) -> pathlib.Path:
         files = catalog.segmenter(str(folder / "net"), str(lmdbs), str(run / "snapshots" / "net"),
                                   random_seed=job.seed,
                                   max_iter=job.iterations, width=job.width,
-                                  val_tiles=4 * setup.val_cases)
+                                  val_tiles=4 * setup.val_cases,
+                                  classes=len(segment_records.read_manifest(lmdbs)["classes"]))
     else:
         files = catalog.patch_classifier(str(folder / "net"), str(lmdbs), str(run / "snapshots" / "net"),
                                          random_seed=job.seed, max_iter=job.iterations)

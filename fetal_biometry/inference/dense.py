@@ -361,6 +361,7 @@ class SequenceClassifier:
     def __init__(self, classifier, probe: geom.Geometry | None, shape: tuple[int, int],
                  spacing_mm: float, batch: int = BATCH):
         self.classifier, self.shape, self.batch = classifier, tuple(shape), batch
+        self.values = getattr(classifier, "values", None)  # Segmenter: output index -> label value
         self.scale = (1.0 if classifier.spacing_mm is None
                       else resample.scale_factor(spacing_mm, classifier.spacing_mm))
         small = resample.shape(self.shape, self.scale)
@@ -387,6 +388,8 @@ class SequenceClassifier:
             probs = resample.back(small, self.shape, self.scale)
             probs[:, self.outside] = 0
             labels = probs.argmax(axis=0).astype(np.uint8)
+            if self.values is not None:  # a segmenter's outputs are its class table's indices
+                labels = self.values[labels]
             labels[self.outside] = OUTSIDE
             yield probs, labels
 

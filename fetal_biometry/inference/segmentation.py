@@ -6,7 +6,9 @@ is resampled to the model's spacing with its probe (:mod:`fetal_biometry.resampl
 (:mod:`fetal_biometry.scan_encoding`: gray, gray + direction planes, or the probe's beam grid),
 zero-padded to multiples of the U-Net's :func:`~fetal_biometry.nets.unet_multiple`, run once,
 cropped, decoded back to the scan's grid at the model's spacing (scan conversion for ``beam``),
-and resampled back to the scan's own grid: probabilities (K, H, W), the label map their argmax,
+and resampled back to the scan's own grid: probabilities (K, H, W) in the order of the model's
+class table, the label map their argmax as dataset label values
+(:func:`fetal_biometry.labels.table_values`: what the measurements read),
 :data:`~fetal_biometry.labels.OUTSIDE` outside the fan.
 
 Split -> net -> merge is written as three small steps (:meth:`Segmenter.planes`,
@@ -18,6 +20,7 @@ import numpy as np
 
 from fetal_biometry.geometry import probe as geom
 from fetal_biometry.inference import backends
+from fetal_biometry.labels import SEGMENTER_CLASSES, table_values
 from fetal_biometry.nets import spec as nets
 from fetal_biometry.patches import encoding as patches, scan_encoding
 
@@ -42,10 +45,13 @@ class Segmenter:
         Input normalisation (uint8 planes times ``scale``).
     backend : {'caffe', 'opencv'}
         What runs the net.
+    classes : tuple of str
+        The class table the net learnt (output ``i`` is class ``i``; its model folder records it).
     """
 
     def __init__(self, deploy, weights, encoding: str, spacing_mm: float, depth: int = nets.UNET_DEPTH,
-                 scale: float = patches.INPUT_SCALE, backend: str = "caffe"):
+                 scale: float = patches.INPUT_SCALE, backend: str = "caffe",
+                 classes: tuple[str, ...] = SEGMENTER_CLASSES):
         from fetal_biometry.inference.dense import input_dims
 
         scan_encoding.check(encoding)
@@ -56,6 +62,9 @@ class Segmenter:
         # One smallest pass tells the classes, whichever backend runs the net.
         self.classes = self.net.run(np.zeros((1, self.channels, self.multiple, self.multiple),
                                              np.float32)).shape[1]
+        if self.classes != len(classes):
+            raise ValueError(f"{deploy}: the net gives {self.classes} classes, its table {len(classes)}")
+        self.values = table_values(classes)  # output index -> dataset label value
         if self.channels != scan_encoding.channels(encoding):
             raise ValueError(f"{deploy}: the net takes {self.channels} input channel(s), but the "
                              f"{encoding!r} encoding gives {scan_encoding.channels(encoding)}")
@@ -64,7 +73,7 @@ class Segmenter:
     def from_model(cls, model, backend: str = "caffe") -> "Segmenter":
         """The segmenter of a model folder (:func:`fetal_biometry.model.load`, kind segmenter)."""
         return cls(model.deploy, model.weights, model.encoding, model.spacing_mm,
-                   model.unet["depth"], model.scale, backend)
+                   model.unet["depth"], model.scale, backend, model.classes)
 
     def check_size(self, shape: tuple[int, int], spacing_mm: float | None = None) -> None:
         """Refuse a scan of ``shape`` (H, W) at the model's spacing over :data:`MAX_PIXELS`."""

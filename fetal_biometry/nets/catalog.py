@@ -10,6 +10,7 @@ from __future__ import annotations
 from google.protobuf import text_format
 
 from fetal_biometry import paths
+from fetal_biometry.labels import SEGMENTER_CLASSES
 from fetal_biometry.nets import solvers, spec as nets
 from fetal_biometry.patches import encoding as patches, scan_encoding, segment_records
 
@@ -81,16 +82,18 @@ SEGMENTER_BATCH = 4
 def segmenter(folder: str, records: str, snapshot_prefix: str, random_seed: int = 1,
               max_iter: int = SEGMENTER_ITERATIONS, depth: int = nets.UNET_DEPTH,
               width: int = nets.UNET_WIDTH, balance: str = "infogain",
-              batch: int = SEGMENTER_BATCH, val_tiles: int = 64) -> dict[str, object]:
+              batch: int = SEGMENTER_BATCH, val_tiles: int = 64,
+              classes: int = len(SEGMENTER_CLASSES)) -> dict[str, object]:
     """The segmenter's train and val nets and its solver, as files of ``folder``.
 
     ``records`` holds the image and label LMDBs and ``infogain.binaryproto`` of
-    :mod:`fetal_biometry.segment_records`; validation reads ``val_tiles`` tiles.
+    :mod:`fetal_biometry.segment_records` of a class table of ``classes`` classes; validation
+    reads ``val_tiles`` tiles.
     """
     infogain = f"{records}/{segment_records.INFOGAIN}"
     files = {f"{folder}/{split}.prototxt": nets.segmenter(
         f"{records}/{split}_image_lmdb", f"{records}/{split}_label_lmdb",
-        len(segment_records.SEGMENTER_CLASSES), batch, depth, width, balance, infogain)
+        classes, batch, depth, width, balance, infogain)
         for split in ("train", "val")}
     # Adam, as the patch classifier: the same driver, the same optimiser.
     files[f"{folder}/solver.prototxt"] = solvers.adam(

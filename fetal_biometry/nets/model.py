@@ -26,7 +26,8 @@ classifier**) or the dense label records of :mod:`fetal_biometry.patches.segment
       "patch": {"px": 40, "mm": 26.9},     patch side (patch classifier)
       "unet": {"depth": 4, "width": 8, "tile": 128},   the segmenter's net and record tiles
       "spacing_mm": 0.672,                 target spacing: scans are resampled to it
-      "classes": ["background", ...],      output order (fetal_biometry.labels)
+      "classes": ["background", ...],      output order: a patch classifier's classes, or the
+                                           segmenter's class table (fetal_biometry.labels.SEGMENTER_TABLES)
       "input": {"scale": 0.00390625, "mean": null},   uint8 planes times scale, no mean
       "deploy": "deploy.prototxt",
       "weights": "snapshots/net_iter_1500.caffemodel",
@@ -55,7 +56,7 @@ import pathlib
 import sys
 
 from fetal_biometry import __version__, atomic, figures, paths
-from fetal_biometry.labels import CLASSIFIER_CLASSES, SEGMENTER_CLASSES
+from fetal_biometry.labels import CLASSIFIER_CLASSES, check_table
 from fetal_biometry.nets import spec as nets
 from fetal_biometry.patches import encoding as patches, records as patch_records, scan_encoding, \
     segment_records
@@ -280,19 +281,30 @@ def _load_segmenter(root: pathlib.Path, where: pathlib.Path, record: dict) -> Mo
     channels = int(_positive(record, "channels"))
     if channels != scan_encoding.channels(encoding):
         raise ValueError(f"channels {channels} do not fit the {encoding!r} encoding")
-    if tuple(record.get("classes", ())) != SEGMENTER_CLASSES:
-        raise ValueError(f"classes {record.get('classes')} are not this version's {SEGMENTER_CLASSES}")
+    classes = check_table(record.get("classes"))  # output i is class i of the table it learnt
     unet = {key: int(_positive(record, "unet", key)) for key in ("depth", "width", "tile")}
     spacing, scale = _positive(record, "spacing_mm"), _positive(record, "input", "scale")
     deploy, weights = _files(root, where, _file_names(record))
-    _check_files(where, deploy, weights, channels, unet["tile"], len(SEGMENTER_CLASSES))
-    return Model(root, encoding, channels, 0, spacing, scale, SEGMENTER_CLASSES, deploy, weights,
+    _check_files(where, deploy, weights, channels, unet["tile"], len(classes))
+    return Model(root, encoding, channels, 0, spacing, scale, classes, deploy, weights,
                  record, SEGMENTER, unet)
+
+
+def _outputs(param) -> int | None:
+    """The outputs of the layer under a net's last Softmax (its classes), None if not found."""
+    softmax = [layer for layer in param.layer if layer.type == "Softmax"]
+    for layer in param.layer:
+        if softmax and layer.top and layer.top[0] == softmax[-1].bottom[0] \
+                and layer.type in ("Convolution", "InnerProduct"):
+            inner = layer.convolution_param if layer.type == "Convolution" else layer.inner_product_param
+            return int(inner.num_output)
+    return None
 
 
 def _check_files(where: pathlib.Path, deploy: pathlib.Path, weights: pathlib.Path,
                  channels: int, patch: int, classes: int) -> None:
-    """The deploy net takes (1, channels, patch, patch) and the weights fit it."""
+    """The deploy net takes (1, channels, patch, patch), gives ``classes`` outputs, and the
+    weights fit it."""
     from fetal_biometry.nets import checks
 
     try:
@@ -304,3 +316,6 @@ def _check_files(where: pathlib.Path, deploy: pathlib.Path, weights: pathlib.Pat
     if dims != [[1, channels, patch, patch]]:
         raise ModelError(f"{deploy}: input {dims} does not match {where}'s "
                          f"(1, {channels}, {patch}, {patch})")
+    outputs = _outputs(param)
+    if outputs is not None and outputs != classes:
+        raise ModelError(f"{deploy}: the net gives {outputs} classes, but {where} lists {classes}")

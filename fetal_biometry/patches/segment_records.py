@@ -15,6 +15,13 @@ encoded grid: a side up to T is one tile (padded: gray 0, label 255), a longer o
 T)`` tiles spread evenly, overlapping rather than padding. With T at least the scan's side at the
 model's spacing, each record is a whole scan.
 
+**Classes.** The records hold the output indices of a class table (:data:`fetal_biometry.labels.SEGMENTER_TABLES`,
+``classes``: "abdomen", the eight abdominal classes whose indices are the dataset values, or
+"panel", abdomen, head and femur): a dataset class the table lacks is learnt as its parent
+(:func:`fetal_biometry.labels.learnt_as`: the head's classes are background to the abdomen
+table), 255 stays 255. A dataset whose planes measure a structure the table has no class for
+(:data:`fetal_biometry.labels.STRUCTURE_CLASSES`: a head plane for the abdomen table) is refused.
+
 Cases are split by case (the same draw as the patch records' for the same names, seed and
 shares). Keys are ``<16 hex digits of a seeded random number><8-digit count>``: Caffe reads
 records in key order, so every split is read shuffled without ever being held whole; image and
@@ -57,7 +64,8 @@ from fetal_biometry.io import dataset, lmdb_writer
 from fetal_biometry.nets import spec as nets
 from fetal_biometry.patches import (augment as augmentation, encoding as patches, records as patch_records,
                                     scan_encoding)
-from fetal_biometry.labels import OUTSIDE, SEGMENTER_CLASSES
+from fetal_biometry import labels as label_tables
+from fetal_biometry.labels import OUTSIDE
 
 FORMAT, VERSION = "fetal-biometry-segment-records", 1
 TOOL = "make_segment_records"  # the output marker of segmenter-record folders (fetal_biometry.atomic.mark)
@@ -144,9 +152,11 @@ def infogain_blob(weights: Sequence[float]) -> bytes:
 
 
 def check_arguments(encoding: str, spacing_mm: float, tile: int, fractions, seed: int,
-                    augment: int, depth: int = nets.UNET_DEPTH) -> None:
+                    augment: int, depth: int = nets.UNET_DEPTH, classes: str = "abdomen") -> None:
     """Refuse parameters that would give useless records (options named)."""
     problems = []
+    if classes not in label_tables.SEGMENTER_TABLES:
+        problems.append(f"class table {classes!r} (--classes): one of {tuple(label_tables.SEGMENTER_TABLES)}")
     if encoding not in scan_encoding.ENCODINGS:
         problems.append(f"encoding {encoding!r} (--encoding): one of {scan_encoding.ENCODINGS}")
     if not (isinstance(spacing_mm, (int, float)) and 0 < spacing_mm < math.inf):
@@ -169,9 +179,15 @@ def check_arguments(encoding: str, spacing_mm: float, tile: int, fractions, seed
 
 
 def scan_tiles(case: dataset.Case, encoding: str, spacing_mm: float, tile: int, augment: int = 0,
-               rng: np.random.Generator | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """The tiles of one case: its clean version, then ``augment`` augmented ones (drawn from ``rng``)."""
+               rng: np.random.Generator | None = None,
+               classes: tuple[str, ...] = label_tables.SEGMENTER_CLASSES) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The tiles of one case: its clean version, then ``augment`` augmented ones (drawn from
+    ``rng``); labels as output indices of the class table ``classes``."""
     image, labels, directions = patch_records.at_spacing(case, spacing_mm)  # a case is a scan
+    try:
+        labels = label_tables.segmenter_labels(labels, classes)
+    except ValueError as error:
+        raise RecordError(f"{case.name}: {error}") from None
     probe = resample.geometry(case.geometry, resample.scale_factor(case.spacing_mm, spacing_mm))
     yield from tiles(*encoded(image, labels, directions, probe, encoding), tile)
     for _ in range(augment):
@@ -180,7 +196,8 @@ def scan_tiles(case: dataset.Case, encoding: str, spacing_mm: float, tile: int, 
 
 def _write_split(data: dataset.Dataset, names: Sequence[str], folder: pathlib.Path, split: str,
                  encoding: str, spacing_mm: float, tile: int, augment: int,
-                 keys: np.random.Generator, augment_rng: np.random.Generator, progress) -> dict:
+                 keys: np.random.Generator, augment_rng: np.random.Generator, progress,
+                 classes: tuple[str, ...]) -> dict:
     """Write one split's two LMDBs; returns its manifest entry (pixels per class counted)."""
     pixels = np.zeros(256, np.int64)
     count = 0
@@ -189,7 +206,8 @@ def _write_split(data: dataset.Dataset, names: Sequence[str], folder: pathlib.Pa
         nonlocal count
         chosen = progress(names, desc=split) if progress else names
         for name in chosen:
-            for image, label in scan_tiles(data.read(name), encoding, spacing_mm, tile, augment, augment_rng):
+            for image, label in scan_tiles(data.read(name), encoding, spacing_mm, tile, augment, augment_rng,
+                                            classes):
                 pixels[:] += np.bincount(label.ravel(), minlength=256)
                 key = f"{int(keys.integers(2**63)):016x}{count:08d}".encode()
                 count += 1
@@ -199,7 +217,7 @@ def _write_split(data: dataset.Dataset, names: Sequence[str], folder: pathlib.Pa
     image_lmdb, label_lmdb = folder / f"{split}_image_lmdb", folder / f"{split}_label_lmdb"
     lmdb_writer.write_parallel([image_lmdb, label_lmdb], records())
     return {"cases": list(names), "records": count,
-            "pixels": {c: int(pixels[i]) for i, c in enumerate(SEGMENTER_CLASSES)},
+            "pixels": {c: int(pixels[i]) for i, c in enumerate(classes)},
             "ignored_pixels": int(pixels[OUTSIDE]),
             "sha256": {"image": _hash(image_lmdb / "data.mdb"), "label": _hash(label_lmdb / "data.mdb")}}
 
@@ -208,16 +226,20 @@ def build(data: dataset.Dataset, out: str | os.PathLike, encoding: str = "channe
           spacing_mm: float = SPACING_MM, tile: int = TILE,
           fractions: tuple[float, float, float] = (0.7, 0.15, 0.15), seed: int = 0,
           augment: int = 0, splits: dict[str, list[str]] | None = None,
-          sources: dict | None = None, progress=None) -> dict:
+          sources: dict | None = None, progress=None, classes: str = "abdomen") -> dict:
     """Write the segmenter's records of the opened dataset ``data`` into ``out``; the manifest.
 
     ``out`` is written aside and renamed into place when complete (callers claim it first with
     :func:`fetal_biometry.atomic.claim_output`). ``splits`` names each split's cases instead of
-    a seeded draw by ``fractions``. Head planes are refused: the classes are abdominal.
+    a seeded draw by ``fractions``. ``classes`` names the class table (module doc); planes of a
+    structure it has no class for are refused.
     """
-    check_arguments(encoding, spacing_mm, tile, fractions, seed, augment)
-    if data.structures() != {"abdomen"}:
-        raise RecordError(f"{data.root}: head planes; the segmenter learns abdominal classes")
+    check_arguments(encoding, spacing_mm, tile, fractions, seed, augment, classes=classes)
+    table = label_tables.SEGMENTER_TABLES[classes]
+    unlearnt = sorted(s for s in data.structures() if label_tables.STRUCTURE_CLASSES[s] not in table)
+    if unlearnt:
+        raise RecordError(f"{data.root}: {' and '.join(unlearnt)} planes; the class table {classes!r} "
+                          f"has no class for them (--classes panel learns head and femur planes)")
     if not data.cases:
         raise RecordError(f"{data.root}: the dataset lists no cases")
     names = list(data.cases)
@@ -227,7 +249,10 @@ def build(data: dataset.Dataset, out: str | os.PathLike, encoding: str = "channe
     manifest = {"format": FORMAT, "version": VERSION, "encoding": encoding,
                 "channels": scan_encoding.channels(encoding), "spacing_mm": float(spacing_mm),
                 "tile": tile, "tile_mm": tile * spacing_mm, "input_scale": patches.INPUT_SCALE,
-                "classes": list(SEGMENTER_CLASSES), "ignore_label": OUTSIDE, "seed": seed,
+                "classes": list(table), "class_table": classes,
+                "learnt_as": {name: label_tables.learnt_as(name, table)
+                              for name in label_tables.DATASET_CLASSES.values() if name not in table},
+                "ignore_label": OUTSIDE, "seed": seed,
                 "augment": _augment_record(augment, encoding), "sources": sources or {}, "splits": {}}
     with atomic.staged_dir(out) as tmp:
         atomic.mark(tmp, TOOL)
@@ -236,10 +261,10 @@ def build(data: dataset.Dataset, out: str | os.PathLike, encoding: str = "channe
             #                                                 stay the same whatever train holds
             manifest["splits"][name] = _write_split(
                 data, split[name], tmp, name, encoding, spacing_mm, tile,
-                augment if name == "train" else 0, keys, augment_rng, progress)
+                augment if name == "train" else 0, keys, augment_rng, progress, table)
         train = manifest["splits"]["train"]["pixels"]
-        weights = class_weights([train[c] for c in SEGMENTER_CLASSES])
-        manifest["balance"] = {"method": BALANCE, "weights": dict(zip(SEGMENTER_CLASSES, weights))}
+        weights = class_weights([train[c] for c in table])
+        manifest["balance"] = {"method": BALANCE, "weights": dict(zip(table, weights))}
         atomic.write_bytes(tmp / INFOGAIN, infogain_blob(weights))
         atomic.write_text(tmp / MANIFEST, json.dumps(manifest, indent=2) + "\n")
     return manifest

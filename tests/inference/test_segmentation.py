@@ -48,3 +48,18 @@ def test_what_takes_only_patch_classifiers_says_so_for_a_segmenter(segmenter_mod
     with pytest.raises(ValueError, match="a segmenter, not a patch classifier"):
         inference.DenseClassifier.from_model(model)
     assert isinstance(inference.engine(model), segmentation.Segmenter)
+
+
+def test_a_panel_segmenters_map_holds_dataset_values(panel_segmenter_model, mixed_data):
+    from fetal_biometry.labels import DATASET_CLASSES, table_values
+
+    model = model_folder.load(panel_segmenter_model)
+    segmenter = segmentation.Segmenter.from_model(model)
+    assert (segmenter.values[:15] == table_values(model.classes)[:15]).all()
+    for case in dataset.open(mixed_data).iter_cases():
+        probs, labels = segmenter.classify_scan(case.image, case.geometry, case.spacing_mm)
+        assert probs.shape == (15, *case.image.shape)
+        assert set(np.unique(labels)) <= {*DATASET_CLASSES, OUTSIDE}
+        inside = labels != OUTSIDE
+        # The label map is the argmax read through the table: output index -> dataset value.
+        assert (labels[inside] == segmenter.values[probs[:, inside].argmax(axis=0)]).all()

@@ -77,3 +77,17 @@ def test_a_version_1_model_folder_reads_as_a_patch_classifier(fetal_model, tmp_p
 def test_an_unknown_kind_is_refused(fetal_model, tmp_path):
     with pytest.raises(model_folder.ModelError, match="unknown kind 'detector'"):
         model_folder.load(_edited(fetal_model, tmp_path, kind="detector"))
+
+
+def test_a_segmenter_of_the_panel_table_loads_with_its_table(panel_segmenter_model, tmp_path):
+    from fetal_biometry.labels import SEGMENTER_TABLES
+
+    model = model_folder.load(panel_segmenter_model)
+    assert model.classes == SEGMENTER_TABLES["panel"] and len(model.classes) == 15
+    assert len(model.record["training"]["validation"]["per_class_dice"]) == 15
+    # A table of another length than the net's outputs is refused before Caffe runs it.
+    copy = _edited(panel_segmenter_model, tmp_path, classes=list(SEGMENTER_TABLES["abdomen"]))
+    with pytest.raises(model_folder.ModelError, match="the net gives 15 classes, but .*model.json lists 8"):
+        model_folder.load(copy)
+    with pytest.raises(model_folder.ModelError, match="no segmenter class table"):
+        model_folder.load(_edited(panel_segmenter_model, tmp_path / "b", classes=["skull", "background"]))

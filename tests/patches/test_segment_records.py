@@ -129,3 +129,35 @@ def test_the_tool_writes_records_and_never_replaces_other_files(tmp_path, fetal_
     assert make_segment_records.main([str(fetal_data), str(fetal_data / "records")]) == 1  # inside the input
     assert make_segment_records.main([str(tmp_path / "missing"), str(tmp_path / "x")]) == 1
     assert "missing" in capsys.readouterr().err
+
+
+def test_panel_records_hold_the_head_and_femur_classes_and_the_abdomen_table_refuses_them(
+        tmp_path, mixed_data):
+    from fetal_biometry.labels import SEGMENTER_TABLES
+
+    data = dataset.open(mixed_data)
+    assert data.structures() == {"abdomen", "head", "femur"}
+    with pytest.raises(segment_records.RecordError, match="femur and head planes.*--classes panel"):
+        segment_records.build(data, tmp_path / "abdomen", "channels", spacing_mm=2.0, tile=48)
+    assert not (tmp_path / "abdomen").exists()
+    manifest = segment_records.build(data, tmp_path / "panel", "channels", spacing_mm=2.0, tile=48,
+                                     fractions=(0.5, 0.25, 0.25), seed=1, classes="panel")
+    table = SEGMENTER_TABLES["panel"]
+    assert manifest["classes"] == list(table) and manifest["class_table"] == "panel"
+    assert manifest["learnt_as"] == {}
+    pixels = {name: 0 for name in table}
+    for split in ("train", "val", "test"):
+        for _, _, labels in segment_records.read_records(tmp_path / "panel", split):
+            for index, name in enumerate(table):
+                pixels[name] += int(np.count_nonzero(labels == index))
+            assert set(np.unique(labels)) <= {*range(len(table)), OUTSIDE}
+    assert pixels == {name: sum(manifest["splits"][s]["pixels"][name] for s in manifest["splits"])
+                      for name in table}
+    for name in ("skull", "brain", "femur", "abdomen"):
+        assert pixels[name] > 0, name
+    assert len(manifest["balance"]["weights"]) == len(table)
+
+
+def test_an_unknown_class_table_is_refused(tmp_path, coded_data):
+    with pytest.raises(segment_records.RecordError, match="--classes"):
+        segment_records.build(dataset.open(coded_data), tmp_path / "out", classes="thorax")
