@@ -145,17 +145,20 @@ def estimate_scan(rgb: np.ndarray, priors: Priors = Priors(),
                                        f"threshold {MIN_CONFIDENCE:.3f}){with_priors}", priors=used)
 
 
-def probe_of(scan, given=None, accept_below: float | None = None) -> Estimate:
+def probe_of(rgb: np.ndarray, transducer: str | None = None,
+             reference_pixel: tuple[float, float] | None = None, given=None,
+             accept_below: float | None = None) -> Estimate:
     """The rule every tool follows for a scan's probe: the ``--geometry`` file when given
     (ValueError naming it), else estimated from the scan's RGB pixels with the priors its file
     states (:func:`estimate_scan`: geometry None where no fan is found).
 
-    ``scan`` is a :class:`fetal_biometry.io.scans.ScanImage` (rgb, gray, transducer,
-    reference_pixel).
+    ``rgb`` is the scan (or a loop's first frame) as displayed; ``transducer`` and
+    ``reference_pixel`` are what its DICOM says (:class:`fetal_biometry.io.scans.ScanImage`,
+    :class:`fetal_biometry.io.sequences.Sequence`), None for other files.
     """
     if given:
-        return Estimate(geom.read_file(given, scan.gray.shape), 1.0, f"given ({given})")
-    return estimate_scan(scan.rgb, priors_from(scan.transducer, scan.reference_pixel), accept_below)
+        return Estimate(geom.read_file(given, rgb.shape[:2]), 1.0, f"given ({given})")
+    return estimate_scan(rgb, priors_from(transducer, reference_pixel), accept_below)
 
 
 # --------------------------------------------------------------------------- depths
