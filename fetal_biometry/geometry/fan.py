@@ -62,7 +62,7 @@ PARALLEL_DEG = 1.5  # side edges closer than this in angle are parallel: a linea
 # Chosen together by benchmarks/fan_validation.py --real --choose on simulated validation scans
 # (seed 2) and the real images of split "choose" (tests/data/real/manifest.json): real screens
 # are smoother and their fans less cleanly outlined than the simulator's.
-MIN_CONFIDENCE = 0.2  # below: "no fan found"
+MIN_CONFIDENCE = 0.4  # below: "no fan found"
 MAX_SIDE = 1024  # larger images are estimated on a copy downscaled to this side, mapped back
 # Side edges are refined (fan_edges.refined) on images larger than this: on the simulated
 # validation scans (128 and 256 px; benchmarks/fan_validation.py) refinement made 29 more

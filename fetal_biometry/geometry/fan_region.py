@@ -16,7 +16,7 @@ FLAT_RANGE = 1  # gray levels within which a 5 x 5 window is flat: a panel, not 
 _FLAT_WINDOWS = ((5, 5), (1, 7), (7, 1))  # a panel; a gray bar's rows or a column
 SATURATED = 250  # flat areas this bright are saturated echoes, not a panel
 # Chosen by benchmarks/fan_validation.py --real --choose (see fan.MIN_CONFIDENCE).
-MIN_TEXTURE = 2.0  # median local standard deviation a region needs to count as speckle
+MIN_TEXTURE = 6.0  # median local standard deviation a region needs to count as speckle
 
 
 class FanNotFound(ValueError):

@@ -115,9 +115,9 @@ def test_a_thin_posterior_wall_beyond_fluid_gives_the_fan_bottom_and_edges(band)
 
 def test_text_below_a_fan_lowers_its_confidence_and_moves_no_edge():
     # The second look takes in all that lies below the fan between its edges: the text makes a
-    # worse fan than the one without it. Since the threshold was chosen with real screens
-    # (0.2) that fan is no longer refused: its edges and apex are right, its end depth
-    # reaches the text, and its confidence says it is weak (known limit, docs/pipeline.md).
+    # worse fan than the one without it: its edges and apex are right, its end depth reaches
+    # the text, and its confidence, below the threshold, says it is weak (refused unless the
+    # user accepts weak fans; known limit, docs/pipeline.md).
     image = _fluid_filled(5)
     _, clean = fan.estimate_geometry(image.copy())
     cv2.putText(image, "Frame 12/80  AC 231 mm", (95, 232), cv2.FONT_HERSHEY_SIMPLEX, 0.45, 255, 1,
