@@ -5,7 +5,7 @@ can be read off the image: a B-mode fan is a region of echoes (speckle) on a bla
 bounded by two straight side edges (beams) and, for a convex probe, two arcs around the apex.
 
 :func:`detect_fan` finds the region: pixels brighter than the background (coloured overlay
-pixels count as background), closed over speckle gaps, opened to drop thin clutter (text,
+pixels and flat areas, a viewer's gray panel or a gray bar, count as background), closed over speckle gaps, opened to drop thin clutter (text,
 calipers, scales), components kept only where they are large, thick, textured (a colour bar
 is smooth) and filled with echoes (text panels and a probe's reverberations in air are
 strokes on black), and filled to their convex hull, which bridges the dark fluid inside the fan.
@@ -15,14 +15,18 @@ ticks or screen text join the fan, its hull edge there is a chord) as candidate 
 refits them to those rim pixels, meets each left and right pair at the
 apex (convex) or finds it parallel (linear), reads the start and end depths as medians over the
 beams of where the echoes begin and the hull ends, and keeps the pair whose fan outline the
-echoes follow best. Where dark fluid lies against the edges, the echoes end before the fan
+echoes follow best. On images larger than 256 px the best pair's edges are then refined to
+where the echoes end along them (:func:`fan_edges.refined`: a line most of those points lie
+on, which depth ticks, text or a shadow on the edge do not tilt), kept when better supported.
+Where dark fluid lies against the edges, the echoes end before the fan
 does and the region stops at the fetus; the echoes beyond the fluid (a posterior wall as
 thin as a text line, dim sparse speckle at depth) look like clutter, so they are taken in only
 once that first fan says they lie inside it, and the fan is fitted again: the better supported
 of the two fits is kept. The fan may run out of the image; what the image cuts is taken as far as
 it is visible, and the geometry's ``clip`` rectangle records that the image (or the searched
 region) cuts it. Gray or white annotations closer to the fan than about 2 % of the image size
-merge with it and can bend an edge; coloured ones cannot.
+merge with it and can bend an edge (on large images the refinement mostly undoes that);
+coloured ones cannot.
 
 On a whole screen, pass the DICOM's ultrasound region (``region``): the search stays inside it,
 and a fan cut by the region's border is recognised as cut (outside the region, a vertical cut
