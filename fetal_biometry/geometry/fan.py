@@ -5,10 +5,11 @@ can be read off the image: a B-mode fan is a region of echoes (speckle) on a bla
 bounded by two straight side edges (beams) and, for a convex probe, two arcs around the apex.
 
 :func:`detect_fan` finds the region: pixels brighter than the background (coloured overlay
-pixels and flat areas, a viewer's gray panel or a gray bar, count as background), closed over speckle gaps, opened to drop thin clutter (text,
-calipers, scales), components kept only where they are large, thick, textured (a colour bar
-is smooth) and filled with echoes (text panels and a probe's reverberations in air are
-strokes on black), and filled to their convex hull, which bridges the dark fluid inside the fan.
+pixels and flat areas, a viewer's gray panel or a gray bar, count as background), closed over
+speckle gaps, opened to drop thin clutter (text, calipers, scales), components kept only
+where they are large, thick, textured (a colour bar is smooth) and filled with echoes (text
+panels and a probe's reverberations in air are strokes on black), and filled to their convex
+hull, which bridges the dark fluid inside the fan.
 :func:`estimate_geometry` takes the hull edges along which the echoes end over a long stretch
 (and, on images larger than 256 px, the rim's long straight runs: where a gray bar, depth
 ticks or screen text join the fan, its hull edge there is a chord) as candidate side edges,
@@ -52,8 +53,8 @@ import numpy as np
 from scipy import ndimage
 
 from fetal_biometry.geometry import probe as geom
-from fetal_biometry.geometry.fan_edges import (MAX_EDGE_DEG, MAX_INWARD_DEG, Line, angle, normal_towards,
-                                               refined, rim, side_edges)
+from fetal_biometry.geometry.fan_edges import (MAX_EDGE_DEG, MAX_INWARD_DEG, Line, angle,
+                                               normal_towards, refined, rim, side_edges)
 from fetal_biometry.geometry.fan_region import (MAX_CHROMA, MIN_FILL, MIN_TEXTURE, FanNotFound,
                                                 checked_hull, detect, detect_fan, disk, gray_of,
                                                 hull_mask)

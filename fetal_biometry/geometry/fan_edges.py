@@ -208,7 +208,8 @@ def _consensus_line(points: np.ndarray, length: float) -> Line | None:
         return None
     first, direction = first[usable], (second - first)[usable] / span[usable, None]
     normals = np.stack([direction[:, 1], -direction[:, 0]], axis=1)
-    residual = np.abs(np.einsum("pk,nk->pn", normals, points) - np.sum(normals * first, axis=1)[:, None])
+    offsets = np.sum(normals * first, axis=1)[:, None]
+    residual = np.abs(np.einsum("pk,nk->pn", normals, points) - offsets)  # (pairs, points)
     inliers = residual[np.argmax((residual <= INLIER_PX).sum(axis=1))] <= INLIER_PX
     if inliers.sum() < max(_MIN_STEPS, 0.25 * len(points)):
         return None

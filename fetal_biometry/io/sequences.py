@@ -48,7 +48,7 @@ class Sequence:
     _first: Callable[[], np.ndarray]
     region: tuple[int, int, int, int] | None = None  # a DICOM's calibrated region, cut from each frame
     transducer: str | None = None  # a DICOM's TransducerType (or TransducerData): a fan prior
-    reference_pixel: tuple[float, float] | None = None  # its region's ReferencePixelX0/Y0, in the frame
+    reference_pixel: tuple[float, float] | None = None  # its ReferencePixelX0/Y0, in the frame
 
     @property
     def name(self) -> str:
