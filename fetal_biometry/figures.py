@@ -166,11 +166,16 @@ def augmentation_sheet(image: np.ndarray, labels: np.ndarray, directions: np.nda
 _MEASURED, _ACCEPTED = (255, 140, 0), (0, 230, 0)
 
 
-def sweep_frame(frame: np.ndarray, labels: np.ndarray, index: int, landmark_score: float) -> np.ndarray:
-    """One frame of a sweep's overlay video as it is classified: classes, frame, landmark score."""
-    rgb = class_overlay(frame, labels, legend=False)
-    cv2.putText(rgb, f"frame {index}  landmarks {landmark_score:.2f}", (4, 12),
-                cv2.FONT_HERSHEY_SIMPLEX, 0.35, (220, 220, 220), 1, cv2.LINE_AA)
+def sweep_frame(frame: np.ndarray, labels: np.ndarray | None, index: int,
+                score: float | None) -> np.ndarray:
+    """One frame of a sweep's overlay video as it is classified: classes, frame, its score
+    (labels and score None: a frame the segmenter's first pass skips, shown plain)."""
+    if labels is None:
+        rgb, text = _rgb(frame), f"frame {index}"
+    else:
+        rgb = class_overlay(frame, labels, legend=False)
+        text = f"frame {index}  score {score:.2f}"
+    cv2.putText(rgb, text, (4, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (220, 220, 220), 1, cv2.LINE_AA)
     return rgb
 
 
@@ -553,10 +558,11 @@ def sweep_scores(record: dict, title: str = ""):
     """The landmark score over a sweep's frames, the measured frames' plane scores (green:
     accepted) and the chosen frame (:func:`fetal_biometry.measure.sweeps.analyse`'s record)."""
     frames = record["frames"]
-    x = [f["frame"] for f in frames]
     fig = _figure(8, 3)
     ax = fig.add_subplot()
-    ax.plot(x, [f["score"] for f in frames], color="0.3", lw=1, label="landmark score")
+    frames = [f for f in frames if f.get("score") is not None]  # a segmenter's skipped frames
+    x = [f["frame"] for f in frames]
+    ax.plot(x, [f["score"] for f in frames], color="0.3", lw=1, label="frame score")
     ax.plot(x, [f["stomach"] for f in frames], color=np.array(COLOURS[STOMACH]) / 255, lw=0.8, label="stomach")
     ax.plot(x, [f["vein"] for f in frames], color=np.array(COLOURS[VEIN]) / 255, lw=0.8, label="vein")
     measured = [f for f in frames if f.get("measured")]

@@ -361,6 +361,7 @@ class SequenceClassifier:
     def __init__(self, classifier, probe: geom.Geometry | None, shape: tuple[int, int],
                  spacing_mm: float, batch: int = BATCH):
         self.classifier, self.shape, self.batch = classifier, tuple(shape), batch
+        self.segmenter = not isinstance(classifier, DenseClassifier)  # whose frame choice applies
         self.values = getattr(classifier, "values", None)  # Segmenter: output index -> label value
         self.scale = (1.0 if classifier.spacing_mm is None
                       else resample.scale_factor(spacing_mm, classifier.spacing_mm))

@@ -144,7 +144,7 @@ def test_panel_records_hold_the_head_and_femur_classes_and_the_abdomen_table_ref
                                      fractions=(0.5, 0.25, 0.25), seed=1, classes="panel")
     table = SEGMENTER_TABLES["panel"]
     assert manifest["classes"] == list(table) and manifest["class_table"] == "panel"
-    assert manifest["learnt_as"] == {}
+    assert manifest["learnt_as"] == {"heart": "abdomen", "lung": "abdomen", "kidney": "abdomen"}
     pixels = {name: 0 for name in table}
     for split in ("train", "val", "test"):
         for _, _, labels in segment_records.read_records(tmp_path / "panel", split):
@@ -161,3 +161,14 @@ def test_panel_records_hold_the_head_and_femur_classes_and_the_abdomen_table_ref
 def test_an_unknown_class_table_is_refused(tmp_path, coded_data):
     with pytest.raises(segment_records.RecordError, match="--classes"):
         segment_records.build(dataset.open(coded_data), tmp_path / "out", classes="thorax")
+
+
+def test_rare_added_classes_do_not_lower_the_landmarks_weights():
+    # The abdomen's eight as a training split counts them, then heart, lung, kidney (rarer still).
+    eight = [1110657, 1960169, 20532, 18957, 309446, 673470, 11749, 11367]
+    alone = segment_records.class_weights(eight)
+    own = segment_records.class_weights(eight + [4362, 9820, 1526])
+    over_eight = segment_records.class_weights(eight + [4362, 9820, 1526], [True] * 8 + [False] * 3)
+    assert alone[2] > 2.5 and own[2] < 1.5  # the stomach bubble's weight, by its own table's median
+    assert over_eight[2] > 2.5 and min(over_eight[8:]) > over_eight[2]
+    assert segment_records.MEDIAN_OVER == {"sweep": "abdomen"}
