@@ -4,7 +4,8 @@ Two kinds of function, both pure (nothing is written; callers write the files):
 
 - **on scans**, arrays in, RGB ``uint8`` arrays out: :func:`overlay` (label colours),
   :func:`class_overlay` (classifier classes with a legend), :func:`draw_measurement` (the fitted
-  abdomen, boundary points, landmarks, AC), :func:`beam_picture` (beam directions),
+  abdomen, boundary points, landmarks, AC), :func:`draw_plane` (a head's or femur's
+  measurement, or the abdomen's), :func:`beam_picture` (beam directions),
   :func:`augmentation_sheet` (a scan and its augmented versions); :func:`png` encodes one;
 - **plots**, numbers in, :class:`matplotlib.figure.Figure` out: :func:`contact_sheet`,
   :func:`training_plot`, and the evaluation report's :func:`bland_altman`,
@@ -108,6 +109,41 @@ def draw_measurement(image: np.ndarray, measurement) -> np.ndarray:
             cv2.drawMarker(rgb, centre, colour, cv2.MARKER_CROSS, 8, 1)
     lines = [f"AC {measurement.ac_mm:.1f} mm" if measurement.ac_mm is not None else "AC -"]
     lines += ["plane accepted"] if measurement.accepted else list(measurement.reasons)
+    for row, text in enumerate(lines):
+        cv2.putText(rgb, text, (4, rgb.shape[0] - 6 - 12 * (len(lines) - 1 - row)),
+                    cv2.FONT_HERSHEY_SIMPLEX, 0.35, (255, 255, 255), 1, cv2.LINE_AA)
+    return rgb
+
+
+def _segment(rgb: np.ndarray, start, end, colour) -> None:
+    """A sub-pixel line from ``start`` to ``end`` (x, y) with a small bar at each end."""
+    a, b = (np.round(np.asarray(p, float) * 16).astype(np.int32) for p in (start, end))
+    cv2.line(rgb, tuple(a.tolist()), tuple(b.tolist()), colour, 1, cv2.LINE_AA, shift=4)
+    for p in (start, end):
+        cv2.drawMarker(rgb, (int(round(p[0])), int(round(p[1]))), colour, cv2.MARKER_CROSS, 6, 1)
+
+
+def draw_plane(image: np.ndarray, result) -> np.ndarray:
+    """RGB copy of a scan with what :func:`fetal_biometry.measure.plane.measure_plane` found: an
+    abdomen as :func:`draw_measurement`; a head's fitted outer skull ellipse with its OFD (long
+    axis) and BPD (short axis) as lines; a femur's length between its two ends. The values and
+    the plane verdict (or its reasons) are written below."""
+    m = result.detail
+    if result.kind == "abdomen":
+        return draw_measurement(image, m)
+    rgb = _rgb(image)
+    lines = [f"{result.kind} plane"]
+    if result.kind == "head" and m.fit is not None:
+        e = m.fit
+        draw_ellipse(rgb, e)
+        c, s = math.cos(math.radians(e.angle)), math.sin(math.radians(e.angle))
+        for (dx, dy), r in (((c, s), e.a), ((-s, c), e.b)):
+            _segment(rgb, (e.cx - r * dx, e.cy - r * dy), (e.cx + r * dx, e.cy + r * dy), _ELLIPSE)
+    if result.kind == "femur" and m.ends is not None:
+        _segment(rgb, m.ends[0], m.ends[1], _ELLIPSE)
+    values = "  ".join(f"{k} {v:.1f}" for k, v in result.measurements.items())
+    lines += [values + " mm"] if values else []
+    lines += ["plane accepted"] if result.accepted else list(result.reasons)[:3]
     for row, text in enumerate(lines):
         cv2.putText(rgb, text, (4, rgb.shape[0] - 6 - 12 * (len(lines) - 1 - row)),
                     cv2.FONT_HERSHEY_SIMPLEX, 0.35, (255, 255, 255), 1, cv2.LINE_AA)

@@ -1,0 +1,23 @@
+"""The panel experiments' runner: tiny sets and recipe, real Caffe, resumed where it stopped."""
+import json
+
+from fetal_biometry.experiments import panel
+
+TINY = {"pool": panel.Set(100, 6, 0.3), "validation": panel.Set(102, 3, 0.25),
+        "hc18": panel.Set(103, 2, 0.0, "head")}
+RECIPE = panel.Recipe(spacing_mm=2.0, tile=32, augment=0, width=4, iterations=4, train_share=0.5)
+
+
+def test_jobs_train_evaluate_and_are_reused(tmp_path):
+    said = []
+    records = panel.run((0,), ("validation", "hc18"), tmp_path / "data", tmp_path / "runs", RECIPE,
+                        say=said.append, specs=TINY)
+    assert len(said) == 1 and records[0]["evaluations"]["hc18"]["cases"] == 2
+    assert json.loads((tmp_path / "runs/seed0/summary.json").read_text()) == records[0]
+    assert (tmp_path / "runs/seed0/model/model.json").is_file()
+    again = panel.run((0,), ("validation", "hc18"), tmp_path / "data", tmp_path / "runs", RECIPE,
+                      say=said.append, specs=TINY)
+    assert again == records and len(said) == 1  # nothing run twice
+    text = panel.table(records, "validation")
+    assert "| HC |" in text and "Plane type right" in text
+    assert "HC18 layout" in panel.hc18_table(records)
