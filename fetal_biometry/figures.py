@@ -360,6 +360,32 @@ def centile_charts(panel: Mapping):
     return fig
 
 
+def evaluation_centiles(points: Mapping[str, Sequence[tuple[float, float, float]]]):
+    """An evaluation's measurements on their INTERGROWTH-21st charts (3rd-97th centile lines):
+    per measurement key, ``(gestational age, measured, true)`` of each case, the truth as grey
+    rings and the net's values as dots at the case's age."""
+    from fetal_biometry.measure import growth
+
+    keys = [k for k in points if k in growth.STANDARDS and len(points[k])]
+    if not keys:
+        raise ValueError("nothing to chart: no measurement with an INTERGROWTH-21st standard")
+    fig = _figure(3.2 * len(keys), 3.0)
+    axes = np.atleast_1d(fig.subplots(1, len(keys)))
+    weeks = np.linspace(*growth.GA_RANGE_WEEKS, 105)
+    for ax, key in zip(axes, keys):
+        for c in growth.CHART_CENTILES:
+            ax.plot(weeks, [growth.value_at_centile(key, c, w) for w in weeks], color="0.2",
+                    lw=1.4 if c == 50 else 0.7, ls="-" if c in (3, 50, 97) else "--")
+        ga, measured, true = np.asarray(points[key], float).T
+        ax.plot(ga, true, "o", mfc="none", color="0.5", ms=5, label="truth")
+        ax.plot(ga, measured, ".", color="tab:red", ms=4, label="measured")
+        ax.set_title(f"{key}: {len(ga)} planes", fontsize=8)
+        ax.set(xlabel="gestational age (weeks)", ylabel=f"{key} (mm)")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    return fig
+
+
 def bland_altman(measured: np.ndarray, true: np.ndarray, agreement: Mapping | None,
                  title: str = ""):
     """Bland-Altman plot of measured against true AC: difference against mean, in mm and in %.

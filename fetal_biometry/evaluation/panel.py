@@ -25,11 +25,11 @@ import pathlib
 
 import numpy as np
 
-from fetal_biometry import atomic
+from fetal_biometry import atomic, figures
 from fetal_biometry.evaluation import scans as abdominal
 from fetal_biometry.inference import dense as inference
 from fetal_biometry.io import dataset, scans
-from fetal_biometry.measure import plane
+from fetal_biometry.measure import growth, plane
 from fetal_biometry.nets import model as model_folder
 
 #: Measurements compared, by structure (:data:`fetal_biometry.measure.growth.MEASUREMENTS` keys).
@@ -77,6 +77,19 @@ def _stats(values: list[float]) -> dict:
         return {"n": 0, "median": None, "p90": None, "max": None}
     return {"n": int(len(v)), "median": float(np.median(v)), "p90": float(np.percentile(v, 90)),
             "max": float(v.max())}
+
+
+def centile_points(results: list[dict], opened: dataset.Dataset) -> dict[str, list[tuple[float, float, float]]]:
+    """Per measurement key, ``(gestational age, measured, true)`` of the cases measured on an
+    accepted plane whose age is known (:func:`fetal_biometry.figures.evaluation_centiles`)."""
+    points: dict[str, list] = {}
+    for r in results:
+        age = opened.records[r["case"]][2].gestational_age_weeks
+        if age is None or not r["accepted"]:
+            continue
+        for key, error in r["errors"].items():
+            points.setdefault(key, []).append((age, r["measurements"][key], r["truth"][key]))
+    return points
 
 
 def summarize(results: list[dict]) -> dict:
@@ -137,7 +150,8 @@ def evaluate(model: model_folder.Model, data: str | os.PathLike, out: str | os.P
              progress=None, backend: str = "caffe") -> dict:
     """Evaluate the panel segmenter ``model`` on every case of the dataset at ``data``; returns
     the summary. With ``out``: ``OUT/<model.name>.json`` (summary, per-case results, provenance,
-    dataset) and ``OUT/<model.name>_maps.npz`` (every predicted map)."""
+    dataset), ``OUT/<model.name>_maps.npz`` (every predicted map) and, when the cases' ages are
+    known, ``OUT/centiles_<model.name>.png``: each measurement on its INTERGROWTH-21st chart."""
     if model.kind != model_folder.SEGMENTER or not {"skull", "femur"} <= set(model.classes):
         raise ValueError(f"{model.root}: not a segmenter of the head and femur (classes "
                          f"{', '.join(model.classes)}); train one on records made with --classes panel")
@@ -151,6 +165,10 @@ def evaluate(model: model_folder.Model, data: str | os.PathLike, out: str | os.P
                   "cases": results}
         atomic.write_bytes(abdominal.maps_file(out / f"{model.name}.json"), _npz(maps))
         atomic.write_text(out / f"{model.name}.json", json.dumps(record, indent=1) + "\n")
+        points = centile_points(results, opened)
+        if any(k in growth.STANDARDS for k in points):
+            atomic.write_bytes(out / f"centiles_{model.name}.png",
+                               figures.figure_png(figures.evaluation_centiles(points)))
     return summary
 
 

@@ -63,3 +63,17 @@ def test_the_tool_evaluates_mixed_planes_per_structure(panel_segmenter_model, mi
     assert evaluate.main([str(mixed_data), "--model", str(panel_segmenter_model), "--out", str(tmp_path)]) == 0
     assert "Plane type right on" in capsys.readouterr().out
     assert (tmp_path / "panel_table.md").is_file() and (tmp_path / "panel_summary.json").is_file()
+
+
+def test_measurements_are_drawn_on_their_centile_charts_at_each_cases_age(mixed_data):
+    from fetal_biometry import figures
+
+    opened = dataset.open(mixed_data)
+    results = [panel.case_result(c, c.labels) for c in opened.iter_cases()]
+    points = panel.centile_points(results, opened)
+    assert {"FL", "AC"} <= set(points)  # the six small planes measure no head
+    for key, rows in points.items():
+        for age, measured, true in rows:
+            assert 14 <= age <= 40 and measured == pytest.approx(true, rel=0.02)
+    png = figures.figure_png(figures.evaluation_centiles(points))
+    assert png[:4] == b"\x89PNG"
