@@ -74,6 +74,6 @@ def test_measurements_are_drawn_on_their_centile_charts_at_each_cases_age(mixed_
     assert {"FL", "AC"} <= set(points)  # the six small planes measure no head
     for key, rows in points.items():
         for age, measured, true in rows:
-            assert 14 <= age <= 40 and measured == pytest.approx(true, rel=0.02)
+            assert 14 <= age <= 40 and measured == pytest.approx(true, rel=0.05)  # 96-px scans
     png = figures.figure_png(figures.evaluation_centiles(points))
     assert png[:4] == b"\x89PNG"
