@@ -124,18 +124,27 @@ def augmented(image: np.ndarray, labels: np.ndarray, directions: np.ndarray, pro
 
 #: How the class weights are made (the manifest records it; records made otherwise are stale).
 BALANCE = "InfogainLoss, diag H = max(1, sqrt(median frequency / frequency)), mean weight of a training pixel 1"
+#: The class weights' reference frequency (``balance``), named -> how the manifest states it:
+#: "median" (the abdomen's, :data:`BALANCE`) or "uniform", 1/K of K classes, for a table with
+#: many small classes (the panel's 15: there the median class is itself small, and femur and
+#: skull, 0.5 % of the pixels each, stayed unweighted and unlearnt at 1500 iterations).
+BALANCES = {"median": BALANCE,
+            "uniform": "InfogainLoss, diag H = max(1, sqrt((1 / K) / frequency)), mean weight of a "
+                       "training pixel 1"}
 
 
-def class_weights(pixels: Sequence[int]) -> list[float]:
-    """Softened median-frequency weights, never below the large classes' (module doc), from
-    training pixels per class; a class without pixels gets weight 1 (it never contributes)."""
+def class_weights(pixels: Sequence[int], reference: str = "median") -> list[float]:
+    """Softened median-frequency weights (or ``reference`` "uniform": 1/K instead of the median
+    frequency), never below the large classes' (module doc), from training pixels per class; a
+    class without pixels gets weight 1 (it never contributes)."""
     counts = np.asarray(pixels, float)
     seen = counts > 0
     if not seen.any():
         return [1.0] * len(counts)
     freq = counts / counts.sum()
     weights = np.ones(len(counts))
-    weights[seen] = np.maximum(1.0, np.sqrt(np.median(freq[seen]) / freq[seen]))
+    typical = np.median(freq[seen]) if reference == "median" else 1.0 / len(counts)
+    weights[seen] = np.maximum(1.0, np.sqrt(typical / freq[seen]))
     weights[seen] /= float((freq * weights).sum())
     return [float(w) for w in weights]
 
@@ -226,15 +235,19 @@ def build(data: dataset.Dataset, out: str | os.PathLike, encoding: str = "channe
           spacing_mm: float = SPACING_MM, tile: int = TILE,
           fractions: tuple[float, float, float] = (0.7, 0.15, 0.15), seed: int = 0,
           augment: int = 0, splits: dict[str, list[str]] | None = None,
-          sources: dict | None = None, progress=None, classes: str = "abdomen") -> dict:
+          sources: dict | None = None, progress=None, classes: str = "abdomen",
+          balance: str = "median") -> dict:
     """Write the segmenter's records of the opened dataset ``data`` into ``out``; the manifest.
 
     ``out`` is written aside and renamed into place when complete (callers claim it first with
     :func:`fetal_biometry.atomic.claim_output`). ``splits`` names each split's cases instead of
     a seeded draw by ``fractions``. ``classes`` names the class table (module doc); planes of a
-    structure it has no class for are refused.
+    structure it has no class for are refused. ``balance`` names the class weights' reference
+    (:data:`BALANCES`).
     """
     check_arguments(encoding, spacing_mm, tile, fractions, seed, augment, classes=classes)
+    if balance not in BALANCES:
+        raise RecordError(f"class balance {balance!r}: one of {tuple(BALANCES)}")
     table = label_tables.SEGMENTER_TABLES[classes]
     unlearnt = sorted(s for s in data.structures() if label_tables.STRUCTURE_CLASSES[s] not in table)
     if unlearnt:
@@ -263,8 +276,8 @@ def build(data: dataset.Dataset, out: str | os.PathLike, encoding: str = "channe
                 data, split[name], tmp, name, encoding, spacing_mm, tile,
                 augment if name == "train" else 0, keys, augment_rng, progress, table)
         train = manifest["splits"]["train"]["pixels"]
-        weights = class_weights([train[c] for c in table])
-        manifest["balance"] = {"method": BALANCE, "weights": dict(zip(table, weights))}
+        weights = class_weights([train[c] for c in table], balance)
+        manifest["balance"] = {"method": BALANCES[balance], "weights": dict(zip(table, weights))}
         atomic.write_bytes(tmp / INFOGAIN, infogain_blob(weights))
         atomic.write_text(tmp / MANIFEST, json.dumps(manifest, indent=2) + "\n")
     return manifest

@@ -161,3 +161,15 @@ def test_panel_records_hold_the_head_and_femur_classes_and_the_abdomen_table_ref
 def test_an_unknown_class_table_is_refused(tmp_path, coded_data):
     with pytest.raises(segment_records.RecordError, match="--classes"):
         segment_records.build(dataset.open(coded_data), tmp_path / "out", classes="thorax")
+
+
+def test_uniform_balance_lifts_classes_below_one_in_k_where_the_median_would_not():
+    # 15 classes, most of them tiny: the median class is tiny too, so a class of 0.5 % stays at
+    # the median rule's floor; against 1/K it is lifted.
+    pixels = [4000, 8000, 20, 20, 1400, 1000, 15, 15, 90, 900, 10, 80, 26, 3, 4]
+    median, uniform = (segment_records.class_weights(pixels, r) for r in ("median", "uniform"))
+    femur = 11
+    assert median[femur] == pytest.approx(median[0]) and uniform[femur] > 3 * uniform[0]
+    freq = np.asarray(pixels) / sum(pixels)
+    assert float(np.dot(freq, uniform)) == pytest.approx(1.0)  # the loss keeps its size
+    assert segment_records.BALANCES["median"] == segment_records.BALANCE
