@@ -16,6 +16,7 @@ example:
   python tools/panel_experiments.py --seeds 0 --sets validation
 """
 import argparse
+import dataclasses
 import pathlib
 import sys
 
@@ -34,9 +35,15 @@ def main(argv=None) -> int:
                         help="training seeds (default 0 1 2)")
     parser.add_argument("--sets", nargs="+", default=list(panel.EVALUATION_SETS),
                         choices=panel.EVALUATION_SETS, help="evaluation sets (default all)")
+    parser.add_argument("--iterations", type=int, default=panel.RECIPE.iterations, metavar="N",
+                        help=f"training iterations (default {panel.RECIPE.iterations}; a longer run "
+                             "resumes the shorter one's last snapshot)")
     args = parser.parse_args(argv)
+    if args.iterations < 1:
+        parser.error("--iterations: a positive number")
     try:
-        records = panel.run(args.seeds, args.sets, progress=lambda it, desc, total=None: tqdm(
+        recipe = dataclasses.replace(panel.RECIPE, iterations=args.iterations)
+        records = panel.run(args.seeds, args.sets, recipe=recipe, progress=lambda it, desc, total=None: tqdm(
             it, desc=desc, total=total, leave=False))
     except (ValueError, OSError, RuntimeError) as err:
         print(f"panel_experiments: error: {err}", file=sys.stderr)

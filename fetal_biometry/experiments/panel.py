@@ -146,6 +146,12 @@ def train(seed: int, pool: pathlib.Path, folder: pathlib.Path, recipe: Recipe = 
     return folder / "model"
 
 
+def _made_by(record: dict) -> tuple:
+    """What a job's files depend on: the recipe but its iterations (a longer run resumes), the data."""
+    recipe = {k: v for k, v in (record.get("recipe") or {}).items() if k != "iterations"}
+    return recipe, record.get("data")
+
+
 def run(seeds: Sequence[int] = SEEDS, sets: Sequence[str] = EVALUATION_SETS, data: pathlib.Path | None = None,
         runs: pathlib.Path | None = None, recipe: Recipe = RECIPE, progress=None,
         say: Callable[[str], None] = print, specs: dict[str, Set] | None = None) -> list[dict]:
@@ -162,9 +168,8 @@ def run(seeds: Sequence[int] = SEEDS, sets: Sequence[str] = EVALUATION_SETS, dat
         record = json.loads(summary_file.read_text()) if summary_file.is_file() else {}
         wanted = {"seed": seed, "recipe": dataclasses.asdict(recipe),
                   "data": {n: specs[n].generator() for n in ("pool", *sets)}}
-        if {k: record.get(k) for k in ("recipe", "data")} != {k: wanted[k] for k in ("recipe", "data")} \
-                and folder.exists():  # made by another recipe or from other data: start afresh
-            shutil.rmtree(folder)
+        if _made_by(record) != _made_by(wanted) and folder.exists():
+            shutil.rmtree(folder)  # another recipe or other data: start afresh (more iterations resume)
         if {k: record.get(k) for k in wanted} != wanted:
             record = {**wanted, "evaluations": {}}
         missing = [n for n in sets if n not in record["evaluations"]]
