@@ -21,3 +21,18 @@ def test_jobs_train_evaluate_and_are_reused(tmp_path):
     text = panel.table(records, "validation")
     assert "| HC |" in text and "Plane type right" in text
     assert "HC18 layout" in panel.hc18_table(records)
+
+
+def test_a_longer_run_resumes_and_another_recipe_starts_afresh(tmp_path):
+    import dataclasses
+
+    args = ((0,), ("validation",), tmp_path / "data", tmp_path / "runs")
+    panel.run(*args, RECIPE, say=print, specs=TINY)
+    manifest = tmp_path / "runs/seed0/records/manifest.json"
+    made = manifest.stat().st_mtime_ns
+    longer = panel.run(*args, dataclasses.replace(RECIPE, iterations=8), say=print, specs=TINY)
+    assert manifest.stat().st_mtime_ns == made  # the same records, the training resumed
+    assert longer[0]["recipe"]["iterations"] == 8
+    assert (tmp_path / "runs/seed0/model/snapshots/net_iter_8.caffemodel").is_file()
+    panel.run(*args, dataclasses.replace(RECIPE, width=8), say=print, specs=TINY)
+    assert manifest.stat().st_mtime_ns != made  # another net: its own records and training
