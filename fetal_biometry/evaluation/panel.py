@@ -173,12 +173,15 @@ def evaluate(model: model_folder.Model, data: str | os.PathLike, out: str | os.P
 
 
 def remeasure(record: str | os.PathLike) -> dict:
-    """The summary of the evaluation record ``OUT/<model>.json`` measured anew from its stored
-    maps under the rules in force now (no net is run); the record is left as it is."""
+    """Measure the evaluation record ``OUT/<model>.json`` anew from its stored maps under the
+    rules in force now (no net is run), rewrite it and return its summary."""
     saved = json.loads(pathlib.Path(record).read_text())
     opened = dataset.open(saved["dataset"]["path"])
     with np.load(abdominal.maps_file(record)) as stored:
-        return summarize([case_result(case, stored[case.name]) for case in opened.iter_cases()])
+        results = [case_result(case, stored[case.name]) for case in opened.iter_cases()]
+    saved.update(summary=summarize(results), cases=results)
+    atomic.write_text(record, json.dumps(saved, indent=1) + "\n")
+    return saved["summary"]
 
 
 def _npz(maps: dict[str, np.ndarray]) -> bytes:
