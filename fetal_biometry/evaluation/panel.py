@@ -10,6 +10,9 @@ from HC18's layout); each predicted map's plane type and measurements come from
   outer-to-inner (error in mm and percent), cephalic index (absolute error), FL (mm), AC
   (percent); a value counts as *measured* when the plane was accepted and the value given (what
   a report would state), and the share measured is over the acceptable planes of that structure;
+- **the measurement alone** (``verdict_aside``): the same errors over every acceptable plane
+  the value was found on, whatever the plane verdict said: how well the net's outline measures,
+  apart from whether it recognises the plane's landmarks;
 - **unfit measured as fit**: planes the truth calls unfit (transcerebellar or oblique heads,
   foreshortened femurs, abdomens at the wrong level) that were accepted.
 
@@ -110,11 +113,15 @@ def summarize(results: list[dict]) -> dict:
             if not truthful:
                 continue
             measured = [r for r in truthful if r["accepted"] and key in r["errors"]]
+            found = [r for r in truthful if key in r["errors"]]  # the verdict aside
             summary["measurements"][key] = {
                 "acceptable": len(truthful), "measured": len(measured),
                 "measured_share": len(measured) / len(truthful),
                 "percent": _stats([r["errors"][key]["percent"] for r in measured]),
-                "mm": _stats([r["errors"][key]["mm"] for r in measured])}
+                "mm": _stats([r["errors"][key]["mm"] for r in measured]),
+                "verdict_aside": {"measured": len(found),
+                                  "percent": _stats([r["errors"][key]["percent"] for r in found]),
+                                  "mm": _stats([r["errors"][key]["mm"] for r in found])}}
         unfit = [r for r in results if r["structure"] == structure and not r["acceptable_true"]]
         if unfit:
             accepted = [r for r in unfit if r["accepted"]]

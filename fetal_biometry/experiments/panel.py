@@ -248,6 +248,17 @@ def table(records: Sequence[dict], name: str = "heldout") -> str:
     ci_med = _values(records, name, ("cephalic_index", "error", "median"))
     rows.append(f"| CI | {_cell(ci_med, 3)} | - | within 0.03: {_cell(ci, 2)} | "
                 f"{_goal(ci, g['ci_share'], False)} |")
+    rows += ["", "The measurement alone (every acceptable plane the value was found on, the plane "
+                 "verdict aside):", "",
+             "| measurement | found on | median abs. error | 90th pct. |", "|" + " --- |" * 4]
+    for key in ("HC", "BPD_OO", "BPD_OI", "OFD", "FL", "AC"):
+        found = _values(records, name, ("measurements", key, "verdict_aside", "measured"))
+        unit, part = (" mm", "mm") if key == "FL" else (" %", "percent")
+        med = _values(records, name, ("measurements", key, "verdict_aside", part, "median"))
+        p90 = _values(records, name, ("measurements", key, "verdict_aside", part, "p90"))
+        acceptable = _values(records, name, ("measurements", key, "acceptable"))
+        rows.append(f"| {key} | {_cell(found, 0)} of {_cell(acceptable, 0)} | {_cell(med, 2, unit)} | "
+                    f"{_cell(p90, 2, unit)} |")
     accuracy = _values(records, name, ("plane_type_accuracy",))
     unfit = _values(records, name, ("unfit_accepted_share",))
     cases = records[0]["evaluations"][name]["cases"] if records else 0
@@ -263,5 +274,9 @@ def hc18_table(records: Sequence[dict]) -> str:
     pct = _values(records, "hc18", ("measurements", "HC", "percent", "median"))
     p90 = _values(records, "hc18", ("measurements", "HC", "mm", "p90"))
     share = _values(records, "hc18", ("measurements", "HC", "measured_share"))
+    aside = [_values(records, "hc18", ("measurements", "HC", "verdict_aside", *k))
+             for k in (("measured",), ("mm", "median"), ("percent", "median"), ("mm", "p90"))]
     return (f"| HC18 layout (simulated heads) | median abs. error {_cell(med, 2, ' mm')} ({_cell(pct, 2, ' %')}) | "
-            f"90th pct. {_cell(p90, 2, ' mm')} | measured {_cell(share, 2)} |")
+            f"90th pct. {_cell(p90, 2, ' mm')} | measured {_cell(share, 2)} |\n"
+            f"| the same, plane verdict aside | median abs. error {_cell(aside[1], 2, ' mm')} "
+            f"({_cell(aside[2], 2, ' %')}) | 90th pct. {_cell(aside[3], 2, ' mm')} | found on {_cell(aside[0], 0)} |")
