@@ -33,7 +33,7 @@ import numpy as np
 from fetal_biometry import atomic
 from fetal_biometry.evaluation.metrics import PLANE_OUTCOMES
 from fetal_biometry.io.sequences import VideoWriter
-from fetal_biometry.labels import CLASSIFIER_CLASSES, COLOURS, DATASET_CLASSES, STOMACH, VEIN
+from fetal_biometry.labels import CLASSES, CLASSIFIER_CLASSES, COLOURS, DATASET_CLASSES, STOMACH, VEIN
 from fetal_biometry.measure.ellipse import Ellipse, ellipse_points
 
 if TYPE_CHECKING:
@@ -70,13 +70,17 @@ def overlay(image: np.ndarray, labels: np.ndarray, alpha: float = 0.45) -> np.nd
 
 def class_overlay(image: np.ndarray, labels: np.ndarray, alpha: float = 0.45,
                   legend: bool = True) -> np.ndarray:
-    """Classifier classes over the gray scan, like the source's results figure (RGB uint8)."""
+    """Classifier classes over the gray scan, like the source's results figure (RGB uint8); a
+    map with head or femur classes lists the classes it shows instead."""
     rgb = overlay(image, labels, alpha)
     if legend:
-        for row, cls in enumerate(range(1, len(CLASSIFIER_CLASSES))):
+        shown = [int(v) for v in np.unique(labels) if v in COLOURS]
+        named = (shown if any(v >= len(CLASSES) for v in shown)
+                 else range(1, len(CLASSIFIER_CLASSES)))
+        for row, cls in enumerate(named):
             y = 6 + 12 * row
             cv2.rectangle(rgb, (4, y), (12, y + 8), COLOURS[cls], -1)
-            cv2.putText(rgb, _name(CLASSIFIER_CLASSES[cls]), (16, y + 8),
+            cv2.putText(rgb, _name(DATASET_CLASSES[cls]), (16, y + 8),
                         cv2.FONT_HERSHEY_SIMPLEX, 0.3, (255, 255, 255), 1, cv2.LINE_AA)
     return rgb
 
