@@ -155,7 +155,8 @@ def _images(path: pathlib.Path, args, encoding: str):
     hidden = dicom.is_dicom(path) and not args.keep_names  # the file name may be the patient's
     for scan in scans.read_scans(path, frame=args.frame, region=args.region, spacing=args.spacing,
                                  keep_name=args.keep_names):
-        estimate = fan.probe_of(scan, args.geometry, args.accept_fan_below)
+        estimate = fan.probe_of(scan.rgb, scan.transducer, scan.reference_pixel, args.geometry,
+                                  args.accept_fan_below)
         probe, how = estimate.geometry, estimate.source
         if probe is None:
             if encoding != inference.NO_FAN_ENCODING:

@@ -92,9 +92,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _geometry(args, sequence: sequences.Sequence, encoding: str) -> tuple[geom.Geometry | None, str]:
+    estimate = fan.probe_of(sequence.first_rgb(), sequence.transducer, sequence.reference_pixel,
+                            args.geometry, args.accept_fan_below)
     if args.geometry is not None:
-        return geom.read_file(args.geometry, sequence.shape), f"given ({args.geometry})"
-    estimate = fan.estimate_scan(sequence.first_rgb(), accept_below=args.accept_fan_below)
+        return estimate.geometry, estimate.source
     source = f"first frame: {estimate.source}"
     if estimate.geometry is None:
         if encoding != inference.NO_FAN_ENCODING:
