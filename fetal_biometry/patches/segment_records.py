@@ -124,6 +124,13 @@ def augmented(image: np.ndarray, labels: np.ndarray, directions: np.ndarray, pro
 
 #: How the class weights are made (the manifest records it; records made otherwise are stale).
 BALANCE = "InfogainLoss, diag H = max(1, sqrt(median frequency / frequency)), mean weight of a training pixel 1"
+#: The class weights' reference frequency (``balance``), named -> how the manifest states it:
+#: "median" (the abdomen's, :data:`BALANCE`) or "uniform", 1/K of K classes, for a table with
+#: many small classes (the panel's 15: there the median class is itself small, and femur and
+#: skull, 0.5 % of the pixels each, stayed unweighted and unlearnt at 1500 iterations).
+BALANCES = {"median": BALANCE,
+            "uniform": "InfogainLoss, diag H = max(1, sqrt((1 / K) / frequency)), mean weight of a "
+                       "training pixel 1"}
 
 
 #: The table whose classes' median frequency sets a table's weights, where not its own: the
@@ -133,18 +140,21 @@ BALANCE = "InfogainLoss, diag H = max(1, sqrt(median frequency / frequency)), me
 MEDIAN_OVER = {"sweep": "abdomen"}
 
 
-def class_weights(pixels: Sequence[int], median_of: Sequence[bool] | None = None) -> list[float]:
-    """Softened median-frequency weights, never below the large classes' (module doc), from
-    training pixels per class; a class without pixels gets weight 1 (it never contributes).
-    ``median_of`` marks the classes whose median frequency is the reference (default: all)."""
+def class_weights(pixels: Sequence[int], reference: str = "median",
+                  median_of: Sequence[bool] | None = None) -> list[float]:
+    """Softened median-frequency weights (or ``reference`` "uniform": 1/K instead of the median
+    frequency), never below the large classes' (module doc), from training pixels per class; a
+    class without pixels gets weight 1 (it never contributes). ``median_of`` marks the classes
+    whose median frequency is the reference (default: all)."""
     counts = np.asarray(pixels, float)
     seen = counts > 0
     if not seen.any():
         return [1.0] * len(counts)
     freq = counts / counts.sum()
-    reference = seen if median_of is None else seen & np.asarray(median_of, bool)
+    among = seen if median_of is None else seen & np.asarray(median_of, bool)
     weights = np.ones(len(counts))
-    weights[seen] = np.maximum(1.0, np.sqrt(np.median(freq[reference]) / freq[seen]))
+    typical = np.median(freq[among]) if reference == "median" else 1.0 / len(counts)
+    weights[seen] = np.maximum(1.0, np.sqrt(typical / freq[seen]))
     weights[seen] /= float((freq * weights).sum())
     return [float(w) for w in weights]
 
@@ -235,15 +245,19 @@ def build(data: dataset.Dataset, out: str | os.PathLike, encoding: str = "channe
           spacing_mm: float = SPACING_MM, tile: int = TILE,
           fractions: tuple[float, float, float] = (0.7, 0.15, 0.15), seed: int = 0,
           augment: int = 0, splits: dict[str, list[str]] | None = None,
-          sources: dict | None = None, progress=None, classes: str = "abdomen") -> dict:
+          sources: dict | None = None, progress=None, classes: str = "abdomen",
+          balance: str = "median") -> dict:
     """Write the segmenter's records of the opened dataset ``data`` into ``out``; the manifest.
 
     ``out`` is written aside and renamed into place when complete (callers claim it first with
     :func:`fetal_biometry.atomic.claim_output`). ``splits`` names each split's cases instead of
     a seeded draw by ``fractions``. ``classes`` names the class table (module doc); planes of a
-    structure it has no class for are refused.
+    structure it has no class for are refused. ``balance`` names the class weights' reference
+    (:data:`BALANCES`).
     """
     check_arguments(encoding, spacing_mm, tile, fractions, seed, augment, classes=classes)
+    if balance not in BALANCES:
+        raise RecordError(f"class balance {balance!r}: one of {tuple(BALANCES)}")
     table = label_tables.SEGMENTER_TABLES[classes]
     unlearnt = sorted(s for s in data.structures() if label_tables.STRUCTURE_CLASSES[s] not in table)
     if unlearnt:
@@ -273,9 +287,9 @@ def build(data: dataset.Dataset, out: str | os.PathLike, encoding: str = "channe
                 augment if name == "train" else 0, keys, augment_rng, progress, table)
         train = manifest["splits"]["train"]["pixels"]
         median_table = label_tables.SEGMENTER_TABLES[MEDIAN_OVER.get(classes, classes)]
-        weights = class_weights([train[c] for c in table], [c in median_table for c in table])
-        manifest["balance"] = {"method": BALANCE, "weights": dict(zip(table, weights))}
-        if classes in MEDIAN_OVER:
+        weights = class_weights([train[c] for c in table], balance, [c in median_table for c in table])
+        manifest["balance"] = {"method": BALANCES[balance], "weights": dict(zip(table, weights))}
+        if classes in MEDIAN_OVER and balance == "median":
             manifest["balance"]["median_over"] = MEDIAN_OVER[classes]
         atomic.write_bytes(tmp / INFOGAIN, infogain_blob(weights))
         atomic.write_text(tmp / MANIFEST, json.dumps(manifest, indent=2) + "\n")

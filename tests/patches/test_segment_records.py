@@ -168,7 +168,19 @@ def test_rare_added_classes_do_not_lower_the_landmarks_weights():
     eight = [1110657, 1960169, 20532, 18957, 309446, 673470, 11749, 11367]
     alone = segment_records.class_weights(eight)
     own = segment_records.class_weights(eight + [4362, 9820, 1526])
-    over_eight = segment_records.class_weights(eight + [4362, 9820, 1526], [True] * 8 + [False] * 3)
+    over_eight = segment_records.class_weights(eight + [4362, 9820, 1526], "median", [True] * 8 + [False] * 3)
     assert alone[2] > 2.5 and own[2] < 1.5  # the stomach bubble's weight, by its own table's median
     assert over_eight[2] > 2.5 and min(over_eight[8:]) > over_eight[2]
     assert segment_records.MEDIAN_OVER == {"sweep": "abdomen"}
+
+
+def test_uniform_balance_lifts_classes_below_one_in_k_where_the_median_would_not():
+    # 15 classes, most of them tiny: the median class is tiny too, so a class of 0.5 % stays at
+    # the median rule's floor; against 1/K it is lifted.
+    pixels = [4000, 8000, 20, 20, 1400, 1000, 15, 15, 90, 900, 10, 80, 26, 3, 4]
+    median, uniform = (segment_records.class_weights(pixels, r) for r in ("median", "uniform"))
+    femur = 11
+    assert median[femur] == pytest.approx(median[0]) and uniform[femur] > 3 * uniform[0]
+    freq = np.asarray(pixels) / sum(pixels)
+    assert float(np.dot(freq, uniform)) == pytest.approx(1.0)  # the loss keeps its size
+    assert segment_records.BALANCES["median"] == segment_records.BALANCE
