@@ -1,8 +1,10 @@
 # The two commands of the README. Both install what is missing first (tools/bootstrap.sh).
 # The CUDA build (docs/docker-gpu.md): `make caffe-cuda` builds Caffe for GPUs from NVIDIA's
-# PyPI toolchain (no GPU needed), `make test-gpu-build` builds it and checks what can be checked
-# without a GPU, `make gpu-check` runs it on a machine with a GPU.
-.PHONY: demo test bootstrap caffe-cuda test-gpu-build gpu-check
+# PyPI toolchain (no GPU needed), `make gpu-bundle` packs it into a tarball of <= 40 MiB for a
+# GPU machine that has CUDA 13 (PyTorch's wheels), `make gpu-check-data` cuts the small LMDBs
+# that travel with it, `make test-gpu-build` builds all that and checks what can be checked
+# without a GPU, `make gpu-check` runs tools/gpu_check.sh (on a GPU machine: see its --help).
+.PHONY: demo test bootstrap caffe-cuda gpu-bundle gpu-check-data test-gpu-build gpu-check
 
 export OPENBLAS_NUM_THREADS ?= 1
 PY := .venv/bin/python
@@ -19,9 +21,15 @@ bootstrap:
 caffe-cuda: bootstrap
 	@tools/caffe_cuda.sh
 
-test-gpu-build: caffe-cuda
-	$(PY) -m pytest -q tests/test_cuda_build.py
+gpu-bundle: caffe-cuda
+	@tools/gpu_bundle.sh
+
+gpu-check-data: bootstrap
+	$(PY) tools/gpu_check_data.py --overwrite
+
+test-gpu-build: gpu-bundle
+	$(PY) -m pytest -q tests/test_cuda_build.py tests/test_gpu_bundle.py
 	FETAL_BUILD_GPU_IMAGE=1 $(PY) -m pytest -q tests/test_docker.py -k gpu_image
 
-gpu-check: caffe-cuda
+gpu-check: gpu-bundle gpu-check-data
 	tools/gpu_check.sh

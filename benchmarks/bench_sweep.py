@@ -19,7 +19,8 @@ every figure is a best of repeats, and the load average is printed beside them.
 
 With --memory N it also writes an N-frame 744x562 stack (0.28 mm, as ACOUSLIC-AI's sweeps)
 and runs tools/sweep.py on it and on a 140-frame one in child processes, printing each one's
-peak resident memory: flat in the sequence length when the stack is streamed.
+peak resident memory: flat in the sequence length when the stack is streamed. Given a
+segmenter's model folder it measures only that (its frames/s: benchmarks/bench_inference.py).
 
     python benchmarks/bench_sweep.py [--model runs/fetal_channels] [--frames 16] [--memory 840]
                                      [--backend caffe|opencv]
@@ -154,6 +155,11 @@ def main() -> None:
     parser.add_argument("--memory", type=int, default=0, metavar="N",
                         help="also measure tools/sweep.py's peak memory on an N-frame 744x562 stack (needs a model folder)")
     args = parser.parse_args()
+    if (args.model / model_folder.FILE).is_file() and model_folder.load(args.model).kind == model_folder.SEGMENTER:
+        print(f"{args.model} is a segmenter: its frames/s are benchmarks/bench_inference.py --segmenter's")
+        if args.memory:
+            peak_memory(args.model, args.memory)
+        return
     blas = roofline.caffe_blas()
     dense, twin, label = classifier_for(args.model, args.encoding, args.backend)
     print(f"model: {label}; {args.backend}; batch {inference.BATCH}; frames/s, best of repeats; "

@@ -43,7 +43,12 @@ cat "$here/caffe-debian12.patch" "$here/caffe-cuda13.patch" > "$scratch/caffe-de
 
 args=(--cmake-arg -DCUDA_TOOLKIT_ROOT_DIR="$toolkit"
       # The shared runtime, whose library RPATH and ldd show; FindCUDA prefers the static one.
-      --cmake-arg -DCUDA_USE_STATIC_CUDA_RUNTIME=OFF)
+      --cmake-arg -DCUDA_USE_STATIC_CUDA_RUNTIME=OFF
+      # One build serves pycaffe here and the carryable bundle (tools/gpu_bundle.sh): without
+      # OpenCV (whose codecs pull GDAL, GDCM and 200 MB more; the project's LMDBs hold raw
+      # Datums, which Caffe reads without it) and without Python layers (which would link
+      # libcaffe.so to this machine's libpython; the project uses none).
+      --cmake-arg -DUSE_OPENCV=OFF --cmake-arg -DBUILD_python_layer=OFF)
 # NCCL inside the toolkit (the PyPI one); otherwise Caffe's FindNCCL searches /usr (libnccl-dev).
 if [ -f "$toolkit/include/nccl.h" ]; then
   args+=(--cmake-arg -DNCCL_INCLUDE_DIR="$toolkit/include" --cmake-arg -DNCCL_LIBRARIES="$toolkit/lib64/libnccl.so")

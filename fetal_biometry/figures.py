@@ -4,7 +4,8 @@ Two kinds of function, both pure (nothing is written; callers write the files):
 
 - **on scans**, arrays in, RGB ``uint8`` arrays out: :func:`overlay` (label colours),
   :func:`class_overlay` (classifier classes with a legend), :func:`draw_measurement` (the fitted
-  abdomen, boundary points, landmarks, AC), :func:`beam_picture` (beam directions),
+  abdomen, boundary points, landmarks, AC), :func:`draw_plane` (a head's or femur's
+  measurement, or the abdomen's), :func:`beam_picture` (beam directions),
   :func:`augmentation_sheet` (a scan and its augmented versions); :func:`png` encodes one;
 - **plots**, numbers in, :class:`matplotlib.figure.Figure` out: :func:`contact_sheet`,
   :func:`training_plot`, and the evaluation report's :func:`bland_altman`,
@@ -32,7 +33,7 @@ import numpy as np
 from fetal_biometry import atomic
 from fetal_biometry.evaluation.metrics import PLANE_OUTCOMES
 from fetal_biometry.io.sequences import VideoWriter
-from fetal_biometry.labels import CLASSIFIER_CLASSES, COLOURS, DATASET_CLASSES, STOMACH, VEIN
+from fetal_biometry.labels import CLASSES, CLASSIFIER_CLASSES, COLOURS, DATASET_CLASSES, STOMACH, VEIN
 from fetal_biometry.measure.ellipse import Ellipse, ellipse_points
 
 if TYPE_CHECKING:
@@ -69,13 +70,17 @@ def overlay(image: np.ndarray, labels: np.ndarray, alpha: float = 0.45) -> np.nd
 
 def class_overlay(image: np.ndarray, labels: np.ndarray, alpha: float = 0.45,
                   legend: bool = True) -> np.ndarray:
-    """Classifier classes over the gray scan, like the source's results figure (RGB uint8)."""
+    """Classifier classes over the gray scan, like the source's results figure (RGB uint8); a
+    map with head or femur classes lists the classes it shows instead."""
     rgb = overlay(image, labels, alpha)
     if legend:
-        for row, cls in enumerate(range(1, len(CLASSIFIER_CLASSES))):
+        shown = [int(v) for v in np.unique(labels) if v in COLOURS]
+        named = (shown if any(v >= len(CLASSES) for v in shown)
+                 else range(1, len(CLASSIFIER_CLASSES)))
+        for row, cls in enumerate(named):
             y = 6 + 12 * row
             cv2.rectangle(rgb, (4, y), (12, y + 8), COLOURS[cls], -1)
-            cv2.putText(rgb, _name(CLASSIFIER_CLASSES[cls]), (16, y + 8),
+            cv2.putText(rgb, _name(DATASET_CLASSES[cls]), (16, y + 8),
                         cv2.FONT_HERSHEY_SIMPLEX, 0.3, (255, 255, 255), 1, cv2.LINE_AA)
     return rgb
 
@@ -108,6 +113,41 @@ def draw_measurement(image: np.ndarray, measurement) -> np.ndarray:
             cv2.drawMarker(rgb, centre, colour, cv2.MARKER_CROSS, 8, 1)
     lines = [f"AC {measurement.ac_mm:.1f} mm" if measurement.ac_mm is not None else "AC -"]
     lines += ["plane accepted"] if measurement.accepted else list(measurement.reasons)
+    for row, text in enumerate(lines):
+        cv2.putText(rgb, text, (4, rgb.shape[0] - 6 - 12 * (len(lines) - 1 - row)),
+                    cv2.FONT_HERSHEY_SIMPLEX, 0.35, (255, 255, 255), 1, cv2.LINE_AA)
+    return rgb
+
+
+def _segment(rgb: np.ndarray, start, end, colour) -> None:
+    """A sub-pixel line from ``start`` to ``end`` (x, y) with a small bar at each end."""
+    a, b = (np.round(np.asarray(p, float) * 16).astype(np.int32) for p in (start, end))
+    cv2.line(rgb, tuple(a.tolist()), tuple(b.tolist()), colour, 1, cv2.LINE_AA, shift=4)
+    for p in (start, end):
+        cv2.drawMarker(rgb, (int(round(p[0])), int(round(p[1]))), colour, cv2.MARKER_CROSS, 6, 1)
+
+
+def draw_plane(image: np.ndarray, result) -> np.ndarray:
+    """RGB copy of a scan with what :func:`fetal_biometry.measure.plane.measure_plane` found: an
+    abdomen as :func:`draw_measurement`; a head's fitted outer skull ellipse with its OFD (long
+    axis) and BPD (short axis) as lines; a femur's length between its two ends. The values and
+    the plane verdict (or its reasons) are written below."""
+    m = result.detail
+    if result.kind == "abdomen":
+        return draw_measurement(image, m)
+    rgb = _rgb(image)
+    lines = [f"{result.kind} plane"]
+    if result.kind == "head" and m.fit is not None:
+        e = m.fit
+        draw_ellipse(rgb, e)
+        c, s = math.cos(math.radians(e.angle)), math.sin(math.radians(e.angle))
+        for (dx, dy), r in (((c, s), e.a), ((-s, c), e.b)):
+            _segment(rgb, (e.cx - r * dx, e.cy - r * dy), (e.cx + r * dx, e.cy + r * dy), _ELLIPSE)
+    if result.kind == "femur" and m.ends is not None:
+        _segment(rgb, m.ends[0], m.ends[1], _ELLIPSE)
+    values = "  ".join(f"{k} {v:.1f}" for k, v in result.measurements.items())
+    lines += [values + " mm"] if values else []
+    lines += ["plane accepted"] if result.accepted else list(result.reasons)[:3]
     for row, text in enumerate(lines):
         cv2.putText(rgb, text, (4, rgb.shape[0] - 6 - 12 * (len(lines) - 1 - row)),
                     cv2.FONT_HERSHEY_SIMPLEX, 0.35, (255, 255, 255), 1, cv2.LINE_AA)
@@ -166,11 +206,16 @@ def augmentation_sheet(image: np.ndarray, labels: np.ndarray, directions: np.nda
 _MEASURED, _ACCEPTED = (255, 140, 0), (0, 230, 0)
 
 
-def sweep_frame(frame: np.ndarray, labels: np.ndarray, index: int, landmark_score: float) -> np.ndarray:
-    """One frame of a sweep's overlay video as it is classified: classes, frame, landmark score."""
-    rgb = class_overlay(frame, labels, legend=False)
-    cv2.putText(rgb, f"frame {index}  landmarks {landmark_score:.2f}", (4, 12),
-                cv2.FONT_HERSHEY_SIMPLEX, 0.35, (220, 220, 220), 1, cv2.LINE_AA)
+def sweep_frame(frame: np.ndarray, labels: np.ndarray | None, index: int,
+                score: float | None) -> np.ndarray:
+    """One frame of a sweep's overlay video as it is classified: classes, frame, its score
+    (labels and score None: a frame the segmenter's first pass skips, shown plain)."""
+    if labels is None:
+        rgb, text = _rgb(frame), f"frame {index}"
+    else:
+        rgb = class_overlay(frame, labels, legend=False)
+        text = f"frame {index}  score {score:.2f}"
+    cv2.putText(rgb, text, (4, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (220, 220, 220), 1, cv2.LINE_AA)
     return rgb
 
 
@@ -321,6 +366,32 @@ def centile_charts(panel: Mapping):
             ax.set_title(f"{name} {value}: not charted", fontsize=8)
         ax.set(xlabel="gestational age (weeks)", ylabel=f"{name} ({unit})")
         ax.grid(alpha=0.3)
+    return fig
+
+
+def evaluation_centiles(points: Mapping[str, Sequence[tuple[float, float, float]]]):
+    """An evaluation's measurements on their INTERGROWTH-21st charts (3rd-97th centile lines):
+    per measurement key, ``(gestational age, measured, true)`` of each case, the truth as grey
+    rings and the net's values as dots at the case's age."""
+    from fetal_biometry.measure import growth
+
+    keys = [k for k in points if k in growth.STANDARDS and len(points[k])]
+    if not keys:
+        raise ValueError("nothing to chart: no measurement with an INTERGROWTH-21st standard")
+    fig = _figure(3.2 * len(keys), 3.0)
+    axes = np.atleast_1d(fig.subplots(1, len(keys)))
+    weeks = np.linspace(*growth.GA_RANGE_WEEKS, 105)
+    for ax, key in zip(axes, keys):
+        for c in growth.CHART_CENTILES:
+            ax.plot(weeks, [growth.value_at_centile(key, c, w) for w in weeks], color="0.2",
+                    lw=1.4 if c == 50 else 0.7, ls="-" if c in (3, 50, 97) else "--")
+        ga, measured, true = np.asarray(points[key], float).T
+        ax.plot(ga, true, "o", mfc="none", color="0.5", ms=5, label="truth")
+        ax.plot(ga, measured, ".", color="tab:red", ms=4, label="measured")
+        ax.set_title(f"{key}: {len(ga)} planes", fontsize=8)
+        ax.set(xlabel="gestational age (weeks)", ylabel=f"{key} (mm)")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
     return fig
 
 
@@ -553,10 +624,11 @@ def sweep_scores(record: dict, title: str = ""):
     """The landmark score over a sweep's frames, the measured frames' plane scores (green:
     accepted) and the chosen frame (:func:`fetal_biometry.measure.sweeps.analyse`'s record)."""
     frames = record["frames"]
-    x = [f["frame"] for f in frames]
     fig = _figure(8, 3)
     ax = fig.add_subplot()
-    ax.plot(x, [f["score"] for f in frames], color="0.3", lw=1, label="landmark score")
+    frames = [f for f in frames if f.get("score") is not None]  # a segmenter's skipped frames
+    x = [f["frame"] for f in frames]
+    ax.plot(x, [f["score"] for f in frames], color="0.3", lw=1, label="frame score")
     ax.plot(x, [f["stomach"] for f in frames], color=np.array(COLOURS[STOMACH]) / 255, lw=0.8, label="stomach")
     ax.plot(x, [f["vein"] for f in frames], color=np.array(COLOURS[VEIN]) / 255, lw=0.8, label="vein")
     measured = [f for f in frames if f.get("measured")]

@@ -79,6 +79,21 @@ COLOURS.update({SKULL: (210, 210, 210), BRAIN: (255, 120, 200), MIDLINE: (120, 2
                 CEREBELLUM: (200, 200, 60)})
 
 
+# --------------------------------------------------------------------------- levels a sweep passes
+
+#: The classes of the levels a sweep passes that must never be chosen for the AC: the thorax
+#: (heart, lungs) and the renal level (kidneys, with their sinus). Until they had classes of their
+#: own they were drawn as abdomen tissue; in the abdomen's eight classes they still are (the
+#: abdomen segmenter's records stay what they were). The heart's chambers are drawn as vessel
+#: (abdomen), as the aorta's lumen is.
+SWEEP_CLASSES = {15: "heart", 16: "lung", 17: "kidney"}
+HEART, LUNG, KIDNEY = SWEEP_CLASSES
+DATASET_CLASSES.update(SWEEP_CLASSES)
+LABEL_TO_CLASS.update(dict.fromkeys(SWEEP_CLASSES, BACKGROUND))
+ABDOMEN_REGION = ABDOMEN_REGION + tuple(SWEEP_CLASSES)
+COLOURS.update({HEART: (200, 0, 80), LUNG: (150, 200, 255), KIDNEY: (120, 80, 0)})
+
+
 # --------------------------------------------------------------------------- segmenter class tables
 
 #: The segmenter's class tables by name: ordered tuples of dataset class names
@@ -86,16 +101,18 @@ COLOURS.update({SKULL: (210, 210, 210), BRAIN: (255, 120, 200), MIDLINE: (120, 2
 #: its model folder records the table it learnt (``classes`` in model.json). "abdomen" is the
 #: abdominal plane's eight classes (:data:`SEGMENTER_CLASSES`); "panel" adds the head's and the
 #: femur's: every class the head's plane rules read (thalami, cavum and cerebellum tell a
-#: transthalamic from a transcerebellar plane, :mod:`fetal_biometry.measure.head`).
+#: transthalamic from a transcerebellar plane, :mod:`fetal_biometry.measure.head`); "sweep" adds
+#: the levels a sweep passes and must not choose (heart, lung, kidney: :data:`SWEEP_CLASSES`).
 SEGMENTER_TABLES = {
     "abdomen": SEGMENTER_CLASSES,
     "panel": SEGMENTER_CLASSES + tuple(HEAD_FEMUR_CLASSES[v] for v in sorted(HEAD_FEMUR_CLASSES)),
+    "sweep": SEGMENTER_CLASSES + tuple(SWEEP_CLASSES[v] for v in sorted(SWEEP_CLASSES)),
 }
 #: The class a dataset class is learnt as by a table that lacks it, climbed until the table has
 #: one (background, in every table, ends each chain): the head's landmarks are brain, the rest
 #: background. Classes not named here are background.
 PARENTS = {"midline": "brain", "thalamus": "brain", "cavum_septi_pellucidi": "brain",
-           "cerebellum": "brain"}
+           "cerebellum": "brain", "heart": "abdomen", "lung": "abdomen", "kidney": "abdomen"}
 #: The class each plane structure (:data:`fetal_biometry.io.dataset.STRUCTURES`) is measured on:
 #: a table without it cannot learn that structure's planes.
 STRUCTURE_CLASSES = {"abdomen": "abdomen", "head": "skull", "femur": "femur"}
@@ -157,3 +174,13 @@ def table_values(classes: tuple[str, ...]) -> np.ndarray:
     lut = np.full(256, OUTSIDE, np.uint8)
     lut[:len(classes)] = [values[name] for name in check_table(classes)]
     return lut
+
+
+def abdomen_labels(labels: np.ndarray) -> np.ndarray:
+    """A map with the sweep's levels (:data:`SWEEP_CLASSES`) as the class they are learnt as in
+    the abdomen's table (:func:`learnt_as`: abdomen): the map the abdomen's measurement reads;
+    other values unchanged."""
+    lut = np.arange(256, dtype=np.uint8)
+    for value, name in SWEEP_CLASSES.items():
+        lut[value] = SEGMENTER_CLASSES.index(learnt_as(name, SEGMENTER_CLASSES))
+    return lut[labels]

@@ -42,7 +42,7 @@ def prefix() -> pathlib.Path:
     assert proc.returncode == 0, _explain(proc)
     path = pathlib.Path(proc.stdout.strip())
     if not (path / "bin/caffe").is_file():
-        pytest.skip(f"no CUDA build of Caffe at {path}: `make test-gpu-build` builds it (about 15 minutes on 2 cores)")
+        pytest.skip(f"no CUDA build of Caffe at {path}: `make test-gpu-build` builds it (28 CPU-minutes; 44 min on 2 busy shared cores)")
     return path
 
 

@@ -60,7 +60,7 @@ def test_hadolint_clean():
 def test_shell_scripts_parse():
     for script in ("docker/entrypoint.sh", "docker/podman_setup.sh", "docker/build_caffe.sh",
                    "docker/build_caffe_cuda.sh", "docker/cuda_toolkit.sh", "tools/caffe_cuda.sh",
-                   "tools/gpu_check.sh"):
+                   "tools/gpu_check.sh", "tools/gpu_bundle.sh", "tools/gpu_bundle_launcher.sh"):
         proc = _run(["bash", "-n", str(ROOT / script)], 30)
         assert proc.returncode == 0, _explain(proc)
 

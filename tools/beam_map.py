@@ -136,7 +136,9 @@ def main(argv=None) -> int:
     results = []
     for scan in found:
         try:
-            results.append((scan, fan.probe_of(scan, args.geometry, args.accept_fan_below)))
+            estimate = fan.probe_of(scan.rgb, scan.transducer, scan.reference_pixel, args.geometry,
+                                    args.accept_fan_below)
+            results.append((scan, estimate))
         except ValueError as error:  # the geometry file's problem, naming it
             print(f"error: {error}", file=sys.stderr)
             return 2

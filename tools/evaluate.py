@@ -15,6 +15,14 @@ classified at its model's spacing. They default to the folders `make demo` train
 (runs/fetal_rotate, runs/fetal_channels, runs/fetal_none, runs/segmenter_channels, those that
 exist); name others with --model DIR.
 
+A dataset of head, femur or mixed planes (tools/simulate.py --plane mixed, or heads imported from
+HC18's layout) is evaluated per structure instead, for segmenters of the head and femur
+(make_segment_records.py --classes panel; fetal_biometry/evaluation/panel.py): plane type
+accuracy, HC, OFD, BPD (outer-to-outer, outer-to-inner) errors in mm and percent, cephalic index,
+FL in mm, AC, the share of acceptable planes measured and of unfit planes measured as fit, each
+against the issue's goal; OUT/panel_table.md, OUT/panel_summary.json, OUT/MODEL.json (per case)
+and OUT/MODEL_maps.npz. Heads imported from HC18's layout also get HC18's HC error line.
+
 A folder of sweeps (tools/simulate.py --sweeps) is evaluated with the metrics of ACOUSLIC-AI
 instead: per model the weighted frame selection score (WFSS), the normalised AC error (NAE),
 the abdomen Dice on the chosen frame and the score 0.5 (1 - NAE) + 0.25 Dice + 0.25 WFSS, in
@@ -32,9 +40,26 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from fetal_biometry import atomic, cli, paths  # noqa: E402
-from fetal_biometry.evaluation import scans as evaluation, sweeps as sweep  # noqa: E402
+from fetal_biometry.evaluation import panel, scans as evaluation, sweeps as sweep  # noqa: E402
 from fetal_biometry.io import dataset  # noqa: E402
 from fetal_biometry.simulator import sweeps as sweep_simulator  # noqa: E402
+
+
+def _panel(models, data, out, backend: str) -> str:
+    """Evaluate panel segmenters on head, femur or mixed planes; write OUT/panel_table.md and
+    OUT/panel_summary.json; the tables."""
+    import json
+
+    from tqdm import tqdm
+
+    summaries = {m.name: panel.evaluate(m, data, out, lambda it, desc: tqdm(it, desc=desc), backend)
+                 for m in models}
+    heads = dataset.open(data).structures() == {"head"}
+    text = "\n\n".join(f"## {name}\n\n{panel.table(s)}" + (f"\n\n{panel.hc18_table(s)}" if heads else "")
+                       for name, s in summaries.items())
+    atomic.write_text(pathlib.Path(out, "panel_summary.json"), json.dumps(summaries, indent=1) + "\n")
+    atomic.write_text(pathlib.Path(out, "panel_table.md"), text + "\n")
+    return text
 
 
 def main(argv=None) -> int:
@@ -65,6 +90,9 @@ def main(argv=None) -> int:
                                                 lambda it, desc: tqdm(it, desc=desc), args.backend)
                          for m in models}
             print(sweep.write_report(summaries, args.out))
+            return 0
+        if dataset.open(args.dataset).structures() != {"abdomen"}:  # head or femur planes: per structure
+            print(_panel(models, args.dataset, args.out, args.backend))
             return 0
         summaries = {m.name: evaluation.evaluate(m, args.dataset, args.out,
                                                      lambda it, desc: tqdm(it, desc=desc), args.overlays,

@@ -33,6 +33,10 @@ from its case records). For images:
             model of encoding 'none' (no beam directions) classifies the whole image and
             says so in NAME.json ("geometry_source"); other encodings refuse the scan
             image's fan, in colour (tools/beam_map.py shows the estimate)
+A segmenter of the head and femur too (make_segment_records.py --classes panel) tells each scan's
+plane type (abdomen, head, femur or none) from its map and measures what that plane allows: the
+AC; HC, OFD, BPD (outer-to-outer and outer-to-inner) and the cephalic index; or FL (NAME.json:
+"plane_type", "measurements").
 The scans given together are one exam: OUT/infer.json carries its panel (fetal_biometry.measure.growth):
 each measurement (the mean over the scans whose plane was accepted) with the gestational age it
 suggests (an estimate: INTERGROWTH-21st from HC, Hadlock from FL, AC, BPD), Hadlock's estimated
@@ -151,7 +155,8 @@ def _images(path: pathlib.Path, args, encoding: str):
     hidden = dicom.is_dicom(path) and not args.keep_names  # the file name may be the patient's
     for scan in scans.read_scans(path, frame=args.frame, region=args.region, spacing=args.spacing,
                                  keep_name=args.keep_names):
-        estimate = fan.probe_of(scan, args.geometry, args.accept_fan_below)
+        estimate = fan.probe_of(scan.rgb, scan.transducer, scan.reference_pixel, args.geometry,
+                                  args.accept_fan_below)
         probe, how = estimate.geometry, estimate.source
         if probe is None:
             if encoding != inference.NO_FAN_ENCODING:
@@ -230,18 +235,25 @@ def _exam_report(args, sources: list, panel: dict, algorithm) -> list[str]:
 
 
 def _summary_line(stem: str, record: dict) -> str:
-    if "ac_mm" not in record:
-        return f"{stem}: AC not measured (pixel spacing unknown)"
-    ac = record["ac_mm"]
+    if "plane_acceptable" not in record:
+        return f"{stem}: not measured (pixel spacing unknown)"
     verdict = ("plane acceptable" if record["plane_acceptable"] else
                f"plane rejected: {'; '.join(record['reasons'])}")
+    if "plane_type" in record:  # a segmenter of the head and femur too: what the plane allows
+        values = [f"{k} {v:.1f} mm" for k, v in record["measurements"].items()]
+        if record.get("cephalic_index") is not None:
+            values.append(f"CI {record['cephalic_index']:.2f}")
+        return (f"{stem}: {record['plane_type']} plane, "
+                f"{', '.join(values) if values else 'nothing measured'}, {verdict}")
+    ac = record["ac_mm"]
     return f"{stem}: " + (f"AC {ac:.1f} mm" if ac else "no abdomen measured") + f", {verdict}"
 
 
 def exam_panel(records: list[dict], ga_weeks: float | None) -> dict:
     """The exam's panel (:func:`fetal_biometry.measure.growth.panel`) from its scans' records: each
-    measurement averaged over the scans whose plane was accepted."""
-    accepted = [{"AC": r["ac_mm"]} for r in records if r.get("plane_acceptable") and r.get("ac_mm")]
+    measurement averaged over the scans whose plane was accepted (a record's ``measurements``,
+    or its AC)."""
+    accepted = [r.get("measurements", {"AC": r.get("ac_mm")}) for r in records if r.get("plane_acceptable")]
     means, counts = growth.exam_measurements(accepted)
     return growth.panel(means, ga_weeks, counts)
 

@@ -63,10 +63,9 @@ def main(argv=None) -> int:
                         help=f"augmented versions of each training scan, 0 to {segment_records.MAX_AUGMENT}")
     parser.add_argument("--seed", type=int, default=0, help="split, key order and augmentation seed")
     parser.add_argument("--weighting", choices=tuple(segment_records.WEIGHTINGS),
-                        default=segment_records.WEIGHTING,
-                        help="class weights: full = min(10, max(1, median freq / freq)) (default, "
-                             "chosen on validation), sqrt = max(1, sqrt(median freq / freq)); "
-                             "docs/segmenter.md")
+                        help="lift of the rare classes' weights: full = max(1, min(10, median freq "
+                             "/ freq)), sqrt = max(1, sqrt(median freq / freq)); default full for the "
+                             "abdomen table (chosen on validation), sqrt for the others; docs/segmenter.md")
     parser.add_argument("--classes", choices=tuple(SEGMENTER_TABLES), default="abdomen",
                         help="the class table the segmenter learns: abdomen (8 abdominal classes) or "
                              "panel (abdomen, head and femur: mixed planes); default abdomen")

@@ -85,10 +85,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--layout", choices=("dataset", "hc18"), default="dataset",
                         help="dataset (the project's format, default) or hc18 (HC18's layout; "
                              "with --plane head)")
-    parser.add_argument("--appearance", choices=tuple(simulator.PRESETS), default="training",
-                        help="ranges the scans' appearance is drawn from: training (default; "
-                             "widened: several scanners, presets, operators), narrow (the first "
-                             "round's single setting) or foreign (outside training: a check set)")
+    parser.add_argument("--appearance", choices=tuple(simulator.PRESETS),
+                        help="ranges the scans' appearance is drawn from: training (the default for "
+                             "scans; widened: several scanners, presets, operators), narrow (the first "
+                             "round's ranges) or foreign (outside training: a check set); sweeps "
+                             "without it keep the first round's single setting")
     parser.add_argument("--contact-sheet", type=pathlib.Path, metavar="PNG",
                         help="also draw the first scans beside their label overlays into PNG")
     parser.add_argument("--sheet-cases", type=int, default=8, metavar="K",
@@ -121,12 +122,15 @@ def main(argv=None) -> int:
     if args.sweeps and args.plane != "abdomen":
         parser.error("--sweeps simulates abdomen sweeps only; leave out --plane")
     if args.sweeps:
+        # Without --appearance, sweeps keep the first round's single setting (their format's default).
+        appearance = None if args.appearance is None else simulator.PRESETS[args.appearance]
         sweep_simulator.write(args.out, args.sweeps, args.seed, args.frames, tuple(args.size), args.probe,
-                              functools.partial(tqdm, total=args.sweeps, desc="simulating", unit="sweep"))
+                              functools.partial(tqdm, total=args.sweeps, desc="simulating", unit="sweep"),
+                              appearance)
         print(f"wrote {args.sweeps} sweeps of {args.frames} frames to {args.out}")
         return 0
     progress = functools.partial(tqdm, total=args.cases, desc="simulating", unit="scan")
-    appearance = simulator.PRESETS[args.appearance]
+    appearance = simulator.PRESETS[args.appearance or "training"]
     try:
         if args.layout == "hc18":
             hc18.write(args.out, progress(simulator.simulate(args.cases, args.seed, tuple(args.size), args.probe,

@@ -11,9 +11,15 @@ The sequence is streamed (never held decoded whole). The probe geometry, shared 
 comes from --geometry FILE (a case JSON, a sweep's truth.json, a probe object) or is estimated
 from the first frame; a fan below the confidence threshold is used only with
 --accept-fan-below C. Without a fan, a model of encoding 'none' classifies the whole frames
-(NAME.json's geometry_source says so); other encodings refuse the sequence. Every frame is classified densely and scored by its landmarks (stomach
+(NAME.json's geometry_source says so); other encodings refuse the sequence.
+
+A patch classifier classifies every frame densely and scores it by its landmarks (stomach
 bubble, umbilical vein: their confidence); the best --candidates frames are measured (ellipse,
-support, residual, landmarks inside the abdomen) and the best plane is chosen.
+support, residual, landmarks inside the abdomen) and the best plane is chosen. A segmenter
+scores frames by their segmentation (abdomen outline complete, axis ratio, stomach bubble and
+umbilical vein inside it, no heart, lungs or kidneys where the model has those classes),
+smoothed over neighbouring frames: a first pass segments every --stride-th frame, a second the
+frames around the best; the best --candidates are measured from the segmented abdomen.
 
 Outputs in DIR:
   NAME.json          best_frame (0-based, -1: no frame fit to measure), ac_mm, the plane
@@ -75,6 +81,9 @@ def _parser() -> argparse.ArgumentParser:
                         help=f"frames per forward pass (default {inference.BATCH})")
     parser.add_argument("--candidates", type=cli.at_least_one, default=sweeps.CANDIDATES, metavar="K",
                         help=f"frames measured in full (default {sweeps.CANDIDATES})")
+    parser.add_argument("--stride", type=cli.at_least_one, default=sweeps.STRIDE, metavar="S",
+                        help=f"with a segmenter: its first pass segments every S-th frame, the second "
+                             f"the frames around the best (default {sweeps.STRIDE}; 1: every frame)")
     parser.add_argument("--fps", type=float, metavar="F",
                         help="frame rate of the overlay video (default: the sequence's, else 10)")
     parser.add_argument("--no-video", action="store_true", help="skip the overlay video")
@@ -92,9 +101,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _geometry(args, sequence: sequences.Sequence, encoding: str) -> tuple[geom.Geometry | None, str]:
+    estimate = fan.probe_of(sequence.first_rgb(), sequence.transducer, sequence.reference_pixel,
+                            args.geometry, args.accept_fan_below)
     if args.geometry is not None:
-        return geom.read_file(args.geometry, sequence.shape), f"given ({args.geometry})"
-    estimate = fan.estimate_scan(sequence.first_rgb(), accept_below=args.accept_fan_below)
+        return estimate.geometry, estimate.source
     source = f"first frame: {estimate.source}"
     if estimate.geometry is None:
         if encoding != inference.NO_FAN_ENCODING:
@@ -130,7 +140,7 @@ def run(args) -> dict:
         print(f"sweep: removed {path}, left by an interrupted run", file=sys.stderr)
     if args.backend == "caffe":  # OpenCV needs no Caffe
         caffe_env.set_device(args.gpu)
-    classifier = inference.SequenceClassifier(inference.DenseClassifier.from_model(model, args.backend), probe,
+    classifier = inference.SequenceClassifier(inference.engine(model, backend=args.backend), probe,
                                               sequence.shape, sequence.spacing_mm, args.batch)
     hidden = sequence.kind == "dicom" and not args.keep_names  # the file name may be the patient's
     name = (dicom.read_header(sequence.path).scan_name() if hidden
@@ -144,15 +154,15 @@ def run(args) -> dict:
     draft = None if args.no_video else sequences.VideoWriter(out / f".{name}_draft.mp4", fps, sequence.shape)
     bar = tqdm(total=sequence.count, desc="frames", unit="frame")
 
-    def on_frame(index, frame, labels, landmarks):
+    def on_frame(index, frame, labels, score):
         bar.update()
         if draft is not None:
-            draft.write(figures.sweep_frame(frame, labels, index, landmarks["score"]))
+            draft.write(figures.sweep_frame(frame, labels, index, None if score is None else score["score"]))
 
     start = time.perf_counter()
     try:
-        result = sweeps.analyse(classifier, sequence.frames(), sequence.spacing_mm, sequence.count,
-                                on_frame, args.candidates)
+        result = sweeps.analyse_sequence(classifier, sequence.frames, sequence.spacing_mm, sequence.count,
+                                         on_frame, args.candidates, args.stride)
     except BaseException:
         if draft is not None:
             draft.close(keep=False)

@@ -32,7 +32,7 @@ from fetal_biometry.inference import dense as inference
 from fetal_biometry.evaluation import metrics
 from fetal_biometry.io import dataset, scans
 from fetal_biometry.labels import (ABDOMEN_REGION, CLASSIFIER_CLASSES, OUTSIDE, SEGMENTER_CLASSES,
-                                   classifier_labels)
+                                   abdomen_labels, classifier_labels)
 from fetal_biometry.measure import abdomen, biometry
 from fetal_biometry.nets import model as model_folder
 
@@ -78,10 +78,12 @@ def case_result(case: dataset.Case, predicted: np.ndarray, limits: dict[str, flo
     vein's ``vein_wall_gap_mm`` beside the AC, its error and the plane verdict.
     """
     segmenter = kind == model_folder.SEGMENTER
-    truth = case.labels if segmenter else classifier_labels(case.labels)
+    # The confusion is over the abdomen's eight classes: heart, lung and kidney count as abdomen.
+    truth = abdomen_labels(case.labels) if segmenter else classifier_labels(case.labels)
     inside = truth != OUTSIDE
     classes = len(SEGMENTER_CLASSES if segmenter else CLASSIFIER_CLASSES)
-    confusion = np.bincount(truth[inside].astype(int) * classes + predicted[inside],
+    found = abdomen_labels(predicted) if segmenter else predicted
+    confusion = np.bincount(truth[inside].astype(int) * classes + found[inside],
                             minlength=classes * classes).reshape(classes, classes)
     measured = measure(predicted, case.spacing_mm, kind, limits, plane)
     support = measured.support

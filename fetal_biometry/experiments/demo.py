@@ -87,7 +87,7 @@ def _current_records(folder: pathlib.Path, encoding: str, generator: dict) -> bo
         return False
     return (made["encoding"] == encoding and made["spacing_mm"] == segment_records.SPACING_MM
             and made["tile"] == segment_records.TILE
-            and made.get("balance", {}).get("method") == segment_records.BALANCE
+            and made.get("balance", {}).get("method") == segment_records.balance_method("median", segment_records.WEIGHTING)
             and made.get("sources", {}).get("generator") == generator)
 
 

@@ -379,7 +379,7 @@ def _lmdbs(setup: Setup, job: Job, out: pathlib.Path) -> bool:
         made = json.loads((out / "manifest.json").read_text())
         if made.get("sources") == sources and made.get("version") == version and \
                 (not job.segmenter or made.get("balance", {}).get("method")
-                 == segment_records.WEIGHTINGS[job.weighting]):
+                 == segment_records.balance_method("median", job.weighting)):
             return False
     except (OSError, ValueError):
         pass

@@ -1,6 +1,8 @@
 """The probe's geometry: the sector (fan) of a curvilinear or linear probe and the beam direction
 at every pixel (:mod:`~fetal_biometry.geometry.probe`), the fan found in an image when no
-geometry is given (:mod:`~fetal_biometry.geometry.fan`; real screens with hand-checked fans to
+geometry is given (:mod:`~fetal_biometry.geometry.fan`, with the echo region in
+:mod:`~fetal_biometry.geometry.fan_region` and the side edges in
+:mod:`~fetal_biometry.geometry.fan_edges`; real screens with hand-checked fans to
 judge it by, :mod:`~fetal_biometry.geometry.fan_reference`), and scans resampled to another pixel
 spacing with their geometry (:mod:`~fetal_biometry.geometry.resample`).
 """

@@ -5,24 +5,29 @@ can be read off the image: a B-mode fan is a region of echoes (speckle) on a bla
 bounded by two straight side edges (beams) and, for a convex probe, two arcs around the apex.
 
 :func:`detect_fan` finds the region: pixels brighter than the background (coloured overlay
-pixels count as background), closed over speckle gaps, opened to drop thin clutter (text,
-calipers, scales), components kept only where they are large, thick, textured (a colour bar
-is smooth) and filled with echoes (text panels and a probe's reverberations in air are
-strokes on black), and filled to their convex hull, which bridges the dark fluid inside the fan.
+pixels and flat areas, a viewer's gray panel or a gray bar, count as background), closed over
+speckle gaps, opened to drop thin clutter (text, calipers, scales), components kept only
+where they are large, thick, textured (a colour bar is smooth) and filled with echoes (text
+panels and a probe's reverberations in air are strokes on black), and filled to their convex
+hull, which bridges the dark fluid inside the fan.
 :func:`estimate_geometry` takes the hull edges along which the echoes end over a long stretch
 (and, on images larger than 256 px, the rim's long straight runs: where a gray bar, depth
 ticks or screen text join the fan, its hull edge there is a chord) as candidate side edges,
 refits them to those rim pixels, meets each left and right pair at the
 apex (convex) or finds it parallel (linear), reads the start and end depths as medians over the
 beams of where the echoes begin and the hull ends, and keeps the pair whose fan outline the
-echoes follow best. Where dark fluid lies against the edges, the echoes end before the fan
+echoes follow best. On images larger than 256 px the best pair's edges are then refined to
+where the echoes end along them (:func:`fan_edges.refined`: a line most of those points lie
+on, which depth ticks, text or a shadow on the edge do not tilt), kept when better supported.
+Where dark fluid lies against the edges, the echoes end before the fan
 does and the region stops at the fetus; the echoes beyond the fluid (a posterior wall as
 thin as a text line, dim sparse speckle at depth) look like clutter, so they are taken in only
 once that first fan says they lie inside it, and the fan is fitted again: the better supported
 of the two fits is kept. The fan may run out of the image; what the image cuts is taken as far as
 it is visible, and the geometry's ``clip`` rectangle records that the image (or the searched
 region) cuts it. Gray or white annotations closer to the fan than about 2 % of the image size
-merge with it and can bend an edge; coloured ones cannot.
+merge with it and can bend an edge (on large images the refinement mostly undoes that);
+coloured ones cannot.
 
 On a whole screen, pass the DICOM's ultrasound region (``region``): the search stays inside it,
 and a fan cut by the region's border is recognised as cut (outside the region, a vertical cut
@@ -30,8 +35,13 @@ looks like a linear probe's edge). Below :data:`MIN_CONFIDENCE` the answer is
 :class:`FanNotFound`, never a made-up geometry. What a DICOM says about its fan (the
 transducer's kind, a sector region's reference pixel at the apex) narrows the candidates
 (:class:`Priors`). The tools go through :func:`estimate_scan`, which never raises for a missing
-fan: it reports why, and uses a fan below the threshold only where the user accepts it. Images larger than :data:`MAX_SIDE` are
-estimated on a subsampled copy, so the cost is bounded whatever the size.
+fan: it reports why, and uses a fan below the threshold only where the user accepts it. Images
+larger than :data:`MAX_SIDE` are estimated on a subsampled copy, so the cost is bounded whatever
+the size.
+
+The region is found in :mod:`~fetal_biometry.geometry.fan_region`, the side edges in
+:mod:`~fetal_biometry.geometry.fan_edges`; this module fits the fan to them, scores it and
+applies the file's priors.
 """
 from __future__ import annotations
 
@@ -43,34 +53,28 @@ import numpy as np
 from scipy import ndimage
 
 from fetal_biometry.geometry import probe as geom
+from fetal_biometry.geometry.fan_edges import (MAX_EDGE_DEG, MAX_INWARD_DEG, Line, angle,
+                                               normal_towards, refined, rim, side_edges)
+from fetal_biometry.geometry.fan_region import (MAX_CHROMA, MIN_FILL, MIN_TEXTURE, FanNotFound,
+                                                checked_hull, detect, detect_fan, disk, gray_of,
+                                                hull_mask)
+
+__all__ = ["PARALLEL_DEG", "MAX_EDGE_DEG", "MAX_INWARD_DEG", "MAX_CHROMA", "MIN_FILL",
+           "MIN_CONFIDENCE", "MIN_TEXTURE", "MAX_SIDE", "FanNotFound", "detect_fan", "Line",
+           "estimate_geometry", "Priors", "priors_from", "Estimate", "estimate_scan", "probe_of"]
 
 PARALLEL_DEG = 1.5  # side edges closer than this in angle are parallel: a linear probe
-MAX_EDGE_DEG = 80.0  # side edges are beams: never near horizontal ...
-MAX_INWARD_DEG = 30.0  # ... nor leaning far towards the fan (bottom-arc tangents do)
-MAX_CHROMA = 40  # channel spread above which an RGB pixel is a coloured overlay
-MIN_FILL = 0.5  # share of echo pixels a region needs: speckle fills it, text strokes do not
 # Chosen together by benchmarks/fan_validation.py --real --choose on simulated validation scans
 # (seed 2) and the real images of split "choose" (tests/data/real/manifest.json): real screens
 # are smoother and their fans less cleanly outlined than the simulator's.
-MIN_CONFIDENCE = 0.2  # below: "no fan found"
-MIN_TEXTURE = 2.0  # median local standard deviation a region needs to count as speckle
+MIN_CONFIDENCE = 0.4  # below: "no fan found"
 MAX_SIDE = 1024  # larger images are estimated on a copy downscaled to this side, mapped back
-_CANDIDATES = 8  # best supported lines tried per side
-_HOUGH_MIN_SIDE = 256  # larger images also try the rim's long straight runs as side edges
-_INLIER_PX = 1.5
-_WIDE_BAND = 0.004  # first refit band, share of the longer side (chosen on the real "choose" split)
+# Side edges are refined (fan_edges.refined) on images larger than this: on the simulated
+# validation scans (128 and 256 px; benchmarks/fan_validation.py) refinement made 29 more
+# fans wrong (their edges fade into dark fluid), on the real 'choose' split it made none worse.
+_REFINE_MIN_SIDE = 256
+_REFINE_BAND = 0.03  # how far across an edge its refinement looks, share of the longer side
 _BINS = 32  # lateral bins over which the depths of the arcs (or faces) are medians
-
-
-class FanNotFound(ValueError):
-    """The image shows no fan: no textured region on a dark background with straight sides.
-
-    ``confidence`` is the best outline's confidence where one was found but fell below the
-    threshold, else None."""
-
-    def __init__(self, message: str, confidence: float | None = None):
-        super().__init__(message)
-        self.confidence = confidence
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,251 +150,20 @@ def estimate_scan(rgb: np.ndarray, priors: Priors = Priors(),
                                        f"threshold {MIN_CONFIDENCE:.3f}){with_priors}", priors=used)
 
 
-def probe_of(scan, given=None, accept_below: float | None = None) -> Estimate:
+def probe_of(rgb: np.ndarray, transducer: str | None = None,
+             reference_pixel: tuple[float, float] | None = None, given=None,
+             accept_below: float | None = None) -> Estimate:
     """The rule every tool follows for a scan's probe: the ``--geometry`` file when given
     (ValueError naming it), else estimated from the scan's RGB pixels with the priors its file
     states (:func:`estimate_scan`: geometry None where no fan is found).
 
-    ``scan`` is a :class:`fetal_biometry.io.scans.ScanImage` (rgb, gray, transducer,
-    reference_pixel).
+    ``rgb`` is the scan (or a loop's first frame) as displayed; ``transducer`` and
+    ``reference_pixel`` are what its DICOM says (:class:`fetal_biometry.io.scans.ScanImage`,
+    :class:`fetal_biometry.io.sequences.Sequence`), None for other files.
     """
     if given:
-        return Estimate(geom.read_file(given, scan.gray.shape), 1.0, f"given ({given})")
-    return estimate_scan(scan.rgb, priors_from(scan.transducer, scan.reference_pixel), accept_below)
-
-
-def _gray(image: np.ndarray) -> np.ndarray:
-    """8-bit gray; in an RGB image, coloured pixels (overlays: calipers, measurement text,
-    colour bars) become background, for B-mode echoes are gray."""
-    image = np.asarray(image)
-    if image.dtype != np.uint8 or image.ndim not in (2, 3):
-        raise ValueError(f"expected an 8-bit gray or RGB image, got {image.dtype} {image.shape}")
-    if image.ndim == 2:
-        return image
-    rgb = image[..., :3]
-    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-    gray[rgb.max(axis=2).astype(np.int16) - rgb.min(axis=2) > MAX_CHROMA] = 0
-    return gray
-
-
-def _local_std(gray: np.ndarray) -> np.ndarray:
-    g = gray.astype(np.float32)
-    mean = cv2.blur(g, (5, 5))
-    return np.sqrt(np.maximum(cv2.blur(g * g, (5, 5)) - mean * mean, 0))
-
-
-def _disk(shape: tuple[int, ...]) -> tuple[int, np.ndarray]:
-    """The closing's radius and disk: they scale with the image (4 px at 256)."""
-    radius = max(3, round(max(shape) / 64))
-    return radius, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1,) * 2)
-
-
-def _echo_region(gray: np.ndarray, threshold: int, min_texture: float) -> tuple[np.ndarray, np.ndarray]:
-    """Echo pixels (bool), clutter removed, before the hull; and all bright pixels, closed
-    over speckle gaps, clutter kept."""
-    radius, disk = _disk(gray.shape)
-    # Black padding: morphology then treats the image's outside as background, so a fan
-    # cut by the border is not eroded there and a black frame is not closed over.
-    pad = 2 * radius + 3
-    bright = np.pad(gray > threshold, pad).astype(np.uint8)
-    closed = cv2.morphologyEx(bright, cv2.MORPH_CLOSE, disk)  # gaps between sparse speckle
-    core = cv2.morphologyEx(closed, cv2.MORPH_OPEN, disk)  # thin strokes: text, lines, marks
-    count, labels = cv2.connectedComponents(core, connectivity=8)
-    index = np.arange(1, count)
-    area = ndimage.sum_labels(core, labels, index)
-    # Text lines, scales and narrow colour bars, even closed into blocks, hold no disk twice
-    # the closing's radius; the fan's parts do. Smooth regions (colour bars) are no speckle.
-    inscribed = ndimage.maximum(cv2.distanceTransform(core, cv2.DIST_L2, 3), labels, index)
-    texture = ndimage.median(np.pad(_local_std(gray), pad), labels, index)
-    large = np.r_[False, (area >= 0.002 * gray.size) & (inscribed >= 2 * radius)
-                  & (texture >= min_texture)]
-    # A text panel or the reverberation lines of a probe in air close into blocks as large
-    # and contrasted as speckle, but their strokes cover a third of them at most. Dim deep
-    # echoes may be as sparse: they count where they join a filled part (within a disk).
-    filled = large & np.r_[False, ndimage.mean(bright, labels, index) >= MIN_FILL]
-    _, joined = cv2.connectedComponents(cv2.dilate(closed, disk), connectivity=8)
-    keep = large & np.isin(ndimage.maximum(joined, labels, np.arange(count)),
-                           joined[filled[labels]])
-    # Opening rounds the fan's corners; grow the kept core back over the closed pixels.
-    near = cv2.dilate(keep[labels].astype(np.uint8), disk)
-    return (closed & near).astype(bool)[pad:-pad, pad:-pad], closed.astype(bool)[pad:-pad, pad:-pad]
-
-
-def _hull_mask(mask: np.ndarray) -> np.ndarray:
-    # The hull of the outer contours is the hull of all pixels, from far fewer points.
-    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    hull = np.zeros(mask.shape, np.uint8)
-    if contours:
-        cv2.fillConvexPoly(hull, cv2.convexHull(np.concatenate(contours)), 1)
-    return hull.astype(bool)
-
-
-def detect_fan(image: np.ndarray, threshold: int = 8, min_texture: float = MIN_TEXTURE) -> np.ndarray:
-    """The imaged fan as a bool mask: the convex hull of the textured echo region.
-
-    Parameters
-    ----------
-    image : ndarray, shape (H, W) or (H, W, 3), uint8
-        The scan as displayed (gray or RGB).
-    threshold : int
-        Gray level above which a pixel is an echo rather than the black background.
-    min_texture : float
-        Median local standard deviation (5 x 5 window) a region needs to count as speckle.
-
-    Returns
-    -------
-    ndarray of bool, shape (H, W)
-        Convex hull of the echo region. A convex fan's top arc is concave, so the hull also
-        holds the dark cap between that arc and its chord. Echoes cut off by dark fluid that
-        are too thin or sparse to be told from clutter (a posterior wall) are not in it:
-        :func:`estimate_geometry` takes them in once it has found the side edges.
-
-    Raises
-    ------
-    FanNotFound
-        No textured region, or no dark background around it.
-    """
-    return _detect(_gray(image), threshold, min_texture)[1]
-
-
-def _detect(gray: np.ndarray, threshold: int,
-            min_texture: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The echo region, its convex hull (see :func:`detect_fan`) and all bright pixels
-    (:func:`_echo_region`)."""
-    echoes, bright = _echo_region(gray, threshold, min_texture)
-    if not echoes.any():
-        raise FanNotFound("no textured region: the image is blank, uniform, has no speckle "
-                          "or only text")
-    return echoes, _checked_hull(gray, echoes, threshold), bright
-
-
-def _checked_hull(gray: np.ndarray, echoes: np.ndarray, threshold: int) -> np.ndarray:
-    hull = _hull_mask(echoes)
-    outside = gray[~hull]
-    if outside.size < 0.01 * gray.size or np.mean(outside <= threshold) < 0.8:
-        raise FanNotFound("the textured region has no dark background around it: not a fan")
-    return hull
-
-
-# --------------------------------------------------------------------------- side edges
-
-Line = tuple[np.ndarray, np.ndarray]  # a point and the unit direction pointing down (+y)
-
-
-def _hull_edges(hull: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Edges of the hull polygon that do not run along the image border: starts, ends and
-    outward unit normals, (N, 2) each."""
-    contours, _ = cv2.findContours(hull.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    vertices = cv2.convexHull(np.concatenate(contours))[:, 0].astype(float)
-    starts, ends = vertices, np.roll(vertices, -1, axis=0)
-    height, width = hull.shape
-    on_border = np.zeros(len(starts), bool)
-    for axis, limit in ((0, 0), (0, width - 1), (1, 0), (1, height - 1)):
-        on_border |= (starts[:, axis] == limit) & (ends[:, axis] == limit)
-    starts, ends = starts[~on_border], ends[~on_border]
-    direction = ends - starts
-    normals = np.stack([direction[:, 1], -direction[:, 0]], axis=1)
-    normals /= np.linalg.norm(normals, axis=1, keepdims=True)
-    outward = np.sum(normals * ((starts + ends) / 2 - vertices.mean(axis=0)), axis=1)
-    return starts, ends, normals * np.sign(outward)[:, None]
-
-
-def _fit_line(points: np.ndarray) -> Line:
-    """Total least squares line through ``points`` (x, y)."""
-    centre = points.mean(axis=0)
-    direction = np.linalg.svd(points - centre, full_matrices=False)[2][0]
-    return centre, direction if direction[1] >= 0 else -direction
-
-
-def _angle(direction: np.ndarray) -> float:
-    return math.degrees(math.atan2(direction[0], direction[1]))
-
-
-def _offsets(points: np.ndarray, line: Line, normal: np.ndarray) -> np.ndarray:
-    """Signed distances of ``points`` from ``line``, positive along ``normal``."""
-    return (points - line[0]) @ normal
-
-
-def _normal(direction: np.ndarray, towards: np.ndarray) -> np.ndarray:
-    """Unit normal of ``direction`` on the side of ``towards``."""
-    normal = np.array([direction[1], -direction[0]])
-    return normal if normal @ towards >= 0 else -normal
-
-
-def _bands(size: int) -> list[float]:
-    """Inlier bands of the successive refits for an image whose longer side is ``size``.
-
-    On large real screens a hull edge is often a chord (from the fan's corner to where the
-    display cuts the fan, or to a gray bar beside it) a few degrees off the edge: the rim
-    pixels along the edge lie up to several pixels inside it. Wide bands first, narrowing,
-    walk the line onto them; at 256 px and below every band is :data:`_INLIER_PX`, as the
-    simulated validation scans (speckle, fluid against the edges) want it."""
-    wide = _WIDE_BAND * size
-    if wide <= _INLIER_PX:
-        return [_INLIER_PX] * 3
-    return [max(_INLIER_PX, wide * f) for f in (1.0, 2 / 3, 1 / 2, 1 / 3)] + [_INLIER_PX] * 2
-
-
-def _refit(line: Line, normal: np.ndarray, rim: np.ndarray, size: int) -> tuple[Line, int]:
-    """``line`` refitted to the rim pixels along it, moved out to the outermost of them (as a
-    hull edge runs), and how many there are."""
-    for band in _bands(size):  # a hull edge's direction is rough: refit to what it gathers
-        points = rim[np.abs(_offsets(rim, line, normal)) < band]
-        if len(points) < 3:
-            return line, len(points)
-        line = _fit_line(points)
-        normal = _normal(line[1], normal)
-    return (line[0] + _offsets(points, line, normal).max() * normal, line[1]), len(points)
-
-
-def _upright(line: Line, side: int) -> bool:
-    """Whether ``line`` may be the left (``side=-1``) or right (``+1``) edge of a fan."""
-    return -MAX_EDGE_DEG <= -side * _angle(line[1]) <= MAX_INWARD_DEG
-
-
-def _hull_edges_and_rim_lines(hull: np.ndarray, rim: np.ndarray):
-    """(start, end, outward normal) of the hull's edges and, on large images, of the long
-    straight runs of the rim (Hough): where clutter beside the fan (a gray bar, depth ticks,
-    screen text) joins the echoes, the hull edge there is a chord, but the fan's edge is still
-    a long straight stretch of the rim."""
-    yield from zip(*_hull_edges(hull))
-    size = max(hull.shape)
-    if size <= _HOUGH_MIN_SIDE:  # short runs of a small image's speckle rim look straight too
-        return
-    canvas = np.zeros(hull.shape, np.uint8)
-    canvas[rim[:, 1].astype(int), rim[:, 0].astype(int)] = 255
-    segments = cv2.HoughLinesP(canvas, 1, math.pi / 720, threshold=max(20, int(0.08 * size)),
-                               minLineLength=int(0.12 * size), maxLineGap=max(2, size // 200))
-    if segments is None:
-        return
-    ys, xs = np.nonzero(hull)
-    centre = np.array([xs.mean(), ys.mean()])
-    for x0, y0, x1, y1 in segments.reshape(-1, 4).astype(float):
-        start, end = np.array([x0, y0]), np.array([x1, y1])
-        direction = (end - start) / np.linalg.norm(end - start)
-        yield start, end, _normal(direction, (start + end) / 2 - centre)
-
-
-def _side_edges(hull: np.ndarray, rim: np.ndarray, side: int) -> list[Line]:
-    """Candidate lines of the left (``side=-1``) or right (``+1``) edge, best supported first.
-
-    Every hull edge is a line with all echoes on one side; a fan edge is one along which the
-    echoes end over a long stretch, so many rim pixels lie on it (a chord across dark fluid
-    touches them only at its ends). Tangents of the bottom arc compete, hence several
-    candidates: the pair that makes the best fan wins (:func:`estimate_geometry`).
-    """
-    found = []
-    for start, end, normal in _hull_edges_and_rim_lines(hull, rim):
-        line = _fit_line(np.stack([start, end]))
-        if side * normal[0] <= 0 or not _upright(line, side):
-            continue
-        fit, support = _refit(line, normal, rim, max(hull.shape))
-        if support >= 3 and _upright(fit, side) and not any(
-                abs(_angle(fit[1]) - _angle(other[1])) < 0.5
-                and abs(_offsets(fit[0][None], other, _normal(other[1], normal))[0]) < _INLIER_PX
-                for _, other in found):
-            found.append((support, fit))
-    return [line for _, line in sorted(found, key=lambda item: -item[0])[:_CANDIDATES]]
+        return Estimate(geom.read_file(given, rgb.shape[:2]), 1.0, f"given ({given})")
+    return estimate_scan(rgb, priors_from(transducer, reference_pixel), accept_below)
 
 
 # --------------------------------------------------------------------------- depths
@@ -433,7 +206,7 @@ def _geometry(left: Line, right: Line, echo_rim, hull_rim) -> geom.Geometry | No
     The start depth is where the echoes begin (the top arc is concave: the hull would
     bridge it), the end depth where the hull ends (it bridges dark patches at the bottom).
     """
-    angles = _angle(left[1]), _angle(right[1])
+    angles = angle(left[1]), angle(right[1])
     if abs(angles[1] - angles[0]) < PARALLEL_DEG:
         steer = (angles[0] + angles[1]) / 2
         x0 = _x_at(left, 0.0)
@@ -489,16 +262,6 @@ def _outline_support(probe: geom.Geometry, distance: np.ndarray) -> float:
     visible = (x > 0) & (y > 0) & (x < width - 1) & (y < height - 1)
     return float(np.mean(np.clip(2 - distance[y[visible], x[visible]], 0, 1))) if visible.any() else 0.0
 
-
-def _rim(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(x, y) of the mask's pixels with a background neighbour (outside the image counts as
-    background), and whether each lies on the image border."""
-    inner = cv2.erode(mask.astype(np.uint8), np.ones((3, 3), np.uint8),
-                      borderType=cv2.BORDER_CONSTANT, borderValue=0).astype(bool)
-    ys, xs = np.nonzero(mask & ~inner)
-    height, width = mask.shape
-    cut = (xs == 0) | (ys == 0) | (xs == width - 1) | (ys == height - 1)
-    return np.stack([xs, ys], axis=1).astype(float), cut
 
 
 def estimate_geometry(image: np.ndarray, threshold: int = 8, min_texture: float = MIN_TEXTURE,
@@ -561,7 +324,7 @@ def estimate_geometry(image: np.ndarray, threshold: int = 8, min_texture: float 
     if factor > 1:  # subsampled before anything else: every step then costs as at MAX_SIDE
         image = cv2.resize(image, (max(2, round(width / factor)), max(2, round(height / factor))),
                            interpolation=cv2.INTER_NEAREST)
-    small = _gray(image)
+    small = gray_of(image)
     scale = width / small.shape[1], height / small.shape[0]
     if priors.apex is not None:  # into the searched (subsampled) image's pixels
         priors = dataclasses.replace(priors, apex=((priors.apex[0] - x0) / scale[0],
@@ -595,8 +358,8 @@ def _mapped(probe: geom.Geometry, scale: tuple[float, float], offset: tuple[int,
 def _estimate(gray: np.ndarray, threshold: int, min_texture: float,
               priors: Priors) -> tuple[geom.Geometry, float]:
     """The best fan of an 8-bit gray image and its confidence (:func:`estimate_geometry`)."""
-    echoes, hull, bright = _detect(gray, threshold, min_texture)
-    first = _best_fan(gray, echoes, hull, priors)
+    echoes, hull, bright = detect(gray, threshold, min_texture)
+    first = _best_fan(gray, echoes, hull, threshold, priors)
     # Where dark fluid lies against the edges, the echoes end before the fan does: the hull
     # stops at the fetus and only the top of each edge is seen. The echoes beyond the fluid
     # (a posterior wall as thin as a text line, dim sparse speckle at depth) cannot be told
@@ -609,7 +372,7 @@ def _estimate(gray: np.ndarray, threshold: int, min_texture: float,
         return first
     echoes = echoes | deeper
     try:
-        second = _best_fan(gray, echoes, _checked_hull(gray, echoes, threshold), priors)
+        second = _best_fan(gray, echoes, checked_hull(gray, echoes, threshold), threshold, priors)
     except FanNotFound:
         return first
     return max(first, second, key=lambda fit: fit[1])
@@ -623,7 +386,7 @@ def _pieces_beyond(mask: np.ndarray, hull: np.ndarray, probe: geom.Geometry) -> 
     point = probe.apex if isinstance(probe, geom.ConvexProbe) else probe.origin
     far = probe.start_depth + float(np.hypot(*mask.shape) + np.hypot(*point))  # past every pixel
     inside = geom.fan_mask(dataclasses.replace(probe, end_depth=far), mask.shape).astype(np.uint8)
-    inside = cv2.dilate(inside, _disk(mask.shape)[1])
+    inside = cv2.dilate(inside, disk(mask.shape)[1])
     count, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
     index = np.arange(1, count)
     taken = np.r_[False, (ndimage.mean(inside, labels, index) > 0.5)
@@ -643,13 +406,13 @@ def _with_priors(fits: list[geom.Geometry], priors: Priors, width: int) -> list[
     return fits
 
 
-def _best_fan(gray: np.ndarray, echoes: np.ndarray, hull: np.ndarray,
+def _best_fan(gray: np.ndarray, echoes: np.ndarray, hull: np.ndarray, threshold: int,
               priors: Priors = Priors()) -> tuple[geom.Geometry, float]:
     """The fan whose outline the rim of ``echoes`` (and of their ``hull``) follows best, and
     its confidence."""
-    echo_rim, hull_rim = _rim(echoes), _rim(hull)
+    echo_rim, hull_rim = rim(echoes), rim(hull)
     edge_rim = echo_rim[0][~echo_rim[1]]  # the image border is no fan edge
-    lefts, rights = _side_edges(hull, edge_rim, -1), _side_edges(hull, edge_rim, 1)
+    lefts, rights = side_edges(hull, edge_rim, -1), side_edges(hull, edge_rim, 1)
     if not lefts or not rights:
         raise FanNotFound(f"no straight {'left' if not lefts else 'right'} side edge: "
                           "the textured region does not look like a fan")
@@ -664,6 +427,36 @@ def _best_fan(gray: np.ndarray, echoes: np.ndarray, hull: np.ndarray,
     distance = cv2.distanceTransform(off_rim, cv2.DIST_L2, 3)
     supported = sorted(((_outline_support(g, distance), g) for g in fits), key=lambda item: -item[0])
     # The outline's support ranks the pairs cheaply; the IoU decides among the best few.
-    confidence, best = max(((support * _iou(_hull_mask(geom.fan_mask(g, gray.shape)), hull), g)
+    confidence, best = max(((support * _iou(hull_mask(geom.fan_mask(g, gray.shape)), hull), g)
                             for support, g in supported[:3]), key=lambda item: item[0])
+    if max(gray.shape) > _REFINE_MIN_SIDE:
+        fine = _refined(gray, best, threshold, echo_rim, hull_rim)
+        if fine is not best:  # the better supported of the two, as for the second look
+            refined_confidence = _outline_support(fine, distance) * _iou(
+                hull_mask(geom.fan_mask(fine, gray.shape)), hull)
+            if refined_confidence > confidence:
+                return fine, float(refined_confidence)
     return best, float(confidence)
+
+
+def _refined(gray: np.ndarray, probe: geom.Geometry, threshold: int, echo_rim,
+             hull_rim) -> geom.Geometry:
+    """``probe`` with both side edges moved onto where the echoes end along them
+    (:func:`fan_edges.refined`), or ``probe`` itself where an edge cannot be refined or the
+    refined edges make no fan of the same kind."""
+    band = max(4.0, _REFINE_BAND * max(gray.shape))
+    lines = []
+    for side, lateral in zip((-1, 1), geom.lateral_range(probe)):
+        x, y = geom.beam_to_image(probe, np.array([probe.start_depth, probe.end_depth]),
+                                  np.array([lateral, lateral]))
+        start, end = np.array([x[0], y[0]]), np.array([x[1], y[1]])
+        along = (end - start) / np.linalg.norm(end - start)
+        outward = normal_towards(along, np.array([float(side), 0.0]))
+        line = refined(gray, start, end, outward, band, threshold)
+        if line is None:
+            return probe
+        lines.append(line)
+    fine = _geometry(lines[0], lines[1], echo_rim, hull_rim)
+    if fine is None or type(fine) is not type(probe) or geom.problems(fine, gray.shape):
+        return probe
+    return fine

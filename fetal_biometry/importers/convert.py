@@ -63,8 +63,8 @@ def _inputs(annotation: Annotation, options: Options, spacing: dict[str, float],
         except ValueError as error:
             problems.append(f"{where}: probe geometry {error}")
     else:
-        estimate = fan.estimate_scan(scan.rgb, fan.priors_from(scan.transducer, scan.reference_pixel),
-                                     options.accept_fan_below)
+        estimate = fan.probe_of(scan.rgb, scan.transducer, scan.reference_pixel,
+                                accept_below=options.accept_fan_below)
         probe = estimate.geometry
         if probe is None:
             problems.append(f"{where}: {estimate.source}; pass --geometry FILE or "

@@ -361,6 +361,7 @@ class SequenceClassifier:
     def __init__(self, classifier, probe: geom.Geometry | None, shape: tuple[int, int],
                  spacing_mm: float, batch: int = BATCH):
         self.classifier, self.shape, self.batch = classifier, tuple(shape), batch
+        self.segmenter = not isinstance(classifier, DenseClassifier)  # whose frame choice applies
         self.values = getattr(classifier, "values", None)  # Segmenter: output index -> label value
         self.scale = (1.0 if classifier.spacing_mm is None
                       else resample.scale_factor(spacing_mm, classifier.spacing_mm))
@@ -439,18 +440,28 @@ def infer_scan(classifier, image: np.ndarray, probe: geom.Geometry | None,
     :class:`fetal_biometry.inference.segmentation.Segmenter` (the AC from the segmented abdomen,
     the fluid boundary as second opinion: :mod:`fetal_biometry.measure.abdomen`).
 
+    A segmenter of the head and femur too (``panel``: its table has their classes) measures what
+    the plane it sees allows (:func:`fetal_biometry.measure.plane.measure_plane`: AC; HC, OFD, BPD
+    and cephalic index; or FL), and the record says the plane type and its measurements
+    (:func:`fetal_biometry.measure.plane.record`).
+
     ``spacing_mm`` is the scan's own spacing (mm per pixel); ``measure=False`` when it is only
     assumed (no AC is then reported). Returns the record (encoding, spacing, AC, ellipse, plane
     verdict and reasons), the probabilities (K, H, W), the label map and the
-    :class:`fetal_biometry.measure.biometry.Measurement` (None without ``measure``).
+    :class:`fetal_biometry.measure.biometry.Measurement` (a
+    :class:`fetal_biometry.measure.plane.PlaneResult` for a panel segmenter; None without ``measure``).
     """
     from fetal_biometry.inference import segmentation
-    from fetal_biometry.measure import abdomen, biometry
+    from fetal_biometry.measure import abdomen, biometry, plane
 
     probs, labels = classifier.classify_scan(image, probe, spacing_mm)
     record: dict = {"encoding": classifier.encoding, "model_spacing_mm": classifier.spacing_mm}
     measured = None
-    if measure:
+    if measure and isinstance(classifier, segmentation.Segmenter) and classifier.panel:
+        # The plane decides what is measured.
+        measured = plane.measure_plane(labels, spacing_mm, probe)
+        record.update(plane.record(measured))
+    elif measure:
         method = abdomen if isinstance(classifier, segmentation.Segmenter) else biometry
         measured = method.measure(labels, spacing_mm)
         e = measured.ellipse
@@ -470,9 +481,12 @@ def write_outputs(out: str | pathlib.Path, stem: str, image: np.ndarray, probs: 
     from fetal_biometry.io import scans
 
     out = pathlib.Path(out)
+    from fetal_biometry.measure import plane
+
     picture = figures.class_overlay(image, labels)
     if measured is not None:
-        picture = np.hstack([picture, figures.draw_measurement(image, measured)])
+        draw = figures.draw_plane if isinstance(measured, plane.PlaneResult) else figures.draw_measurement
+        picture = np.hstack([picture, draw(image, measured)])
     with atomic.staged_file(out / f"{stem}_probs.npy") as tmp:
         with open(tmp, "wb") as f:
             np.save(f, probs.astype(np.float16))

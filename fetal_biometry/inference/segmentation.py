@@ -65,6 +65,8 @@ class Segmenter:
         if self.classes != len(classes):
             raise ValueError(f"{deploy}: the net gives {self.classes} classes, its table {len(classes)}")
         self.values = table_values(classes)  # output index -> dataset label value
+        #: A segmenter of the head and femur too: its maps are measured by their plane type.
+        self.panel = bool({"skull", "femur"} & set(classes))
         if self.channels != scan_encoding.channels(encoding):
             raise ValueError(f"{deploy}: the net takes {self.channels} input channel(s), but the "
                              f"{encoding!r} encoding gives {scan_encoding.channels(encoding)}")

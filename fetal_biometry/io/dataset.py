@@ -30,7 +30,8 @@ of nnU-Net's ``dataset.json``::
     }
 
 The class table (:data:`fetal_biometry.labels.DATASET_CLASSES`) is the same in versions 1 and 2
-(tables written before the head and femur classes, values 0-7 only, are read as they were):
+(tables written before the head and femur classes, values 0-7 only, or before the sweep's
+levels, values 0-14, are read as they were):
 
 =====  ===============  ==================================================================
 value  name             meaning
@@ -40,7 +41,7 @@ value  name             meaning
 2      stomach_bubble   the fluid-filled fetal stomach
 3      umbilical_vein   its intra-abdominal (intrahepatic) part
 4      shadow           acoustic shadow: behind bone along the beam, where intensity is lost
-5      abdomen          fetal abdominal tissue inside the skin line (wall, liver, kidneys...)
+5      abdomen          fetal abdominal tissue inside the skin line (wall, liver, vessels...)
 6      spine            vertebral ossification centres
 7      rib              ribs
 8      skull            the skull's bone (head planes)
@@ -50,6 +51,9 @@ value  name             meaning
 12     thalamus         the thalami (landmark of the transthalamic plane)
 13     cavum_septi_pellucidi  (landmark of the transthalamic plane)
 14     cerebellum       (seen in the transcerebellar plane, not the transthalamic one)
+15     heart            the fetal heart (thorax: above the AC plane)
+16     lung             the fetal lungs (thorax)
+17     kidney           the kidneys and their sinus (renal level: below the AC plane)
 255    (outside_fan)    pixels outside the imaged fan: ignored
 =====  ===============  ==================================================================
 
@@ -119,12 +123,15 @@ import numpy as np
 from fetal_biometry import atomic, paths
 from fetal_biometry.geometry import probe as geom
 from fetal_biometry.io import scans
-from fetal_biometry.labels import CLASSES, DATASET_CLASSES, OUTSIDE
+from fetal_biometry.labels import CLASSES, DATASET_CLASSES, HEAD_FEMUR_CLASSES, OUTSIDE
 from fetal_biometry.measure.ellipse import Ellipse, ellipse_perimeter, record as ellipse_record
 
 FORMAT = "fetal-biometry-dataset"
 VERSION = 2
 READABLE = (1, 2)
+#: Sizes of the class tables a dataset.json may hold: the table grew at its end (abdomen's
+#: eight; + head and femur; + the sweep's levels).
+READ_TABLES = (len(CLASSES), len(CLASSES) + len(HEAD_FEMUR_CLASSES), len(DATASET_CLASSES))
 STRUCTURES = ("abdomen", "head", "femur")
 
 FAN_TOLERANCE = 0.01  # share of the fan where labels may disagree with it (hand-drawn edges)
@@ -410,9 +417,9 @@ def _read_index(root: pathlib.Path) -> tuple[dict | None, list[str]]:
         return None, [f"{path}: format {index.get('format')!r} version {index.get('version')!r}; "
                       f"this reader knows {FORMAT!r} versions {list(READABLE)}"]
     table = index.get("classes")
-    # Tables written before the head and femur classes (the abdomen's eight) read as they were.
-    if table not in ({str(k): v for k, v in DATASET_CLASSES.items()},
-                     {str(k): v for k, v in CLASSES.items()}):
+    # Tables written before the head and femur classes (the abdomen's eight), or before the
+    # sweep's levels (values 0-14), read as they were: the table only ever grew at its end.
+    if table not in [{str(k): v for k, v in list(DATASET_CLASSES.items())[:size]} for size in READ_TABLES]:
         found.append(f"{path}: class table differs from the format's {DATASET_CLASSES}")
     cases = index.get("cases")
     if not isinstance(cases, list) or not all(isinstance(c, str) for c in cases):

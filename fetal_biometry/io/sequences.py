@@ -47,6 +47,8 @@ class Sequence:
     _frames: Callable[[], Iterator[np.ndarray]]
     _first: Callable[[], np.ndarray]
     region: tuple[int, int, int, int] | None = None  # a DICOM's calibrated region, cut from each frame
+    transducer: str | None = None  # a DICOM's TransducerType (or TransducerData): a fan prior
+    reference_pixel: tuple[float, float] | None = None  # its ReferencePixelX0/Y0, in the frame
 
     @property
     def name(self) -> str:
@@ -173,7 +175,8 @@ def _dicom(path: pathlib.Path, spacing: float | None, region: int | None) -> Seq
             yield scan.gray
 
     return Sequence(path, "dicom", count, first.gray.shape, first.spacing_mm, first.spacing_source,
-                    None, tuple(first.warnings), frames, lambda: first.rgb, first.region)
+                    None, tuple(first.warnings), frames, lambda: first.rgb, first.region,
+                    first.transducer, first.reference_pixel)
 
 
 def open_sequence(path: str | os.PathLike, spacing: float | None = None,

@@ -48,7 +48,7 @@ from skimage import measure as skmeasure, morphology
 from fetal_biometry.measure import biometry
 from fetal_biometry.measure.ellipse import Ellipse, ellipse_mask, ellipse_perimeter
 from fetal_biometry.labels import (ABDOMEN_REGION, OUTSIDE, SEGMENTER_VALUES, SHADOW, SPINE, STOMACH,
-                                   VEIN, classifier_labels)
+                                   VEIN, abdomen_labels, classifier_labels)
 
 # Chosen on the validation scans (simulator seed 2, 30 scans) with the segmenter plan's nets
 # (`python tools/experiments.py segmenter`, thresholds.SEGMENTED: the fluid method's rule; the
@@ -189,14 +189,15 @@ def disagreement(first: float | None, second: float | None) -> float | None:
 def measure(class_map: np.ndarray, spacing_mm: float, rng_seed: int = 0,
             limits: dict[str, float] | None = None, plane: dict[str, float] | None = None,
             second_opinion: bool = True) -> Measurement:
-    """Ellipse, AC (mm) and plane verdict of a segmenter's class map; never raises on a poor map.
+    """Ellipse, AC (mm) and plane verdict of a segmenter's class map (heart, lung and kidney read
+    as abdomen: :func:`fetal_biometry.labels.abdomen_labels`); never raises on a poor map.
 
     ``limits`` replace trust limits (by constant name; ``DISAGREEMENT`` the margin), ``plane``
     the plane thresholds; ``second_opinion`` runs the fluid-boundary method and refuses an AC
     the two methods disagree on by more than the margin.
     """
-    class_map = biometry.majority_filter(biometry.check_map(class_map, spacing_mm, SEGMENTER_VALUES),
-                                        SEGMENTER_VALUES)
+    class_map = biometry.majority_filter(
+        biometry.check_map(abdomen_labels(np.asarray(class_map)), spacing_mm, SEGMENTER_VALUES), SEGMENTER_VALUES)
     region = abdomen_region(class_map)
     points, outward, visible = outline(region, class_map)
     fit, found, inliers = None, None, np.zeros(len(points), bool)

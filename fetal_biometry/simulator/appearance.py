@@ -157,7 +157,7 @@ class AnatomyRanges:
     gallbladder_share: float = _field(
         0.0, "distractors", "cases with the gallbladder (anechoic, pear-shaped, fetal right; labelled abdomen)")
     kidney_share: float = _field(
-        0.0, "distractors", "cases with the upper poles of the kidneys partly in plane (labelled abdomen)")
+        0.0, "distractors", "cases with the upper poles of the kidneys partly in plane (labelled kidney)")
     limb_share: float = _field(
         0.0, "distractors",
         "cases with an arm or leg in the plane beside the abdomen, in the fluid (soft tissue and a "

@@ -77,6 +77,7 @@ MAX_OPTIMAL_TILT_DEG = 12.0
 MAX_TILT_DEG = 25.0
 SWEEP_RANGE = (-1.0, 0.9)  # levels covered, in units of R
 DIAPHRAGM, PELVIS = 0.4, -0.8  # abdominal levels lie between (units of R)
+THORAX = "thorax"  # how the reason of a frame above the diaphragm begins
 VEIN_HALF_MM = 3.0  # half the height of the portal-sinus segment, times the size scale s
 FRAMES = 48
 HOLD = 0.92  # how much of the last frame's tilt, shift and turn the next one keeps
@@ -198,7 +199,7 @@ class Sweep:
 def _classify(in_plane: dict, z: float, tilt: float, fits: bool, hidden: str | None) -> tuple[str, str]:
     """The frame's plane class and the reason, as an annotator would give them."""
     if z > DIAPHRAGM:
-        return IRRELEVANT, "thorax: heart and lungs in plane"
+        return IRRELEVANT, f"{THORAX}: heart and lungs in plane"
     if z < PELVIS:
         return IRRELEVANT, "pelvis: below the kidneys"
     if not fits:
@@ -216,15 +217,28 @@ def _classify(in_plane: dict, z: float, tilt: float, fits: bool, hidden: str | N
 
 
 def simulate_sweep(seed: int, index: int, frames: int = FRAMES, shape: tuple[int, int] = (256, 256),
-                   probe: str = "convex") -> Sweep:
-    """Sweep ``index`` of the set with ``seed`` (random numbers from ``default_rng([seed, index])``)."""
+                   probe: str = "convex", appearance: sim.Appearance | None = None) -> Sweep:
+    """Sweep ``index`` of the set with ``seed`` (random numbers from ``default_rng([seed, index])``).
+
+    ``appearance`` (a preset of :mod:`fetal_biometry.simulator.appearance`) draws the maternal
+    layers, distractors outside the body, physics and display from its ranges, its physics
+    settings from ``default_rng([seed, index, PHYSICS_STREAM])`` as a case's; None keeps the
+    first round's single setting, so the sweeps made before presets existed stay byte for byte.
+    """
     if frames < 2:
         raise ValueError(f"a sweep needs at least 2 frames, got {frames}")
     rng = np.random.default_rng([seed, index])
-    # The first round's ranges: a sweep cuts its own anatomy (organs_at) through the base scene.
-    base = sim.draw_scene(rng, shape, probe, unacceptable_share=0.0, ranges=sim.NARROW.anatomy)
+    if appearance is None:
+        ranges, settings = sim.NARROW, sim.physics.FIRST_ROUND
+    else:
+        ranges = appearance
+        settings = sim.physics.draw_settings(appearance.physics,
+                                             np.random.default_rng([seed, index, sim.PHYSICS_STREAM]))
+    # A sweep cuts its own anatomy (organs_at) through the base scene.
+    base = sim.draw_scene(rng, shape, probe, unacceptable_share=0.0, ranges=ranges.anatomy)
     anatomy = _anatomy(rng, *base.semi_axes)
-    display = sim.physics.draw_display(rng)  # the sonographer's settings hold for the whole loop
+    # The sonographer's settings hold for the whole loop.
+    display = sim.physics.draw_display(rng, ranges.physics)
     R = anatomy.radius
     start = R * (SWEEP_RANGE[0] + rng.uniform(-0.05, 0.05))
     step = R * (SWEEP_RANGE[1] - SWEEP_RANGE[0]) / (frames - 1)
@@ -244,12 +258,12 @@ def simulate_sweep(seed: int, index: int, frames: int = FRAMES, shape: tuple[int
             semi_axes=(base.semi_axes[0] * f * stretch, base.semi_axes[1] * f), angle=base.angle + turn,
             organs=tuple((t, _Scaled(o, f * stretch, f)) for t, o in organs))
         grid = sim.beam_grid(scene)
-        label_map, tissue = sim.ground_truth(scene, shape, grid)
+        label_map, tissue = sim.ground_truth(scene, shape, grid, settings)
         ellipse = sim.abdomen_ellipse(scene)
         fits = sim.layout.fits(scene.geometry, shape, scene.center, ellipse.a)
         hidden = sim.cases.hidden_reason(label_map, tissue) if in_plane["stomach"] and in_plane["vein"] else None
         plane, reason = _classify(in_plane, z / R, tilt, fits, hidden)
-        images.append(sim.scan_image(scene, grid, shape, rng, display))
+        images.append(sim.scan_image(scene, grid, shape, rng, display, ranges.physics, settings))
         labels.append(label_map)
         annotated = plane != IRRELEVANT
         mask = ellipse_mask(ellipse, shape) & (label_map != OUTSIDE) if annotated else None
@@ -264,10 +278,10 @@ def simulate_sweep(seed: int, index: int, frames: int = FRAMES, shape: tuple[int
 
 
 def simulate_sweeps(count: int, seed: int = 0, frames: int = FRAMES, shape: tuple[int, int] = (256, 256),
-                    probe: str = "convex") -> Iterator[Sweep]:
+                    probe: str = "convex", appearance: sim.Appearance | None = None) -> Iterator[Sweep]:
     """Sweeps ``0 .. count-1`` of the set with ``seed``."""
     for index in range(count):
-        yield simulate_sweep(seed, index, frames, shape, probe)
+        yield simulate_sweep(seed, index, frames, shape, probe, appearance)
 
 
 # --------------------------------------------------------------------------- on disk
@@ -306,18 +320,21 @@ def write_sweeps(out: str | os.PathLike, sweeps: Iterable[Sweep], generator: dic
     return out
 
 
-def generator_record(seed: int, frames: int, shape: tuple[int, int], probe: str) -> dict:
-    """The ``generator`` entry of sweeps.json."""
-    return {"name": GENERATOR, "version": __version__, "seed": seed,
-            "frames": frames, "shape": list(shape), "probe": probe}
+def generator_record(seed: int, frames: int, shape: tuple[int, int], probe: str,
+                     appearance: sim.Appearance | None = None) -> dict:
+    """The ``generator`` entry of sweeps.json (``appearance`` only when a preset was asked)."""
+    record = {"name": GENERATOR, "version": __version__, "seed": seed,
+              "frames": frames, "shape": list(shape), "probe": probe}
+    return record if appearance is None else {**record, "appearance": appearance.name}
 
 
 def write(out, count: int, seed: int = 0, frames: int = FRAMES, shape: tuple[int, int] = (256, 256),
-          probe: str = "convex", progress: Callable | None = None) -> pathlib.Path:
+          probe: str = "convex", progress: Callable | None = None,
+          appearance: sim.Appearance | None = None) -> pathlib.Path:
     """Simulate ``count`` sweeps into ``out`` (``progress`` wraps the sweep iterator)."""
-    sweeps = simulate_sweeps(count, seed, frames, shape, probe)
+    sweeps = simulate_sweeps(count, seed, frames, shape, probe, appearance)
     return write_sweeps(out, progress(sweeps) if progress else sweeps,
-                        generator_record(seed, frames, shape, probe))
+                        generator_record(seed, frames, shape, probe, appearance))
 
 
 def is_sweeps(path: str | os.PathLike) -> bool:

@@ -13,8 +13,8 @@ import dataclasses
 
 import numpy as np
 
-from fetal_biometry.labels import (ABDOMEN, BACKGROUND, BRAIN, CAVUM, CEREBELLUM, FEMUR, FLUID,
-                                   MIDLINE, RIB, SKULL, SPINE, STOMACH, THALAMUS, VEIN)
+from fetal_biometry.labels import (ABDOMEN, BACKGROUND, BRAIN, CAVUM, CEREBELLUM, FEMUR, FLUID, HEART,
+                                   KIDNEY, LUNG, MIDLINE, RIB, SKULL, SPINE, STOMACH, THALAMUS, VEIN)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,8 +43,10 @@ TISSUES = (
     # Fetal soft tissue holds more water than adult tissue: it attenuates less.
     Tissue("body_wall", ABDOMEN, 1.3, 1.0, 0.35, 1.68),
     Tissue("liver", ABDOMEN, 1.0, 1.0, 0.35, 1.64),
-    Tissue("kidney", ABDOMEN, 0.35, 1.0, 0.35, 1.62),
-    Tissue("renal_sinus", ABDOMEN, 2.0, 1.0, 0.35, 1.66),
+    # The renal level and the thorax have classes of their own (labels.SWEEP_CLASSES): a sweep
+    # passes them, and they are what its frame choice must tell from the AC plane.
+    Tissue("kidney", KIDNEY, 0.35, 1.0, 0.35, 1.62),
+    Tissue("renal_sinus", KIDNEY, 2.0, 1.0, 0.35, 1.66),
     Tissue("vessel", ABDOMEN, 0.03, 0.003, 0.15, 1.60),  # aorta, hepatic veins
     Tissue("stomach", STOMACH, 0.03, 0.003, 0.005, 1.52),
     Tissue("umbilical_vein", VEIN, 0.03, 0.003, 0.15, 1.60),
@@ -53,8 +55,8 @@ TISSUES = (
     Tissue("rib", RIB, 15.0, 1.0, 20.0, 5.0, bone=True),
     # Thorax, for sweeps (fetal_biometry.simulator.sweeps): fluid-filled fetal lungs are
     # brighter than liver; the heart is muscle around blood (chambers are "vessel").
-    Tissue("lung", ABDOMEN, 1.5, 1.0, 0.4, 1.65),
-    Tissue("heart", ABDOMEN, 0.9, 1.0, 0.35, 1.66),
+    Tissue("lung", LUNG, 1.5, 1.0, 0.4, 1.65),
+    Tissue("heart", HEART, 0.9, 1.0, 0.35, 1.66),
     # Distractors (fetal_biometry.simulator.anatomy): look-alikes of the landmarks.
     Tissue("gallbladder", ABDOMEN, 0.03, 0.003, 0.005, 1.52),  # bile: anechoic, a stomach look-alike
     Tissue("cord_jelly", BACKGROUND, 0.5, 1.0, 0.3, 1.58),  # Wharton's jelly of a free cord loop

@@ -115,9 +115,9 @@ def test_a_thin_posterior_wall_beyond_fluid_gives_the_fan_bottom_and_edges(band)
 
 def test_text_below_a_fan_lowers_its_confidence_and_moves_no_edge():
     # The second look takes in all that lies below the fan between its edges: the text makes a
-    # worse fan than the one without it. Since the threshold was chosen with real screens
-    # (0.2) that fan is no longer refused: its edges and apex are right, its end depth
-    # reaches the text, and its confidence says it is weak (known limit, docs/pipeline.md).
+    # worse fan than the one without it: its edges and apex are right, its end depth reaches
+    # the text, and its confidence, below the threshold, says it is weak (refused unless the
+    # user accepts weak fans; known limit, docs/pipeline.md).
     image = _fluid_filled(5)
     _, clean = fan.estimate_geometry(image.copy())
     cv2.putText(image, "Frame 12/80  AC 231 mm", (95, 232), cv2.FONT_HERSHEY_SIMPLEX, 0.45, 255, 1,
@@ -126,6 +126,40 @@ def test_text_below_a_fan_lowers_its_confidence_and_moves_no_edge():
     assert confidence < 0.5 * clean and confidence < 0.3
     np.testing.assert_allclose(found.apex, FLUID.apex, atol=3)
     np.testing.assert_allclose(found.angles, FLUID.angles, atol=1.5)
+
+
+def test_a_gray_panel_and_a_gray_bar_around_the_fan_are_background():
+    # A viewer's window or a scanner's screen shows the scan on a gray panel, not on black: a
+    # flat area is no speckle, so the panel and the bar beside the fan count as background.
+    image = _drawn(CONVEX)
+    image[~geom.fan_mask(CONVEX, SHAPE)] = 60
+    image[20:200, 4:16] = np.linspace(220, 20, 180).astype(np.uint8)[:, None]
+    cv2.putText(image, "LV7.5  65 mm", (230, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.35, 230, 1)
+    found, confidence = fan.estimate_geometry(image)
+    _assert_close(found, CONVEX, px=3.0)
+    assert confidence > 0.4
+
+
+BIG = (600, 800)
+LARGE = geom.ConvexProbe(apex=(400.0, -60.0), start_depth=140.0, end_depth=620.0, angles=(-33.0, 28.0))
+
+
+def test_depth_ticks_along_an_edge_of_a_large_screen_do_not_tilt_it():
+    # A scanner's depth scale drawn against the fan's edge joins the echoes: the hull, and the
+    # rim refit moved out to the outermost pixels, follow the ticks; the refinement fits the
+    # edge to where the echoes end along it, the ticks dropped as outliers.
+    rng = np.random.default_rng(3)
+    image = np.clip(cv2.GaussianBlur(rng.rayleigh(40, BIG).astype(np.float32), (0, 0), 1.2) * 1.6,
+                    0, 255).astype(np.uint8)
+    image[~geom.fan_mask(LARGE, BIG)] = 0
+    for depth in range(180, 600, 60):  # ticks 12 px long, growing outward, and their labels
+        x, y = geom.beam_to_image(LARGE, np.array([depth, depth]), np.array([-33.0, -35.5]))
+        cv2.line(image, (int(x[0]), int(y[0])), (int(x[1]), int(y[1])), 255, 3)
+        cv2.putText(image, str(depth // 60), (int(x[1]) - 18, int(y[1]) + 4),
+                    cv2.FONT_HERSHEY_SIMPLEX, 0.5, 255, 1)
+    found, _ = fan.estimate_geometry(image)
+    np.testing.assert_allclose(found.angles, LARGE.angles, atol=0.5)
+    np.testing.assert_allclose(found.apex, LARGE.apex, atol=4.0)
 
 
 def test_detected_fan_covers_the_echoes_and_skips_the_clutter():

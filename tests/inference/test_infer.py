@@ -238,3 +238,34 @@ def test_infer_runs_a_segmenter_model_folder(segmenter_model, fetal_data, tmp_pa
     assert "plane_acceptable" in record
     probs = np.load(next((tmp_path / "out").glob("*_probs.npy")))
     assert probs.shape[0] == 8
+
+
+def test_a_panel_segmenter_reports_each_scans_plane_type_and_what_it_allows(panel_segmenter_model,
+                                                                            mixed_data, tmp_path):
+    result = _infer(panel_segmenter_model, mixed_data, "--out", tmp_path / "out", "--ga", "30")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "out/infer.json").read_text())
+    allowed = {"abdomen": {"AC"}, "head": {"HC", "OFD", "BPD_OO", "BPD_OI"}, "femur": {"FL"}, "none": set()}
+    for record in summary["scans"]:
+        assert record["plane_type"] in allowed and set(record["measurements"]) <= allowed[record["plane_type"]]
+        assert f"{record['plane_type']} plane" in result.stdout
+    assert np.load(next((tmp_path / "out").glob("*_probs.npy"))).shape[0] == 15
+
+
+def test_the_exam_panel_gathers_head_femur_and_abdomen_scans():
+    from tools import infer
+
+    records = [{"plane_type": "head", "plane_acceptable": True,
+                "measurements": {"HC": 280.0, "OFD": 100.0, "BPD_OO": 78.0, "BPD_OI": 76.0}},
+               {"plane_type": "femur", "plane_acceptable": True, "measurements": {"FL": 57.0}},
+               {"plane_type": "femur", "plane_acceptable": False, "measurements": {"FL": 40.0}},
+               {"plane_type": "abdomen", "plane_acceptable": True, "ac_mm": 260.0,
+                "measurements": {"AC": 260.0}},
+               {"ac_mm": 250.0, "plane_acceptable": True}]  # a patch classifier's record
+    panel = infer.exam_panel(records, 30.0)
+    assert panel["measurements"]["FL"]["mm"] == 57.0  # the rejected femur is left out
+    assert panel["measurements"]["AC"]["mm"] == 255.0 and panel["measurements"]["AC"]["scans"] == 2
+    assert panel["cephalic_index"] == pytest.approx(0.78)
+    assert panel["measurements"]["HC"]["centile"] is not None and panel["efw"]["grams"] > 1000
+    line = infer._summary_line("s", {**records[0], "reasons": [], "cephalic_index": 0.78})
+    assert line == "s: head plane, HC 280.0 mm, OFD 100.0 mm, BPD_OO 78.0 mm, BPD_OI 76.0 mm, CI 0.78, plane acceptable"

@@ -210,6 +210,25 @@ def test_beam_map_uses_the_transducer_and_reference_pixel_as_priors(tmp_path):
     assert json.loads(run.stdout)["pixel_spacing_mm"] == pytest.approx(0.2)
 
 
+def test_a_dicom_loop_gives_sweep_the_same_priors(tmp_path):
+    """A loop's first frame is estimated by the one rule (fan.probe_of) with the priors of its
+    file, as a single frame is: sweep and infer agree on a DICOM's fan."""
+    from fetal_biometry.geometry import fan
+    from fetal_biometry.io import sequences
+    x0, y0, x1, y1 = screens.REGION
+    apex = screens.SECTOR.apex
+    region = dicom_files.region((x0, y0, x1 - 1, y1 - 1), (0.02, 0.02), reference=(round(apex[0]), round(apex[1])))
+    loop = np.stack([screens.screen(screens.SECTOR, seed) for seed in (1, 2)])
+    path = dicom_files.write(tmp_path / "loop.dcm", loop, "RGB", frames=2, regions=[region],
+                             TransducerType="SECTOR_PHASED")
+    sequence = sequences.open_sequence(path)
+    first = next(iter(scans.iter_frames(path)))
+    assert (sequence.transducer, sequence.reference_pixel) == (first.transducer, first.reference_pixel)
+    found = fan.probe_of(sequence.first_rgb(), sequence.transducer, sequence.reference_pixel)
+    assert found.priors == {"kind": "convex", "apex": first.reference_pixel}
+    assert found.source == fan.probe_of(first.rgb, first.transducer, first.reference_pixel).source
+
+
 # ----------------------------------------------------------------------------- deeper pixels
 
 def _sbit(path, bits: int) -> None:

@@ -35,3 +35,31 @@ def test_a_map_without_any_structure_measures_nothing(mixed):
     empty = np.where(case.labels == OUTSIDE, OUTSIDE, BACKGROUND).astype(np.uint8)
     result = plane.measure_plane(empty, case.spacing_mm)
     assert result.kind == "none" and result.measurements == {} and not result.accepted
+
+
+def test_a_segmented_abdomen_is_measured_by_the_segmenters_method_and_recorded(mixed):
+    from fetal_biometry.measure import abdomen
+
+    case = next(c for c in mixed if c.biometry.structure == "abdomen" and c.biometry.plane_acceptable)
+    result = plane.measure_plane(case.labels, case.spacing_mm, case.geometry)
+    assert isinstance(result.detail, abdomen.Measurement)
+    assert result.measurements["AC"] == pytest.approx(case.biometry.ac_mm, rel=0.01)
+    found = plane.record(result)
+    assert found["plane_type"] == "abdomen" and found["ac_mm"] == result.measurements["AC"]
+    head = next(c for c in mixed if c.biometry.structure == "head" and c.biometry.plane_acceptable)
+    found = plane.record(plane.measure_plane(head.labels, head.spacing_mm, head.geometry))
+    truth = head.biometry.measurements
+    assert found["cephalic_index"] == pytest.approx(truth["BPD_OO"] / truth["OFD"], abs=0.01)
+    femur = next(c for c in mixed if c.biometry.structure == "femur" and c.biometry.plane_acceptable)
+    found = plane.record(plane.measure_plane(femur.labels, femur.spacing_mm, femur.geometry))
+    assert len(found["femur_ends"]) == 2 and set(found["measurements"]) == {"FL"}
+
+
+def test_each_plane_is_drawn_with_its_measurement(mixed):
+    from fetal_biometry import figures
+
+    for case in mixed[:6]:
+        result = plane.measure_plane(case.labels, case.spacing_mm, case.geometry)
+        picture = figures.draw_plane(case.image, result)
+        assert picture.shape == (*case.image.shape, 3) and picture.dtype == np.uint8
+        assert (picture != case.image[..., None]).any()  # something is drawn

@@ -182,6 +182,18 @@ def test_the_tool_writes_json_plot_video_and_best_frame(fetal_model, sweeps_dir,
     assert again.returncode == 1 and "--overwrite" in again.stderr
 
 
+def test_the_tool_with_a_segmenter_uses_its_frame_choice(segmenter_model, sweeps_dir, tmp_path):
+    folder = sweeps_dir / "sweep00001"
+    result = _sweep_tool(segmenter_model, folder / "frames.mha", "--geometry", folder / "truth.json",
+                         "--out", tmp_path / "out", "--candidates", "2", "--stride", "3", "--backend", "opencv")
+    assert result.returncode == 0, result.stderr
+    record = json.loads((tmp_path / "out" / "frames.json").read_text())
+    frames = record["frames"]
+    assert len(frames) == 10 and all(frames[k]["score"] is not None for k in (0, 3, 6, 9))
+    assert all("complete" in frames[k] and "smoothed" in frames[k] for k in record["frames_measured"])
+    assert sequences.open_sequence(tmp_path / "out" / "frames_overlay.mp4", spacing=1).count == 10
+
+
 def test_the_tool_refuses_a_video_without_spacing_and_leaves_no_folder(fetal_model, tmp_path, small_sweep):
     writer = sequences.VideoWriter(tmp_path / "loop.mp4", 10, (96, 96))
     for frame in small_sweep.frames[:3]:
@@ -239,3 +251,139 @@ def test_evaluate_reports_the_benchmark_metrics_on_a_sweeps_folder(fetal_model, 
     detail = json.loads((tmp_path / "eval" / f"{name}_sweeps.json").read_text())["sweeps_detail"][0]
     assert detail["sweep"] == "sweep00001"
     assert values["score"] == pytest.approx(metrics.combined(detail["nae"], detail["dice"], detail["wfss"]))
+
+
+# --------------------------------------------------------------------------- the segmenter's frame choice
+
+def _one_hot(labels: np.ndarray, classes: int = 8) -> np.ndarray:
+    """Probabilities (K, H, W) a sure segmenter gives for ``labels`` (0 outside the fan)."""
+    probs = (np.arange(classes)[:, None, None] == labels[None]).astype(np.float32)
+    return probs
+
+
+def _drawn(a: float = 30, b: float = 30, vein: bool = True) -> np.ndarray:
+    """A 96x96 map at 1 mm per pixel: an abdomen ellipse in fluid, stomach and vein inside."""
+    from fetal_biometry.labels import ABDOMEN, FLUID, STOMACH, VEIN
+
+    rows, cols = np.mgrid[:96, :96]
+    labels = np.full((96, 96), FLUID, np.uint8)
+    labels[((cols - 48) / a) ** 2 + ((rows - 48) / b) ** 2 <= 1] = ABDOMEN
+    labels[(cols - 40) ** 2 + (rows - 45) ** 2 <= 25] = STOMACH
+    if vein:
+        labels[50:54, 50:60] = VEIN
+    return labels
+
+
+def test_the_frame_score_reads_outline_roundness_and_landmarks_from_a_map():
+    from fetal_biometry.labels import OUTSIDE
+
+    whole = sweeps.frame_score(_drawn(), _one_hot(_drawn()), 1.0)
+    assert whole["complete"] == 1.0 and whole["axis_ratio"] > 0.97 and whole["score"] == pytest.approx(1.0)
+    cut = _drawn()
+    cut[:, 72:] = OUTSIDE  # the fan's edge cuts the abdomen
+    assert sweeps.frame_score(cut, _one_hot(cut), 1.0)["score"] < 0.9
+    oblique = _drawn(38, 19)
+    assert sweeps.frame_score(oblique, _one_hot(oblique), 1.0)["score"] < 0.8
+    no_vein = _drawn(vein=False)
+    assert sweeps.frame_score(no_vein, _one_hot(no_vein), 1.0)["score"] == pytest.approx(2 / 3, abs=1e-3)
+    assert sweeps.frame_score(np.zeros((96, 96), np.uint8), _one_hot(np.zeros((96, 96))), 1.0)["score"] == 0
+
+
+def test_a_wrong_level_class_inside_the_abdomen_rules_the_frame_out():
+    from fetal_biometry.labels import HEART
+
+    labels = _drawn()
+    labels[30:45, 45:65] = HEART  # inside the body: its region includes it
+    score = sweeps.frame_score(labels, _one_hot(labels, 9), 1.0)
+    assert score["complete"] == 1.0 and score["wrong_level"] > sweeps.WRONG_LEVEL_SHARE and score["score"] == 0
+    # Without the rule the same map is a perfect plane: the class alone tells it apart.
+    assert sweeps.frame_score(labels, _one_hot(labels, 9), 1.0, wrong_level=())["score"] > 0.99
+
+
+def test_smoothing_lets_no_single_frame_win_and_skips_frames_not_scored():
+    spike_then_plateau = [0, 0, 0, 1.0, 0, 0, 0.8, 0.85, 0.8, 0]
+    assert int(np.argmax(spike_then_plateau)) == 3
+    window = (0.25, 0.5, 0.25)
+    assert int(np.argmax(sweeps.smooth(spike_then_plateau, window))) == 7
+    np.testing.assert_allclose(sweeps.smooth([1.0, np.nan, 0.0], window), [1.0, 0.5, 0.0])
+    assert sweeps.smooth(spike_then_plateau, (1.0,)).tolist() == spike_then_plateau  # the default: off
+
+
+def test_the_frame_choice_on_a_tiny_sweep_passes_over_a_noisy_thorax_frame():
+    """Truth maps of a simulated sweep (a sure segmenter) through the scoring functions, with
+    a thorax frame where heart chambers read as a stomach bubble and a vein (drawn in). Read in
+    the abdomen's eight classes (heart and lungs as abdomen) it scores high alone and loses once
+    smoothed; with the heart and lung classes it scores 0."""
+    from fetal_biometry.labels import ABDOMEN, HEART, STOMACH, VEIN, abdomen_labels
+
+    sweep = sweep_simulator.simulate_sweep(0, 2, frames=24, shape=(96, 96))
+    planes = [f["plane"] for f in sweep.truth]
+    thorax = max(k for k, f in enumerate(sweep.truth) if f["reason"].startswith(sweep_simulator.THORAX))
+    labels = sweep.labels.copy()
+    assert HEART in labels[thorax]
+    body = np.argwhere(np.isin(labels[thorax], (ABDOMEN, HEART))).mean(axis=0).astype(int)
+    labels[thorax][body[0] - 3:body[0] + 3, body[1] - 5:body[1] + 3] = STOMACH
+    labels[thorax][body[0] + 4:body[0] + 7, body[1] - 2:body[1] + 6] = VEIN
+    eight = abdomen_labels(labels)
+    raw = np.array([sweeps.frame_score(m, _one_hot(m), sweep.spacing_mm)["score"] for m in eight])
+    chosen = int(np.argmax(sweeps.smooth(raw, (0.25, 0.5, 0.25))))
+    assert planes[chosen] == "optimal"
+    assert raw[thorax] >= raw[chosen]  # alone, the noisy thorax frame would have won (or tied)
+    own = sweeps.frame_score(labels[thorax], _one_hot(labels[thorax], 18), sweep.spacing_mm)
+    assert own["wrong_level"] > sweeps.WRONG_LEVEL_SHARE and own["score"] == 0
+
+
+def test_the_segmenters_two_passes_score_every_frame_they_segment(segmenter_model, small_sweep):
+    from fetal_biometry.nets import model as model_folder
+
+    segmenter = inference.engine(model_folder.load(segmenter_model))
+    classifier = inference.SequenceClassifier(segmenter, small_sweep.geometry, (96, 96), small_sweep.spacing_mm, 3)
+    seen = []
+    result = sweeps.analyse_sequence(classifier, lambda: iter(small_sweep.frames), small_sweep.spacing_mm,
+                                     on_frame=lambda k, frame, labels, score: seen.append((k, labels is None)),
+                                     candidates=2, stride=3)
+    assert [k for k, _ in seen] == list(range(10))  # the first pass shows every frame, in order
+    assert [k for k, skipped in seen if not skipped] == [0, 3, 6, 9]
+    record = result.record
+    assert len(record["frames"]) == 10 and len(record["frames_measured"]) == 2
+    assert all(record["frames"][k]["score"] is not None for k in (0, 3, 6, 9, *record["frames_measured"]))
+    assert all("smoothed" in record["frames"][k] for k in record["frames_measured"])
+    assert record["best_frame"] in (-1, *record["frames_measured"])
+
+
+def test_the_segmenters_memory_does_not_grow_with_the_frames(segmenter_model, small_sweep):
+    """Frames alive at once stay bounded whatever the sequence's length (one batch and the
+    frames skipped between, the second pass's candidates), and peak traced memory over 300 frames
+    against 30 grows by each frame's score record (a few kB), never by a frame or its maps (96x96
+    frame and labels 18 kB, probabilities 295 kB)."""
+    import tracemalloc
+    import weakref
+
+    from fetal_biometry.nets import model as model_folder
+
+    segmenter = inference.engine(model_folder.load(segmenter_model))
+    classifier = inference.SequenceClassifier(segmenter, small_sweep.geometry, (96, 96), small_sweep.spacing_mm, 4)
+    alive = {"now": 0, "most": 0}
+
+    def gone():
+        alive["now"] -= 1
+
+    def frames(count: int):
+        for k in range(count):
+            frame = small_sweep.frames[k % 10].copy()
+            alive["now"] += 1
+            alive["most"] = max(alive["most"], alive["now"])
+            weakref.finalize(frame, gone)
+            yield frame
+
+    def peak(count: int) -> int:
+        tracemalloc.start()
+        sweeps.analyse_sequence(classifier, lambda: frames(count), small_sweep.spacing_mm, candidates=2, stride=2)
+        _, top = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        return top
+
+    peak(10)  # warm up
+    grown = (peak(300) - peak(30)) / 270
+    assert grown < 8_000
+    assert alive["most"] <= 4 * 2 + 2 * 3 + 2  # a batch of 4 with the frames skipped between, 2 x 3 candidates

@@ -104,8 +104,8 @@ def test_useless_parameters_are_refused_and_nothing_is_written(tmp_path, coded_d
 def test_class_weights_lift_the_rare_classes_and_keep_one_weight_for_the_large():
     # Four large classes, a rare one at 1/9 of the median, one at 1/400, one absent.
     pixels = [900, 900, 900, 900, 100, 100, 2, 0]
-    soft = np.array(segment_records.class_weights(pixels, "sqrt"))
-    full = np.array(segment_records.class_weights(pixels, "full"))
+    soft = np.array(segment_records.class_weights(pixels, weighting="sqrt"))
+    full = np.array(segment_records.class_weights(pixels, weighting="full"))
     for weights in (soft, full):
         assert np.allclose(weights[:4], weights[0]) and weights[7] == 1.0
         freq = np.array(pixels[:7]) / sum(pixels)
@@ -158,7 +158,7 @@ def test_panel_records_hold_the_head_and_femur_classes_and_the_abdomen_table_ref
                                      fractions=(0.5, 0.25, 0.25), seed=1, classes="panel")
     table = SEGMENTER_TABLES["panel"]
     assert manifest["classes"] == list(table) and manifest["class_table"] == "panel"
-    assert manifest["learnt_as"] == {}
+    assert manifest["learnt_as"] == {"heart": "abdomen", "lung": "abdomen", "kidney": "abdomen"}
     pixels = {name: 0 for name in table}
     for split in ("train", "val", "test"):
         for _, _, labels in segment_records.read_records(tmp_path / "panel", split):
@@ -175,3 +175,26 @@ def test_panel_records_hold_the_head_and_femur_classes_and_the_abdomen_table_ref
 def test_an_unknown_class_table_is_refused(tmp_path, coded_data):
     with pytest.raises(segment_records.RecordError, match="--classes"):
         segment_records.build(dataset.open(coded_data), tmp_path / "out", classes="thorax")
+
+
+def test_rare_added_classes_do_not_lower_the_landmarks_weights():
+    # The abdomen's eight as a training split counts them, then heart, lung, kidney (rarer still).
+    eight = [1110657, 1960169, 20532, 18957, 309446, 673470, 11749, 11367]
+    alone = segment_records.class_weights(eight)
+    own = segment_records.class_weights(eight + [4362, 9820, 1526])
+    over_eight = segment_records.class_weights(eight + [4362, 9820, 1526], "median", [True] * 8 + [False] * 3)
+    assert alone[2] > 2.5 and own[2] < 1.5  # the stomach bubble's weight, by its own table's median
+    assert over_eight[2] > 2.5 and min(over_eight[8:]) > over_eight[2]
+    assert segment_records.MEDIAN_OVER == {"sweep": "abdomen"}
+
+
+def test_uniform_balance_lifts_classes_below_one_in_k_where_the_median_would_not():
+    # 15 classes, most of them tiny: the median class is tiny too, so a class of 0.5 % stays at
+    # the median rule's floor; against 1/K it is lifted.
+    pixels = [4000, 8000, 20, 20, 1400, 1000, 15, 15, 90, 900, 10, 80, 26, 3, 4]
+    median, uniform = (segment_records.class_weights(pixels, r) for r in ("median", "uniform"))
+    femur = 11
+    assert median[femur] == pytest.approx(median[0]) and uniform[femur] > 3 * uniform[0]
+    freq = np.asarray(pixels) / sum(pixels)
+    assert float(np.dot(freq, uniform)) == pytest.approx(1.0)  # the loss keeps its size
+    assert segment_records.BALANCES["median"] == segment_records.BALANCE

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from fetal_biometry import simulator
-from fetal_biometry.labels import ABDOMEN, BACKGROUND, OUTSIDE, SHADOW, VEIN
+from fetal_biometry.labels import ABDOMEN, BACKGROUND, KIDNEY, OUTSIDE, SHADOW, VEIN
 from fetal_biometry.measure.ellipse import ellipse_perimeter, normalized_radius
 from fetal_biometry.simulator import TISSUE, anatomy, physics
 from fetal_biometry.simulator.tissues import BONE
@@ -45,7 +45,7 @@ def test_narrow_reproduces_the_first_round_byte_for_byte():
 
 def test_each_distractor_appears_labelled_as_documented():
     expected = {"cord_jelly": BACKGROUND, "cord_vessel": BACKGROUND, "limb": BACKGROUND,
-                "limb_bone": BACKGROUND, "gallbladder": ABDOMEN, "kidney": ABDOMEN, "vessel": ABDOMEN}
+                "limb_bone": BACKGROUND, "gallbladder": ABDOMEN, "kidney": KIDNEY, "vessel": ABDOMEN}
     seen = set()
     for index in range(6):
         scene = _scene(2, index, EVERY_DISTRACTOR)
