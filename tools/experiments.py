@@ -23,11 +23,14 @@ Datasets are simulated first into data/experiments/ (about a minute each, once).
 The segmenter (a U-Net over whole scans, fetal_biometry.segmentation; about {seg_minutes}
 minutes per job):
 
-  segmenter-size  channels, 100 scans, U-Net width 8/16 x spacing 1.0/1.5 mm, on the
-                  VALIDATION set; picks width and spacing by the rule written down
-                  before the run (experiments.choose_segmenter)          4 trainings
+  segmenter-size  beam, 100 scans, U-Net width 8/16 x spacing 1.0/1.5 mm x class
+                  weights sqrt/full, on the VALIDATION set; picks by the rule
+                  written down before the run (experiments.choose_segmenter)  8 trainings
   segmenter       none/channels/beam x 3 seeds at 100 scans, on validation,
-                  held-out and foreign                                   9 trainings
+                  held-out and foreign; chooses the segmented abdomen's trust
+                  limits, disagreement margin and plane thresholds on the
+                  VALIDATION set (to copy into fetal_biometry/measure/abdomen.py)
+                  (--weighting: the class weights segmenter-size chose)  9 trainings
   segmenter-curve 10/25/50/100 scans x 3 encodings x 3 seeds (the 100-scan
                   jobs are the segmenter plan's)                        36 (27 new)
 
@@ -56,7 +59,7 @@ sys.path.insert(0, str(ROOT))
 
 from fetal_biometry import atomic, cli, experiments, figures, paths  # noqa: E402
 from fetal_biometry.nets import catalog, spec as nets, training  # noqa: E402
-from fetal_biometry.patches import encoding as patches, segment_records  # noqa: E402
+from fetal_biometry.patches import encoding as patches, scan_encoding, segment_records  # noqa: E402
 
 __doc__ = __doc__.format(minutes=experiments.JOB_MINUTES, per_hour=2 * 60 / experiments.JOB_MINUTES,
                          seg_minutes=experiments.SEGMENTER_JOB_MINUTES)
@@ -69,7 +72,8 @@ PLANS = {
                       "all, none, no physics, no anatomy, no augmentation; --by-group: one per group)",
     "thresholds": "choose the AC trust limits and plane thresholds on the validation sets with "
                   "the ablation's nets",
-    "segmenter-size": "choose the segmenter's U-Net width and spacing on the validation set (4 trainings)",
+    "segmenter-size": "choose the segmenter's U-Net width, spacing and class weights on the validation "
+                      "set (8 trainings; --widths/--spacings/--weightings run fewer)",
     "segmenter": "the segmenter's 3 encodings x 3 seeds at 100 scans, validation, held-out and foreign "
                  "(9 trainings)",
     "segmenter-curve": "the segmenter at 10/25/50/100 scans x 3 encodings x 3 seeds (36 trainings, 9 "
@@ -86,9 +90,10 @@ def plan(args) -> experiments.Plan:
     command = args.plan if args.command == "job" else args.command
     common = dict(augment=args.augment, iterations=args.iterations)
     if command == "segmenter-size":
-        return experiments.segmenter_size_plan(args.widths, args.spacings, args.seeds, **common)
+        return experiments.segmenter_size_plan(args.widths, args.spacings, args.weightings, args.seeds,
+                                               encoding=args.encoding, **common)
     if command in ("segmenter", "segmenter-curve"):
-        common.update(width=args.width, spacing_mm=args.spacing_mm)
+        common.update(width=args.width, spacing_mm=args.spacing_mm, weighting=args.weighting)
         if command == "segmenter":
             return experiments.segmenter_plan(args.seeds, **common)
         return experiments.segmenter_curve_plan(args.scans, args.seeds, **common)
@@ -127,7 +132,9 @@ def parser() -> argparse.ArgumentParser:
                          help="jobs in parallel, one process and core each (default 2)")
         sub.add_argument("--dry-run", action="store_true", help="list the jobs and their cost, run nothing")
         sub.add_argument("--finished", action="store_true",
-                         help="report the jobs finished so far (listing the others), run nothing")
+                         help="report the jobs finished so far (listing the others), training "
+                              "nothing: finished trainings are measured again under today's "
+                              "limits from their stored maps")
         sub.add_argument("--print-jobs", action="store_true",
                          help="print one command line per job (for a SLURM array or GNU parallel), "
                               "run nothing")
@@ -161,11 +168,20 @@ def _plan_options(sub: argparse.ArgumentParser, name: str) -> None:
             sub.add_argument("--spacings", type=float, nargs="+",
                              default=list(experiments.SEGMENTER_SPACINGS),
                              help="model spacings, mm per pixel (default 1.0 1.5)")
+            sub.add_argument("--weightings", nargs="+", choices=experiments.SEGMENTER_WEIGHTINGS,
+                             default=list(experiments.SEGMENTER_WEIGHTINGS),
+                             help="class weightings (default sqrt full; docs/segmenter.md)")
+            sub.add_argument("--encoding", choices=scan_encoding.ENCODINGS,
+                             default=experiments.SEGMENTER_SIZE_ENCODING,
+                             help="the encoding the choice is made with (default %(default)s)")
         else:
             sub.add_argument("--width", type=cli.at_least_one, default=nets.UNET_WIDTH,
                              help="U-Net width (default %(default)s)")
             sub.add_argument("--spacing-mm", type=float, default=segment_records.SPACING_MM,
                              help="model spacing, mm per pixel (default %(default)s)")
+            sub.add_argument("--weighting", choices=tuple(segment_records.WEIGHTINGS),
+                             default=segment_records.WEIGHTING,
+                             help="class weights (default %(default)s; docs/segmenter.md)")
         if name == "segmenter-curve":
             sub.add_argument("--scans", type=cli.at_least_one, nargs="+", default=list(experiments.SCANS),
                              help="training set sizes (default 10 25 50 100; the pool holds 100)")
@@ -226,6 +242,12 @@ def main(argv=None) -> int:
                 print(f"  {'todo' if j in todo else 'done'}  {j.name}")
             return 0
         if args.finished:
+            # Finished trainings measured under older limits are measured again from their maps
+            # (seconds), and evaluated on a set they lack; no training starts.
+            trained = [j for j in todo if experiments.trained(setup, j)]
+            for j in trained:
+                experiments.run_job(setup, j, sets)
+            todo = [j for j in todo if j not in trained]
             missing = [j.name for j in todo]
             jobs = [j for j in jobs if j not in todo]
             if not jobs:

@@ -62,6 +62,10 @@ def main(argv=None) -> int:
     parser.add_argument("--augment", type=int, default=0, metavar="K",
                         help=f"augmented versions of each training scan, 0 to {segment_records.MAX_AUGMENT}")
     parser.add_argument("--seed", type=int, default=0, help="split, key order and augmentation seed")
+    parser.add_argument("--weighting", choices=tuple(segment_records.WEIGHTINGS),
+                        help="lift of the rare classes' weights: full = max(1, min(10, median freq "
+                             "/ freq)), sqrt = max(1, sqrt(median freq / freq)); default full for the "
+                             "abdomen table (chosen on validation), sqrt for the others; docs/segmenter.md")
     parser.add_argument("--classes", choices=tuple(SEGMENTER_TABLES), default="abdomen",
                         help="the class table the segmenter learns: abdomen (8 abdominal classes) or "
                              "panel (abdomen, head and femur: mixed planes); default abdomen")
@@ -71,7 +75,7 @@ def main(argv=None) -> int:
     source = pathlib.Path(args.dataset)
     try:
         segment_records.check_arguments(args.encoding, args.spacing_mm, args.tile, args.splits,
-                                        args.seed, args.augment, classes=args.classes)
+                                        args.seed, args.augment, args.weighting, classes=args.classes)
         for path in atomic.claim_output(args.out, segment_records.TOOL, [source], args.overwrite, "OUT"):
             print(f"make_segment_records: removed {path}, left by an interrupted run", file=sys.stderr)
         data = dataset.open(source)
@@ -79,7 +83,8 @@ def main(argv=None) -> int:
             data, args.out, args.encoding, args.spacing_mm, args.tile, args.splits, args.seed,
             args.augment, progress=lambda it, desc: tqdm(it, desc=desc, unit="scan"), classes=args.classes,
             sources={"dataset": str(source.resolve()), "generator": data.generator,
-                     "dataset_json_sha256": hashlib.sha256((source / "dataset.json").read_bytes()).hexdigest()})
+                     "dataset_json_sha256": hashlib.sha256((source / "dataset.json").read_bytes()).hexdigest()},
+            weighting=args.weighting)
     except (dataset.DatasetError, segment_records.RecordError, atomic.OutputError, OSError) as err:
         print(f"make_segment_records: error: {err}", file=sys.stderr)
         return 1

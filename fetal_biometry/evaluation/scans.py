@@ -58,9 +58,10 @@ def measure(predicted: np.ndarray, spacing_mm: float, kind: str = model_folder.P
     """The measurement of a predicted class map by the method of its model's ``kind``: the fluid
     boundary (:mod:`fetal_biometry.biometry`) for a patch classifier, the segmented abdomen with
     the fluid boundary as second opinion (:mod:`fetal_biometry.abdomen`) for a segmenter.
-    ``limits`` (the fluid method's trust limits) apply to the patch classifier's maps only."""
+    ``limits`` replace the trust limits of the kind's method (the fluid method's by support
+    field, the segmented abdomen's by constant name, :mod:`fetal_biometry.measure.thresholds`)."""
     if kind == model_folder.SEGMENTER:
-        return abdomen.measure(predicted, spacing_mm, plane=plane)
+        return abdomen.measure(predicted, spacing_mm, limits=limits, plane=plane)
     return biometry.measure(predicted, spacing_mm, limits=limits, plane=plane)
 
 
@@ -267,6 +268,7 @@ def summarize(results: list[dict]) -> dict:
     dice = 2 * np.diag(confusion) / np.maximum(confusion.sum(axis=0) + confusion.sum(axis=1), 1)
     overlap = np.sum([r["abdomen_overlap"] for r in results if "abdomen_overlap" in r], axis=0)
     agree = [r["accepted"] == r["accepted_true"] for r in results]
+    acceptable = [r["ac_mm"] is not None for r in results if r["accepted_true"]]
     pairs = [(r["ac_mm"], r["ac_true_mm"]) for r in results if r["ac_mm"] is not None]
     return {
         "cases": len(results),
@@ -276,6 +278,8 @@ def summarize(results: list[dict]) -> dict:
         "abdomen_dice": float(2 * overlap[0] / max(1, overlap[1] + overlap[2])) if np.size(overlap) == 3 else None,
         "confusion": confusion.tolist(),
         **metrics.ac_errors(results),
+        # The issue's coverage goal: the share of the truly acceptable planes given an AC.
+        "ac_measured_acceptable": float(np.mean(acceptable)) if acceptable else None,
         "ac_not_measured": metrics.rejection_reasons(results, f"{biometry.NOT_MEASURED}: "),
         "plane_acceptance_accuracy": float(np.mean(agree)) if agree else None,
         "ac_agreement": metrics.agreement(*np.array(pairs).reshape(-1, 2).T),

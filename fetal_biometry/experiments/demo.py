@@ -1,14 +1,16 @@
 """The main job of ``make demo``, stage by stage (run from the repository root).
 
 1. the tutorial's CNN on real MNIST (Adam, pycaffe driver), test accuracy;
-2. the fetal pipeline on simulated scans: simulate a training and a held-out dataset (other
-   seed, convex and linear probes) and the foreign check set (simulator settings outside the
-   training ranges, other pixel spacings), make the patch LMDBs for each beam encoding, train
-   the patch classifier on each and classify the held-out and foreign scans densely, measure
-   the AC and judge the plane; beside them, make the segmenter's dense label records and train
-   the segmenter (a U-Net, :mod:`fetal_biometry.segmentation`), which outlines the abdomen and
-   measures the AC from it (:mod:`fetal_biometry.abdomen`); all nets in parallel, one process
-   each; print one table per set, patch classifiers and segmenter side by side.
+2. the fetal pipeline on simulated scans, one small function per step: simulate a training and
+   a held-out dataset (other seed, convex and linear probes) and the foreign check set
+   (simulator settings outside the training ranges, other pixel spacings)
+   (:func:`simulate_sets`); the source's patch classifier (``rotate``: the rotated patches of
+   the tutorial) and its LMDBs (:func:`patch_lmdbs`), beside one segmenter (a U-Net,
+   :mod:`fetal_biometry.inference.segmentation`, ``beam``) and its dense label records
+   (:func:`segmenter_records`); both nets trained and evaluated at once, one process each
+   (:func:`train_and_evaluate`: dense inference, the AC, the plane verdict); one table per set,
+   the two kinds side by side (:func:`print_tables`). The three-encoding ablations of both
+   kinds, over three seeds, are the experiments' (``tools/experiments.py``).
 
 Every stage reuses what an earlier run left (datasets, LMDBs, final snapshots), so a second
 run only re-evaluates; ``retrain=True`` trains again.
@@ -85,7 +87,7 @@ def _current_records(folder: pathlib.Path, encoding: str, generator: dict) -> bo
         return False
     return (made["encoding"] == encoding and made["spacing_mm"] == segment_records.SPACING_MM
             and made["tile"] == segment_records.TILE
-            and made.get("balance", {}).get("method") == segment_records.BALANCE
+            and made.get("balance", {}).get("method") == segment_records.balance_method("median", segment_records.WEIGHTING)
             and made.get("sources", {}).get("generator") == generator)
 
 
@@ -107,9 +109,8 @@ def _train_and_evaluate(name: str, retrain: bool, gpu: int | None,
 
 def train_and_evaluate(retrain: dict[str, bool], gpu: int | None = None) -> dict[str, dict[str, dict]]:
     """Train (``retrain[name]``: afresh) or reuse each named net and evaluate it, all
-    nets at once (one process each, OpenBLAS on one thread): the cores are shared and none
-    idles (on 2 cores three patch nets took about one and a half trainings' time; two at a time
-    would leave one core idle while the third trains). Returns the summaries per set and model."""
+    nets at once (one process each, OpenBLAS on one thread: the demo's two nets, one per core).
+    Returns the summaries per set and model."""
     # OpenBLAS threads beside other processes collapse (docs/pipeline.md, Training).
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     # spawn: a fresh interpreter per worker; Caffe's state does not survive a fork.
@@ -133,32 +134,30 @@ SETS = {"heldout": (paths.SIM_HELDOUT, paths.EVALUATION, "held-out evaluation ({
                     "third each at 256, 384 and 512 px: about 0.65, 0.43, 0.33 mm per pixel)")}
 
 
-#: The patch classifiers' encodings and the segmenter's encodings ``make demo`` trains.
-PATCH_ENCODINGS = patches.ENCODINGS
-#: The segmenter's encoding: beam, chosen on the validation scans (one seed; README, the segmenter).
+#: The patch classifier ``make demo`` trains: the source's rotated patches (the three-encoding
+#: ablation is the experiments' ``ablation`` plan).
+PATCH_ENCODINGS = ("rotate",)
+#: The segmenter's encoding: beam, chosen on the validation scans (docs/segmenter.md).
 SEGMENTER_ENCODINGS = ("beam",)
 
 
-def run_fetal(cases: int = 100, heldout: int = 30, gpu: int | None = None,
-              retrain: bool = False, patch_encodings=PATCH_ENCODINGS,
-              segmenter_encodings=SEGMENTER_ENCODINGS) -> dict[str, dict[str, dict]]:
-    """The fetal pipeline end to end; returns the evaluation summaries per set and model.
-
-    Datasets follow :data:`fetal_biometry.experiments.RECIPES` (the training pool with ``cases``
-    scans, the held-out set with ``heldout``, the foreign check set) and are simulated again
-    when the simulator would now write them differently; the LMDBs, records and nets then follow.
-    A patch classifier is trained for each of ``patch_encodings``, a segmenter for each of
-    ``segmenter_encodings``.
-    """
+def simulate_sets(cases: int = 100, heldout: int = 30) -> dict[str, experiments.Recipe]:
+    """Simulate the training pool (``cases`` scans), the held-out set (``heldout``) and the
+    foreign check set (:data:`fetal_biometry.experiments.RECIPES`) unless they are current;
+    returns their recipes by name (``train`` and :data:`SETS`)."""
     recipes = {"train": dataclasses.replace(experiments.RECIPES["pool"], count=cases),
                "heldout": dataclasses.replace(experiments.RECIPES["heldout"], count=heldout),
                "foreign": experiments.RECIPES["foreign"]}
     for name, folder in (("train", paths.SIM_TRAIN), *((n, SETS[n][0]) for n in SETS)):
         experiments.simulated(folder, recipes[name])
-    trained_on = experiments.generator(recipes["train"])
-    scans = None
-    again = {}  # net (prototxt folder name) -> train afresh
-    for encoding in patch_encodings:
+    return recipes
+
+
+def patch_lmdbs(encodings, trained_on: dict, retrain: bool = False) -> dict[str, bool]:
+    """Make each encoding's patch LMDBs from the training scans unless current; returns
+    {net name: train afresh}."""
+    again, scans = {}, None
+    for encoding in encodings:
         lmdbs = paths.patch_lmdbs(encoding)
         fresh = not _current(lmdbs, encoding, trained_on)
         again[paths.fetal_name(encoding)] = retrain or fresh
@@ -166,21 +165,50 @@ def run_fetal(cases: int = 100, heldout: int = 30, gpu: int | None = None,
             scans = scans or list(patch_records.dataset_scans(paths.SIM_TRAIN))
             patch_records.build(scans, lmdbs, encoding, seed=0,
                                 sources={"dataset": str(paths.SIM_TRAIN), "generator": trained_on})
-    for encoding in segmenter_encodings:
+    return again
+
+
+def segmenter_records(encodings, trained_on: dict, retrain: bool = False) -> dict[str, bool]:
+    """Make each encoding's segmenter records from the training scans unless current; returns
+    {net name: train afresh}."""
+    again = {}
+    for encoding in encodings:
         records = paths.segment_records(encoding)
         fresh = not _current_records(records, encoding, trained_on)
         again[paths.segmenter_name(encoding)] = retrain or fresh
         if fresh:
             segment_records.build(dataset.open(paths.SIM_TRAIN), records, encoding, seed=0,
                                   sources={"dataset": str(paths.SIM_TRAIN), "generator": trained_on})
+    return again
+
+
+def print_tables(summaries: dict[str, dict[str, dict]], recipes: dict[str, experiments.Recipe]) -> None:
+    """Write each set's report and print its table (the models side by side)."""
+    for set_name, (_, out, title) in SETS.items():
+        table = evaluation.write_report(summaries[set_name], out)
+        print(f"\n{title.format(n=recipes[set_name].count)}:\n\n{table}\n\nper-case results, "
+              f"figures and overlays in {out}/; the report: {pathlib.Path(out, 'report.html').resolve()}")
+
+
+def run_fetal(cases: int = 100, heldout: int = 30, gpu: int | None = None,
+              retrain: bool = False, patch_encodings=PATCH_ENCODINGS,
+              segmenter_encodings=SEGMENTER_ENCODINGS) -> dict[str, dict[str, dict]]:
+    """The fetal pipeline end to end; returns the evaluation summaries per set and model.
+
+    Datasets follow :data:`fetal_biometry.experiments.RECIPES` and are simulated again when the
+    simulator would now write them differently; the LMDBs, records and nets then follow. A
+    patch classifier is trained for each of ``patch_encodings``, a segmenter for each of
+    ``segmenter_encodings``.
+    """
+    recipes = simulate_sets(cases, heldout)
+    trained_on = experiments.generator(recipes["train"])
+    again = {**patch_lmdbs(patch_encodings, trained_on, retrain),
+             **segmenter_records(segmenter_encodings, trained_on, retrain)}
     for _, out, _ in SETS.values():  # held here; the workers evaluate into them
         atomic.claim_output(out, evaluation.TOOL, overwrite=True)
         atomic.mark(out, evaluation.TOOL)
     summaries = train_and_evaluate(again, gpu)
     print(f"\nmodels: {', '.join(str(paths.run_dir(name)) for name in again)}, trained on {cases} "
           "simulated scans (seed 0, convex and linear probes)")
-    for set_name, (_, out, title) in SETS.items():
-        table = evaluation.write_report(summaries[set_name], out)
-        print(f"\n{title.format(n=recipes[set_name].count)}:\n\n{table}\n\nper-case results, "
-              f"figures and overlays in {out}/; the report: {pathlib.Path(out, 'report.html').resolve()}")
+    print_tables(summaries, recipes)
     return summaries

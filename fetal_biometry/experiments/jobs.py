@@ -84,11 +84,17 @@ EVALUATION_MINUTES = 0.5  # of those, one evaluation (30 scans); measuring again
 #: 0.25 s (6.3 min, the machine shared), records of 110 scans with 2 augmented copies (10 s),
 #: three evaluations of 30 scans (about 20 s each).
 SEGMENTER_JOB_MINUTES = 7.5
-#: The segmenter's candidate widths and spacings (depth 4 fixed: the measured starting point;
-#: a fifth pooling would shrink a 128-px tile to 4 px) and the tie margin of its rule.
+#: The segmenter's candidate widths, spacings and class weightings (depth 4 fixed: the measured
+#: starting point; a fifth pooling would shrink a 128-px tile to 4 px), the encoding they are
+#: chosen with and the tie margin of its rule (docs/segmenter.md).
 SEGMENTER_WIDTHS = (8, 16)
 SEGMENTER_SPACINGS = (1.0, 1.5)
+SEGMENTER_WEIGHTINGS = tuple(segment_records.WEIGHTINGS)
+SEGMENTER_SIZE_ENCODING = "beam"
 SEGMENTER_TIE = 0.01
+#: The class weighting of segmenter jobs from before weightings were chosen: their names and
+#: records name none, and stay so (the default, chosen since, is named).
+UNNAMED_WEIGHTING = "sqrt"
 
 #: Format constant: the name in the generator record of a dataset simulated at several sizes.
 #: Frozen: it names the module as it was when the format began, not where the code lives now.
@@ -205,6 +211,8 @@ class Job:
     #: The segmenter's U-Net width and spacing (mm per pixel); ignored for patch classifiers.
     width: int = nets.UNET_WIDTH
     spacing_mm: float = segment_records.SPACING_MM
+    #: The segmenter's class weighting (:data:`fetal_biometry.patches.segment_records.WEIGHTINGS`).
+    weighting: str = segment_records.WEIGHTING
 
     @property
     def segmenter(self) -> bool:
@@ -213,20 +221,24 @@ class Job:
     @property
     def name(self) -> str:
         if self.segmenter:
+            weighting = "" if self.weighting == UNNAMED_WEIGHTING else f"-{self.weighting}"
             return (f"segmenter-{self.encoding}-{self.scans}scans-seed{self.seed}-{self.variant}-"
-                    f"w{self.width}-{self.spacing_mm:g}mm-aug{self.augment}-it{self.iterations}")
+                    f"w{self.width}-{self.spacing_mm:g}mm-aug{self.augment}-it{self.iterations}{weighting}")
         return (f"{self.encoding}-{self.scans}scans-seed{self.seed}-{self.variant}-"
                 f"patch{self.patch}-aug{self.augment}-it{self.iterations}")
 
     def record(self) -> dict:
         """The job as stored in its records: a patch classifier's without the segmenter's fields,
-        as before segmenters existed, so its earlier records stay current."""
+        as before segmenters existed, and a segmenter's without :data:`UNNAMED_WEIGHTING`, as
+        before weightings were chosen, so their earlier records stay current."""
         fields = dataclasses.asdict(self)
         if not self.segmenter:
-            for key in ("kind", "width", "spacing_mm"):
+            for key in ("kind", "width", "spacing_mm", "weighting"):
                 del fields[key]
         else:
             del fields["patch"]
+            if self.weighting == UNNAMED_WEIGHTING:
+                del fields["weighting"]
         return fields
 
 
@@ -366,7 +378,8 @@ def _lmdbs(setup: Setup, job: Job, out: pathlib.Path) -> bool:
     try:
         made = json.loads((out / "manifest.json").read_text())
         if made.get("sources") == sources and made.get("version") == version and \
-                (not job.segmenter or made.get("balance", {}).get("method") == segment_records.BALANCE):
+                (not job.segmenter or made.get("balance", {}).get("method")
+                 == segment_records.balance_method("median", job.weighting)):
             return False
     except (OSError, ValueError):
         pass
@@ -377,7 +390,7 @@ def _lmdbs(setup: Setup, job: Job, out: pathlib.Path) -> bool:
         scans = _Scans(pool, chosen, validation, validation.cases[:setup.val_cases])
         segment_records.build(scans, out, job.encoding, job.spacing_mm, seed=job.seed, augment=job.augment,
                               splits={"train": chosen, "val": list(scans.cases[len(chosen):])},
-                              sources=sources)
+                              sources=sources, weighting=job.weighting)
         return True
     pool = dataset.open(setup.training_data(job.variant)[0])
     validation = dataset.open(setup.evaluation_set("validation")[0])
@@ -488,7 +501,10 @@ def job_from_spec(spec: str | os.PathLike) -> tuple[Setup, Job, list[str]]:
 
 
 def job_of(record: dict) -> Job:
-    """The :class:`Job` of a stored job record (:meth:`Job.record`)."""
+    """The :class:`Job` of a stored job record (:meth:`Job.record`): a segmenter's that names
+    no weighting has :data:`UNNAMED_WEIGHTING`."""
+    if record.get("kind") == model_folder.SEGMENTER:
+        record = {"weighting": UNNAMED_WEIGHTING, **record}
     return Job(**record)
 
 

@@ -10,8 +10,10 @@ import numpy as np
 
 from fetal_biometry.evaluation import scans as evaluation
 from fetal_biometry.experiments.jobs import (AUGMENT, ExperimentError, HALVES, Job, PATCH_SIZES,
-                                             SCANS, SEEDS, SEGMENTER_SPACINGS, SEGMENTER_TIE,
-                                             SEGMENTER_WIDTHS, Setup, TIE, appearance, groups, job_of)
+                                             SCANS, SEEDS, SEGMENTER_SIZE_ENCODING,
+                                             SEGMENTER_SPACINGS, SEGMENTER_TIE, SEGMENTER_WEIGHTINGS,
+                                             SEGMENTER_WIDTHS, Setup, TIE, UNNAMED_WEIGHTING, appearance,
+                                             groups, job_of)
 from fetal_biometry.measure import thresholds
 from fetal_biometry.nets import catalog, model as model_folder, spec as nets
 from fetal_biometry.patches import encoding as patches, scan_encoding, segment_records
@@ -54,51 +56,67 @@ SEGMENTER_SETS = ("validation", "heldout", "foreign")
 
 def segmenter_plan(seeds: Sequence[int] = SEEDS, augment: int = AUGMENT,
                    iterations: int = catalog.SEGMENTER_ITERATIONS, width: int = nets.UNET_WIDTH,
-                   spacing_mm: float = segment_records.SPACING_MM) -> Plan:
+                   spacing_mm: float = segment_records.SPACING_MM,
+                   weighting: str = segment_records.WEIGHTING) -> Plan:
     """The segmenter's three encodings at 100 scans, one job per seed, on the validation,
     held-out and foreign sets (beside the patch classifier's ablation)."""
-    return segmenter_curve_plan((100,), seeds, augment, iterations, width, spacing_mm)[0], SEGMENTER_SETS
+    return segmenter_curve_plan((100,), seeds, augment, iterations, width, spacing_mm,
+                                weighting)[0], SEGMENTER_SETS
 
 
 def segmenter_curve_plan(scans: Sequence[int] = SCANS, seeds: Sequence[int] = SEEDS,
                          augment: int = AUGMENT, iterations: int = catalog.SEGMENTER_ITERATIONS,
                          width: int = nets.UNET_WIDTH,
-                         spacing_mm: float = segment_records.SPACING_MM) -> Plan:
+                         spacing_mm: float = segment_records.SPACING_MM,
+                         weighting: str = segment_records.WEIGHTING) -> Plan:
     """The segmenter's learning curve: each encoding and number of training scans, one job per
     seed (the 100-scan jobs are :func:`segmenter_plan`'s)."""
     return [Job(e, n, s, augment=augment, iterations=iterations, kind=model_folder.SEGMENTER,
-                width=width, spacing_mm=spacing_mm)
+                width=width, spacing_mm=spacing_mm, weighting=weighting)
             for n in scans for e in scan_encoding.ENCODINGS for s in seeds], SEGMENTER_SETS
 
 
 def segmenter_size_plan(widths: Sequence[int] = SEGMENTER_WIDTHS,
-                        spacings: Sequence[float] = SEGMENTER_SPACINGS, seeds: Sequence[int] = (0,),
-                        augment: int = AUGMENT, iterations: int = catalog.SEGMENTER_ITERATIONS) -> Plan:
-    """Channels encoding, 100 scans: one job per U-Net width, spacing and seed, on the
-    validation set; :func:`choose_segmenter` picks by its stated rule."""
-    return [Job("channels", 100, s, augment=augment, iterations=iterations, kind=model_folder.SEGMENTER,
-                width=w, spacing_mm=sp) for w in widths for sp in spacings for s in seeds], ("validation",)
+                        spacings: Sequence[float] = SEGMENTER_SPACINGS,
+                        weightings: Sequence[str] = SEGMENTER_WEIGHTINGS, seeds: Sequence[int] = (0,),
+                        augment: int = AUGMENT, iterations: int = catalog.SEGMENTER_ITERATIONS,
+                        encoding: str = SEGMENTER_SIZE_ENCODING) -> Plan:
+    """One encoding (beam), 100 scans: one job per U-Net width, spacing, class weighting and
+    seed, on the validation set; :func:`choose_segmenter` picks by its stated rule. A chosen
+    configuration's jobs are :func:`segmenter_plan`'s of that encoding."""
+    return [Job(encoding, 100, s, augment=augment, iterations=iterations, kind=model_folder.SEGMENTER,
+                width=w, spacing_mm=sp, weighting=wt)
+            for w in widths for sp in spacings for wt in weightings for s in seeds], ("validation",)
 
 
-def choose_segmenter(records: Sequence[dict]) -> tuple[tuple[int, float], str]:
-    """The segmenter's width and spacing by the rule written down before the run: the highest
-    mean per-class Dice over the eight classes on the validation set (averaged over seeds);
-    configurations within :data:`SEGMENTER_TIE` of it are tied, and among them the cheaper wins
-    (fewer multiply-adds per scan: the smaller width, then the coarser spacing)."""
-    by_config: dict[tuple[int, float], list[dict]] = {}
+def _config(job: dict) -> tuple[int, float, str]:
+    """A segmenter job record's (width, spacing, weighting)."""
+    return job["width"], job["spacing_mm"], job.get("weighting", UNNAMED_WEIGHTING)
+
+
+def choose_segmenter(records: Sequence[dict]) -> tuple[tuple[int, float, str], str]:
+    """The segmenter's width, spacing and class weighting by the rule written down before the
+    run (docs/segmenter.md): the highest mean per-class Dice over the eight classes on the
+    validation set (averaged over seeds); configurations within :data:`SEGMENTER_TIE` of it are
+    tied, and among them the cheaper wins (fewer multiply-adds per scan: the smaller width, then
+    the coarser spacing), then the smaller median AC error on the validation set."""
+    by_config: dict[tuple[int, float, str], list[dict]] = {}
     for record in records:
-        job = record["job"]
-        by_config.setdefault((job["width"], job["spacing_mm"]), []).append(record["evaluations"]["validation"])
+        by_config.setdefault(_config(record["job"]), []).append(record["evaluations"]["validation"])
 
     def dice(config):
         return float(np.mean([np.mean(list(s["per_class_dice"].values())) for s in by_config[config]]))
 
+    def ac_error(config):
+        errors = [s["ac_median_error_percent"] for s in by_config[config]]
+        return np.inf if None in errors else float(np.mean(errors))
+
     best = max(map(dice, by_config))
     tied = [c for c in by_config if dice(c) >= best - SEGMENTER_TIE]
-    chosen = min(tied, key=lambda c: (c[0], -c[1]))
+    chosen = min(tied, key=lambda c: (c[0], -c[1], ac_error(c)))
     rule = (f"highest mean per-class Dice on the validation set (best {best:.3f}); configurations "
-            f"within {SEGMENTER_TIE} tied ({', '.join(f'width {w}, {sp:g} mm' for w, sp in tied)}), "
-            "the cheaper wins")
+            f"within {SEGMENTER_TIE} tied ({', '.join(f'width {w}, {sp:g} mm, {wt}' for w, sp, wt in tied)}), "
+            "the cheaper wins, then the smaller median AC error")
     return chosen, rule
 
 
@@ -133,9 +151,11 @@ METRICS: dict[str, tuple[str, Callable[[dict], float | None]]] = {
     "plane_acceptance": ("plane acceptance", lambda s: s["plane_acceptance_accuracy"]),
     "abdomen_dice": ("abdomen Dice", lambda s: s.get("abdomen_dice")),
     "ac_measured": ("AC measured", lambda s: s["ac_measured"]),
+    "ac_acceptable": ("AC on acceptable planes", lambda s: s.get("ac_measured_acceptable")),
     "ac_median": ("median AC error", lambda s: s["ac_median_error_percent"]),
     "ac_p90": ("90th pct. AC error", lambda s: s.get("ac_p90_error_percent")),
     "ac_max": ("max AC error", lambda s: s.get("ac_max_error_percent")),
+    "ac_off": ("> 10 %", lambda s: s.get("ac_off_count")),
 }
 PERCENT = ("ac_median", "ac_p90", "ac_max")
 
@@ -165,7 +185,7 @@ def cell(metric: str, value: dict, seeds: int, cases: int) -> str:
     value, and ``(n of k)`` when only n of the k seeds gave one."""
     if value["mean"] is None:
         return "-"
-    digits = 1 if metric in PERCENT or metric == "ac_measured" else 3
+    digits = 1 if metric in PERCENT or metric in ("ac_measured", "ac_off") else 3
     text = f"{value['mean']:.{digits}f}" + ("" if value["sd"] is None else f" ± {value['sd']:.{digits}f}")
     text += " %" if metric in PERCENT else f" / {cases}" if metric == "ac_measured" else ""
     return text + (f" ({value['n']} of {seeds})" if value["n"] < seeds else "")
@@ -232,18 +252,29 @@ def choose_patch(records: Sequence[dict]) -> tuple[int, str]:
     return chosen, rule
 
 
+def limits_method(records: Sequence[dict]) -> thresholds.Method:
+    """How the records' nets measure the AC: the segmented abdomen for segmenters, the fluid
+    boundary for patch classifiers (ExperimentError for a mixture: their limits differ)."""
+    kinds = {job_of(r["job"]).kind for r in records}
+    if len(kinds) != 1:
+        raise ExperimentError(f"trust limits are chosen for one kind of model at a time, not {sorted(kinds)}")
+    return thresholds.SEGMENTED if kinds == {model_folder.SEGMENTER} else thresholds.FLUID
+
+
 def choose_limits(setup: Setup, records: Sequence[dict], sets: Sequence[str],
                   ) -> tuple[thresholds.Choice, dict[str, list[dict]]]:
     """Trust limits and plane thresholds (:func:`fetal_biometry.measure.thresholds.choose`) from the
     records' evaluations on ``sets`` (validation sets only), measured again from their class maps
-    under :data:`~fetal_biometry.measure.thresholds.LOOSEST`; with the per-case results by set."""
+    under the loosest limits of their kind's method (:func:`limits_method`); with the per-case
+    results by set."""
+    method = limits_method(records)
     try:
         groups = {name: [r for record in records for r in evaluation.stored_results(
-            setup.evaluation_record(job_of(record["job"]), name), limits=thresholds.LOOSEST)]
+            setup.evaluation_record(job_of(record["job"]), name), limits=method.loosest)]
             for name in sets}
     except (ValueError, OSError) as err:  # e.g. --finished jobs evaluated before maps were kept
         raise ExperimentError(f"{err} (run the command without --finished)") from err
-    return thresholds.choose([r for results in groups.values() for r in results]), groups
+    return thresholds.choose([r for results in groups.values() for r in results], method), groups
 
 
 def _rows(records, name, key, label) -> dict[str, dict]:
@@ -272,8 +303,8 @@ def report(plan: str, setup: Setup, records: Sequence[dict], sets: Sequence[str]
         "segmenter": (lambda j: j["encoding"], lambda k: f"segmenter, {k}", "model"),
         "segmenter-curve": (lambda j: (j["encoding"], j["scans"]), lambda k: f"segmenter, {k[0]}, {k[1]} scans",
                             "model, training scans"),
-        "segmenter-size": (lambda j: (j["width"], j["spacing_mm"]), lambda k: f"width {k[0]}, {k[1]:g} mm",
-                           "U-Net width, spacing"),
+        "segmenter-size": (_config, lambda k: f"width {k[0]}, {k[1]:g} mm, {k[2]} weights",
+                           "U-Net width, spacing, class weights"),
     }
     key, label, heading = labels[plan]
     if plan in ("learning-curve", "segmenter-curve"):
@@ -294,15 +325,18 @@ def report(plan: str, setup: Setup, records: Sequence[dict], sets: Sequence[str]
         numbers["chosen"] = {"patch": chosen, "rule": rule}
         parts.append(f"Chosen: **{chosen} px** ({rule}).")
     if plan == "segmenter-size":
-        (width, spacing), rule = choose_segmenter(records)
-        numbers["chosen"] = {"width": width, "spacing_mm": spacing, "rule": rule}
-        parts.append(f"Chosen: **width {width}, {spacing:g} mm per pixel** ({rule}).")
-    if plan == "thresholds":
-        choice, groups = choose_limits(setup, records, sets)
+        (width, spacing, weighting), rule = choose_segmenter(records)
+        numbers["chosen"] = {"width": width, "spacing_mm": spacing, "weighting": weighting, "rule": rule}
+        parts.append(f"Chosen: **width {width}, {spacing:g} mm per pixel, {weighting} class weights** ({rule}).")
+    if plan == "thresholds" or (plan == "segmenter" and "validation" in sets):
+        chosen_on = [s for s in sets if s.startswith("validation")]  # never the reported sets
+        choice, groups = choose_limits(setup, records, chosen_on)
+        method = limits_method(records)
         numbers["chosen"] = dataclasses.asdict(choice)
-        parts.append(f"Chosen on {', '.join(sets)} ({len(records)} nets; copy into "
-                     f"fetal_biometry/measure/biometry.py):\n\n```\n{thresholds.constants(choice)}\n```\n\n"
-                     + thresholds.report(choice, groups))
+        parts.append(f"Trust limits and plane thresholds chosen on {', '.join(chosen_on)} "
+                     f"({len(records)} nets; copy into {method.home}):\n\n"
+                     f"```\n{thresholds.constants(choice, method)}\n```\n\n"
+                     + thresholds.report(choice, groups, method))
     numbers["jobs"] = [r["job"] for r in records]
     return "\n\n".join(parts) + "\n", numbers
 
@@ -317,7 +351,7 @@ def differences(rows: Mapping[str, dict], reference: str, label: str) -> str:
         cells = []
         for metric in METRICS:
             a, b = row[metric]["mean"], rows[reference][metric]["mean"]
-            digits = 1 if metric in PERCENT or metric == "ac_measured" else 3
+            digits = 1 if metric in PERCENT or metric in ("ac_measured", "ac_off") else 3
             cells.append("-" if a is None or b is None else
                          f"{a - b:+.{digits}f}" + (" %" if metric in PERCENT else ""))
         lines.append(f"| {name} | " + " | ".join(cells) + " |")

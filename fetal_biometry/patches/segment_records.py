@@ -36,14 +36,17 @@ rotation of the whole scan is the identity there; the scale is applied to the pr
 (:func:`fetal_biometry.augment.scaled_geometry`).
 
 **Class balance.** The training tiles' pixels per class give frequencies ``f_c``; each class is
-weighted ``w_c = max(1, sqrt(median(f) / f_c))`` (median-frequency balancing, Eigen and Fergus
-2015, softened by the square root and never below 1), then scaled so that the average weight of
-a training pixel is 1 (the loss keeps its size). Rare classes (stomach, vein, spine, ribs) are
-lifted about 3-4x; the large ones (background, fluid, shadow, abdomen) keep one weight between
-them, because a weight tilts every boundary towards the heavier class: with the full weights
-(fluid 0.66, abdomen 1.13) the abdomen's outline moved outwards and the AC of the first
-segmenter read +1.5 % (median, validation scans) where dividing its probabilities by the weights
-gave +0.9 %. ``infogain.binaryproto`` holds ``diag(w)`` for Caffe's InfogainLoss
+weighted ``w_c = min(FULL_CAP, max(1, median(f) / f_c))`` (``weighting="full"``, the default:
+median-frequency balancing, Eigen and Fergus 2015, capped at 10 and never below 1), then scaled
+so that the average weight of a training pixel is 1 (the loss keeps its size). Rare classes
+(stomach, vein, spine, ribs) are lifted about 8-10x; the large ones (background, fluid, shadow,
+abdomen) keep one weight between them, because a weight tilts every boundary towards the
+heavier class: with unfloored weights (fluid 0.66, abdomen 1.13) the abdomen's outline moved
+outwards and the AC of the first segmenter read +1.5 % (median, validation scans).
+``weighting="sqrt"`` softens the lift by a square root, ``max(1, sqrt(median(f) / f_c))``
+(about 3-4x): the weighting before the choice on validation, where its nets never learnt the
+spine and ribs (docs/segmenter.md).
+``infogain.binaryproto`` holds ``diag(w)`` for Caffe's InfogainLoss
 (:func:`fetal_biometry.nets.segmenter`).
 """
 from __future__ import annotations
@@ -122,15 +125,27 @@ def augmented(image: np.ndarray, labels: np.ndarray, directions: np.ndarray, pro
     return encoded(image, labels, directions, probe, encoding)
 
 
-#: How the class weights are made (the manifest records it; records made otherwise are stale).
-BALANCE = "InfogainLoss, diag H = max(1, sqrt(median frequency / frequency)), mean weight of a training pixel 1"
+def balance_method(balance: str = "median", weighting: str = "sqrt") -> str:
+    """How the class weights are made, as the manifest states it (records made otherwise are
+    stale): the reference frequency (``balance``) and the lift (``weighting``)."""
+    typical = "median frequency" if balance == "median" else "(1 / K)"
+    lift = f"sqrt({typical} / frequency)" if weighting == "sqrt" else f"min(10, {typical} / frequency)"
+    return f"InfogainLoss, diag H = max(1, {lift}), mean weight of a training pixel 1"
+
+
+#: The lifts of rare classes: ``sqrt``, max(1, sqrt(typical / f)), or ``full``, max(1, min(10,
+#: typical / f)); ``full`` is the abdomen table's, chosen on validation (docs/segmenter.md), the
+#: other tables keep ``sqrt`` until chosen for them.
+WEIGHTINGS = ("sqrt", "full")
+WEIGHTING = "full"
+FULL_CAP = 10.0  # the largest weight of ``full`` relative to the large classes'
+#: How the class weights are made with the square-root lift (the manifest records it).
+BALANCE = balance_method("median", "sqrt")
 #: The class weights' reference frequency (``balance``), named -> how the manifest states it:
 #: "median" (the abdomen's, :data:`BALANCE`) or "uniform", 1/K of K classes, for a table with
 #: many small classes (the panel's 15: there the median class is itself small, and femur and
 #: skull, 0.5 % of the pixels each, stayed unweighted and unlearnt at 1500 iterations).
-BALANCES = {"median": BALANCE,
-            "uniform": "InfogainLoss, diag H = max(1, sqrt((1 / K) / frequency)), mean weight of a "
-                       "training pixel 1"}
+BALANCES = {name: balance_method(name, "sqrt") for name in ("median", "uniform")}
 
 
 #: The table whose classes' median frequency sets a table's weights, where not its own: the
@@ -141,11 +156,12 @@ MEDIAN_OVER = {"sweep": "abdomen"}
 
 
 def class_weights(pixels: Sequence[int], reference: str = "median",
-                  median_of: Sequence[bool] | None = None) -> list[float]:
-    """Softened median-frequency weights (or ``reference`` "uniform": 1/K instead of the median
-    frequency), never below the large classes' (module doc), from training pixels per class; a
-    class without pixels gets weight 1 (it never contributes). ``median_of`` marks the classes
-    whose median frequency is the reference (default: all)."""
+                  median_of: Sequence[bool] | None = None, weighting: str = "sqrt") -> list[float]:
+    """Median-frequency weights (or ``reference`` "uniform": 1/K instead of the median
+    frequency), never below the large classes' (module doc), from training pixels per class,
+    lifted by a square root (``sqrt``) or capped at :data:`FULL_CAP` (``full``); a class without
+    pixels gets weight 1 (it never contributes). ``median_of`` marks the classes whose median
+    frequency is the reference (default: all)."""
     counts = np.asarray(pixels, float)
     seen = counts > 0
     if not seen.any():
@@ -154,7 +170,8 @@ def class_weights(pixels: Sequence[int], reference: str = "median",
     among = seen if median_of is None else seen & np.asarray(median_of, bool)
     weights = np.ones(len(counts))
     typical = np.median(freq[among]) if reference == "median" else 1.0 / len(counts)
-    weights[seen] = np.maximum(1.0, np.sqrt(typical / freq[seen]))
+    ratio = typical / freq[seen]
+    weights[seen] = np.maximum(1.0, np.sqrt(ratio) if weighting == "sqrt" else np.minimum(FULL_CAP, ratio))
     weights[seen] /= float((freq * weights).sum())
     return [float(w) for w in weights]
 
@@ -171,7 +188,8 @@ def infogain_blob(weights: Sequence[float]) -> bytes:
 
 
 def check_arguments(encoding: str, spacing_mm: float, tile: int, fractions, seed: int,
-                    augment: int, depth: int = nets.UNET_DEPTH, classes: str = "abdomen") -> None:
+                    augment: int, weighting: str | None = WEIGHTING, depth: int = nets.UNET_DEPTH,
+                    classes: str = "abdomen") -> None:
     """Refuse parameters that would give useless records (options named)."""
     problems = []
     if classes not in label_tables.SEGMENTER_TABLES:
@@ -193,6 +211,8 @@ def check_arguments(encoding: str, spacing_mm: float, tile: int, fractions, seed
     if isinstance(augment, bool) or not isinstance(augment, (int, np.integer)) \
             or not 0 <= augment <= MAX_AUGMENT:
         problems.append(f"augmented copies {augment!r} (--augment): 0 to {MAX_AUGMENT}")
+    if weighting is not None and weighting not in WEIGHTINGS:
+        problems.append(f"class weighting {weighting!r} (--weighting): one of {tuple(WEIGHTINGS)}")
     if problems:
         raise RecordError("; ".join(problems))
 
@@ -246,16 +266,18 @@ def build(data: dataset.Dataset, out: str | os.PathLike, encoding: str = "channe
           fractions: tuple[float, float, float] = (0.7, 0.15, 0.15), seed: int = 0,
           augment: int = 0, splits: dict[str, list[str]] | None = None,
           sources: dict | None = None, progress=None, classes: str = "abdomen",
-          balance: str = "median") -> dict:
+          balance: str = "median", weighting: str | None = None) -> dict:
     """Write the segmenter's records of the opened dataset ``data`` into ``out``; the manifest.
 
     ``out`` is written aside and renamed into place when complete (callers claim it first with
     :func:`fetal_biometry.atomic.claim_output`). ``splits`` names each split's cases instead of
     a seeded draw by ``fractions``. ``classes`` names the class table (module doc); planes of a
     structure it has no class for are refused. ``balance`` names the class weights' reference
-    (:data:`BALANCES`).
+    (:data:`BALANCES`), ``weighting`` their lift (:data:`WEIGHTINGS`; None: :data:`WEIGHTING`
+    for the abdomen table, ``sqrt`` for the others).
     """
-    check_arguments(encoding, spacing_mm, tile, fractions, seed, augment, classes=classes)
+    weighting = weighting or (WEIGHTING if classes == "abdomen" else "sqrt")
+    check_arguments(encoding, spacing_mm, tile, fractions, seed, augment, weighting, classes=classes)
     if balance not in BALANCES:
         raise RecordError(f"class balance {balance!r}: one of {tuple(BALANCES)}")
     table = label_tables.SEGMENTER_TABLES[classes]
@@ -287,8 +309,9 @@ def build(data: dataset.Dataset, out: str | os.PathLike, encoding: str = "channe
                 augment if name == "train" else 0, keys, augment_rng, progress, table)
         train = manifest["splits"]["train"]["pixels"]
         median_table = label_tables.SEGMENTER_TABLES[MEDIAN_OVER.get(classes, classes)]
-        weights = class_weights([train[c] for c in table], balance, [c in median_table for c in table])
-        manifest["balance"] = {"method": BALANCES[balance], "weights": dict(zip(table, weights))}
+        weights = class_weights([train[c] for c in table], balance, [c in median_table for c in table],
+                                weighting)
+        manifest["balance"] = {"method": balance_method(balance, weighting), "weights": dict(zip(table, weights))}
         if classes in MEDIAN_OVER and balance == "median":
             manifest["balance"]["median_over"] = MEDIAN_OVER[classes]
         atomic.write_bytes(tmp / INFOGAIN, infogain_blob(weights))

@@ -114,7 +114,7 @@ def test_mean_and_sample_sd_over_seeds_in_a_markdown_table():
     assert rule.count("---") == header.count("|") - 1
     assert "| channels | 3 | 0.840 ± 0.040 |" in line
     assert "1.5 ± 0.7 % (2 of 3)" in line and "18.7 ± 16.2 / 30" in line
-    assert line.endswith("| - |")  # no max AC error in these summaries
+    assert line.endswith("| - | - |")  # no max AC error, no count off by 10 % in these summaries
     single = experiments.aggregate(records[:1], "heldout", lambda job: job["encoding"])
     assert "| channels | 1 | 0.800 |" in experiments.table(single, "encoding")
 
@@ -311,15 +311,34 @@ def test_a_tiny_segmenter_job_trains_and_is_evaluated_on_its_sets(tiny):
     assert 0 <= record["evaluations"]["heldout"]["abdomen_dice"] <= 1
     text, _ = experiments.report("segmenter", setup, [record], ("heldout",))
     assert "| segmenter, beam | 1 |" in text and "abdomen Dice" in text
+    # With the validation set the segmented abdomen's limits and margin are chosen on it alone.
+    text, numbers = experiments.report("segmenter", setup, [record], ("validation", "heldout"))
+    assert "chosen on validation (1 nets; copy into fetal_biometry/measure/abdomen.py)" in text
+    assert "DISAGREEMENT = " in text and set(numbers["chosen"]["limits"]) == set(thresholds.SEGMENTER_LOOSEST)
 
 
 def test_segmenter_rule_takes_the_cheaper_of_tied_configurations():
-    def record(width, spacing, dice):
-        job = Job("channels", 100, 0, kind=model_folder.SEGMENTER, width=width, spacing_mm=spacing).record()
-        return {"job": job, "evaluations": {"validation": {"per_class_dice": {"a": dice, "b": dice}}}}
+    def record(width, spacing, dice, weighting="sqrt", ac=1.0):
+        job = Job("beam", 100, 0, kind=model_folder.SEGMENTER, width=width, spacing_mm=spacing,
+                  weighting=weighting).record()
+        return {"job": job, "evaluations": {"validation": {"per_class_dice": {"a": dice, "b": dice},
+                                                           "ac_median_error_percent": ac}}}
 
     records = [record(8, 1.0, 0.800), record(8, 1.5, 0.795), record(16, 1.0, 0.830), record(16, 1.5, 0.70)]
-    assert experiments.choose_segmenter(records)[0] == (16, 1.0)
+    assert experiments.choose_segmenter(records)[0] == (16, 1.0, "sqrt")
     records[2] = record(16, 1.0, 0.805)  # within 0.01 of it: the cheaper wins
-    (width, spacing), rule = experiments.choose_segmenter(records)
+    (width, spacing, weighting), rule = experiments.choose_segmenter(records)
     assert (width, spacing) == (8, 1.5) and "the cheaper wins" in rule
+    # Weightings cost the same: among tied ones the smaller median AC error wins.
+    records = [record(8, 1.0, 0.800, "sqrt", ac=1.2), record(8, 1.0, 0.805, "full", ac=0.9)]
+    assert experiments.choose_segmenter(records)[0] == (8, 1.0, "full")
+    records[1] = record(8, 1.0, 0.805, "full", ac=1.5)
+    assert experiments.choose_segmenter(records)[0] == (8, 1.0, "sqrt")
+
+
+def test_jobs_from_before_weightings_were_chosen_keep_their_names_and_records():
+    plain = Job("beam", 100, 0, kind=model_folder.SEGMENTER, weighting="sqrt")
+    full = Job("beam", 100, 0, kind=model_folder.SEGMENTER)  # the chosen default
+    assert "weighting" not in plain.record() and plain.name.endswith("-it1500")
+    assert full.record()["weighting"] == "full" and full.name == plain.name + "-full"
+    assert experiments.job_of(full.record()) == full and experiments.job_of(plain.record()) == plain

@@ -59,9 +59,9 @@ def test_two_methods_that_disagree_report_no_ac():
     measured = abdomen.measure(drawn_map(fluid_ring=8), SPACING)
     assert measured.ac_mm is None and measured.ellipse is None
     assert measured.reasons[0].startswith(f"{biometry.NOT_MEASURED}: {abdomen.DISAGREE}")
-    assert not measured.accepted
+    assert not measured.accepted and measured.support.disagreement > abdomen.DISAGREEMENT
     # Within the margin they agree; a wider margin takes the segmenter's AC.
-    wide = abdomen.measure(drawn_map(fluid_ring=8), SPACING, margin=0.5)
+    wide = abdomen.measure(drawn_map(fluid_ring=8), SPACING, limits={"DISAGREEMENT": 0.5})
     assert wide.ac_mm == pytest.approx(ellipse_perimeter(TRUE.a, TRUE.b) * SPACING, rel=0.01)
     alone = abdomen.measure(drawn_map(fluid_ring=8), SPACING, second_opinion=False)
     assert alone.ac_mm == wide.ac_mm and alone.second is None

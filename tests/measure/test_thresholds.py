@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from fetal_biometry.measure import biometry, thresholds
+from fetal_biometry.measure import abdomen, biometry, thresholds
 
 from conftest import ROOT
 
@@ -78,6 +78,32 @@ def test_plane_thresholds_need_more_than_one_case():
     # A vein at the skin line in two unacceptable planes, the others well inside.
     veins = transverse + [case(1.0, accepted_true=False, gap_mm=g) for g in (0.0, 1.0)]
     assert thresholds.choose(veins).thresholds["VEIN_SKIN_MM"] == pytest.approx(5.5, abs=1e-5)
+
+
+SEGMENTED_GOOD = {"coverage": 0.8, "residual_mm": 0.5, "visible": 0.6, "convexity": 0.97,
+                  "area_ratio": 1.0, "outside_share": 0.0, "axis_ratio": 0.9, "disagreement": 0.01}
+
+
+def test_the_same_rule_chooses_the_segmented_abdomens_limits_and_margin():
+    # Two wrong ACs where the fluid method read 20-30 % off, one region overflowing its fit:
+    # the margin tightens half-way to the largest disagreement kept, the area ratio (one of two
+    # rules on that field) alone moves; the rest keep the loosest limits.
+    method = thresholds.SEGMENTED
+    results = ([{**case(1.0 + i / 20), "support": {**SEGMENTED_GOOD, "disagreement": 0.01 + i / 200}}
+                for i in range(20)]
+               + [{**case(e), "support": {**SEGMENTED_GOOD, "disagreement": d}} for e, d in ((14.0, 0.3), (-12.0, 0.2))]
+               + [{**case(11.0), "support": {**SEGMENTED_GOOD, "area_ratio": 1.4}}])
+    choice = thresholds.choose(results, method)
+    assert set(choice.limits) == {rule.constant for rule in abdomen.TRUST_RULES}
+    assert choice.limits["DISAGREEMENT"] == pytest.approx((0.2 + 0.105) / 2)
+    assert choice.limits["MAX_AREA_RATIO"] == pytest.approx((1.4 + 1.0) / 2)
+    assert choice.limits["MIN_AREA_RATIO"] == thresholds.SEGMENTER_LOOSEST["MIN_AREA_RATIO"]
+    assert thresholds.outcome(results, choice.limits, method)["measured"] == 20
+    assert "DISAGREEMENT = 0.15" in thresholds.constants(choice, method)
+    assert "| DISAGREEMENT |" in thresholds.report(choice, {"validation": results}, method)
+    # The limits chosen apply: abdomen.measure takes them by constant name.
+    assert abdomen.untrusted(abdomen.Support(**{**SEGMENTED_GOOD, "disagreement": 0.16}),
+                             choice.limits).startswith(abdomen.DISAGREE)
 
 
 def test_the_validation_results_carry_what_the_chooser_reads(fetal_data, fetal_model, tmp_path):

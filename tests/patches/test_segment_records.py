@@ -93,11 +93,25 @@ def test_same_seed_gives_identical_records(tmp_path, coded_data):
     ({"tile": 40}, "a multiple of 16"),
     ({"spacing_mm": 0}, "positive number of mm"),
     ({"augment": 99}, "--augment"),
+    ({"weighting": "inverse"}, "--weighting"),
 ])
 def test_useless_parameters_are_refused_and_nothing_is_written(tmp_path, coded_data, kwargs, message):
     with pytest.raises(segment_records.RecordError, match=message):
         segment_records.build(dataset.open(coded_data), tmp_path / "out", **kwargs)
     assert not (tmp_path / "out").exists()
+
+
+def test_class_weights_lift_the_rare_classes_and_keep_one_weight_for_the_large():
+    # Four large classes, a rare one at 1/9 of the median, one at 1/400, one absent.
+    pixels = [900, 900, 900, 900, 100, 100, 2, 0]
+    soft = np.array(segment_records.class_weights(pixels, weighting="sqrt"))
+    full = np.array(segment_records.class_weights(pixels, weighting="full"))
+    for weights in (soft, full):
+        assert np.allclose(weights[:4], weights[0]) and weights[7] == 1.0
+        freq = np.array(pixels[:7]) / sum(pixels)
+        assert (freq * weights[:7]).sum() == pytest.approx(1.0)  # a training pixel weighs 1
+    assert soft[4] / soft[0] == pytest.approx(3.0) and soft[6] / soft[0] == pytest.approx(np.sqrt(450))
+    assert full[4] / full[0] == pytest.approx(9.0) and full[6] / full[0] == pytest.approx(segment_records.FULL_CAP)
 
 
 def test_tiles_cover_a_long_side_with_overlap_and_a_short_one_padded():
