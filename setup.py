@@ -11,7 +11,7 @@ from setuptools import find_packages, setup
 
 TOOLS = ("simulate", "import_dataset", "make_lmdb", "train", "infer", "evaluate", "beam_map",
          "demo", "make_prototxt", "tutorial", "sweep", "choose_thresholds", "experiments", "pacs",
-         "make_segment_records", "panel_experiments")
+         "make_segment_records", "panel_experiments", "gpu_check_data")
 
 setup(
     name="fetal-biometry",

@@ -11,13 +11,13 @@ The CPU-only refusal is tested always.
 """
 from __future__ import annotations
 
-import os
 import pathlib
 import re
-import subprocess
 import sys
 
 import pytest
+
+from tests.cuda_build import explain, prefix as cuda_prefix, run
 
 pytestmark = pytest.mark.gpu
 
@@ -25,33 +25,17 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 LIBRARIES = ("libcudart.so.13", "libcublas.so.13", "libcurand.so.10", "libnccl.so.2")
 
 
-def _run(cmd, timeout: float = 120, **env) -> subprocess.CompletedProcess:
-    """Run from the repository; Caffe is the default one (the CPU build) unless env says."""
-    base = {k: v for k, v in os.environ.items() if k != "FETAL_CAFFE_PREFIX"}
-    return subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=timeout,
-                          cwd=ROOT, env={**base, "PYTHONPATH": str(ROOT), **env})
-
-
-def _explain(proc: subprocess.CompletedProcess) -> str:
-    return f"{' '.join(proc.args)} exited {proc.returncode}:\n{(proc.stdout + proc.stderr)[-3000:]}"
-
-
 @pytest.fixture(scope="module")
 def prefix() -> pathlib.Path:
-    proc = _run(["bash", ROOT / "tools/caffe_cuda.sh", "--print"])
-    assert proc.returncode == 0, _explain(proc)
-    path = pathlib.Path(proc.stdout.strip())
-    if not (path / "bin/caffe").is_file():
-        pytest.skip(f"no CUDA build of Caffe at {path}: `make test-gpu-build` builds it (28 CPU-minutes; 44 min on 2 busy shared cores)")
-    return path
+    return cuda_prefix()
 
 
 @pytest.fixture(scope="module")
 def toolkit(prefix) -> pathlib.Path:
     """The PyPI toolkit libcaffe links: cuda-toolkit-<key>/nvidia/cu13 in the same cache."""
-    proc = _run(["ldd", prefix / "lib/libcaffe.so"])
+    proc = run(["ldd", prefix / "lib/libcaffe.so"])
     found = re.search(r"libcudart\.so\.13 => (\S+)", proc.stdout)
-    assert found, _explain(proc)
+    assert found, explain(proc)
     root = pathlib.Path(found.group(1)).resolve().parents[3]
     assert root.parent == prefix.parent and root.name.startswith("cuda-toolkit-"), found.group(1)
     return root / "nvidia/cu13"
@@ -64,15 +48,15 @@ def no_gpu():
 
 
 def test_caffe_binary_runs(prefix):
-    proc = _run([prefix / "bin/caffe", "--version"])
-    assert proc.returncode == 0, _explain(proc)
+    proc = run([prefix / "bin/caffe", "--version"])
+    assert proc.returncode == 0, explain(proc)
     assert "caffe version 1.0.0" in proc.stdout + proc.stderr
 
 
 @pytest.mark.parametrize("library", ["lib/libcaffe.so", "python/caffe/_caffe.so"])
 def test_cuda_libraries_resolve_from_the_toolkit(prefix, toolkit, library):
-    proc = _run(["ldd", prefix / library])
-    assert proc.returncode == 0 and "not found" not in proc.stdout, _explain(proc)
+    proc = run(["ldd", prefix / library])
+    assert proc.returncode == 0 and "not found" not in proc.stdout, explain(proc)
     for name in LIBRARIES:
         found = re.search(rf"{re.escape(name)} => (\S+)", proc.stdout)
         assert found, f"{library} does not link {name}:\n{proc.stdout}"
@@ -82,18 +66,18 @@ def test_cuda_libraries_resolve_from_the_toolkit(prefix, toolkit, library):
 
 def test_fatbinary_holds_sm80_sm90_and_ptx(prefix, toolkit):
     cuobjdump = toolkit / "bin/cuobjdump"
-    elf = _run([cuobjdump, "--list-elf", prefix / "lib/libcaffe.so"], timeout=300)
-    ptx = _run([cuobjdump, "--list-ptx", prefix / "lib/libcaffe.so"], timeout=300)
-    assert elf.returncode == 0 and ptx.returncode == 0, _explain(elf) + _explain(ptx)
+    elf = run([cuobjdump, "--list-elf", prefix / "lib/libcaffe.so"], timeout=300)
+    ptx = run([cuobjdump, "--list-ptx", prefix / "lib/libcaffe.so"], timeout=300)
+    assert elf.returncode == 0 and ptx.returncode == 0, explain(elf) + explain(ptx)
     archs = set(re.findall(r"\.(sm_\d+)\.cubin", elf.stdout))
     assert archs == {"sm_80", "sm_90"}, archs
     assert set(re.findall(r"\.(sm_\d+)\.ptx", ptx.stdout)) == {"sm_90"}, ptx.stdout[-500:]
 
 
 def test_pycaffe_imports_under_the_prefix(prefix):
-    proc = _run([sys.executable, "-c", "from fetal_biometry import caffe_env; "
+    proc = run([sys.executable, "-c", "from fetal_biometry import caffe_env; "
                  "print(caffe_env.caffe().__file__)"], FETAL_CAFFE_PREFIX=str(prefix))
-    assert proc.returncode == 0, _explain(proc)
+    assert proc.returncode == 0, explain(proc)
     assert proc.stdout.strip().startswith(str(prefix)), proc.stdout
 
 
@@ -101,25 +85,25 @@ def test_set_mode_gpu_without_a_device_is_a_clear_error(prefix, no_gpu):
     code = ("from fetal_biometry import caffe_env\n"
             "try:\n    caffe_env.set_device(0)\n"
             "except caffe_env.DeviceError as err:\n    print(err)\n")
-    proc = _run([sys.executable, "-c", code], FETAL_CAFFE_PREFIX=str(prefix))
-    assert proc.returncode == 0, _explain(proc)
+    proc = run([sys.executable, "-c", code], FETAL_CAFFE_PREFIX=str(prefix))
+    assert proc.returncode == 0, explain(proc)
     assert "no CUDA device visible" in proc.stdout and "CUDA runtime 13." in proc.stdout, proc.stdout
 
 
 def test_train_gpu_without_a_device_exits_1_and_writes_nothing(prefix, no_gpu, tmp_path):
     out = tmp_path / "run"
-    proc = _run([sys.executable, "tools/train.py", "prototxt/tutorial_cnn/solver.prototxt",
+    proc = run([sys.executable, "tools/train.py", "prototxt/tutorial_cnn/solver.prototxt",
                  "--out", out, "--gpu", "0"], FETAL_CAFFE_PREFIX=str(prefix))
-    assert proc.returncode == 1, _explain(proc)
+    assert proc.returncode == 1, explain(proc)
     assert "train: error: GPU 0 requested, but no CUDA device visible" in proc.stderr, proc.stderr
     assert "driver" in proc.stderr and not out.exists()
 
 
 def test_infer_gpu_without_a_device_exits_1_and_writes_nothing(prefix, no_gpu, tmp_path):
     out = tmp_path / "out"
-    proc = _run([sys.executable, "tools/infer.py", tmp_path / "model", tmp_path, "--out", out,
+    proc = run([sys.executable, "tools/infer.py", tmp_path / "model", tmp_path, "--out", out,
                  "--gpu", "0"], FETAL_CAFFE_PREFIX=str(prefix))
-    assert proc.returncode == 1, _explain(proc)
+    assert proc.returncode == 1, explain(proc)
     assert "infer: error: GPU 0 requested, but no CUDA device visible" in proc.stderr, proc.stderr
     assert not out.exists()
 
@@ -127,8 +111,8 @@ def test_infer_gpu_without_a_device_exits_1_and_writes_nothing(prefix, no_gpu, t
 def test_cpu_only_caffe_refuses_gpu_clearly(tmp_path):
     """The default (CPU_ONLY) build: --gpu is refused before anything is written."""
     out = tmp_path / "run"
-    proc = _run([sys.executable, "tools/train.py", "prototxt/tutorial_cnn/solver.prototxt",
+    proc = run([sys.executable, "tools/train.py", "prototxt/tutorial_cnn/solver.prototxt",
                  "--out", out, "--gpu", "0"])
-    assert proc.returncode == 1, _explain(proc)
+    assert proc.returncode == 1, explain(proc)
     assert "was built CPU_ONLY" in proc.stderr and "make caffe-cuda" in proc.stderr, proc.stderr
     assert not out.exists()

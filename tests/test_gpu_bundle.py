@@ -22,6 +22,8 @@ import tarfile
 import numpy as np
 import pytest
 
+from tests.cuda_build import explain, prefix as cuda_prefix, run
+
 from fetal_biometry import caffe_env
 from fetal_biometry.io import lmdb_writer
 
@@ -33,29 +35,15 @@ SITE = "/usr/local/lib/python3.12/site-packages/nvidia"  # where a PyTorch image
 CUDA_NAMES = re.compile(r"lib(cuda|cudart|cublas|cublasLt|curand|nccl)\.so")
 
 
-def _run(cmd, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=timeout, cwd=ROOT,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
-
-
-def _explain(proc: subprocess.CompletedProcess) -> str:
-    return f"{' '.join(map(str, proc.args))} exited {proc.returncode}:\n{(proc.stdout + proc.stderr)[-3000:]}"
-
-
 @pytest.fixture(scope="module")
 def prefix() -> pathlib.Path:
-    proc = _run(["bash", ROOT / "tools/caffe_cuda.sh", "--print"])
-    assert proc.returncode == 0, _explain(proc)
-    path = pathlib.Path(proc.stdout.strip())
-    if not (path / "bin/caffe").is_file():
-        pytest.skip(f"no CUDA build of Caffe at {path}: `make gpu-bundle` builds it (28 CPU-minutes) and the bundle")
-    return path
+    return cuda_prefix()
 
 
 @pytest.fixture(scope="module")
 def bundle(prefix) -> pathlib.Path:
-    proc = _run(["bash", ROOT / "tools/gpu_bundle.sh", "--print"])
-    assert proc.returncode == 0, _explain(proc)
+    proc = run(["bash", ROOT / "tools/gpu_bundle.sh", "--print"])
+    assert proc.returncode == 0, explain(proc)
     path = pathlib.Path(proc.stdout.strip())
     if not path.is_file():
         pytest.skip(f"no GPU bundle at {path}: `make gpu-bundle` makes it from the CUDA build (a few minutes)")
@@ -75,9 +63,9 @@ def nvidia_libs(prefix, unpacked) -> dict[str, pathlib.Path]:
     """The CUDA libraries the bundle needs, as NVIDIA's wheels install them (and PyTorch holds
     them): container path under site-packages/nvidia -> the toolkit's file. Only the wheels' own
     files: the toolkit's convenience links (libnccl.so.2 inside cu13/lib) are left out."""
-    proc = _run(["ldd", prefix / "lib/libcaffe.so"])
+    proc = run(["ldd", prefix / "lib/libcaffe.so"])
     found = re.search(r"libcudart\.so\.13 => (\S+)", proc.stdout)
-    assert found, _explain(proc)
+    assert found, explain(proc)
     nvidia = pathlib.Path(found.group(1)).parents[2]  # .../nvidia/cu13/lib/libcudart.so.13
     needed = re.search(r"^cuda: (.*)$", (unpacked / "MANIFEST").read_text(), re.M).group(1).split()
     files = {}
@@ -91,8 +79,8 @@ def nvidia_libs(prefix, unpacked) -> dict[str, pathlib.Path]:
 def podman():
     if os.geteuid() != 0 or shutil.which("podman") is None:
         pytest.skip("the bare-container check needs rootful podman (docker/podman_setup.sh, as root)")
-    proc = _run(["bash", ROOT / "docker/podman_setup.sh"], 900)
-    assert proc.returncode == 0, "podman setup failed: " + _explain(proc)
+    proc = run(["bash", ROOT / "docker/podman_setup.sh"], 900)
+    assert proc.returncode == 0, "podman setup failed: " + explain(proc)
 
 
 def _container(unpacked: pathlib.Path, nvidia_libs: dict | None, *args: str) -> subprocess.CompletedProcess:
@@ -100,7 +88,7 @@ def _container(unpacked: pathlib.Path, nvidia_libs: dict | None, *args: str) -> 
     mounts = ["-v", f"{unpacked}:/opt/fetal-caffe-gpu:ro", "-v", f"{ROOT / 'prototxt'}:/work/prototxt:ro"]
     for inside, outside in (nvidia_libs or {}).items():
         mounts += ["-v", f"{outside}:{inside}:ro"]
-    return _run(["podman", "run", "--rm", "--network", "none", "--read-only", *mounts, "-w", "/work",
+    return run(["podman", "run", "--rm", "--network", "none", "--read-only", *mounts, "-w", "/work",
                  BASE_IMAGE, "/opt/fetal-caffe-gpu/caffe", *args], 300)
 
 
@@ -116,8 +104,8 @@ def test_tarball_fits_and_carries_no_cuda(bundle):
 def test_every_elf_finds_its_neighbours_through_origin(unpacked):
     elves = [unpacked / "bin/caffe", *sorted(unpacked.glob("lib/*.so.*"))]
     for elf in elves:
-        proc = _run(["readelf", "-d", elf])
-        assert proc.returncode == 0, _explain(proc)
+        proc = run(["readelf", "-d", elf])
+        assert proc.returncode == 0, explain(proc)
         rpath = re.search(r"\(RPATH\)\s+Library rpath: \[(.*)\]", proc.stdout)
         assert rpath and all(p.startswith("$ORIGIN") for p in rpath.group(1).split(":")), f"{elf}: {proc.stdout}"
         assert "(RUNPATH)" not in proc.stdout, f"{elf} has a RUNPATH (LD_LIBRARY_PATH would win over it)"
@@ -125,14 +113,14 @@ def test_every_elf_finds_its_neighbours_through_origin(unpacked):
 
 def test_runs_in_a_bare_debian_with_cuda_from_site_packages(podman, unpacked, nvidia_libs):
     proc = _container(unpacked, nvidia_libs, "--version")
-    assert proc.returncode == 0 and "caffe version 1.0.0" in proc.stdout, _explain(proc)
+    assert proc.returncode == 0 and "caffe version 1.0.0" in proc.stdout, explain(proc)
     assert f"CUDA libraries from {SITE}/cu13/lib {SITE}/nccl/lib" in proc.stderr, proc.stderr
     assert "no NVIDIA driver library" in proc.stderr, proc.stderr
 
 
 def test_every_library_resolves_in_the_container(podman, unpacked, nvidia_libs):
     proc = _container(unpacked, nvidia_libs, "--bundle-info")
-    assert proc.returncode == 0, _explain(proc)
+    assert proc.returncode == 0, explain(proc)
     assert "not found" not in proc.stdout, proc.stdout
     for cuda in ("libcudart.so.13", "libcublas.so.13", "libcurand.so.10", "libnccl.so.2"):
         assert re.search(rf"{re.escape(cuda)} => {SITE}/(cu13|nccl)/lib/", proc.stdout), f"{cuda}:\n{proc.stdout}"
@@ -143,7 +131,7 @@ def test_every_library_resolves_in_the_container(podman, unpacked, nvidia_libs):
 @pytest.mark.parametrize("flags", [["--gpu", "0"], []], ids=["gpu0", "every-gpu"])
 def test_device_query_without_a_gpu_is_one_sentence(podman, unpacked, nvidia_libs, flags):
     proc = _container(unpacked, nvidia_libs, "device_query", *flags)
-    assert proc.returncode == 1, _explain(proc)
+    assert proc.returncode == 1, explain(proc)
     errors = [line for line in proc.stderr.splitlines() if "error" in line]
     assert len(errors) == 1 and errors[0].startswith("caffe: error: GPU "), proc.stderr
     assert "requested, but no CUDA device visible" in errors[0] and "CUDA runtime 13." in errors[0], errors[0]
@@ -152,13 +140,13 @@ def test_device_query_without_a_gpu_is_one_sentence(podman, unpacked, nvidia_lib
 
 def test_cpu_forward_backward_in_the_container(podman, unpacked, nvidia_libs):
     proc = _container(unpacked, nvidia_libs, "time", "--model=prototxt/tutorial_cnn/deploy.prototxt", "--iterations=2")
-    assert proc.returncode == 0, _explain(proc)
+    assert proc.returncode == 0, explain(proc)
     assert re.search(r"Average Forward pass: [0-9.]+ ms", proc.stderr), proc.stderr
 
 
 def test_missing_cuda_libraries_are_named(podman, unpacked):
     proc = _container(unpacked, None, "--version")
-    assert proc.returncode == 1, _explain(proc)
+    assert proc.returncode == 1, explain(proc)
     assert "error: CUDA 13 libraries not found: " in proc.stderr and "libcudart.so.13" in proc.stderr, proc.stderr
     assert "pip install nvidia-cuda-runtime" in proc.stderr and "Looked in:" in proc.stderr, proc.stderr
 
@@ -180,9 +168,9 @@ def test_gpu_check_cpu_half_runs_from_the_bundle(bundle, tmp_path):
     _small_lmdbs(tmp_path / "data")
     out = tmp_path / "check"
     cpu_caffe = caffe_env.binary("caffe")
-    proc = _run(["bash", ROOT / "tools/gpu_check.sh", "--cpu-only", "--cpu-caffe", cpu_caffe, "--bundle", bundle,
+    proc = run(["bash", ROOT / "tools/gpu_check.sh", "--cpu-only", "--cpu-caffe", cpu_caffe, "--bundle", bundle,
                  "--data", tmp_path / "data", "--out", out, "--iterations", "20"], 600)
-    assert proc.returncode == 0, _explain(proc)
+    assert proc.returncode == 0, explain(proc)
     summary = (out / "summary.txt").read_text()
     assert "device_query without a GPU: caffe: error: GPU 0 requested, but no CUDA device visible" in summary, summary
     for name, batch in (("tutorial_cnn", 64), ("fetal_channels", 64), ("segmenter_channels", 4)):

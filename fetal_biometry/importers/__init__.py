@@ -48,8 +48,9 @@ Labels, layers, biometry
 A shape's label maps to a class of the table by ``classes`` (``--classes MAP.json``, e.g.
 ``{"SB": "stomach_bubble", "calipers": null}``; null ignores the label), else by the table's
 own names, case-insensitive. Overlapping regions are painted in :data:`LAYERS` order:
-background, amniotic fluid, abdomen, shadow, spine, rib, stomach bubble, umbilical vein on top
-(so an outer-contour polygon of a region containing smaller ones is fine). Pixels outside the
+background, amniotic fluid, abdomen, the organs and the brain's parts, shadow, spine, rib,
+skull, femur, stomach bubble, umbilical vein on top (so an outer-contour polygon of a region
+containing smaller ones is fine). Pixels outside the
 probe's fan become 255; a shape reaching more than the format's tolerance
 (:data:`FAN_TOLERANCE_PX`) outside the fan is an error, not silently cut.
 

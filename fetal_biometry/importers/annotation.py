@@ -11,6 +11,7 @@ from typing import Iterable
 import numpy as np
 
 from fetal_biometry import paths
+from fetal_biometry import labels
 from fetal_biometry.labels import ABDOMEN, BACKGROUND, FLUID, RIB, SHADOW, SPINE, STOMACH, VEIN
 from fetal_biometry.measure.ellipse import Ellipse
 
@@ -20,8 +21,11 @@ FORMATS = ("cvat", "labelme", "coco", "masks", "hc18")
 #: Frozen: it names the module as it was when the format began, not where the code lives now.
 GENERATOR = "fetal_biometry.importers"
 TOOL = "import_dataset"  # the output marker of imported datasets (fetal_biometry.atomic.mark)
-#: Painting order of overlapping regions: later ones on top.
-LAYERS = (BACKGROUND, FLUID, ABDOMEN, SHADOW, SPINE, RIB, STOMACH, VEIN)
+#: Painting order of overlapping regions: later ones on top. The body's organs and the brain's
+#: parts lie inside a region (abdomen, brain) and under shadow; bones lie over shadow.
+LAYERS = (BACKGROUND, FLUID, ABDOMEN, labels.HEART, labels.LUNG, labels.KIDNEY, labels.BRAIN,
+          labels.THALAMUS, labels.CAVUM, labels.CEREBELLUM, labels.MIDLINE, SHADOW, SPINE, RIB,
+          labels.SKULL, labels.FEMUR, STOMACH, VEIN)
 #: How far (px) an annotation may reach outside the probe's fan before it is an error.
 FAN_TOLERANCE_PX = {"cvat": 3.0, "labelme": 3.0, "coco": 3.0, "masks": 2.0, "hc18": math.inf}
 IMAGE_TOLERANCE_PX = 1.0  # vertices this far beyond the image border are still "on" it

@@ -17,7 +17,7 @@ from fetal_biometry.geometry import probe as geom
 from fetal_biometry.importers.annotation import Annotation, LAYERS, Shape
 from fetal_biometry.importers.polygons import _shape_problems, edge_points, rasterize
 from fetal_biometry.io import dataset
-from fetal_biometry.labels import ABDOMEN, BACKGROUND, CLASSES, OUTSIDE, STOMACH, VEIN
+from fetal_biometry.labels import ABDOMEN, BACKGROUND, DATASET_CLASSES, OUTSIDE, STOMACH, VEIN
 from fetal_biometry.measure import ellipse as ell
 from fetal_biometry.measure.ellipse import Ellipse
 
@@ -176,7 +176,7 @@ def class_mapper(path: pathlib.Path | None) -> tuple[Callable[[str], int | None 
     The map's keys are the tool's labels (exact, then case-insensitive); its values table
     names (case-insensitive) or null. Labels not in it match the table's names.
     """
-    table = {name.lower(): value for value, name in CLASSES.items()}
+    table = {name.lower(): value for value, name in DATASET_CLASSES.items()}
     mapping: dict[str, str | None] = {}
     problems = []
     if path is not None:
@@ -190,7 +190,7 @@ def class_mapper(path: pathlib.Path | None) -> tuple[Callable[[str], int | None 
         for label, name in mapping.items():
             if name is not None and (not isinstance(name, str) or name.lower() not in table):
                 problems.append(f"{path}: {label!r} maps to {name!r}, not a class of the table "
-                                f"({', '.join(CLASSES.values())}) or null")
+                                f"({', '.join(DATASET_CLASSES.values())}) or null")
     lowered = {k.lower(): v for k, v in mapping.items()}
 
     def value_of(label: str) -> int | None | str:
@@ -200,7 +200,7 @@ def class_mapper(path: pathlib.Path | None) -> tuple[Callable[[str], int | None 
                 return None if target is None else table.get(str(target).lower(), f"bad map entry {target!r}")
         if label.lower() in table:
             return table[label.lower()]
-        return (f"unknown label {label!r}: not a class of the table ({', '.join(CLASSES.values())}); "
+        return (f"unknown label {label!r}: not a class of the table ({', '.join(DATASET_CLASSES.values())}); "
                 "map it with --classes MAP.json (null ignores it)")
 
     return value_of, problems

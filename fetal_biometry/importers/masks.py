@@ -8,13 +8,13 @@ import numpy as np
 
 from fetal_biometry.importers.annotation import Annotation, Read, Shape, _find_image, _listed
 from fetal_biometry.io import scans
-from fetal_biometry.labels import CLASSES, OUTSIDE
+from fetal_biometry.labels import DATASET_CLASSES, OUTSIDE
 
 
 def read_values(path: pathlib.Path | None) -> tuple[dict[int, str | None], list[str]]:
     """The value -> class-name map of label-map masks (None: ignore); default the table's own."""
     if path is None:
-        return {**{v: n for v, n in CLASSES.items()}, OUTSIDE: None}, []
+        return {**{v: n for v, n in DATASET_CLASSES.items()}, OUTSIDE: None}, []
     try:
         data = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:

@@ -26,12 +26,14 @@ import pytest
 from fetal_biometry import importers, simulator
 from fetal_biometry.geometry import probe as geom
 from fetal_biometry.io import dataset
-from fetal_biometry.labels import (ABDOMEN, CLASSES, FLUID, OUTSIDE, RIB, SHADOW, SPINE, STOMACH,
-                                   VEIN)
+from fetal_biometry.labels import (ABDOMEN, DATASET_CLASSES as CLASSES, FLUID, OUTSIDE, RIB, SHADOW, SPINE, STOMACH,
+                                   SWEEP_CLASSES, VEIN)
 from fetal_biometry.measure import ellipse as ell
 
 SHAPE = (160, 160)
-DRAWN = (FLUID, SHADOW, SPINE, RIB, STOMACH, VEIN)  # traced from the label maps
+#: Traced from the label maps (the abdomen is clicked as its skin line); the sweep's organs
+#: (kidney, heart, lung: sections inside the body) after it, as the tool's later layers.
+DRAWN = (FLUID, SHADOW, SPINE, RIB, STOMACH, VEIN, *SWEEP_CLASSES)
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
 
 
@@ -386,7 +388,7 @@ def test_every_problem_is_reported_and_nothing_written(cases, scans, tmp_path):
     write_cvat(tmp_path / "annotations.xml", cases[:3])
     tree = ElementTree.parse(tmp_path / "annotations.xml")
     first, second, third = tree.getroot().findall("image")
-    ElementTree.SubElement(first, "polygon", label="heart", points="1,1;5,1;5,5")
+    ElementTree.SubElement(first, "polygon", label="placenta", points="1,1;5,1;5,5")
     ElementTree.SubElement(first, "polygon", label="rib", points="1,1;5,1")
     ElementTree.SubElement(first, "polygon", label="rib", points="10,10;20,20;20,10;10,20")
     ElementTree.SubElement(first, "polygon", label="stomach_bubble", points="150,150;170,150;170,170")
@@ -404,7 +406,7 @@ def test_every_problem_is_reported_and_nothing_written(cases, scans, tmp_path):
     message = str(error.value)
     xml = str(tmp_path / "annotations.xml")
     for image, shape, problem in [
-            (cases[0].name, "<polygon> #", "unknown label 'heart'"),
+            (cases[0].name, "<polygon> #", "unknown label 'placenta'"),
             (cases[0].name, "label 'rib'", "needs at least 3 points, has 2"),
             (cases[0].name, "label 'rib'", "self-intersecting polygon"),
             (cases[0].name, "label 'stomach_bubble'", "reaches outside the 160x160 image"),
@@ -602,3 +604,9 @@ def test_tool_help_and_bad_arguments(capsys):
     with pytest.raises(SystemExit) as done:
         tool.main(["cvat", "a.xml", "--out", "x", "--spacing", "-1"])
     assert done.value.code == 2 and "argument --spacing: a pixel spacing is a positive" in capsys.readouterr().err
+
+
+def test_every_dataset_class_has_a_painting_layer():
+    # A class added to the dataset's table (head, femur, the sweep's organs) is importable.
+    from fetal_biometry.importers.annotation import LAYERS
+    assert sorted(LAYERS) == sorted(CLASSES)
