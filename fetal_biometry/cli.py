@@ -37,6 +37,17 @@ def confidence(text: str) -> float:
     return value
 
 
+def seed(text: str) -> int:
+    """A random seed: a whole number of at least 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a seed is a whole number, got {text}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"a seed is at least 0, got {text}")
+    return value
+
+
 def at_least_one(text: str) -> int:
     """A count of at least 1."""
     try:

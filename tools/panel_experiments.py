@@ -23,7 +23,7 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fetal_biometry import atomic  # noqa: E402
+from fetal_biometry import atomic, cli  # noqa: E402
 from fetal_biometry.experiments import panel  # noqa: E402
 
 
@@ -31,16 +31,14 @@ def main(argv=None) -> int:
     from tqdm import tqdm
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=int, nargs="+", default=list(panel.SEEDS), metavar="S",
+    parser.add_argument("--seeds", type=cli.seed, nargs="+", default=list(panel.SEEDS), metavar="S",
                         help="training seeds (default 0 1 2)")
     parser.add_argument("--sets", nargs="+", default=list(panel.EVALUATION_SETS),
                         choices=panel.EVALUATION_SETS, help="evaluation sets (default all)")
-    parser.add_argument("--iterations", type=int, default=panel.RECIPE.iterations, metavar="N",
+    parser.add_argument("--iterations", type=cli.at_least_one, default=panel.RECIPE.iterations, metavar="N",
                         help=f"training iterations (default {panel.RECIPE.iterations}; a longer run "
                              "resumes the shorter one's last snapshot)")
-    args = parser.parse_args(argv)
-    if args.iterations < 1:
-        parser.error("--iterations: a positive number")
+    args = parser.parse_args(argv)  # every argument checked here, before anything is simulated
     try:
         recipe = dataclasses.replace(panel.RECIPE, iterations=args.iterations)
         records = panel.run(args.seeds, args.sets, recipe=recipe, progress=lambda it, desc, total=None: tqdm(
